@@ -1,0 +1,193 @@
+/*
+ * broker.c - wiring the broker to its loop: listeners, the per-iteration
+ * flush, and the orderly stop.
+ *
+ * The listening sockets are created by listener.c and handed to libuv as
+ * open fds, so libuv never unlinks the socket file: the broker alone decides
+ * when it is removed. Output of all connections is written from one check
+ * handle, which libuv runs right after it has handled the I/O of an
+ * iteration: every frame read in that iteration has been routed by then,
+ * so each connection gets at most one write per iteration, however many
+ * messages it received.
+ */
+#include "broker.h"
+
+#include "conn.h"
+#include "frame.h"
+#include "log.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+void broker_config_init(struct broker_config *cfg)
+{
+    *cfg = (struct broker_config){
+        .mode = 0600,
+        .max_frame = BROKER_MAX_FRAME_DEFAULT,
+        .max_connections = BROKER_MAX_CONNECTIONS_DEFAULT,
+        .max_subscriptions = BROKER_MAX_SUBSCRIPTIONS_DEFAULT,
+        .max_pending = BROKER_MAX_PENDING_DEFAULT,
+        .max_retained_bytes = BROKER_MAX_RETAINED_BYTES_DEFAULT,
+    };
+}
+
+void broker_mark_dirty(struct broker *b, struct conn *c)
+{
+    if (!c->dirty) {
+        c->dirty = true;
+        c->dirty_next = b->dirty;
+        b->dirty = c;
+    }
+}
+
+static void on_flush_check(uv_check_t *h)
+{
+    struct broker *b = h->data;
+    /* conn_flush() may mark connections dirty again (DROPPED after a
+     * write), so take the list first. */
+    struct conn *list = b->dirty;
+    b->dirty = NULL;
+    while (list != NULL) {
+        struct conn *c = list;
+        list = c->dirty_next;
+        c->dirty = false;
+        c->dirty_next = NULL;
+        conn_flush(c);
+    }
+}
+
+static void on_unix_connection(uv_stream_t *server, int status)
+{
+    struct broker *b = server->data;
+    if (status < 0) {
+        log_error("accept on %s failed: %s", b->cfg.socket_path, uv_strerror(status));
+        return;
+    }
+    conn_accept(b, server, CONN_UNIX);
+}
+
+static void on_tcp_connection(uv_stream_t *server, int status)
+{
+    struct broker *b = server->data;
+    if (status < 0) {
+        log_error("accept on tcp %s failed: %s", b->cfg.tcp, uv_strerror(status));
+        return;
+    }
+    conn_accept(b, server, CONN_TCP);
+}
+
+static int broker_listen_unix(struct broker *b, char *err, size_t err_len)
+{
+    int r = listener_unix_open(&b->unix_listener, b->cfg.socket_path, b->cfg.mode,
+                               b->cfg.group[0] ? b->cfg.group : NULL, err, err_len);
+    if (r < 0) {
+        return r;
+    }
+    uv_pipe_init(b->loop, &b->unix_server, 0);
+    b->unix_server.data = b;
+    r = uv_pipe_open(&b->unix_server, b->unix_listener.fd);
+    if (r == 0) {
+        listener_unix_forget_fd(&b->unix_listener); /* libuv owns it now */
+        r = uv_listen((uv_stream_t *)&b->unix_server, LISTENER_BACKLOG, on_unix_connection);
+    }
+    b->unix_open = true; /* closed by broker_stop() either way */
+    if (r < 0) {
+        snprintf(err, err_len, "cannot listen on %s: %s", b->cfg.socket_path, uv_strerror(r));
+        return r;
+    }
+    return 0;
+}
+
+static int broker_listen_tcp(struct broker *b, char *err, size_t err_len)
+{
+    int fd;
+    int r = listener_tcp_open(b->cfg.tcp, &fd, &b->tcp_port, err, err_len);
+    if (r < 0) {
+        return r;
+    }
+    uv_tcp_init(b->loop, &b->tcp_server);
+    b->tcp_server.data = b;
+    b->tcp_open = true;
+    r = uv_tcp_open(&b->tcp_server, fd);
+    if (r < 0) {
+        close(fd);
+    } else {
+        r = uv_listen((uv_stream_t *)&b->tcp_server, LISTENER_BACKLOG, on_tcp_connection);
+    }
+    if (r < 0) {
+        snprintf(err, err_len, "cannot listen on tcp %s: %s", b->cfg.tcp, uv_strerror(r));
+        return r;
+    }
+    return 0;
+}
+
+int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *cfg, char *err,
+                size_t err_len)
+{
+    memset(b, 0, sizeof(*b));
+    b->loop = loop;
+    b->cfg = *cfg;
+    b->unix_listener.fd = -1;
+    b->unix_listener.lock_fd = -1;
+    b->start_ms = uv_now(loop);
+
+    int r = subtrie_new(&b->subs);
+    if (r < 0) {
+        snprintf(err, err_len, "cannot start: out of memory");
+        return r;
+    }
+    uv_check_init(loop, &b->flush_check);
+    b->flush_check.data = b;
+    uv_check_start(&b->flush_check, on_flush_check);
+
+    r = broker_listen_unix(b, err, err_len);
+    if (r == 0 && cfg->tcp[0] != '\0') {
+        r = broker_listen_tcp(b, err, err_len);
+    }
+    if (r < 0) {
+        broker_stop(b);
+        uv_run(loop, UV_RUN_DEFAULT); /* let the close callbacks run */
+        broker_deinit(b);
+        return r;
+    }
+    return 0;
+}
+
+void broker_stop(struct broker *b)
+{
+    if (b->stopping) {
+        return;
+    }
+    b->stopping = true;
+    if (b->unix_open) {
+        uv_close((uv_handle_t *)&b->unix_server, NULL);
+    }
+    if (b->tcp_open) {
+        uv_close((uv_handle_t *)&b->tcp_server, NULL);
+    }
+    for (struct conn *c = b->conns; c != NULL; c = c->next) {
+        conn_end(c, FRAME_ERR_SHUTDOWN, "broker shutting down");
+    }
+    /* The check handle runs once more to write the ERRs and close the
+     * connections; then it goes too, and the loop ends. */
+    uv_check_stop(&b->flush_check);
+    for (struct conn *c = b->dirty; c != NULL;) {
+        struct conn *next = c->dirty_next;
+        c->dirty = false;
+        c->dirty_next = NULL;
+        conn_flush(c);
+        c = next;
+    }
+    b->dirty = NULL;
+    uv_close((uv_handle_t *)&b->flush_check, NULL);
+}
+
+void broker_deinit(struct broker *b)
+{
+    listener_unix_close(&b->unix_listener);
+    subtrie_result_deinit(&b->match);
+    subtrie_free(b->subs);
+    b->subs = NULL;
+}

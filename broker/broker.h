@@ -1,0 +1,114 @@
+/*
+ * broker.h - the broker: its configuration, its loop and what it owns.
+ *
+ * One struct broker per process. It owns the libuv loop handles, the
+ * listeners, every connection, the subscription router and the counters.
+ * Everything runs on the loop thread.
+ */
+#ifndef SOCKBUS_BROKER_H
+#define SOCKBUS_BROKER_H
+
+#include "listener.h"
+#include "subtrie.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#define BROKER_VERSION "0.1.0"
+#define BROKER_NAME "sockbusd"
+
+/* Limits (DESIGN §4): each has a default, a flag and a config key. */
+#define BROKER_MAX_FRAME_DEFAULT 1114112u
+#define BROKER_MAX_CONNECTIONS_DEFAULT 4096u
+#define BROKER_MAX_SUBSCRIPTIONS_DEFAULT 65536u
+#define BROKER_MAX_PENDING_DEFAULT (8u * 1024u * 1024u)
+#define BROKER_MAX_RETAINED_BYTES_DEFAULT (64u * 1024u * 1024u)
+
+/* The smallest max_frame that still carries a full-length subject. */
+#define BROKER_MAX_FRAME_MIN 4096u
+
+/* Size of the read buffer shared by all connections (see conn.c). */
+#define BROKER_READ_CHUNK (64u * 1024u)
+
+struct broker_config {
+    char socket_path[108];
+    char tcp[256];       /* "" for none */
+    unsigned mode;       /* socket file mode, default 0600 */
+    char group[64];      /* "" for none */
+    uint32_t max_frame;
+    uint32_t max_connections;
+    uint32_t max_subscriptions;
+    uint64_t max_pending;
+    uint64_t max_retained_bytes;
+};
+
+struct broker_stats {
+    uint64_t msgs_in;
+    uint64_t msgs_out;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t dropped;
+};
+
+struct conn;
+
+struct broker {
+    uv_loop_t *loop;
+    struct broker_config cfg;
+
+    struct listener_unix unix_listener;
+    uv_pipe_t unix_server;
+    bool unix_open;
+    uv_tcp_t tcp_server;
+    bool tcp_open;
+    unsigned tcp_port;
+
+    /* Every connection, for shutdown and introspection. */
+    struct conn *conns;
+    uint32_t nconns;   /* all accepted and not yet closed */
+    uint64_t next_client_id;
+
+    /* Connections with output to write this loop iteration. */
+    struct conn *dirty;
+    uv_check_t flush_check;
+
+    /* Routing. */
+    struct subtrie *subs;
+    struct subtrie_result match;
+    uint64_t nsubs;
+
+    struct broker_stats stats;
+    uint64_t start_ms;
+    bool stopping;
+
+    /* Shared read buffer: a connection reads here unless it holds part of a
+     * frame (conn.c). One per loop, as libuv runs one read at a time. */
+    uint8_t read_chunk[BROKER_READ_CHUNK];
+};
+
+/* Defaults for every field of the config. */
+void broker_config_init(struct broker_config *cfg);
+
+/*
+ * Set up the broker on `loop`: listen on the Unix socket (and TCP when
+ * configured). On failure returns a negative errno and writes one line to
+ * err; nothing is left open.
+ */
+int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *cfg, char *err,
+                size_t err_len);
+
+/* Begin an orderly stop: tell every client (ERR 9), close the listeners and
+ * connections; the loop ends when all handles are closed. */
+void broker_stop(struct broker *b);
+
+/* Release what broker_init() set up, after the loop has ended: removes the
+ * socket file if it is still ours. */
+void broker_deinit(struct broker *b);
+
+/* Mark a connection as having output to write at the end of this
+ * iteration. */
+void broker_mark_dirty(struct broker *b, struct conn *c);
+
+#endif /* SOCKBUS_BROKER_H */

@@ -1,0 +1,656 @@
+/*
+ * conn.c - a client connection: reading frames, dispatching them, and
+ * queueing output.
+ *
+ * Reading. All connections read into the broker's one shared chunk
+ * (libuv runs one read callback at a time), and every complete frame in it
+ * is handled in place, without a copy. Only the tail of an incomplete frame
+ * is copied into the connection's own `in` buffer; while that buffer holds
+ * something, reads go straight into it. `in` grows with what has arrived,
+ * never with what a frame header claims: at most twice the bytes received
+ * plus one chunk. A size field is judged (16 <= size <= max_frame) as soon
+ * as its 4 bytes are there.
+ *
+ * Writing. Output is appended to `out` and written once per loop iteration
+ * by conn_flush(), called from the broker's check handle: first with
+ * uv_try_write(), and if the socket takes less than all of it, the rest is
+ * handed to uv_write() and new output goes to the other buffer until the
+ * write completes. `out` plus the in-flight buffer never exceeds
+ * max_pending for messages: a MSG that does not fit is dropped for this
+ * connection only, counted, and reported with DROPPED as soon as the write
+ * in flight completes. Replies to the client's own requests (PONG, ERR) are
+ * never dropped; instead, reading from a connection stops while its queue
+ * is over max_pending, so a client that sends PINGs but never reads can
+ * only block itself.
+ */
+#include "conn.h"
+
+#include "broker.h"
+#include "frame.h"
+#include "log.h"
+#include "router.h"
+#include "sockbus.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+/* An idle connection keeps buffers up to this size; larger ones are freed
+ * when they drain, so a burst does not pin memory forever. */
+#define CONN_BUF_KEEP (64u * 1024u)
+#define CONN_NAME_MAX 128u
+#define CONN_ERR_TEXT_MAX 256u
+
+static void conn_read_start(struct conn *c);
+
+/* ---- buffers ------------------------------------------------------------ */
+
+static int buf_reserve(struct conn_buf *b, size_t need)
+{
+    if (b->cap - b->len >= need) {
+        return 0;
+    }
+    size_t cap = b->cap ? b->cap : 4096;
+    while (cap - b->len < need) {
+        cap *= 2;
+    }
+    uint8_t *p = realloc(b->data, cap);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    b->data = p;
+    b->cap = cap;
+    return 0;
+}
+
+static void buf_free(struct conn_buf *b)
+{
+    free(b->data);
+    *b = (struct conn_buf){0};
+}
+
+/* Empty the buffer; give its memory back if a burst made it large. */
+static void buf_reset(struct conn_buf *b)
+{
+    b->len = 0;
+    if (b->cap > CONN_BUF_KEEP) {
+        buf_free(b);
+    }
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static void conn_mark_dirty(struct conn *c)
+{
+    broker_mark_dirty(c->broker, c);
+}
+
+/* Append one frame. Returns 0 or -ENOMEM. */
+static int conn_queue(struct conn *c, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
+                      size_t subject_len, const void *payload, size_t payload_len)
+{
+    size_t size = frame_encoded_size(subject_len, 0, 0, payload_len);
+    if (buf_reserve(&c->out, size) < 0) {
+        return -ENOMEM;
+    }
+    c->out.len += frame_encode(c->out.data + c->out.len, op, flags, sid, subject, subject_len,
+                               NULL, 0, NULL, 0, payload, payload_len);
+    conn_mark_dirty(c);
+    return 0;
+}
+
+bool conn_queue_msg(struct conn *c, uint32_t sid, uint8_t flags, const struct frame *pub)
+{
+    struct broker *b = c->broker;
+    if (c->draining || c->closing) {
+        return false;
+    }
+    if (conn_pending(c) + pub->size > b->cfg.max_pending || buf_reserve(&c->out, pub->size) < 0) {
+        c->dropped++;
+        c->dropped_unreported++;
+        b->stats.dropped++;
+        conn_mark_dirty(c);
+        return false;
+    }
+    /* The one copy per subscriber: the PUB body after a MSG header. */
+    uint8_t *p = c->out.data + c->out.len;
+    frame_encode_header(p, pub->size, FRAME_OP_MSG, flags, pub->subject_len, pub->reply_len,
+                        pub->header_len, sid);
+    memcpy(p + FRAME_HEADER_SIZE, pub->subject, pub->size - FRAME_HEADER_SIZE);
+    c->out.len += pub->size;
+    c->msgs_out++;
+    c->bytes_out += pub->size;
+    b->stats.msgs_out++;
+    b->stats.bytes_out += pub->size;
+    conn_mark_dirty(c);
+    return true;
+}
+
+void conn_queue_err(struct conn *c, uint32_t code, const void *subject, size_t subject_len,
+                    const char *fmt, ...)
+{
+    char text[CONN_ERR_TEXT_MAX];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(text, sizeof(text), fmt, ap);
+    va_end(ap);
+    size_t len = n < 0 ? 0 : (size_t)n >= sizeof(text) ? sizeof(text) - 1 : (size_t)n;
+    if (c->draining || c->closing) {
+        return;
+    }
+    if (c->has_cred) {
+        log_verbose("client %llu (pid %ld, uid %lu): ERR %u: %s",
+                    (unsigned long long)c->id, (long)c->pid, (unsigned long)c->uid, code,
+                    text);
+    } else {
+        log_verbose("client %llu (tcp): ERR %u: %s", (unsigned long long)c->id, code, text);
+    }
+    if (subject_len > SB_SUBJECT_MAX) {
+        subject_len = SB_SUBJECT_MAX;
+    }
+    if (conn_queue(c, FRAME_OP_ERR, 0, code, subject, subject_len, text, len) < 0) {
+        conn_close(c);
+    }
+}
+
+void conn_end(struct conn *c, uint32_t code, const char *text)
+{
+    conn_queue_err(c, code, NULL, 0, "%s", text);
+    if (c->closing) {
+        return;
+    }
+    /* Stop taking input and leave the routing table now; conn_flush()
+     * writes what is queued, then closes. */
+    c->draining = true;
+    if (c->reading) {
+        uv_read_stop(&c->h.stream);
+        c->reading = false;
+    }
+    router_remove_conn(c->broker, c);
+    conn_mark_dirty(c);
+}
+
+static void conn_queue_dropped(struct conn *c)
+{
+    uint8_t count[8];
+    frame_put_u64(count, c->dropped_unreported);
+    if (conn_queue(c, FRAME_OP_DROPPED, 0, 0, NULL, 0, count, sizeof(count)) == 0) {
+        c->dropped_unreported = 0;
+    }
+}
+
+/* A connection paused for its backlog reads again once the backlog fits. */
+static void conn_maybe_resume(struct conn *c)
+{
+    if (!c->reading && !c->draining && !c->closing &&
+        conn_pending(c) <= c->broker->cfg.max_pending) {
+        conn_read_start(c);
+    }
+}
+
+static void on_write(uv_write_t *req, int status)
+{
+    struct conn *c = req->data;
+    c->writing = false;
+    buf_reset(&c->wbuf);
+    if (status < 0) {
+        /* UV_ECANCELED: closing already. Otherwise the peer is gone. */
+        conn_close(c);
+        return;
+    }
+    /* The queue has room again: DROPPED goes out now, and a connection that
+     * was paused for its backlog reads again. */
+    if (c->out.len > 0 || c->dropped_unreported > 0 || c->draining) {
+        conn_mark_dirty(c);
+    }
+    conn_maybe_resume(c);
+}
+
+void conn_flush(struct conn *c)
+{
+    if (c->closing || c->writing) {
+        return; /* on_write() marks it dirty again */
+    }
+    if (c->dropped_unreported > 0 && !c->draining) {
+        conn_queue_dropped(c);
+    }
+    size_t written = 0;
+    if (c->out.len > 0) {
+        uv_buf_t buf = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
+        int n = uv_try_write(&c->h.stream, &buf, 1);
+        if (n < 0 && n != UV_EAGAIN) {
+            conn_close(c);
+            return;
+        }
+        written = n > 0 ? (size_t)n : 0;
+    }
+    if (c->draining) {
+        /* Best effort for the last words: a peer that does not read them
+         * does not get to keep its connection open. */
+        conn_close(c);
+        return;
+    }
+    if (written == c->out.len) {
+        buf_reset(&c->out);
+        conn_maybe_resume(c);
+        return;
+    }
+    /* The socket is full: hand the rest to libuv and fill the other buffer
+     * meanwhile. The in-flight bytes keep counting toward max_pending. */
+    struct conn_buf tmp = c->wbuf;
+    c->wbuf = c->out;
+    c->out = tmp;
+    memmove(c->wbuf.data, c->wbuf.data + written, c->wbuf.len - written);
+    c->wbuf.len -= written;
+    uv_buf_t buf = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
+    c->wreq.data = c;
+    int r = uv_write(&c->wreq, &c->h.stream, &buf, 1, on_write);
+    if (r < 0) {
+        conn_close(c);
+        return;
+    }
+    c->writing = true;
+}
+
+/* ---- frames ------------------------------------------------------------- */
+
+static uint32_t errno_to_err(int r)
+{
+    switch (r) {
+    case -EINVAL:
+        return FRAME_ERR_SUBJECT;
+    case -EEXIST:
+    case -ENOENT:
+        return FRAME_ERR_SID;
+    case -EACCES:
+        return FRAME_ERR_PERMISSION;
+    default:
+        return FRAME_ERR_LIMIT; /* -EDQUOT, -ENOMEM */
+    }
+}
+
+static void conn_send_welcome(struct conn *c)
+{
+    struct broker *b = c->broker;
+    char inbox[64];
+    snprintf(inbox, sizeof(inbox), "_INBOX.%llu.", (unsigned long long)c->id);
+    json_object *o = json_object_new_object();
+    json_object_object_add(o, "protocol", json_object_new_int(SB_PROTOCOL_VERSION));
+    json_object_object_add(o, "server", json_object_new_string(BROKER_NAME));
+    json_object_object_add(o, "version", json_object_new_string(BROKER_VERSION));
+    json_object_object_add(o, "client_id", json_object_new_int64((int64_t)c->id));
+    json_object_object_add(o, "max_frame", json_object_new_int64(b->cfg.max_frame));
+    json_object_object_add(o, "inbox_prefix", json_object_new_string(inbox));
+    size_t len;
+    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+    if (conn_queue(c, FRAME_OP_WELCOME, 0, 0, NULL, 0, s, len) < 0) {
+        conn_close(c);
+    }
+    json_object_put(o);
+}
+
+/* HELLO: {"protocol":1,"name":"...","echo":true}. */
+static void conn_handle_hello(struct conn *c, const struct frame *f)
+{
+    json_tokener *tok = json_tokener_new();
+    json_object *o = NULL;
+    if (tok != NULL) {
+        o = json_tokener_parse_ex(tok, (const char *)f->payload, (int)f->payload_len);
+        /* Trailing bytes after the object make it invalid too. */
+        if (o != NULL && json_tokener_get_parse_end(tok) != f->payload_len) {
+            json_object_put(o);
+            o = NULL;
+        }
+        json_tokener_free(tok);
+    }
+    json_object *proto;
+    json_object *name;
+    json_object *echo;
+    if (o == NULL || !json_object_is_type(o, json_type_object) ||
+        !json_object_object_get_ex(o, "protocol", &proto) ||
+        !json_object_is_type(proto, json_type_int)) {
+        json_object_put(o);
+        conn_end(c, FRAME_ERR_PROTOCOL, "invalid HELLO: expected a JSON object with \"protocol\"");
+        return;
+    }
+    if (json_object_get_int64(proto) != SB_PROTOCOL_VERSION) {
+        json_object_put(o);
+        conn_end(c, FRAME_ERR_VERSION, "unsupported protocol version: this broker speaks 1");
+        return;
+    }
+    bool bad = false;
+    if (json_object_object_get_ex(o, "name", &name)) {
+        if (json_object_is_type(name, json_type_string)) {
+            c->name = strndup(json_object_get_string(name), CONN_NAME_MAX);
+        } else {
+            bad = true;
+        }
+    }
+    c->echo = true;
+    if (json_object_object_get_ex(o, "echo", &echo)) {
+        if (json_object_is_type(echo, json_type_boolean)) {
+            c->echo = json_object_get_boolean(echo);
+        } else {
+            bad = true;
+        }
+    }
+    json_object_put(o);
+    if (bad) {
+        conn_end(c, FRAME_ERR_PROTOCOL, "invalid HELLO: \"name\" must be a string, \"echo\" a boolean");
+        return;
+    }
+    c->hello_done = true;
+    conn_send_welcome(c);
+    if (c->has_cred) {
+        log_verbose("client %llu connected: %s pid %ld uid %lu gid %lu name '%s'",
+                    (unsigned long long)c->id, "unix", (long)c->pid, (unsigned long)c->uid,
+                    (unsigned long)c->gid, c->name ? c->name : "");
+    } else {
+        log_verbose("client %llu connected: tcp name '%s'", (unsigned long long)c->id,
+                    c->name ? c->name : "");
+    }
+}
+
+static void conn_handle_frame(struct conn *c, const struct frame *f)
+{
+    struct broker *b = c->broker;
+    int r;
+    c->bytes_in += f->size;
+    b->stats.bytes_in += f->size;
+
+    if (!c->hello_done) {
+        if (f->op == FRAME_OP_HELLO) {
+            conn_handle_hello(c, f);
+        } else {
+            conn_end(c, FRAME_ERR_HELLO_REQUIRED, "HELLO required before any other frame");
+        }
+        return;
+    }
+    switch (f->op) {
+    case FRAME_OP_PUB:
+        c->msgs_in++;
+        b->stats.msgs_in++;
+        r = router_publish(b, c, f);
+        if (r < 0) {
+            conn_queue_err(c, errno_to_err(r), f->subject, f->subject_len,
+                           "cannot publish on '%.*s': %s", (int)f->subject_len,
+                           (const char *)f->subject,
+                           r == -EINVAL ? "invalid subject or reply subject" : strerror(-r));
+        }
+        break;
+    case FRAME_OP_SUB:
+        r = router_subscribe(b, c, f);
+        if (r == -EDQUOT) {
+            conn_queue_err(c, FRAME_ERR_LIMIT, f->subject, f->subject_len,
+                           "cannot subscribe to '%.*s': max_subscriptions (%u) reached",
+                           (int)f->subject_len, (const char *)f->subject,
+                           b->cfg.max_subscriptions);
+        } else if (r == -EEXIST) {
+            conn_queue_err(c, FRAME_ERR_SID, f->subject, f->subject_len,
+                           "cannot subscribe to '%.*s': sid %u is zero or in use",
+                           (int)f->subject_len, (const char *)f->subject, f->sid);
+        } else if (r < 0) {
+            conn_queue_err(c, errno_to_err(r), f->subject, f->subject_len,
+                           "cannot subscribe to '%.*s': %s", (int)f->subject_len,
+                           (const char *)f->subject,
+                           r == -EINVAL ? "invalid pattern or queue group" : strerror(-r));
+        }
+        break;
+    case FRAME_OP_UNSUB: {
+        uint32_t max = f->payload_len >= 4 ? frame_get_u32(f->payload) : 0;
+        r = router_unsubscribe(b, c, f->sid, max);
+        if (r < 0) {
+            conn_queue_err(c, FRAME_ERR_SID, NULL, 0, "cannot unsubscribe: unknown sid %u",
+                           f->sid);
+        }
+        break;
+    }
+    case FRAME_OP_PING:
+        if (conn_queue(c, FRAME_OP_PONG, 0, f->sid, NULL, 0, NULL, 0) < 0) {
+            conn_close(c);
+        }
+        break;
+    case FRAME_OP_HELLO:
+        conn_end(c, FRAME_ERR_PROTOCOL, "a second HELLO");
+        break;
+    default:
+        conn_end(c, FRAME_ERR_PROTOCOL, "unexpected frame from a client");
+        break;
+    }
+}
+
+/*
+ * Handle every complete frame in buf[0..len). Returns the bytes consumed;
+ * stops early when the connection ends.
+ */
+static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
+{
+    size_t off = 0;
+    while (!c->draining && !c->closing) {
+        struct frame f;
+        int r = frame_parse(buf + off, len - off, c->broker->cfg.max_frame, &f);
+        if (r == FRAME_NEED_MORE) {
+            break;
+        }
+        if (r == -EMSGSIZE) {
+            char text[96];
+            snprintf(text, sizeof(text), "frame of %u bytes exceeds max_frame (%u)",
+                     frame_get_u32(buf + off), c->broker->cfg.max_frame);
+            conn_end(c, FRAME_ERR_TOO_LARGE, text);
+            break;
+        }
+        if (r < 0) {
+            conn_end(c, FRAME_ERR_PROTOCOL,
+                     frame_get_u32(buf + off) < FRAME_MIN_SIZE ? "frame size below 16"
+                     : frame_op_known(buf[off + 4]) ? "frame lengths overrun the frame"
+                                                     : "unknown op");
+            break;
+        }
+        conn_handle_frame(c, &f);
+        off += f.size;
+    }
+    /* Backpressure on this connection only: stop reading while its own
+     * replies are piling up unread. */
+    if (c->reading && conn_pending(c) > c->broker->cfg.max_pending) {
+        uv_read_stop(&c->h.stream);
+        c->reading = false;
+    }
+    return off;
+}
+
+/* ---- reading ------------------------------------------------------------ */
+
+/* How much room `in` should have to receive more of the frame it holds:
+ * the missing bytes, but never more than what has arrived plus a chunk. */
+static size_t conn_in_want(const struct conn *c)
+{
+    if (c->in.len < 4) {
+        return FRAME_HEADER_SIZE;
+    }
+    size_t size = frame_get_u32(c->in.data);
+    size_t missing = size > c->in.len ? size - c->in.len : 0;
+    size_t step = c->in.len > BROKER_READ_CHUNK ? c->in.len : BROKER_READ_CHUNK;
+    return missing < step ? missing : step;
+}
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    struct conn *c = h->data;
+    (void)suggested;
+    if (c->in.len == 0) {
+        *buf = uv_buf_init((char *)c->broker->read_chunk, BROKER_READ_CHUNK);
+        return;
+    }
+    size_t want = conn_in_want(c);
+    if (want == 0 || buf_reserve(&c->in, want) < 0) {
+        *buf = uv_buf_init(NULL, 0); /* UV_ENOBUFS in on_read */
+        return;
+    }
+    *buf = uv_buf_init((char *)c->in.data + c->in.len, (unsigned)(c->in.cap - c->in.len));
+}
+
+/* Keep the tail of an incomplete frame for the next read. */
+static void conn_keep_partial(struct conn *c, const uint8_t *p, size_t len)
+{
+    if (buf_reserve(&c->in, len) < 0) {
+        conn_close(c);
+        return;
+    }
+    memcpy(c->in.data + c->in.len, p, len);
+    c->in.len += len;
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct conn *c = s->data;
+    if (nread < 0) {
+        if (nread != UV_EOF) {
+            log_verbose("client %llu: read failed: %s", (unsigned long long)c->id,
+                        uv_strerror((int)nread));
+        }
+        conn_close(c);
+        return;
+    }
+    if (nread == 0 || c->closing) {
+        return;
+    }
+    const uint8_t *data = (const uint8_t *)buf->base;
+    if (data == c->broker->read_chunk) {
+        /* conn_process() has judged the size of a partial frame already. */
+        size_t used = conn_process(c, data, (size_t)nread);
+        if (!c->draining && !c->closing && used < (size_t)nread) {
+            conn_keep_partial(c, data + used, (size_t)nread - used);
+        }
+        return;
+    }
+    c->in.len += (size_t)nread;
+    size_t used = conn_process(c, c->in.data, c->in.len);
+    if (c->draining || c->closing) {
+        return;
+    }
+    memmove(c->in.data, c->in.data + used, c->in.len - used);
+    c->in.len -= used;
+    if (c->in.len == 0) {
+        buf_reset(&c->in);
+    }
+}
+
+static void conn_read_start(struct conn *c)
+{
+    int r = uv_read_start(&c->h.stream, on_alloc, on_read);
+    if (r < 0) {
+        conn_close(c);
+        return;
+    }
+    c->reading = true;
+}
+
+/* ---- lifecycle ---------------------------------------------------------- */
+
+static void on_close(uv_handle_t *h)
+{
+    struct conn *c = h->data;
+    struct broker *b = c->broker;
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else {
+        b->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    b->nconns--;
+    buf_free(&c->in);
+    buf_free(&c->out);
+    buf_free(&c->wbuf);
+    sidmap_deinit(&c->subs);
+    free(c->name);
+    free(c);
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->closing) {
+        return;
+    }
+    c->closing = true;
+    c->reading = false;
+    router_remove_conn(c->broker, c);
+    if (c->hello_done) {
+        if (c->has_cred) {
+            log_verbose("client %llu disconnected: pid %ld uid %lu", (unsigned long long)c->id,
+                        (long)c->pid, (unsigned long)c->uid);
+        } else {
+            log_verbose("client %llu disconnected: tcp", (unsigned long long)c->id);
+        }
+    }
+    /* A connection still on the dirty list is skipped by the flush (it is
+     * `closing`); it is freed only in on_close, after the flush. */
+    uv_close(&c->h.handle, on_close);
+}
+
+static void conn_read_cred(struct conn *c)
+{
+    uv_os_fd_t fd;
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (uv_fileno(&c->h.handle, &fd) == 0 &&
+        getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0) {
+        c->has_cred = true;
+        c->pid = cred.pid;
+        c->uid = cred.uid;
+        c->gid = cred.gid;
+    }
+}
+
+void conn_accept(struct broker *b, uv_stream_t *server, enum conn_transport transport)
+{
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        log_error("cannot accept a connection: out of memory");
+        return;
+    }
+    c->broker = b;
+    c->transport = transport;
+    c->h.handle.data = c;
+    sidmap_init(&c->subs);
+    int r = transport == CONN_UNIX ? uv_pipe_init(b->loop, &c->h.pipe, 0)
+                                   : uv_tcp_init(b->loop, &c->h.tcp);
+    if (r < 0) {
+        log_error("cannot accept a connection: %s", uv_strerror(r));
+        free(c);
+        return;
+    }
+    c->h.handle.data = c;
+    c->id = ++b->next_client_id;
+    c->next = b->conns;
+    if (b->conns) {
+        b->conns->prev = c;
+    }
+    b->conns = c;
+    b->nconns++;
+
+    r = uv_accept(server, &c->h.stream);
+    if (r < 0) {
+        log_error("cannot accept a connection: %s", uv_strerror(r));
+        conn_close(c);
+        return;
+    }
+    if (transport == CONN_UNIX) {
+        conn_read_cred(c);
+    } else {
+        uv_tcp_nodelay(&c->h.tcp, 1);
+    }
+    if (b->nconns > b->cfg.max_connections) {
+        char text[96];
+        snprintf(text, sizeof(text), "max_connections (%u) reached; try again later",
+                 b->cfg.max_connections);
+        conn_end(c, FRAME_ERR_LIMIT, text);
+        return;
+    }
+    conn_read_start(c);
+}

@@ -1,0 +1,649 @@
+/*
+ * listener.c - the broker's listening sockets: the Unix socket file and its
+ * lifecycle (DESIGN §2), and the optional TCP listener.
+ *
+ * The Unix socket file is shared ground: a second broker, a crashed broker's
+ * leftovers and a user's unrelated file can all sit at the path. The lock
+ * decides who may touch the path at all: an exclusive flock on PATH.lock,
+ * held for the broker's whole life. Only the lock holder ever unlinks the
+ * socket or the lock file, so once we hold it, what we find at the path is
+ * either a live program that does not use the lock (we leave it alone), a
+ * socket nobody answers on (stale: we replace it), or something that is not
+ * a socket at all (never ours to delete).
+ *
+ * The socket is bound here rather than by libuv, because uv_close() on a
+ * pipe that libuv bound unlinks the path unconditionally; the broker hands
+ * the fd to uv_pipe_open() and this file alone decides when the path goes
+ * away: at close, and only if it is still the inode we created.
+ *
+ * Every failure writes one line for the user (what failed, on what, what to
+ * try) and undoes whatever this call did, so a failed open leaves nothing
+ * on disk and no fd open.
+ */
+#include "listener.h"
+
+#include "endpoint.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+/* listener_unix.path is sized by hand in the header; it must be exactly a
+ * sun_path, so that every path we accept is one bind() can take. */
+_Static_assert(sizeof(((struct listener_unix *)0)->path) ==
+                   sizeof(((struct sockaddr_un *)0)->sun_path),
+               "listener_unix.path must match sockaddr_un.sun_path");
+
+#define LOCK_SUFFIX ".lock"
+
+/* Room for a socket path and its ".lock" suffix. */
+#define LOCK_PATH_MAX (sizeof(((struct listener_unix *)0)->path) + sizeof(LOCK_SUFFIX))
+
+/* The lock can move under us only while another broker is shutting down
+ * (see lock_acquire()); a few retries cover that, more means something is
+ * fighting over the file and the user should look. */
+#define LOCK_ATTEMPTS 8
+
+/* umask around bind(): the socket file is born 0600, whatever the process
+ * umask, and is opened up by chmod() only after its group is right. */
+#define BIND_UMASK 0177
+
+/* Longest host and port endpoint_parse_tcp() may hand us. */
+#define TCP_HOST_MAX 256
+#define TCP_PORT_MAX 8
+
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void set_err(char *err, size_t err_len, const char *fmt, ...)
+{
+    if (err == NULL || err_len == 0) {
+        return;
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, err_len, fmt, ap);
+    va_end(ap);
+}
+
+static void listener_unix_reset(struct listener_unix *l)
+{
+    l->fd = -1;
+    l->lock_fd = -1;
+    l->dev = 0;
+    l->ino = 0;
+    l->path[0] = '\0';
+}
+
+static void lock_path_of(const char *path, char *out, size_t len)
+{
+    snprintf(out, len, "%s" LOCK_SUFFIX, path);
+}
+
+/* The directory a path lives in, for messages: "." for a bare name. */
+static void parent_dir_of(const char *path, char *out, size_t len)
+{
+    const char *slash = strrchr(path, '/');
+    if (slash == NULL) {
+        snprintf(out, len, ".");
+    } else if (slash == path) {
+        snprintf(out, len, "/");
+    } else {
+        snprintf(out, len, "%.*s", (int)(slash - path), path);
+    }
+}
+
+static const char *file_kind(mode_t mode)
+{
+    if (S_ISREG(mode)) {
+        return "a regular file";
+    }
+    if (S_ISDIR(mode)) {
+        return "a directory";
+    }
+    if (S_ISLNK(mode)) {
+        return "a symbolic link";
+    }
+    if (S_ISFIFO(mode)) {
+        return "a named pipe";
+    }
+    if (S_ISCHR(mode)) {
+        return "a character device";
+    }
+    if (S_ISBLK(mode)) {
+        return "a block device";
+    }
+    return "not a socket";
+}
+
+/* "--group NAME": a group name, or a numeric gid as chown(1) accepts.
+ * getgrnam() reports "not found" with a NULL and an errno that varies by
+ * NSS backend, so any NULL counts as unknown. */
+static int group_lookup(const char *group, gid_t *gid_out)
+{
+    struct group *gr = getgrnam(group);
+    if (gr != NULL) {
+        *gid_out = gr->gr_gid;
+        return 0;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long n = strtoul(group, &end, 10);
+    if (*group >= '0' && *group <= '9' && *end == '\0' && errno == 0 &&
+        n < (unsigned long)(gid_t)-1) {
+        *gid_out = (gid_t)n;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+/*
+ * Open PATH.lock and take an exclusive, non-blocking flock on it. Returns
+ * the locked fd, or a negative errno with err written.
+ *
+ * A broker removes its lock file at exit while still holding the lock. If
+ * that happens between our open() and flock(), we hold a lock on an inode
+ * that no longer has a name, and a third broker could create and lock a new
+ * PATH.lock beside us. So after flock() we check that the path still names
+ * the inode we locked, and start over if not.
+ */
+static int lock_acquire(const char *path, const char *lock_path, char *err, size_t err_len)
+{
+    for (int attempt = 0; attempt < LOCK_ATTEMPTS; attempt++) {
+        /* O_NOFOLLOW: in a shared directory such as /tmp, a planted
+         * symlink must not make us create or lock a file elsewhere. */
+        int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        if (fd < 0) {
+            int e = errno;
+            if (e == ENOENT) {
+                char dir[LOCK_PATH_MAX];
+                parent_dir_of(path, dir, sizeof(dir));
+                set_err(err, err_len,
+                        "cannot listen on %s: directory %s does not exist; create it or use "
+                        "--socket PATH",
+                        path, dir);
+            } else if (e == ELOOP) {
+                set_err(err, err_len,
+                        "cannot listen on %s: lock file %s is a symbolic link; remove it or "
+                        "use --socket PATH",
+                        path, lock_path);
+            } else {
+                set_err(err, err_len,
+                        "cannot listen on %s: cannot open lock file %s: %s; check the "
+                        "directory's permissions or use --socket PATH",
+                        path, lock_path, strerror(e));
+            }
+            return -e;
+        }
+
+        struct stat locked;
+        if (fstat(fd, &locked) < 0) {
+            int e = errno;
+            close(fd);
+            set_err(err, err_len, "cannot listen on %s: cannot stat lock file %s: %s", path,
+                    lock_path, strerror(e));
+            return -e;
+        }
+        if (!S_ISREG(locked.st_mode)) {
+            close(fd);
+            set_err(err, err_len,
+                    "cannot listen on %s: lock file %s is %s, not a regular file; remove it or "
+                    "use --socket PATH",
+                    path, lock_path, file_kind(locked.st_mode));
+            return -EEXIST;
+        }
+
+        if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+            int e = errno;
+            close(fd);
+            if (e == EWOULDBLOCK) {
+                set_err(err, err_len,
+                        "cannot listen on %s: another sockbusd is running (lock %s is held); "
+                        "stop it or use --socket PATH",
+                        path, lock_path);
+                return -EADDRINUSE;
+            }
+            set_err(err, err_len, "cannot listen on %s: cannot lock %s: %s; use --socket PATH",
+                    path, lock_path, strerror(e));
+            return -e;
+        }
+
+        struct stat named;
+        if (lstat(lock_path, &named) == 0 && named.st_dev == locked.st_dev &&
+            named.st_ino == locked.st_ino) {
+            return fd;
+        }
+        close(fd);
+    }
+    set_err(err, err_len,
+            "cannot listen on %s: lock file %s keeps being replaced; check what else uses it or "
+            "use --socket PATH",
+            path, lock_path);
+    return -EAGAIN;
+}
+
+/* Unlink PATH.lock if it is still the file we hold locked: only the holder
+ * may remove it (see lock_acquire()), and a file someone put in its place
+ * is not ours. */
+static void lock_release(int lock_fd, const char *lock_path)
+{
+    struct stat locked;
+    struct stat named;
+    if (fstat(lock_fd, &locked) == 0 && lstat(lock_path, &named) == 0 &&
+        named.st_dev == locked.st_dev && named.st_ino == locked.st_ino) {
+        unlink(lock_path);
+    }
+    close(lock_fd);
+}
+
+/*
+ * Something is at the path (we hold the lock). Decide whether we may take
+ * the path: returns 0 if it is free now (absent, vanished, or a stale socket
+ * we removed), else a negative errno with err written.
+ */
+static int path_claim(const char *path, const struct stat *st, char *err, size_t err_len)
+{
+    if (!S_ISSOCK(st->st_mode)) {
+        set_err(err, err_len,
+                "cannot listen on %s: it is %s, not a socket, and is left untouched; move it "
+                "away or use --socket PATH",
+                path, file_kind(st->st_mode));
+        return -EEXIST;
+    }
+
+    /* The only way to tell a live socket from a stale one is to knock.
+     * Non-blocking, so a live broker with a full backlog answers EAGAIN
+     * instead of stalling our start. */
+    int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (probe < 0) {
+        int e = errno;
+        set_err(err, err_len, "cannot listen on %s: socket: %s", path, strerror(e));
+        return -e;
+    }
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    int r = connect(probe, (const struct sockaddr *)&sun, sizeof(sun));
+    int e = r < 0 ? errno : 0;
+    close(probe);
+
+    switch (e) {
+    case 0:
+    case EAGAIN:
+    case EINPROGRESS:
+        set_err(err, err_len,
+                "cannot listen on %s: another broker is accepting connections there; stop it "
+                "or use --socket PATH",
+                path);
+        return -EADDRINUSE;
+    case EPROTOTYPE:
+        /* A datagram or seqpacket socket someone is bound to. */
+        set_err(err, err_len,
+                "cannot listen on %s: another program has a different kind of socket there; "
+                "stop it or use --socket PATH",
+                path);
+        return -EADDRINUSE;
+    case ENOENT:
+        /* Removed since lstat(): the path is free. */
+        return 0;
+    case ECONNREFUSED:
+        break;
+    default:
+        /* EACCES and the like: we cannot tell whether someone listens, so
+         * the file is not ours to remove. */
+        set_err(err, err_len,
+                "cannot listen on %s: cannot check whether the socket there is in use (%s); "
+                "remove it if no program uses it or use --socket PATH",
+                path, strerror(e));
+        return -e;
+    }
+
+    /* Refused: nobody listens, a broker died without cleaning up. */
+    if (unlink(path) < 0 && errno != ENOENT) {
+        e = errno;
+        set_err(err, err_len,
+                "cannot listen on %s: cannot remove the stale socket there: %s; remove it or use "
+                "--socket PATH",
+                path, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+/* Create, bind and listen; record the new file's identity in l. On failure
+ * l->fd and the identity may be set: the caller cleans up with
+ * listener_unix_close(), which removes the file only if it is ours. */
+static int socket_bind(struct listener_unix *l, const char *path, char *err, size_t err_len)
+{
+    l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (l->fd < 0) {
+        int e = errno;
+        set_err(err, err_len, "cannot listen on %s: socket: %s", path, strerror(e));
+        return -e;
+    }
+
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    memcpy(sun.sun_path, path, strlen(path) + 1);
+    /* umask is per process: the broker calls this before it starts any
+     * thread, so nobody else creates files under our umask meanwhile. */
+    mode_t old_umask = umask(BIND_UMASK);
+    int r = bind(l->fd, (const struct sockaddr *)&sun, sizeof(sun));
+    int e = errno;
+    umask(old_umask);
+    if (r < 0) {
+        if (e == EADDRINUSE) {
+            set_err(err, err_len,
+                    "cannot listen on %s: something was created there while we started; "
+                    "retry, or use --socket PATH",
+                    path);
+        } else {
+            set_err(err, err_len,
+                    "cannot listen on %s: bind: %s; check the directory's permissions or use "
+                    "--socket PATH",
+                    path, strerror(e));
+        }
+        return -e;
+    }
+
+    /* fstat() on a socket fd describes the socket, not the file; the file's
+     * identity is only visible through the path. */
+    struct stat st;
+    if (lstat(path, &st) < 0) {
+        e = errno;
+        set_err(err, err_len, "cannot listen on %s: the new socket file vanished: %s", path,
+                strerror(e));
+        return -e;
+    }
+    l->dev = st.st_dev;
+    l->ino = st.st_ino;
+
+    if (listen(l->fd, LISTENER_BACKLOG) < 0) {
+        e = errno;
+        set_err(err, err_len, "cannot listen on %s: listen: %s", path, strerror(e));
+        return -e;
+    }
+    return 0;
+}
+
+int listener_unix_open(struct listener_unix *l, const char *path, unsigned mode, const char *group,
+                       char *err, size_t err_len)
+{
+    struct listener_unix n;
+    char lock_path[LOCK_PATH_MAX];
+    gid_t gid = (gid_t)-1;
+    int r;
+
+    listener_unix_reset(&n);
+    listener_unix_reset(l);
+
+    /* Arguments first, so that a typo touches nothing on disk. */
+    if (path == NULL || *path == '\0') {
+        set_err(err, err_len, "cannot listen: empty socket path; use --socket PATH");
+        return -EINVAL;
+    }
+    size_t path_len = strlen(path);
+    if (path_len >= sizeof(n.path)) {
+        set_err(err, err_len,
+                "cannot listen on %s: the path is %zu bytes, a Unix socket path holds at most "
+                "%zu; use a shorter --socket PATH",
+                path, path_len, sizeof(n.path) - 1);
+        return -ENAMETOOLONG;
+    }
+    if ((mode & ~0777u) != 0) {
+        set_err(err, err_len,
+                "cannot listen on %s: mode %o is not a file mode; use --mode with permission "
+                "bits only, such as 0600 or 0660",
+                path, mode);
+        return -EINVAL;
+    }
+    if (group != NULL) {
+        r = group_lookup(group, &gid);
+        if (r < 0) {
+            set_err(err, err_len,
+                    "cannot listen on %s: unknown group %s; check --group (see getent group)", path,
+                    group);
+            return r;
+        }
+    }
+    memcpy(n.path, path, path_len + 1);
+    lock_path_of(path, lock_path, sizeof(lock_path));
+
+    r = lock_acquire(path, lock_path, err, err_len);
+    if (r < 0) {
+        return r;
+    }
+    n.lock_fd = r;
+
+    struct stat st;
+    if (lstat(path, &st) == 0) {
+        r = path_claim(path, &st, err, err_len);
+    } else if (errno == ENOENT) {
+        r = 0;
+    } else {
+        r = -errno;
+        set_err(err, err_len, "cannot listen on %s: %s; use --socket PATH", path, strerror(-r));
+    }
+    if (r < 0) {
+        goto fail;
+    }
+
+    r = socket_bind(&n, path, err, err_len);
+    if (r < 0) {
+        goto fail;
+    }
+
+    /* Group before mode: a 0660 socket must never be open to the group it
+     * was born with (ours, or the directory's) rather than the one asked for. */
+    if (group != NULL && lchown(path, (uid_t)-1, gid) < 0) {
+        r = -errno;
+        set_err(err, err_len,
+                "cannot listen on %s: cannot give it to group %s: %s; you must be root or a "
+                "member of %s",
+                path, group, strerror(-r), group);
+        goto fail;
+    }
+    /* Linux has no lchmod(); the path is the socket we just created and
+     * identified, in a directory only the lock holder rewrites. */
+    if (chmod(path, mode) < 0) {
+        r = -errno;
+        set_err(err, err_len, "cannot listen on %s: cannot set mode %o: %s", path, mode,
+                strerror(-r));
+        goto fail;
+    }
+
+    *l = n;
+    return 0;
+
+fail:
+    listener_unix_close(&n);
+    return r;
+}
+
+void listener_unix_close(struct listener_unix *l)
+{
+    if (l->fd >= 0) {
+        close(l->fd);
+    }
+    if (l->path[0] != '\0' && l->ino != 0) {
+        /* Someone may have removed our file and put theirs at the path
+         * (another broker started by hand with the lock file deleted, a
+         * user's file): only the inode we created is ours to remove. */
+        struct stat st;
+        if (lstat(l->path, &st) == 0 && S_ISSOCK(st.st_mode) && st.st_dev == l->dev &&
+            st.st_ino == l->ino) {
+            unlink(l->path);
+        }
+    }
+    if (l->lock_fd >= 0) {
+        /* Unlinked before the lock is dropped: see lock_acquire(). */
+        char lock_path[LOCK_PATH_MAX];
+        lock_path_of(l->path, lock_path, sizeof(lock_path));
+        lock_release(l->lock_fd, lock_path);
+    }
+    listener_unix_reset(l);
+}
+
+void listener_unix_forget_fd(struct listener_unix *l)
+{
+    l->fd = -1;
+}
+
+/*
+ * endpoint_parse_tcp() is the clients' parser and refuses port 0, which is
+ * right for connecting; a listener asks for port 0 to get an ephemeral one.
+ * So a port of all zeros is swapped for a stand-in while the shared parser
+ * judges the rest (prefix, brackets, host), then put back.
+ */
+static int tcp_parse(const char *hostport, char *host, size_t host_len, char *port, size_t port_len)
+{
+    const char *colon = strrchr(hostport, ':');
+    if (colon == NULL || colon[1] == '\0' || colon[strspn(colon + 1, "0") + 1] != '\0') {
+        return endpoint_parse_tcp(hostport, host, host_len, port, port_len);
+    }
+    char stand_in[SB_ENDPOINT_MAX];
+    size_t prefix = (size_t)(colon + 1 - hostport);
+    if (prefix + sizeof("1") > sizeof(stand_in)) {
+        return -EINVAL;
+    }
+    memcpy(stand_in, hostport, prefix);
+    memcpy(stand_in + prefix, "1", sizeof("1"));
+    int r = endpoint_parse_tcp(stand_in, host, host_len, port, port_len);
+    if (r < 0) {
+        return r;
+    }
+    snprintf(port, port_len, "0");
+    return 0;
+}
+
+static int gai_to_errno(int gai)
+{
+    switch (gai) {
+    case EAI_SYSTEM:
+        return errno != 0 ? -errno : -EIO;
+    case EAI_MEMORY:
+        return -ENOMEM;
+    case EAI_AGAIN:
+        return -EAGAIN;
+    default:
+        /* No such host, no address of a usable family: the endpoint names
+         * nothing we can listen on. */
+        return -EINVAL;
+    }
+}
+
+static unsigned sockaddr_port(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        return ntohs(((const struct sockaddr_in *)ss)->sin_port);
+    }
+    if (ss->ss_family == AF_INET6) {
+        return ntohs(((const struct sockaddr_in6 *)ss)->sin6_port);
+    }
+    return 0;
+}
+
+int listener_tcp_open(const char *hostport, int *fd, unsigned *port_out, char *err, size_t err_len)
+{
+    char host[TCP_HOST_MAX];
+    char port[TCP_PORT_MAX];
+
+    if (hostport == NULL || tcp_parse(hostport, host, sizeof(host), port, sizeof(port)) < 0) {
+        set_err(err, err_len,
+                "cannot listen on TCP endpoint \"%s\": expected HOST:PORT, tcp://HOST:PORT or "
+                "[IPV6]:PORT with PORT 0 to 65535; fix --tcp",
+                hostport != NULL ? hostport : "");
+        return -EINVAL;
+    }
+
+    struct addrinfo hints = {
+        .ai_flags = AI_PASSIVE | AI_NUMERICSERV,
+        .ai_family = AF_UNSPEC,
+        .ai_socktype = SOCK_STREAM,
+    };
+    struct addrinfo *res = NULL;
+    errno = 0;
+    int gai = getaddrinfo(host, port, &hints, &res);
+    if (gai != 0) {
+        int r = gai_to_errno(gai);
+        set_err(err, err_len,
+                "cannot listen on %s: cannot resolve host %s: %s; use a numeric address such as "
+                "127.0.0.1",
+                hostport, host, gai_strerror(gai));
+        return r;
+    }
+
+    /* One fd per listener: the first address that binds wins ("localhost"
+     * may give ::1 and 127.0.0.1; a client tries both). */
+    int s = -1;
+    int e = EADDRNOTAVAIL;
+    const char *step = "bind";
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        s = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, ai->ai_protocol);
+        if (s < 0) {
+            e = errno;
+            step = "socket";
+            continue;
+        }
+        /* A restarted broker must not wait out TIME_WAIT of its old
+         * connections; on Linux this still refuses a second listener. */
+        int one = 1;
+        if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0) {
+            e = errno;
+            step = "setsockopt";
+        } else if (bind(s, ai->ai_addr, ai->ai_addrlen) < 0) {
+            e = errno;
+            step = "bind";
+        } else if (listen(s, LISTENER_BACKLOG) < 0) {
+            e = errno;
+            step = "listen";
+        } else {
+            break;
+        }
+        close(s);
+        s = -1;
+    }
+    freeaddrinfo(res);
+
+    if (s < 0) {
+        if (e == EADDRINUSE) {
+            set_err(err, err_len,
+                    "cannot listen on %s: the port is in use; stop the program using it or "
+                    "pick another --tcp HOST:PORT",
+                    hostport);
+        } else if (e == EADDRNOTAVAIL) {
+            set_err(err, err_len,
+                    "cannot listen on %s: no interface of this host has that address; use "
+                    "127.0.0.1 or an address of this host in --tcp HOST:PORT",
+                    hostport);
+        } else {
+            set_err(err, err_len, "cannot listen on %s: %s: %s; pick another --tcp HOST:PORT",
+                    hostport, step, strerror(e));
+        }
+        return -e;
+    }
+
+    struct sockaddr_storage ss;
+    socklen_t ss_len = sizeof(ss);
+    if (getsockname(s, (struct sockaddr *)&ss, &ss_len) < 0) {
+        e = errno;
+        close(s);
+        set_err(err, err_len, "cannot listen on %s: getsockname: %s", hostport, strerror(e));
+        return -e;
+    }
+
+    *fd = s;
+    if (port_out != NULL) {
+        *port_out = sockaddr_port(&ss);
+    }
+    return 0;
+}

@@ -1,0 +1,70 @@
+/*
+ * listener.h - the broker's listening sockets.
+ *
+ * The Unix socket file follows one lifecycle (DESIGN §2): an exclusive
+ * flock on PATH.lock; a path that accepts a connection is a live broker and
+ * is never displaced; a socket that refuses is stale and is replaced; a
+ * path that is not a socket is never deleted. The socket is bound here, not
+ * by libuv (whose uv_close() would unlink the path unconditionally), with a
+ * restrictive umask so that it is never more open than asked, then given
+ * its mode and group. listener_unix_close() removes the file only if it is
+ * still the one we created (same device and inode).
+ */
+#ifndef SOCKBUS_LISTENER_H
+#define SOCKBUS_LISTENER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#define LISTENER_BACKLOG 1024
+
+struct listener_unix {
+    int fd;      /* listening socket, non-blocking, close-on-exec; -1 if none */
+    int lock_fd; /* holds the flock on PATH.lock; -1 if none */
+    dev_t dev;   /* identity of the socket file we created */
+    ino_t ino;
+    char path[108];
+};
+
+/*
+ * Take the lock, check the path, bind and listen on `path` with file mode
+ * `mode` (permission bits only, e.g. 0600) and group `group` (a name or a
+ * numeric gid; NULL: keep the default). On success *l owns the listening fd
+ * and the lock fd. On failure returns a negative errno and writes one line
+ * into err (what failed, on which path, what to try; err may be NULL);
+ * nothing is left behind (no lock, no socket) and *l is left closed, so
+ * listener_unix_close() on it is harmless.
+ * -EADDRINUSE: another broker holds the lock or answers on the path.
+ * -EEXIST: the path exists and is not a socket (it is never deleted).
+ * -ENAMETOOLONG: the path does not fit in a sockaddr_un.
+ * -ENOENT: the directory of the path does not exist.
+ * -EINVAL: empty path, bad mode or unknown group (nothing was touched).
+ * Changes the process umask for the duration of bind(): call it before
+ * starting threads.
+ */
+int listener_unix_open(struct listener_unix *l, const char *path, unsigned mode,
+                       const char *group, char *err, size_t err_len);
+
+/* Close the socket, unlink the path if it is still ours, remove and release
+ * the lock. Safe to call on a listener that failed to open or was closed. */
+void listener_unix_close(struct listener_unix *l);
+
+/* Forget the listening fd without closing it: it was handed to libuv, which
+ * now owns and closes it. The lock and the file identity stay for
+ * listener_unix_close(). */
+void listener_unix_forget_fd(struct listener_unix *l);
+
+/*
+ * Bind and listen on TCP `hostport` ("HOST:PORT", "tcp://HOST:PORT" or
+ * "[IPV6]:PORT"; port 0 picks a free port). On success *fd is the
+ * non-blocking, close-on-exec listening socket, owned by the caller, and
+ * *port_out (if not NULL) the bound port. A host with several addresses is
+ * bound on the first that works. On failure a negative errno (-EINVAL for a
+ * malformed endpoint or a host that does not resolve, -EADDRINUSE for a port
+ * in use) and one line in err; *fd and *port_out are not written.
+ */
+int listener_tcp_open(const char *hostport, int *fd, unsigned *port_out, char *err,
+                      size_t err_len);
+
+#endif /* SOCKBUS_LISTENER_H */

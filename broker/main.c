@@ -1,0 +1,253 @@
+/*
+ * main.c - sockbusd: command line, signals, and the loop.
+ */
+#include "broker.h"
+#include "log.h"
+#include "sockbus.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define SYSTEM_SOCKET_DIR "/run/sockbus"
+#define SYSTEM_SOCKET_PATH SYSTEM_SOCKET_DIR "/sockbus.sock"
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sockbusd [OPTIONS]\n"
+            "\n"
+            "The sockbus broker: routes messages between clients on a Unix socket\n"
+            "(and on TCP loopback with --tcp).\n"
+            "\n"
+            "  -s, --socket PATH          Unix socket to listen on (default: $SOCKBUS_SOCKET,\n"
+            "                             else $XDG_RUNTIME_DIR/sockbus.sock,\n"
+            "                             else /tmp/sockbus-<uid>.sock)\n"
+            "      --system               listen on " SYSTEM_SOCKET_PATH "\n"
+            "      --tcp HOST:PORT        also listen on TCP (e.g. 127.0.0.1:7447)\n"
+            "      --mode OCTAL           socket file mode (default 0600)\n"
+            "      --group NAME           socket file group (with --mode 0660 to share)\n"
+            "      --max-frame BYTES      largest frame accepted (default %u)\n"
+            "      --max-connections N    (default %u)\n"
+            "      --max-subscriptions N  per connection (default %u)\n"
+            "      --max-pending BYTES    outbound queue per connection (default %u)\n"
+            "      --max-retained-bytes BYTES  (default %u)\n"
+            "  -v, --verbose              log connects, disconnects and client errors\n"
+            "  -q, --quiet                log nothing\n"
+            "  -h, --help                 show this help\n"
+            "  -V, --version              show the version\n",
+            BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_CONNECTIONS_DEFAULT,
+            BROKER_MAX_SUBSCRIPTIONS_DEFAULT, BROKER_MAX_PENDING_DEFAULT,
+            BROKER_MAX_RETAINED_BYTES_DEFAULT);
+}
+
+/* Parse an unsigned number in [min, max]; 0x and 0 prefixes are allowed. */
+static int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 0);
+    if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max) {
+        fprintf(stderr,
+                "sockbusd: invalid %s '%s': expected a number from %" PRIu64 " to %" PRIu64
+                "\n",
+                opt, s, min, max);
+        return -EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+enum {
+    OPT_SYSTEM = 256,
+    OPT_TCP,
+    OPT_MODE,
+    OPT_GROUP,
+    OPT_MAX_FRAME,
+    OPT_MAX_CONNECTIONS,
+    OPT_MAX_SUBSCRIPTIONS,
+    OPT_MAX_PENDING,
+    OPT_MAX_RETAINED,
+};
+
+static const struct option long_options[] = {
+    {"socket", required_argument, NULL, 's'},
+    {"system", no_argument, NULL, OPT_SYSTEM},
+    {"tcp", required_argument, NULL, OPT_TCP},
+    {"mode", required_argument, NULL, OPT_MODE},
+    {"group", required_argument, NULL, OPT_GROUP},
+    {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
+    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"max-subscriptions", required_argument, NULL, OPT_MAX_SUBSCRIPTIONS},
+    {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
+    {"max-retained-bytes", required_argument, NULL, OPT_MAX_RETAINED},
+    {"verbose", no_argument, NULL, 'v'},
+    {"quiet", no_argument, NULL, 'q'},
+    {"help", no_argument, NULL, 'h'},
+    {"version", no_argument, NULL, 'V'},
+    {NULL, 0, NULL, 0},
+};
+
+static int copy_opt(char *dst, size_t len, const char *opt, const char *value)
+{
+    if (strlen(value) >= len) {
+        fprintf(stderr, "sockbusd: %s '%s' is too long (at most %zu bytes)\n", opt, value,
+                len - 1);
+        return -ENAMETOOLONG;
+    }
+    strcpy(dst, value);
+    return 0;
+}
+
+static int parse_args(int argc, char **argv, struct broker_config *cfg)
+{
+    const char *socket = NULL;
+    bool system = false;
+    uint64_t v;
+    int opt;
+    int r = 0;
+    while (r == 0 && (opt = getopt_long(argc, argv, "s:vqhV", long_options, NULL)) != -1) {
+        switch (opt) {
+        case 's':
+            socket = optarg;
+            break;
+        case OPT_SYSTEM:
+            system = true;
+            break;
+        case OPT_TCP:
+            r = copy_opt(cfg->tcp, sizeof(cfg->tcp), "--tcp", optarg);
+            break;
+        case OPT_MODE: {
+            char *end;
+            unsigned long m = strtoul(optarg, &end, 8);
+            if (end == optarg || *end != '\0' || m > 0777) {
+                fprintf(stderr, "sockbusd: invalid --mode '%s': expected octal, e.g. 0660\n",
+                        optarg);
+                r = -EINVAL;
+            }
+            cfg->mode = (unsigned)m;
+            break;
+        }
+        case OPT_GROUP:
+            r = copy_opt(cfg->group, sizeof(cfg->group), "--group", optarg);
+            break;
+        case OPT_MAX_FRAME:
+            r = parse_u64("--max-frame", optarg, BROKER_MAX_FRAME_MIN, UINT32_MAX, &v);
+            cfg->max_frame = (uint32_t)v;
+            break;
+        case OPT_MAX_CONNECTIONS:
+            r = parse_u64("--max-connections", optarg, 1, UINT32_MAX, &v);
+            cfg->max_connections = (uint32_t)v;
+            break;
+        case OPT_MAX_SUBSCRIPTIONS:
+            r = parse_u64("--max-subscriptions", optarg, 1, UINT32_MAX, &v);
+            cfg->max_subscriptions = (uint32_t)v;
+            break;
+        case OPT_MAX_PENDING:
+            r = parse_u64("--max-pending", optarg, 1, UINT64_MAX, &v);
+            cfg->max_pending = v;
+            break;
+        case OPT_MAX_RETAINED:
+            r = parse_u64("--max-retained-bytes", optarg, 0, UINT64_MAX, &v);
+            cfg->max_retained_bytes = v;
+            break;
+        case 'v':
+            log_level = LOG_VERBOSE;
+            break;
+        case 'q':
+            log_level = LOG_QUIET;
+            break;
+        case 'h':
+            usage(stdout);
+            exit(0);
+        case 'V':
+            printf("sockbusd %s\n", BROKER_VERSION);
+            exit(0);
+        default:
+            fprintf(stderr, "sockbusd: try 'sockbusd --help'\n");
+            return -EINVAL;
+        }
+    }
+    if (r < 0) {
+        return r;
+    }
+    if (optind < argc) {
+        fprintf(stderr, "sockbusd: unexpected argument '%s'; try 'sockbusd --help'\n",
+                argv[optind]);
+        return -EINVAL;
+    }
+    if (socket == NULL && system) {
+        /* The directory may not exist on a fresh boot; /run is a tmpfs. */
+        if (mkdir(SYSTEM_SOCKET_DIR, 0755) < 0 && errno != EEXIST) {
+            fprintf(stderr, "sockbusd: cannot create %s: %s; run --system as root\n",
+                    SYSTEM_SOCKET_DIR, strerror(errno));
+            return -errno;
+        }
+        socket = SYSTEM_SOCKET_PATH;
+    }
+    if (sb_endpoint_resolve(socket, cfg->socket_path, sizeof(cfg->socket_path)) < 0) {
+        fprintf(stderr, "sockbusd: socket path '%s' is too long (at most %zu bytes)\n",
+                socket ? socket : "(default)", sizeof(cfg->socket_path) - 1);
+        return -ENAMETOOLONG;
+    }
+    if (sb_endpoint_is_tcp(cfg->socket_path)) {
+        fprintf(stderr,
+                "sockbusd: --socket takes a file path, not '%s'; use --tcp HOST:PORT for TCP\n",
+                cfg->socket_path);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static uv_signal_t stop_signals[2];
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+    struct broker *b = h->data;
+    log_info("%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    broker_stop(b);
+    for (size_t i = 0; i < 2; i++) {
+        uv_close((uv_handle_t *)&stop_signals[i], NULL);
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct broker_config cfg;
+    broker_config_init(&cfg);
+    if (parse_args(argc, argv, &cfg) < 0) {
+        return 2;
+    }
+    /* A peer that closes while we write must not kill the broker. */
+    signal(SIGPIPE, SIG_IGN);
+
+    static struct broker broker; /* large (its read chunk): not on the stack */
+    uv_loop_t *loop = uv_default_loop();
+    char err[512];
+    if (broker_init(&broker, loop, &cfg, err, sizeof(err)) < 0) {
+        fprintf(stderr, "sockbusd: %s\n", err);
+        return 1;
+    }
+    static const int signums[2] = {SIGINT, SIGTERM};
+    for (size_t i = 0; i < 2; i++) {
+        uv_signal_init(loop, &stop_signals[i]);
+        stop_signals[i].data = &broker;
+        uv_signal_start_oneshot(&stop_signals[i], on_signal, signums[i]);
+    }
+
+    if (cfg.tcp[0] != '\0') {
+        log_info("listening on %s and tcp port %u", cfg.socket_path, broker.tcp_port);
+    } else {
+        log_info("listening on %s", cfg.socket_path);
+    }
+    uv_run(loop, UV_RUN_DEFAULT);
+    broker_deinit(&broker);
+    uv_loop_close(loop);
+    log_info("stopped");
+    return 0;
+}

@@ -1,0 +1,53 @@
+/*
+ * router.h - subscriptions and the routing of published messages.
+ *
+ * A subscription belongs to one connection (its sid map) and sits in the
+ * broker's subject trie. router_publish() matches a PUB against the trie
+ * and queues one MSG per matching subscription.
+ *
+ * Functions return 0 or a negative errno that conn.c turns into an ERR:
+ * -EINVAL (invalid subject or pattern, ERR 3), -EEXIST / -ENOENT (sid in use
+ * or unknown, ERR 7), -EDQUOT (a limit, ERR 5), -EACCES (ERR 4), -ENOMEM.
+ */
+#ifndef SOCKBUS_ROUTER_H
+#define SOCKBUS_ROUTER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct broker;
+struct conn;
+struct frame;
+
+struct sub {
+    struct conn *conn;
+    uint32_t sid;
+    uint32_t remaining; /* deliveries left before auto-unsubscribe; 0: no limit */
+    uint16_t pattern_len;
+    uint16_t queue_len;
+    char strings[]; /* pattern NUL queue NUL */
+};
+
+static inline const char *sub_pattern(const struct sub *s)
+{
+    return s->strings;
+}
+
+static inline const char *sub_queue(const struct sub *s)
+{
+    return s->strings + s->pattern_len + 1;
+}
+
+/* SUB frame: subscribe `f->sid` to pattern f->subject, queue group f->reply. */
+int router_subscribe(struct broker *b, struct conn *c, const struct frame *f);
+
+/* UNSUB: remove `sid` now (max_msgs == 0) or after max_msgs more messages. */
+int router_unsubscribe(struct broker *b, struct conn *c, uint32_t sid, uint32_t max_msgs);
+
+/* Remove every subscription of `c` (it is closing). */
+void router_remove_conn(struct broker *b, struct conn *c);
+
+/* PUB frame from `c`: queue a MSG to every matching subscription. */
+int router_publish(struct broker *b, struct conn *c, const struct frame *f);
+
+#endif /* SOCKBUS_ROUTER_H */

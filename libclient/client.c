@@ -1,0 +1,903 @@
+/*
+ * client.c - the sockbus client: one connection to a broker.
+ *
+ * Output: frames are encoded straight into one write buffer and leave in
+ * batches, when the buffer is full, on sb_flush(), before any call blocks
+ * for input, and from sb_process(). A frame too large for the buffer goes
+ * out with one sendmsg() of its parts, so a big payload is never copied.
+ *
+ * Input: one read buffer, reused. Bytes land at `rtail`; every complete
+ * frame is checked once by client_scan(), which advances `rscan`. Control
+ * frames (PONG, ERR, DROPPED) are handled as they are scanned and their op
+ * is overwritten with 0, a tombstone, so that MSG frames before and after
+ * them stay where they are: messages are handed out from `rhead` in arrival
+ * order, pointing into the buffer, without a copy. The buffer is compacted
+ * only before a read, which is why a message is valid until the next call.
+ *
+ *     rbuf: [ consumed | MSG ... MSG tombstone MSG | unscanned | free ]
+ *           0          rhead                       rscan       rtail   rcap
+ *
+ * The socket is always non-blocking; the blocking calls wait with poll().
+ */
+#include "sockbus.h"
+
+#include "endpoint.h"
+#include "frame.h"
+
+#include <errno.h>
+#include <json-c/json.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+/* Output is batched into this much before a write. */
+#define CLIENT_WBUF_SIZE (128u * 1024u)
+/* Frames larger than this bypass the write buffer (no copy). */
+#define CLIENT_DIRECT_MIN (CLIENT_WBUF_SIZE / 2u)
+/* Initial read buffer; it grows to hold the largest frame seen. */
+#define CLIENT_RBUF_SIZE (128u * 1024u)
+/* How much unconsumed input a client keeps while it waits in sb_flush()
+ * or sb_request() before it gives up with -ENOBUFS. */
+#define CLIENT_RBUF_MAX (256u * 1024u * 1024u)
+#define CLIENT_CONNECT_TIMEOUT_MS 5000
+#define CLIENT_ERRTEXT_MAX 256
+
+struct sb_client {
+    int fd;
+    int closed_err; /* 0 while open; the error every call returns after */
+
+    /* What WELCOME said. */
+    uint64_t client_id;
+    uint32_t max_frame;
+    char server_version[64];
+    char endpoint[SB_ENDPOINT_MAX];
+
+    /* Output: bytes [woff, wlen) of wbuf are waiting for the socket. */
+    uint8_t *wbuf;
+    size_t woff;
+    size_t wlen;
+
+    /* Input; see the picture at the top. */
+    uint8_t *rbuf;
+    size_t rcap;
+    size_t rhead;
+    size_t rscan;
+    size_t rtail;
+
+    uint32_t next_sid;
+    uint32_t ping_sent; /* token of the last PING */
+    uint32_t pong_seen; /* token of the last PONG */
+    bool welcomed;
+
+    uint64_t dropped;
+    int pending_err; /* first non-fatal ERR since the last flush */
+    char last_err[CLIENT_ERRTEXT_MAX];
+
+    sb_msg_cb msg_cb;
+    void *msg_arg;
+    sb_dropped_cb dropped_cb;
+    void *dropped_arg;
+    sb_error_cb error_cb;
+    void *error_arg;
+
+    /* NUL-terminated copies of the current message's subject and reply. */
+    char subject[SB_SUBJECT_MAX + 1];
+    char reply[SB_SUBJECT_MAX + 1];
+};
+
+/* ---- time ------------------------------------------------------------- */
+
+static int64_t now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Deadline for a timeout: -1 for "forever". */
+static int64_t deadline_after(int timeout_ms)
+{
+    return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+}
+
+/* Milliseconds left until the deadline, for poll(). */
+static int remaining_ms(int64_t deadline)
+{
+    if (deadline < 0) {
+        return -1;
+    }
+    int64_t left = deadline - now_ms();
+    if (left <= 0) {
+        return 0;
+    }
+    return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+/* ---- connection state --------------------------------------------------- */
+
+/* Mark the connection dead; the first error sticks. */
+static int client_fail(sb_client *c, int err)
+{
+    if (c->closed_err == 0) {
+        c->closed_err = err;
+    }
+    return c->closed_err;
+}
+
+/* Wait for `events` on the socket. Returns 0 when ready, -ETIMEDOUT, or a
+ * negative errno. */
+static int client_wait(sb_client *c, short events, int64_t deadline)
+{
+    for (;;) {
+        struct pollfd p = {.fd = c->fd, .events = events};
+        int n = poll(&p, 1, remaining_ms(deadline));
+        if (n > 0) {
+            return 0;
+        }
+        if (n == 0) {
+            return -ETIMEDOUT;
+        }
+        if (errno != EINTR) {
+            return -errno;
+        }
+    }
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+/* Write what the socket takes now. Returns 0 (possibly with output left),
+ * or a connection error. */
+static int client_write_some(sb_client *c)
+{
+    while (c->woff < c->wlen) {
+        ssize_t n = send(c->fd, c->wbuf + c->woff, c->wlen - c->woff, MSG_NOSIGNAL);
+        if (n > 0) {
+            c->woff += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR) {
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            return 0;
+        }
+        return client_fail(c, n < 0 ? -errno : -EPIPE);
+    }
+    c->woff = 0;
+    c->wlen = 0;
+    return 0;
+}
+
+/* Write everything buffered, waiting for the socket as long as it takes:
+ * the broker always reads (it drops for slow consumers instead of
+ * blocking), so this cannot deadlock. */
+static int client_write_all(sb_client *c)
+{
+    if (c->closed_err) {
+        return c->closed_err;
+    }
+    for (;;) {
+        int r = client_write_some(c);
+        if (r < 0 || c->wlen == 0) {
+            return r;
+        }
+        r = client_wait(c, POLLOUT, -1);
+        if (r < 0) {
+            return client_fail(c, r);
+        }
+    }
+}
+
+/* Send a frame's parts with sendmsg() until all is written. Used for frames
+ * too big for the write buffer; the buffer is empty when this is called. */
+static int client_write_iov(sb_client *c, struct iovec *iov, int iovcnt)
+{
+    while (iovcnt > 0) {
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            if (errno == EAGAIN || errno == EWOULDBLOCK) {
+                int r = client_wait(c, POLLOUT, -1);
+                if (r < 0) {
+                    return client_fail(c, r);
+                }
+                continue;
+            }
+            return client_fail(c, -errno);
+        }
+        size_t left = (size_t)n;
+        while (iovcnt > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (uint8_t *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+    return 0;
+}
+
+/* Queue one frame. The body parts are copied into the write buffer (small
+ * frames: one memcpy beats a syscall) or sent directly (large frames). */
+static int client_send_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid,
+                             const void *subject, size_t subject_len, const void *reply,
+                             size_t reply_len, const void *headers, size_t header_len,
+                             const void *payload, size_t payload_len)
+{
+    if (c->closed_err) {
+        return c->closed_err;
+    }
+    size_t size = frame_encoded_size(subject_len, reply_len, header_len, payload_len);
+    if (subject_len > UINT16_MAX || reply_len > UINT16_MAX || header_len > UINT16_MAX ||
+        size > c->max_frame) {
+        return -EMSGSIZE;
+    }
+    if (size >= CLIENT_DIRECT_MIN) {
+        int r = client_write_all(c);
+        if (r < 0) {
+            return r;
+        }
+        uint8_t hdr[FRAME_HEADER_SIZE];
+        frame_encode_header(hdr, (uint32_t)size, op, flags, (uint16_t)subject_len,
+                            (uint16_t)reply_len, (uint16_t)header_len, sid);
+        struct iovec iov[5];
+        int n = 0;
+        iov[n++] = (struct iovec){hdr, sizeof(hdr)};
+        const void *parts[4] = {subject, reply, headers, payload};
+        size_t lens[4] = {subject_len, reply_len, header_len, payload_len};
+        for (int i = 0; i < 4; i++) {
+            if (lens[i] > 0) {
+                iov[n++] = (struct iovec){(void *)parts[i], lens[i]};
+            }
+        }
+        return client_write_iov(c, iov, n);
+    }
+    if (CLIENT_WBUF_SIZE - c->wlen < size) {
+        int r = client_write_all(c);
+        if (r < 0) {
+            return r;
+        }
+    }
+    c->wlen += frame_encode(c->wbuf + c->wlen, op, flags, sid, subject, subject_len, reply,
+                            reply_len, headers, header_len, payload, payload_len);
+    return 0;
+}
+
+/* ---- input -------------------------------------------------------------- */
+
+/* Make room to read: drop consumed bytes, and make the buffer hold at
+ * least `need` bytes from rhead. Called only before a read, never while a
+ * handed-out message may still be in use. */
+static int client_reserve(sb_client *c, size_t need)
+{
+    if (c->rhead > 0) {
+        memmove(c->rbuf, c->rbuf + c->rhead, c->rtail - c->rhead);
+        c->rscan -= c->rhead;
+        c->rtail -= c->rhead;
+        c->rhead = 0;
+    }
+    if (need <= c->rcap) {
+        return 0;
+    }
+    if (need > CLIENT_RBUF_MAX) {
+        return -ENOBUFS;
+    }
+    size_t cap = c->rcap * 2;
+    while (cap < need) {
+        cap *= 2;
+    }
+    uint8_t *p = realloc(c->rbuf, cap);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    c->rbuf = p;
+    c->rcap = cap;
+    return 0;
+}
+
+/* Read what the socket has, without blocking. Returns the bytes read (0
+ * when nothing is there) or a connection error. */
+static int client_read_some(sb_client *c)
+{
+    /* Room for the frame being received, or a good chunk more. */
+    size_t need = c->rtail - c->rhead + 4096;
+    if (c->rtail - c->rscan >= 4) {
+        uint32_t size = frame_get_u32(c->rbuf + c->rscan);
+        if (size <= c->max_frame) {
+            size_t frame_need = c->rscan - c->rhead + size;
+            need = frame_need > need ? frame_need : need;
+        }
+    }
+    int r = client_reserve(c, need);
+    if (r < 0) {
+        return client_fail(c, r);
+    }
+    for (;;) {
+        ssize_t n = recv(c->fd, c->rbuf + c->rtail, c->rcap - c->rtail, 0);
+        if (n > 0) {
+            c->rtail += (size_t)n;
+            return (int)(n > INT_MAX ? INT_MAX : n);
+        }
+        if (n == 0) {
+            return client_fail(c, SB_E_CLOSED);
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            return 0;
+        }
+        return client_fail(c, -errno);
+    }
+}
+
+static int broker_error_code(uint32_t code)
+{
+    if (code == 0 || code > 100) {
+        return SB_E_PROTOCOL;
+    }
+    return SB_E_BROKER_BASE - (int)code;
+}
+
+static bool broker_error_fatal(uint32_t code)
+{
+    return code == FRAME_ERR_PROTOCOL || code == FRAME_ERR_TOO_LARGE ||
+           code == FRAME_ERR_SLOW_CONSUMER || code == FRAME_ERR_HELLO_REQUIRED ||
+           code == FRAME_ERR_SHUTDOWN || code == FRAME_ERR_VERSION;
+}
+
+static void client_handle_err(sb_client *c, const struct frame *f)
+{
+    int err = broker_error_code(f->sid);
+    char subject[SB_SUBJECT_MAX + 1];
+    size_t sl = f->subject_len > SB_SUBJECT_MAX ? SB_SUBJECT_MAX : f->subject_len;
+    memcpy(subject, f->subject, sl);
+    subject[sl] = '\0';
+    size_t tl = f->payload_len >= sizeof(c->last_err) ? sizeof(c->last_err) - 1 : f->payload_len;
+    memcpy(c->last_err, f->payload, tl);
+    c->last_err[tl] = '\0';
+    if (c->error_cb) {
+        c->error_cb(c, err, subject, c->last_err, c->error_arg);
+    }
+    if (broker_error_fatal(f->sid)) {
+        client_fail(c, err);
+    } else if (c->pending_err == 0) {
+        c->pending_err = err;
+    }
+}
+
+static int client_handle_welcome(sb_client *c, const struct frame *f)
+{
+    json_tokener *tok = json_tokener_new();
+    if (tok == NULL) {
+        return -ENOMEM;
+    }
+    json_object *o = json_tokener_parse_ex(tok, (const char *)f->payload, (int)f->payload_len);
+    json_tokener_free(tok);
+    if (o == NULL || !json_object_is_type(o, json_type_object)) {
+        json_object_put(o);
+        return -EPROTO;
+    }
+    json_object *v;
+    if (json_object_object_get_ex(o, "client_id", &v)) {
+        c->client_id = (uint64_t)json_object_get_int64(v);
+    }
+    if (json_object_object_get_ex(o, "max_frame", &v)) {
+        int64_t mf = json_object_get_int64(v);
+        if (mf >= (int64_t)FRAME_MIN_SIZE && mf <= (int64_t)UINT32_MAX) {
+            c->max_frame = (uint32_t)mf;
+        }
+    }
+    if (json_object_object_get_ex(o, "version", &v)) {
+        snprintf(c->server_version, sizeof(c->server_version), "%s",
+                 json_object_get_string(v));
+    }
+    json_object_put(o);
+    c->welcomed = true;
+    return 0;
+}
+
+/* Check every complete frame after rscan; handle control frames now. */
+static int client_scan(sb_client *c)
+{
+    while (c->rscan < c->rtail) {
+        struct frame f;
+        uint8_t *p = c->rbuf + c->rscan;
+        int r = frame_parse(p, c->rtail - c->rscan, c->max_frame, &f);
+        if (r == FRAME_NEED_MORE) {
+            return 0;
+        }
+        if (r < 0) {
+            return client_fail(c, -EPROTO);
+        }
+        bool keep = false;
+        switch (f.op) {
+        case FRAME_OP_MSG:
+            keep = true;
+            break;
+        case FRAME_OP_PONG:
+            c->pong_seen = f.sid;
+            break;
+        case FRAME_OP_DROPPED:
+            if (f.payload_len >= 8) {
+                uint64_t n = frame_get_u64(f.payload);
+                c->dropped += n;
+                if (c->dropped_cb) {
+                    c->dropped_cb(c, n, c->dropped_arg);
+                }
+            }
+            break;
+        case FRAME_OP_ERR:
+            client_handle_err(c, &f);
+            break;
+        case FRAME_OP_WELCOME:
+            if (!c->welcomed) {
+                r = client_handle_welcome(c, &f);
+                if (r < 0) {
+                    return client_fail(c, r);
+                }
+            }
+            break;
+        default:
+            break; /* ops a client never receives: ignore */
+        }
+        if (!keep) {
+            if (c->rhead == c->rscan) {
+                c->rhead += f.size; /* nothing pending before it */
+            } else {
+                p[4] = 0; /* tombstone: skipped by client_take_msg() */
+            }
+        }
+        c->rscan += f.size;
+        if (c->closed_err) {
+            return c->closed_err;
+        }
+    }
+    return 0;
+}
+
+/* Hand out the first pending MSG, if any. */
+static bool client_take_msg(sb_client *c, sb_msg *m)
+{
+    while (c->rhead < c->rscan) {
+        const uint8_t *p = c->rbuf + c->rhead;
+        struct frame f;
+        /* Already validated by client_scan(); parse only to get the parts. */
+        uint32_t size = frame_get_u32(p);
+        if (p[4] != FRAME_OP_MSG) {
+            c->rhead += size;
+            continue;
+        }
+        frame_parse(p, size, c->max_frame, &f);
+        c->rhead += size;
+        memcpy(c->subject, f.subject, f.subject_len);
+        c->subject[f.subject_len] = '\0';
+        memcpy(c->reply, f.reply, f.reply_len);
+        c->reply[f.reply_len] = '\0';
+        *m = (sb_msg){
+            .subject = c->subject,
+            .subject_len = f.subject_len,
+            .reply = c->reply,
+            .reply_len = f.reply_len,
+            .headers = f.headers,
+            .headers_len = f.header_len,
+            .payload = f.payload,
+            .payload_len = f.payload_len,
+            .sid = f.sid,
+            .flags = f.flags,
+        };
+        return true;
+    }
+    return false;
+}
+
+/*
+ * Read and scan until `done(c)` holds or the deadline passes. Output is
+ * flushed first: nobody blocks for input with requests unsent.
+ */
+static int client_pump(sb_client *c, bool (*done)(const sb_client *), int64_t deadline)
+{
+    int r = client_write_all(c);
+    if (r < 0) {
+        return r;
+    }
+    for (;;) {
+        r = client_scan(c);
+        if (r < 0) {
+            return r;
+        }
+        if (done(c)) {
+            return 0;
+        }
+        r = client_read_some(c);
+        if (r < 0) {
+            return r;
+        }
+        if (r > 0) {
+            continue;
+        }
+        r = client_wait(c, POLLIN, deadline);
+        if (r < 0) {
+            return r == -ETIMEDOUT ? r : client_fail(c, r);
+        }
+    }
+}
+
+static bool have_msg(const sb_client *c)
+{
+    for (size_t at = c->rhead; at < c->rscan; at += frame_get_u32(c->rbuf + at)) {
+        if (c->rbuf[at + 4] == FRAME_OP_MSG) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static bool have_welcome(const sb_client *c)
+{
+    return c->welcomed;
+}
+
+static bool have_pong(const sb_client *c)
+{
+    /* Tokens increase; PONGs come back in order. */
+    return (int32_t)(c->pong_seen - c->ping_sent) >= 0;
+}
+
+/* ---- connecting --------------------------------------------------------- */
+
+static int connect_unix(const char *path, int64_t deadline, int *out)
+{
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    if (strlen(path) >= sizeof(sun.sun_path)) {
+        return -ENAMETOOLONG;
+    }
+    strcpy(sun.sun_path, path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        return -errno;
+    }
+    for (;;) {
+        if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+            *out = fd;
+            return 0;
+        }
+        int err = errno;
+        if (err == EINTR) {
+            continue;
+        }
+        /* A full backlog says EAGAIN on a non-blocking Unix socket: retry
+         * shortly rather than fail a client during a connection burst. */
+        if (err == EAGAIN && remaining_ms(deadline) != 0) {
+            poll(NULL, 0, 1);
+            continue;
+        }
+        close(fd);
+        return err == EAGAIN ? -ETIMEDOUT : -err;
+    }
+}
+
+static int connect_tcp(const char *endpoint, int64_t deadline, int *out)
+{
+    char host[256];
+    char port[8];
+    int r = endpoint_parse_tcp(endpoint, host, sizeof(host), port, sizeof(port));
+    if (r < 0) {
+        return r;
+    }
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res;
+    if (getaddrinfo(host, port, &hints, &res) != 0) {
+        return -EHOSTUNREACH;
+    }
+    r = -ECONNREFUSED;
+    for (struct addrinfo *ai = res; ai != NULL; ai = ai->ai_next) {
+        int fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            r = -errno;
+            continue;
+        }
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+            r = -errno;
+            close(fd);
+            continue;
+        }
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int n;
+        do {
+            n = poll(&p, 1, remaining_ms(deadline));
+        } while (n < 0 && errno == EINTR);
+        int soerr = 0;
+        socklen_t sl = sizeof(soerr);
+        if (n == 0) {
+            soerr = ETIMEDOUT;
+        } else if (n < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) < 0) {
+            soerr = errno;
+        }
+        if (soerr != 0) {
+            r = -soerr;
+            close(fd);
+            continue;
+        }
+        /* Small frames must not wait for Nagle: we batch ourselves. */
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        *out = fd;
+        r = 0;
+        break;
+    }
+    freeaddrinfo(res);
+    return r;
+}
+
+static int client_send_hello(sb_client *c, const sb_options *opts)
+{
+    json_object *o = json_object_new_object();
+    if (o == NULL) {
+        return -ENOMEM;
+    }
+    json_object_object_add(o, "protocol", json_object_new_int(SB_PROTOCOL_VERSION));
+    if (opts->name != NULL) {
+        json_object_object_add(o, "name", json_object_new_string(opts->name));
+    }
+    json_object_object_add(o, "echo", json_object_new_boolean(!opts->no_echo));
+    size_t len;
+    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+    int r = client_send_frame(c, FRAME_OP_HELLO, 0, 0, NULL, 0, NULL, 0, NULL, 0, s, len);
+    json_object_put(o);
+    return r;
+}
+
+SB_EXPORT int sb_connect(sb_client **out, const sb_options *opts)
+{
+    static const sb_options defaults = {0};
+    if (opts == NULL) {
+        opts = &defaults;
+    }
+    int timeout = opts->timeout_ms == 0 ? CLIENT_CONNECT_TIMEOUT_MS : opts->timeout_ms;
+    int64_t deadline = deadline_after(timeout);
+
+    sb_client *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        return -ENOMEM;
+    }
+    c->fd = -1;
+    c->max_frame = SB_MAX_FRAME_DEFAULT;
+    c->next_sid = 1;
+    c->wbuf = malloc(CLIENT_WBUF_SIZE);
+    c->rbuf = malloc(CLIENT_RBUF_SIZE);
+    c->rcap = CLIENT_RBUF_SIZE;
+    int r = -ENOMEM;
+    if (c->wbuf == NULL || c->rbuf == NULL) {
+        goto fail;
+    }
+    r = sb_endpoint_resolve(opts->endpoint, c->endpoint, sizeof(c->endpoint));
+    if (r < 0) {
+        goto fail;
+    }
+    if (sb_endpoint_is_tcp(c->endpoint)) {
+        r = connect_tcp(c->endpoint, deadline, &c->fd);
+    } else {
+        r = connect_unix(c->endpoint, deadline, &c->fd);
+    }
+    if (r < 0) {
+        goto fail;
+    }
+    r = client_send_hello(c, opts);
+    if (r < 0) {
+        goto fail;
+    }
+    r = client_pump(c, have_welcome, deadline);
+    if (r < 0) {
+        goto fail;
+    }
+    *out = c;
+    return 0;
+fail:
+    sb_close(c);
+    return r;
+}
+
+SB_EXPORT void sb_close(sb_client *c)
+{
+    if (c == NULL) {
+        return;
+    }
+    if (c->fd >= 0) {
+        if (c->closed_err == 0) {
+            client_write_some(c); /* best effort: never block in close */
+        }
+        close(c->fd);
+    }
+    free(c->wbuf);
+    free(c->rbuf);
+    free(c);
+}
+
+/* ---- accessors ---------------------------------------------------------- */
+
+SB_EXPORT const char *sb_endpoint(const sb_client *c)
+{
+    return c->endpoint;
+}
+
+SB_EXPORT uint64_t sb_client_id(const sb_client *c)
+{
+    return c->client_id;
+}
+
+SB_EXPORT uint32_t sb_max_frame(const sb_client *c)
+{
+    return c->max_frame;
+}
+
+SB_EXPORT const char *sb_server_version(const sb_client *c)
+{
+    return c->server_version;
+}
+
+SB_EXPORT const char *sb_last_error(const sb_client *c)
+{
+    return c->last_err;
+}
+
+SB_EXPORT int sb_fd(const sb_client *c)
+{
+    return c->fd;
+}
+
+SB_EXPORT short sb_events(const sb_client *c)
+{
+    return (short)(POLLIN | (c->wlen > c->woff ? POLLOUT : 0));
+}
+
+SB_EXPORT void sb_set_msg_cb(sb_client *c, sb_msg_cb cb, void *arg)
+{
+    c->msg_cb = cb;
+    c->msg_arg = arg;
+}
+
+SB_EXPORT void sb_set_dropped_cb(sb_client *c, sb_dropped_cb cb, void *arg)
+{
+    c->dropped_cb = cb;
+    c->dropped_arg = arg;
+}
+
+SB_EXPORT void sb_set_error_cb(sb_client *c, sb_error_cb cb, void *arg)
+{
+    c->error_cb = cb;
+    c->error_arg = arg;
+}
+
+SB_EXPORT uint64_t sb_take_dropped(sb_client *c)
+{
+    uint64_t n = c->dropped;
+    c->dropped = 0;
+    return n;
+}
+
+/* ---- messaging ---------------------------------------------------------- */
+
+SB_EXPORT int sb_publish_ex(sb_client *c, const sb_pub *pub)
+{
+    size_t sl = pub->subject ? strlen(pub->subject) : 0;
+    size_t rl = pub->reply ? strlen(pub->reply) : 0;
+    if (!sb_subject_valid(pub->subject, sl) || (rl > 0 && !sb_subject_valid(pub->reply, rl)) ||
+        (pub->headers_len > 0 && pub->headers == NULL) ||
+        (pub->payload_len > 0 && pub->payload == NULL)) {
+        return -EINVAL;
+    }
+    return client_send_frame(c, FRAME_OP_PUB, (uint8_t)pub->flags, 0, pub->subject, sl, pub->reply,
+                             rl, pub->headers, pub->headers_len, pub->payload, pub->payload_len);
+}
+
+SB_EXPORT int sb_publish(sb_client *c, const char *subject, const char *reply, const void *data,
+                         size_t len)
+{
+    sb_pub pub = {
+        .subject = subject, .reply = reply, .payload = data, .payload_len = len};
+    return sb_publish_ex(c, &pub);
+}
+
+SB_EXPORT int sb_subscribe(sb_client *c, const char *pattern, const char *queue, uint32_t *sid)
+{
+    size_t pl = pattern ? strlen(pattern) : 0;
+    size_t ql = queue ? strlen(queue) : 0;
+    if (!sb_pattern_valid(pattern, pl) || (ql > 0 && !sb_subject_valid(queue, ql))) {
+        return -EINVAL;
+    }
+    if (c->next_sid == 0) {
+        return -ENOSPC; /* 2^32 - 1 subscriptions issued on one connection */
+    }
+    uint32_t id = c->next_sid;
+    int r = client_send_frame(c, FRAME_OP_SUB, 0, id, pattern, pl, queue, ql, NULL, 0, NULL, 0);
+    if (r < 0) {
+        return r;
+    }
+    c->next_sid++;
+    if (sid != NULL) {
+        *sid = id;
+    }
+    return 0;
+}
+
+SB_EXPORT int sb_unsubscribe(sb_client *c, uint32_t sid, uint32_t max_msgs)
+{
+    if (sid == 0 || (c->next_sid != 0 && sid >= c->next_sid)) {
+        return -ENOENT;
+    }
+    uint8_t count[4];
+    frame_put_u32(count, max_msgs);
+    return client_send_frame(c, FRAME_OP_UNSUB, 0, sid, NULL, 0, NULL, 0, NULL, 0, count,
+                             max_msgs > 0 ? sizeof(count) : 0);
+}
+
+SB_EXPORT int sb_flush(sb_client *c, int timeout_ms)
+{
+    uint32_t token = c->ping_sent + 1;
+    int r = client_send_frame(c, FRAME_OP_PING, 0, token, NULL, 0, NULL, 0, NULL, 0, NULL, 0);
+    if (r < 0) {
+        return r;
+    }
+    c->ping_sent = token;
+    r = client_pump(c, have_pong, deadline_after(timeout_ms));
+    if (r < 0) {
+        return r;
+    }
+    r = c->pending_err;
+    c->pending_err = 0;
+    return r;
+}
+
+SB_EXPORT int sb_next_msg(sb_client *c, sb_msg *msg, int timeout_ms)
+{
+    if (client_take_msg(c, msg)) {
+        return 0;
+    }
+    if (c->closed_err) {
+        return c->closed_err;
+    }
+    int r = client_pump(c, have_msg, deadline_after(timeout_ms));
+    if (r < 0) {
+        return r;
+    }
+    client_take_msg(c, msg);
+    return 0;
+}
+
+SB_EXPORT int sb_process(sb_client *c)
+{
+    int r = client_write_some(c);
+    /* Bounded: a fast sender must not keep us here forever. */
+    for (int i = 0; r >= 0 && i < 16; i++) {
+        r = client_read_some(c);
+        if (r <= 0) {
+            break;
+        }
+    }
+    if (r >= 0) {
+        r = client_scan(c);
+    }
+    if (c->msg_cb != NULL) {
+        sb_msg m;
+        while (client_take_msg(c, &m)) {
+            c->msg_cb(c, &m, c->msg_arg);
+        }
+    }
+    return r < 0 ? r : 0;
+}

@@ -1,0 +1,171 @@
+/*
+ * frame.h - the sockbus wire format, protocol version 1.
+ *
+ * This header is the format. The client library and the broker both use it,
+ * so there is one implementation of encoding and decoding.
+ *
+ * Every frame, in both directions, is a 16-byte header and a body; all
+ * integers are little-endian:
+ *
+ *   offset size field
+ *   0      4    size         whole frame length, header included
+ *   4      1    op
+ *   5      1    flags
+ *   6      2    subject_len
+ *   8      2    reply_len
+ *   10     2    header_len   opaque header block, forwarded verbatim
+ *   12     4    sid          subscription id / PING token / ERR code
+ *   16     ...  subject reply headers payload
+ *
+ * A frame is valid when 16 <= size <= max_frame, the three inner lengths fit
+ * in size - 16, and op is known. frame_parse() checks all of it; a receiver
+ * judges `size` from its first 4 bytes (frame_peek_size()) before it buffers
+ * or allocates anything for the rest.
+ */
+#ifndef SOCKBUS_FRAME_H
+#define SOCKBUS_FRAME_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define FRAME_HEADER_SIZE 16u
+#define FRAME_MIN_SIZE FRAME_HEADER_SIZE
+
+enum frame_op {
+    FRAME_OP_HELLO = 0x01,   /* C->B: payload JSON {"protocol":1,...} */
+    FRAME_OP_WELCOME = 0x02, /* B->C: payload JSON */
+    FRAME_OP_PUB = 0x10,     /* C->B: subject, reply, headers, payload */
+    FRAME_OP_SUB = 0x11,     /* C->B: sid, subject = pattern, reply = queue */
+    FRAME_OP_UNSUB = 0x12,   /* C->B: sid, optional u32 payload: max msgs */
+    FRAME_OP_MSG = 0x20,     /* B->C: sid, subject, reply, headers, payload */
+    FRAME_OP_DROPPED = 0x21, /* B->C: payload u64 count */
+    FRAME_OP_PING = 0x30,    /* C->B: sid = token */
+    FRAME_OP_PONG = 0x31,    /* B->C: sid = token */
+    FRAME_OP_ERR = 0x3F,     /* B->C: sid = code, subject, payload = text */
+};
+
+/* PUB flags. */
+#define FRAME_PUB_RETAIN 0x01u
+/* MSG flags. */
+#define FRAME_MSG_NO_RESPONDERS 0x01u
+#define FRAME_MSG_RETAINED 0x02u
+
+/* ERR codes (the sid field of ERR). */
+enum frame_err {
+    FRAME_ERR_PROTOCOL = 1,      /* fatal */
+    FRAME_ERR_TOO_LARGE = 2,     /* fatal */
+    FRAME_ERR_SUBJECT = 3,
+    FRAME_ERR_PERMISSION = 4,
+    FRAME_ERR_LIMIT = 5,
+    FRAME_ERR_SLOW_CONSUMER = 6, /* fatal; reserved */
+    FRAME_ERR_SID = 7,
+    FRAME_ERR_HELLO_REQUIRED = 8, /* fatal */
+    FRAME_ERR_SHUTDOWN = 9,       /* fatal */
+    FRAME_ERR_VERSION = 10,       /* fatal */
+};
+
+/* A decoded frame. The pointers point into the buffer given to
+ * frame_parse(); nothing is copied. */
+struct frame {
+    uint32_t size;
+    uint8_t op;
+    uint8_t flags;
+    uint16_t subject_len;
+    uint16_t reply_len;
+    uint16_t header_len;
+    uint32_t sid;
+    const uint8_t *subject;
+    const uint8_t *reply;
+    const uint8_t *headers;
+    const uint8_t *payload;
+    uint32_t payload_len;
+};
+
+/* Results of frame_parse() beside 0. */
+enum {
+    FRAME_NEED_MORE = 1, /* positive: not a whole frame yet */
+};
+
+static inline uint16_t frame_get_u16(const uint8_t *p)
+{
+    return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
+}
+
+static inline uint32_t frame_get_u32(const uint8_t *p)
+{
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+}
+
+static inline uint64_t frame_get_u64(const uint8_t *p)
+{
+    return (uint64_t)frame_get_u32(p) | (uint64_t)frame_get_u32(p + 4) << 32;
+}
+
+static inline void frame_put_u16(uint8_t *p, uint16_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+}
+
+static inline void frame_put_u32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)v;
+    p[1] = (uint8_t)(v >> 8);
+    p[2] = (uint8_t)(v >> 16);
+    p[3] = (uint8_t)(v >> 24);
+}
+
+static inline void frame_put_u64(uint8_t *p, uint64_t v)
+{
+    frame_put_u32(p, (uint32_t)v);
+    frame_put_u32(p + 4, (uint32_t)(v >> 32));
+}
+
+/* Is `op` one of the ops of protocol version 1? */
+bool frame_op_known(uint8_t op);
+
+/* Name of an op ("PUB"), or "?" for an unknown one. */
+const char *frame_op_name(uint8_t op);
+
+/*
+ * Judge a frame's size field as soon as `len` >= 4 bytes are there.
+ * Returns 0 with *size set, FRAME_NEED_MORE if len < 4, -EPROTO if the size
+ * is below 16 and -EMSGSIZE if it is above max_frame.
+ */
+int frame_peek_size(const uint8_t *buf, size_t len, uint32_t max_frame, uint32_t *size);
+
+/*
+ * Decode the frame at the start of buf[0..len). Returns 0 and fills *f when
+ * a whole valid frame is there (f->size bytes are then consumed by the
+ * caller), FRAME_NEED_MORE when more bytes are needed, -EPROTO for a size
+ * below 16, inner lengths that overrun the frame, or an unknown op, and
+ * -EMSGSIZE for a size above max_frame. *f is written only on success.
+ */
+int frame_parse(const uint8_t *buf, size_t len, uint32_t max_frame, struct frame *f);
+
+/* Size of the frame that frame_encode() would write for these lengths
+ * (may exceed UINT32_MAX only for absurd inputs; callers check max_frame). */
+static inline size_t frame_encoded_size(size_t subject_len, size_t reply_len, size_t header_len,
+                                        size_t payload_len)
+{
+    return FRAME_HEADER_SIZE + subject_len + reply_len + header_len + payload_len;
+}
+
+/* Write a 16-byte header at `out`. */
+void frame_encode_header(uint8_t *out, uint32_t size, uint8_t op, uint8_t flags,
+                         uint16_t subject_len, uint16_t reply_len, uint16_t header_len,
+                         uint32_t sid);
+
+/*
+ * Write a whole frame to `out`, which must hold frame_encoded_size() bytes.
+ * The caller has checked every length (subject, reply and header each at
+ * most UINT16_MAX, total at most the peer's max_frame). Any of the body
+ * pointers may be NULL when its length is 0. Returns the bytes written.
+ */
+size_t frame_encode(uint8_t *out, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
+                    size_t subject_len, const void *reply, size_t reply_len, const void *headers,
+                    size_t header_len, const void *payload, size_t payload_len);
+
+#endif /* SOCKBUS_FRAME_H */

@@ -1,0 +1,621 @@
+/*
+ * test_listener.c - the socket file lifecycle (DESIGN §2) and the TCP
+ * listener.
+ *
+ * Each test runs in its own mkdtemp() directory, removed afterwards, so
+ * tests can run in parallel and leave nothing behind. Every Unix test also
+ * checks what is left on disk, because "never delete what is not ours" and
+ * "leave nothing behind" are the point of the module.
+ */
+#include "listener.h"
+
+#include <criterion/criterion.h>
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <grp.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define ERR_LEN 512
+
+static char tmpdir[64];
+
+static void tmpdir_setup(void)
+{
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/sb-listener-XXXXXX");
+    cr_assert_not_null(mkdtemp(tmpdir), "mkdtemp: %s", strerror(errno));
+}
+
+static int remove_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove(path);
+}
+
+static void tmpdir_teardown(void)
+{
+    if (tmpdir[0] != '\0') {
+        nftw(tmpdir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+    }
+}
+
+#define LTEST(name) Test(listener, name, .init = tmpdir_setup, .fini = tmpdir_teardown)
+
+static void in_tmp(char *out, size_t len, const char *name)
+{
+    snprintf(out, len, "%s/%s", tmpdir, name);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static void lock_path_of(const char *path, char *out, size_t len)
+{
+    snprintf(out, len, "%s.lock", path);
+}
+
+static int unix_connect(const char *path)
+{
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(s, 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    if (connect(s, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        int e = errno;
+        close(s);
+        return -e;
+    }
+    return s;
+}
+
+/* A plain listening socket at path, bound without any lock: another
+ * program, or a broker that predates the lock. */
+static int plain_listen(const char *path)
+{
+    int s = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(s, 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    cr_assert_eq(bind(s, (struct sockaddr *)&sun, sizeof(sun)), 0, "bind: %s", strerror(errno));
+    cr_assert_eq(listen(s, 4), 0);
+    return s;
+}
+
+static void write_file(const char *path, const char *content)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fputs(content, f);
+    fclose(f);
+}
+
+static void assert_file_content(const char *path, const char *content)
+{
+    char buf[128] = {0};
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "%s is gone", path);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    cr_assert_eq(n, strlen(content));
+    cr_assert_str_eq(buf, content);
+}
+
+static void assert_closed_state(const struct listener_unix *l)
+{
+    cr_assert_eq(l->fd, -1);
+    cr_assert_eq(l->lock_fd, -1);
+}
+
+LTEST(fresh_path_is_socket_0600_and_accepts)
+{
+    char path[128], lock[160], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    lock_path_of(path, lock, sizeof(lock));
+    struct listener_unix l;
+
+    int r = listener_unix_open(&l, path, 0600, NULL, err, sizeof(err));
+    cr_assert_eq(r, 0, "open: %d %s", r, err);
+    cr_assert_geq(l.fd, 0);
+    cr_assert_geq(l.lock_fd, 0);
+    cr_assert(fcntl(l.fd, F_GETFL) & O_NONBLOCK);
+    cr_assert(fcntl(l.fd, F_GETFD) & FD_CLOEXEC);
+    cr_assert(fcntl(l.lock_fd, F_GETFD) & FD_CLOEXEC);
+
+    struct stat st;
+    cr_assert_eq(lstat(path, &st), 0);
+    cr_assert(S_ISSOCK(st.st_mode));
+    cr_assert_eq(st.st_mode & 0777, 0600, "mode %o", (unsigned)(st.st_mode & 0777));
+    cr_assert_eq(st.st_ino, l.ino);
+    cr_assert_eq(st.st_dev, l.dev);
+    cr_assert(exists(lock));
+
+    int c = unix_connect(path);
+    cr_assert_geq(c, 0, "connect: %s", strerror(-c));
+    int a = accept4(l.fd, NULL, NULL, SOCK_CLOEXEC);
+    cr_assert_geq(a, 0, "accept: %s", strerror(errno));
+    close(a);
+    close(c);
+
+    listener_unix_close(&l);
+}
+
+LTEST(restrictive_umask_does_not_matter)
+{
+    /* The process umask must neither widen nor narrow the requested mode. */
+    char path[128], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    struct listener_unix l;
+    mode_t old = umask(0077);
+    int r = listener_unix_open(&l, path, 0660, NULL, err, sizeof(err));
+    umask(old);
+    cr_assert_eq(r, 0, "open: %d %s", r, err);
+    struct stat st;
+    cr_assert_eq(lstat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0660, "mode %o", (unsigned)(st.st_mode & 0777));
+    listener_unix_close(&l);
+}
+
+LTEST(second_open_while_locked_is_addrinuse)
+{
+    char path[128], lock[160], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    lock_path_of(path, lock, sizeof(lock));
+    struct listener_unix first, second;
+
+    cr_assert_eq(listener_unix_open(&first, path, 0600, NULL, err, sizeof(err)), 0, "%s", err);
+    int r = listener_unix_open(&second, path, 0600, NULL, err, sizeof(err));
+    cr_assert_eq(r, -EADDRINUSE, "got %d", r);
+    cr_assert_not_null(strstr(err, lock), "message: %s", err);
+    cr_assert_not_null(strstr(err, "another sockbusd is running"), "message: %s", err);
+    cr_assert_null(strchr(err, '\n'));
+    assert_closed_state(&second);
+    listener_unix_close(&second); /* harmless on a failed open */
+
+    /* The first broker is untouched: same file, lock still there, answers. */
+    struct stat st;
+    cr_assert_eq(lstat(path, &st), 0);
+    cr_assert_eq(st.st_ino, first.ino);
+    cr_assert(exists(lock));
+    int c = unix_connect(path);
+    cr_assert_geq(c, 0);
+    close(c);
+
+    listener_unix_close(&first);
+    cr_assert_not(exists(path));
+    cr_assert_not(exists(lock));
+}
+
+LTEST(live_socket_without_lock_is_addrinuse_and_untouched)
+{
+    char path[128], lock[160], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    lock_path_of(path, lock, sizeof(lock));
+    int other = plain_listen(path);
+    struct stat before;
+    cr_assert_eq(lstat(path, &before), 0);
+
+    struct listener_unix l;
+    int r = listener_unix_open(&l, path, 0600, NULL, err, sizeof(err));
+    cr_assert_eq(r, -EADDRINUSE, "got %d", r);
+    cr_assert_not_null(strstr(err, path), "message: %s", err);
+    assert_closed_state(&l);
+
+    struct stat after;
+    cr_assert_eq(lstat(path, &after), 0);
+    cr_assert_eq(after.st_ino, before.st_ino);
+    cr_assert_not(exists(lock), "the lock file we created was left behind");
+    int c = unix_connect(path);
+    cr_assert_geq(c, 0, "the other program no longer answers");
+    close(c);
+    close(other);
+}
+
+LTEST(stale_socket_is_replaced)
+{
+    char path[128], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    close(plain_listen(path)); /* a broker that died without cleaning up */
+    cr_assert(exists(path));
+    cr_assert_eq(unix_connect(path), -ECONNREFUSED);
+
+    struct listener_unix l;
+    int r = listener_unix_open(&l, path, 0600, NULL, err, sizeof(err));
+    cr_assert_eq(r, 0, "open: %d %s", r, err);
+    int c = unix_connect(path);
+    cr_assert_geq(c, 0);
+    close(c);
+    listener_unix_close(&l);
+    cr_assert_not(exists(path));
+}
+
+LTEST(leftover_unlocked_lock_file_is_reused)
+{
+    char path[128], lock[160], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    lock_path_of(path, lock, sizeof(lock));
+    write_file(lock, "");
+    close(plain_listen(path));
+
+    struct listener_unix l;
+    int r = listener_unix_open(&l, path, 0600, NULL, err, sizeof(err));
+    cr_assert_eq(r, 0, "open: %d %s", r, err);
+    listener_unix_close(&l);
+    cr_assert_not(exists(lock));
+}
+
+LTEST(regular_file_is_eexist_and_kept)
+{
+    char path[128], lock[160], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    lock_path_of(path, lock, sizeof(lock));
+    write_file(path, "precious\n");
+
+    struct listener_unix l;
+    int r = listener_unix_open(&l, path, 0600, NULL, err, sizeof(err));
+    cr_assert_eq(r, -EEXIST, "got %d", r);
+    cr_assert_not_null(strstr(err, path), "message: %s", err);
+    cr_assert_not_null(strstr(err, "regular file"), "message: %s", err);
+    assert_closed_state(&l);
+    assert_file_content(path, "precious\n");
+    cr_assert_not(exists(lock));
+}
+
+LTEST(directory_is_eexist_and_kept)
+{
+    char path[128], lock[160], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    lock_path_of(path, lock, sizeof(lock));
+    cr_assert_eq(mkdir(path, 0700), 0);
+
+    struct listener_unix l;
+    int r = listener_unix_open(&l, path, 0600, NULL, err, sizeof(err));
+    cr_assert_eq(r, -EEXIST, "got %d", r);
+    cr_assert_not_null(strstr(err, "directory"), "message: %s", err);
+    struct stat st;
+    cr_assert_eq(lstat(path, &st), 0);
+    cr_assert(S_ISDIR(st.st_mode));
+    cr_assert_not(exists(lock));
+}
+
+LTEST(symlink_is_eexist_and_kept)
+{
+    /* Even a link to a stale socket: we never follow or delete a link. */
+    char path[128], target[128], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    in_tmp(target, sizeof(target), "target.sock");
+    close(plain_listen(target));
+    cr_assert_eq(symlink(target, path), 0);
+
+    struct listener_unix l;
+    int r = listener_unix_open(&l, path, 0600, NULL, err, sizeof(err));
+    cr_assert_eq(r, -EEXIST, "got %d", r);
+    cr_assert_not_null(strstr(err, "symbolic link"), "message: %s", err);
+    struct stat st;
+    cr_assert_eq(lstat(path, &st), 0);
+    cr_assert(S_ISLNK(st.st_mode));
+    cr_assert(exists(target));
+}
+
+LTEST(close_removes_socket_and_lock_and_is_idempotent)
+{
+    char path[128], lock[160], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    lock_path_of(path, lock, sizeof(lock));
+    struct listener_unix l;
+    cr_assert_eq(listener_unix_open(&l, path, 0600, NULL, err, sizeof(err)), 0, "%s", err);
+
+    listener_unix_close(&l);
+    cr_assert_not(exists(path));
+    cr_assert_not(exists(lock));
+    assert_closed_state(&l);
+    listener_unix_close(&l);
+    assert_closed_state(&l);
+
+    /* The path is free again for the next broker. */
+    cr_assert_eq(listener_unix_open(&l, path, 0600, NULL, err, sizeof(err)), 0, "%s", err);
+    listener_unix_close(&l);
+}
+
+LTEST(close_keeps_a_file_that_replaced_ours)
+{
+    char path[128], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    struct listener_unix l;
+    cr_assert_eq(listener_unix_open(&l, path, 0600, NULL, err, sizeof(err)), 0, "%s", err);
+
+    cr_assert_eq(unlink(path), 0);
+    write_file(path, "someone else's\n");
+    listener_unix_close(&l);
+    assert_file_content(path, "someone else's\n");
+}
+
+LTEST(close_keeps_a_socket_that_replaced_ours)
+{
+    char path[128], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    struct listener_unix l;
+    cr_assert_eq(listener_unix_open(&l, path, 0600, NULL, err, sizeof(err)), 0, "%s", err);
+
+    /* Keep our old file alive under another name so its inode number
+     * cannot be reused by the new socket. */
+    char moved[128];
+    in_tmp(moved, sizeof(moved), "old.sock");
+    cr_assert_eq(rename(path, moved), 0);
+    int other = plain_listen(path);
+    listener_unix_close(&l);
+    int c = unix_connect(path);
+    cr_assert_geq(c, 0, "the other socket was removed");
+    close(c);
+    close(other);
+}
+
+LTEST(forget_fd_leaves_fd_open_and_file_managed)
+{
+    char path[128], lock[160], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    lock_path_of(path, lock, sizeof(lock));
+    struct listener_unix l;
+    cr_assert_eq(listener_unix_open(&l, path, 0600, NULL, err, sizeof(err)), 0, "%s", err);
+
+    int fd = l.fd;
+    listener_unix_forget_fd(&l);
+    cr_assert_eq(l.fd, -1);
+    listener_unix_close(&l);
+    cr_assert_geq(fcntl(fd, F_GETFD), 0, "the forgotten fd was closed");
+    cr_assert_not(exists(path));
+    cr_assert_not(exists(lock));
+    close(fd);
+}
+
+LTEST(mode_0660_honored)
+{
+    char path[128], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    struct listener_unix l;
+    cr_assert_eq(listener_unix_open(&l, path, 0660, NULL, err, sizeof(err)), 0, "%s", err);
+    struct stat st;
+    cr_assert_eq(lstat(path, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0660, "mode %o", (unsigned)(st.st_mode & 0777));
+    listener_unix_close(&l);
+}
+
+LTEST(group_by_name_is_applied)
+{
+    /* Our own group: the one group every user may chown to. */
+    struct group *gr = getgrgid(getegid());
+    if (gr == NULL) {
+        cr_skip_test("no name for gid %u", (unsigned)getegid());
+    }
+    char group[64];
+    snprintf(group, sizeof(group), "%s", gr->gr_name);
+    char path[128], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    struct listener_unix l;
+    cr_assert_eq(listener_unix_open(&l, path, 0660, group, err, sizeof(err)), 0, "%s", err);
+    struct stat st;
+    cr_assert_eq(lstat(path, &st), 0);
+    cr_assert_eq(st.st_gid, getegid());
+    cr_assert_eq(st.st_mode & 0777, 0660);
+    listener_unix_close(&l);
+}
+
+LTEST(unknown_group_is_einval_and_touches_nothing)
+{
+    char path[128], lock[160], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    lock_path_of(path, lock, sizeof(lock));
+    struct listener_unix l;
+    int r = listener_unix_open(&l, path, 0660, "no-such-group-sockbus", err, sizeof(err));
+    cr_assert_eq(r, -EINVAL, "got %d", r);
+    cr_assert_not_null(strstr(err, "no-such-group-sockbus"), "message: %s", err);
+    assert_closed_state(&l);
+    cr_assert_not(exists(path));
+    cr_assert_not(exists(lock));
+}
+
+LTEST(bad_mode_is_einval)
+{
+    char path[128], err[ERR_LEN] = "";
+    in_tmp(path, sizeof(path), "b.sock");
+    struct listener_unix l;
+    cr_assert_eq(listener_unix_open(&l, path, 04600, NULL, err, sizeof(err)), -EINVAL);
+    cr_assert_not(exists(path));
+}
+
+LTEST(path_too_long_is_enametoolong)
+{
+    char path[256], err[ERR_LEN] = "";
+    struct sockaddr_un sun;
+    int n = snprintf(path, sizeof(path), "%s/", tmpdir);
+    while ((size_t)n < sizeof(sun.sun_path)) {
+        path[n++] = 'x';
+    }
+    path[n] = '\0';
+    struct listener_unix l;
+    int r = listener_unix_open(&l, path, 0600, NULL, err, sizeof(err));
+    cr_assert_eq(r, -ENAMETOOLONG, "got %d", r);
+    cr_assert_not_null(strstr(err, "--socket"), "message: %s", err);
+    assert_closed_state(&l);
+
+    /* One byte shorter fits exactly (the NUL takes the last byte). */
+    path[sizeof(sun.sun_path) - 1] = '\0';
+    r = listener_unix_open(&l, path, 0600, NULL, err, sizeof(err));
+    cr_assert_eq(r, 0, "open: %d %s", r, err);
+    listener_unix_close(&l);
+}
+
+LTEST(missing_parent_directory_names_it)
+{
+    char dir[128], path[160], err[ERR_LEN] = "";
+    in_tmp(dir, sizeof(dir), "nope");
+    snprintf(path, sizeof(path), "%s/b.sock", dir);
+    struct listener_unix l;
+    int r = listener_unix_open(&l, path, 0600, NULL, err, sizeof(err));
+    cr_assert_eq(r, -ENOENT, "got %d", r);
+    char want[200];
+    snprintf(want, sizeof(want), "directory %s does not exist", dir);
+    cr_assert_not_null(strstr(err, want), "message: %s", err);
+    assert_closed_state(&l);
+}
+
+LTEST(null_err_buffer_is_fine)
+{
+    char path[128];
+    in_tmp(path, sizeof(path), "b.sock");
+    write_file(path, "x");
+    struct listener_unix l;
+    cr_assert_eq(listener_unix_open(&l, path, 0600, NULL, NULL, 0), -EEXIST);
+}
+
+/* --- TCP ------------------------------------------------------------------ */
+
+static int tcp_connect(int family, const char *addr, unsigned port)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    if (family == AF_INET) {
+        struct sockaddr_in *in = (struct sockaddr_in *)&ss;
+        in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        cr_assert_eq(inet_pton(AF_INET, addr, &in->sin_addr), 1);
+        len = sizeof(*in);
+    } else {
+        struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&ss;
+        in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        cr_assert_eq(inet_pton(AF_INET6, addr, &in6->sin6_addr), 1);
+        len = sizeof(*in6);
+    }
+    int s = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert_geq(s, 0);
+    if (connect(s, (struct sockaddr *)&ss, len) < 0) {
+        int e = errno;
+        close(s);
+        return -e;
+    }
+    return s;
+}
+
+static void assert_tcp_accepts(int fd, int family, const char *addr, unsigned port)
+{
+    int c = tcp_connect(family, addr, port);
+    cr_assert_geq(c, 0, "connect to port %u: %s", port, strerror(-c));
+    /* Loopback handshakes complete before connect() returns, but accept on
+     * a non-blocking fd may still race the queueing: poll briefly. */
+    int a = -1;
+    for (int i = 0; i < 100 && a < 0; i++) {
+        a = accept4(fd, NULL, NULL, SOCK_CLOEXEC);
+        if (a < 0) {
+            cr_assert(errno == EAGAIN || errno == EWOULDBLOCK, "accept: %s", strerror(errno));
+            usleep(10000);
+        }
+    }
+    cr_assert_geq(a, 0, "accept");
+    close(a);
+    close(c);
+}
+
+LTEST(tcp_ephemeral_port_accepts)
+{
+    const char *endpoints[] = {"127.0.0.1:0", "tcp://127.0.0.1:0"};
+    for (size_t i = 0; i < sizeof(endpoints) / sizeof(endpoints[0]); i++) {
+        char err[ERR_LEN] = "";
+        int fd = -1;
+        unsigned port = 0;
+        int r = listener_tcp_open(endpoints[i], &fd, &port, err, sizeof(err));
+        cr_assert_eq(r, 0, "%s: %d %s", endpoints[i], r, err);
+        cr_assert_geq(fd, 0);
+        cr_assert_neq(port, 0u);
+        cr_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);
+        cr_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);
+        assert_tcp_accepts(fd, AF_INET, "127.0.0.1", port);
+        close(fd);
+    }
+
+    /* Port 0 means "any free port", not one fixed port: two at once differ. */
+    int fd1 = -1, fd2 = -1;
+    unsigned port1 = 0, port2 = 0;
+    char err[ERR_LEN] = "";
+    cr_assert_eq(listener_tcp_open("127.0.0.1:0", &fd1, &port1, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(listener_tcp_open("127.0.0.1:0", &fd2, &port2, err, sizeof(err)), 0, "%s", err);
+    cr_assert_neq(port1, port2);
+    close(fd1);
+    close(fd2);
+}
+
+LTEST(tcp_ipv6_loopback)
+{
+    int probe = socket(AF_INET6, SOCK_STREAM, 0);
+    if (probe < 0) {
+        cr_skip_test("no IPv6");
+    }
+    close(probe);
+    char err[ERR_LEN] = "";
+    int fd = -1;
+    unsigned port = 0;
+    int r = listener_tcp_open("[::1]:0", &fd, &port, err, sizeof(err));
+    if (r == -EADDRNOTAVAIL) {
+        cr_skip_test("no ::1 here: %s", err);
+    }
+    cr_assert_eq(r, 0, "%d %s", r, err);
+    assert_tcp_accepts(fd, AF_INET6, "::1", port);
+    close(fd);
+}
+
+LTEST(tcp_port_in_use_is_addrinuse)
+{
+    char err[ERR_LEN] = "";
+    int fd = -1;
+    unsigned port = 0;
+    cr_assert_eq(listener_tcp_open("127.0.0.1:0", &fd, &port, err, sizeof(err)), 0, "%s", err);
+
+    char ep[64];
+    snprintf(ep, sizeof(ep), "tcp://127.0.0.1:%u", port);
+    int fd2 = -42;
+    unsigned port2 = 4242;
+    int r = listener_tcp_open(ep, &fd2, &port2, err, sizeof(err));
+    cr_assert_eq(r, -EADDRINUSE, "got %d", r);
+    cr_assert_not_null(strstr(err, ep), "message: %s", err);
+    cr_assert_eq(fd2, -42, "fd written on failure");
+    cr_assert_eq(port2, 4242u, "port written on failure");
+    close(fd);
+}
+
+LTEST(tcp_bad_endpoints_are_einval)
+{
+    const char *bad[] = {
+        "",
+        "127.0.0.1",
+        "127.0.0.1:",
+        ":7447",
+        "tcp://",
+        "tcp://:7447",
+        "127.0.0.1:http",
+        "127.0.0.1:65536",
+        "127.0.0.1:-1",
+        "127.0.0.1:99999999999999999999",
+        "[]:7447",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char err[ERR_LEN] = "";
+        int fd = -42;
+        int r = listener_tcp_open(bad[i], &fd, NULL, err, sizeof(err));
+        cr_assert_eq(r, -EINVAL, "\"%s\": got %d (%s)", bad[i], r, err);
+        cr_assert_eq(fd, -42, "\"%s\": fd written on failure", bad[i]);
+        cr_assert_neq(err[0], '\0', "\"%s\": no message", bad[i]);
+        cr_assert_null(strchr(err, '\n'));
+    }
+    int fd = -42;
+    cr_assert_eq(listener_tcp_open(NULL, &fd, NULL, NULL, 0), -EINVAL);
+}

@@ -1,0 +1,263 @@
+/*
+ * test_pubsub.c - publish/subscribe through the library against a real
+ * broker: routing, wildcards, echo, unsubscribe, order, payload sizes,
+ * and the event-loop API.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static struct harness_broker broker;
+
+static void setup(void)
+{
+    int r = harness_start(&broker, true, NULL);
+    cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
+}
+
+static void teardown(void)
+{
+    harness_stop(&broker);
+}
+
+TestSuite(pubsub, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Next message or fail the test. */
+static sb_msg expect_msg(sb_client *c)
+{
+    sb_msg m;
+    int r = sb_next_msg(c, &m, HARNESS_IO_MS);
+    cr_assert_eq(r, 0, "expected a message: %s", sb_strerror(r));
+    return m;
+}
+
+static void expect_none(sb_client *c)
+{
+    sb_msg m;
+    /* The flush barrier makes "nothing arrived" exact, not a guess. */
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    int r = sb_next_msg(c, &m, 0);
+    cr_assert_eq(r, -ETIMEDOUT, "unexpected message on '%s'", r == 0 ? m.subject : "");
+}
+
+Test(pubsub, publish_reaches_subscriber)
+{
+    sb_client *sub = harness_client(&broker, "sub", true);
+    sb_client *pub = harness_client(&broker, "pub", true);
+    uint32_t sid;
+    cr_assert_eq(sb_subscribe(sub, "demo.x", NULL, &sid), 0);
+    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_publish(pub, "demo.x", "reply.here", "hello", 5), 0);
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    sb_msg m = expect_msg(sub);
+    cr_assert_str_eq(m.subject, "demo.x");
+    cr_assert_str_eq(m.reply, "reply.here");
+    cr_assert_eq(m.payload_len, 5);
+    cr_assert_eq(memcmp(m.payload, "hello", 5), 0);
+    cr_assert_eq(m.sid, sid);
+    sb_close(pub);
+    sb_close(sub);
+}
+
+Test(pubsub, wildcards_route_by_token)
+{
+    sb_client *sub = harness_client(&broker, "sub", true);
+    sb_client *pub = harness_client(&broker, "pub", true);
+    uint32_t star;
+    uint32_t gt;
+    cr_assert_eq(sb_subscribe(sub, "a.*.c", NULL, &star), 0);
+    cr_assert_eq(sb_subscribe(sub, "a.>", NULL, &gt), 0);
+    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
+    const char *subjects[] = {"a.b.c", "a.b", "a.b.c.d", "x.b.c", "a"};
+    for (size_t i = 0; i < 5; i++) {
+        cr_assert_eq(sb_publish(pub, subjects[i], NULL, subjects[i], strlen(subjects[i])), 0);
+    }
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    /* a.b.c matches both (one MSG per subscription), a.b and a.b.c.d only
+     * a.>, x.b.c and a nothing. */
+    struct {
+        const char *subject;
+        uint32_t sid;
+    } want[] = {{"a.b.c", 0}, {"a.b.c", 0}, {"a.b", gt}, {"a.b.c.d", gt}};
+    uint32_t seen_abc = 0;
+    for (size_t i = 0; i < 4; i++) {
+        sb_msg m = expect_msg(sub);
+        cr_assert_str_eq(m.subject, want[i].subject);
+        if (want[i].sid != 0) {
+            cr_assert_eq(m.sid, want[i].sid);
+        } else {
+            seen_abc |= m.sid == star ? 1u : m.sid == gt ? 2u : 4u;
+        }
+    }
+    cr_assert_eq(seen_abc, 3u, "a.b.c must arrive once for each subscription");
+    expect_none(sub);
+    sb_close(pub);
+    sb_close(sub);
+}
+
+Test(pubsub, echo_can_be_turned_off)
+{
+    sb_client *quiet = harness_client(&broker, "quiet", false);
+    sb_client *loud = harness_client(&broker, "loud", true);
+    cr_assert_eq(sb_subscribe(quiet, "e", NULL, NULL), 0);
+    cr_assert_eq(sb_subscribe(loud, "e", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(quiet, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_flush(loud, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_publish(quiet, "e", NULL, "q", 1), 0);
+    cr_assert_eq(sb_publish(loud, "e", NULL, "l", 1), 0);
+    cr_assert_eq(sb_flush(quiet, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_flush(loud, HARNESS_IO_MS), 0);
+    /* quiet gets only loud's message; loud gets both. */
+    sb_msg m = expect_msg(quiet);
+    cr_assert_eq(((const char *)m.payload)[0], 'l');
+    expect_none(quiet);
+    m = expect_msg(loud);
+    cr_assert_eq(((const char *)m.payload)[0], 'q');
+    m = expect_msg(loud);
+    cr_assert_eq(((const char *)m.payload)[0], 'l');
+    sb_close(quiet);
+    sb_close(loud);
+}
+
+Test(pubsub, unsubscribe_stops_delivery)
+{
+    sb_client *sub = harness_client(&broker, "sub", true);
+    sb_client *pub = harness_client(&broker, "pub", true);
+    uint32_t sid;
+    cr_assert_eq(sb_subscribe(sub, "u.>", NULL, &sid), 0);
+    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_publish(pub, "u.1", NULL, "1", 1), 0);
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    expect_msg(sub);
+    cr_assert_eq(sb_unsubscribe(sub, sid, 0), 0);
+    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_publish(pub, "u.2", NULL, "2", 1), 0);
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    expect_none(sub);
+    /* A second UNSUB of the same sid is an error the broker reports. */
+    cr_assert_eq(sb_unsubscribe(sub, sid, 0), 0);
+    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), SB_E_SID);
+    sb_close(pub);
+    sb_close(sub);
+}
+
+Test(pubsub, hundred_thousand_messages_in_order)
+{
+    sb_client *sub = harness_client(&broker, "sub", true);
+    sb_client *pub = harness_client(&broker, "pub", true);
+    cr_assert_eq(sb_subscribe(sub, "seq", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
+    enum { TOTAL = 100000, BATCH = 10000 };
+    uint32_t next = 0;
+    for (uint32_t sent = 0; sent < TOTAL;) {
+        /* Lockstep batches keep the subscriber's queue far below its
+         * limit whatever the scheduling, so nothing may be dropped. */
+        for (uint32_t i = 0; i < BATCH; i++, sent++) {
+            cr_assert_eq(sb_publish(pub, "seq", NULL, &sent, sizeof(sent)), 0);
+        }
+        cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+        for (uint32_t i = 0; i < BATCH; i++, next++) {
+            sb_msg m = expect_msg(sub);
+            uint32_t v;
+            cr_assert_eq(m.payload_len, sizeof(v));
+            memcpy(&v, m.payload, sizeof(v));
+            cr_assert_eq(v, next, "message %u arrived as %u", next, v);
+        }
+    }
+    cr_assert_eq(sb_take_dropped(sub), 0);
+    expect_none(sub);
+    sb_close(pub);
+    sb_close(sub);
+}
+
+static void check_payload_size(const char *endpoint, size_t size)
+{
+    sb_options o = {.endpoint = endpoint};
+    sb_client *sub;
+    sb_client *pub;
+    cr_assert_eq(sb_connect(&sub, &o), 0);
+    cr_assert_eq(sb_connect(&pub, &o), 0);
+    cr_assert_eq(sb_subscribe(sub, "size", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
+    uint8_t *data = malloc(size + 1);
+    for (size_t i = 0; i < size; i++) {
+        data[i] = (uint8_t)(i * 31 + 7);
+    }
+    cr_assert_eq(sb_publish(pub, "size", NULL, data, size), 0);
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    sb_msg m = expect_msg(sub);
+    cr_assert_eq(m.payload_len, size);
+    cr_assert(size == 0 || memcmp(m.payload, data, size) == 0, "payload of %zu differs", size);
+    free(data);
+    sb_close(pub);
+    sb_close(sub);
+}
+
+Test(pubsub, payload_sizes_arrive_byte_exact)
+{
+    size_t sizes[] = {0, 1, 65536, 1024 * 1024};
+    for (size_t i = 0; i < 4; i++) {
+        check_payload_size(broker.socket, sizes[i]);
+        check_payload_size(broker.tcp, sizes[i]);
+    }
+}
+
+Test(pubsub, oversized_publish_is_refused_locally)
+{
+    sb_client *pub = harness_client(&broker, "pub", true);
+    size_t size = sb_max_frame(pub);
+    void *data = calloc(1, size);
+    cr_assert_eq(sb_publish(pub, "big", NULL, data, size), -EMSGSIZE);
+    cr_assert_eq(sb_publish(pub, "bad..subject", NULL, "x", 1), -EINVAL);
+    cr_assert_eq(sb_publish(pub, "wild.*", NULL, "x", 1), -EINVAL);
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0, "the connection is still fine");
+    free(data);
+    sb_close(pub);
+}
+
+static void count_msg(sb_client *c, const sb_msg *m, void *arg)
+{
+    (void)c;
+    (void)m;
+    (*(int *)arg)++;
+}
+
+Test(pubsub, event_loop_api_delivers_through_callback)
+{
+    sb_client *sub = harness_client(&broker, "sub", true);
+    sb_client *pub = harness_client(&broker, "pub", true);
+    int got = 0;
+    sb_set_msg_cb(sub, count_msg, &got);
+    cr_assert_eq(sb_subscribe(sub, "loop.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(sb_publish(pub, "loop.tick", NULL, "t", 1), 0);
+    }
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    int64_t deadline = harness_now_ms() + HARNESS_IO_MS;
+    while (got < 100 && harness_now_ms() < deadline) {
+        struct pollfd p = {.fd = sb_fd(sub), .events = sb_events(sub)};
+        cr_assert(poll(&p, 1, 100) >= 0);
+        cr_assert_eq(sb_process(sub), 0);
+    }
+    cr_assert_eq(got, 100);
+    sb_close(pub);
+    sb_close(sub);
+}
+
+Test(pubsub, connect_to_nothing_fails_fast)
+{
+    sb_client *c = NULL;
+    char path[200];
+    snprintf(path, sizeof(path), "%s/nothing.sock", broker.dir);
+    sb_options o = {.endpoint = path, .timeout_ms = 1000};
+    cr_assert_eq(sb_connect(&c, &o), -ENOENT);
+    o.endpoint = "tcp://127.0.0.1:1";
+    cr_assert_eq(sb_connect(&c, &o), -ECONNREFUSED);
+    cr_assert_null(c);
+}

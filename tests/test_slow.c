@@ -1,0 +1,192 @@
+/*
+ * test_slow.c - slow consumers: a subscriber that stops reading costs the
+ * broker at most its max_pending, slows no one else, and learns with
+ * DROPPED exactly how many messages it lost.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static struct harness_broker broker;
+
+TestSuite(slow, .timeout = 120);
+
+static void start(const char *const *extra)
+{
+    int r = harness_start(&broker, false, extra);
+    cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
+}
+
+/* The broker's resident set in KiB, from /proc. */
+static long broker_rss_kib(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)broker.pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    char line[256];
+    long kib = -1;
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return kib;
+}
+
+/*
+ * Publish `total` messages of `size` bytes in lockstep batches: after each
+ * batch the reader drains it, so `reader` never falls behind whatever the
+ * scheduling, while `stalled` never reads at all.
+ */
+static void publish_in_lockstep(sb_client *pub, sb_client *reader, uint32_t total, size_t size)
+{
+    enum { BATCH = 1000 };
+    uint8_t *payload = calloc(1, size);
+    uint32_t expect = 0;
+    for (uint32_t sent = 0; sent < total;) {
+        for (uint32_t i = 0; i < BATCH && sent < total; i++, sent++) {
+            memcpy(payload, &sent, sizeof(sent));
+            cr_assert_eq(sb_publish(pub, "slow.data", NULL, payload, size), 0);
+        }
+        cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+        while (reader != NULL && expect < sent) {
+            sb_msg m;
+            cr_assert_eq(sb_next_msg(reader, &m, HARNESS_IO_MS), 0, "reader lost message %u",
+                         expect);
+            uint32_t v;
+            memcpy(&v, m.payload, sizeof(v));
+            cr_assert_eq(v, expect);
+            expect++;
+        }
+    }
+    free(payload);
+}
+
+Test(slow, stalled_subscriber_gets_exact_dropped_count)
+{
+    start(NULL);
+    sb_client *stalled = harness_client(&broker, "stalled", true);
+    sb_client *reader = harness_client(&broker, "reader", true);
+    sb_client *pub = harness_client(&broker, "pub", true);
+    cr_assert_eq(sb_subscribe(stalled, "slow.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(stalled, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_subscribe(reader, "slow.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(reader, HARNESS_IO_MS), 0);
+
+    /* 20 MiB against an 8 MiB queue: well over half must be dropped. */
+    enum { TOTAL = 20000, SIZE = 1024 };
+    publish_in_lockstep(pub, reader, TOTAL, SIZE);
+    cr_assert_eq(sb_take_dropped(reader), 0, "the reader must lose nothing");
+
+    /* The stalled subscriber resumes: what it receives plus what DROPPED
+     * reports is exactly what was published, and what it receives is in
+     * order. */
+    uint64_t received = 0;
+    uint64_t dropped = 0;
+    uint32_t last = 0;
+    while (received + dropped < TOTAL) {
+        sb_msg m;
+        int r = sb_next_msg(stalled, &m, HARNESS_IO_MS);
+        dropped += sb_take_dropped(stalled);
+        if (r == -ETIMEDOUT && received + dropped >= TOTAL) {
+            break;
+        }
+        cr_assert_eq(r, 0, "after %llu received + %llu dropped: %s",
+                     (unsigned long long)received, (unsigned long long)dropped, sb_strerror(r));
+        uint32_t v;
+        memcpy(&v, m.payload, sizeof(v));
+        cr_assert(received == 0 || v > last, "out of order: %u after %u", v, last);
+        last = v;
+        received++;
+    }
+    /* A barrier: no more messages and no further DROPPED are on the way. */
+    cr_assert_eq(sb_flush(stalled, HARNESS_IO_MS), 0);
+    sb_msg m;
+    cr_assert_eq(sb_next_msg(stalled, &m, 0), -ETIMEDOUT);
+    dropped += sb_take_dropped(stalled);
+    cr_assert_eq(received + dropped, TOTAL, "received %llu + dropped %llu",
+                 (unsigned long long)received, (unsigned long long)dropped);
+    cr_assert_gt(dropped, TOTAL / 2);
+    cr_assert_gt(received, 0);
+
+    sb_close(pub);
+    sb_close(reader);
+    sb_close(stalled);
+    harness_stop(&broker);
+}
+
+Test(slow, stalled_subscriber_costs_at_most_max_pending)
+{
+    const char *const args[] = {"--max-pending", "4194304", NULL};
+    start(args);
+    sb_client *stalled = harness_client(&broker, "stalled", true);
+    sb_client *pub = harness_client(&broker, "pub", true);
+    cr_assert_eq(sb_subscribe(stalled, "slow.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(stalled, HARNESS_IO_MS), 0);
+    long before = broker_rss_kib();
+
+    /* 64 MiB to a subscriber that never reads. */
+    publish_in_lockstep(pub, NULL, 64 * 1024, 1024);
+    long after = broker_rss_kib();
+    /* Growth is bounded by the queue (4 MiB, and its double buffer while a
+     * write is in flight), not by what was published. */
+    cr_assert_lt(after - before, 12 * 1024, "RSS grew by %ld KiB", after - before);
+    fprintf(stderr, "slow: broker RSS %ld KiB before, %ld KiB after 64 MiB to a stalled "
+                    "subscriber (max_pending 4 MiB)\n",
+            before, after);
+    sb_close(pub);
+    sb_close(stalled);
+    harness_stop(&broker);
+}
+
+Test(slow, pinging_without_reading_blocks_only_itself)
+{
+    start(NULL);
+    /* A raw client that floods PINGs and never reads its PONGs. */
+    int fd = harness_raw(&broker, true);
+    uint8_t ping[16 * 4096];
+    for (size_t i = 0; i < sizeof(ping); i += 16) {
+        uint8_t *p = ping + i;
+        memset(p, 0, 16);
+        p[0] = 16;
+        p[4] = 0x30;
+    }
+    /* Push until the socket will not take more: the broker has stopped
+     * reading from this client, since its replies are not read. */
+    sb_client *a = harness_client(&broker, "a", true);
+    sb_client *b = harness_client(&broker, "b", true);
+    cr_assert_eq(sb_subscribe(b, "ok", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(b, HARNESS_IO_MS), 0);
+    int64_t deadline = harness_now_ms() + 20000;
+    size_t sent = 0;
+    while (harness_now_ms() < deadline) {
+        ssize_t n = send(fd, ping, sizeof(ping), MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (n < 0) {
+            break; /* EAGAIN: the broker no longer reads this client */
+        }
+        sent += (size_t)n;
+    }
+    cr_assert_lt(harness_now_ms(), deadline, "the broker kept reading PINGs forever");
+    /* Meanwhile everyone else is served. */
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(sb_publish(a, "ok", NULL, "x", 1), 0);
+    }
+    cr_assert_eq(sb_flush(a, HARNESS_IO_MS), 0);
+    for (int i = 0; i < 100; i++) {
+        sb_msg m;
+        cr_assert_eq(sb_next_msg(b, &m, HARNESS_IO_MS), 0);
+    }
+    cr_assert_gt(sent, 0);
+    close(fd);
+    sb_close(a);
+    sb_close(b);
+    harness_stop(&broker);
+}

@@ -1,0 +1,446 @@
+/*
+ * cli.c - helpers every `sockbus` subcommand uses.
+ *
+ * Connecting: the endpoint rule lives in the library (sb_endpoint_resolve);
+ * here we turn a failure into the one line a person needs: which endpoint,
+ * why, and what to try. Option parsing: one wording for bad options, and
+ * the parsing of counts and durations. Output: JSON string escaping, base64
+ * and UTF-8 validation for `sub --json`. These run once per message on the
+ * hot path, so they work on runs of bytes and write through the stdio
+ * buffer with the unlocked calls (the command is single-threaded).
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <string.h>
+#include <time.h>
+
+/* "sockbus CMD" is how the client names itself to the broker, so that
+ * `sockbus stat` shows which command holds a connection. */
+#define CLI_CLIENT_NAME_MAX 64
+
+/* The advice that fits a failed connect. `explicit_endpoint` is what -s
+ * gave (NULL if nothing), so the hint can say how to start a broker that
+ * listens exactly there. */
+static void connect_error(const char *endpoint, const char *explicit_endpoint, int timeout_ms,
+                          int err)
+{
+    const char *why = sb_strerror(err);
+
+    switch (err) {
+    case -EACCES:
+    case -EPERM:
+        fprintf(stderr,
+                "sockbus: cannot connect to %s: %s; the socket's owner can share it with "
+                "'sockbusd --mode 0660 --group NAME' (or pass -s ENDPOINT / set "
+                "SOCKBUS_SOCKET)\n",
+                endpoint, why);
+        return;
+    case -ETIMEDOUT:
+        fprintf(stderr,
+                "sockbus: cannot connect to %s: no answer within %d.%03d s; is sockbusd "
+                "stuck or overloaded? (-t SECONDS waits longer)\n",
+                endpoint, timeout_ms / 1000, timeout_ms % 1000);
+        return;
+    case SB_E_LIMIT:
+        fprintf(stderr,
+                "sockbus: cannot connect to %s: %s (max_connections); try again later or "
+                "raise sockbusd's limit\n",
+                endpoint, why);
+        return;
+    case SB_E_VERSION:
+    case SB_E_PROTOCOL:
+    case SB_E_HELLO_REQUIRED:
+        fprintf(stderr,
+                "sockbus: cannot connect to %s: %s; use sockbus and sockbusd from the same "
+                "release\n",
+                endpoint, why);
+        return;
+    case SB_E_SHUTDOWN:
+        fprintf(stderr, "sockbus: cannot connect to %s: %s; try again once it is back\n",
+                endpoint, why);
+        return;
+    default:
+        break;
+    }
+
+    /* Nothing listens there (ENOENT, ECONNREFUSED on a stale socket, a
+     * closed TCP port) or something else went wrong: say how to start one. */
+    if (sb_endpoint_is_tcp(endpoint)) {
+        fprintf(stderr,
+                "sockbus: cannot connect to %s: %s; is sockbusd listening there? start it "
+                "with 'sockbusd --tcp %s' (or pass -s ENDPOINT / set SOCKBUS_SOCKET)\n",
+                endpoint, why, endpoint + strlen("tcp://"));
+    } else if (explicit_endpoint != NULL) {
+        fprintf(stderr,
+                "sockbus: cannot connect to %s: %s; is sockbusd running? start it with "
+                "'sockbusd --socket %s' (or pass another -s ENDPOINT)\n",
+                endpoint, why, endpoint);
+    } else {
+        fprintf(stderr,
+                "sockbus: cannot connect to %s: %s; is sockbusd running? start it with "
+                "'sockbusd' (or pass -s ENDPOINT / set SOCKBUS_SOCKET)\n",
+                endpoint, why);
+    }
+}
+
+int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client **out)
+{
+    char resolved[SB_ENDPOINT_MAX];
+    char name[CLI_CLIENT_NAME_MAX];
+    sb_client *client = NULL;
+    int r;
+
+    /* An empty -s means "not given": the same as the library's rule. */
+    if (endpoint != NULL && *endpoint == '\0') {
+        endpoint = NULL;
+    }
+    r = sb_endpoint_resolve(endpoint, resolved, sizeof(resolved));
+    if (r < 0) {
+        if (endpoint != NULL) {
+            fprintf(stderr,
+                    "sockbus: cannot use endpoint '%s': %s; a socket path must be shorter than "
+                    "108 bytes, pass a shorter -s ENDPOINT\n",
+                    endpoint, sb_strerror(r));
+        } else {
+            fprintf(stderr,
+                    "sockbus: cannot use the default endpoint: %s; set SOCKBUS_SOCKET (or "
+                    "XDG_RUNTIME_DIR) to a shorter path, or pass -s ENDPOINT\n",
+                    sb_strerror(r));
+        }
+        return r;
+    }
+
+    snprintf(name, sizeof(name), "sockbus %s", cmd);
+    if (timeout_ms <= 0) {
+        timeout_ms = CLI_TIMEOUT_DEFAULT_MS;
+    }
+    sb_options opts = {
+        .endpoint = resolved,
+        .name = name,
+        .timeout_ms = timeout_ms,
+    };
+    r = sb_connect(&client, &opts);
+    if (r < 0) {
+        connect_error(resolved, endpoint, timeout_ms, r);
+        return r;
+    }
+    *out = client;
+    return 0;
+}
+
+int cli_connection_error(const char *cmd, sb_client *client, const char *what, int err)
+{
+    const char *text = sb_last_error(client);
+    bool has_text = text != NULL && *text != '\0';
+
+    fprintf(stderr, "sockbus %s: lost connection to %s while %s: %s%s%s%s; %s\n", cmd,
+            sb_endpoint(client), what, sb_strerror(err), has_text ? " (broker: " : "",
+            has_text ? text : "", has_text ? ")" : "",
+            err == SB_E_SHUTDOWN ? "try again once the broker is back"
+                                 : "is sockbusd still running?");
+    return CLI_EXIT_FAILURE;
+}
+
+bool cli_is_broker_refusal(int err)
+{
+    return err == SB_E_SUBJECT || err == SB_E_PERMISSION || err == SB_E_LIMIT || err == SB_E_SID;
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+    va_list ap;
+
+    fprintf(stderr, "sockbus %s: ", cmd);
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "; try 'sockbus %s --help'\n", cmd);
+    return CLI_EXIT_USAGE;
+}
+
+/* Was argv[optind - 1] "--NAME=VALUE" for a long option that takes no
+ * argument? getopt_long() reports that as '?' with optopt set to the
+ * option's val, just like an unknown short option, and sets no longindex. */
+static const struct option *long_option_with_value(const char *arg, const struct option *opts)
+{
+    const char *eq = strchr(arg, '=');
+
+    if (strncmp(arg, "--", 2) != 0 || eq == NULL) {
+        return NULL;
+    }
+    size_t len = (size_t)(eq - (arg + 2));
+    for (const struct option *o = opts; o->name != NULL; o++) {
+        /* getopt_long() accepts unambiguous prefixes, so compare those. */
+        if (o->has_arg == no_argument && o->val == optopt && strncmp(o->name, arg + 2, len) == 0) {
+            return o;
+        }
+    }
+    return NULL;
+}
+
+int cli_option_error(const char *cmd, char **argv, int ch, const struct option *opts)
+{
+    const char *arg = argv[optind - 1];
+    bool is_long = strncmp(arg, "--", 2) == 0;
+
+    if (ch == ':') {
+        /* A missing argument is always the last thing getopt consumed, so
+         * argv[optind - 1] is the option itself. */
+        if (is_long) {
+            return cli_usage_error(cmd, "option '%s' needs an argument", arg);
+        }
+        return cli_usage_error(cmd, "option '-%c' needs an argument", optopt);
+    }
+    if (optopt == 0) {
+        /* Unknown or ambiguous long option; leave out any "=VALUE". */
+        size_t len = strcspn(arg, "=");
+        return cli_usage_error(cmd, "unknown option '%.*s'", (int)len, arg);
+    }
+    const struct option *o = long_option_with_value(arg, opts);
+    if (o != NULL) {
+        return cli_usage_error(cmd, "option '--%s' takes no argument", o->name);
+    }
+    return cli_usage_error(cmd, "unknown option '-%c'", optopt);
+}
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+int cli_parse_duration_ms(const char *text, int64_t *ms)
+{
+    /* strtod() also takes leading blanks, signs, hex, "inf" and "nan":
+     * none of them is a duration a person means. */
+    if (text == NULL || !(is_digit(text[0]) || (text[0] == '.' && is_digit(text[1]))) ||
+        strpbrk(text, "xX") != NULL) {
+        return -EINVAL;
+    }
+    char *end = NULL;
+    errno = 0;
+    double value = strtod(text, &end);
+    if (errno != 0 || end == text || !(value >= 0.0)) {
+        return -EINVAL;
+    }
+
+    double scale;
+    if (*end == '\0' || strcmp(end, "s") == 0) {
+        scale = 1000.0;
+    } else if (strcmp(end, "ms") == 0) {
+        scale = 1.0;
+    } else if (strcmp(end, "m") == 0) {
+        scale = 60000.0;
+    } else {
+        return -EINVAL;
+    }
+
+    double scaled = value * scale;
+    /* Far beyond any useful wait, and keeps deadline arithmetic (now +
+     * duration) away from overflow. */
+    if (!(scaled <= (double)(INT64_MAX / 4))) {
+        return -EINVAL;
+    }
+    int64_t result = (int64_t)scaled;
+    if ((double)result < scaled) {
+        result++; /* round up: "-t 0.0001" must not mean "do not wait" */
+    }
+    *ms = result;
+    return 0;
+}
+
+int cli_parse_count(const char *text, uint64_t *count)
+{
+    if (text == NULL || !is_digit(text[0]) || strspn(text, "0123456789") != strlen(text)) {
+        return -EINVAL;
+    }
+    char *end = NULL;
+    errno = 0;
+    unsigned long long value = strtoull(text, &end, 10);
+    if (errno != 0 || *end != '\0' || value == 0) {
+        return -EINVAL;
+    }
+    *count = (uint64_t)value;
+    return 0;
+}
+
+int64_t cli_now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int cli_remaining_ms(int64_t deadline_ms)
+{
+    int64_t left = deadline_ms - cli_now_ms();
+
+    if (left <= 0) {
+        return 0;
+    }
+    return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+bool cli_utf8_valid(const void *data, size_t len)
+{
+    const unsigned char *s = data;
+    const unsigned char *end = s + len;
+
+    while (s < end) {
+        /* Most payloads are ASCII: check eight bytes at a time. */
+        if (end - s >= 8) {
+            uint64_t word;
+            memcpy(&word, s, sizeof(word));
+            if ((word & UINT64_C(0x8080808080808080)) == 0) {
+                s += 8;
+                continue;
+            }
+        }
+        unsigned char c = *s;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+
+        size_t more;
+        uint32_t cp;
+        uint32_t min;
+        if (c >= 0xC2 && c <= 0xDF) {
+            more = 1;
+            cp = c & 0x1Fu;
+            min = 0x80;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            more = 2;
+            cp = c & 0x0Fu;
+            min = 0x800;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            more = 3;
+            cp = c & 0x07u;
+            min = 0x10000;
+        } else {
+            return false; /* continuation byte, 0xC0/0xC1 overlong, 0xF5.. */
+        }
+        if ((size_t)(end - s) <= more) {
+            return false;
+        }
+        for (size_t i = 1; i <= more; i++) {
+            if ((s[i] & 0xC0u) != 0x80u) {
+                return false;
+            }
+            cp = (cp << 6) | (s[i] & 0x3Fu);
+        }
+        if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) {
+            return false;
+        }
+        s += more + 1;
+    }
+    return true;
+}
+
+int cli_json_write_string(FILE *f, const void *data, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    const unsigned char *s = data;
+    size_t run = 0; /* start of the bytes that need no escape */
+
+    putc_unlocked('"', f);
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+        fwrite_unlocked(s + run, 1, i - run, f);
+        run = i + 1;
+
+        char esc[6] = {'\\', 0, 0, 0, 0, 0};
+        size_t esc_len = 2;
+        switch (c) {
+        case '"':
+            esc[1] = '"';
+            break;
+        case '\\':
+            esc[1] = '\\';
+            break;
+        case '\n':
+            esc[1] = 'n';
+            break;
+        case '\r':
+            esc[1] = 'r';
+            break;
+        case '\t':
+            esc[1] = 't';
+            break;
+        case '\b':
+            esc[1] = 'b';
+            break;
+        case '\f':
+            esc[1] = 'f';
+            break;
+        default:
+            esc[1] = 'u';
+            esc[2] = '0';
+            esc[3] = '0';
+            esc[4] = hex[c >> 4];
+            esc[5] = hex[c & 0x0F];
+            esc_len = 6;
+            break;
+        }
+        fwrite_unlocked(esc, 1, esc_len, f);
+    }
+    fwrite_unlocked(s + run, 1, len - run, f);
+    putc_unlocked('"', f);
+    return ferror_unlocked(f) ? -EIO : 0;
+}
+
+static const char base64_alphabet[] =
+    "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+size_t cli_base64_encode(char *out, const void *data, size_t len)
+{
+    const unsigned char *s = data;
+    char *o = out;
+    size_t i = 0;
+
+    for (; len - i >= 3; i += 3) {
+        uint32_t v = ((uint32_t)s[i] << 16) | ((uint32_t)s[i + 1] << 8) | s[i + 2];
+        *o++ = base64_alphabet[(v >> 18) & 0x3F];
+        *o++ = base64_alphabet[(v >> 12) & 0x3F];
+        *o++ = base64_alphabet[(v >> 6) & 0x3F];
+        *o++ = base64_alphabet[v & 0x3F];
+    }
+    if (len - i == 1) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        *o++ = base64_alphabet[(v >> 18) & 0x3F];
+        *o++ = base64_alphabet[(v >> 12) & 0x3F];
+        *o++ = '=';
+        *o++ = '=';
+    } else if (len - i == 2) {
+        uint32_t v = ((uint32_t)s[i] << 16) | ((uint32_t)s[i + 1] << 8);
+        *o++ = base64_alphabet[(v >> 18) & 0x3F];
+        *o++ = base64_alphabet[(v >> 12) & 0x3F];
+        *o++ = base64_alphabet[(v >> 6) & 0x3F];
+        *o++ = '=';
+    }
+    return (size_t)(o - out);
+}
+
+int cli_base64_write(FILE *f, const void *data, size_t len)
+{
+    /* Encode through a stack buffer in whole 3-byte groups, so only the
+     * last chunk can carry padding. */
+    enum { CHUNK_IN = 3 * 1024 };
+    char out[CLI_BASE64_LEN(CHUNK_IN)];
+    const unsigned char *s = data;
+
+    while (len > 0) {
+        size_t n = len < CHUNK_IN ? len : CHUNK_IN;
+        fwrite_unlocked(out, 1, cli_base64_encode(out, s, n), f);
+        s += n;
+        len -= n;
+    }
+    return ferror_unlocked(f) ? -EIO : 0;
+}

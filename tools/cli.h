@@ -1,0 +1,131 @@
+/*
+ * cli.h - what the `sockbus` subcommands share: the command table entry,
+ * exit codes, connecting with the one-line error, option parsing of counts
+ * and durations, and the output encoders (JSON strings, base64, UTF-8
+ * validation).
+ */
+#ifndef SOCKBUS_CLI_H
+#define SOCKBUS_CLI_H
+
+#include <getopt.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "sockbus.h"
+
+/* Exit codes, the same for every subcommand. 124 is what timeout(1) uses
+ * when time runs out, so scripts can treat both alike. */
+enum {
+    CLI_EXIT_OK = 0,
+    CLI_EXIT_FAILURE = 1,
+    CLI_EXIT_USAGE = 2,
+    CLI_EXIT_TIMEOUT = 124,
+};
+
+/* How long connecting and confirming (sb_flush) may take unless the user
+ * says otherwise with -t. */
+#define CLI_TIMEOUT_DEFAULT_MS 5000
+
+/* One row of the command table in main.c. `run` gets argv with argv[0] the
+ * subcommand's name and returns the process exit code (CLI_EXIT_*). */
+typedef int (*cli_command_fn)(int argc, char **argv);
+
+typedef struct cli_command {
+    const char *name;
+    cli_command_fn run;
+    const char *summary; /* one line for `sockbus --help` */
+} cli_command;
+
+int cmd_pub(int argc, char **argv);
+int cmd_sub(int argc, char **argv);
+
+/*
+ * Resolve the endpoint (`endpoint` from -s, or NULL for the DESIGN rule:
+ * $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock, /tmp/sockbus-UID.sock),
+ * connect within `timeout_ms` (> 0) and do the handshake. `cmd` names the
+ * subcommand ("pub"); the client calls itself "sockbus CMD" to the broker.
+ * On failure prints exactly one line on stderr naming the endpoint and what
+ * to try. Returns 0 with *out owning the client, or a negative code (*out
+ * untouched).
+ */
+int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client **out);
+
+/* One line on stderr for an error on an established connection (`what`
+ * says what we were doing: "publishing"), with the broker's own text when
+ * it sent one. Returns CLI_EXIT_FAILURE. */
+int cli_connection_error(const char *cmd, sb_client *client, const char *what, int err);
+
+/* Is `err` a broker refusal that leaves the connection open (invalid
+ * subject, permission, limit, sid)? Anything else negative from the
+ * library means the connection is unusable. */
+bool cli_is_broker_refusal(int err);
+
+/* Report a bad command line: "sockbus CMD: MESSAGE; try 'sockbus CMD
+ * --help'". Returns CLI_EXIT_USAGE. */
+int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Report what getopt_long() returned as '?' (unknown option, or a value
+ * given to a long option that takes none) or ':' (missing argument); the
+ * option string must start with "+:" and `opts` is the long option table
+ * that was passed. Returns CLI_EXIT_USAGE. */
+int cli_option_error(const char *cmd, char **argv, int ch, const struct option *opts);
+
+/*
+ * Parse a duration: a non-negative decimal number of seconds, fractional
+ * allowed ("0.5"), optionally with a unit ("250ms", "2s", "1m"). Writes
+ * milliseconds, rounded up so a tiny positive duration is not 0, to *ms.
+ * Returns 0 or -EINVAL.
+ */
+int cli_parse_duration_ms(const char *text, int64_t *ms);
+
+/* Parse a positive decimal count. Returns 0 or -EINVAL. */
+int cli_parse_count(const char *text, uint64_t *count);
+
+/* CLOCK_MONOTONIC in milliseconds: deadlines for -t. */
+int64_t cli_now_ms(void);
+
+/* Milliseconds left until `deadline_ms`, as a timeout for the library:
+ * at least 0, at most INT_MAX. */
+int cli_remaining_ms(int64_t deadline_ms);
+
+/* Is data[0..len) well-formed UTF-8 (no overlongs, surrogates or code
+ * points above U+10FFFF)? */
+bool cli_utf8_valid(const void *data, size_t len);
+
+/*
+ * Write data[0..len) to `f` as a JSON string, quotes included. The bytes
+ * must be valid UTF-8; '"', '\\' and control characters are escaped.
+ * Returns 0, or -EIO when `f` is in error (the caller's fflush() says why).
+ */
+int cli_json_write_string(FILE *f, const void *data, size_t len);
+
+/* Bytes of base64 (with padding, no terminator) for `len` input bytes. */
+#define CLI_BASE64_LEN(len) ((((len) + 2) / 3) * 4)
+
+/* Encode data[0..len) as base64 (RFC 4648, padded) into `out`, which holds
+ * CLI_BASE64_LEN(len) bytes. Returns the number of bytes written. */
+size_t cli_base64_encode(char *out, const void *data, size_t len);
+
+/* Write data[0..len) to `f` as base64, without quotes. Returns 0 or -EIO
+ * like cli_json_write_string(). */
+int cli_base64_write(FILE *f, const void *data, size_t len);
+
+/* For locals that own a client or a heap buffer: released on scope exit,
+ * so every early return of a subcommand cleans up. */
+static inline void cli_client_closep(sb_client **client)
+{
+    sb_close(*client);
+}
+
+static inline void cli_freep(void *p)
+{
+    free(*(void **)p);
+}
+
+#define CLI_CLEANUP_CLIENT __attribute__((cleanup(cli_client_closep)))
+#define CLI_CLEANUP_FREE __attribute__((cleanup(cli_freep)))
+
+#endif /* SOCKBUS_CLI_H */

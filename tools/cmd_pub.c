@@ -1,0 +1,424 @@
+/*
+ * cmd_pub.c - `sockbus pub`: publish MESSAGE, every line of stdin, or all
+ * of stdin, on one subject.
+ *
+ * The line mode is a throughput path (it is measured in messages per second
+ * with 128-byte lines), so stdin is read in large blocks with read(2) and
+ * split in place with memchr(); each line goes straight from that block into
+ * the library's output buffer with sb_publish(), which batches the writes.
+ * The only copy per message is that one, into the output buffer. Nothing is
+ * flushed per message: one sb_flush() at the end is a barrier, so exit
+ * status 0 means the broker has processed every message.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CMD "pub"
+
+/* Size of the frame header (DESIGN §4): with the subject and reply it is
+ * what max_frame leaves less room for in a payload. */
+#define FRAME_HEADER_BYTES 16u
+
+/* Block size for reading stdin in line mode: large enough that a pipe
+ * full of short lines costs one read(2) per pipe buffer. */
+#define PUB_READ_BLOCK (1u << 20)
+
+/* First allocation for --raw; it doubles up to the broker's limit. */
+#define PUB_RAW_INITIAL (64u * 1024u)
+
+enum {
+    OPT_RETAIN = 256,
+    OPT_REPLY,
+    OPT_RAW,
+};
+
+static const struct option pub_options[] = {
+    {"socket", required_argument, NULL, 's'},
+    {"timeout", required_argument, NULL, 't'},
+    {"retain", no_argument, NULL, OPT_RETAIN},
+    {"reply", required_argument, NULL, OPT_REPLY},
+    {"raw", no_argument, NULL, OPT_RAW},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct pub_args {
+    const char *endpoint; /* -s, or NULL for the default rule */
+    const char *subject;
+    const char *reply; /* NULL: no reply subject */
+    const char *message;
+    bool has_message;
+    bool retain;
+    bool raw;
+    int timeout_ms;
+} pub_args;
+
+static void pub_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sockbus pub [OPTIONS] SUBJECT [MESSAGE]\n"
+            "\n"
+            "Publish MESSAGE on SUBJECT. Without MESSAGE, every line of stdin is a\n"
+            "message, without its newline (and a \\r before it); empty lines and a last\n"
+            "line without a newline count too.\n"
+            "\n"
+            "Options come before SUBJECT; what follows SUBJECT is taken as it is, so a\n"
+            "MESSAGE may start with '-'.\n"
+            "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
+            "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
+            "                         /tmp/sockbus-UID.sock)\n"
+            "      --retain           keep the message as SUBJECT's last value, delivered\n"
+            "                         to every later subscriber (empty MESSAGE: delete it)\n"
+            "      --reply SUBJECT    ask receivers to answer on SUBJECT\n"
+            "      --raw              all of stdin, byte for byte, is one message\n"
+            "  -t, --timeout SECONDS  longest wait to connect and for the broker to\n"
+            "                         confirm the messages (default 5; 0.5, 250ms, 1m)\n"
+            "  -h, --help             show this help and exit\n"
+            "\n"
+            "Exit status: 0 once the broker has processed every message, 1 on failure,\n"
+            "2 on a bad command line.\n"
+            "\n"
+            "Examples:\n"
+            "  sockbus pub sensors.kitchen.temp 21.5\n"
+            "  tail -F app.log | sockbus pub logs.app\n"
+            "  sockbus pub --raw --retain config.app < app.json\n");
+}
+
+static int pub_parse(int argc, char **argv, pub_args *args)
+{
+    int ch;
+    int64_t ms;
+
+    while ((ch = getopt_long(argc, argv, "+:s:t:h", pub_options, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            args->endpoint = optarg;
+            break;
+        case 't':
+            if (cli_parse_duration_ms(optarg, &ms) < 0 || ms == 0 || ms > INT_MAX) {
+                return cli_usage_error(CMD, "invalid timeout '%s': give seconds > 0, e.g. 5, "
+                                            "0.5 or 250ms",
+                                       optarg);
+            }
+            args->timeout_ms = (int)ms;
+            break;
+        case OPT_RETAIN:
+            args->retain = true;
+            break;
+        case OPT_REPLY:
+            args->reply = optarg;
+            break;
+        case OPT_RAW:
+            args->raw = true;
+            break;
+        case 'h':
+            pub_usage(stdout);
+            return -1;
+        default:
+            return cli_option_error(CMD, argv, ch, pub_options);
+        }
+    }
+
+    int left = argc - optind;
+    if (left < 1) {
+        return cli_usage_error(CMD, "missing SUBJECT");
+    }
+    if (left > 2) {
+        return cli_usage_error(CMD, "too many arguments after '%s'; quote a MESSAGE that "
+                                    "holds spaces",
+                               argv[optind + 1]);
+    }
+    args->subject = argv[optind];
+    if (left == 2) {
+        args->message = argv[optind + 1];
+        args->has_message = true;
+    }
+    if (args->raw && args->has_message) {
+        return cli_usage_error(CMD, "--raw reads the message from stdin; leave out MESSAGE");
+    }
+
+    /* Checked before connecting: a typo should not depend on a broker. */
+    if (!sb_subject_valid(args->subject, strlen(args->subject))) {
+        fprintf(stderr,
+                "sockbus pub: invalid subject '%s': tokens are 1+ printable bytes separated "
+                "by '.', no '*' or '>' in a published subject\n",
+                args->subject);
+        return CLI_EXIT_USAGE;
+    }
+    if (args->reply != NULL && *args->reply == '\0') {
+        args->reply = NULL;
+    }
+    if (args->reply != NULL && !sb_subject_valid(args->reply, strlen(args->reply))) {
+        fprintf(stderr,
+                "sockbus pub: invalid reply subject '%s': tokens are 1+ printable bytes "
+                "separated by '.', no '*' or '>'\n",
+                args->reply);
+        return CLI_EXIT_USAGE;
+    }
+    return 0;
+}
+
+/* The largest payload one message on this subject can carry. */
+static size_t pub_payload_max(sb_client *client, const pub_args *args)
+{
+    size_t overhead = FRAME_HEADER_BYTES + strlen(args->subject) +
+                      (args->reply != NULL ? strlen(args->reply) : 0);
+    size_t max_frame = sb_max_frame(client);
+
+    return max_frame > overhead ? max_frame - overhead : 0;
+}
+
+static int pub_too_large(sb_client *client, const pub_args *args, const char *what)
+{
+    fprintf(stderr,
+            "sockbus pub: %s is larger than %zu bytes, the largest payload the broker at %s "
+            "accepts on '%s' (max_frame %u); send less, or raise 'sockbusd --max-frame'\n",
+            what, pub_payload_max(client, args), sb_endpoint(client), args->subject,
+            (unsigned)sb_max_frame(client));
+    return CLI_EXIT_FAILURE;
+}
+
+static int pub_one(sb_client *client, const pub_args *args, const void *data, size_t len)
+{
+    if (!args->retain) {
+        return sb_publish(client, args->subject, args->reply, data, len);
+    }
+    sb_pub pub = {
+        .subject = args->subject,
+        .reply = args->reply,
+        .payload = data,
+        .payload_len = len,
+        .flags = SB_PUB_RETAIN,
+    };
+    return sb_publish_ex(client, &pub);
+}
+
+/* Publish one line; `line_no` (from 1) names it in errors. */
+static int pub_line(sb_client *client, const pub_args *args, const char *line, size_t len,
+                    uint64_t line_no)
+{
+    char what[64];
+    int r = pub_one(client, args, line, len);
+
+    if (r == -EMSGSIZE) {
+        snprintf(what, sizeof(what), "stdin line %llu", (unsigned long long)line_no);
+        return pub_too_large(client, args, what);
+    }
+    if (r < 0) {
+        return cli_connection_error(CMD, client, "publishing", r);
+    }
+    return 0;
+}
+
+static int pub_read_error(void)
+{
+    fprintf(stderr, "sockbus pub: cannot read stdin: %s\n", strerror(errno));
+    return CLI_EXIT_FAILURE;
+}
+
+/*
+ * Line mode. buf[0..len) holds what has been read and not yet published:
+ * at most one partial line after each pass. `scanned` marks how much of it
+ * is known to hold no newline, so a long line is searched only once.
+ */
+static int pub_lines(sb_client *client, const pub_args *args)
+{
+    size_t limit = pub_payload_max(client, args);
+    size_t cap = PUB_READ_BLOCK;
+    CLI_CLEANUP_FREE char *buf = malloc(cap);
+    size_t len = 0;
+    size_t scanned = 0;
+    uint64_t line_no = 0;
+    int r;
+
+    if (buf == NULL) {
+        fprintf(stderr, "sockbus pub: out of memory\n");
+        return CLI_EXIT_FAILURE;
+    }
+    for (;;) {
+        if (len == cap) {
+            /* One partial line fills the buffer. It is at most limit + 1
+             * bytes (a '\r' may still be stripped), checked below, so
+             * growing up to limit + 2 always leaves room to read. */
+            size_t grown = cap * 2 < limit + 2 ? cap * 2 : limit + 2;
+            char *p = realloc(buf, grown);
+            if (p == NULL) {
+                fprintf(stderr, "sockbus pub: out of memory for a %zu-byte line\n", grown);
+                return CLI_EXIT_FAILURE;
+            }
+            buf = p;
+            cap = grown;
+        }
+
+        ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return pub_read_error();
+        }
+        if (n == 0) {
+            break;
+        }
+        len += (size_t)n;
+
+        size_t start = 0;
+        char *nl;
+        while ((nl = memchr(buf + scanned, '\n', len - scanned)) != NULL) {
+            size_t end = (size_t)(nl - buf);
+            size_t line_len = end - start;
+            if (line_len > 0 && buf[end - 1] == '\r') {
+                line_len--;
+            }
+            r = pub_line(client, args, buf + start, line_len, ++line_no);
+            if (r != 0) {
+                return r;
+            }
+            start = end + 1;
+            scanned = start;
+        }
+        scanned = len;
+        if (start > 0) {
+            /* Keep the partial line at the front of the buffer. */
+            memmove(buf, buf + start, len - start);
+            len -= start;
+            scanned -= start;
+        }
+        if (len > limit + 1) {
+            char what[64];
+            snprintf(what, sizeof(what), "stdin line %llu", (unsigned long long)(line_no + 1));
+            return pub_too_large(client, args, what);
+        }
+    }
+    /* A last line without a newline is a message too. It has no newline,
+     * so no '\r' rule either: its bytes are sent as they are. */
+    if (len > 0) {
+        r = pub_line(client, args, buf, len, ++line_no);
+        if (r != 0) {
+            return r;
+        }
+    }
+    return 0;
+}
+
+/* --raw: all of stdin is one message, bounded by what the broker takes. */
+static int pub_raw(sb_client *client, const pub_args *args)
+{
+    size_t limit = pub_payload_max(client, args);
+    size_t cap = PUB_RAW_INITIAL;
+    CLI_CLEANUP_FREE char *buf = malloc(cap);
+    size_t len = 0;
+
+    if (buf == NULL) {
+        fprintf(stderr, "sockbus pub: out of memory\n");
+        return CLI_EXIT_FAILURE;
+    }
+    for (;;) {
+        if (len == cap) {
+            /* len <= limit here, so limit + 1 is room for one more byte:
+             * enough to tell "exactly the limit" from "over it". */
+            size_t grown = cap * 2 < limit + 1 ? cap * 2 : limit + 1;
+            char *p = realloc(buf, grown);
+            if (p == NULL) {
+                fprintf(stderr, "sockbus pub: out of memory reading stdin\n");
+                return CLI_EXIT_FAILURE;
+            }
+            buf = p;
+            cap = grown;
+        }
+        ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return pub_read_error();
+        }
+        if (n == 0) {
+            break;
+        }
+        len += (size_t)n;
+        if (len > limit) {
+            return pub_too_large(client, args, "stdin");
+        }
+    }
+
+    int r = pub_one(client, args, buf, len);
+    if (r == -EMSGSIZE) {
+        return pub_too_large(client, args, "stdin");
+    }
+    if (r < 0) {
+        return cli_connection_error(CMD, client, "publishing", r);
+    }
+    return 0;
+}
+
+/* The barrier at the end: success means the broker processed everything. */
+static int pub_confirm(sb_client *client, const pub_args *args)
+{
+    int r = sb_flush(client, args->timeout_ms);
+
+    if (r == 0) {
+        return CLI_EXIT_OK;
+    }
+    if (r == -ETIMEDOUT) {
+        fprintf(stderr,
+                "sockbus pub: the broker at %s did not confirm the messages within %d.%03d s; "
+                "is it overloaded? (-t SECONDS waits longer)\n",
+                sb_endpoint(client), args->timeout_ms / 1000, args->timeout_ms % 1000);
+        return CLI_EXIT_FAILURE;
+    }
+    if (cli_is_broker_refusal(r)) {
+        const char *text = sb_last_error(client);
+        bool has_text = text != NULL && *text != '\0';
+        fprintf(stderr, "sockbus pub: the broker at %s refused to publish on '%s': %s%s%s%s%s\n",
+                sb_endpoint(client), args->subject, sb_strerror(r), has_text ? " (broker: " : "",
+                has_text ? text : "", has_text ? ")" : "",
+                r == SB_E_PERMISSION && strncmp(args->subject, "$SYS.", 5) == 0
+                    ? "; subjects under $SYS. are the broker's own"
+                    : "");
+        return CLI_EXIT_FAILURE;
+    }
+    return cli_connection_error(CMD, client, "waiting for the broker to confirm", r);
+}
+
+int cmd_pub(int argc, char **argv)
+{
+    pub_args args = {.timeout_ms = CLI_TIMEOUT_DEFAULT_MS};
+    CLI_CLEANUP_CLIENT sb_client *client = NULL;
+    int r;
+
+    r = pub_parse(argc, argv, &args);
+    if (r != 0) {
+        return r < 0 ? CLI_EXIT_OK : r; /* -1: --help was printed */
+    }
+
+    /* A broker that goes away must give a clear error line from the
+     * library's write, not a silent death by SIGPIPE. pub never writes to
+     * stdout after this, so nothing else depends on SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (cli_connect(CMD, args.endpoint, args.timeout_ms, &client) < 0) {
+        return CLI_EXIT_FAILURE;
+    }
+
+    if (args.has_message) {
+        r = pub_one(client, &args, args.message, strlen(args.message));
+        if (r == -EMSGSIZE) {
+            return pub_too_large(client, &args, "MESSAGE");
+        }
+        if (r < 0) {
+            return cli_connection_error(CMD, client, "publishing", r);
+        }
+    } else {
+        r = args.raw ? pub_raw(client, &args) : pub_lines(client, &args);
+        if (r != 0) {
+            return r;
+        }
+    }
+    return pub_confirm(client, &args);
+}

@@ -1,0 +1,472 @@
+/*
+ * cmd_sub.c - `sockbus sub`: subscribe to patterns and print what arrives.
+ *
+ * Each subscription is confirmed with an sb_flush() barrier before any
+ * output, so a refused pattern is one clear error instead of silence. Then
+ * the loop takes messages without waiting for as long as the library has
+ * them, printing into a large stdio buffer; only when nothing is waiting
+ * does it flush stdout and block. That keeps `sockbus sub --raw > /dev/null`
+ * at millions of messages per second, while a person at a terminal still
+ * sees each message as soon as the stream pauses.
+ *
+ * Losses are never silent: DROPPED notices from the broker are summed and
+ * reported on stderr (when idle, at most once a second while busy, and at
+ * exit). SIGINT and SIGTERM write out what is buffered before dying of the
+ * signal, so `sockbus sub x > file` followed by Ctrl-C keeps every message
+ * it received.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+
+#define CMD "sub"
+
+/* The stdout buffer: big enough that a busy stream costs one write(2)
+ * per megabyte instead of one per message. */
+#define SUB_STDOUT_BUFFER (1u << 20)
+
+/* While busy, report drops at most this often. */
+#define SUB_DROPPED_REPORT_MS 1000
+
+enum {
+    OPT_JSON = 256,
+    OPT_RAW,
+};
+
+static const struct option sub_options[] = {
+    {"socket", required_argument, NULL, 's'},
+    {"count", required_argument, NULL, 'n'},
+    {"timeout", required_argument, NULL, 't'},
+    {"queue", required_argument, NULL, 'q'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"json", no_argument, NULL, OPT_JSON},
+    {"raw", no_argument, NULL, OPT_RAW},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+typedef enum sub_format {
+    SUB_FORMAT_LINES,   /* payload "\n" */
+    SUB_FORMAT_VERBOSE, /* subject " " payload "\n" */
+    SUB_FORMAT_JSON,    /* one object per line */
+    SUB_FORMAT_RAW,     /* payload bytes only */
+} sub_format;
+
+typedef struct sub_args {
+    const char *endpoint; /* -s, or NULL for the default rule */
+    uint64_t count;       /* 0: no limit */
+    int64_t timeout_ms;   /* 0: no limit */
+    const char *queue;    /* NULL: no queue group */
+    sub_format format;
+    char **patterns;
+    int pattern_count;
+} sub_args;
+
+typedef struct sub_state {
+    sb_client *client;
+    bool has_deadline;
+    int64_t deadline_ms;
+    uint64_t dropped;            /* reported by the broker, not yet by us */
+    int64_t dropped_reported_ms; /* when we last printed a drop line */
+} sub_state;
+
+/* The buffer behind stdout; static because stdio uses it until exit. */
+static char sub_stdout_buffer[SUB_STDOUT_BUFFER];
+
+/* Signal handling: see sub_on_signal(). */
+static volatile sig_atomic_t sub_idle;
+static volatile sig_atomic_t sub_stop_signal;
+
+static void sub_usage(FILE *out)
+{
+    fprintf(out,
+            "usage: sockbus sub [OPTIONS] PATTERN...\n"
+            "\n"
+            "Print the messages published on subjects that match any PATTERN. A pattern\n"
+            "is a subject whose tokens may be '*' (exactly one token) or, as the last\n"
+            "token, '>' (one or more): 'sensors.*.temp', 'logs.>'. Retained messages\n"
+            "that match come first.\n"
+            "\n"
+            "Options come before the first PATTERN.\n"
+            "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
+            "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
+            "                         /tmp/sockbus-UID.sock)\n"
+            "  -n, --count COUNT      exit 0 after COUNT messages (a message that matches\n"
+            "                         two PATTERNs arrives, and counts, twice)\n"
+            "  -t, --timeout SECONDS  exit 124 if SECONDS pass, counted from the start,\n"
+            "                         before COUNT messages; also bounds connecting\n"
+            "                         (fractional, or with a unit: 0.5, 250ms, 1m)\n"
+            "  -q, --queue GROUP      subscribe in queue group GROUP: each message goes\n"
+            "                         to one member of the group\n"
+            "  -v, --verbose          print \"SUBJECT PAYLOAD\" for each message\n"
+            "      --json             one JSON object per line: \"subject\", \"reply\" (when\n"
+            "                         present), \"payload\" (UTF-8 text) or\n"
+            "                         \"payload_base64\", \"retained\": true (when flagged)\n"
+            "      --raw              payload bytes only, nothing added\n"
+            "  -h, --help             show this help and exit\n"
+            "\n"
+            "Without an option, each payload is printed on its own line. Output is\n"
+            "buffered and written whenever no message is waiting. Messages the broker\n"
+            "dropped because this subscriber was too slow are counted on stderr.\n"
+            "\n"
+            "Exit status: 0 after COUNT messages, 1 on failure (refused subscription,\n"
+            "lost connection), 2 on a bad command line, 124 when SECONDS pass first.\n"
+            "\n"
+            "Examples:\n"
+            "  sockbus sub 'sensors.>'\n"
+            "  sockbus sub -n 1 -t 5 --json config.app\n");
+}
+
+/* The output options exclude each other; say which two collided. */
+static int sub_set_format(sub_args *args, sub_format format, const char **format_opt,
+                          const char *opt)
+{
+    if (*format_opt != NULL && args->format != format) {
+        return cli_usage_error(CMD, "'%s' and '%s' are different output formats; pick one",
+                               *format_opt, opt);
+    }
+    args->format = format;
+    *format_opt = opt;
+    return 0;
+}
+
+static int sub_parse(int argc, char **argv, sub_args *args)
+{
+    const char *format_opt = NULL;
+    int ch;
+    int r = 0;
+
+    while ((ch = getopt_long(argc, argv, "+:s:n:t:q:vh", sub_options, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            args->endpoint = optarg;
+            break;
+        case 'n':
+            if (cli_parse_count(optarg, &args->count) < 0) {
+                return cli_usage_error(CMD, "invalid count '%s': give a whole number > 0",
+                                       optarg);
+            }
+            break;
+        case 't':
+            if (cli_parse_duration_ms(optarg, &args->timeout_ms) < 0 || args->timeout_ms == 0) {
+                return cli_usage_error(CMD, "invalid timeout '%s': give seconds > 0, e.g. 5, "
+                                            "0.5 or 250ms",
+                                       optarg);
+            }
+            break;
+        case 'q':
+            /* The library takes a queue group name by the subject rule. */
+            if (!sb_subject_valid(optarg, strlen(optarg))) {
+                fprintf(stderr,
+                        "sockbus sub: invalid queue group '%s': a group is named like a "
+                        "subject: tokens of 1+ printable bytes separated by '.', no '*' or "
+                        "'>'\n",
+                        optarg);
+                return CLI_EXIT_USAGE;
+            }
+            args->queue = optarg;
+            break;
+        case 'v':
+            r = sub_set_format(args, SUB_FORMAT_VERBOSE, &format_opt, "-v");
+            break;
+        case OPT_JSON:
+            r = sub_set_format(args, SUB_FORMAT_JSON, &format_opt, "--json");
+            break;
+        case OPT_RAW:
+            r = sub_set_format(args, SUB_FORMAT_RAW, &format_opt, "--raw");
+            break;
+        case 'h':
+            sub_usage(stdout);
+            return -1;
+        default:
+            return cli_option_error(CMD, argv, ch, sub_options);
+        }
+        if (r != 0) {
+            return r;
+        }
+    }
+
+    if (optind >= argc) {
+        return cli_usage_error(CMD, "missing PATTERN");
+    }
+    args->patterns = argv + optind;
+    args->pattern_count = argc - optind;
+
+    /* Checked before connecting: a typo should not depend on a broker. */
+    for (int i = 0; i < args->pattern_count; i++) {
+        const char *p = args->patterns[i];
+        if (!sb_pattern_valid(p, strlen(p))) {
+            fprintf(stderr,
+                    "sockbus sub: invalid pattern '%s': tokens are 1+ printable bytes "
+                    "separated by '.'; '*' only as a whole token, '>' only as the last one\n",
+                    p);
+            return CLI_EXIT_USAGE;
+        }
+    }
+    return 0;
+}
+
+/* How long the next wait may take: what is left of -t, else `fallback`. */
+static int sub_wait_ms(const sub_state *st, int fallback)
+{
+    return st->has_deadline ? cli_remaining_ms(st->deadline_ms) : fallback;
+}
+
+static bool sub_deadline_passed(const sub_state *st)
+{
+    return st->has_deadline && cli_now_ms() >= st->deadline_ms;
+}
+
+/* Subscribe to each pattern and wait for the broker to take it, one at a
+ * time, so that a refusal names the pattern it is about. */
+static int sub_subscribe(sub_state *st, const sub_args *args)
+{
+    for (int i = 0; i < args->pattern_count; i++) {
+        const char *pattern = args->patterns[i];
+        int r = sb_subscribe(st->client, pattern, args->queue, NULL);
+        if (r < 0) {
+            return cli_connection_error(CMD, st->client, "subscribing", r);
+        }
+
+        int wait = sub_wait_ms(st, CLI_TIMEOUT_DEFAULT_MS);
+        r = sb_flush(st->client, wait);
+        if (r == 0) {
+            continue;
+        }
+        if (r == -ETIMEDOUT && st->has_deadline && sub_deadline_passed(st)) {
+            return CLI_EXIT_TIMEOUT;
+        }
+        if (r == -ETIMEDOUT) {
+            fprintf(stderr,
+                    "sockbus sub: the broker at %s did not confirm the subscription to '%s' "
+                    "within %d.%03d s; is it overloaded?\n",
+                    sb_endpoint(st->client), pattern, wait / 1000, wait % 1000);
+            return CLI_EXIT_FAILURE;
+        }
+        if (cli_is_broker_refusal(r)) {
+            const char *text = sb_last_error(st->client);
+            bool has_text = text != NULL && *text != '\0';
+            fprintf(stderr, "sockbus sub: the broker at %s refused the subscription to '%s'%s%s%s: %s%s%s%s\n",
+                    sb_endpoint(st->client), pattern, args->queue ? " in queue group '" : "",
+                    args->queue ? args->queue : "", args->queue ? "'" : "", sb_strerror(r),
+                    has_text ? " (broker: " : "", has_text ? text : "", has_text ? ")" : "");
+            return CLI_EXIT_FAILURE;
+        }
+        return cli_connection_error(CMD, st->client, "subscribing", r);
+    }
+    return 0;
+}
+
+static void sub_print(const sub_args *args, const sb_msg *m)
+{
+    FILE *out = stdout;
+
+    switch (args->format) {
+    case SUB_FORMAT_LINES:
+        fwrite_unlocked(m->payload, 1, m->payload_len, out);
+        putc_unlocked('\n', out);
+        break;
+    case SUB_FORMAT_VERBOSE:
+        fwrite_unlocked(m->subject, 1, m->subject_len, out);
+        putc_unlocked(' ', out);
+        fwrite_unlocked(m->payload, 1, m->payload_len, out);
+        putc_unlocked('\n', out);
+        break;
+    case SUB_FORMAT_JSON:
+        fputs_unlocked("{\"subject\":", out);
+        cli_json_write_string(out, m->subject, m->subject_len);
+        if (m->reply_len > 0) {
+            fputs_unlocked(",\"reply\":", out);
+            cli_json_write_string(out, m->reply, m->reply_len);
+        }
+        if (cli_utf8_valid(m->payload, m->payload_len)) {
+            fputs_unlocked(",\"payload\":", out);
+            cli_json_write_string(out, m->payload, m->payload_len);
+        } else {
+            fputs_unlocked(",\"payload_base64\":\"", out);
+            cli_base64_write(out, m->payload, m->payload_len);
+            putc_unlocked('"', out);
+        }
+        if (m->flags & SB_MSG_RETAINED) {
+            fputs_unlocked(",\"retained\":true", out);
+        }
+        fputs_unlocked("}\n", out);
+        break;
+    case SUB_FORMAT_RAW:
+        fwrite_unlocked(m->payload, 1, m->payload_len, out);
+        break;
+    }
+}
+
+static void sub_report_dropped(sub_state *st)
+{
+    if (st->dropped == 0) {
+        return;
+    }
+    fprintf(stderr, "sockbus sub: broker dropped %llu message%s (this subscriber was too slow)\n",
+            (unsigned long long)st->dropped, st->dropped == 1 ? "" : "s");
+    st->dropped = 0;
+    st->dropped_reported_ms = cli_now_ms();
+}
+
+/* Write out stdout. Returns 0, or an exit code: quietly 1 when the reader
+ * went away (EPIPE with SIGPIPE ignored by whoever started us), else 1
+ * with a line saying why. */
+static int sub_flush_stdout(void)
+{
+    if (fflush(stdout) == 0 && !ferror(stdout)) {
+        return 0;
+    }
+    if (errno != EPIPE) {
+        fprintf(stderr, "sockbus sub: cannot write to stdout: %s\n", strerror(errno));
+    }
+    return CLI_EXIT_FAILURE;
+}
+
+/* Leave with `code` once everything received has been written out. */
+static int sub_finish(sub_state *st, int code)
+{
+    st->dropped += sb_take_dropped(st->client);
+    sub_report_dropped(st);
+    int r = sub_flush_stdout();
+    return r != 0 ? r : code;
+}
+
+/*
+ * SIGINT/SIGTERM. While the loop blocks for input, stdout has just been
+ * flushed: die of the signal at once, as if there were no handler, so the
+ * shell sees how we ended. While busy, set a flag; the loop flushes and
+ * then dies of the signal the same way.
+ */
+static void sub_on_signal(int sig)
+{
+    if (sub_idle) {
+        signal(sig, SIG_DFL);
+        raise(sig); /* blocked in the handler, delivered on return */
+        return;
+    }
+    sub_stop_signal = sig;
+}
+
+static void sub_catch_signals(void)
+{
+    struct sigaction sa;
+
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = sub_on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static int sub_die_of_signal(sub_state *st)
+{
+    int sig = sub_stop_signal;
+    int r = sub_finish(st, CLI_EXIT_FAILURE);
+
+    signal(sig, SIG_DFL);
+    raise(sig);
+    return r; /* only if the signal did not end us */
+}
+
+static int sub_loop(sub_state *st, const sub_args *args)
+{
+    uint64_t received = 0;
+    sb_msg m;
+
+    sub_catch_signals();
+    for (;;) {
+        if (sub_stop_signal != 0) {
+            return sub_die_of_signal(st);
+        }
+
+        int r = sb_next_msg(st->client, &m, 0);
+        if (r == -ETIMEDOUT) {
+            /* Nothing waiting: the moment to let output and news out. */
+            st->dropped += sb_take_dropped(st->client);
+            sub_report_dropped(st);
+            r = sub_flush_stdout();
+            if (r != 0) {
+                return r;
+            }
+            if (sub_deadline_passed(st)) {
+                return sub_finish(st, CLI_EXIT_TIMEOUT);
+            }
+            sub_idle = 1;
+            r = sb_next_msg(st->client, &m, sub_wait_ms(st, -1));
+            sub_idle = 0;
+            if (r == -ETIMEDOUT || r == -EINTR) {
+                continue; /* the deadline is checked above */
+            }
+        }
+        if (r == -EINTR) {
+            continue;
+        }
+        if (r < 0) {
+            int code = sub_finish(st, CLI_EXIT_FAILURE);
+            cli_connection_error(CMD, st->client, "waiting for messages", r);
+            return code != 0 ? code : CLI_EXIT_FAILURE;
+        }
+        /* A message that arrives after the deadline does not count. */
+        if (sub_deadline_passed(st)) {
+            return sub_finish(st, CLI_EXIT_TIMEOUT);
+        }
+
+        sub_print(args, &m);
+        if (ferror_unlocked(stdout)) {
+            return sub_finish(st, CLI_EXIT_FAILURE);
+        }
+        if (++received == args->count) {
+            return sub_finish(st, CLI_EXIT_OK);
+        }
+
+        uint64_t dropped = sb_take_dropped(st->client);
+        if (dropped > 0) {
+            st->dropped += dropped;
+            if (cli_now_ms() - st->dropped_reported_ms >= SUB_DROPPED_REPORT_MS) {
+                sub_report_dropped(st);
+            }
+        }
+    }
+}
+
+int cmd_sub(int argc, char **argv)
+{
+    int64_t start_ms = cli_now_ms();
+    sub_args args = {.format = SUB_FORMAT_LINES};
+    CLI_CLEANUP_CLIENT sb_client *client = NULL;
+    int r;
+
+    r = sub_parse(argc, argv, &args);
+    if (r != 0) {
+        return r < 0 ? CLI_EXIT_OK : r; /* -1: --help was printed */
+    }
+    /* Before anything touches stdout: setvbuf() must come first. */
+    setvbuf(stdout, sub_stdout_buffer, _IOFBF, sizeof(sub_stdout_buffer));
+
+    sub_state st = {
+        .has_deadline = args.timeout_ms > 0,
+        .deadline_ms = start_ms + args.timeout_ms,
+        .dropped_reported_ms = start_ms,
+    };
+
+    /* -t bounds the connect too, but never below 1 ms: 0 would mean the
+     * library's default. */
+    int connect_ms = CLI_TIMEOUT_DEFAULT_MS;
+    if (st.has_deadline) {
+        int left = cli_remaining_ms(st.deadline_ms);
+        connect_ms = left < 1 ? 1 : (left < connect_ms ? left : connect_ms);
+    }
+    if (cli_connect(CMD, args.endpoint, connect_ms, &client) < 0) {
+        return CLI_EXIT_FAILURE;
+    }
+    st.client = client;
+
+    r = sub_subscribe(&st, &args);
+    if (r != 0) {
+        return r;
+    }
+    return sub_loop(&st, &args);
+}
