@@ -149,8 +149,12 @@ void conn_queue_err(struct conn *c, uint32_t code, const void *subject, size_t s
     } else {
         log_verbose("client %llu (tcp): ERR %u: %s", (unsigned long long)c->id, code, text);
     }
-    if (subject_len > SB_SUBJECT_MAX) {
-        subject_len = SB_SUBJECT_MAX;
+    /* The ERR names the offending subject in full (DESIGN §4), even one
+     * too long to be valid; only max_frame, which bounds what we send too,
+     * may cut it (max_frame >= BROKER_MAX_FRAME_MIN > header + text). */
+    size_t room = c->broker->cfg.max_frame - FRAME_HEADER_SIZE - len;
+    if (subject_len > room) {
+        subject_len = room;
     }
     if (conn_queue(c, FRAME_OP_ERR, 0, code, subject, subject_len, text, len) < 0) {
         conn_close(c);
@@ -212,7 +216,16 @@ static void on_write(uv_write_t *req, int status)
 
 void conn_flush(struct conn *c)
 {
-    if (c->closing || c->writing) {
+    if (c->closing) {
+        return;
+    }
+    if (c->writing) {
+        /* At shutdown, a write the peer has not taken yet must not hold the
+         * loop open: a peer that never reads would keep the broker running
+         * forever. Its last words go with the write in flight. */
+        if (c->draining && c->broker->stopping) {
+            conn_close(c);
+        }
         return; /* on_write() marks it dirty again */
     }
     if (c->dropped_unreported > 0 && !c->draining) {

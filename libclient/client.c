@@ -81,6 +81,7 @@ struct sb_client {
 
     uint64_t dropped;
     int pending_err; /* first non-fatal ERR since the last flush */
+    int refusal;     /* an ERR received before WELCOME */
     char last_err[CLIENT_ERRTEXT_MAX];
 
     sb_msg_cb msg_cb;
@@ -178,10 +179,11 @@ static int client_write_some(sb_client *c)
     return 0;
 }
 
-/* Write everything buffered, waiting for the socket as long as it takes:
- * the broker always reads (it drops for slow consumers instead of
- * blocking), so this cannot deadlock. */
-static int client_write_all(sb_client *c)
+/* Write everything buffered, waiting for the socket until the deadline
+ * (-1: as long as it takes; the broker always reads, dropping for slow
+ * consumers instead of blocking, so that cannot deadlock). A timeout leaves
+ * the rest buffered and the connection usable. */
+static int client_write_all(sb_client *c, int64_t deadline)
 {
     if (c->closed_err) {
         return c->closed_err;
@@ -191,9 +193,9 @@ static int client_write_all(sb_client *c)
         if (r < 0 || c->wlen == 0) {
             return r;
         }
-        r = client_wait(c, POLLOUT, -1);
+        r = client_wait(c, POLLOUT, deadline);
         if (r < 0) {
-            return client_fail(c, r);
+            return r == -ETIMEDOUT ? r : client_fail(c, r);
         }
     }
 }
@@ -248,7 +250,7 @@ static int client_send_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t s
         return -EMSGSIZE;
     }
     if (size >= CLIENT_DIRECT_MIN) {
-        int r = client_write_all(c);
+        int r = client_write_all(c, -1);
         if (r < 0) {
             return r;
         }
@@ -268,7 +270,7 @@ static int client_send_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t s
         return client_write_iov(c, iov, n);
     }
     if (CLIENT_WBUF_SIZE - c->wlen < size) {
-        int r = client_write_all(c);
+        int r = client_write_all(c, -1);
         if (r < 0) {
             return r;
         }
@@ -374,7 +376,11 @@ static void client_handle_err(sb_client *c, const struct frame *f)
     if (c->error_cb) {
         c->error_cb(c, err, subject, c->last_err, c->error_arg);
     }
-    if (broker_error_fatal(f->sid)) {
+    if (!c->welcomed) {
+        /* Any ERR before WELCOME ends the handshake. */
+        c->refusal = err;
+        client_fail(c, err);
+    } else if (broker_error_fatal(f->sid)) {
         client_fail(c, err);
     } else if (c->pending_err == 0) {
         c->pending_err = err;
@@ -512,7 +518,7 @@ static bool client_take_msg(sb_client *c, sb_msg *m)
  */
 static int client_pump(sb_client *c, bool (*done)(const sb_client *), int64_t deadline)
 {
-    int r = client_write_all(c);
+    int r = client_write_all(c, deadline);
     if (r < 0) {
         return r;
     }
@@ -699,10 +705,19 @@ SB_EXPORT int sb_connect(sb_client **out, const sb_options *opts)
         goto fail;
     }
     r = client_send_hello(c, opts);
-    if (r < 0) {
+    if (r == 0) {
+        r = client_pump(c, have_welcome, deadline);
+    }
+    if (r < 0 && r != -ETIMEDOUT) {
+        /* A broker that refuses us (max_connections, shutting down) sends
+         * ERR and closes: report its reason, not the broken pipe. */
+        client_read_some(c);
+        client_scan(c);
+        if (c->refusal != 0) {
+            r = c->refusal;
+        }
         goto fail;
     }
-    r = client_pump(c, have_welcome, deadline);
     if (r < 0) {
         goto fail;
     }
@@ -744,6 +759,13 @@ SB_EXPORT uint64_t sb_client_id(const sb_client *c)
 SB_EXPORT uint32_t sb_max_frame(const sb_client *c)
 {
     return c->max_frame;
+}
+
+SB_EXPORT size_t sb_max_payload(const sb_client *c, size_t subject_len, size_t reply_len,
+                                size_t headers_len)
+{
+    size_t used = frame_encoded_size(subject_len, reply_len, headers_len, 0);
+    return used >= c->max_frame ? 0 : c->max_frame - used;
 }
 
 SB_EXPORT const char *sb_server_version(const sb_client *c)

@@ -70,9 +70,16 @@ int endpoint_parse_tcp(const char *endpoint, char *host, size_t host_len, char *
     }
     const char *h = hp;
     size_t hl = (size_t)(colon - hp);
-    if (hl >= 2 && h[0] == '[' && h[hl - 1] == ']') {
+    bool bracketed = hl >= 2 && h[0] == '[' && h[hl - 1] == ']';
+    if (bracketed) {
         h++;
         hl -= 2;
+    }
+    /* Brackets only around the whole host; an IPv6 host needs them, or
+     * "fe80::1:80" would split in the wrong place. */
+    if (memchr(h, '[', hl) != NULL || memchr(h, ']', hl) != NULL ||
+        (!bracketed && memchr(h, ':', hl) != NULL)) {
+        return -EINVAL;
     }
     const char *p = colon + 1;
     size_t pl = strlen(p);

@@ -184,14 +184,41 @@ static void remove_dir(const char *dir)
     }
 }
 
+/* Did the broker's log record a sanitizer or leak report? */
+static bool log_has_report(const char *log)
+{
+    return strstr(log, "AddressSanitizer") != NULL || strstr(log, "LeakSanitizer") != NULL ||
+           strstr(log, "runtime error:") != NULL;
+}
+
 int harness_stop(struct harness_broker *b)
 {
+    bool was_running = b->pid > 0;
     int status = harness_terminate(b, HARNESS_IO_MS);
     if (b->dir[0] != '\0') {
+        static char log[64 * 1024];
+        harness_read_log(b, log, sizeof(log));
+        /* Every test also checks that the broker shut down cleanly and
+         * that the sanitizers, when built in, found nothing. */
+        if (log_has_report(log) || (was_running && status != 0)) {
+            fprintf(stderr, "---- sockbusd log (exit %d) ----\n%s\n----\n", status, log);
+            remove_dir(b->dir);
+            b->dir[0] = '\0';
+            cr_assert_fail("sockbusd exited with %d or reported a sanitizer error", status);
+        }
         remove_dir(b->dir);
         b->dir[0] = '\0';
     }
     return status;
+}
+
+void harness_cleanup(struct harness_broker *b)
+{
+    harness_terminate(b, HARNESS_IO_MS);
+    if (b->dir[0] != '\0') {
+        remove_dir(b->dir);
+        b->dir[0] = '\0';
+    }
 }
 
 void harness_read_log(const struct harness_broker *b, char *buf, size_t len)

@@ -43,9 +43,17 @@ int harness_run_broker(struct harness_broker *b, const char *const *args, int ti
 /* Make b->dir (a fresh temp dir) and b->socket inside it, without starting. */
 int harness_mkdir(struct harness_broker *b);
 
-/* SIGTERM, wait (bounded), SIGKILL if needed; returns the exit status
- * (or -1 if it had to be killed). Removes the directory. */
+/*
+ * SIGTERM, wait (bounded), SIGKILL if needed; returns the exit status.
+ * Asserts that the broker exited 0 and that its log holds no sanitizer
+ * report, so call it at the end of a test body (criterion does not count
+ * assertions in .fini). Removes the directory.
+ */
 int harness_stop(struct harness_broker *b);
+
+/* For .fini: stop the broker if it still runs and remove the directory,
+ * asserting nothing. */
+void harness_cleanup(struct harness_broker *b);
 
 /* Send SIGTERM and wait for exit; returns the exit status or -1. Keeps the
  * directory. */

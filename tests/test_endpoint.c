@@ -293,8 +293,8 @@ static void expect_tcp_invalid_sized(const char *endpoint, size_t host_len, size
     memset(h, SENTINEL, sizeof(h));
     memset(p, SENTINEL, sizeof(p));
     int r = endpoint_parse_tcp(endpoint, h, host_len, p, port_len);
-    cr_expect_eq(r, -EINVAL, "endpoint_parse_tcp(\"%s\", %zu, %zu) = %d, want -EINVAL",
-                 endpoint, host_len, port_len, r);
+    cr_expect_eq(r, -EINVAL, "endpoint_parse_tcp(\"%s\", %zu, %zu) = %d, want -EINVAL", endpoint,
+                 host_len, port_len, r);
     for (size_t i = 0; i < sizeof(h); i++) {
         if (h[i] != SENTINEL) {
             cr_expect_fail("\"%s\": host written on failure", endpoint);
@@ -361,6 +361,21 @@ Test(endpoint, parse_tcp_invalid)
     expect_tcp_invalid("tcp://[]:80");
 }
 
+/*
+ * Brackets belong around the whole host or nowhere (as in Go's
+ * net.SplitHostPort): a stray '[' or ']' is a malformed endpoint, which
+ * endpoint.h promises to refuse with -EINVAL, not a host name to hand on.
+ */
+Test(endpoint, parse_tcp_rejects_stray_brackets)
+{
+    expect_tcp_invalid("[::1:80");
+    expect_tcp_invalid("tcp://[::1:7447");
+    expect_tcp_invalid("::1]:80");
+    expect_tcp_invalid("[::1]x:80");
+    expect_tcp_invalid("x[::1]:80");
+    expect_tcp_invalid("[[::1]]:80");
+}
+
 Test(endpoint, parse_tcp_output_sizes)
 {
     /* "localhost" needs 10 bytes, "7447" needs 5: exact fits work. */
@@ -389,9 +404,9 @@ Test(endpoint, parse_tcp_output_sizes)
 Test(endpoint, strerror_sb_codes)
 {
     static const int codes[] = {
-        SB_E_PROTOCOL, SB_E_TOO_LARGE, SB_E_SUBJECT,        SB_E_PERMISSION, SB_E_LIMIT,
-        SB_E_SLOW_CONSUMER, SB_E_SID,  SB_E_HELLO_REQUIRED, SB_E_SHUTDOWN,   SB_E_VERSION,
-        SB_E_NO_RESPONDERS, SB_E_CLOSED,
+        SB_E_PROTOCOL, SB_E_TOO_LARGE,     SB_E_SUBJECT,       SB_E_PERMISSION,
+        SB_E_LIMIT,    SB_E_SLOW_CONSUMER, SB_E_SID,           SB_E_HELLO_REQUIRED,
+        SB_E_SHUTDOWN, SB_E_VERSION,       SB_E_NO_RESPONDERS, SB_E_CLOSED,
     };
     const size_t n = sizeof(codes) / sizeof(codes[0]);
 
@@ -405,8 +420,8 @@ Test(endpoint, strerror_sb_codes)
         cr_expect_gt(strlen(text), 0, "code %d: empty text", codes[i]);
         cr_expect_null(strcasestr(text, "unknown error"), "code %d: \"%s\"", codes[i], text);
         for (size_t j = 0; j < i; j++) {
-            cr_expect_str_neq(text, sb_strerror(codes[j]), "codes %d and %d share \"%s\"",
-                              codes[i], codes[j], text);
+            cr_expect_str_neq(text, sb_strerror(codes[j]), "codes %d and %d share \"%s\"", codes[i],
+                              codes[j], text);
         }
         /* And none reads like a -errno text. */
         for (int e = 1; e < 134; e++) {

@@ -29,9 +29,9 @@ static const struct {
     uint8_t op;
     const char *name;
 } known_ops[] = {
-    {FRAME_OP_HELLO, "HELLO"}, {FRAME_OP_WELCOME, "WELCOME"}, {FRAME_OP_PUB, "PUB"},
-    {FRAME_OP_SUB, "SUB"},     {FRAME_OP_UNSUB, "UNSUB"},     {FRAME_OP_MSG, "MSG"},
-    {FRAME_OP_DROPPED, "DROPPED"}, {FRAME_OP_PING, "PING"},   {FRAME_OP_PONG, "PONG"},
+    {FRAME_OP_HELLO, "HELLO"},     {FRAME_OP_WELCOME, "WELCOME"}, {FRAME_OP_PUB, "PUB"},
+    {FRAME_OP_SUB, "SUB"},         {FRAME_OP_UNSUB, "UNSUB"},     {FRAME_OP_MSG, "MSG"},
+    {FRAME_OP_DROPPED, "DROPPED"}, {FRAME_OP_PING, "PING"},       {FRAME_OP_PONG, "PONG"},
     {FRAME_OP_ERR, "ERR"},
 };
 #define N_KNOWN_OPS (sizeof(known_ops) / sizeof(known_ops[0]))
@@ -217,9 +217,8 @@ Test(frame, round_trip_every_op_and_length)
                         cr_assert_leq(size, MAX_FRAME);
                         uint8_t *buf = exact_alloc(size);
                         size_t n = frame_encode(buf, op, flags, sid, sl ? src_subject : NULL, sl,
-                                                rl ? src_reply : NULL, rl,
-                                                hl ? src_headers : NULL, hl,
-                                                pl ? src_payload : NULL, pl);
+                                                rl ? src_reply : NULL, rl, hl ? src_headers : NULL,
+                                                hl, pl ? src_payload : NULL, pl);
                         cr_assert_eq(n, size, "op %s s %zu r %zu h %zu p %zu: wrote %zu",
                                      known_ops[o].name, sl, rl, hl, pl, n);
 
@@ -351,8 +350,7 @@ Test(frame, size_below_16_is_protocol_error)
 
         uint32_t size = 0xDEADBEEF;
         uint8_t *copy = exact_new(hdr, 4);
-        cr_expect_eq(frame_peek_size(copy, 4, MAX_FRAME, &size), -EPROTO, "size %u",
-                     sizes[i]);
+        cr_expect_eq(frame_peek_size(copy, 4, MAX_FRAME, &size), -EPROTO, "size %u", sizes[i]);
         cr_expect_eq(size, 0xDEADBEEF);
         exact_free(copy);
 
@@ -388,8 +386,7 @@ Test(frame, size_above_max_frame_judged_from_four_bytes)
 
         uint32_t size = 0xDEADBEEF;
         uint8_t *copy = exact_new(hdr, 4);
-        cr_expect_eq(frame_peek_size(copy, 4, MAX_FRAME, &size), -EMSGSIZE, "size %#x",
-                     sizes[i]);
+        cr_expect_eq(frame_peek_size(copy, 4, MAX_FRAME, &size), -EMSGSIZE, "size %#x", sizes[i]);
         cr_expect_eq(size, 0xDEADBEEF);
         exact_free(copy);
 
@@ -430,23 +427,34 @@ Test(frame, inner_lengths_overrunning_frame)
         int want;
         uint32_t payload_len;
     } cases[] = {
-        {11, 0, 0, -EPROTO, 0},      {0, 11, 0, -EPROTO, 0},      {0, 0, 11, -EPROTO, 0},
-        {4, 4, 3, -EPROTO, 0},       {0, 5, 6, -EPROTO, 0},       {6, 0, 5, -EPROTO, 0},
-        {65535, 0, 0, -EPROTO, 0},   {0, 65535, 0, -EPROTO, 0},   {0, 0, 65535, -EPROTO, 0},
+        {11, 0, 0, -EPROTO, 0},
+        {0, 11, 0, -EPROTO, 0},
+        {0, 0, 11, -EPROTO, 0},
+        {4, 4, 3, -EPROTO, 0},
+        {0, 5, 6, -EPROTO, 0},
+        {6, 0, 5, -EPROTO, 0},
+        {65535, 0, 0, -EPROTO, 0},
+        {0, 65535, 0, -EPROTO, 0},
+        {0, 0, 65535, -EPROTO, 0},
         {65535, 65535, 65535, -EPROTO, 0},
         /* Sums that wrap to a small number in 16 bits. */
-        {65535, 1, 0, -EPROTO, 0},   {65535, 0, 2, -EPROTO, 0},   {32768, 32768, 5, -EPROTO, 0},
+        {65535, 1, 0, -EPROTO, 0},
+        {65535, 0, 2, -EPROTO, 0},
+        {32768, 32768, 5, -EPROTO, 0},
         /* Fitting. */
-        {10, 0, 0, 0, 0},            {0, 10, 0, 0, 0},            {0, 0, 10, 0, 0},
-        {4, 3, 3, 0, 0},             {3, 3, 3, 0, 1},             {0, 0, 0, 0, 10},
+        {10, 0, 0, 0, 0},
+        {0, 10, 0, 0, 0},
+        {0, 0, 10, 0, 0},
+        {4, 3, 3, 0, 0},
+        {3, 3, 3, 0, 1},
+        {0, 0, 0, 0, 10},
         {1, 2, 3, 0, 4},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         uint8_t *buf = header_frame(16 + 10, FRAME_OP_MSG, cases[i].s, cases[i].r, cases[i].h, 10);
         struct frame f;
         int r = parse_exact(buf, 26, MAX_FRAME, &f);
-        cr_expect_eq(r, cases[i].want, "s %u r %u h %u: %d", cases[i].s, cases[i].r, cases[i].h,
-                     r);
+        cr_expect_eq(r, cases[i].want, "s %u r %u h %u: %d", cases[i].s, cases[i].r, cases[i].h, r);
         if (cases[i].want == 0 && r == 0) {
             cr_expect_eq(f.payload_len, cases[i].payload_len);
             cr_expect_eq(f.payload, buf + 16 + cases[i].s + cases[i].r + cases[i].h);
@@ -499,17 +507,17 @@ Test(frame, exactly_the_ten_ops_are_known)
 
 /* A hand-written PUB, byte by byte, both ways. */
 static const uint8_t hand_pub[] = {
-    0x1B, 0x00, 0x00, 0x00, /* size 27 = 16 + 3 + 2 + 1 + 5 */
-    0x10,                   /* op PUB */
-    0x01,                   /* flags RETAIN */
-    0x03, 0x00,             /* subject_len 3 */
-    0x02, 0x00,             /* reply_len 2 */
-    0x01, 0x00,             /* header_len 1 */
-    0x78, 0x56, 0x34, 0x12, /* sid 0x12345678 */
-    'a',  '.',  'b',        /* subject */
-    'r',  '1',              /* reply */
-    0xEE,                   /* headers */
-    'h',  'e',  'l',  'l', 'o', /* payload */
+    0x1B, 0x00, 0x00, 0x00,      /* size 27 = 16 + 3 + 2 + 1 + 5 */
+    0x10,                        /* op PUB */
+    0x01,                        /* flags RETAIN */
+    0x03, 0x00,                  /* subject_len 3 */
+    0x02, 0x00,                  /* reply_len 2 */
+    0x01, 0x00,                  /* header_len 1 */
+    0x78, 0x56, 0x34, 0x12,      /* sid 0x12345678 */
+    'a',  '.',  'b',             /* subject */
+    'r',  '1',                   /* reply */
+    0xEE,                        /* headers */
+    'h',  'e',  'l',  'l',  'o', /* payload */
 };
 
 Test(frame, little_endian_layout_encode)
@@ -528,8 +536,7 @@ Test(frame, little_endian_layout_encode)
                                      0x09, 0x08, 0x0B, 0x0A, 0x0F, 0x0E, 0x0D, 0x0C};
     uint8_t hdr[16];
     memset(hdr, 0x55, sizeof(hdr));
-    frame_encode_header(hdr, 0x01020304u, FRAME_OP_ERR, 0x05, 0x0607, 0x0809, 0x0A0B,
-                        0x0C0D0E0Fu);
+    frame_encode_header(hdr, 0x01020304u, FRAME_OP_ERR, 0x05, 0x0607, 0x0809, 0x0A0B, 0x0C0D0E0Fu);
     for (size_t i = 0; i < 16; i++) {
         cr_expect_eq(hdr[i], want[i], "header byte %zu: %#x, want %#x", i, hdr[i], want[i]);
     }
@@ -609,8 +616,8 @@ Test(frame, flags_and_sid_preserved)
     for (size_t i = 0; i < sizeof(flags); i++) {
         for (size_t j = 0; j < sizeof(sids) / sizeof(sids[0]); j++) {
             uint8_t buf[32];
-            size_t n = frame_encode(buf, FRAME_OP_MSG, flags[i], sids[j], "s", 1, NULL, 0, NULL,
-                                    0, "p", 1);
+            size_t n = frame_encode(buf, FRAME_OP_MSG, flags[i], sids[j], "s", 1, NULL, 0, NULL, 0,
+                                    "p", 1);
             struct frame f;
             cr_assert_eq(parse_exact(buf, n, MAX_FRAME, &f), 0);
             cr_expect_eq(f.flags, flags[i]);
@@ -631,8 +638,8 @@ Test(frame, back_to_back_frames)
                             NULL, 0, "bad", 3);
     size_t total = a + b + c;
     /* And the first 7 bytes of a fourth frame. */
-    size_t d = frame_encode(stream + total, FRAME_OP_PONG, 0, 5, NULL, 0, NULL, 0, NULL, 0, NULL,
-                            0);
+    size_t d =
+        frame_encode(stream + total, FRAME_OP_PONG, 0, 5, NULL, 0, NULL, 0, NULL, 0, NULL, 0);
     cr_assert_eq(d, 16);
     total += 7;
 
@@ -671,8 +678,8 @@ Test(frame, payload_len_is_the_rest)
     static const struct {
         size_t s, r, h, p;
     } cases[] = {
-        {0, 0, 0, 0}, {0, 0, 0, 1}, {1, 0, 0, 0}, {0, 1, 0, 0}, {0, 0, 1, 0}, {3, 5, 7, 11},
-        {200, 0, 0, 300},
+        {0, 0, 0, 0}, {0, 0, 0, 1},  {1, 0, 0, 0},     {0, 1, 0, 0},
+        {0, 0, 1, 0}, {3, 5, 7, 11}, {200, 0, 0, 300},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t size = frame_encoded_size(cases[i].s, cases[i].r, cases[i].h, cases[i].p);

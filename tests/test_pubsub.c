@@ -22,7 +22,7 @@ static void setup(void)
 
 static void teardown(void)
 {
-    harness_stop(&broker);
+    harness_cleanup(&broker);
 }
 
 TestSuite(pubsub, .init = setup, .fini = teardown, .timeout = 60);
@@ -62,6 +62,7 @@ Test(pubsub, publish_reaches_subscriber)
     cr_assert_eq(m.sid, sid);
     sb_close(pub);
     sb_close(sub);
+    harness_stop(&broker);
 }
 
 Test(pubsub, wildcards_route_by_token)
@@ -98,6 +99,7 @@ Test(pubsub, wildcards_route_by_token)
     expect_none(sub);
     sb_close(pub);
     sb_close(sub);
+    harness_stop(&broker);
 }
 
 Test(pubsub, echo_can_be_turned_off)
@@ -122,6 +124,7 @@ Test(pubsub, echo_can_be_turned_off)
     cr_assert_eq(((const char *)m.payload)[0], 'l');
     sb_close(quiet);
     sb_close(loud);
+    harness_stop(&broker);
 }
 
 Test(pubsub, unsubscribe_stops_delivery)
@@ -144,6 +147,7 @@ Test(pubsub, unsubscribe_stops_delivery)
     cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), SB_E_SID);
     sb_close(pub);
     sb_close(sub);
+    harness_stop(&broker);
 }
 
 Test(pubsub, hundred_thousand_messages_in_order)
@@ -173,6 +177,7 @@ Test(pubsub, hundred_thousand_messages_in_order)
     expect_none(sub);
     sb_close(pub);
     sb_close(sub);
+    harness_stop(&broker);
 }
 
 static void check_payload_size(const char *endpoint, size_t size)
@@ -205,6 +210,7 @@ Test(pubsub, payload_sizes_arrive_byte_exact)
         check_payload_size(broker.socket, sizes[i]);
         check_payload_size(broker.tcp, sizes[i]);
     }
+    harness_stop(&broker);
 }
 
 Test(pubsub, oversized_publish_is_refused_locally)
@@ -218,6 +224,7 @@ Test(pubsub, oversized_publish_is_refused_locally)
     cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0, "the connection is still fine");
     free(data);
     sb_close(pub);
+    harness_stop(&broker);
 }
 
 static void count_msg(sb_client *c, const sb_msg *m, void *arg)
@@ -248,6 +255,7 @@ Test(pubsub, event_loop_api_delivers_through_callback)
     cr_assert_eq(got, 100);
     sb_close(pub);
     sb_close(sub);
+    harness_stop(&broker);
 }
 
 Test(pubsub, connect_to_nothing_fails_fast)
@@ -260,4 +268,5 @@ Test(pubsub, connect_to_nothing_fails_fast)
     o.endpoint = "tcp://127.0.0.1:1";
     cr_assert_eq(sb_connect(&c, &o), -ECONNREFUSED);
     cr_assert_null(c);
+    harness_stop(&broker);
 }

@@ -14,6 +14,7 @@
 #include <criterion/criterion.h>
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -54,8 +55,7 @@ static bool pattern_valid(const char *s, size_t len)
     return r;
 }
 
-static bool match(const char *pattern, size_t pattern_len, const char *subject,
-                  size_t subject_len)
+static bool match(const char *pattern, size_t pattern_len, const char *subject, size_t subject_len)
 {
     char *p = exact_new(pattern, pattern_len);
     char *s = exact_new(subject, subject_len);
@@ -98,7 +98,10 @@ struct valid_case {
 };
 
 /* sizeof, not strlen: some cases hold a NUL. */
-#define V(lit, subj, pat) {lit, sizeof(lit) - 1, subj, pat}
+#define V(lit, subj, pat)                                                                          \
+    {                                                                                              \
+        lit, sizeof(lit) - 1, subj, pat                                                            \
+    }
 
 static const struct valid_case valid_cases[] = {
     V("", false, false),
@@ -444,11 +447,48 @@ Test(subject, literal_and_full_wildcard_properties)
         }
         cr_expect(match(c->s, c->len, c->s, c->len), "\"%s\" vs itself", show(c->s, c->len));
         bool dollar = c->s[0] == '$';
-        cr_expect_eq(match(">", 1, c->s, c->len), !dollar, "\">\" vs \"%s\"",
-                     show(c->s, c->len));
+        cr_expect_eq(match(">", 1, c->s, c->len), !dollar, "\">\" vs \"%s\"", show(c->s, c->len));
         cr_expect_eq(match("*", 1, c->s, c->len), !dollar && memchr(c->s, '.', c->len) == NULL,
                      "\"*\" vs \"%s\"", show(c->s, c->len));
     }
+}
+
+/*
+ * sb_pattern_match() requires valid inputs, but a broker fed garbage must
+ * still not read out of bounds: arbitrary short strings over the bytes that
+ * matter, each in an exact-size buffer (an over-read shows under ASan).
+ * Where both happen to be valid, a literal pattern matches only itself.
+ */
+Test(subject, matching_memory_safe_on_any_input)
+{
+    static const char alphabet[] = {'a', 'b', '.', '*', '>', '$'};
+    uint32_t seed = 12345;
+    size_t both_valid = 0;
+    for (int i = 0; i < 100000; i++) {
+        char p[8];
+        char s[8];
+        seed = seed * 1103515245u + 12345u;
+        size_t pl = 1 + (seed >> 16) % 7;
+        seed = seed * 1103515245u + 12345u;
+        size_t sl = 1 + (seed >> 16) % 7;
+        for (size_t k = 0; k < pl; k++) {
+            seed = seed * 1103515245u + 12345u;
+            p[k] = alphabet[(seed >> 16) % sizeof(alphabet)];
+        }
+        for (size_t k = 0; k < sl; k++) {
+            seed = seed * 1103515245u + 12345u;
+            s[k] = alphabet[(seed >> 16) % sizeof(alphabet)];
+        }
+        bool m = match(p, pl, s, sl);
+        if (sb_subject_valid(p, pl) && sb_subject_valid(s, sl)) {
+            both_valid++;
+            bool same = pl == sl && memcmp(p, s, pl) == 0;
+            if (m != same) {
+                cr_assert_fail("literal \"%s\" vs \"%s\": %d", show(p, pl), show(s, sl), m);
+            }
+        }
+    }
+    cr_assert_gt(both_valid, 100);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -502,8 +542,7 @@ static size_t join(char *out, const char *const *tokens, size_t n)
 
 /* Enumerate every token list of length 1..MAX_TOKENS over an alphabet by
  * counting in base `base`; `index` selects one. */
-static size_t nth_list(size_t index, size_t base, const char *const *alphabet,
-                       const char **out)
+static size_t nth_list(size_t index, size_t base, const char *const *alphabet, const char **out)
 {
     size_t n = 1;
     size_t count = base;

@@ -16,6 +16,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/un.h>
 #include <time.h>
 
 /* "sockbus CMD" is how the client names itself to the broker, so that
@@ -60,7 +61,19 @@ static void connect_error(const char *endpoint, const char *explicit_endpoint, i
                 endpoint, why);
         return;
     case SB_E_SHUTDOWN:
-        fprintf(stderr, "sockbus: cannot connect to %s: %s; try again once it is back\n",
+        fprintf(stderr, "sockbus: cannot connect to %s: %s; try again once it is back\n", endpoint,
+                why);
+        return;
+    case -EPIPE:
+    case -ECONNRESET:
+    case SB_E_CLOSED:
+        /* A broker that refuses a connection (ERR 5 at max_connections,
+         * or shutting down) closes it at once; our HELLO may then fail
+         * before its ERR can be read. */
+        fprintf(stderr,
+                "sockbus: cannot connect to %s: the broker closed the connection during the "
+                "handshake (%s); it may be at max_connections or shutting down, try again "
+                "later\n",
                 endpoint, why);
         return;
     default:
@@ -103,8 +116,8 @@ int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client
         if (endpoint != NULL) {
             fprintf(stderr,
                     "sockbus: cannot use endpoint '%s': %s; a socket path must be shorter than "
-                    "108 bytes, pass a shorter -s ENDPOINT\n",
-                    endpoint, sb_strerror(r));
+                    "%zu bytes, pass a shorter -s ENDPOINT\n",
+                    endpoint, sb_strerror(r), sizeof(((struct sockaddr_un *)NULL)->sun_path));
         } else {
             fprintf(stderr,
                     "sockbus: cannot use the default endpoint: %s; set SOCKBUS_SOCKET (or "
@@ -132,16 +145,26 @@ int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client
     return 0;
 }
 
-int cli_connection_error(const char *cmd, sb_client *client, const char *what, int err)
+const char *cli_broker_detail(sb_client *client, int err, char *buf, size_t len)
 {
     const char *text = sb_last_error(client);
-    bool has_text = text != NULL && *text != '\0';
 
-    fprintf(stderr, "sockbus %s: lost connection to %s while %s: %s%s%s%s; %s\n", cmd,
-            sb_endpoint(client), what, sb_strerror(err), has_text ? " (broker: " : "",
-            has_text ? text : "", has_text ? ")" : "",
-            err == SB_E_SHUTDOWN ? "try again once the broker is back"
-                                 : "is sockbusd still running?");
+    /* Leave it out when it would only repeat sb_strerror(). */
+    if (text == NULL || *text == '\0' || strcmp(text, sb_strerror(err)) == 0) {
+        return "";
+    }
+    snprintf(buf, len, " (broker: %s)", text);
+    return buf;
+}
+
+int cli_connection_error(const char *cmd, sb_client *client, const char *what, int err)
+{
+    char detail[CLI_BROKER_DETAIL_MAX];
+
+    fprintf(
+        stderr, "sockbus %s: lost connection to %s while %s: %s%s; %s\n", cmd, sb_endpoint(client),
+        what, sb_strerror(err), cli_broker_detail(client, err, detail, sizeof(detail)),
+        err == SB_E_SHUTDOWN ? "try again once the broker is back" : "is sockbusd still running?");
     return CLI_EXIT_FAILURE;
 }
 
@@ -196,8 +219,17 @@ int cli_option_error(const char *cmd, char **argv, int ch, const struct option *
         return cli_usage_error(cmd, "option '-%c' needs an argument", optopt);
     }
     if (optopt == 0) {
-        /* Unknown or ambiguous long option; leave out any "=VALUE". */
+        /* Unknown or ambiguous long option; leave out any "=VALUE".
+         * getopt_long() takes unambiguous prefixes, so "--re" may be both
+         * "--retain" and "--reply". */
         size_t len = strcspn(arg, "=");
+        int matches = 0;
+        for (const struct option *o = opts; is_long && o->name != NULL; o++) {
+            matches += strncmp(o->name, arg + 2, len - 2) == 0;
+        }
+        if (matches > 1) {
+            return cli_usage_error(cmd, "option '%.*s' is ambiguous, spell it out", (int)len, arg);
+        }
         return cli_usage_error(cmd, "unknown option '%.*s'", (int)len, arg);
     }
     const struct option *o = long_option_with_value(arg, opts);
@@ -205,6 +237,43 @@ int cli_option_error(const char *cmd, char **argv, int ch, const struct option *
         return cli_usage_error(cmd, "option '--%s' takes no argument", o->name);
     }
     return cli_usage_error(cmd, "unknown option '-%c'", optopt);
+}
+
+/* Does `arg` name one of the options: "-n", "-nVALUE", "--count",
+ * "--cou=5"? */
+static bool names_option(const char *arg, const struct option *opts, const char *optstring)
+{
+    if (arg[0] != '-' || arg[1] == '\0') {
+        return false;
+    }
+    if (arg[1] != '-') {
+        return arg[1] != '+' && arg[1] != ':' && strchr(optstring, arg[1]) != NULL;
+    }
+    size_t len = strcspn(arg + 2, "=");
+    for (const struct option *o = opts; len > 0 && o->name != NULL; o++) {
+        if (strncmp(o->name, arg + 2, len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+int cli_check_operands(const char *cmd, int argc, char **argv, const struct option *opts,
+                       const char *optstring)
+{
+    /* After an explicit "--" everything is an operand, by request. */
+    if (optind > 1 && strcmp(argv[optind - 1], "--") == 0) {
+        return 0;
+    }
+    for (int i = optind; i < argc; i++) {
+        if (names_option(argv[i], opts, optstring)) {
+            return cli_usage_error(cmd,
+                                   "option '%s' after '%s': options go first (put '--' "
+                                   "before an argument that starts with '-')",
+                                   argv[i], argv[optind]);
+        }
+    }
+    return 0;
 }
 
 static bool is_digit(char c)

@@ -53,6 +53,15 @@ int cmd_sub(int argc, char **argv);
  */
 int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client **out);
 
+/* Room for cli_broker_detail(): the broker's text is bounded by the
+ * library's copy of it. */
+#define CLI_BROKER_DETAIL_MAX 600
+
+/* " (broker: TEXT)" with the text of the broker's last ERR, or "" when
+ * there is none or it says no more than sb_strerror(err). Formats into
+ * buf[len] and returns buf, or returns "". */
+const char *cli_broker_detail(sb_client *client, int err, char *buf, size_t len);
+
 /* One line on stderr for an error on an established connection (`what`
  * says what we were doing: "publishing"), with the broker's own text when
  * it sent one. Returns CLI_EXIT_FAILURE. */
@@ -72,6 +81,16 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
  * option string must start with "+:" and `opts` is the long option table
  * that was passed. Returns CLI_EXIT_USAGE. */
 int cli_option_error(const char *cmd, char **argv, int ch, const struct option *opts);
+
+/*
+ * Options come before operands (getopt_long() with "+"), so "sockbus sub
+ * PATTERN -n 1" would quietly subscribe to "-n" and "1". After getopt is
+ * done, reject an operand that names one of the command's options, unless
+ * the user wrote "--" before the operands. Returns 0 or CLI_EXIT_USAGE
+ * (after one line on stderr).
+ */
+int cli_check_operands(const char *cmd, int argc, char **argv, const struct option *opts,
+                       const char *optstring);
 
 /*
  * Parse a duration: a non-negative decimal number of seconds, fractional
@@ -126,6 +145,6 @@ static inline void cli_freep(void *p)
 }
 
 #define CLI_CLEANUP_CLIENT __attribute__((cleanup(cli_client_closep)))
-#define CLI_CLEANUP_FREE __attribute__((cleanup(cli_freep)))
+#define CLI_CLEANUP_FREE   __attribute__((cleanup(cli_freep)))
 
 #endif /* SOCKBUS_CLI_H */

@@ -7,22 +7,22 @@
  * split in place with memchr(); each line goes straight from that block into
  * the library's output buffer with sb_publish(), which batches the writes.
  * The only copy per message is that one, into the output buffer. Nothing is
- * flushed per message: one sb_flush() at the end is a barrier, so exit
- * status 0 means the broker has processed every message.
+ * flushed per message: buffered output goes out when the library's buffer
+ * fills or when stdin has nothing to read (so `tail -F | sockbus pub` is
+ * live), and one sb_flush() at the end is a barrier, so exit status 0
+ * means the broker has processed every message.
  */
 #include "cli.h"
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <string.h>
 #include <unistd.h>
 
 #define CMD "pub"
 
-/* Size of the frame header (DESIGN §4): with the subject and reply it is
- * what max_frame leaves less room for in a payload. */
-#define FRAME_HEADER_BYTES 16u
 
 /* Block size for reading stdin in line mode: large enough that a pipe
  * full of short lines costs one read(2) per pipe buffer. */
@@ -36,6 +36,10 @@ enum {
     OPT_REPLY,
     OPT_RAW,
 };
+
+/* "+": options end at the first operand (see cli_check_operands());
+ * ":": report a missing argument as ':' rather than '?'. */
+#define PUB_OPTSTRING "+:s:t:h"
 
 static const struct option pub_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -60,33 +64,34 @@ typedef struct pub_args {
 
 static void pub_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockbus pub [OPTIONS] SUBJECT [MESSAGE]\n"
-            "\n"
-            "Publish MESSAGE on SUBJECT. Without MESSAGE, every line of stdin is a\n"
-            "message, without its newline (and a \\r before it); empty lines and a last\n"
-            "line without a newline count too.\n"
-            "\n"
-            "Options come before SUBJECT; what follows SUBJECT is taken as it is, so a\n"
-            "MESSAGE may start with '-'.\n"
-            "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
-            "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
-            "                         /tmp/sockbus-UID.sock)\n"
-            "      --retain           keep the message as SUBJECT's last value, delivered\n"
-            "                         to every later subscriber (empty MESSAGE: delete it)\n"
-            "      --reply SUBJECT    ask receivers to answer on SUBJECT\n"
-            "      --raw              all of stdin, byte for byte, is one message\n"
-            "  -t, --timeout SECONDS  longest wait to connect and for the broker to\n"
-            "                         confirm the messages (default 5; 0.5, 250ms, 1m)\n"
-            "  -h, --help             show this help and exit\n"
-            "\n"
-            "Exit status: 0 once the broker has processed every message, 1 on failure,\n"
-            "2 on a bad command line.\n"
-            "\n"
-            "Examples:\n"
-            "  sockbus pub sensors.kitchen.temp 21.5\n"
-            "  tail -F app.log | sockbus pub logs.app\n"
-            "  sockbus pub --raw --retain config.app < app.json\n");
+    fprintf(out, "usage: sockbus pub [OPTIONS] SUBJECT [MESSAGE]\n"
+                 "\n"
+                 "Publish MESSAGE on SUBJECT. Without MESSAGE, every line of stdin is a\n"
+                 "message, without its newline (and a \\r before it); empty lines and a last\n"
+                 "line without a newline count too.\n"
+                 "\n"
+                 "Options (they come before SUBJECT):\n"
+                 "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
+                 "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
+                 "                         /tmp/sockbus-UID.sock)\n"
+                 "      --retain           keep the message as SUBJECT's last value, delivered\n"
+                 "                         to every later subscriber (empty MESSAGE: delete it)\n"
+                 "      --reply SUBJECT    ask receivers to answer on SUBJECT\n"
+                 "      --raw              all of stdin, byte for byte, is one message\n"
+                 "  -t, --timeout SECONDS  longest wait to connect and for the broker to\n"
+                 "                         confirm the messages (default 5; 0.5, 250ms, 1m)\n"
+                 "  -h, --help             show this help and exit\n"
+                 "\n"
+                 "A MESSAGE may start with '-' (\"-5\"); one that names an option of this\n"
+                 "command needs '--' before SUBJECT: sockbus pub -- SUBJECT --raw\n"
+                 "\n"
+                 "Exit status: 0 once the broker has processed every message, 1 on failure,\n"
+                 "2 on a bad command line.\n"
+                 "\n"
+                 "Examples:\n"
+                 "  sockbus pub sensors.kitchen.temp 21.5\n"
+                 "  tail -F app.log | sockbus pub logs.app\n"
+                 "  sockbus pub --raw --retain config.app < app.json\n");
 }
 
 static int pub_parse(int argc, char **argv, pub_args *args)
@@ -94,15 +99,16 @@ static int pub_parse(int argc, char **argv, pub_args *args)
     int ch;
     int64_t ms;
 
-    while ((ch = getopt_long(argc, argv, "+:s:t:h", pub_options, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, PUB_OPTSTRING, pub_options, NULL)) != -1) {
         switch (ch) {
         case 's':
             args->endpoint = optarg;
             break;
         case 't':
             if (cli_parse_duration_ms(optarg, &ms) < 0 || ms == 0 || ms > INT_MAX) {
-                return cli_usage_error(CMD, "invalid timeout '%s': give seconds > 0, e.g. 5, "
-                                            "0.5 or 250ms",
+                return cli_usage_error(CMD,
+                                       "invalid timeout '%s': give seconds > 0, e.g. 5, "
+                                       "0.5 or 250ms",
                                        optarg);
             }
             args->timeout_ms = (int)ms;
@@ -124,13 +130,18 @@ static int pub_parse(int argc, char **argv, pub_args *args)
         }
     }
 
+    int r = cli_check_operands(CMD, argc, argv, pub_options, PUB_OPTSTRING);
+    if (r != 0) {
+        return r;
+    }
     int left = argc - optind;
     if (left < 1) {
         return cli_usage_error(CMD, "missing SUBJECT");
     }
     if (left > 2) {
-        return cli_usage_error(CMD, "too many arguments after '%s'; quote a MESSAGE that "
-                                    "holds spaces",
+        return cli_usage_error(CMD,
+                               "too many arguments after '%s'; quote a MESSAGE that "
+                               "holds spaces",
                                argv[optind + 1]);
     }
     args->subject = argv[optind];
@@ -166,11 +177,8 @@ static int pub_parse(int argc, char **argv, pub_args *args)
 /* The largest payload one message on this subject can carry. */
 static size_t pub_payload_max(sb_client *client, const pub_args *args)
 {
-    size_t overhead = FRAME_HEADER_BYTES + strlen(args->subject) +
-                      (args->reply != NULL ? strlen(args->reply) : 0);
-    size_t max_frame = sb_max_frame(client);
-
-    return max_frame > overhead ? max_frame - overhead : 0;
+    return sb_max_payload(client, strlen(args->subject),
+                          args->reply != NULL ? strlen(args->reply) : 0, 0);
 }
 
 static int pub_too_large(sb_client *client, const pub_args *args, const char *what)
@@ -215,6 +223,47 @@ static int pub_line(sb_client *client, const pub_args *args, const char *line, s
     return 0;
 }
 
+/* pub subscribes to nothing, but a broker answers a --reply publish that
+ * finds no subscriber with a NO_RESPONDERS message: let sb_process()
+ * consume such messages instead of keeping them. */
+static void pub_discard_msg(sb_client *client, const sb_msg *msg, void *arg)
+{
+}
+
+/*
+ * Wait until stdin is readable, pushing buffered publishes out meanwhile.
+ * The library writes when its buffer fills or on a flush, so with a slow
+ * producer (tail -F | sockbus pub) lines would sit in the buffer while we
+ * block in read(). While output is pending, poll both: stdin readable ends
+ * the wait, a writable socket gets sb_process(). With a fast producer stdin
+ * is always readable and this costs one poll(2) per block read.
+ */
+static int pub_wait_stdin(sb_client *client)
+{
+    while (sb_events(client) & POLLOUT) {
+        struct pollfd fds[2] = {
+            {.fd = STDIN_FILENO, .events = POLLIN},
+            {.fd = sb_fd(client), .events = sb_events(client)},
+        };
+        if (poll(fds, 2, -1) < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return 0; /* let read() report the trouble with stdin */
+        }
+        if (fds[0].revents != 0) {
+            return 0;
+        }
+        if (fds[1].revents != 0) {
+            int r = sb_process(client);
+            if (r < 0) {
+                return r;
+            }
+        }
+    }
+    return 0;
+}
+
 static int pub_read_error(void)
 {
     fprintf(stderr, "sockbus pub: cannot read stdin: %s\n", strerror(errno));
@@ -255,6 +304,10 @@ static int pub_lines(sb_client *client, const pub_args *args)
             cap = grown;
         }
 
+        r = pub_wait_stdin(client);
+        if (r < 0) {
+            return cli_connection_error(CMD, client, "publishing", r);
+        }
         ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
         if (n < 0) {
             if (errno == EINTR) {
@@ -373,11 +426,10 @@ static int pub_confirm(sb_client *client, const pub_args *args)
         return CLI_EXIT_FAILURE;
     }
     if (cli_is_broker_refusal(r)) {
-        const char *text = sb_last_error(client);
-        bool has_text = text != NULL && *text != '\0';
-        fprintf(stderr, "sockbus pub: the broker at %s refused to publish on '%s': %s%s%s%s%s\n",
-                sb_endpoint(client), args->subject, sb_strerror(r), has_text ? " (broker: " : "",
-                has_text ? text : "", has_text ? ")" : "",
+        char detail[CLI_BROKER_DETAIL_MAX];
+        fprintf(stderr, "sockbus pub: the broker at %s refused to publish on '%s': %s%s%s\n",
+                sb_endpoint(client), args->subject, sb_strerror(r),
+                cli_broker_detail(client, r, detail, sizeof(detail)),
                 r == SB_E_PERMISSION && strncmp(args->subject, "$SYS.", 5) == 0
                     ? "; subjects under $SYS. are the broker's own"
                     : "");
@@ -405,6 +457,7 @@ int cmd_pub(int argc, char **argv)
     if (cli_connect(CMD, args.endpoint, args.timeout_ms, &client) < 0) {
         return CLI_EXIT_FAILURE;
     }
+    sb_set_msg_cb(client, pub_discard_msg, NULL);
 
     if (args.has_message) {
         r = pub_one(client, &args, args.message, strlen(args.message));

@@ -35,6 +35,10 @@ enum {
     OPT_RAW,
 };
 
+/* "+": options end at the first operand (see cli_check_operands());
+ * ":": report a missing argument as ':' rather than '?'. */
+#define SUB_OPTSTRING "+:s:n:t:q:vh"
+
 static const struct option sub_options[] = {
     {"socket", required_argument, NULL, 's'},
     {"count", required_argument, NULL, 'n'},
@@ -81,42 +85,41 @@ static volatile sig_atomic_t sub_stop_signal;
 
 static void sub_usage(FILE *out)
 {
-    fprintf(out,
-            "usage: sockbus sub [OPTIONS] PATTERN...\n"
-            "\n"
-            "Print the messages published on subjects that match any PATTERN. A pattern\n"
-            "is a subject whose tokens may be '*' (exactly one token) or, as the last\n"
-            "token, '>' (one or more): 'sensors.*.temp', 'logs.>'. Retained messages\n"
-            "that match come first.\n"
-            "\n"
-            "Options come before the first PATTERN.\n"
-            "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
-            "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
-            "                         /tmp/sockbus-UID.sock)\n"
-            "  -n, --count COUNT      exit 0 after COUNT messages (a message that matches\n"
-            "                         two PATTERNs arrives, and counts, twice)\n"
-            "  -t, --timeout SECONDS  exit 124 if SECONDS pass, counted from the start,\n"
-            "                         before COUNT messages; also bounds connecting\n"
-            "                         (fractional, or with a unit: 0.5, 250ms, 1m)\n"
-            "  -q, --queue GROUP      subscribe in queue group GROUP: each message goes\n"
-            "                         to one member of the group\n"
-            "  -v, --verbose          print \"SUBJECT PAYLOAD\" for each message\n"
-            "      --json             one JSON object per line: \"subject\", \"reply\" (when\n"
-            "                         present), \"payload\" (UTF-8 text) or\n"
-            "                         \"payload_base64\", \"retained\": true (when flagged)\n"
-            "      --raw              payload bytes only, nothing added\n"
-            "  -h, --help             show this help and exit\n"
-            "\n"
-            "Without an option, each payload is printed on its own line. Output is\n"
-            "buffered and written whenever no message is waiting. Messages the broker\n"
-            "dropped because this subscriber was too slow are counted on stderr.\n"
-            "\n"
-            "Exit status: 0 after COUNT messages, 1 on failure (refused subscription,\n"
-            "lost connection), 2 on a bad command line, 124 when SECONDS pass first.\n"
-            "\n"
-            "Examples:\n"
-            "  sockbus sub 'sensors.>'\n"
-            "  sockbus sub -n 1 -t 5 --json config.app\n");
+    fprintf(out, "usage: sockbus sub [OPTIONS] PATTERN...\n"
+                 "\n"
+                 "Print the messages published on subjects that match any PATTERN. A pattern\n"
+                 "is a subject whose tokens may be '*' (exactly one token) or, as the last\n"
+                 "token, '>' (one or more): 'sensors.*.temp', 'logs.>'. Retained messages\n"
+                 "that match come first.\n"
+                 "\n"
+                 "Options (they come before the first PATTERN; '--' ends them):\n"
+                 "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
+                 "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
+                 "                         /tmp/sockbus-UID.sock)\n"
+                 "  -n, --count COUNT      exit 0 after COUNT messages (a message that matches\n"
+                 "                         two PATTERNs arrives, and counts, twice)\n"
+                 "  -t, --timeout SECONDS  exit 124 if SECONDS pass, counted from the start,\n"
+                 "                         before COUNT messages; also bounds connecting\n"
+                 "                         (fractional, or with a unit: 0.5, 250ms, 1m)\n"
+                 "  -q, --queue GROUP      subscribe in queue group GROUP: each message goes\n"
+                 "                         to one member of the group\n"
+                 "  -v, --verbose          print \"SUBJECT PAYLOAD\" for each message\n"
+                 "      --json             one JSON object per line: \"subject\", \"reply\" (when\n"
+                 "                         present), \"payload\" (UTF-8 text) or\n"
+                 "                         \"payload_base64\", \"retained\": true (when flagged)\n"
+                 "      --raw              payload bytes only, nothing added\n"
+                 "  -h, --help             show this help and exit\n"
+                 "\n"
+                 "Without an option, each payload is printed on its own line. Output is\n"
+                 "buffered and written whenever no message is waiting. Messages the broker\n"
+                 "dropped because this subscriber was too slow are counted on stderr.\n"
+                 "\n"
+                 "Exit status: 0 after COUNT messages, 1 on failure (refused subscription,\n"
+                 "lost connection), 2 on a bad command line, 124 when SECONDS pass first.\n"
+                 "\n"
+                 "Examples:\n"
+                 "  sockbus sub 'sensors.>'\n"
+                 "  sockbus sub -n 1 -t 5 --json config.app\n");
 }
 
 /* The output options exclude each other; say which two collided. */
@@ -124,7 +127,7 @@ static int sub_set_format(sub_args *args, sub_format format, const char **format
                           const char *opt)
 {
     if (*format_opt != NULL && args->format != format) {
-        return cli_usage_error(CMD, "'%s' and '%s' are different output formats; pick one",
+        return cli_usage_error(CMD, "'%s' and '%s' are different output formats, pick one",
                                *format_opt, opt);
     }
     args->format = format;
@@ -138,21 +141,21 @@ static int sub_parse(int argc, char **argv, sub_args *args)
     int ch;
     int r = 0;
 
-    while ((ch = getopt_long(argc, argv, "+:s:n:t:q:vh", sub_options, NULL)) != -1) {
+    while ((ch = getopt_long(argc, argv, SUB_OPTSTRING, sub_options, NULL)) != -1) {
         switch (ch) {
         case 's':
             args->endpoint = optarg;
             break;
         case 'n':
             if (cli_parse_count(optarg, &args->count) < 0) {
-                return cli_usage_error(CMD, "invalid count '%s': give a whole number > 0",
-                                       optarg);
+                return cli_usage_error(CMD, "invalid count '%s': give a whole number > 0", optarg);
             }
             break;
         case 't':
             if (cli_parse_duration_ms(optarg, &args->timeout_ms) < 0 || args->timeout_ms == 0) {
-                return cli_usage_error(CMD, "invalid timeout '%s': give seconds > 0, e.g. 5, "
-                                            "0.5 or 250ms",
+                return cli_usage_error(CMD,
+                                       "invalid timeout '%s': give seconds > 0, e.g. 5, "
+                                       "0.5 or 250ms",
                                        optarg);
             }
             break;
@@ -190,6 +193,10 @@ static int sub_parse(int argc, char **argv, sub_args *args)
 
     if (optind >= argc) {
         return cli_usage_error(CMD, "missing PATTERN");
+    }
+    r = cli_check_operands(CMD, argc, argv, sub_options, SUB_OPTSTRING);
+    if (r != 0) {
+        return r;
     }
     args->patterns = argv + optind;
     args->pattern_count = argc - optind;
@@ -235,7 +242,7 @@ static int sub_subscribe(sub_state *st, const sub_args *args)
         if (r == 0) {
             continue;
         }
-        if (r == -ETIMEDOUT && st->has_deadline && sub_deadline_passed(st)) {
+        if (r == -ETIMEDOUT && sub_deadline_passed(st)) {
             return CLI_EXIT_TIMEOUT;
         }
         if (r == -ETIMEDOUT) {
@@ -246,12 +253,13 @@ static int sub_subscribe(sub_state *st, const sub_args *args)
             return CLI_EXIT_FAILURE;
         }
         if (cli_is_broker_refusal(r)) {
-            const char *text = sb_last_error(st->client);
-            bool has_text = text != NULL && *text != '\0';
-            fprintf(stderr, "sockbus sub: the broker at %s refused the subscription to '%s'%s%s%s: %s%s%s%s\n",
+            char detail[CLI_BROKER_DETAIL_MAX];
+            fprintf(stderr,
+                    "sockbus sub: the broker at %s refused the subscription to '%s'%s%s%s: "
+                    "%s%s\n",
                     sb_endpoint(st->client), pattern, args->queue ? " in queue group '" : "",
                     args->queue ? args->queue : "", args->queue ? "'" : "", sb_strerror(r),
-                    has_text ? " (broker: " : "", has_text ? text : "", has_text ? ")" : "");
+                    cli_broker_detail(st->client, r, detail, sizeof(detail)));
             return CLI_EXIT_FAILURE;
         }
         return cli_connection_error(CMD, st->client, "subscribing", r);
@@ -309,6 +317,27 @@ static void sub_report_dropped(sub_state *st)
             (unsigned long long)st->dropped, st->dropped == 1 ? "" : "s");
     st->dropped = 0;
     st->dropped_reported_ms = cli_now_ms();
+}
+
+/*
+ * Take the broker's drop notices and report them, at most once every
+ * SUB_DROPPED_REPORT_MS: a subscriber that cannot keep up gets notices in
+ * every pause of the stream, and one line per pause would flood stderr.
+ * Returns how long until a held-back count may be reported (so an idle
+ * wait can end then), or -1 when nothing is held back.
+ */
+static int sub_check_dropped(sub_state *st)
+{
+    st->dropped += sb_take_dropped(st->client);
+    if (st->dropped == 0) {
+        return -1;
+    }
+    int64_t since = cli_now_ms() - st->dropped_reported_ms;
+    if (since >= SUB_DROPPED_REPORT_MS) {
+        sub_report_dropped(st);
+        return -1;
+    }
+    return (int)(SUB_DROPPED_REPORT_MS - since);
 }
 
 /* Write out stdout. Returns 0, or an exit code: quietly 1 when the reader
@@ -385,8 +414,7 @@ static int sub_loop(sub_state *st, const sub_args *args)
         int r = sb_next_msg(st->client, &m, 0);
         if (r == -ETIMEDOUT) {
             /* Nothing waiting: the moment to let output and news out. */
-            st->dropped += sb_take_dropped(st->client);
-            sub_report_dropped(st);
+            int report_in = sub_check_dropped(st);
             r = sub_flush_stdout();
             if (r != 0) {
                 return r;
@@ -394,8 +422,12 @@ static int sub_loop(sub_state *st, const sub_args *args)
             if (sub_deadline_passed(st)) {
                 return sub_finish(st, CLI_EXIT_TIMEOUT);
             }
+            int wait = sub_wait_ms(st, -1);
+            if (report_in >= 0 && (wait < 0 || report_in < wait)) {
+                wait = report_in; /* wake up to report a held-back count */
+            }
             sub_idle = 1;
-            r = sb_next_msg(st->client, &m, sub_wait_ms(st, -1));
+            r = sb_next_msg(st->client, &m, wait);
             sub_idle = 0;
             if (r == -ETIMEDOUT || r == -EINTR) {
                 continue; /* the deadline is checked above */
@@ -405,9 +437,9 @@ static int sub_loop(sub_state *st, const sub_args *args)
             continue;
         }
         if (r < 0) {
-            int code = sub_finish(st, CLI_EXIT_FAILURE);
-            cli_connection_error(CMD, st->client, "waiting for messages", r);
-            return code != 0 ? code : CLI_EXIT_FAILURE;
+            /* What arrived before the loss is still worth writing out. */
+            sub_finish(st, CLI_EXIT_FAILURE);
+            return cli_connection_error(CMD, st->client, "waiting for messages", r);
         }
         /* A message that arrives after the deadline does not count. */
         if (sub_deadline_passed(st)) {
@@ -422,13 +454,7 @@ static int sub_loop(sub_state *st, const sub_args *args)
             return sub_finish(st, CLI_EXIT_OK);
         }
 
-        uint64_t dropped = sb_take_dropped(st->client);
-        if (dropped > 0) {
-            st->dropped += dropped;
-            if (cli_now_ms() - st->dropped_reported_ms >= SUB_DROPPED_REPORT_MS) {
-                sub_report_dropped(st);
-            }
-        }
+        sub_check_dropped(st);
     }
 }
 
@@ -449,7 +475,8 @@ int cmd_sub(int argc, char **argv)
     sub_state st = {
         .has_deadline = args.timeout_ms > 0,
         .deadline_ms = start_ms + args.timeout_ms,
-        .dropped_reported_ms = start_ms,
+        /* The first drop is reported at once. */
+        .dropped_reported_ms = start_ms - SUB_DROPPED_REPORT_MS,
     };
 
     /* -t bounds the connect too, but never below 1 ms: 0 would mean the

@@ -134,10 +134,11 @@ typedef void (*sb_error_cb)(sb_client *client, int err, const char *subject,
  * Endpoints (DESIGN: socket path rule).
  *
  * sb_endpoint_resolve() writes to `out` (size `len`) the endpoint a client
- * or broker should use: `explicit_endpoint` when not NULL, else
+ * or broker should use: `explicit_endpoint` when neither NULL nor "", else
  * $SOCKBUS_SOCKET, else $XDG_RUNTIME_DIR/sockbus.sock, else
- * /tmp/sockbus-<uid>.sock. Returns 0, or -ENAMETOOLONG if it does not fit
- * (or a Unix path exceeds sun_path).
+ * /tmp/sockbus-<uid>.sock (empty variables count as unset). Returns 0, or
+ * -ENAMETOOLONG if it does not fit (or a Unix path exceeds sun_path); `out`
+ * is written only on success.
  */
 SB_EXPORT int sb_endpoint_resolve(const char *explicit_endpoint, char *out, size_t len);
 
@@ -164,7 +165,9 @@ SB_EXPORT const char *sb_strerror(int err);
  * Connect to a broker and perform the HELLO/WELCOME handshake.
  * On success *out owns a new client (release it with sb_close()).
  * Returns 0, -ECONNREFUSED / -ENOENT when no broker listens, -ETIMEDOUT,
- * or another negative code; *out is untouched on failure.
+ * the broker's refusal (SB_E_LIMIT at max_connections, SB_E_SHUTDOWN,
+ * SB_E_VERSION, ...), or another negative code; *out is untouched on
+ * failure.
  */
 SB_EXPORT int sb_connect(sb_client **out, const sb_options *opts);
 
@@ -178,16 +181,25 @@ SB_EXPORT uint64_t sb_client_id(const sb_client *client);
 SB_EXPORT uint32_t sb_max_frame(const sb_client *client);
 SB_EXPORT const char *sb_server_version(const sb_client *client);
 
+/* The largest payload a publish with these subject, reply and header
+ * lengths may carry on this connection (the broker's max_frame less the
+ * frame header and those fields), or 0 if they alone do not fit. */
+SB_EXPORT size_t sb_max_payload(const sb_client *client, size_t subject_len, size_t reply_len,
+                                size_t headers_len);
+
 /* Text of the last ERR the broker sent ("" if none). */
 SB_EXPORT const char *sb_last_error(const sb_client *client);
 
 /*
  * Publish `len` bytes of `data` on `subject`, with an optional reply
- * subject (NULL for none). The data is copied into the output buffer: the
- * caller keeps ownership. Blocks only when the buffer is full and the
- * socket cannot take more. Returns 0, -EINVAL for an invalid subject,
- * -EMSGSIZE for a message larger than the broker's max_frame, or a
- * connection error.
+ * subject (NULL for none). The data is copied into the output buffer (or,
+ * for a large message, written before this returns): the caller keeps
+ * ownership. Blocks only when the buffer is full and the socket cannot take
+ * more. Nothing is written per message: buffered output leaves on
+ * sb_flush(), sb_process(), when the buffer fills, or before a call waits
+ * for input. Returns 0, -EINVAL for an invalid subject or reply subject,
+ * -EMSGSIZE for a message larger than the broker's max_frame (see
+ * sb_max_payload()), or a connection error.
  */
 SB_EXPORT int sb_publish(sb_client *client, const char *subject, const char *reply,
                          const void *data, size_t len);
@@ -196,10 +208,11 @@ SB_EXPORT int sb_publish(sb_client *client, const char *subject, const char *rep
 SB_EXPORT int sb_publish_ex(sb_client *client, const sb_pub *pub);
 
 /*
- * Subscribe to `pattern`, optionally in queue group `queue` (NULL: none).
- * On success writes the new subscription id to *sid (if sid is not NULL).
- * The broker's answer is not awaited: a refusal arrives as an error, which
- * the next sb_flush() returns. Returns 0 or -EINVAL for a bad pattern.
+ * Subscribe to `pattern`, optionally in queue group `queue` (NULL: none;
+ * a queue group name follows the subject rules). On success writes the new
+ * subscription id to *sid (if sid is not NULL). The broker's answer is not
+ * awaited: a refusal arrives as an error, which the next sb_flush()
+ * returns. Returns 0 or -EINVAL for a bad pattern or queue group.
  */
 SB_EXPORT int sb_subscribe(sb_client *client, const char *pattern, const char *queue,
                            uint32_t *sid);
@@ -213,16 +226,18 @@ SB_EXPORT int sb_unsubscribe(sb_client *client, uint32_t sid, uint32_t max_msgs)
  * (a PING/PONG barrier): when this returns 0, every frame sent before it
  * has been handled and its messages queued to their subscribers. Messages
  * that arrive meanwhile are kept for sb_next_msg()/sb_process().
- * timeout_ms < 0 waits forever. Returns 0, -ETIMEDOUT, a connection error,
- * or the first non-fatal broker error (SB_E_*) reported since the last
- * flush.
+ * timeout_ms (< 0: forever) bounds the writing and the waiting. Returns 0,
+ * -ETIMEDOUT, a connection error, or the first non-fatal broker error
+ * (SB_E_*) reported since the last flush.
  */
 SB_EXPORT int sb_flush(sb_client *client, int timeout_ms);
 
 /*
  * Wait up to timeout_ms (0: do not wait, <0: forever) for the next message
  * and describe it in *msg, which stays valid until the next call on this
- * client. Returns 0, -ETIMEDOUT, or a connection error.
+ * client. Returns 0, -ETIMEDOUT, or a connection error. Signals do not
+ * interrupt the wait. The error callback, if set, runs from here and from
+ * sb_flush() too.
  */
 SB_EXPORT int sb_next_msg(sb_client *client, sb_msg *msg, int timeout_ms);
 
@@ -235,7 +250,9 @@ SB_EXPORT uint64_t sb_take_dropped(sb_client *client);
  * by sb_events() (POLLIN, plus POLLOUT while output is pending). When it is
  * ready call sb_process(): it writes what it can, reads what is readable,
  * and calls the message callback for every complete message, all without
- * blocking. Returns 0 or a connection error.
+ * blocking. Call it also after publishing, since it is what pushes buffered
+ * output out (ask sb_events() again afterwards). Returns 0 or a connection
+ * error. Without a message callback, messages wait for sb_next_msg().
  */
 SB_EXPORT int sb_fd(const sb_client *client);
 SB_EXPORT short sb_events(const sb_client *client);
