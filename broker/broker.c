@@ -141,6 +141,8 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
     uv_check_init(loop, &b->flush_check);
     b->flush_check.data = b;
     uv_check_start(&b->flush_check, on_flush_check);
+    uv_timer_init(loop, &b->drain_timer);
+    b->drain_timer.data = b;
 
     r = broker_listen_unix(b, err, err_len);
     if (r == 0 && cfg->tcp[0] != '\0') {
@@ -155,6 +157,47 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
     return 0;
 }
 
+/* Close draining connections whose peer has not taken their last frames
+ * in time. */
+static void on_drain_timer(uv_timer_t *h)
+{
+    struct broker *b = h->data;
+    uint64_t now = uv_now(b->loop);
+    for (struct conn *c = b->conns; c != NULL; c = c->next) {
+        if (c->draining && !c->closing && now - c->drain_since >= CONN_DRAIN_MS) {
+            conn_close(c);
+        }
+    }
+    if (b->ndraining == 0) {
+        uv_timer_stop(h);
+    }
+}
+
+void broker_watch_draining(struct broker *b)
+{
+    b->ndraining++;
+    if (!uv_is_active((uv_handle_t *)&b->drain_timer)) {
+        uv_timer_start(&b->drain_timer, on_drain_timer, CONN_DRAIN_MS / 4, CONN_DRAIN_MS / 4);
+    }
+}
+
+/* Once stopping and every connection is gone, close the loop's own handles
+ * so that uv_run() returns. */
+static void broker_close_handles(struct broker *b)
+{
+    if (!uv_is_closing((uv_handle_t *)&b->flush_check)) {
+        uv_close((uv_handle_t *)&b->flush_check, NULL);
+        uv_close((uv_handle_t *)&b->drain_timer, NULL);
+    }
+}
+
+void broker_conn_closed(struct broker *b)
+{
+    if (b->stopping && b->nconns == 0) {
+        broker_close_handles(b);
+    }
+}
+
 void broker_stop(struct broker *b)
 {
     if (b->stopping) {
@@ -167,21 +210,14 @@ void broker_stop(struct broker *b)
     if (b->tcp_open) {
         uv_close((uv_handle_t *)&b->tcp_server, NULL);
     }
+    /* Every client gets ERR 9 and is closed once it has taken it, or after
+     * CONN_DRAIN_MS: a peer that does not read cannot hold the broker. */
     for (struct conn *c = b->conns; c != NULL; c = c->next) {
         conn_end(c, FRAME_ERR_SHUTDOWN, "broker shutting down");
     }
-    /* The check handle runs once more to write the ERRs and close the
-     * connections; then it goes too, and the loop ends. */
-    uv_check_stop(&b->flush_check);
-    for (struct conn *c = b->dirty; c != NULL;) {
-        struct conn *next = c->dirty_next;
-        c->dirty = false;
-        c->dirty_next = NULL;
-        conn_flush(c);
-        c = next;
+    if (b->nconns == 0) {
+        broker_close_handles(b);
     }
-    b->dirty = NULL;
-    uv_close((uv_handle_t *)&b->flush_check, NULL);
 }
 
 void broker_deinit(struct broker *b)

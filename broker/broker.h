@@ -68,6 +68,8 @@ struct broker {
     /* Every connection, for shutdown and introspection. */
     struct conn *conns;
     uint32_t nconns;   /* all accepted and not yet closed */
+    uint32_t ndraining; /* of which closing after a fatal ERR */
+    uv_timer_t drain_timer;
     uint64_t next_client_id;
 
     /* Connections with output to write this loop iteration. */
@@ -110,5 +112,11 @@ void broker_deinit(struct broker *b);
 /* Mark a connection as having output to write at the end of this
  * iteration. */
 void broker_mark_dirty(struct broker *b, struct conn *c);
+
+/* A connection started draining: make sure the drain timer runs. */
+void broker_watch_draining(struct broker *b);
+
+/* A connection's memory was released (from its close callback). */
+void broker_conn_closed(struct broker *b);
 
 #endif /* SOCKBUS_BROKER_H */

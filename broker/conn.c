@@ -168,8 +168,13 @@ void conn_end(struct conn *c, uint32_t code, const char *text)
         return;
     }
     /* Stop taking input and leave the routing table now; conn_flush()
-     * writes what is queued, then closes. */
-    c->draining = true;
+     * writes what is queued, then closes, or the drain timer closes it if
+     * its peer does not take the write within CONN_DRAIN_MS. */
+    if (!c->draining) {
+        c->draining = true;
+        c->drain_since = uv_now(c->broker->loop);
+        broker_watch_draining(c->broker);
+    }
     if (c->reading) {
         uv_read_stop(&c->h.stream);
         c->reading = false;
@@ -220,13 +225,9 @@ void conn_flush(struct conn *c)
         return;
     }
     if (c->writing) {
-        /* At shutdown, a write the peer has not taken yet must not hold the
-         * loop open: a peer that never reads would keep the broker running
-         * forever. Its last words go with the write in flight. */
-        if (c->draining && c->broker->stopping) {
-            conn_close(c);
-        }
-        return; /* on_write() marks it dirty again */
+        /* on_write() marks it dirty again; a draining peer that never
+         * takes its write is closed by the broker's drain timer. */
+        return;
     }
     if (c->dropped_unreported > 0 && !c->draining) {
         conn_queue_dropped(c);
@@ -577,12 +578,16 @@ static void on_close(uv_handle_t *h)
         c->next->prev = c->prev;
     }
     b->nconns--;
+    if (c->draining) {
+        b->ndraining--;
+    }
     buf_free(&c->in);
     buf_free(&c->out);
     buf_free(&c->wbuf);
     sidmap_deinit(&c->subs);
     free(c->name);
     free(c);
+    broker_conn_closed(b);
 }
 
 void conn_close(struct conn *c)

@@ -16,6 +16,10 @@
 #include <sys/types.h>
 #include <uv.h>
 
+/* How long a connection that is being closed may take to receive its last
+ * frames (a fatal ERR, or ERR 9 at shutdown) before it is closed anyway. */
+#define CONN_DRAIN_MS 500u
+
 struct broker;
 struct frame;
 
@@ -55,6 +59,7 @@ struct conn {
     bool echo;
     bool dirty;
     bool draining; /* a fatal ERR is queued: write it, then close */
+    uint64_t drain_since; /* loop time when draining began */
     bool closing;  /* uv_close() called */
     bool reading;  /* uv_read_start() in effect */
     bool writing;  /* a uv_write() is in flight on `wbuf` */

@@ -20,11 +20,9 @@
 #include <criterion/criterion.h>
 #include <errno.h>
 #include <json-c/json.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #define DEFAULT_MAX_FRAME 1114112u
