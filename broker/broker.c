@@ -18,6 +18,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -223,6 +224,9 @@ void broker_stop(struct broker *b)
 void broker_deinit(struct broker *b)
 {
     listener_unix_close(&b->unix_listener);
+    retain_deinit(&b->retained);
+    free(b->scratch);
+    b->scratch = NULL;
     subtrie_result_deinit(&b->match);
     subtrie_free(b->subs);
     b->subs = NULL;

@@ -9,6 +9,7 @@
 #define SOCKBUS_BROKER_H
 
 #include "listener.h"
+#include "retain.h"
 #include "subtrie.h"
 
 #include <stdbool.h>
@@ -50,6 +51,7 @@ struct broker_stats {
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t dropped;
+    uint64_t denied; /* PUB and SUB refused by permissions */
 };
 
 struct conn;
@@ -68,6 +70,7 @@ struct broker {
     /* Every connection, for shutdown and introspection. */
     struct conn *conns;
     uint32_t nconns;   /* all accepted and not yet closed */
+    uint32_t nclients; /* of which past HELLO: what $SYS.STATS counts */
     uint32_t ndraining; /* of which closing after a fatal ERR */
     uv_timer_t drain_timer;
     uint64_t next_client_id;
@@ -80,6 +83,12 @@ struct broker {
     struct subtrie *subs;
     struct subtrie_result match;
     uint64_t nsubs;
+    bool routing; /* `match` is being walked */
+    struct retain_store retained;
+
+    /* Frames the broker sends itself ($SYS, NO_RESPONDERS) are built here. */
+    uint8_t *scratch;
+    size_t scratch_cap;
 
     struct broker_stats stats;
     uint64_t start_ms;

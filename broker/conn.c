@@ -30,6 +30,7 @@
 #include "log.h"
 #include "router.h"
 #include "sockbus.h"
+#include "sys.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -358,7 +359,9 @@ static void conn_handle_hello(struct conn *c, const struct frame *f)
         return;
     }
     c->hello_done = true;
+    c->broker->nclients++;
     conn_send_welcome(c);
+    sys_event(c->broker, c, true);
     if (c->has_cred) {
         log_verbose("client %llu connected: %s pid %ld uid %lu gid %lu name '%s'",
                     (unsigned long long)c->id, "unix", (long)c->pid, (unsigned long)c->uid,
@@ -389,7 +392,18 @@ static void conn_handle_frame(struct conn *c, const struct frame *f)
         c->msgs_in++;
         b->stats.msgs_in++;
         r = router_publish(b, c, f);
-        if (r < 0) {
+        if (r == -EDQUOT) {
+            conn_queue_err(c, FRAME_ERR_LIMIT, f->subject, f->subject_len,
+                           "cannot retain '%.*s': max_retained_bytes (%llu) reached; it was "
+                           "delivered but not stored",
+                           (int)f->subject_len, (const char *)f->subject,
+                           (unsigned long long)b->cfg.max_retained_bytes);
+        } else if (r == -EACCES) {
+            b->stats.denied++;
+            conn_queue_err(c, FRAME_ERR_PERMISSION, f->subject, f->subject_len,
+                           "permission denied: cannot publish on '%.*s'", (int)f->subject_len,
+                           (const char *)f->subject);
+        } else if (r < 0) {
             conn_queue_err(c, errno_to_err(r), f->subject, f->subject_len,
                            "cannot publish on '%.*s': %s", (int)f->subject_len,
                            (const char *)f->subject,
@@ -597,6 +611,12 @@ void conn_close(struct conn *c)
     }
     c->closing = true;
     c->reading = false;
+    if (c->hello_done) {
+        /* Announced while its object still shows what it had; `closing`
+         * keeps the event from being queued to itself. */
+        c->broker->nclients--;
+        sys_event(c->broker, c, false);
+    }
     router_remove_conn(c->broker, c);
     if (c->hello_done) {
         if (c->has_cred) {

@@ -7,13 +7,20 @@
  * routing). Publishing allocates nothing: the trie fills a result vector
  * that the broker reuses, and each MSG is copied into its subscriber's
  * output buffer.
+ *
+ * Around that core: retained values (retain.c) are stored before the live
+ * delivery and replayed to each new subscription; a request (a PUB with a
+ * reply subject) that reaches nobody is answered at once with
+ * NO_RESPONDERS; $SYS. subjects go to sys.c.
  */
 #include "router.h"
 
 #include "broker.h"
 #include "conn.h"
 #include "frame.h"
+#include "retain.h"
 #include "sockbus.h"
+#include "sys.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -24,6 +31,13 @@ static void sub_free(struct broker *b, struct sub *s)
     subtrie_remove(b->subs, sub_pattern(s), s->pattern_len, sub_queue(s), s->queue_len, s);
     b->nsubs--;
     free(s);
+}
+
+/* Queue `value` (a retained message) to the subscription being replayed. */
+static void replay_one(const struct frame *value, void *arg)
+{
+    struct sub *s = arg;
+    conn_queue_msg(s->conn, s->sid, FRAME_MSG_RETAINED, value);
 }
 
 int router_subscribe(struct broker *b, struct conn *c, const struct frame *f)
@@ -66,6 +80,9 @@ int router_subscribe(struct broker *b, struct conn *c, const struct frame *f)
         return r;
     }
     b->nsubs++;
+    /* The new subscription first receives every retained value it matches,
+     * queue group or not, ahead of anything published later. */
+    retain_foreach_match(&b->retained, sub_pattern(s), s->pattern_len, replay_one, s);
     return 0;
 }
 
@@ -95,22 +112,26 @@ void router_remove_conn(struct broker *b, struct conn *c)
     sidmap_init(&c->subs);
 }
 
-int router_publish(struct broker *b, struct conn *c, const struct frame *f)
+/*
+ * Deliver the PUB frame `f` to every matching subscription, skipping the
+ * origin's own when it asked for no echo (origin is NULL for the broker's
+ * own messages). Returns how many subscriptions it was delivered to (or
+ * dropped for, which is not the publisher's business), or -ENOMEM.
+ */
+static int router_route(struct broker *b, struct conn *origin, const struct frame *f)
 {
-    const char *subject = (const char *)f->subject;
-    if (!sb_subject_valid(subject, f->subject_len) ||
-        (f->reply_len > 0 && !sb_subject_valid((const char *)f->reply, f->reply_len))) {
-        return -EINVAL;
-    }
-    int r = subtrie_match(b->subs, subject, f->subject_len, &b->match);
+    int r = subtrie_match(b->subs, (const char *)f->subject, f->subject_len, &b->match);
     if (r < 0) {
         return r;
     }
+    int matched = 0;
+    b->routing = true;
     for (size_t i = 0; i < b->match.len; i++) {
         struct sub *s = b->match.items[i];
-        if (s->conn == c && !c->echo) {
+        if (s->conn == origin && !origin->echo) {
             continue;
         }
+        matched++;
         conn_queue_msg(s->conn, s->sid, 0, f);
         if (s->remaining > 0 && --s->remaining == 0) {
             /* Auto-unsubscribe: each sub appears once in the result, so
@@ -119,5 +140,91 @@ int router_publish(struct broker *b, struct conn *c, const struct frame *f)
             sub_free(b, s);
         }
     }
-    return 0;
+    b->routing = false;
+    return matched;
+}
+
+/* Encode a PUB frame into the broker's scratch buffer and decode it back,
+ * for messages the broker itself sends. */
+static int router_scratch_frame(struct broker *b, const void *subject, size_t subject_len,
+                                const void *payload, size_t payload_len, struct frame *f)
+{
+    size_t size = frame_encoded_size(subject_len, 0, 0, payload_len);
+    if (subject_len > SB_SUBJECT_MAX || size > b->cfg.max_frame) {
+        return -EMSGSIZE;
+    }
+    if (size > b->scratch_cap) {
+        uint8_t *p = realloc(b->scratch, size);
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        b->scratch = p;
+        b->scratch_cap = size;
+    }
+    frame_encode(b->scratch, FRAME_OP_PUB, 0, 0, subject, subject_len, NULL, 0, NULL, 0,
+                 payload, payload_len);
+    return frame_parse(b->scratch, size, b->cfg.max_frame, f);
+}
+
+/*
+ * Nobody received a request: tell the requester at once with an empty MSG
+ * flagged NO_RESPONDERS on its reply subject, under the sid of its own
+ * subscription to that subject (0 if it has none).
+ */
+static void router_no_responders(struct broker *b, struct conn *c, const struct frame *f)
+{
+    struct frame msg;
+    if (router_scratch_frame(b, f->reply, f->reply_len, NULL, 0, &msg) < 0 ||
+        subtrie_match(b->subs, (const char *)f->reply, f->reply_len, &b->match) < 0) {
+        return;
+    }
+    uint32_t sid = 0;
+    for (size_t i = 0; i < b->match.len; i++) {
+        struct sub *s = b->match.items[i];
+        if (s->conn == c) {
+            sid = s->sid;
+            break;
+        }
+    }
+    conn_queue_msg(c, sid, FRAME_MSG_NO_RESPONDERS, &msg);
+}
+
+int router_publish(struct broker *b, struct conn *c, const struct frame *f)
+{
+    const char *subject = (const char *)f->subject;
+    if (!sb_subject_valid(subject, f->subject_len) ||
+        (f->reply_len > 0 && !sb_subject_valid((const char *)f->reply, f->reply_len))) {
+        return -EINVAL;
+    }
+    if (sys_subject(subject, f->subject_len)) {
+        return sys_handle(b, c, f);
+    }
+    int retained = 0;
+    if (f->flags & FRAME_PUB_RETAIN) {
+        retained = retain_apply(&b->retained, f, b->cfg.max_retained_bytes);
+    }
+    int matched = router_route(b, c, f);
+    if (matched < 0) {
+        return matched;
+    }
+    if (matched == 0 && f->reply_len > 0) {
+        router_no_responders(b, c, f);
+    }
+    /* A value that could not be retained was still delivered live. */
+    return retained;
+}
+
+int router_publish_local(struct broker *b, const char *subject, size_t subject_len,
+                         const void *payload, size_t payload_len)
+{
+    if (b->routing) {
+        return -EBUSY; /* never re-entered while a match is being walked */
+    }
+    struct frame f;
+    int r = router_scratch_frame(b, subject, subject_len, payload, payload_len, &f);
+    if (r < 0) {
+        return r;
+    }
+    r = router_route(b, NULL, &f);
+    return r < 0 ? r : 0;
 }

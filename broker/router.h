@@ -47,7 +47,19 @@ int router_unsubscribe(struct broker *b, struct conn *c, uint32_t sid, uint32_t 
 /* Remove every subscription of `c` (it is closing). */
 void router_remove_conn(struct broker *b, struct conn *c);
 
-/* PUB frame from `c`: queue a MSG to every matching subscription. */
+/*
+ * PUB frame from `c`: queue a MSG to every matching subscription; store it
+ * first when flagged RETAIN; answer NO_RESPONDERS to a request nobody
+ * receives; hand $SYS. subjects to sys.c. Returns 0, -EINVAL, -EACCES, or
+ * -EDQUOT when a RETAIN value did not fit max_retained_bytes (it was still
+ * delivered live).
+ */
 int router_publish(struct broker *b, struct conn *c, const struct frame *f);
+
+/* Publish a message from the broker itself (no reply, no headers).
+ * Returns 0, -EMSGSIZE when it exceeds max_frame, -ENOMEM or -EBUSY (called
+ * while routing). */
+int router_publish_local(struct broker *b, const char *subject, size_t subject_len,
+                         const void *payload, size_t payload_len);
 
 #endif /* SOCKBUS_ROUTER_H */

@@ -52,6 +52,21 @@
 #define CLIENT_CONNECT_TIMEOUT_MS 5000
 #define CLIENT_ERRTEXT_MAX 256
 
+/* A byte buffer reused across requests. */
+struct client_buf {
+    uint8_t *data;
+    size_t cap;
+};
+
+/* A request in flight: its token, and its reply once it has arrived (a
+ * copy of the MSG frame, since it may arrive behind other messages that
+ * stay in the read buffer). */
+struct client_request {
+    uint32_t token;
+    bool done;
+    struct client_buf reply;
+};
+
 struct sb_client {
     int fd;
     int closed_err; /* 0 while open; the error every call returns after */
@@ -90,6 +105,17 @@ struct sb_client {
     void *dropped_arg;
     sb_error_cb error_cb;
     void *error_arg;
+
+    /* Requests: replies come to one subscription, inbox_prefix + ">", and
+     * are told apart by the last token of the subject, a request token. */
+    char inbox_prefix[64];
+    uint32_t inbox_sid; /* 0 until the first request */
+    uint32_t next_token;
+    uint32_t wait_token; /* what sb_request_wait() waits for */
+    struct client_request *requests; /* [0, nrequests) in flight */
+    size_t nrequests;
+    size_t requests_cap;
+    struct client_buf reply_held; /* the reply last handed out */
 
     /* NUL-terminated copies of the current message's subject and reply. */
     char subject[SB_SUBJECT_MAX + 1];
@@ -409,6 +435,9 @@ static int client_handle_welcome(sb_client *c, const struct frame *f)
             c->max_frame = (uint32_t)mf;
         }
     }
+    if (json_object_object_get_ex(o, "inbox_prefix", &v)) {
+        snprintf(c->inbox_prefix, sizeof(c->inbox_prefix), "%s", json_object_get_string(v));
+    }
     if (json_object_object_get_ex(o, "version", &v)) {
         snprintf(c->server_version, sizeof(c->server_version), "%s",
                  json_object_get_string(v));
@@ -416,6 +445,61 @@ static int client_handle_welcome(sb_client *c, const struct frame *f)
     json_object_put(o);
     c->welcomed = true;
     return 0;
+}
+
+static struct client_request *client_find_request(sb_client *c, uint32_t token)
+{
+    for (size_t i = 0; i < c->nrequests; i++) {
+        if (c->requests[i].token == token) {
+            return &c->requests[i];
+        }
+    }
+    return NULL;
+}
+
+static int buf_hold(struct client_buf *b, const void *data, size_t len)
+{
+    if (len > b->cap) {
+        uint8_t *p = realloc(b->data, len);
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        b->data = p;
+        b->cap = len;
+    }
+    memcpy(b->data, data, len);
+    return 0;
+}
+
+/*
+ * A MSG on the inbox: copy it to the request waiting for its token (the
+ * last token of the subject), or drop it when nobody waits any more (a
+ * reply after its request timed out). Returns 1 when it was taken, 0 to
+ * keep it, or a negative errno.
+ */
+static int client_take_reply(sb_client *c, const struct frame *f)
+{
+    const char *subject = (const char *)f->subject;
+    size_t plen = strlen(c->inbox_prefix);
+    if (f->subject_len <= plen || memcmp(subject, c->inbox_prefix, plen) != 0) {
+        return 0;
+    }
+    uint32_t token = 0;
+    for (size_t i = plen; i < f->subject_len; i++) {
+        if (subject[i] < '0' || subject[i] > '9') {
+            return 0; /* someone else's subject under our inbox: a message */
+        }
+        token = token * 10 + (uint32_t)(subject[i] - '0');
+    }
+    struct client_request *req = client_find_request(c, token);
+    if (req != NULL && !req->done) {
+        int r = buf_hold(&req->reply, f->subject - FRAME_HEADER_SIZE, f->size);
+        if (r < 0) {
+            return r;
+        }
+        req->done = true;
+    }
+    return 1;
 }
 
 /* Check every complete frame after rscan; handle control frames now. */
@@ -434,7 +518,7 @@ static int client_scan(sb_client *c)
         bool keep = false;
         switch (f.op) {
         case FRAME_OP_MSG:
-            keep = true;
+            keep = f.sid == 0 || f.sid != c->inbox_sid || client_take_reply(c, &f) == 0;
             break;
         case FRAME_OP_PONG:
             c->pong_seen = f.sid;
@@ -477,6 +561,28 @@ static int client_scan(sb_client *c)
     return 0;
 }
 
+/* Describe a MSG frame in *m; subject and reply are copied to be NUL
+ * terminated, the rest points into the frame. */
+static void client_fill_msg(sb_client *c, const struct frame *f, sb_msg *m)
+{
+    memcpy(c->subject, f->subject, f->subject_len);
+    c->subject[f->subject_len] = '\0';
+    memcpy(c->reply, f->reply, f->reply_len);
+    c->reply[f->reply_len] = '\0';
+    *m = (sb_msg){
+        .subject = c->subject,
+        .subject_len = f->subject_len,
+        .reply = c->reply,
+        .reply_len = f->reply_len,
+        .headers = f->headers,
+        .headers_len = f->header_len,
+        .payload = f->payload,
+        .payload_len = f->payload_len,
+        .sid = f->sid,
+        .flags = f->flags,
+    };
+}
+
 /* Hand out the first pending MSG, if any. */
 static bool client_take_msg(sb_client *c, sb_msg *m)
 {
@@ -491,26 +597,13 @@ static bool client_take_msg(sb_client *c, sb_msg *m)
         }
         frame_parse(p, size, c->max_frame, &f);
         c->rhead += size;
-        memcpy(c->subject, f.subject, f.subject_len);
-        c->subject[f.subject_len] = '\0';
-        memcpy(c->reply, f.reply, f.reply_len);
-        c->reply[f.reply_len] = '\0';
-        *m = (sb_msg){
-            .subject = c->subject,
-            .subject_len = f.subject_len,
-            .reply = c->reply,
-            .reply_len = f.reply_len,
-            .headers = f.headers,
-            .headers_len = f.header_len,
-            .payload = f.payload,
-            .payload_len = f.payload_len,
-            .sid = f.sid,
-            .flags = f.flags,
-        };
+        client_fill_msg(c, &f, m);
         return true;
     }
     return false;
 }
+
+
 
 /*
  * Read and scan until `done(c)` holds or the deadline passes. Output is
@@ -739,6 +832,11 @@ SB_EXPORT void sb_close(sb_client *c)
         }
         close(c->fd);
     }
+    for (size_t i = 0; i < c->requests_cap; i++) {
+        free(c->requests[i].reply.data);
+    }
+    free(c->requests);
+    free(c->reply_held.data);
     free(c->wbuf);
     free(c->rbuf);
     free(c);
@@ -922,4 +1020,135 @@ SB_EXPORT int sb_process(sb_client *c)
         }
     }
     return r < 0 ? r : 0;
+}
+
+/* ---- requests ----------------------------------------------------------- */
+
+/* Subscribe to the inbox once, on the first request. */
+static int client_inbox(sb_client *c)
+{
+    if (c->inbox_sid != 0) {
+        return 0;
+    }
+    if (c->inbox_prefix[0] == '\0') {
+        return -EPROTO; /* the broker did not say where replies go */
+    }
+    char pattern[sizeof(c->inbox_prefix) + 1];
+    snprintf(pattern, sizeof(pattern), "%s>", c->inbox_prefix);
+    return sb_subscribe(c, pattern, NULL, &c->inbox_sid);
+}
+
+/* A slot for a new request; slots past nrequests keep their buffers for
+ * reuse, so steady request/reply allocates nothing. */
+static struct client_request *client_new_request(sb_client *c)
+{
+    if (c->nrequests == c->requests_cap) {
+        size_t cap = c->requests_cap ? c->requests_cap * 2 : 4;
+        struct client_request *p = realloc(c->requests, cap * sizeof(*p));
+        if (p == NULL) {
+            return NULL;
+        }
+        memset(p + c->requests_cap, 0, (cap - c->requests_cap) * sizeof(*p));
+        c->requests = p;
+        c->requests_cap = cap;
+    }
+    return &c->requests[c->nrequests++];
+}
+
+/* Forget a request: swap the last one into its place, keeping buffers. */
+static void client_end_request(sb_client *c, struct client_request *req)
+{
+    struct client_request *last = &c->requests[--c->nrequests];
+    struct client_request tmp = *req;
+    *req = *last;
+    *last = tmp;
+    last->done = false;
+}
+
+SB_EXPORT int sb_request_send(sb_client *c, const sb_pub *req, uint32_t *token)
+{
+    int r = client_inbox(c);
+    if (r < 0) {
+        return r;
+    }
+    struct client_request *slot = client_new_request(c);
+    if (slot == NULL) {
+        return -ENOMEM;
+    }
+    if (++c->next_token == 0) {
+        c->next_token = 1;
+    }
+    slot->token = c->next_token;
+    slot->done = false;
+    char reply[sizeof(c->inbox_prefix) + 12];
+    snprintf(reply, sizeof(reply), "%s%u", c->inbox_prefix, slot->token);
+    sb_pub pub = *req;
+    pub.reply = reply;
+    r = sb_publish_ex(c, &pub);
+    if (r < 0) {
+        client_end_request(c, slot);
+        return r;
+    }
+    if (token != NULL) {
+        *token = slot->token;
+    }
+    return 0;
+}
+
+static bool have_reply(const sb_client *c)
+{
+    for (size_t i = 0; i < c->nrequests; i++) {
+        if (c->requests[i].token == c->wait_token) {
+            return c->requests[i].done;
+        }
+    }
+    return true; /* not in flight: nothing to wait for */
+}
+
+SB_EXPORT int sb_request_wait(sb_client *c, uint32_t token, sb_msg *reply, int timeout_ms)
+{
+    if (client_find_request(c, token) == NULL) {
+        return -ENOENT;
+    }
+    c->wait_token = token;
+    int r = client_pump(c, have_reply, deadline_after(timeout_ms));
+    /* The pump may have moved the slots: look the request up again. */
+    struct client_request *req = client_find_request(c, token);
+    if (r < 0 && r != -ETIMEDOUT) {
+        return r;
+    }
+    if (!req->done) {
+        client_end_request(c, req); /* a late reply will be dropped */
+        return -ETIMEDOUT;
+    }
+    /* Hand the reply out from a buffer that stays put until the next
+     * reply, and give the slot the old one to reuse. */
+    struct client_buf b = c->reply_held;
+    c->reply_held = req->reply;
+    req->reply = b;
+    client_end_request(c, req);
+    struct frame f;
+    frame_parse(c->reply_held.data, frame_get_u32(c->reply_held.data), UINT32_MAX, &f);
+    if (f.flags & FRAME_MSG_NO_RESPONDERS) {
+        return SB_E_NO_RESPONDERS;
+    }
+    client_fill_msg(c, &f, reply);
+    return 0;
+}
+
+SB_EXPORT int sb_request_ex(sb_client *c, const sb_pub *req, sb_msg *reply, int timeout_ms)
+{
+    uint32_t token;
+    int r = sb_request_send(c, req, &token);
+    if (r < 0) {
+        return r;
+    }
+    return sb_request_wait(c, token, reply, timeout_ms);
+}
+
+SB_EXPORT int sb_request(sb_client *c, const char *subject, const void *data, size_t len,
+                         sb_msg *reply, int timeout_ms)
+{
+    sb_pub pub = {.subject = subject, .payload = data, .payload_len = len};
+    return sb_request_ex(c, &pub, reply, timeout_ms);
 }

@@ -18,9 +18,10 @@
  * Errors are negative: either -errno values (-ECONNREFUSED, -ETIMEDOUT,
  * -EINVAL, ...) or the SB_E_* codes below. sb_strerror() names any of them.
  *
- * Threads: a client is not thread-safe. Use one client per thread, or
- * serialize every call on a client with your own lock. Different clients are
- * independent.
+ * Threads: a client is not thread-safe: use one client per thread, or
+ * serialize every call on a client with your own lock (then a message or
+ * reply stays valid only until the next call by any thread). Different
+ * clients are independent; the library has no global state.
  */
 #ifndef SOCKBUS_H
 #define SOCKBUS_H
@@ -240,6 +241,38 @@ SB_EXPORT int sb_flush(sb_client *client, int timeout_ms);
  * sb_flush() too.
  */
 SB_EXPORT int sb_next_msg(sb_client *client, sb_msg *msg, int timeout_ms);
+
+/*
+ * Request/reply. A request is a publish whose reply subject is on this
+ * connection's inbox (WELCOME's inbox_prefix followed by a token); the
+ * library subscribes to the inbox ("_INBOX.<client_id>.>") on the first
+ * request. Replies are delivered only to the request that waits for them,
+ * never to sb_next_msg() or the message callback; a reply that comes after
+ * its request timed out is dropped.
+ *
+ * sb_request() publishes `len` bytes of `data` on `subject` and waits up to
+ * timeout_ms (< 0: forever) for the reply, described in *reply (valid until
+ * the next call on this client). Returns 0, SB_E_NO_RESPONDERS at once when
+ * no subscription received the request, -ETIMEDOUT, -EINVAL for an invalid
+ * subject, or a connection error.
+ */
+SB_EXPORT int sb_request(sb_client *client, const char *subject, const void *data, size_t len,
+                         sb_msg *reply, int timeout_ms);
+
+/* Like sb_request(), with headers (req->reply is ignored). */
+SB_EXPORT int sb_request_ex(sb_client *client, const sb_pub *req, sb_msg *reply,
+                            int timeout_ms);
+
+/*
+ * Several requests in flight: sb_request_send() publishes a request and
+ * writes its token to *token; sb_request_wait() waits for the reply to one
+ * token (in any order), as sb_request() does. A token is forgotten once
+ * sb_request_wait() returns for it; waiting for an unknown token gives
+ * -ENOENT.
+ */
+SB_EXPORT int sb_request_send(sb_client *client, const sb_pub *req, uint32_t *token);
+SB_EXPORT int sb_request_wait(sb_client *client, uint32_t token, sb_msg *reply,
+                              int timeout_ms);
 
 /* Number of DROPPED messages the broker reported since the last call to
  * this function (and resets it). */

@@ -1,0 +1,205 @@
+/*
+ * test_sys.c - broker introspection: $SYS.STATS, $SYS.CLIENTS and the
+ * CONNECT/DISCONNECT events.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <string.h>
+#include <unistd.h>
+
+static struct harness_broker broker;
+
+static void setup(void)
+{
+    int r = harness_start(&broker, true, NULL);
+    cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
+}
+
+static void teardown(void)
+{
+    harness_cleanup(&broker);
+}
+
+TestSuite(sys, .init = setup, .fini = teardown, .timeout = 60);
+
+/* Ask the broker; the caller owns the returned JSON. */
+static json_object *ask(sb_client *c, const char *subject)
+{
+    sb_msg reply;
+    int r = sb_request(c, subject, NULL, 0, &reply, HARNESS_IO_MS);
+    cr_assert_eq(r, 0, "%s: %s", subject, sb_strerror(r));
+    json_tokener *tok = json_tokener_new();
+    json_object *o = json_tokener_parse_ex(tok, reply.payload, (int)reply.payload_len);
+    json_tokener_free(tok);
+    cr_assert_not_null(o, "%s answered invalid JSON", subject);
+    return o;
+}
+
+static int64_t field(json_object *o, const char *key)
+{
+    json_object *v;
+    cr_assert(json_object_object_get_ex(o, key, &v), "missing key %s", key);
+    return json_object_get_int64(v);
+}
+
+Test(sys, stats_have_every_key_and_count_exactly)
+{
+    sb_client *a = harness_client(&broker, "a", true);
+    sb_client *sub = harness_client(&broker, "sub", true);
+    cr_assert_eq(sb_subscribe(sub, "count.>", NULL, NULL), 0);
+    cr_assert_eq(sb_subscribe(sub, "count.*", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
+
+    json_object *before = ask(a, "$SYS.STATS");
+    static const char *keys[] = {"uptime_s", "connections", "subscriptions", "msgs_in",
+                                 "msgs_out", "bytes_in",    "bytes_out",     "dropped",
+                                 "retained", "retained_bytes"};
+    for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+        field(before, keys[i]);
+    }
+    cr_assert_eq(field(before, "connections"), 2);
+
+    /* 10 publishes of a 16 + 7 + 5 = 28-byte frame, each matching two
+     * subscriptions. */
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(sb_publish(a, "count.x", NULL, "hello", 5), 0);
+    }
+    cr_assert_eq(sb_flush(a, HARNESS_IO_MS), 0);
+    json_object *after = ask(a, "$SYS.STATS");
+    /* The $SYS request itself is one message in (16 + 10 + reply) and one
+     * answer out; count only what differs by our publishes. */
+    int64_t req_in = field(after, "msgs_in") - field(before, "msgs_in") - 10;
+    cr_assert_eq(req_in, 1, "msgs_in moved by %lld beyond the 10 publishes",
+                 (long long)req_in);
+    int64_t out = field(after, "msgs_out") - field(before, "msgs_out");
+    cr_assert_eq(out, 20 + 1, "msgs_out moved by %lld", (long long)out); /* + the answer */
+    cr_assert_eq(field(after, "subscriptions") - field(before, "subscriptions"), 0);
+    cr_assert_eq(field(after, "dropped"), 0);
+    json_object_put(before);
+    json_object_put(after);
+    sb_close(sub);
+    sb_close(a);
+    harness_stop(&broker);
+}
+
+Test(sys, clients_lists_each_connection_with_credentials)
+{
+    sb_client *named = harness_client(&broker, "the-name", true);
+    cr_assert_eq(sb_subscribe(named, "x", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(named, HARNESS_IO_MS), 0);
+    sb_options o = {.endpoint = broker.tcp, .name = "over-tcp"};
+    sb_client *tcp;
+    cr_assert_eq(sb_connect(&tcp, &o), 0);
+
+    json_object *list = ask(named, "$SYS.CLIENTS");
+    cr_assert(json_object_is_type(list, json_type_array));
+    cr_assert_eq(json_object_array_length(list), 2);
+    bool saw_unix = false;
+    bool saw_tcp = false;
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *c = json_object_array_get_idx(list, i);
+        json_object *name;
+        json_object *pid;
+        json_object_object_get_ex(c, "name", &name);
+        const char *n = json_object_get_string(name);
+        if (strcmp(n, "the-name") == 0) {
+            saw_unix = true;
+            cr_assert_eq((uint64_t)field(c, "id"), sb_client_id(named));
+            cr_assert_eq(field(c, "pid"), getpid());
+            cr_assert_eq(field(c, "uid"), getuid());
+            cr_assert_eq(field(c, "gid"), getgid());
+            cr_assert_eq(field(c, "subscriptions"), 2, "x and the inbox");
+            json_object *t;
+            json_object_object_get_ex(c, "transport", &t);
+            cr_assert_str_eq(json_object_get_string(t), "unix");
+        } else {
+            cr_assert_str_eq(n, "over-tcp");
+            saw_tcp = true;
+            cr_assert(json_object_object_get_ex(c, "pid", &pid));
+            cr_assert_null(pid, "pid is null on TCP");
+            field(c, "pending_bytes");
+            field(c, "msgs_in");
+            field(c, "msgs_out");
+            field(c, "dropped");
+        }
+    }
+    cr_assert(saw_unix && saw_tcp);
+    json_object_put(list);
+    sb_close(tcp);
+    sb_close(named);
+    harness_stop(&broker);
+}
+
+static json_object *next_event(sb_client *c, const char *subject)
+{
+    sb_msg m;
+    int r = sb_next_msg(c, &m, HARNESS_IO_MS);
+    cr_assert_eq(r, 0, "waiting for %s: %s", subject, sb_strerror(r));
+    cr_assert_str_eq(m.subject, subject);
+    json_tokener *tok = json_tokener_new();
+    json_object *o = json_tokener_parse_ex(tok, m.payload, (int)m.payload_len);
+    json_tokener_free(tok);
+    cr_assert_not_null(o);
+    return o;
+}
+
+Test(sys, connect_and_disconnect_events_carry_pid_and_uid)
+{
+    sb_client *watch = harness_client(&broker, "watch", true);
+    cr_assert_eq(sb_subscribe(watch, "$SYS.EVENT.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(watch, HARNESS_IO_MS), 0);
+
+    sb_client *guest = harness_client(&broker, "guest", true);
+    uint64_t id = sb_client_id(guest);
+    json_object *ev = next_event(watch, "$SYS.EVENT.CONNECT");
+    cr_assert_eq((uint64_t)field(ev, "id"), id);
+    cr_assert_eq(field(ev, "pid"), getpid());
+    cr_assert_eq(field(ev, "uid"), getuid());
+    json_object_put(ev);
+
+    sb_close(guest);
+    ev = next_event(watch, "$SYS.EVENT.DISCONNECT");
+    cr_assert_eq((uint64_t)field(ev, "id"), id);
+    cr_assert_eq(field(ev, "pid"), getpid());
+    json_object_put(ev);
+    sb_close(watch);
+    harness_stop(&broker);
+}
+
+Test(sys, wildcards_do_not_see_broker_subjects)
+{
+    sb_client *all = harness_client(&broker, "all", true);
+    cr_assert_eq(sb_subscribe(all, ">", NULL, NULL), 0);
+    cr_assert_eq(sb_subscribe(all, "*.EVENT.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(all, HARNESS_IO_MS), 0);
+    sb_client *guest = harness_client(&broker, "guest", true);
+    cr_assert_eq(sb_publish(guest, "plain", NULL, "p", 1), 0);
+    cr_assert_eq(sb_flush(guest, HARNESS_IO_MS), 0);
+    sb_close(guest);
+    /* Only "plain" arrives: no CONNECT/DISCONNECT events through '>'. */
+    sb_msg m;
+    cr_assert_eq(sb_next_msg(all, &m, HARNESS_IO_MS), 0);
+    cr_assert_str_eq(m.subject, "plain");
+    cr_assert_eq(sb_flush(all, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_next_msg(all, &m, 0), -ETIMEDOUT);
+    sb_close(all);
+    harness_stop(&broker);
+}
+
+Test(sys, clients_may_not_publish_on_sys)
+{
+    sb_client *c = harness_client(&broker, "c", true);
+    cr_assert_eq(sb_publish(c, "$SYS.EVENT.CONNECT", NULL, "{}", 2), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), SB_E_PERMISSION);
+    /* Unknown $SYS requests are refused too, and the connection goes on. */
+    cr_assert_eq(sb_publish(c, "$SYS.NOPE", "reply.x", "", 0), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), SB_E_PERMISSION);
+    json_object *stats = ask(c, "$SYS.STATS");
+    cr_assert_geq(field(stats, "denied"), 2);
+    json_object_put(stats);
+    sb_close(c);
+    harness_stop(&broker);
+}
