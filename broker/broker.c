@@ -59,26 +59,6 @@ static void on_flush_check(uv_check_t *h)
     }
 }
 
-static void on_unix_connection(uv_stream_t *server, int status)
-{
-    struct broker *b = server->data;
-    if (status < 0) {
-        log_error("accept on %s failed: %s", b->cfg.socket_path, uv_strerror(status));
-        return;
-    }
-    conn_accept(b, server, CONN_UNIX);
-}
-
-static void on_tcp_connection(uv_stream_t *server, int status)
-{
-    struct broker *b = server->data;
-    if (status < 0) {
-        log_error("accept on tcp %s failed: %s", b->cfg.tcp, uv_strerror(status));
-        return;
-    }
-    conn_accept(b, server, CONN_TCP);
-}
-
 static int broker_listen_unix(struct broker *b, char *err, size_t err_len)
 {
     int r = listener_unix_open(&b->unix_listener, b->cfg.socket_path, b->cfg.mode,
@@ -86,14 +66,11 @@ static int broker_listen_unix(struct broker *b, char *err, size_t err_len)
     if (r < 0) {
         return r;
     }
-    uv_pipe_init(b->loop, &b->unix_server, 0);
-    b->unix_server.data = b;
-    r = uv_pipe_open(&b->unix_server, b->unix_listener.fd);
-    if (r == 0) {
-        listener_unix_forget_fd(&b->unix_listener); /* libuv owns it now */
-        r = uv_listen((uv_stream_t *)&b->unix_server, LISTENER_BACKLOG, on_unix_connection);
-    }
-    b->unix_open = true; /* closed by broker_stop() either way */
+    /* The acceptor owns the fd from here on, also on failure; the
+     * listener keeps the lock and the file identity for its close. */
+    int fd = b->unix_listener.fd;
+    listener_unix_forget_fd(&b->unix_listener);
+    r = acceptor_start(&b->unix_acceptor, b, fd, CONN_UNIX, b->cfg.socket_path);
     if (r < 0) {
         snprintf(err, err_len, "cannot listen on %s: %s", b->cfg.socket_path, uv_strerror(r));
         return r;
@@ -108,15 +85,9 @@ static int broker_listen_tcp(struct broker *b, char *err, size_t err_len)
     if (r < 0) {
         return r;
     }
-    uv_tcp_init(b->loop, &b->tcp_server);
-    b->tcp_server.data = b;
-    b->tcp_open = true;
-    r = uv_tcp_open(&b->tcp_server, fd);
-    if (r < 0) {
-        close(fd);
-    } else {
-        r = uv_listen((uv_stream_t *)&b->tcp_server, LISTENER_BACKLOG, on_tcp_connection);
-    }
+    char name[sizeof(b->cfg.tcp) + 8];
+    snprintf(name, sizeof(name), "tcp %s", b->cfg.tcp);
+    r = acceptor_start(&b->tcp_acceptor, b, fd, CONN_TCP, name);
     if (r < 0) {
         snprintf(err, err_len, "cannot listen on tcp %s: %s", b->cfg.tcp, uv_strerror(r));
         return r;
@@ -134,6 +105,13 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
     b->unix_listener.lock_fd = -1;
     b->start_ms = uv_now(loop);
 
+    if (cfg->max_pending < cfg->max_frame) {
+        snprintf(err, err_len,
+                 "max_pending (%llu) is smaller than max_frame (%u): a message of max_frame "
+                 "could never be delivered; raise --max-pending or lower --max-frame",
+                 (unsigned long long)cfg->max_pending, cfg->max_frame);
+        return -EINVAL;
+    }
     int r = subtrie_new(&b->subs);
     if (r < 0) {
         snprintf(err, err_len, "cannot start: out of memory");
@@ -205,12 +183,8 @@ void broker_stop(struct broker *b)
         return;
     }
     b->stopping = true;
-    if (b->unix_open) {
-        uv_close((uv_handle_t *)&b->unix_server, NULL);
-    }
-    if (b->tcp_open) {
-        uv_close((uv_handle_t *)&b->tcp_server, NULL);
-    }
+    acceptor_close(&b->unix_acceptor);
+    acceptor_close(&b->tcp_acceptor);
     /* Every client gets ERR 9 and is closed once it has taken it, or after
      * CONN_DRAIN_MS: a peer that does not read cannot hold the broker. */
     for (struct conn *c = b->conns; c != NULL; c = c->next) {

@@ -8,6 +8,7 @@
 #ifndef SOCKBUS_BROKER_H
 #define SOCKBUS_BROKER_H
 
+#include "acceptor.h"
 #include "listener.h"
 #include "retain.h"
 #include "subtrie.h"
@@ -33,6 +34,8 @@
 /* Size of the read buffer shared by all connections (see conn.c). */
 #define BROKER_READ_CHUNK (64u * 1024u)
 
+struct acl;
+
 struct broker_config {
     char socket_path[108];
     char tcp[256];       /* "" for none */
@@ -43,6 +46,10 @@ struct broker_config {
     uint32_t max_subscriptions;
     uint64_t max_pending;
     uint64_t max_retained_bytes;
+    /* Access control from the config file's "acl" section; NULL: none,
+     * everything is allowed to whoever can open the socket. Owned by
+     * whoever loaded it (main.c), and must outlive the broker. */
+    struct acl *acl;
 };
 
 struct broker_stats {
@@ -61,10 +68,8 @@ struct broker {
     struct broker_config cfg;
 
     struct listener_unix unix_listener;
-    uv_pipe_t unix_server;
-    bool unix_open;
-    uv_tcp_t tcp_server;
-    bool tcp_open;
+    struct acceptor unix_acceptor;
+    struct acceptor tcp_acceptor;
     unsigned tcp_port;
 
     /* Every connection, for shutdown and introspection. */

@@ -5,11 +5,13 @@
  * Reading. All connections read into the broker's one shared chunk
  * (libuv runs one read callback at a time), and every complete frame in it
  * is handled in place, without a copy. Only the tail of an incomplete frame
- * is copied into the connection's own `in` buffer; while that buffer holds
- * something, reads go straight into it. `in` grows with what has arrived,
- * never with what a frame header claims: at most twice the bytes received
- * plus one chunk. A size field is judged (16 <= size <= max_frame) as soon
- * as its 4 bytes are there.
+ * is copied into the connection's own `in` buffer. Before the next read, a
+ * small partial frame is copied back to the front of the chunk and the read
+ * lands right behind it; only a frame larger than half a chunk is assembled
+ * in `in`, which grows with what has arrived, never with what a frame
+ * header claims: at most twice the bytes received plus one chunk. A size
+ * field is judged (16 <= size <= max_frame) as soon as its 4 bytes are
+ * there.
  *
  * Writing. Output is appended to `out` and written once per loop iteration
  * by conn_flush(), called from the broker's check handle: first with
@@ -27,6 +29,7 @@
 
 #include "broker.h"
 #include "frame.h"
+#include "hello.h"
 #include "log.h"
 #include "router.h"
 #include "sockbus.h"
@@ -43,7 +46,6 @@
 /* An idle connection keeps buffers up to this size; larger ones are freed
  * when they drain, so a burst does not pin memory forever. */
 #define CONN_BUF_KEEP (64u * 1024u)
-#define CONN_NAME_MAX 128u
 #define CONN_ERR_TEXT_MAX 256u
 
 static void conn_read_start(struct conn *c);
@@ -308,56 +310,29 @@ static void conn_send_welcome(struct conn *c)
     json_object_put(o);
 }
 
-/* HELLO: {"protocol":1,"name":"...","echo":true}. */
+/* HELLO: {"protocol":1,"name":"...","echo":true} (hello_parse()). */
 static void conn_handle_hello(struct conn *c, const struct frame *f)
 {
-    json_tokener *tok = json_tokener_new();
-    json_object *o = NULL;
-    if (tok != NULL) {
-        o = json_tokener_parse_ex(tok, (const char *)f->payload, (int)f->payload_len);
-        /* Trailing bytes after the object make it invalid too. */
-        if (o != NULL && json_tokener_get_parse_end(tok) != f->payload_len) {
-            json_object_put(o);
-            o = NULL;
-        }
-        json_tokener_free(tok);
-    }
-    json_object *proto;
-    json_object *name;
-    json_object *echo;
-    if (o == NULL || !json_object_is_type(o, json_type_object) ||
-        !json_object_object_get_ex(o, "protocol", &proto) ||
-        !json_object_is_type(proto, json_type_int)) {
-        json_object_put(o);
+    struct hello h;
+    int r = hello_parse(f->payload, f->payload_len, &h);
+    if (r == -EPROTO) {
         conn_end(c, FRAME_ERR_PROTOCOL, "invalid HELLO: expected a JSON object with \"protocol\"");
         return;
     }
-    if (json_object_get_int64(proto) != SB_PROTOCOL_VERSION) {
-        json_object_put(o);
+    if (r == -EPROTONOSUPPORT) {
         conn_end(c, FRAME_ERR_VERSION, "unsupported protocol version: this broker speaks 1");
         return;
     }
-    bool bad = false;
-    if (json_object_object_get_ex(o, "name", &name)) {
-        if (json_object_is_type(name, json_type_string)) {
-            c->name = strndup(json_object_get_string(name), CONN_NAME_MAX);
-        } else {
-            bad = true;
-        }
-    }
-    c->echo = true;
-    if (json_object_object_get_ex(o, "echo", &echo)) {
-        if (json_object_is_type(echo, json_type_boolean)) {
-            c->echo = json_object_get_boolean(echo);
-        } else {
-            bad = true;
-        }
-    }
-    json_object_put(o);
-    if (bad) {
+    if (r == -EINVAL) {
         conn_end(c, FRAME_ERR_PROTOCOL, "invalid HELLO: \"name\" must be a string, \"echo\" a boolean");
         return;
     }
+    if (r < 0) {
+        conn_close(c); /* -ENOMEM */
+        return;
+    }
+    c->name = h.has_name ? strdup(h.name) : NULL;
+    c->echo = h.echo;
     c->hello_done = true;
     c->broker->nclients++;
     conn_send_welcome(c);
@@ -398,6 +373,10 @@ static void conn_handle_frame(struct conn *c, const struct frame *f)
                            "delivered but not stored",
                            (int)f->subject_len, (const char *)f->subject,
                            (unsigned long long)b->cfg.max_retained_bytes);
+        } else if (r == -E2BIG) {
+            conn_queue_err(c, FRAME_ERR_LIMIT, f->subject, f->subject_len,
+                           "the answer to '%.*s' exceeds max_frame (%u); raise --max-frame",
+                           (int)f->subject_len, (const char *)f->subject, b->cfg.max_frame);
         } else if (r == -EACCES) {
             b->stats.denied++;
             conn_queue_err(c, FRAME_ERR_PERMISSION, f->subject, f->subject_len,
@@ -505,14 +484,32 @@ static size_t conn_in_want(const struct conn *c)
     return missing < step ? missing : step;
 }
 
+/* Does the partial frame in `in` fit in the shared chunk with room to
+ * spare? Then it is read there (see on_alloc()). */
+static bool conn_in_small(const struct conn *c)
+{
+    return c->in.len < 4 || frame_get_u32(c->in.data) <= BROKER_READ_CHUNK / 2;
+}
+
 static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
     struct conn *c = h->data;
+    uint8_t *chunk = c->broker->read_chunk;
     (void)suggested;
     if (c->in.len == 0) {
-        *buf = uv_buf_init((char *)c->broker->read_chunk, BROKER_READ_CHUNK);
+        *buf = uv_buf_init((char *)chunk, BROKER_READ_CHUNK);
         return;
     }
+    if (conn_in_small(c)) {
+        /* Put the head of the frame in front of the chunk and read the rest
+         * behind it: a stream of small frames that happens to straddle
+         * reads keeps reading whole chunks. `in` keeps its copy until the
+         * read has succeeded. */
+        memcpy(chunk, c->in.data, c->in.len);
+        *buf = uv_buf_init((char *)chunk + c->in.len, BROKER_READ_CHUNK - (unsigned)c->in.len);
+        return;
+    }
+    /* A large frame: assemble it in `in`, growing with what arrives. */
     size_t want = conn_in_want(c);
     if (want == 0 || buf_reserve(&c->in, want) < 0) {
         *buf = uv_buf_init(NULL, 0); /* UV_ENOBUFS in on_read */
@@ -546,12 +543,19 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     if (nread == 0 || c->closing) {
         return;
     }
+    uint8_t *chunk = c->broker->read_chunk;
     const uint8_t *data = (const uint8_t *)buf->base;
-    if (data == c->broker->read_chunk) {
+    if (data >= chunk && data < chunk + BROKER_READ_CHUNK) {
+        /* In the chunk, behind the partial frame on_alloc() put there. */
+        size_t len = (size_t)(data - chunk) + (size_t)nread;
+        c->in.len = 0;
         /* conn_process() has judged the size of a partial frame already. */
-        size_t used = conn_process(c, data, (size_t)nread);
-        if (!c->draining && !c->closing && used < (size_t)nread) {
-            conn_keep_partial(c, data + used, (size_t)nread - used);
+        size_t used = conn_process(c, chunk, len);
+        if (!c->draining && !c->closing && used < len) {
+            conn_keep_partial(c, chunk + used, len - used);
+        }
+        if (c->in.len == 0) {
+            buf_reset(&c->in);
         }
         return;
     }

@@ -8,7 +8,8 @@
 
 enum log_level log_level = LOG_NORMAL;
 
-static void log_line(enum log_level min, const char *fmt, va_list ap)
+static __attribute__((format(printf, 2, 0))) void log_line(enum log_level min, const char *fmt,
+                                                           va_list ap)
 {
     if (log_level < min) {
         return;

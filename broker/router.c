@@ -118,9 +118,19 @@ void router_remove_conn(struct broker *b, struct conn *c)
  * own messages). Returns how many subscriptions it was delivered to (or
  * dropped for, which is not the publisher's business), or -ENOMEM.
  */
+/* Subscriptions of a publisher that said "echo":false do not receive its
+ * own messages (and do not take a queue group's turn). */
+static bool sub_accepts(void *item, void *origin)
+{
+    const struct sub *s = item;
+    return s->conn != origin || s->conn->echo;
+}
+
 static int router_route(struct broker *b, struct conn *origin, const struct frame *f)
 {
-    int r = subtrie_match(b->subs, (const char *)f->subject, f->subject_len, &b->match);
+    /* Validates the subject too, unless the match cache knows it. */
+    int r = subtrie_match_filter(b->subs, (const char *)f->subject, f->subject_len, sub_accepts,
+                                 origin, &b->match);
     if (r < 0) {
         return r;
     }
@@ -128,9 +138,6 @@ static int router_route(struct broker *b, struct conn *origin, const struct fram
     b->routing = true;
     for (size_t i = 0; i < b->match.len; i++) {
         struct sub *s = b->match.items[i];
-        if (s->conn == origin && !origin->echo) {
-            continue;
-        }
         matched++;
         conn_queue_msg(s->conn, s->sid, 0, f);
         if (s->remaining > 0 && --s->remaining == 0) {
@@ -192,8 +199,13 @@ static void router_no_responders(struct broker *b, struct conn *c, const struct 
 int router_publish(struct broker *b, struct conn *c, const struct frame *f)
 {
     const char *subject = (const char *)f->subject;
-    if (!sb_subject_valid(subject, f->subject_len) ||
-        (f->reply_len > 0 && !sb_subject_valid((const char *)f->reply, f->reply_len))) {
+    /* The subject itself is validated by the match (router_route()), once
+     * per distinct subject; the rarer paths check it here first. */
+    if (f->reply_len > 0 && !sb_subject_valid((const char *)f->reply, f->reply_len)) {
+        return -EINVAL;
+    }
+    bool special = (f->flags & FRAME_PUB_RETAIN) || sys_subject(subject, f->subject_len);
+    if (special && !sb_subject_valid(subject, f->subject_len)) {
         return -EINVAL;
     }
     if (sys_subject(subject, f->subject_len)) {

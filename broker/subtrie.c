@@ -27,6 +27,10 @@
  * match a first token that starts with '$', so only the root's '*' and '>'
  * branches check for it.
  *
+ * In front of the walk sits a small match cache (see struct cache_entry):
+ * publishers tend to repeat subjects, and a hit costs one hash and one
+ * memcmp of the subject instead of a walk and a validation.
+ *
  * Token hashes: FNV-1a with a 64-bit finalizer, unseeded. Subscribers are
  * local clients of the same machine; if that ever changes, seed the hash.
  */
@@ -84,10 +88,43 @@ struct node {
     char token[]; /* NODE_LITERAL only; not NUL-terminated */
 };
 
+/*
+ * The match cache: the nodes a recent subject matched, so that publishing
+ * on the same subjects again skips the walk and the validation (a subject
+ * is cached only once it has been found valid). Direct mapped by the
+ * subject's hash; every add or remove bumps `gen`, which invalidates all
+ * entries at once. Entries hold node pointers, not items, so queue groups
+ * still rotate on every match.
+ */
+enum {
+    CACHE_ENTRIES = 256,       /* a power of two */
+    CACHE_SUBJECT_MAX = 128,   /* longer subjects are not cached */
+    CACHE_NODES_MAX = 8,       /* subjects matching more nodes are not cached */
+};
+
+struct cache_entry {
+    uint64_t gen; /* 0: empty */
+    uint64_t hash;
+    uint16_t subject_len;
+    uint16_t nnodes;
+    struct node *nodes[CACHE_NODES_MAX];
+    char subject[CACHE_SUBJECT_MAX];
+};
+
+/* Where the walk collects the nodes a subject matches. */
+struct node_list {
+    struct node **v;
+    size_t len;
+    size_t cap;
+};
+
 struct subtrie {
     struct node *root;
     size_t count; /* items, plain and grouped */
     size_t nodes; /* nodes besides the root */
+    uint64_t gen; /* starts at 1; bumped by every add and remove */
+    struct node_list walk;
+    struct cache_entry cache[CACHE_ENTRIES];
 };
 
 /* --- Tokens and hashing ------------------------------------------------ */
@@ -459,6 +496,7 @@ int subtrie_new(struct subtrie **out)
         return -ENOMEM;
     }
     t->root->kind = NODE_ROOT;
+    t->gen = 1;
     *out = t;
     return 0;
 }
@@ -469,12 +507,14 @@ void subtrie_free(struct subtrie *t)
         return;
     }
     node_free_tree(t->root);
+    free(t->walk.v);
     free(t);
 }
 
 int subtrie_add(struct subtrie *t, const char *pattern, size_t pattern_len, const char *queue,
                 size_t queue_len, void *item)
 {
+    t->gen++; /* whatever happens below, cached walks may be stale */
     /* Checked here, not just assumed: a '>' in the middle would hang
      * children below a bucket that matching never descends into. */
     if (!sb_pattern_valid(pattern, pattern_len) || (queue_len > 0 && queue == NULL)) {
@@ -512,6 +552,7 @@ int subtrie_add(struct subtrie *t, const char *pattern, size_t pattern_len, cons
 int subtrie_remove(struct subtrie *t, const char *pattern, size_t pattern_len, const char *queue,
                    size_t queue_len, void *item)
 {
+    t->gen++; /* whatever happens below, cached walks may be stale */
     if (pattern == NULL || pattern_len == 0 || (queue_len > 0 && queue == NULL)) {
         return -ENOENT;
     }
@@ -572,11 +613,17 @@ static int result_push(struct subtrie_result *res, void *item)
     return 0;
 }
 
-/* Everything n's patterns contribute: all plain items, and the next member
- * of each group in its rotation. */
-static int node_emit(struct node *n, struct subtrie_result *res)
+/* Everything n's patterns contribute: all plain items that `accept`
+ * takes, and the next member of each group in its rotation that it takes
+ * (so a member that may not receive this message, such as the publisher
+ * itself without echo, does not swallow it for the whole group). */
+static int node_emit(struct node *n, subtrie_accept_fn accept, void *arg,
+                     struct subtrie_result *res)
 {
     for (size_t i = 0; i < n->items.len; i++) {
+        if (accept != NULL && !accept(n->items.v[i], arg)) {
+            continue;
+        }
         int err = result_push(res, n->items.v[i]);
         if (err < 0) {
             return err;
@@ -584,19 +631,42 @@ static int node_emit(struct node *n, struct subtrie_result *res)
     }
     for (size_t i = 0; i < n->groups_len; i++) {
         struct group *g = n->groups[i];
-        int err = result_push(res, g->members.v[g->next]);
-        if (err < 0) {
-            return err;
+        size_t len = g->members.len;
+        for (size_t tried = 0; tried < len; tried++) {
+            void *member = g->members.v[g->next];
+            g->next = g->next + 1 == len ? 0 : g->next + 1;
+            if (accept == NULL || accept(member, arg)) {
+                int err = result_push(res, member);
+                if (err < 0) {
+                    return err;
+                }
+                break;
+            }
         }
-        g->next = g->next + 1 == g->members.len ? 0 : g->next + 1;
     }
     return 0;
 }
 
-/* Match the tokens of s[0..len) (len > 0) below n. `first`: s starts the
- * subject, where the '$' rule applies. One level of recursion per token. */
+static int walk_push(struct node_list *l, struct node *n)
+{
+    if (l->len == l->cap) {
+        size_t cap = l->cap ? l->cap * 2 : 16;
+        struct node **v = realloc(l->v, cap * sizeof(*v));
+        if (v == NULL) {
+            return -ENOMEM;
+        }
+        l->v = v;
+        l->cap = cap;
+    }
+    l->v[l->len++] = n;
+    return 0;
+}
+
+/* Collect the nodes below n whose patterns match the tokens of s[0..len)
+ * (len > 0). `first`: s starts the subject, where the '$' rule applies.
+ * One level of recursion per token. */
 static int match_below(struct node *n, const char *s, size_t len, bool first,
-                       struct subtrie_result *res)
+                       struct node_list *out)
 {
     size_t tl = token_len(s, len);
     bool wild_ok = !(first && s[0] == '$');
@@ -605,7 +675,7 @@ static int match_below(struct node *n, const char *s, size_t len, bool first,
 
     /* '>' takes this token and all that follow: one or more, as required. */
     if (n->gt != NULL && wild_ok) {
-        err = node_emit(n->gt, res);
+        err = walk_push(out, n->gt);
         if (err < 0) {
             return err;
         }
@@ -619,11 +689,9 @@ static int match_below(struct node *n, const char *s, size_t len, bool first,
             continue;
         }
         if (last) {
-            err = node_emit(next[i], res);
-        } else if (tl + 1 < len) {
-            err = match_below(next[i], s + tl + 1, len - tl - 1, false, res);
+            err = walk_push(out, next[i]);
         } else {
-            err = 0; /* trailing dot: not a valid subject, nothing below */
+            err = match_below(next[i], s + tl + 1, len - tl - 1, false, out);
         }
         if (err < 0) {
             return err;
@@ -632,14 +700,66 @@ static int match_below(struct node *n, const char *s, size_t len, bool first,
     return 0;
 }
 
+static uint64_t subject_hash(const char *s, size_t len)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    }
+    return h ^ (h >> 29);
+}
+
+static int emit_nodes(struct node *const *nodes, size_t n, subtrie_accept_fn accept, void *arg,
+                      struct subtrie_result *res)
+{
+    for (size_t i = 0; i < n; i++) {
+        int err = node_emit(nodes[i], accept, arg, res);
+        if (err < 0) {
+            return err;
+        }
+    }
+    return 0;
+}
+
+int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_len,
+                         subtrie_accept_fn accept, void *arg, struct subtrie_result *res)
+{
+    res->len = 0;
+    uint64_t hash = subject_hash(subject, subject_len);
+    struct cache_entry *e = &t->cache[hash & (CACHE_ENTRIES - 1)];
+    if (e->gen == t->gen && e->hash == hash && e->subject_len == subject_len &&
+        memcmp(e->subject, subject, subject_len) == 0) {
+        return emit_nodes(e->nodes, e->nnodes, accept, arg, res);
+    }
+    /* A miss: validate (which also bounds the recursion), walk, and keep
+     * the walk's nodes when they fit an entry. */
+    if (!sb_subject_valid(subject, subject_len)) {
+        return -EINVAL;
+    }
+    t->walk.len = 0;
+    int err = match_below(t->root, subject, subject_len, true, &t->walk);
+    if (err < 0) {
+        return err;
+    }
+    if (subject_len <= CACHE_SUBJECT_MAX && t->walk.len <= CACHE_NODES_MAX) {
+        e->gen = t->gen;
+        e->hash = hash;
+        e->subject_len = (uint16_t)subject_len;
+        e->nnodes = (uint16_t)t->walk.len;
+        memcpy(e->subject, subject, subject_len);
+        memcpy(e->nodes, t->walk.v, t->walk.len * sizeof(*t->walk.v));
+    }
+    return emit_nodes(t->walk.v, t->walk.len, accept, arg, res);
+}
+
 int subtrie_match(struct subtrie *t, const char *subject, size_t subject_len,
                   struct subtrie_result *res)
 {
-    res->len = 0;
-    if (subject == NULL || subject_len == 0 || subject_len > SB_SUBJECT_MAX) {
-        return -EINVAL; /* and it bounds the recursion */
+    if (subject == NULL) {
+        res->len = 0;
+        return -EINVAL;
     }
-    return match_below(t->root, subject, subject_len, true, res);
+    return subtrie_match_filter(t, subject, subject_len, NULL, NULL, res);
 }
 
 size_t subtrie_count(const struct subtrie *t)

@@ -18,6 +18,7 @@
 #ifndef SOCKBUS_SUBTRIE_H
 #define SOCKBUS_SUBTRIE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,7 +46,8 @@ void subtrie_free(struct subtrie *t);
  * under one pattern (not checked: that would make adding O(n)). The pattern
  * and queue name are copied; the item stays the caller's. Returns 0,
  * -EINVAL when the pattern is not valid (checked, since a misplaced '>'
- * would corrupt the trie's shape), or -ENOMEM (the trie is then unchanged).
+ * would corrupt the trie's shape) or queue is NULL with queue_len > 0, or
+ * -ENOMEM (the trie is then unchanged).
  */
 int subtrie_add(struct subtrie *t, const char *pattern, size_t pattern_len, const char *queue,
                 size_t queue_len, void *item);
@@ -59,15 +61,26 @@ int subtrie_remove(struct subtrie *t, const char *pattern, size_t pattern_len, c
 
 /*
  * Append to `res` (after res->len is reset to 0) every item that matches
- * `subject` (a valid subject): each plain item once per pattern it was added
- * under, and one item per matching queue group (round robin). Returns 0,
- * -EINVAL when subject_len is 0 or over SB_SUBJECT_MAX (res->len is then 0;
- * other invalid subjects are memory-safe but match unspecified items), or
- * -ENOMEM (res then holds a partial result). Not const: it advances the
- * round-robin cursors of the groups it draws from.
+ * `subject`: each plain item once per pattern it was added under, and one
+ * item per matching queue group (round robin). Returns 0, -EINVAL when the
+ * subject is not valid (sb_subject_valid(); res->len is then 0), or -ENOMEM
+ * (res then holds a partial result). Not const: it advances the round-robin
+ * cursors of the groups it draws from, and fills the match cache.
  */
 int subtrie_match(struct subtrie *t, const char *subject, size_t subject_len,
                   struct subtrie_result *res);
+
+/* A filter for subtrie_match_filter(): may `item` receive this message? */
+typedef bool (*subtrie_accept_fn)(void *item, void *arg);
+
+/*
+ * subtrie_match(), skipping items that `accept` (if not NULL) refuses: a
+ * refused plain item is left out, and a queue group passes the message to
+ * its next member that accepts it. Returns 0, -EINVAL for an invalid
+ * subject, or -ENOMEM.
+ */
+int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_len,
+                         subtrie_accept_fn accept, void *arg, struct subtrie_result *res);
 
 /* Number of items in the trie. */
 size_t subtrie_count(const struct subtrie *t);

@@ -110,7 +110,7 @@ int sys_handle(struct broker *b, struct conn *c, const struct frame *f)
     int r = sys_publish(b, (const char *)f->reply, f->reply_len, o);
     /* An answer larger than max_frame (thousands of clients against a
      * small max_frame) is refused as a limit. */
-    return r == -EMSGSIZE ? -EDQUOT : r;
+    return r == -EMSGSIZE ? -E2BIG : r;
 }
 
 void sys_event(struct broker *b, struct conn *c, bool connected)

@@ -19,8 +19,8 @@ bool sys_subject(const void *subject, size_t len);
 
 /*
  * A client published on a $SYS. subject. Requests (with a reply subject)
- * to $SYS.STATS and $SYS.CLIENTS are answered; anything else is refused
- * with -EACCES.
+ * to $SYS.STATS and $SYS.CLIENTS are answered (-E2BIG if the answer
+ * exceeds max_frame); anything else is refused with -EACCES.
  */
 int sys_handle(struct broker *b, struct conn *c, const struct frame *f);
 

@@ -46,8 +46,9 @@
 #define CLIENT_DIRECT_MIN (CLIENT_WBUF_SIZE / 2u)
 /* Initial read buffer; it grows to hold the largest frame seen. */
 #define CLIENT_RBUF_SIZE (128u * 1024u)
-/* How much unconsumed input a client keeps while it waits in sb_flush()
- * or sb_request() before it gives up with -ENOBUFS. */
+/* How much unconsumed input a client keeps (messages not yet taken, while
+ * it waits for a PONG, a reply, or room to write) before it gives up with
+ * -ENOBUFS. */
 #define CLIENT_RBUF_MAX (256u * 1024u * 1024u)
 #define CLIENT_CONNECT_TIMEOUT_MS 5000
 #define CLIENT_ERRTEXT_MAX 256
@@ -93,6 +94,7 @@ struct sb_client {
     uint32_t ping_sent; /* token of the last PING */
     uint32_t pong_seen; /* token of the last PONG */
     bool welcomed;
+    bool dispatching; /* inside a message callback */
 
     uint64_t dropped;
     int pending_err; /* first non-fatal ERR since the last flush */
@@ -205,10 +207,18 @@ static int client_write_some(sb_client *c)
     return 0;
 }
 
-/* Write everything buffered, waiting for the socket until the deadline
- * (-1: as long as it takes; the broker always reads, dropping for slow
- * consumers instead of blocking, so that cannot deadlock). A timeout leaves
- * the rest buffered and the connection usable. */
+static int client_read_some(sb_client *c);
+static int client_scan(sb_client *c);
+
+/*
+ * Write everything buffered, waiting for the socket until the deadline
+ * (-1: as long as it takes). While it waits it also reads: the broker
+ * drops messages for slow consumers rather than block, but it does stop
+ * reading from a client that leaves its own replies (PONG, ERR) unread, so
+ * a writer that never read could wait for ever. What is read stays in the
+ * read buffer for later calls. A timeout leaves the rest buffered and the
+ * connection usable.
+ */
 static int client_write_all(sb_client *c, int64_t deadline)
 {
     if (c->closed_err) {
@@ -219,9 +229,19 @@ static int client_write_all(sb_client *c, int64_t deadline)
         if (r < 0 || c->wlen == 0) {
             return r;
         }
-        r = client_wait(c, POLLOUT, deadline);
+        /* Not from inside a callback: reading may move the buffer that
+         * the message being handled points into. */
+        short events = c->dispatching ? POLLOUT : POLLOUT | POLLIN;
+        r = client_wait(c, events, deadline);
         if (r < 0) {
             return r == -ETIMEDOUT ? r : client_fail(c, r);
+        }
+        r = c->dispatching ? 0 : client_read_some(c);
+        if (r > 0) {
+            r = client_scan(c);
+        }
+        if (r < 0) {
+            return r;
         }
     }
 }
@@ -238,7 +258,14 @@ static int client_write_iov(sb_client *c, struct iovec *iov, int iovcnt)
                 continue;
             }
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                int r = client_wait(c, POLLOUT, -1);
+                /* Read while waiting, as client_write_all() does. */
+                int r = client_wait(c, c->dispatching ? POLLOUT : POLLOUT | POLLIN, -1);
+                if (r == 0 && !c->dispatching) {
+                    r = client_read_some(c);
+                }
+                if (r > 0) {
+                    r = client_scan(c);
+                }
                 if (r < 0) {
                     return client_fail(c, r);
                 }
@@ -518,6 +545,11 @@ static int client_scan(sb_client *c)
         bool keep = false;
         switch (f.op) {
         case FRAME_OP_MSG:
+            /* Subjects are copied to be NUL terminated: hold a peer that is
+             * not a real broker to the limit before copying anything. */
+            if (f.subject_len > SB_SUBJECT_MAX || f.reply_len > SB_SUBJECT_MAX) {
+                return client_fail(c, -EPROTO);
+            }
             keep = f.sid == 0 || f.sid != c->inbox_sid || client_take_reply(c, &f) == 0;
             break;
         case FRAME_OP_PONG:
@@ -1015,9 +1047,11 @@ SB_EXPORT int sb_process(sb_client *c)
     }
     if (c->msg_cb != NULL) {
         sb_msg m;
+        c->dispatching = true;
         while (client_take_msg(c, &m)) {
             c->msg_cb(c, &m, c->msg_arg);
         }
+        c->dispatching = false;
     }
     return r < 0 ? r : 0;
 }

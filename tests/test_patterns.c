@@ -368,3 +368,27 @@ Test(patterns, headers_pass_through_both_ways)
     sb_close(svc);
     harness_stop(&broker);
 }
+
+Test(patterns, queue_group_skips_publisher_without_echo)
+{
+    /* The publisher is itself a member and said "echo":false: its turns
+     * pass to the other member instead of being lost. */
+    sb_client *self = harness_client(&broker, "self", false);
+    sb_client *other = harness_client(&broker, "other", true);
+    cr_assert_eq(sb_subscribe(self, "work", "g", NULL), 0);
+    cr_assert_eq(sb_subscribe(other, "work", "g", NULL), 0);
+    cr_assert_eq(sb_flush(self, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_flush(other, HARNESS_IO_MS), 0);
+    for (int i = 0; i < 10; i++) {
+        cr_assert_eq(sb_publish(self, "work", NULL, "w", 1), 0);
+    }
+    cr_assert_eq(sb_flush(self, HARNESS_IO_MS), 0);
+    for (int i = 0; i < 10; i++) {
+        expect_msg(other);
+    }
+    expect_none(other);
+    expect_none(self);
+    sb_close(other);
+    sb_close(self);
+    harness_stop(&broker);
+}

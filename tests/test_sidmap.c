@@ -26,7 +26,7 @@ static void teardown(void)
     sidmap_deinit(&map);
 }
 
-TestSuite(sidmap, .init = setup, .fini = teardown);
+TestSuite(sidmap, .init = setup, .fini = teardown, .timeout = 60);
 
 Test(sidmap, empty_map)
 {
@@ -131,7 +131,7 @@ static uint64_t rng(void) /* splitmix64 */
 }
 
 #define KEYS 3000
-#define OPS 200000
+#define OPS  200000
 
 /* Check every key in [1, KEYS] against the reference. */
 static void check_all(void *const *ref, size_t ref_len)

@@ -36,7 +36,7 @@ static void teardown(void)
     subtrie_free(trie);
 }
 
-TestSuite(subtrie, .init = setup, .fini = teardown);
+TestSuite(subtrie, .init = setup, .fini = teardown, .timeout = 120);
 
 static int add(const char *pattern, uintptr_t id)
 {
@@ -92,8 +92,8 @@ static void expect_ids(const char *subject, const uintptr_t *want, size_t n)
     qsort(sorted, n, sizeof(*sorted), cmp_id);
     cr_assert_eq(got_n, n, "%s: %zu items, want %zu", subject, got_n, n);
     for (size_t i = 0; i < n; i++) {
-        cr_assert_eq(got[i], sorted[i], "%s: item %zu is %zu, want %zu", subject, i,
-                     (size_t)got[i], (size_t)sorted[i]);
+        cr_assert_eq(got[i], sorted[i], "%s: item %zu is %zu, want %zu", subject, i, (size_t)got[i],
+                     (size_t)sorted[i]);
     }
     free(sorted);
     free(got);
@@ -173,9 +173,9 @@ Test(subtrie, single_pattern_table)
     for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++) {
         const struct pair *p = &pairs[i];
         /* The table itself must agree with the reference matcher. */
-        cr_assert_eq(sb_pattern_match(p->pattern, strlen(p->pattern), p->subject,
-                                      strlen(p->subject)),
-                     p->match, "table row %zu disagrees with sb_pattern_match", i);
+        cr_assert_eq(
+            sb_pattern_match(p->pattern, strlen(p->pattern), p->subject, strlen(p->subject)),
+            p->match, "table row %zu disagrees with sb_pattern_match", i);
         cr_assert_eq(add(p->pattern, i + 1), 0, "add %s", p->pattern);
         if (p->match) {
             EXPECT(p->subject, i + 1);
@@ -414,11 +414,11 @@ Test(subtrie, remove_absent_is_enoent)
     cr_assert_eq(add("a.b", 1), 0);
     cr_assert_eq(addq("a.c", "q", 2), 0);
 
-    cr_assert_eq(del("a.b", 2), -ENOENT);       /* wrong item */
-    cr_assert_eq(del("a.x", 1), -ENOENT);       /* no such node */
-    cr_assert_eq(del("a", 1), -ENOENT);         /* node exists, no items */
-    cr_assert_eq(del("a.b.c", 1), -ENOENT);     /* deeper than any node */
-    cr_assert_eq(del("a.*", 1), -ENOENT);       /* wildcard is not literal */
+    cr_assert_eq(del("a.b", 2), -ENOENT);   /* wrong item */
+    cr_assert_eq(del("a.x", 1), -ENOENT);   /* no such node */
+    cr_assert_eq(del("a", 1), -ENOENT);     /* node exists, no items */
+    cr_assert_eq(del("a.b.c", 1), -ENOENT); /* deeper than any node */
+    cr_assert_eq(del("a.*", 1), -ENOENT);   /* wildcard is not literal */
     cr_assert_eq(del("a.>", 1), -ENOENT);
     cr_assert_eq(delq("a.b", "q", 1), -ENOENT); /* plain item, asked as grouped */
     cr_assert_eq(del("a.c", 2), -ENOENT);       /* grouped item, asked as plain */
@@ -481,7 +481,7 @@ static size_t rng_below(size_t n)
 static const char *const alphabet[] = {"a", "b", "c", "$d"};
 #define ALPHABET_N (sizeof(alphabet) / sizeof(alphabet[0]))
 #define MAX_TOKENS 5
-#define STR_MAX (MAX_TOKENS * 3 + 1)
+#define STR_MAX    (MAX_TOKENS * 3 + 1)
 
 static void random_subject(char *out)
 {
@@ -514,17 +514,17 @@ static void random_pattern(char *out)
     }
 }
 
-#define PLAIN_N 3000
-#define PLAIN_IDS 1000 /* ids repeat: an item under up to 3 patterns */
-#define GROUPED_N 600
+#define PLAIN_N       3000
+#define PLAIN_IDS     1000 /* ids repeat: an item under up to 3 patterns */
+#define GROUPED_N     600
 #define GROUP_ID_BASE 100000
-#define SUBJECTS_N 2000
+#define SUBJECTS_N    2000
 
 struct entry {
     char pattern[STR_MAX];
     const char *queue; /* NULL: plain */
     uintptr_t id;
-    size_t group;  /* grouped: index of the first entry of its (pattern, queue) */
+    size_t group; /* grouped: index of the first entry of its (pattern, queue) */
     bool present;
 };
 
@@ -626,15 +626,15 @@ static void cross_check(size_t subjects)
             const struct entry *e = &entries[i];
             if (e->group == i) {
                 size_t want_hits = group_alive[i] && entry_matches(e, subject) ? 1 : 0;
-                cr_assert_eq(group_hits[i], want_hits, "%s: group %s/%s drew %zu members",
-                             subject, e->pattern, e->queue, group_hits[i]);
+                cr_assert_eq(group_hits[i], want_hits, "%s: group %s/%s drew %zu members", subject,
+                             e->pattern, e->queue, group_hits[i]);
             }
         }
         free(got);
     }
 }
 
-Test(subtrie, randomized_against_brute_force, .timeout = 120)
+Test(subtrie, randomized_against_brute_force)
 {
     rng_state = 0x5eedu;
     build_entries();
@@ -675,7 +675,7 @@ Test(subtrie, randomized_against_brute_force, .timeout = 120)
 
 #define BULK_N 100000
 
-Test(subtrie, many_literals_under_one_parent, .timeout = 120)
+Test(subtrie, many_literals_under_one_parent)
 {
     char buf[32];
     for (size_t i = 0; i < BULK_N; i++) {
@@ -709,4 +709,64 @@ Test(subtrie, many_literals_under_one_parent, .timeout = 120)
     cr_assert_eq(subtrie_count(trie), 0);
     cr_assert_eq(subtrie_node_count(trie), 0);
     EXPECT_NONE("bulk.0");
+}
+
+static bool refuse_first(void *item, void *arg)
+{
+    return item != arg;
+}
+
+Test(subtrie, match_filter_skips_refused_items_and_group_turns)
+{
+    struct subtrie *t;
+    cr_assert_eq(subtrie_new(&t), 0);
+    int a;
+    int b;
+    int plain;
+    cr_assert_eq(subtrie_add(t, "x", 1, "g", 1, &a), 0);
+    cr_assert_eq(subtrie_add(t, "x", 1, "g", 1, &b), 0);
+    cr_assert_eq(subtrie_add(t, "x", 1, NULL, 0, &plain), 0);
+    struct subtrie_result out = {0};
+    /* Refusing `a`: every match gives `b` for the group, never nothing. */
+    for (int i = 0; i < 6; i++) {
+        cr_assert_eq(subtrie_match_filter(t, "x", 1, refuse_first, &a, &out), 0);
+        cr_assert_eq(out.len, 2);
+        cr_assert(out.items[0] == &plain || out.items[1] == &plain);
+        cr_assert(out.items[0] == &b || out.items[1] == &b);
+    }
+    /* Refusing the plain item leaves it out. */
+    cr_assert_eq(subtrie_match_filter(t, "x", 1, refuse_first, &plain, &out), 0);
+    cr_assert_eq(out.len, 1);
+    cr_assert_neq(out.items[0], &plain);
+    subtrie_result_deinit(&out);
+    subtrie_free(t);
+}
+
+Test(subtrie, cache_follows_adds_and_removes)
+{
+    struct subtrie *t;
+    cr_assert_eq(subtrie_new(&t), 0);
+    int a;
+    int b;
+    struct subtrie_result out = {0};
+    cr_assert_eq(subtrie_add(t, "c.d", 3, NULL, 0, &a), 0);
+    for (int i = 0; i < 3; i++) { /* fill, then hit the cache */
+        cr_assert_eq(subtrie_match(t, "c.d", 3, &out), 0);
+        cr_assert_eq(out.len, 1);
+    }
+    cr_assert_eq(subtrie_add(t, "c.*", 3, NULL, 0, &b), 0);
+    cr_assert_eq(subtrie_match(t, "c.d", 3, &out), 0);
+    cr_assert_eq(out.len, 2, "a cached walk must not hide a new subscription");
+    cr_assert_eq(subtrie_remove(t, "c.d", 3, NULL, 0, &a), 0);
+    cr_assert_eq(subtrie_match(t, "c.d", 3, &out), 0);
+    cr_assert_eq(out.len, 1);
+    cr_assert_eq(out.items[0], &b);
+    cr_assert_eq(subtrie_remove(t, "c.*", 3, NULL, 0, &b), 0);
+    cr_assert_eq(subtrie_match(t, "c.d", 3, &out), 0);
+    cr_assert_eq(out.len, 0, "and must not point at freed nodes");
+    /* Invalid subjects are refused, also after a valid one filled the
+     * same slot. */
+    cr_assert_eq(subtrie_match(t, "c..d", 4, &out), -EINVAL);
+    subtrie_result_deinit(&out);
+    subtrie_free(t);
 }

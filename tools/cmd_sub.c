@@ -427,6 +427,13 @@ static int sub_loop(sub_state *st, const sub_args *args)
                 wait = report_in; /* wake up to report a held-back count */
             }
             sub_idle = 1;
+            /* A signal that came while busy (since the check at the top)
+             * only set the flag, and the wait below does not return for
+             * signals: look again now that the handler acts by itself. */
+            if (sub_stop_signal != 0) {
+                sub_idle = 0;
+                continue;
+            }
             r = sb_next_msg(st->client, &m, wait);
             sub_idle = 0;
             if (r == -ETIMEDOUT || r == -EINTR) {

@@ -7,6 +7,7 @@
  * say that a command does not exist. A row appears in --help as soon as it
  * is in the table, so only implemented commands are ever listed.
  */
+#include "bench.h"
 #include "cli.h"
 
 #include <string.h>
@@ -15,9 +16,18 @@
 #define SOCKBUS_VERSION "unknown" /* meson passes the project version */
 #endif
 
+/* Defined in cmd_req.c, cmd_reply.c and cmd_stat.c. */
+int cmd_req(int argc, char **argv);
+int cmd_reply(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
+
 static const cli_command commands[] = {
     {"pub", cmd_pub, "publish a message, or one message per line of stdin"},
     {"sub", cmd_sub, "print the messages whose subjects match patterns"},
+    {"req", cmd_req, "send a request and print the reply"},
+    {"reply", cmd_reply, "answer requests with a message or a command's output"},
+    {"stat", cmd_stat, "show the broker's counters and clients"},
+    {"bench", cmd_bench, "measure throughput and latency: unix vs tcp vs no broker"},
     /* Later issues add their rows here: req, reply, stat, bench. */
 };
 

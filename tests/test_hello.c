@@ -1,0 +1,216 @@
+/*
+ * test_hello.c - unit tests of the HELLO payload parser (broker/hello.c).
+ *
+ * The broker maps hello_parse()'s results to ERR codes (-EPROTO and -EINVAL
+ * to ERR 1, -EPROTONOSUPPORT to ERR 10); test_protocol.c checks that mapping
+ * over the wire, these tests pin the parser itself: what is accepted, in
+ * which order the checks run, how the name is bounded, and that the parser
+ * reads exactly the bytes it is given (each input sits at the very end of a
+ * heap block of its exact size, so an ASan build catches any over-read).
+ */
+#include <criterion/criterion.h>
+
+#include <errno.h>
+#include <limits.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "hello.h"
+
+/* A heap copy of exactly `len` bytes, for over-read detection. */
+static uint8_t *exact_new(const void *bytes, size_t len)
+{
+    uint8_t *p = malloc(len ? len : 1);
+    cr_assert_not_null(p);
+    if (len > 0) {
+        memcpy(p, bytes, len);
+    }
+    return p;
+}
+
+static int parse_len(const void *json, size_t len, struct hello *out)
+{
+    uint8_t *p = exact_new(json, len);
+    int r = hello_parse(p, len, out);
+    free(p);
+    return r;
+}
+
+static int parse(const char *json, struct hello *out)
+{
+    return parse_len(json, strlen(json), out);
+}
+
+/* A failure returns `want` and leaves *out as it was. */
+static void expect_fail(const char *json, int want)
+{
+    struct hello h;
+    struct hello before;
+    memset(&h, 0xA5, sizeof(h));
+    memcpy(&before, &h, sizeof(h));
+    int r = parse(json, &h);
+    cr_assert_eq(r, want, "hello_parse(%s) = %d (%s), expected %d (%s)", json, r, strerror(-r),
+                 want, strerror(-want));
+    cr_assert(memcmp(&h, &before, sizeof(h)) == 0, "hello_parse(%s) wrote *out on failure", json);
+}
+
+static struct hello expect_ok(const char *json)
+{
+    struct hello h;
+    int r = parse(json, &h);
+    cr_assert_eq(r, 0, "hello_parse(%s) = %d (%s)", json, r, strerror(-r));
+    cr_assert_eq(h.protocol, 1);
+    return h;
+}
+
+Test(hello, minimal)
+{
+    struct hello h = expect_ok("{\"protocol\":1}");
+    cr_assert(h.echo, "echo defaults to true");
+    cr_assert_not(h.has_name);
+    cr_assert_str_eq(h.name, "");
+}
+
+Test(hello, every_option)
+{
+    struct hello h = expect_ok("{\"protocol\":1,\"name\":\"svc-a\",\"echo\":false}");
+    cr_assert_not(h.echo);
+    cr_assert(h.has_name);
+    cr_assert_str_eq(h.name, "svc-a");
+
+    h = expect_ok("{\"echo\":true,\"name\":\"\",\"protocol\":1}");
+    cr_assert(h.echo);
+    cr_assert(h.has_name, "an empty name is still a name");
+    cr_assert_str_eq(h.name, "");
+}
+
+Test(hello, whitespace_and_unknown_keys)
+{
+    struct hello h = expect_ok(" \n{ \"protocol\" : 1 , \"future\" : {\"x\":[1,2,null]} }");
+    cr_assert(h.echo);
+    expect_ok("{\"protocol\":1,\"name\":\"x\",\"extra\":\"ignored\"}");
+}
+
+Test(hello, invalid_json)
+{
+    expect_fail("", -EPROTO);
+    expect_fail("{", -EPROTO);
+    expect_fail("{\"protocol\":1", -EPROTO);
+    expect_fail("protocol=1", -EPROTO);
+    expect_fail("{\"protocol\":1}garbage", -EPROTO);
+    expect_fail("{\"protocol\":1}{\"protocol\":1}", -EPROTO);
+}
+
+Test(hello, not_an_object)
+{
+    expect_fail("[1]", -EPROTO);
+    expect_fail("[{\"protocol\":1}]", -EPROTO);
+    expect_fail("1", -EPROTO);
+    expect_fail("\"protocol\"", -EPROTO);
+    expect_fail("null", -EPROTO);
+    expect_fail("true", -EPROTO);
+}
+
+Test(hello, protocol_missing_or_not_an_integer)
+{
+    expect_fail("{}", -EPROTO);
+    expect_fail("{\"name\":\"x\",\"echo\":true}", -EPROTO);
+    expect_fail("{\"protocol\":\"1\"}", -EPROTO);
+    expect_fail("{\"protocol\":null}", -EPROTO);
+    expect_fail("{\"protocol\":1.0}", -EPROTO);
+    expect_fail("{\"protocol\":true}", -EPROTO);
+    expect_fail("{\"protocol\":[1]}", -EPROTO);
+    expect_fail("{\"Protocol\":1}", -EPROTO);
+}
+
+Test(hello, unsupported_version)
+{
+    expect_fail("{\"protocol\":2}", -EPROTONOSUPPORT);
+    expect_fail("{\"protocol\":0}", -EPROTONOSUPPORT);
+    expect_fail("{\"protocol\":-1}", -EPROTONOSUPPORT);
+    /* 2^32 + 1: an int cast would see 1. */
+    expect_fail("{\"protocol\":4294967297}", -EPROTONOSUPPORT);
+    expect_fail("{\"protocol\":99999999999999999999999}", -EPROTONOSUPPORT);
+}
+
+Test(hello, option_types)
+{
+    expect_fail("{\"protocol\":1,\"name\":5}", -EINVAL);
+    expect_fail("{\"protocol\":1,\"name\":null}", -EINVAL);
+    expect_fail("{\"protocol\":1,\"name\":[\"x\"]}", -EINVAL);
+    expect_fail("{\"protocol\":1,\"echo\":\"true\"}", -EINVAL);
+    expect_fail("{\"protocol\":1,\"echo\":1}", -EINVAL);
+    expect_fail("{\"protocol\":1,\"echo\":null}", -EINVAL);
+    expect_fail("{\"protocol\":1,\"name\":\"ok\",\"echo\":0}", -EINVAL);
+}
+
+Test(hello, version_is_judged_before_the_options)
+{
+    /* The broker says ERR 10, which tells the client what to fix first. */
+    expect_fail("{\"protocol\":2,\"name\":5,\"echo\":\"x\"}", -EPROTONOSUPPORT);
+}
+
+Test(hello, long_name_is_cut)
+{
+    char json[512];
+    char name[300];
+    memset(name, 'n', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    snprintf(json, sizeof(json), "{\"protocol\":1,\"name\":\"%s\"}", name);
+    struct hello h = expect_ok(json);
+    cr_assert_eq(strlen(h.name), HELLO_NAME_MAX);
+    cr_assert(memcmp(h.name, name, HELLO_NAME_MAX) == 0);
+
+    /* Exactly HELLO_NAME_MAX bytes are kept whole. */
+    name[HELLO_NAME_MAX] = '\0';
+    snprintf(json, sizeof(json), "{\"protocol\":1,\"name\":\"%s\"}", name);
+    h = expect_ok(json);
+    cr_assert_str_eq(h.name, name);
+}
+
+Test(hello, name_stops_at_nul)
+{
+    struct hello h = expect_ok("{\"protocol\":1,\"name\":\"ab\\u0000cd\"}");
+    cr_assert(h.has_name);
+    cr_assert_str_eq(h.name, "ab");
+}
+
+Test(hello, reads_exactly_len_bytes)
+{
+    /* What follows the given bytes must not matter either way. */
+    static const char valid_then_junk[] = "{\"protocol\":1}junk";
+    struct hello h;
+    cr_assert_eq(hello_parse((const uint8_t *)valid_then_junk, 14, &h), 0);
+    static const char cut[] = "{\"protocol\":1}";
+    cr_assert_eq(hello_parse((const uint8_t *)cut, sizeof(cut) - 2, &h), -EPROTO);
+    /* A NUL inside the payload is a trailing byte, not an end. */
+    cr_assert_eq(parse_len("{\"protocol\":1}\0", 15, &h), -EPROTO);
+    cr_assert_eq(parse_len("{\"protocol\":1}", 0, &h), -EPROTO);
+}
+
+Test(hello, length_beyond_int_is_refused_unread)
+{
+    /* json-c takes an int length: a larger one is refused before any byte
+     * is read (the buffer here is far shorter than the length claims). */
+    static const uint8_t tiny[1] = {'{'};
+    struct hello h;
+    cr_assert_eq(hello_parse(tiny, (size_t)INT_MAX + 1, &h), -EPROTO);
+    cr_assert_eq(hello_parse(tiny, SIZE_MAX, &h), -EPROTO);
+}
+
+Test(hello, deep_nesting_is_refused)
+{
+    enum { DEPTH = 100000 };
+    char *json = malloc(2 * DEPTH + 32);
+    cr_assert_not_null(json);
+    size_t n = (size_t)sprintf(json, "{\"protocol\":1,\"x\":");
+    memset(json + n, '[', DEPTH);
+    memset(json + n + DEPTH, ']', DEPTH);
+    json[n + 2 * DEPTH] = '}';
+    json[n + 2 * DEPTH + 1] = '\0';
+    struct hello h;
+    cr_assert_eq(parse(json, &h), -EPROTO);
+    free(json);
+}

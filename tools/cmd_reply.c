@@ -1,0 +1,732 @@
+/*
+ * cmd_reply.c - `sockbus reply`: answer the requests on a subject, with a
+ * fixed MESSAGE or with the output of a COMMAND run once per request.
+ *
+ * Requests are taken one at a time with sb_next_msg(). A message without a
+ * reply subject is not a request: it is skipped (and, with -v, said so
+ * once). Each answer is published on the request's reply subject and
+ * followed by an sb_flush() barrier, so the reply is with the broker, not
+ * in our buffer, before we take the next request or wait for a command to
+ * be reaped; the barrier also reports a broker that refused the reply.
+ *
+ * A COMMAND runs with fork() and execvp() (no shell). The request payload
+ * is written to its stdin while its stdout is read, both non-blocking under
+ * one poll(), so a command that writes a lot before reading all of its
+ * input cannot deadlock against us. The reply is sent as soon as its stdout
+ * ends, then the command is reaped: a non-zero exit status is logged on
+ * stderr, but its output is still the reply, so a requester is never left
+ * to its timeout because a command failed. An answer that does not fit in
+ * one frame, or a command that cannot be started, gets an empty reply and
+ * one line on stderr: a truncated reply would look like a valid one.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define CMD "reply"
+
+/* How much of the request goes to the command per write(2), and how much
+ * of its output we take per read(2). */
+#define REPLY_IO_CHUNK (64u * 1024u)
+
+/* "+": options end at the first operand (see cli_check_operands());
+ * ":": report a missing argument as ':' rather than '?'. */
+#define REPLY_OPTSTRING "+:s:q:n:t:vh"
+
+static const struct option reply_options[] = {
+    {"socket", required_argument, NULL, 's'},
+    {"queue", required_argument, NULL, 'q'},
+    {"count", required_argument, NULL, 'n'},
+    {"timeout", required_argument, NULL, 't'},
+    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct reply_args {
+    const char *endpoint; /* -s, or NULL for the default rule */
+    const char *queue;    /* NULL: no queue group */
+    uint64_t count;       /* 0: no limit */
+    int64_t timeout_ms;   /* 0: no limit */
+    bool verbose;
+    const char *subject;  /* a subject, or a pattern */
+    const char *message;  /* the fixed answer ("" when none is given) */
+    char **command;       /* NULL, or execvp() arguments, NULL terminated */
+} reply_args;
+
+typedef struct reply_state {
+    sb_client *client;
+    const reply_args *args;
+    bool has_deadline;
+    int64_t deadline_ms;
+    char *out; /* the command's output, reused from request to request */
+    size_t out_cap;
+    uint64_t answered;
+    bool told_ignored; /* -v: said once that messages without reply are skipped */
+} reply_state;
+
+/* One run of COMMAND. */
+typedef struct reply_run {
+    pid_t pid;
+    size_t len;      /* bytes of its stdout in reply_state.out */
+    bool too_large;  /* it wrote more than fits in one reply: send none */
+    int exec_errno;  /* 0, or why execvp() failed */
+    bool timed_out;  /* -t passed while it ran: it was killed, no reply */
+} reply_run;
+
+int cmd_reply(int argc, char **argv);
+
+static void reply_usage(FILE *out)
+{
+    fprintf(out, "usage: sockbus reply [OPTIONS] SUBJECT [MESSAGE]\n"
+                 "       sockbus reply [OPTIONS] SUBJECT -- COMMAND [ARGUMENT...]\n"
+                 "\n"
+                 "Answer every request on SUBJECT (a subject, or a pattern with '*' and '>')\n"
+                 "with MESSAGE, or with an empty message when there is none. With\n"
+                 "'-- COMMAND', run COMMAND (no shell) once per request with the request's\n"
+                 "payload on its stdin; its stdout, byte for byte, is the reply, even when\n"
+                 "it exits non-zero (the status is logged on stderr). A reply that does not\n"
+                 "fit in one message, or a COMMAND that cannot be run, gets an empty reply\n"
+                 "and one line on stderr. Messages without a reply subject are ignored.\n"
+                 "\n"
+                 "Options (they come before SUBJECT):\n"
+                 "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
+                 "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
+                 "                         /tmp/sockbus-UID.sock)\n"
+                 "  -q, --queue GROUP      answer in queue group GROUP: each request goes to\n"
+                 "                         one member of the group\n"
+                 "  -n, --count COUNT      exit 0 after answering COUNT requests\n"
+                 "  -t, --timeout SECONDS  exit 124 if SECONDS pass, counted from the start,\n"
+                 "                         before COUNT requests (a COMMAND still running\n"
+                 "                         then is killed); also bounds connecting\n"
+                 "                         (fractional, or with a unit: 0.5, 250ms, 1m)\n"
+                 "  -v, --verbose          log each request answered on stderr\n"
+                 "  -h, --help             show this help and exit\n"
+                 "\n"
+                 "Exit status: 0 after COUNT requests, 1 on failure (refused subscription,\n"
+                 "lost connection), 2 on a bad command line, 124 when SECONDS pass first.\n"
+                 "\n"
+                 "Examples:\n"
+                 "  sockbus reply service.ping pong\n"
+                 "  sockbus reply time.now -- date\n"
+                 "  sockbus reply -q workers text.upper -- tr a-z A-Z\n");
+}
+
+static int reply_parse_operands(int argc, char **argv, reply_args *args)
+{
+    int left = argc - optind;
+    if (left < 1) {
+        return cli_usage_error(CMD, "missing SUBJECT");
+    }
+    args->subject = argv[optind];
+    args->message = "";
+
+    if (left >= 2 && strcmp(argv[optind + 1], "--") == 0) {
+        /* Only SUBJECT is ours to check: the command's arguments are its
+         * own, options included ("sh -c ..."). */
+        int r = cli_check_operands(CMD, optind + 1, argv, reply_options, REPLY_OPTSTRING);
+        if (r != 0) {
+            return r;
+        }
+        if (left == 2) {
+            return cli_usage_error(CMD, "missing COMMAND after '--'");
+        }
+        args->command = argv + optind + 2; /* argv[argc] is NULL */
+        return 0;
+    }
+
+    int r = cli_check_operands(CMD, argc, argv, reply_options, REPLY_OPTSTRING);
+    if (r != 0) {
+        return r;
+    }
+    if (left > 2) {
+        for (int i = optind + 2; i < argc; i++) {
+            if (strcmp(argv[i], "--") == 0) {
+                return cli_usage_error(CMD,
+                                       "give either MESSAGE or '-- COMMAND' after SUBJECT, "
+                                       "not both");
+            }
+        }
+        return cli_usage_error(CMD,
+                               "too many arguments after '%s'; quote a MESSAGE that holds "
+                               "spaces, or run a command with 'SUBJECT -- COMMAND ARGS...'",
+                               argv[optind + 1]);
+    }
+    if (left == 2) {
+        args->message = argv[optind + 1];
+    }
+    return 0;
+}
+
+static int reply_parse(int argc, char **argv, reply_args *args)
+{
+    int ch;
+
+    while ((ch = getopt_long(argc, argv, REPLY_OPTSTRING, reply_options, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            args->endpoint = optarg;
+            break;
+        case 'q':
+            /* The library takes a queue group name by the subject rule. */
+            if (!sb_subject_valid(optarg, strlen(optarg))) {
+                fprintf(stderr,
+                        "sockbus reply: invalid queue group '%s': a group is named like a "
+                        "subject: tokens of 1+ printable bytes separated by '.', no '*' or "
+                        "'>'\n",
+                        optarg);
+                return CLI_EXIT_USAGE;
+            }
+            args->queue = optarg;
+            break;
+        case 'n':
+            if (cli_parse_count(optarg, &args->count) < 0) {
+                return cli_usage_error(CMD, "invalid count '%s': give a whole number > 0", optarg);
+            }
+            break;
+        case 't':
+            if (cli_parse_duration_ms(optarg, &args->timeout_ms) < 0 || args->timeout_ms == 0) {
+                return cli_usage_error(CMD,
+                                       "invalid timeout '%s': give seconds > 0, e.g. 5, "
+                                       "0.5 or 250ms",
+                                       optarg);
+            }
+            break;
+        case 'v':
+            args->verbose = true;
+            break;
+        case 'h':
+            reply_usage(stdout);
+            return -1;
+        default:
+            return cli_option_error(CMD, argv, ch, reply_options);
+        }
+    }
+
+    int r = reply_parse_operands(argc, argv, args);
+    if (r != 0) {
+        return r;
+    }
+    /* Checked before connecting: a typo should not depend on a broker. */
+    if (!sb_pattern_valid(args->subject, strlen(args->subject))) {
+        fprintf(stderr,
+                "sockbus reply: invalid subject '%s': tokens are 1+ printable bytes "
+                "separated by '.'; '*' only as a whole token, '>' only as the last one\n",
+                args->subject);
+        return CLI_EXIT_USAGE;
+    }
+    return 0;
+}
+
+static bool reply_deadline_passed(const reply_state *st)
+{
+    return st->has_deadline && cli_now_ms() >= st->deadline_ms;
+}
+
+/* How long a bounded wait may take: CLI_TIMEOUT_DEFAULT_MS, or less when
+ * -t ends sooner. */
+static int reply_bounded_ms(const reply_state *st)
+{
+    if (!st->has_deadline) {
+        return CLI_TIMEOUT_DEFAULT_MS;
+    }
+    int left = cli_remaining_ms(st->deadline_ms);
+    return left < CLI_TIMEOUT_DEFAULT_MS ? left : CLI_TIMEOUT_DEFAULT_MS;
+}
+
+/* Subscribe and wait for the broker to take it, so that a refusal is one
+ * clear line before we claim to serve anything. */
+static int reply_subscribe(reply_state *st)
+{
+    const reply_args *args = st->args;
+    int r = sb_subscribe(st->client, args->subject, args->queue, NULL);
+    if (r < 0) {
+        return cli_connection_error(CMD, st->client, "subscribing", r);
+    }
+    int wait = reply_bounded_ms(st);
+    r = sb_flush(st->client, wait);
+    if (r == 0) {
+        return 0;
+    }
+    if (r == -ETIMEDOUT && reply_deadline_passed(st)) {
+        return CLI_EXIT_TIMEOUT;
+    }
+    if (r == -ETIMEDOUT) {
+        fprintf(stderr,
+                "sockbus reply: the broker at %s did not confirm the subscription to '%s' "
+                "within %d.%03d s; is it overloaded?\n",
+                sb_endpoint(st->client), args->subject, wait / 1000, wait % 1000);
+        return CLI_EXIT_FAILURE;
+    }
+    if (cli_is_broker_refusal(r)) {
+        char detail[CLI_BROKER_DETAIL_MAX];
+        fprintf(stderr,
+                "sockbus reply: the broker at %s refused the subscription to '%s'%s%s%s: %s%s\n",
+                sb_endpoint(st->client), args->subject, args->queue ? " in queue group '" : "",
+                args->queue ? args->queue : "", args->queue ? "'" : "", sb_strerror(r),
+                cli_broker_detail(st->client, r, detail, sizeof(detail)));
+        return CLI_EXIT_FAILURE;
+    }
+    return cli_connection_error(CMD, st->client, "subscribing", r);
+}
+
+/* The command gets our pipes as fds 0 and 1; with 0, 1 and 2 open, a new
+ * pipe is never one of them, so dup2() cannot clobber one end with the
+ * other. */
+static void reply_open_std_fds(void)
+{
+    for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
+        if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0) {
+            return; /* nothing better to do: the pipes are checked later */
+        }
+    }
+}
+
+/* Keep up to `limit` bytes of output in st->out; past that, only count. */
+static int reply_keep_output(reply_state *st, reply_run *run, const char *data, size_t n,
+                             size_t limit)
+{
+    if (run->too_large || run->len + n > limit) {
+        run->too_large = true;
+        return 0;
+    }
+    if (run->len + n > st->out_cap) {
+        size_t cap = st->out_cap ? st->out_cap : REPLY_IO_CHUNK;
+        while (cap < run->len + n) {
+            cap *= 2;
+        }
+        char *p = realloc(st->out, cap);
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        st->out = p;
+        st->out_cap = cap;
+    }
+    memcpy(st->out + run->len, data, n);
+    run->len += n;
+    return 0;
+}
+
+/*
+ * Feed in[0..in_len) to the command's stdin (in_fd) while reading its
+ * stdout (out_fd) until EOF. Both fds are ours and non-blocking; in_fd is
+ * closed here. A command that exits or closes stdin before taking all of
+ * the request is not an error (`date` reads nothing). Returns 0 at EOF,
+ * -ETIMEDOUT when -t passes first, or another negative errno.
+ */
+static int reply_exchange(reply_state *st, reply_run *run, int in_fd, int out_fd,
+                          const uint8_t *in, size_t in_len, size_t limit)
+{
+    char chunk[REPLY_IO_CHUNK]; /* read here, then copied to st->out: the
+                                 * output past `limit` must be read too,
+                                 * and a process start costs far more */
+    size_t written = 0;
+    int r = 0;
+
+    if (in_len == 0) {
+        close(in_fd);
+        in_fd = -1;
+    }
+    for (;;) {
+        struct pollfd fds[2] = {
+            {.fd = out_fd, .events = POLLIN},
+            {.fd = in_fd, .events = POLLOUT}, /* poll() skips a negative fd */
+        };
+        int n = poll(fds, 2, st->has_deadline ? cli_remaining_ms(st->deadline_ms) : -1);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            r = -errno;
+            break;
+        }
+        if (n == 0) {
+            r = -ETIMEDOUT;
+            break;
+        }
+        if (fds[1].revents != 0) {
+            size_t want = in_len - written < REPLY_IO_CHUNK ? in_len - written : REPLY_IO_CHUNK;
+            ssize_t w = write(in_fd, in + written, want);
+            if (w > 0) {
+                written += (size_t)w;
+            }
+            if ((w < 0 && errno != EAGAIN && errno != EINTR) || written == in_len) {
+                /* Done, or EPIPE: the command takes no more input. */
+                close(in_fd);
+                in_fd = -1;
+            }
+        }
+        if (fds[0].revents != 0) {
+            ssize_t got = read(out_fd, chunk, sizeof(chunk));
+            if (got == 0) {
+                break; /* EOF: the answer is complete */
+            }
+            if (got < 0) {
+                if (errno == EAGAIN || errno == EINTR) {
+                    continue;
+                }
+                r = -errno;
+                break;
+            }
+            r = reply_keep_output(st, run, chunk, (size_t)got, limit);
+            if (r < 0) {
+                break;
+            }
+        }
+    }
+    if (in_fd >= 0) {
+        close(in_fd);
+    }
+    return r;
+}
+
+/* In the child: become COMMAND, or report why not through err_fd. */
+static void reply_exec(char **command, int in_fd, int out_fd, int err_fd)
+{
+    /* We ignore SIGPIPE; the command expects the default. */
+    signal(SIGPIPE, SIG_DFL);
+    if (dup2(in_fd, STDIN_FILENO) >= 0 && dup2(out_fd, STDOUT_FILENO) >= 0) {
+        execvp(command[0], command);
+    }
+    int e = errno;
+    ssize_t ignored = write(err_fd, &e, sizeof(e));
+    (void)ignored;
+    _exit(127);
+}
+
+static int reply_set_nonblock(int fd)
+{
+    int flags = fcntl(fd, F_GETFL);
+    return flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ? -errno : 0;
+}
+
+/*
+ * Run COMMAND on one request and collect its stdout, up to `limit` bytes,
+ * in st->out. On return the command's stdout has ended (or -t passed, and
+ * then it has been killed and reaped: run->timed_out). Unless timed out,
+ * run->pid is still to be reaped with reply_reap(). Returns 0, or a
+ * negative errno when it could not be run at all (pipes, fork).
+ */
+static int reply_run_command(reply_state *st, reply_run *run, const void *in, size_t in_len,
+                             size_t limit)
+{
+    int in_pipe[2];
+    int out_pipe[2];
+    int err_pipe[2];
+    int r;
+
+    *run = (reply_run){.pid = -1};
+    if (pipe2(in_pipe, O_CLOEXEC) < 0) {
+        return -errno;
+    }
+    if (pipe2(out_pipe, O_CLOEXEC) < 0) {
+        r = -errno;
+        close(in_pipe[0]);
+        close(in_pipe[1]);
+        return r;
+    }
+    if (pipe2(err_pipe, O_CLOEXEC) < 0) {
+        r = -errno;
+        close(in_pipe[0]);
+        close(in_pipe[1]);
+        close(out_pipe[0]);
+        close(out_pipe[1]);
+        return r;
+    }
+
+    pid_t pid = fork();
+    if (pid == 0) {
+        reply_exec(st->args->command, in_pipe[0], out_pipe[1], err_pipe[1]);
+    }
+    r = pid < 0 ? -errno : 0;
+    close(in_pipe[0]);
+    close(out_pipe[1]);
+    close(err_pipe[1]);
+    if (r == 0) {
+        r = reply_set_nonblock(in_pipe[1]);
+    }
+    if (r == 0) {
+        r = reply_set_nonblock(out_pipe[0]);
+    }
+    if (r < 0) {
+        close(in_pipe[1]);
+        close(out_pipe[0]);
+        close(err_pipe[0]);
+        if (pid > 0) {
+            kill(pid, SIGKILL);
+            waitpid(pid, NULL, 0);
+        }
+        return r;
+    }
+    run->pid = pid;
+
+    r = reply_exchange(st, run, in_pipe[1], out_pipe[0], in, in_len, limit);
+    close(out_pipe[0]);
+    if (r < 0) {
+        /* -t passed, or our end of a pipe failed: the answer is lost. */
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        run->pid = -1;
+        run->timed_out = r == -ETIMEDOUT;
+        close(err_pipe[0]);
+        return r == -ETIMEDOUT ? 0 : r;
+    }
+
+    /* Its stdout has ended, so it has exec'd (the pipe closed) or written
+     * why it could not: this read does not block. */
+    int e = 0;
+    ssize_t n;
+    do {
+        n = read(err_pipe[0], &e, sizeof(e));
+    } while (n < 0 && errno == EINTR);
+    if (n == (ssize_t)sizeof(e)) {
+        run->exec_errno = e;
+    }
+    close(err_pipe[0]);
+    return 0;
+}
+
+/* Wait for the command and say how it ended, if not well. */
+static void reply_reap(const reply_state *st, const reply_run *run, const char *subject)
+{
+    int status;
+    pid_t r;
+
+    if (run->pid <= 0) {
+        return;
+    }
+    do {
+        r = waitpid(run->pid, &status, 0);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0 || run->exec_errno != 0) {
+        return; /* a failed exec was reported already */
+    }
+    const char *name = st->args->command[0];
+    if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
+        fprintf(stderr,
+                "sockbus reply: '%s' exited with status %d on a request to %s; its output "
+                "(%zu bytes) was sent as the reply\n",
+                name, WEXITSTATUS(status), subject, run->too_large ? (size_t)0 : run->len);
+    } else if (WIFSIGNALED(status)) {
+        fprintf(stderr,
+                "sockbus reply: '%s' was killed by signal %d (%s) on a request to %s; its "
+                "output (%zu bytes) was sent as the reply\n",
+                name, WTERMSIG(status), strsignal(WTERMSIG(status)), subject,
+                run->too_large ? (size_t)0 : run->len);
+    }
+}
+
+/* Publish an answer and wait for the broker to take it. Returns 0 (also
+ * when the broker refused this one reply: logged, and we go on), or an
+ * exit code. */
+static int reply_send(reply_state *st, const char *reply_to, const void *data, size_t len)
+{
+    int r = sb_publish(st->client, reply_to, NULL, data, len);
+    if (r == -EINVAL) {
+        fprintf(stderr, "sockbus reply: cannot answer on '%s': not a valid subject; skipped\n",
+                reply_to);
+        return 0;
+    }
+    if (r < 0) {
+        return cli_connection_error(CMD, st->client, "replying", r);
+    }
+    int wait = reply_bounded_ms(st);
+    r = sb_flush(st->client, wait);
+    if (r == 0) {
+        return 0;
+    }
+    if (r == -ETIMEDOUT && reply_deadline_passed(st)) {
+        return CLI_EXIT_TIMEOUT;
+    }
+    if (r == -ETIMEDOUT) {
+        fprintf(stderr,
+                "sockbus reply: the broker at %s did not confirm a reply within %d.%03d s; is "
+                "it overloaded?\n",
+                sb_endpoint(st->client), wait / 1000, wait % 1000);
+        return CLI_EXIT_FAILURE;
+    }
+    if (cli_is_broker_refusal(r)) {
+        char detail[CLI_BROKER_DETAIL_MAX];
+        fprintf(stderr, "sockbus reply: the broker at %s refused the reply on '%s': %s%s\n",
+                sb_endpoint(st->client), reply_to, sb_strerror(r),
+                cli_broker_detail(st->client, r, detail, sizeof(detail)));
+        return 0;
+    }
+    return cli_connection_error(CMD, st->client, "replying", r);
+}
+
+static void reply_too_large(const reply_state *st, const char *what, const char *reply_to,
+                            size_t limit)
+{
+    fprintf(stderr,
+            "sockbus reply: %s is larger than %zu bytes, the most one reply on '%s' can carry "
+            "(max_frame %u at %s); sent an empty reply instead (raise 'sockbusd --max-frame')\n",
+            what, limit, reply_to, (unsigned)sb_max_frame(st->client), sb_endpoint(st->client));
+}
+
+/* Answer one request. Returns 0 or an exit code. */
+static int reply_answer(reply_state *st, const sb_msg *m)
+{
+    const reply_args *args = st->args;
+    /* m points into the client's buffers, which the publish may reuse. */
+    char reply_to[SB_SUBJECT_MAX + 1];
+    char subject[SB_SUBJECT_MAX + 1];
+    size_t request_len = m->payload_len;
+
+    snprintf(reply_to, sizeof(reply_to), "%s", m->reply);
+    snprintf(subject, sizeof(subject), "%s", m->subject);
+    size_t limit = sb_max_payload(st->client, strlen(reply_to), 0, 0);
+
+    if (args->command == NULL) {
+        const char *data = args->message;
+        size_t len = strlen(data);
+        if (len > limit) {
+            reply_too_large(st, "MESSAGE", reply_to, limit);
+            len = 0;
+        }
+        return reply_send(st, reply_to, data, len);
+    }
+
+    reply_run run;
+    int r = reply_run_command(st, &run, m->payload, m->payload_len, limit);
+    if (r < 0) {
+        fprintf(stderr, "sockbus reply: cannot run '%s': %s; sent an empty reply\n",
+                args->command[0], strerror(-r));
+        return reply_send(st, reply_to, "", 0);
+    }
+    if (run.timed_out) {
+        fprintf(stderr,
+                "sockbus reply: time limit (-t) reached while '%s' ran on a request to %s; "
+                "stopped it, that request got no reply\n",
+                args->command[0], subject);
+        return CLI_EXIT_TIMEOUT;
+    }
+    size_t len = run.len;
+    if (run.exec_errno != 0) {
+        fprintf(stderr,
+                "sockbus reply: cannot run '%s': %s; sent an empty reply (is it installed and "
+                "on PATH?)\n",
+                args->command[0], strerror(run.exec_errno));
+        len = 0;
+    } else if (run.too_large) {
+        char what[64];
+        snprintf(what, sizeof(what), "the output of '%.32s'", args->command[0]);
+        reply_too_large(st, what, reply_to, limit);
+        len = 0;
+    }
+    r = reply_send(st, reply_to, st->out, len);
+    /* Reaped after the reply went out: the requester does not wait for a
+     * command that lingers after closing its stdout. */
+    reply_reap(st, &run, subject);
+    if (r == 0 && args->verbose) {
+        fprintf(stderr, "sockbus reply: answered a request on %s (%zu bytes in, %zu out)\n",
+                subject, request_len, len);
+    }
+    return r;
+}
+
+static int reply_loop(reply_state *st)
+{
+    const reply_args *args = st->args;
+    sb_msg m;
+
+    for (;;) {
+        int wait = st->has_deadline ? cli_remaining_ms(st->deadline_ms) : -1;
+        int r = sb_next_msg(st->client, &m, wait);
+        if (r == -ETIMEDOUT || r == -EINTR) {
+            if (reply_deadline_passed(st)) {
+                return CLI_EXIT_TIMEOUT;
+            }
+            continue;
+        }
+        if (r < 0) {
+            return cli_connection_error(CMD, st->client, "waiting for requests", r);
+        }
+        /* A request that arrives after the deadline is not taken. */
+        if (reply_deadline_passed(st)) {
+            return CLI_EXIT_TIMEOUT;
+        }
+        if (m.reply_len == 0) {
+            if (args->verbose && !st->told_ignored) {
+                fprintf(stderr,
+                        "sockbus reply: ignoring messages on %s without a reply subject (they "
+                        "are not requests; send them with 'sockbus req')\n",
+                        m.subject);
+                st->told_ignored = true;
+            }
+            continue;
+        }
+
+        r = reply_answer(st, &m);
+        if (r != 0) {
+            return r;
+        }
+        uint64_t dropped = sb_take_dropped(st->client);
+        if (dropped > 0) {
+            fprintf(stderr,
+                    "sockbus reply: the broker dropped %llu request%s (this responder was too "
+                    "slow); their requesters time out\n",
+                    (unsigned long long)dropped, dropped == 1 ? "" : "s");
+        }
+        if (++st->answered == args->count) {
+            return CLI_EXIT_OK;
+        }
+    }
+}
+
+int cmd_reply(int argc, char **argv)
+{
+    int64_t start_ms = cli_now_ms();
+    reply_args args = {0};
+    CLI_CLEANUP_CLIENT sb_client *client = NULL;
+    int r;
+
+    r = reply_parse(argc, argv, &args);
+    if (r != 0) {
+        return r < 0 ? CLI_EXIT_OK : r; /* -1: --help was printed */
+    }
+
+    /* A command that stops reading its stdin must give us EPIPE, not kill
+     * us; and a broker that goes away a clear error line. */
+    signal(SIGPIPE, SIG_IGN);
+    reply_open_std_fds();
+
+    reply_state st = {
+        .args = &args,
+        .has_deadline = args.timeout_ms > 0,
+        .deadline_ms = start_ms + args.timeout_ms,
+    };
+
+    /* -t bounds the connect too, but never below 1 ms: 0 would mean the
+     * library's default. */
+    int connect_ms = reply_bounded_ms(&st);
+    if (cli_connect(CMD, args.endpoint, connect_ms < 1 ? 1 : connect_ms, &client) < 0) {
+        return CLI_EXIT_FAILURE;
+    }
+    st.client = client;
+
+    /* A MESSAGE that cannot fit even on the shortest reply subject would
+     * only ever produce empty replies. */
+    size_t most = sb_max_payload(client, 1, 0, 0);
+    if (strlen(args.message) > most) {
+        fprintf(stderr,
+                "sockbus reply: MESSAGE is larger than %zu bytes, the most one message can "
+                "carry at %s (max_frame %u); send less, or raise 'sockbusd --max-frame'\n",
+                most, sb_endpoint(client), (unsigned)sb_max_frame(client));
+        return CLI_EXIT_FAILURE;
+    }
+
+    r = reply_subscribe(&st);
+    if (r == 0) {
+        r = reply_loop(&st);
+    }
+    free(st.out);
+    return r;
+}

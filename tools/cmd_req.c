@@ -1,0 +1,329 @@
+/*
+ * cmd_req.c - `sockbus req`: send one request and print its reply.
+ *
+ * The request goes out with sb_request_send() and is followed by an
+ * sb_flush() barrier before we wait for the reply. The broker answers in
+ * the order of our frames, so by the time the barrier returns it has
+ * either refused the request (an ERR, which the flush returns: publishing
+ * on a $SYS. subject it does not serve, say), or answered NO_RESPONDERS, or
+ * handed the request to a responder. Without the barrier a refusal would
+ * look like a silent responder and cost the user the whole -t wait.
+ *
+ * One timeout, -t, bounds connecting and, separately, the wait for the
+ * reply (from the moment the request is sent). Reading the request from
+ * stdin is not bounded: that is the user's own input.
+ */
+#include "cli.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <signal.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CMD "req"
+
+/* First allocation for a request read from stdin; it doubles up to the
+ * broker's limit. */
+#define REQ_STDIN_INITIAL (64u * 1024u)
+
+enum {
+    OPT_RAW = 256,
+};
+
+/* "+": options end at the first operand (see cli_check_operands());
+ * ":": report a missing argument as ':' rather than '?'. */
+#define REQ_OPTSTRING "+:s:t:h"
+
+static const struct option req_options[] = {
+    {"socket", required_argument, NULL, 's'},
+    {"timeout", required_argument, NULL, 't'},
+    {"raw", no_argument, NULL, OPT_RAW},
+    {"help", no_argument, NULL, 'h'},
+    {NULL, 0, NULL, 0},
+};
+
+typedef struct req_args {
+    const char *endpoint; /* -s, or NULL for the default rule */
+    const char *subject;
+    const char *message;
+    bool has_message; /* false: the request is all of stdin */
+    bool raw;
+    int timeout_ms;
+} req_args;
+
+int cmd_req(int argc, char **argv);
+
+static void req_usage(FILE *out)
+{
+    fprintf(out, "usage: sockbus req [OPTIONS] SUBJECT [MESSAGE]\n"
+                 "\n"
+                 "Send MESSAGE as a request on SUBJECT and print the reply. Without MESSAGE,\n"
+                 "all of stdin, byte for byte, is the request.\n"
+                 "\n"
+                 "Options (they come before SUBJECT):\n"
+                 "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
+                 "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
+                 "                         /tmp/sockbus-UID.sock)\n"
+                 "  -t, --timeout SECONDS  longest wait to connect, and for the reply once the\n"
+                 "                         request is sent (default 5; 0.5, 250ms, 1m)\n"
+                 "      --raw              print the reply's bytes only; without it a newline\n"
+                 "                         follows a reply that does not end with one\n"
+                 "  -h, --help             show this help and exit\n"
+                 "\n"
+                 "A MESSAGE may start with '-' (\"-5\"); one that names an option of this\n"
+                 "command needs '--' before SUBJECT: sockbus req -- SUBJECT --raw\n"
+                 "\n"
+                 "Exit status: 0 when a reply was printed; 1 when nobody serves SUBJECT (at\n"
+                 "once), when no reply came within SECONDS, or on another failure (one line\n"
+                 "on stderr says which); 2 on a bad command line.\n"
+                 "\n"
+                 "Examples:\n"
+                 "  sockbus req time.now\n"
+                 "  sockbus req -t 0.5 math.upper 'hello'\n"
+                 "  sockbus req config.render < template.txt\n");
+}
+
+static int req_parse(int argc, char **argv, req_args *args)
+{
+    int ch;
+    int64_t ms;
+
+    while ((ch = getopt_long(argc, argv, REQ_OPTSTRING, req_options, NULL)) != -1) {
+        switch (ch) {
+        case 's':
+            args->endpoint = optarg;
+            break;
+        case 't':
+            if (cli_parse_duration_ms(optarg, &ms) < 0 || ms == 0 || ms > INT_MAX) {
+                return cli_usage_error(CMD,
+                                       "invalid timeout '%s': give seconds > 0, e.g. 5, "
+                                       "0.5 or 250ms",
+                                       optarg);
+            }
+            args->timeout_ms = (int)ms;
+            break;
+        case OPT_RAW:
+            args->raw = true;
+            break;
+        case 'h':
+            req_usage(stdout);
+            return -1;
+        default:
+            return cli_option_error(CMD, argv, ch, req_options);
+        }
+    }
+
+    int r = cli_check_operands(CMD, argc, argv, req_options, REQ_OPTSTRING);
+    if (r != 0) {
+        return r;
+    }
+    int left = argc - optind;
+    if (left < 1) {
+        return cli_usage_error(CMD, "missing SUBJECT");
+    }
+    if (left > 2) {
+        return cli_usage_error(CMD,
+                               "too many arguments after '%s'; quote a MESSAGE that "
+                               "holds spaces",
+                               argv[optind + 1]);
+    }
+    args->subject = argv[optind];
+    if (left == 2) {
+        args->message = argv[optind + 1];
+        args->has_message = true;
+    }
+
+    /* Checked before connecting: a typo should not depend on a broker. */
+    if (!sb_subject_valid(args->subject, strlen(args->subject))) {
+        fprintf(stderr,
+                "sockbus req: invalid subject '%s': tokens are 1+ printable bytes separated "
+                "by '.', no '*' or '>' in a request subject\n",
+                args->subject);
+        return CLI_EXIT_USAGE;
+    }
+    return 0;
+}
+
+static int req_too_large(sb_client *client, const req_args *args, const char *what)
+{
+    fprintf(stderr,
+            "sockbus req: %s is too large for one request on '%s': the broker at %s takes "
+            "frames of at most %u bytes (max_frame); send less, or raise 'sockbusd "
+            "--max-frame'\n",
+            what, args->subject, sb_endpoint(client), (unsigned)sb_max_frame(client));
+    return CLI_EXIT_FAILURE;
+}
+
+/*
+ * Read all of stdin into a malloc'd buffer (*out, *out_len), reading at
+ * most one byte more than `limit` so that a request that can never fit is
+ * refused without holding all of it. Returns 0, or an exit code after one
+ * line on stderr.
+ */
+static int req_read_stdin(sb_client *client, const req_args *args, char **out, size_t *out_len)
+{
+    size_t limit = sb_max_payload(client, strlen(args->subject), 0, 0);
+    size_t cap = REQ_STDIN_INITIAL;
+    size_t len = 0;
+    char *buf = malloc(cap);
+
+    if (buf == NULL) {
+        fprintf(stderr, "sockbus req: out of memory\n");
+        return CLI_EXIT_FAILURE;
+    }
+    for (;;) {
+        if (len == cap) {
+            /* len <= limit here, so limit + 1 leaves room for one more
+             * byte: enough to tell "exactly the limit" from "over it". */
+            size_t grown = cap * 2 < limit + 1 ? cap * 2 : limit + 1;
+            char *p = realloc(buf, grown);
+            if (p == NULL) {
+                free(buf);
+                fprintf(stderr, "sockbus req: out of memory reading stdin\n");
+                return CLI_EXIT_FAILURE;
+            }
+            buf = p;
+            cap = grown;
+        }
+        ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            fprintf(stderr, "sockbus req: cannot read stdin: %s\n", strerror(errno));
+            free(buf);
+            return CLI_EXIT_FAILURE;
+        }
+        if (n == 0) {
+            break;
+        }
+        len += (size_t)n;
+        if (len > limit) {
+            free(buf);
+            return req_too_large(client, args, "stdin");
+        }
+    }
+    *out = buf;
+    *out_len = len;
+    return 0;
+}
+
+/* What went wrong while the request was out, as one line; returns the
+ * exit code. */
+static int req_error(sb_client *client, const req_args *args, int err)
+{
+    switch (err) {
+    case SB_E_NO_RESPONDERS:
+        fprintf(stderr,
+                "sockbus req: no responders for %s at %s; is a service (such as 'sockbus "
+                "reply %s ...') running?\n",
+                args->subject, sb_endpoint(client), args->subject);
+        return CLI_EXIT_FAILURE;
+    case -ETIMEDOUT:
+        fprintf(stderr,
+                "sockbus req: no reply within %d.%03d s for %s: a responder took the request "
+                "but did not answer; is it slow or stuck? (-t SECONDS waits longer)\n",
+                args->timeout_ms / 1000, args->timeout_ms % 1000, args->subject);
+        return CLI_EXIT_FAILURE;
+    default:
+        break;
+    }
+    if (cli_is_broker_refusal(err)) {
+        char detail[CLI_BROKER_DETAIL_MAX];
+        fprintf(stderr, "sockbus req: the broker at %s refused the request on '%s': %s%s%s\n",
+                sb_endpoint(client), args->subject, sb_strerror(err),
+                cli_broker_detail(client, err, detail, sizeof(detail)),
+                err == SB_E_PERMISSION && strncmp(args->subject, "$SYS.", 5) == 0
+                    ? "; the broker serves $SYS.STATS and $SYS.CLIENTS ('sockbus stat')"
+                    : "");
+        return CLI_EXIT_FAILURE;
+    }
+    return cli_connection_error(CMD, client, "waiting for the reply", err);
+}
+
+/* Print the reply; a reader that went away (EPIPE) ends us quietly. */
+static int req_print(const req_args *args, const sb_msg *reply)
+{
+    const char *p = reply->payload;
+    size_t len = reply->payload_len;
+
+    fwrite(p, 1, len, stdout);
+    if (!args->raw && (len == 0 || p[len - 1] != '\n')) {
+        putchar('\n');
+    }
+    if (fflush(stdout) == 0 && !ferror(stdout)) {
+        return CLI_EXIT_OK;
+    }
+    if (errno != EPIPE) {
+        fprintf(stderr, "sockbus req: cannot write to stdout: %s\n", strerror(errno));
+    }
+    return CLI_EXIT_FAILURE;
+}
+
+int cmd_req(int argc, char **argv)
+{
+    req_args args = {.timeout_ms = CLI_TIMEOUT_DEFAULT_MS};
+    CLI_CLEANUP_CLIENT sb_client *client = NULL;
+    CLI_CLEANUP_FREE char *input = NULL;
+    int r;
+
+    r = req_parse(argc, argv, &args);
+    if (r != 0) {
+        return r < 0 ? CLI_EXIT_OK : r; /* -1: --help was printed */
+    }
+
+    /* A broker that goes away must give a clear error line from the
+     * library's write, and a closed stdout an EPIPE we can handle, not a
+     * silent death by SIGPIPE. */
+    signal(SIGPIPE, SIG_IGN);
+
+    if (cli_connect(CMD, args.endpoint, args.timeout_ms, &client) < 0) {
+        return CLI_EXIT_FAILURE;
+    }
+
+    sb_pub request = {.subject = args.subject};
+    if (args.has_message) {
+        request.payload = args.message;
+        request.payload_len = strlen(args.message);
+    } else {
+        size_t len = 0;
+        r = req_read_stdin(client, &args, &input, &len);
+        if (r != 0) {
+            return r;
+        }
+        request.payload = input;
+        request.payload_len = len;
+    }
+
+    uint32_t token;
+    r = sb_request_send(client, &request, &token);
+    if (r == -EMSGSIZE) {
+        return req_too_large(client, &args, args.has_message ? "MESSAGE" : "stdin");
+    }
+    if (r < 0) {
+        return cli_connection_error(CMD, client, "sending the request", r);
+    }
+
+    /* The barrier: a refusal, or NO_RESPONDERS, is known when it returns
+     * (see the top of this file). */
+    int64_t deadline = cli_now_ms() + args.timeout_ms;
+    r = sb_flush(client, args.timeout_ms);
+    if (r == -ETIMEDOUT) {
+        fprintf(stderr,
+                "sockbus req: the broker at %s did not take the request within %d.%03d s; is "
+                "it overloaded? (-t SECONDS waits longer)\n",
+                sb_endpoint(client), args.timeout_ms / 1000, args.timeout_ms % 1000);
+        return CLI_EXIT_FAILURE;
+    }
+    if (r < 0) {
+        return req_error(client, &args, r);
+    }
+
+    sb_msg reply;
+    r = sb_request_wait(client, token, &reply, cli_remaining_ms(deadline));
+    if (r < 0) {
+        return req_error(client, &args, r);
+    }
+    return req_print(&args, &reply);
+}
