@@ -2,9 +2,10 @@
  * broker.c - wiring the broker to its loop: listeners, the per-iteration
  * flush, and the orderly stop.
  *
- * The listening sockets are created by listener.c and handed to libuv as
- * open fds, so libuv never unlinks the socket file: the broker alone decides
- * when it is removed. Output of all connections is written from one check
+ * The listening sockets are created by listener.c and accepted on by
+ * acceptor.c (not uv_listen(), whose EMFILE handling is silent), so libuv
+ * never unlinks the socket file: the broker alone decides when it is
+ * removed. Output of all connections is written from one check
  * handle, which libuv runs right after it has handled the I/O of an
  * iteration: every frame read in that iteration has been routed by then,
  * so each connection gets at most one write per iteration, however many
@@ -95,6 +96,14 @@ static int broker_listen_tcp(struct broker *b, char *err, size_t err_len)
     return 0;
 }
 
+static void on_trim_timer(uv_timer_t *h)
+{
+    struct broker *b = h->data;
+    for (struct conn *c = b->conns; c != NULL; c = c->next) {
+        conn_trim(c);
+    }
+}
+
 int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *cfg, char *err,
                 size_t err_len)
 {
@@ -122,6 +131,9 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
     uv_check_start(&b->flush_check, on_flush_check);
     uv_timer_init(loop, &b->drain_timer);
     b->drain_timer.data = b;
+    uv_timer_init(loop, &b->trim_timer);
+    b->trim_timer.data = b;
+    uv_timer_start(&b->trim_timer, on_trim_timer, BROKER_TRIM_MS, BROKER_TRIM_MS);
 
     r = broker_listen_unix(b, err, err_len);
     if (r == 0 && cfg->tcp[0] != '\0') {
@@ -167,6 +179,7 @@ static void broker_close_handles(struct broker *b)
     if (!uv_is_closing((uv_handle_t *)&b->flush_check)) {
         uv_close((uv_handle_t *)&b->flush_check, NULL);
         uv_close((uv_handle_t *)&b->drain_timer, NULL);
+        uv_close((uv_handle_t *)&b->trim_timer, NULL);
     }
 }
 

@@ -31,6 +31,9 @@
 /* The smallest max_frame that still carries a full-length subject. */
 #define BROKER_MAX_FRAME_MIN 4096u
 
+/* How often buffers left large by a burst are given back (conn_trim()). */
+#define BROKER_TRIM_MS 1000u
+
 /* Size of the read buffer shared by all connections (see conn.c). */
 #define BROKER_READ_CHUNK (64u * 1024u)
 
@@ -78,6 +81,7 @@ struct broker {
     uint32_t nclients; /* of which past HELLO: what $SYS.STATS counts */
     uint32_t ndraining; /* of which closing after a fatal ERR */
     uv_timer_t drain_timer;
+    uv_timer_t trim_timer; /* gives back the buffers of past bursts */
     uint64_t next_client_id;
 
     /* Connections with output to write this loop iteration. */

@@ -302,8 +302,8 @@ int config_load(const char *path, struct broker_config *cfg, char *err, size_t e
         .cfg = *cfg,
         .log_level = log_level,
     };
-    char *buf;
-    size_t len;
+    char *buf = NULL;
+    size_t len = 0;
     int r = read_file(&ctx, &buf, &len);
     if (r < 0) {
         return r;

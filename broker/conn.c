@@ -27,6 +27,7 @@
  */
 #include "conn.h"
 
+#include "acl.h"
 #include "broker.h"
 #include "frame.h"
 #include "hello.h"
@@ -42,9 +43,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
-/* An idle connection keeps buffers up to this size; larger ones are freed
- * when they drain, so a burst does not pin memory forever. */
+/* Buffers up to this size stay with a connection for good; larger ones
+ * (a burst) are kept while busy, since freeing and faulting in megabytes
+ * every loop iteration costs more than the copying, and given back by
+ * conn_trim() once they sit empty. */
 #define CONN_BUF_KEEP (64u * 1024u)
 #define CONN_ERR_TEXT_MAX 256u
 
@@ -76,13 +80,20 @@ static void buf_free(struct conn_buf *b)
     *b = (struct conn_buf){0};
 }
 
-/* Empty the buffer; give its memory back if a burst made it large. */
-static void buf_reset(struct conn_buf *b)
+static void buf_trim(struct conn_buf *b)
 {
-    b->len = 0;
-    if (b->cap > CONN_BUF_KEEP) {
+    if (b->len == 0 && b->cap > CONN_BUF_KEEP) {
         buf_free(b);
     }
+}
+
+void conn_trim(struct conn *c)
+{
+    buf_trim(&c->out);
+    if (!c->writing) {
+        buf_trim(&c->wbuf);
+    }
+    buf_trim(&c->in);
 }
 
 /* ---- output ------------------------------------------------------------- */
@@ -208,7 +219,8 @@ static void on_write(uv_write_t *req, int status)
 {
     struct conn *c = req->data;
     c->writing = false;
-    buf_reset(&c->wbuf);
+    c->wbuf.len = 0;
+    c->wbuf_off = 0;
     if (status < 0) {
         /* UV_ECANCELED: closing already. Otherwise the peer is gone. */
         conn_close(c);
@@ -252,7 +264,7 @@ void conn_flush(struct conn *c)
         return;
     }
     if (written == c->out.len) {
-        buf_reset(&c->out);
+        c->out.len = 0;
         conn_maybe_resume(c);
         return;
     }
@@ -260,10 +272,9 @@ void conn_flush(struct conn *c)
      * meanwhile. The in-flight bytes keep counting toward max_pending. */
     struct conn_buf tmp = c->wbuf;
     c->wbuf = c->out;
+    c->wbuf_off = written; /* no memmove of what is left: write from here */
     c->out = tmp;
-    memmove(c->wbuf.data, c->wbuf.data + written, c->wbuf.len - written);
-    c->wbuf.len -= written;
-    uv_buf_t buf = uv_buf_init((char *)c->wbuf.data, (unsigned)c->wbuf.len);
+    uv_buf_t buf = uv_buf_init((char *)c->wbuf.data + written, (unsigned)(c->wbuf.len - written));
     c->wreq.data = c;
     int r = uv_write(&c->wreq, &c->h.stream, &buf, 1, on_write);
     if (r < 0) {
@@ -301,6 +312,9 @@ static void conn_send_welcome(struct conn *c)
     json_object_object_add(o, "version", json_object_new_string(BROKER_VERSION));
     json_object_object_add(o, "client_id", json_object_new_int64((int64_t)c->id));
     json_object_object_add(o, "max_frame", json_object_new_int64(b->cfg.max_frame));
+    /* Not in the contract, but it lets a client pace itself (a publisher
+     * that stays within it never makes a reading subscriber lose). */
+    json_object_object_add(o, "max_pending", json_object_new_int64((int64_t)b->cfg.max_pending));
     json_object_object_add(o, "inbox_prefix", json_object_new_string(inbox));
     size_t len;
     const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
@@ -382,6 +396,12 @@ static void conn_handle_frame(struct conn *c, const struct frame *f)
             conn_queue_err(c, FRAME_ERR_PERMISSION, f->subject, f->subject_len,
                            "permission denied: cannot publish on '%.*s'", (int)f->subject_len,
                            (const char *)f->subject);
+        } else if (r == -EPERM) {
+            b->stats.denied++;
+            conn_queue_err(c, FRAME_ERR_PERMISSION, f->subject, f->subject_len,
+                           "permission denied: cannot use '%.*s' as a reply subject: not your "
+                           "inbox and not a subject you may publish on",
+                           (int)f->reply_len, (const char *)f->reply);
         } else if (r < 0) {
             conn_queue_err(c, errno_to_err(r), f->subject, f->subject_len,
                            "cannot publish on '%.*s': %s", (int)f->subject_len,
@@ -400,6 +420,11 @@ static void conn_handle_frame(struct conn *c, const struct frame *f)
             conn_queue_err(c, FRAME_ERR_SID, f->subject, f->subject_len,
                            "cannot subscribe to '%.*s': sid %u is zero or in use",
                            (int)f->subject_len, (const char *)f->subject, f->sid);
+        } else if (r == -EACCES) {
+            b->stats.denied++;
+            conn_queue_err(c, FRAME_ERR_PERMISSION, f->subject, f->subject_len,
+                           "permission denied: cannot subscribe to '%.*s'", (int)f->subject_len,
+                           (const char *)f->subject);
         } else if (r < 0) {
             conn_queue_err(c, errno_to_err(r), f->subject, f->subject_len,
                            "cannot subscribe to '%.*s': %s", (int)f->subject_len,
@@ -555,7 +580,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
             conn_keep_partial(c, chunk + used, len - used);
         }
         if (c->in.len == 0) {
-            buf_reset(&c->in);
+            c->in.len = 0;
         }
         return;
     }
@@ -567,7 +592,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     memmove(c->in.data, c->in.data + used, c->in.len - used);
     c->in.len -= used;
     if (c->in.len == 0) {
-        buf_reset(&c->in);
+        c->in.len = 0;
     }
 }
 
@@ -649,11 +674,12 @@ static void conn_read_cred(struct conn *c)
     }
 }
 
-void conn_accept(struct broker *b, uv_stream_t *server, enum conn_transport transport)
+void conn_accept(struct broker *b, int fd, enum conn_transport transport)
 {
     struct conn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         log_error("cannot accept a connection: out of memory");
+        close(fd);
         return;
     }
     c->broker = b;
@@ -665,6 +691,7 @@ void conn_accept(struct broker *b, uv_stream_t *server, enum conn_transport tran
     if (r < 0) {
         log_error("cannot accept a connection: %s", uv_strerror(r));
         free(c);
+        close(fd);
         return;
     }
     c->h.handle.data = c;
@@ -676,9 +703,10 @@ void conn_accept(struct broker *b, uv_stream_t *server, enum conn_transport tran
     b->conns = c;
     b->nconns++;
 
-    r = uv_accept(server, &c->h.stream);
+    r = transport == CONN_UNIX ? uv_pipe_open(&c->h.pipe, fd) : uv_tcp_open(&c->h.tcp, fd);
     if (r < 0) {
         log_error("cannot accept a connection: %s", uv_strerror(r));
+        close(fd); /* not the handle's: it did not take it */
         conn_close(c);
         return;
     }
@@ -687,6 +715,12 @@ void conn_accept(struct broker *b, uv_stream_t *server, enum conn_transport tran
     } else {
         uv_tcp_nodelay(&c->h.tcp, 1);
     }
+    /* Permissions are decided once, here: a PUB only walks this rule. */
+    struct acl_peer peer = {.tcp = transport == CONN_TCP,
+                            .has_cred = c->has_cred,
+                            .uid = c->uid,
+                            .gid = c->gid};
+    c->acl_rule = acl_find_for_socket(b->cfg.acl, fd, &peer);
     if (b->nconns > b->cfg.max_connections) {
         char text[96];
         snprintf(text, sizeof(text), "max_connections (%u) reached; try again later",

@@ -20,6 +20,7 @@
  * frames (a fatal ERR, or ERR 9 at shutdown) before it is closed anyway. */
 #define CONN_DRAIN_MS 500u
 
+struct acl_rule;
 struct broker;
 struct frame;
 
@@ -54,6 +55,10 @@ struct conn {
     uid_t uid;
     gid_t gid;
     char *name; /* from HELLO; NULL if none */
+    /* The ACL rule that decides for this connection, resolved once at
+     * accept (acl.h); NULL: none applies. Used only when the broker has an
+     * ACL. */
+    const struct acl_rule *acl_rule;
 
     bool hello_done;
     bool echo;
@@ -70,6 +75,7 @@ struct conn {
     /* Output: `out` is being filled; `wbuf` is being written. */
     struct conn_buf out;
     struct conn_buf wbuf;
+    size_t wbuf_off; /* wbuf[0, wbuf_off) was written before uv_write() */
     uv_write_t wreq;
 
     /* Messages lost for this connection since the last DROPPED notice. */
@@ -84,14 +90,15 @@ struct conn {
     uint64_t dropped;
 };
 
-/* Accept a new connection from `server` and start reading. Errors are
- * logged; the broker goes on. */
-void conn_accept(struct broker *b, uv_stream_t *server, enum conn_transport transport);
+/* Take the newly accepted socket `fd` (owned from here on, also on
+ * failure) as a connection and start reading. Errors are logged; the broker
+ * goes on. */
+void conn_accept(struct broker *b, int fd, enum conn_transport transport);
 
 /* Bytes queued to this connection and not yet written. */
 static inline size_t conn_pending(const struct conn *c)
 {
-    return c->out.len + c->wbuf.len;
+    return c->out.len + c->wbuf.len - c->wbuf_off;
 }
 
 /*
@@ -106,6 +113,9 @@ bool conn_queue_msg(struct conn *c, uint32_t sid, uint8_t flags, const struct fr
  * message. A fatal code also ends the connection once the ERR is written. */
 void conn_queue_err(struct conn *c, uint32_t code, const void *subject, size_t subject_len,
                     const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/* Give back buffers a burst left large and empty; called periodically. */
+void conn_trim(struct conn *c);
 
 /* Write queued output; called once per loop iteration for dirty
  * connections. */

@@ -50,8 +50,8 @@ int listener_unix_open(struct listener_unix *l, const char *path, unsigned mode,
  * the lock. Safe to call on a listener that failed to open or was closed. */
 void listener_unix_close(struct listener_unix *l);
 
-/* Forget the listening fd without closing it: it was handed to libuv, which
- * now owns and closes it. The lock and the file identity stay for
+/* Forget the listening fd without closing it: it was handed to the
+ * broker's acceptor, which now owns and closes it. The lock and the file identity stay for
  * listener_unix_close(). */
 void listener_unix_forget_fd(struct listener_unix *l);
 

@@ -1,7 +1,9 @@
 /*
  * main.c - sockbusd: command line, signals, and the loop.
  */
+#include "acl.h"
 #include "broker.h"
+#include "config.h"
 #include "log.h"
 #include "sockbus.h"
 
@@ -12,10 +14,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 
 #define SYSTEM_SOCKET_DIR "/run/sockbus"
 #define SYSTEM_SOCKET_PATH SYSTEM_SOCKET_DIR "/sockbus.sock"
+
+/* File descriptors the broker needs besides its connections: stdio, the
+ * loop's own (epoll, eventfd, signal pipe), the listeners and their lock,
+ * the acceptors' reserve descriptors, with room to spare. */
+#define NOFILE_MARGIN 64
 
 static void usage(FILE *out)
 {
@@ -32,6 +40,8 @@ static void usage(FILE *out)
             "      --tcp HOST:PORT        also listen on TCP (e.g. 127.0.0.1:7447)\n"
             "      --mode OCTAL           socket file mode (default 0600)\n"
             "      --group NAME           socket file group (with --mode 0660 to share)\n"
+            "      --config FILE          read settings and access rules from a JSON file;\n"
+            "                             flags given here override it\n"
             "      --max-frame BYTES      largest frame accepted (default %u)\n"
             "      --max-connections N    (default %u)\n"
             "      --max-subscriptions N  per connection (default %u)\n"
@@ -40,7 +50,20 @@ static void usage(FILE *out)
             "  -v, --verbose              log connects, disconnects and client errors\n"
             "  -q, --quiet                log nothing\n"
             "  -h, --help                 show this help\n"
-            "  -V, --version              show the version\n",
+            "  -V, --version              show the version\n"
+            "\n"
+            "Config file keys: socket, tcp, mode, group, max_frame, max_connections,\n"
+            "max_subscriptions, max_pending, max_retained_bytes, log (quiet, normal or\n"
+            "verbose) and acl, e.g.\n"
+            "  {\"mode\": \"0660\", \"group\": \"sockbus\", \"max_connections\": 1024,\n"
+            "   \"acl\": [{\"user\": \"alice\", \"publish\": [\"sensors.>\", \"_INBOX.>\"],\n"
+            "             \"subscribe\": [\"cmd.*\"]},\n"
+            "            {\"default\": true, \"publish\": [], \"subscribe\": [\"sensors.>\"]}]}\n"
+            "An acl rule is for one uid, user, gid, group, tcp or default. The first rule\n"
+            "for the client's uid decides, else the first for one of its groups, else\n"
+            "tcp (TCP clients), else default; with no rule a client may do nothing. A\n"
+            "client may always subscribe to its own inbox (_INBOX.<id>.>). Details:\n"
+            "docs/security.md.\n",
             BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_CONNECTIONS_DEFAULT,
             BROKER_MAX_SUBSCRIPTIONS_DEFAULT, BROKER_MAX_PENDING_DEFAULT,
             BROKER_MAX_RETAINED_BYTES_DEFAULT);
@@ -73,6 +96,7 @@ enum {
     OPT_MAX_SUBSCRIPTIONS,
     OPT_MAX_PENDING,
     OPT_MAX_RETAINED,
+    OPT_CONFIG,
 };
 
 static const struct option long_options[] = {
@@ -86,6 +110,7 @@ static const struct option long_options[] = {
     {"max-subscriptions", required_argument, NULL, OPT_MAX_SUBSCRIPTIONS},
     {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
     {"max-retained-bytes", required_argument, NULL, OPT_MAX_RETAINED},
+    {"config", required_argument, NULL, OPT_CONFIG},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -102,6 +127,38 @@ static int copy_opt(char *dst, size_t len, const char *opt, const char *value)
     }
     strcpy(dst, value);
     return 0;
+}
+
+/*
+ * First pass over the arguments: find --config FILE (the last one counts)
+ * and load it, so that the flags, applied after it by parse_args(), win
+ * over the file. Nothing is loaded for --help or --version. Errors in the
+ * other arguments are left for parse_args() to report.
+ */
+static int load_config(int argc, char **argv, struct broker_config *cfg)
+{
+    const char *path = NULL;
+    bool info = false;
+    int opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "s:vqhV", long_options, NULL)) != -1) {
+        if (opt == OPT_CONFIG) {
+            path = optarg;
+        } else if (opt == 'h' || opt == 'V') {
+            info = true;
+        }
+    }
+    opterr = 1;
+    optind = 0; /* glibc: scan again from the start */
+    if (path == NULL || info) {
+        return 0;
+    }
+    char err[512];
+    int r = config_load(path, cfg, err, sizeof(err));
+    if (r < 0) {
+        fprintf(stderr, "sockbusd: %s\n", err);
+    }
+    return r;
 }
 
 static int parse_args(int argc, char **argv, struct broker_config *cfg)
@@ -156,6 +213,8 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg)
             r = parse_u64("--max-retained-bytes", optarg, 0, UINT64_MAX, &v);
             cfg->max_retained_bytes = v;
             break;
+        case OPT_CONFIG:
+            break; /* loaded before: load_config() */
         case 'v':
             log_level = LOG_VERBOSE;
             break;
@@ -181,6 +240,13 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg)
                 argv[optind]);
         return -EINVAL;
     }
+    /* --socket, else --system, else the config file's "socket", else the
+     * environment and defaults (sb_endpoint_resolve()). */
+    char from_config[sizeof(cfg->socket_path)];
+    if (socket == NULL && !system && cfg->socket_path[0] != '\0') {
+        memcpy(from_config, cfg->socket_path, sizeof(from_config));
+        socket = from_config;
+    }
     if (socket == NULL && system) {
         /* The directory may not exist on a fresh boot; /run is a tmpfs. */
         if (mkdir(SYSTEM_SOCKET_DIR, 0755) < 0 && errno != EEXIST) {
@@ -204,6 +270,38 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg)
     return 0;
 }
 
+/*
+ * Raise the soft RLIMIT_NOFILE to what max_connections needs, within the
+ * hard limit (which only a privileged process could raise; the broker does
+ * not try). When the hard limit is too low, max_connections stays as asked
+ * and one line says how many clients fit: beyond that, accept() fails with
+ * EMFILE and the acceptor refuses clients with ERR 5 (acceptor.h).
+ */
+static void raise_nofile_limit(uint32_t max_connections)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        return;
+    }
+    rlim_t need = (rlim_t)max_connections + NOFILE_MARGIN;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        rlim_t want = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need ? rl.rlim_max : need;
+        struct rlimit n = {.rlim_cur = want, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &n) == 0) {
+            rl.rlim_cur = want;
+        }
+    }
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
+        unsigned long long fit = rl.rlim_cur > NOFILE_MARGIN ? rl.rlim_cur - NOFILE_MARGIN : 0;
+        log_error("max_connections is %u but RLIMIT_NOFILE allows %llu descriptors (hard "
+                  "limit %llu): about %llu clients fit, the next are refused with ERR 5; "
+                  "raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or lower "
+                  "--max-connections",
+                  max_connections, (unsigned long long)rl.rlim_cur,
+                  (unsigned long long)rl.rlim_max, fit);
+    }
+}
+
 static uv_signal_t stop_signals[2];
 
 static void on_signal(uv_signal_t *h, int signum)
@@ -220,17 +318,30 @@ int main(int argc, char **argv)
 {
     struct broker_config cfg;
     broker_config_init(&cfg);
-    if (parse_args(argc, argv, &cfg) < 0) {
+    if (load_config(argc, argv, &cfg) < 0 || parse_args(argc, argv, &cfg) < 0) {
+        acl_free(cfg.acl);
         return 2;
     }
+    raise_nofile_limit(cfg.max_connections);
     /* A peer that closes while we write must not kill the broker. */
     signal(SIGPIPE, SIG_IGN);
 
     static struct broker broker; /* large (its read chunk): not on the stack */
     uv_loop_t *loop = uv_default_loop();
+    /* Hold SIGINT/SIGTERM from before the socket exists until their
+     * handlers are in place: a client (or a test) may signal as soon as it
+     * can connect, and the default action would kill us and leave the
+     * socket file behind. A signal sent meanwhile waits, then stops us. */
+    sigset_t stop_set;
+    sigset_t old_set;
+    sigemptyset(&stop_set);
+    sigaddset(&stop_set, SIGINT);
+    sigaddset(&stop_set, SIGTERM);
+    sigprocmask(SIG_BLOCK, &stop_set, &old_set);
     char err[512];
     if (broker_init(&broker, loop, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "sockbusd: %s\n", err);
+        acl_free(cfg.acl);
         return 1;
     }
     static const int signums[2] = {SIGINT, SIGTERM};
@@ -239,6 +350,7 @@ int main(int argc, char **argv)
         stop_signals[i].data = &broker;
         uv_signal_start_oneshot(&stop_signals[i], on_signal, signums[i]);
     }
+    sigprocmask(SIG_SETMASK, &old_set, NULL);
 
     if (cfg.tcp[0] != '\0') {
         log_info("listening on %s and tcp port %u", cfg.socket_path, broker.tcp_port);
@@ -247,6 +359,7 @@ int main(int argc, char **argv)
     }
     uv_run(loop, UV_RUN_DEFAULT);
     broker_deinit(&broker);
+    acl_free(cfg.acl);
     uv_loop_close(loop);
     log_info("stopped");
     return 0;

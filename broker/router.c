@@ -15,6 +15,7 @@
  */
 #include "router.h"
 
+#include "acl.h"
 #include "broker.h"
 #include "conn.h"
 #include "frame.h"
@@ -50,6 +51,9 @@ int router_subscribe(struct broker *b, struct conn *c, const struct frame *f)
     if (!sb_pattern_valid(pattern, f->subject_len) ||
         (f->reply_len > 0 && !sb_subject_valid(queue, f->reply_len))) {
         return -EINVAL;
+    }
+    if (b->cfg.acl != NULL && !acl_may_subscribe(c->acl_rule, c->id, pattern, f->subject_len)) {
+        return -EACCES;
     }
     if (c->subs.len >= b->cfg.max_subscriptions) {
         return -EDQUOT;
@@ -196,6 +200,29 @@ static void router_no_responders(struct broker *b, struct conn *c, const struct 
     conn_queue_msg(c, sid, FRAME_MSG_NO_RESPONDERS, &msg);
 }
 
+/*
+ * Access control for a PUB (only when the broker has an ACL): -EINVAL for
+ * an invalid subject (`valid`: already checked), -EACCES when the subject
+ * may not be published on, -EPERM when the reply subject may not be used.
+ * The $SYS. subjects go through the same rule, so an admin rule grants
+ * $SYS.STATS by naming it.
+ */
+static int router_check_publish(const struct conn *c, const struct frame *f, bool valid)
+{
+    const char *subject = (const char *)f->subject;
+    if (!valid && !sb_subject_valid(subject, f->subject_len)) {
+        return -EINVAL;
+    }
+    if (!acl_may_publish(c->acl_rule, subject, f->subject_len)) {
+        return -EACCES;
+    }
+    if (f->reply_len > 0 &&
+        !acl_may_reply(c->acl_rule, c->id, (const char *)f->reply, f->reply_len)) {
+        return -EPERM;
+    }
+    return 0;
+}
+
 int router_publish(struct broker *b, struct conn *c, const struct frame *f)
 {
     const char *subject = (const char *)f->subject;
@@ -207,6 +234,12 @@ int router_publish(struct broker *b, struct conn *c, const struct frame *f)
     bool special = (f->flags & FRAME_PUB_RETAIN) || sys_subject(subject, f->subject_len);
     if (special && !sb_subject_valid(subject, f->subject_len)) {
         return -EINVAL;
+    }
+    if (b->cfg.acl != NULL) {
+        int denied = router_check_publish(c, f, special);
+        if (denied < 0) {
+            return denied;
+        }
     }
     if (sys_subject(subject, f->subject_len)) {
         return sys_handle(b, c, f);

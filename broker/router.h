@@ -8,6 +8,10 @@
  * Functions return 0 or a negative errno that conn.c turns into an ERR:
  * -EINVAL (invalid subject or pattern, ERR 3), -EEXIST / -ENOENT (sid in use
  * or unknown, ERR 7), -EDQUOT (a limit, ERR 5), -EACCES (ERR 4), -ENOMEM.
+ * With an ACL (acl.h), a SUB whose pattern is not covered by the
+ * connection's rule gets -EACCES, and so does a PUB on a subject it may not
+ * publish on; a PUB whose reply subject is neither its own inbox nor
+ * publishable by it gets -EPERM (ERR 4 as well).
  */
 #ifndef SOCKBUS_ROUTER_H
 #define SOCKBUS_ROUTER_H

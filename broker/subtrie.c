@@ -700,12 +700,24 @@ static int match_below(struct node *n, const char *s, size_t len, bool first,
     return 0;
 }
 
+/* The cache key: eight bytes per multiply, since this runs for every
+ * message (a byte-at-a-time hash showed up as a quarter of the broker's
+ * time). Not keyed: the cache only compares what the hash narrows down. */
 static uint64_t subject_hash(const char *s, size_t len)
 {
-    uint64_t h = 14695981039346656037ull;
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
+    const uint64_t k = 0x9e3779b97f4a7c15ull;
+    uint64_t h = len * k;
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, s, 8);
+        h = (h ^ w) * k;
+        h ^= h >> 32;
+        s += 8;
+        len -= 8;
     }
+    uint64_t w = 0;
+    memcpy(&w, s, len);
+    h = (h ^ w) * k;
     return h ^ (h >> 29);
 }
 
@@ -747,7 +759,9 @@ int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_
         e->subject_len = (uint16_t)subject_len;
         e->nnodes = (uint16_t)t->walk.len;
         memcpy(e->subject, subject, subject_len);
-        memcpy(e->nodes, t->walk.v, t->walk.len * sizeof(*t->walk.v));
+        if (t->walk.len > 0) { /* walk.v is NULL until a walk matched */
+            memcpy(e->nodes, t->walk.v, t->walk.len * sizeof(*t->walk.v));
+        }
     }
     return emit_nodes(t->walk.v, t->walk.len, accept, arg, res);
 }

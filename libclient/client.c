@@ -65,6 +65,9 @@ struct client_buf {
 struct client_request {
     uint32_t token;
     bool done;
+    int err;             /* the broker refused the request (ERR) */
+    size_t subject_len;  /* its subject, to match such an ERR */
+    struct client_buf subject;
     struct client_buf reply;
 };
 
@@ -416,6 +419,21 @@ static bool broker_error_fatal(uint32_t code)
            code == FRAME_ERR_SHUTDOWN || code == FRAME_ERR_VERSION;
 }
 
+/* An ERR naming the subject of a request in flight (permission denied, a
+ * $SYS answer too large) fails the oldest such request now, rather than
+ * leaving it to its timeout. */
+static void client_refuse_request(sb_client *c, int err, const char *subject, size_t len)
+{
+    for (size_t i = 0; i < c->nrequests; i++) {
+        struct client_request *req = &c->requests[i];
+        if (!req->done && req->subject_len == len && memcmp(req->subject.data, subject, len) == 0) {
+            req->done = true;
+            req->err = err;
+            return;
+        }
+    }
+}
+
 static void client_handle_err(sb_client *c, const struct frame *f)
 {
     int err = broker_error_code(f->sid);
@@ -429,6 +447,7 @@ static void client_handle_err(sb_client *c, const struct frame *f)
     if (c->error_cb) {
         c->error_cb(c, err, subject, c->last_err, c->error_arg);
     }
+    client_refuse_request(c, err, subject, sl);
     if (!c->welcomed) {
         /* Any ERR before WELCOME ends the handshake. */
         c->refusal = err;
@@ -494,7 +513,9 @@ static int buf_hold(struct client_buf *b, const void *data, size_t len)
         b->data = p;
         b->cap = len;
     }
-    memcpy(b->data, data, len);
+    if (len > 0) {
+        memcpy(b->data, data, len);
+    }
     return 0;
 }
 
@@ -643,6 +664,10 @@ static bool client_take_msg(sb_client *c, sb_msg *m)
  */
 static int client_pump(sb_client *c, bool (*done)(const sb_client *), int64_t deadline)
 {
+    /* Right after sending (a request, a PING) the answer cannot be there
+     * yet: wait first instead of a read that would say EAGAIN. A round trip
+     * is then a send, a poll and a recv. */
+    bool try_read = c->wlen == c->woff;
     int r = client_write_all(c, deadline);
     if (r < 0) {
         return r;
@@ -655,17 +680,20 @@ static int client_pump(sb_client *c, bool (*done)(const sb_client *), int64_t de
         if (done(c)) {
             return 0;
         }
-        r = client_read_some(c);
-        if (r < 0) {
-            return r;
-        }
-        if (r > 0) {
-            continue;
+        if (try_read) {
+            r = client_read_some(c);
+            if (r < 0) {
+                return r;
+            }
+            if (r > 0) {
+                continue;
+            }
         }
         r = client_wait(c, POLLIN, deadline);
         if (r < 0) {
             return r == -ETIMEDOUT ? r : client_fail(c, r);
         }
+        try_read = true;
     }
 }
 
@@ -743,7 +771,10 @@ static int connect_tcp(const char *endpoint, int64_t deadline, int *out)
             r = -errno;
             continue;
         }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS) {
+        /* EINTR, like EINPROGRESS, leaves the connect going on: the poll
+         * and SO_ERROR below learn how it ends. */
+        if (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0 && errno != EINPROGRESS &&
+            errno != EINTR) {
             r = -errno;
             close(fd);
             continue;
@@ -866,6 +897,7 @@ SB_EXPORT void sb_close(sb_client *c)
     }
     for (size_t i = 0; i < c->requests_cap; i++) {
         free(c->requests[i].reply.data);
+        free(c->requests[i].subject.data);
     }
     free(c->requests);
     free(c->reply_held.data);
@@ -1114,6 +1146,12 @@ SB_EXPORT int sb_request_send(sb_client *c, const sb_pub *req, uint32_t *token)
     }
     slot->token = c->next_token;
     slot->done = false;
+    slot->err = 0;
+    slot->subject_len = req->subject ? strlen(req->subject) : 0;
+    if (buf_hold(&slot->subject, req->subject, slot->subject_len) < 0) {
+        client_end_request(c, slot);
+        return -ENOMEM;
+    }
     char reply[sizeof(c->inbox_prefix) + 12];
     snprintf(reply, sizeof(reply), "%s%u", c->inbox_prefix, slot->token);
     sb_pub pub = *req;
@@ -1148,12 +1186,12 @@ SB_EXPORT int sb_request_wait(sb_client *c, uint32_t token, sb_msg *reply, int t
     int r = client_pump(c, have_reply, deadline_after(timeout_ms));
     /* The pump may have moved the slots: look the request up again. */
     struct client_request *req = client_find_request(c, token);
-    if (r < 0 && r != -ETIMEDOUT) {
-        return r;
-    }
-    if (!req->done) {
-        client_end_request(c, req); /* a late reply will be dropped */
-        return -ETIMEDOUT;
+    if (!req->done || req->err != 0) {
+        /* Timed out, refused or disconnected: forget it (a late reply
+         * will be dropped). */
+        int err = req->done ? req->err : r < 0 ? r : -ETIMEDOUT;
+        client_end_request(c, req);
+        return err;
     }
     /* Hand the reply out from a buffer that stays put until the next
      * reply, and give the slot the old one to reuse. */

@@ -13,47 +13,84 @@
  */
 #include "sockbus.h"
 
+#include <stdint.h>
 #include <string.h>
 
-static bool token_byte(unsigned char c)
-{
-    return c >= 0x21 && c <= 0x7E && c != '.' && c != '*' && c != '>';
-}
+/* What each byte is to the subject grammar. A table, because this runs on
+ * every publish (client) and every new subject (broker). */
+enum byte_class {
+    BC_BAD = 0, /* outside 0x21..0x7E */
+    BC_TOKEN,   /* a byte of a literal token */
+    BC_DOT,
+    BC_STAR,
+    BC_GT,
+};
 
-/* Walk the tokens of s[0..len). For each token, `wild` tells whether it is
- * a lone '*' or '>'. Returns false at the first rule broken. */
+static const uint8_t byte_class[256] = {
+    ['!'] = BC_TOKEN, ['"'] = BC_TOKEN, ['#'] = BC_TOKEN, ['$'] = BC_TOKEN, ['%'] = BC_TOKEN,
+    ['&'] = BC_TOKEN, ['\''] = BC_TOKEN, ['('] = BC_TOKEN, [')'] = BC_TOKEN, ['*'] = BC_STAR,
+    ['+'] = BC_TOKEN, [','] = BC_TOKEN, ['-'] = BC_TOKEN, ['.'] = BC_DOT, ['/'] = BC_TOKEN,
+    ['0'] = BC_TOKEN, ['1'] = BC_TOKEN, ['2'] = BC_TOKEN, ['3'] = BC_TOKEN, ['4'] = BC_TOKEN,
+    ['5'] = BC_TOKEN, ['6'] = BC_TOKEN, ['7'] = BC_TOKEN, ['8'] = BC_TOKEN, ['9'] = BC_TOKEN,
+    [':'] = BC_TOKEN, [';'] = BC_TOKEN, ['<'] = BC_TOKEN, ['='] = BC_TOKEN, ['>'] = BC_GT,
+    ['?'] = BC_TOKEN, ['@'] = BC_TOKEN, ['A'] = BC_TOKEN, ['B'] = BC_TOKEN, ['C'] = BC_TOKEN,
+    ['D'] = BC_TOKEN, ['E'] = BC_TOKEN, ['F'] = BC_TOKEN, ['G'] = BC_TOKEN, ['H'] = BC_TOKEN,
+    ['I'] = BC_TOKEN, ['J'] = BC_TOKEN, ['K'] = BC_TOKEN, ['L'] = BC_TOKEN, ['M'] = BC_TOKEN,
+    ['N'] = BC_TOKEN, ['O'] = BC_TOKEN, ['P'] = BC_TOKEN, ['Q'] = BC_TOKEN, ['R'] = BC_TOKEN,
+    ['S'] = BC_TOKEN, ['T'] = BC_TOKEN, ['U'] = BC_TOKEN, ['V'] = BC_TOKEN, ['W'] = BC_TOKEN,
+    ['X'] = BC_TOKEN, ['Y'] = BC_TOKEN, ['Z'] = BC_TOKEN, ['['] = BC_TOKEN, ['\\'] = BC_TOKEN,
+    [']'] = BC_TOKEN, ['^'] = BC_TOKEN, ['_'] = BC_TOKEN, ['`'] = BC_TOKEN, ['a'] = BC_TOKEN,
+    ['b'] = BC_TOKEN, ['c'] = BC_TOKEN, ['d'] = BC_TOKEN, ['e'] = BC_TOKEN, ['f'] = BC_TOKEN,
+    ['g'] = BC_TOKEN, ['h'] = BC_TOKEN, ['i'] = BC_TOKEN, ['j'] = BC_TOKEN, ['k'] = BC_TOKEN,
+    ['l'] = BC_TOKEN, ['m'] = BC_TOKEN, ['n'] = BC_TOKEN, ['o'] = BC_TOKEN, ['p'] = BC_TOKEN,
+    ['q'] = BC_TOKEN, ['r'] = BC_TOKEN, ['s'] = BC_TOKEN, ['t'] = BC_TOKEN, ['u'] = BC_TOKEN,
+    ['v'] = BC_TOKEN, ['w'] = BC_TOKEN, ['x'] = BC_TOKEN, ['y'] = BC_TOKEN, ['z'] = BC_TOKEN,
+    ['{'] = BC_TOKEN, ['|'] = BC_TOKEN, ['}'] = BC_TOKEN, ['~'] = BC_TOKEN,
+};
+
+/*
+ * One pass over s[0..len). `run` counts the bytes of the current token and
+ * `wild` remembers whether it is a lone '*' or '>' so far; a '>' token must
+ * be the last one.
+ */
 static bool check(const char *s, size_t len, bool allow_wild)
 {
     if (s == NULL || len == 0 || len > SB_SUBJECT_MAX) {
         return false;
     }
-    size_t start = 0;
-    for (size_t i = 0; i <= len; i++) {
-        if (i < len && s[i] != '.') {
-            continue;
-        }
-        size_t tlen = i - start;
-        const char *t = s + start;
-        if (tlen == 0) {
-            return false; /* empty token: "a..b", ".a", "a." */
-        }
-        if (tlen == 1 && (t[0] == '*' || t[0] == '>')) {
-            if (!allow_wild) {
-                return false;
+    size_t run = 0;
+    uint8_t wild = 0; /* BC_STAR or BC_GT while the token is exactly that */
+    for (size_t i = 0; i < len; i++) {
+        uint8_t bc = byte_class[(unsigned char)s[i]];
+        switch (bc) {
+        case BC_TOKEN:
+            if (wild != 0) {
+                return false; /* "*x", ">x" */
             }
-            if (t[0] == '>' && i != len) {
+            run++;
+            break;
+        case BC_DOT:
+            if (run == 0 && wild == 0) {
+                return false; /* empty token */
+            }
+            if (wild == BC_GT) {
                 return false; /* '>' only as the last token */
             }
-        } else {
-            for (size_t k = 0; k < tlen; k++) {
-                if (!token_byte((unsigned char)t[k])) {
-                    return false;
-                }
+            run = 0;
+            wild = 0;
+            break;
+        case BC_STAR:
+        case BC_GT:
+            if (!allow_wild || run != 0 || wild != 0) {
+                return false; /* "a*", "**", or a wildcard in a subject */
             }
+            wild = bc;
+            break;
+        default:
+            return false;
         }
-        start = i + 1;
     }
-    return true;
+    return run > 0 || wild != 0; /* no trailing dot */
 }
 
 SB_EXPORT bool sb_subject_valid(const char *subject, size_t len)

@@ -5,6 +5,9 @@
  * The broker binary comes from $SOCKBUSD (set by meson), the sockbus
  * command from $SOCKBUS. Readiness is a bounded wait: the socket is polled
  * until it accepts a connection, for at most HARNESS_READY_MS.
+ * With $SOCKBUSD_WRAPPER set (e.g. "valgrind --error-exitcode=99 ..."),
+ * harness_start() and harness_run_broker() run the broker under that
+ * command, and harness_stop() asserts its verdict.
  */
 #ifndef SOCKBUS_TEST_HARNESS_H
 #define SOCKBUS_TEST_HARNESS_H
@@ -102,5 +105,14 @@ int harness_wait_pid(pid_t pid, int timeout_ms);
 
 /* Monotonic milliseconds. */
 int64_t harness_now_ms(void);
+
+/* Does the broker run under $SOCKBUSD_WRAPPER (e.g. valgrind)? Tests whose
+ * bounds only hold for the bare broker (start-up or stop time, memory use)
+ * skip those checks then, saying why. */
+bool harness_wrapped(void);
+
+/* How long harness_start() waits for the socket: $HARNESS_READY_MS if set,
+ * else HARNESS_READY_MS, six times that under a wrapper. */
+int harness_ready_ms(void);
 
 #endif /* SOCKBUS_TEST_HARNESS_H */

@@ -17,6 +17,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -27,8 +28,11 @@
 
 static struct harness_broker broker;
 
-/* A `sockbus` running in the background with stdout on a pipe. */
+/* A `sockbus` running in the background with stdout on a pipe. Slots are
+ * static so that .fini can still find (and kill) them after a failed
+ * assertion has left the test body. */
 struct bg {
+    bool in_use;
     pid_t pid;
     int fd;
     char *buf; /* everything read so far, NUL terminated */
@@ -39,7 +43,10 @@ struct bg {
 };
 
 #define BG_MAX 4
-static struct bg *bg_live[BG_MAX];
+static struct bg bg_slots[BG_MAX];
+
+/* A `sockbus pub` whose stdin the test writes (see spawn_fed()). */
+static pid_t fed_pid = -1;
 
 static void setup(void)
 {
@@ -50,12 +57,20 @@ static void setup(void)
 static void teardown(void)
 {
     for (int i = 0; i < BG_MAX; i++) {
-        struct bg *b = bg_live[i];
-        if (b != NULL && b->pid > 0) {
+        struct bg *b = &bg_slots[i];
+        if (b->in_use && b->pid > 0) {
             kill(b->pid, SIGKILL);
             waitpid(b->pid, NULL, 0);
             b->pid = -1;
         }
+    }
+    if (fed_pid > 0) {
+        kill(fed_pid, SIGKILL);
+        waitpid(fed_pid, NULL, 0);
+        fed_pid = -1;
+    }
+    if (broker.pid > 0) {
+        kill(broker.pid, SIGCONT); /* pub_exit_status_waits_for_the_broker */
     }
     harness_cleanup(&broker);
 }
@@ -148,20 +163,23 @@ static void lib_pub(sb_client *c, const char *subject, const char *reply, const 
 
 /* ---- the background command ---- */
 
-static void bg_start(struct bg *b, const char *const *argv)
+static struct bg *bg_start(const char *const *argv)
 {
+    struct bg *b = NULL;
+    for (int i = 0; i < BG_MAX && b == NULL; i++) {
+        if (!bg_slots[i].in_use) {
+            b = &bg_slots[i];
+        }
+    }
+    cr_assert_not_null(b, "too many background commands");
     memset(b, 0, sizeof(*b));
+    b->in_use = true;
     b->cap = 4096;
     b->buf = malloc(b->cap + 1);
     b->buf[0] = '\0';
     b->pid = harness_cli_spawn(argv, &b->fd);
     cr_assert(b->pid > 0);
-    for (int i = 0; i < BG_MAX; i++) {
-        if (bg_live[i] == NULL) {
-            bg_live[i] = b;
-            break;
-        }
-    }
+    return b;
 }
 
 /* Read what is there within timeout_ms; false on timeout or EOF. */
@@ -276,8 +294,9 @@ static void bg_until_end(struct bg *b, sb_client *ctl, const char *subject, bool
     b->pos = (size_t)at + 5;
 }
 
-/* SIGTERM, reap (SIGKILL after BG_TERM_MS), close; returns the status.
- * Asserts nothing: sub_sigterm_ends_idle_sub checks how it ends. */
+/* SIGTERM (unless it already ended), reap (SIGKILL after BG_TERM_MS),
+ * release the slot; returns the exit status. Asserts nothing:
+ * sub_sigterm_ends_idle_sub checks how it ends. */
 #define BG_TERM_MS 2000
 static int bg_stop(struct bg *b)
 {
@@ -288,6 +307,8 @@ static int bg_stop(struct bg *b)
         b->pid = -1;
     }
     close(b->fd);
+    free(b->buf);
+    memset(b, 0, sizeof(*b));
     return status;
 }
 
@@ -641,9 +662,8 @@ static void pipe_pub_to_sub(bool verbose, const char *want)
     sb_client *ctl = harness_client(&broker, "ctl", true);
     const char *sub_argv[] = {"sockbus", "sub", "-s",     broker.socket,
                               verbose ? "-v" : "--", "demo.>", NULL};
-    struct bg b;
-    bg_start(&b, sub_argv);
-    bg_sync(&b, ctl, "demo.probe", true);
+    struct bg *b = bg_start(sub_argv);
+    bg_sync(b, ctl, "demo.probe", true);
 
     const char *pub_argv[] = {"sockbus", "pub", "-s", broker.socket, "demo.x", NULL};
     struct cli_result r;
@@ -653,9 +673,9 @@ static void pipe_pub_to_sub(bool verbose, const char *want)
 
     const char *out;
     size_t len;
-    bg_until_end(&b, ctl, "demo.end", true, &out, &len);
+    bg_until_end(b, ctl, "demo.end", true, &out, &len);
     assert_bytes(out, len, want, strlen(want), "sub output");
-    bg_stop(&b);
+    bg_stop(b);
     free(r.out);
     sb_close(ctl);
 }
@@ -810,15 +830,85 @@ Test(cli, pub_over_tcp)
     harness_stop(&broker);
 }
 
+/* Start `sockbus` with stdin on a pipe (returned) and stderr into *err_fd,
+ * a temporary file; its pid goes to fed_pid. */
+static int spawn_fed(const char *const *argv, int *err_fd)
+{
+    const char *sockbus = getenv("SOCKBUS");
+    cr_assert(sockbus != NULL && *sockbus != '\0', "SOCKBUS is not set");
+    char errpath[] = "/tmp/sbtest-clierr-XXXXXX";
+    *err_fd = mkstemp(errpath);
+    cr_assert(*err_fd >= 0);
+    unlink(errpath);
+    int in[2];
+    cr_assert_eq(pipe2(in, O_CLOEXEC), 0);
+    const char *args[16];
+    size_t n = 0;
+    args[n++] = sockbus;
+    for (size_t i = 1; argv[i] != NULL && n < 15; i++) {
+        args[n++] = argv[i];
+    }
+    args[n] = NULL;
+    fed_pid = fork();
+    cr_assert(fed_pid >= 0);
+    if (fed_pid == 0) {
+        int devnull = open("/dev/null", O_WRONLY);
+        dup2(in[0], STDIN_FILENO);
+        dup2(devnull, STDOUT_FILENO);
+        dup2(*err_fd, STDERR_FILENO);
+        execv(args[0], (char *const *)args);
+        _exit(127);
+    }
+    close(in[0]);
+    return in[1];
+}
+
+/*
+ * Lines reach subscribers while stdin stays open (tail -F | sockbus pub),
+ * and exit 0 is a promise that the broker processed everything: with the
+ * broker stopped, pub must wait for it (up to -t) and then fail, not exit
+ * 0 with the last line still unconfirmed.
+ */
+Test(cli, pub_exit_status_waits_for_the_broker)
+{
+    sb_client *sub = lib_sub("live.x");
+    const char *argv[] = {"sockbus", "pub", "-s", broker.socket, "-t", "1", "live.x", NULL};
+    int err_fd;
+    int in = spawn_fed(argv, &err_fd);
+    cr_assert_eq(write(in, "first\n", 6), 6);
+    expect_payload(sub, "live.x", "first", 5);
+
+    cr_assert_eq(kill(broker.pid, SIGSTOP), 0);
+    cr_assert_eq(write(in, "second\n", 7), 7);
+    close(in);
+    int64_t t0 = harness_now_ms();
+    int status = harness_wait_pid(fed_pid, 5000);
+    int64_t elapsed = harness_now_ms() - t0;
+    fed_pid = -1;
+    kill(broker.pid, SIGCONT);
+
+    char err[1024];
+    ssize_t n = pread(err_fd, err, sizeof(err) - 1, 0);
+    err[n > 0 ? n : 0] = '\0';
+    close(err_fd);
+    cr_assert_eq(status, 1, "pub exited %d (after %lld ms) while the broker was stopped; stderr [%s]",
+                 status, (long long)elapsed, err);
+    cr_assert(elapsed >= 800, "pub gave up after %lld ms, before its -t 1", (long long)elapsed);
+    size_t el = strlen(err);
+    cr_assert(el > 1 && err[el - 1] == '\n' && memchr(err, '\n', el - 1) == NULL,
+              "expected one line on stderr, got [%s]", err);
+    sb_close(sub);
+    harness_stop(&broker);
+}
+
 /* ---- sub output formats ---- */
 
 Test(cli, sub_raw_prints_payload_bytes_only)
 {
     sb_client *ctl = harness_client(&broker, "ctl", true);
     const char *argv[] = {"sockbus", "sub", "-s", broker.socket, "--raw", "r.>", NULL};
-    struct bg b;
-    bg_start(&b, argv);
-    bg_sync(&b, ctl, "r.probe", false);
+    struct bg *b = bg_start(argv);
+    bg_sync(b, ctl, "r.probe", false);
 
     unsigned char all[256];
     for (int i = 0; i < 256; i++) {
@@ -842,10 +932,10 @@ Test(cli, sub_raw_prints_payload_bytes_only)
 
     const char *out;
     size_t len;
-    bg_until_end(&b, ctl, "r.end", false, &out, &len);
+    bg_until_end(b, ctl, "r.end", false, &out, &len);
     cr_assert(len == wl && memcmp(out, want, wl) == 0,
               "sub --raw wrote %zu bytes, expected exactly the %zu payload bytes", len, wl);
-    bg_stop(&b);
+    bg_stop(b);
     sb_close(ctl);
     harness_stop(&broker);
 }
@@ -854,9 +944,8 @@ Test(cli, sub_json_text_payloads_and_escaping)
 {
     sb_client *ctl = harness_client(&broker, "ctl", true);
     const char *argv[] = {"sockbus", "sub", "-s", broker.socket, "--json", "j.>", NULL};
-    struct bg b;
-    bg_start(&b, argv);
-    bg_sync(&b, ctl, "j.probe", true);
+    struct bg *b = bg_start(argv);
+    bg_sync(b, ctl, "j.probe", true);
 
     static const char tricky[] = "say \"hi\" \\ back\\slash\n\t\r\b\f\x01\x1f\x7f "
                                  "caf\xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80 end";
@@ -870,7 +959,7 @@ Test(cli, sub_json_text_payloads_and_escaping)
 
     const char *out;
     size_t len;
-    bg_until_end(&b, ctl, "j.end", true, &out, &len);
+    bg_until_end(b, ctl, "j.end", true, &out, &len);
     struct jobj objs[8];
     int n = json_lines(out, len, objs, 8);
     cr_assert_eq(n, 4, "expected 4 JSON lines, got %d: [%.*s]", n, (int)len, out);
@@ -882,7 +971,7 @@ Test(cli, sub_json_text_payloads_and_escaping)
         cr_assert_null(j_get(&objs[i], "retained"), "\"retained\" on a live message");
         j_free(&objs[i]);
     }
-    bg_stop(&b);
+    bg_stop(b);
     sb_close(ctl);
     harness_stop(&broker);
 }
@@ -891,9 +980,8 @@ Test(cli, sub_json_invalid_utf8_as_base64)
 {
     sb_client *ctl = harness_client(&broker, "ctl", true);
     const char *argv[] = {"sockbus", "sub", "-s", broker.socket, "--json", "b.>", NULL};
-    struct bg b;
-    bg_start(&b, argv);
-    bg_sync(&b, ctl, "b.probe", true);
+    struct bg *b = bg_start(argv);
+    bg_sync(b, ctl, "b.probe", true);
 
     unsigned char all[256];
     for (int i = 0; i < 256; i++) {
@@ -906,6 +994,8 @@ Test(cli, sub_json_invalid_utf8_as_base64)
         {"\xff", 1},                    /* never valid; 1 byte: "==" padding */
         {"\xc0\x80", 2},                /* overlong NUL; "=" padding */
         {"\xed\xa0\x80", 3},            /* a surrogate; no padding */
+        {"\xe0\x80\xaf", 3},            /* overlong '/' in three bytes */
+        {"\xf0\x82\x82\xac", 4},        /* overlong U+20AC in four bytes */
         {"ok\xe2\x82", 4},              /* truncated sequence at the end */
         {"\xf5\x80\x80\x80z", 5},       /* above U+10FFFF */
         {"text\x80more\"\\\n", 13},     /* stray continuation byte */
@@ -920,7 +1010,7 @@ Test(cli, sub_json_invalid_utf8_as_base64)
 
     const char *out;
     size_t len;
-    bg_until_end(&b, ctl, "b.end", true, &out, &len);
+    bg_until_end(b, ctl, "b.end", true, &out, &len);
     struct jobj objs[NCASES + 1];
     int n = json_lines(out, len, objs, NCASES + 1);
     cr_assert_eq(n, NCASES, "expected %d JSON lines, got %d", NCASES, n);
@@ -942,7 +1032,7 @@ Test(cli, sub_json_invalid_utf8_as_base64)
                   "case %d: base64 [%.*s] does not decode to the payload", i, (int)p->len, p->str);
         j_free(&objs[i]);
     }
-    bg_stop(&b);
+    bg_stop(b);
     sb_close(ctl);
     harness_stop(&broker);
 }
@@ -951,9 +1041,8 @@ Test(cli, sub_json_reply_only_when_present)
 {
     sb_client *ctl = harness_client(&broker, "ctl", true);
     const char *argv[] = {"sockbus", "sub", "-s", broker.socket, "--json", "rq.>", NULL};
-    struct bg b;
-    bg_start(&b, argv);
-    bg_sync(&b, ctl, "rq.probe", true);
+    struct bg *b = bg_start(argv);
+    bg_sync(b, ctl, "rq.probe", true);
 
     lib_pub(ctl, "rq.lib", "inbox.lib.1", "x", 1);
     const char *pub_argv[] = {"sockbus", "pub",   "-s", broker.socket, "--reply",
@@ -965,7 +1054,7 @@ Test(cli, sub_json_reply_only_when_present)
 
     const char *out;
     size_t len;
-    bg_until_end(&b, ctl, "rq.end", true, &out, &len);
+    bg_until_end(b, ctl, "rq.end", true, &out, &len);
     struct jobj objs[4];
     int n = json_lines(out, len, objs, 4);
     cr_assert_eq(n, 3, "expected 3 JSON lines, got %d: [%.*s]", n, (int)len, out);
@@ -975,7 +1064,7 @@ Test(cli, sub_json_reply_only_when_present)
     for (int i = 0; i < n; i++) {
         j_free(&objs[i]);
     }
-    bg_stop(&b);
+    bg_stop(b);
     free(r.out);
     sb_close(ctl);
     harness_stop(&broker);
@@ -988,10 +1077,9 @@ Test(cli, sub_several_patterns)
     sb_client *ctl = harness_client(&broker, "ctl", true);
     const char *argv[] = {"sockbus", "sub", "-s", broker.socket, "-v",
                           "m.a",     "m.b.*", "m.c.>", NULL};
-    struct bg b;
-    bg_start(&b, argv);
+    struct bg *b = bg_start(argv);
     /* The last pattern: sub subscribes in order, so all are active. */
-    bg_sync(&b, ctl, "m.c.probe", true);
+    bg_sync(b, ctl, "m.c.probe", true);
 
     lib_pub(ctl, "m.a", NULL, "1", 1);
     lib_pub(ctl, "m.b.x", NULL, "2", 1);
@@ -1003,10 +1091,10 @@ Test(cli, sub_several_patterns)
 
     const char *out;
     size_t len;
-    bg_until_end(&b, ctl, "m.c.end", true, &out, &len);
+    bg_until_end(b, ctl, "m.c.end", true, &out, &len);
     static const char want[] = "m.a 1\nm.b.x 2\nm.c.x.y 3\n";
     assert_bytes(out, len, want, sizeof(want) - 1, "sub with three patterns");
-    bg_stop(&b);
+    bg_stop(b);
     sb_close(ctl);
     harness_stop(&broker);
 }
@@ -1015,8 +1103,7 @@ Test(cli, sub_count_exits_after_exactly_n)
 {
     sb_client *ctl = harness_client(&broker, "ctl", true);
     const char *argv[] = {"sockbus", "sub", "-s", broker.socket, "-n", "3", "n.>", NULL};
-    struct bg b;
-    bg_start(&b, argv);
+    struct bg *b = bg_start(argv);
 
     /* Probe until the first probe is printed: probes FIRST..K all reach
      * the sub (each was behind a flush barrier) and count. */
@@ -1028,12 +1115,12 @@ Test(cli, sub_count_exits_after_exactly_n)
         char marker[32];
         snprintf(marker, sizeof(marker), "<probe-%d>", ++k);
         lib_pub(ctl, "n.probe", NULL, marker, strlen(marker));
-        first = bg_wait_for(&b, 0, "<probe-", 20);
+        first = bg_wait_for(b, 0, "<probe-", 20);
         if (first < 0) {
-            cr_assert(!b.eof, "sockbus sub -n 3 exited early: [%s]", b.buf);
+            cr_assert(!b->eof, "sockbus sub -n 3 exited early: [%s]", b->buf);
         }
     }
-    int j = atoi(b.buf + first + strlen("<probe-"));
+    int j = atoi(b->buf + first + strlen("<probe-"));
     cr_assert(j >= 1 && j <= k);
     /* More than enough to go past 3. */
     for (int i = 1; i <= 5; i++) {
@@ -1052,12 +1139,12 @@ Test(cli, sub_count_exits_after_exactly_n)
         wl += (size_t)snprintf(want + wl, sizeof(want) - wl, "m%d\n", i);
     }
 
-    cr_assert(bg_read_to_eof(&b, HARNESS_IO_MS), "sub -n 3 did not exit after 3 messages");
-    int status = harness_wait_pid(b.pid, HARNESS_IO_MS);
-    b.pid = -1;
+    cr_assert(bg_read_to_eof(b, HARNESS_IO_MS), "sub -n 3 did not exit after 3 messages");
+    int status = harness_wait_pid(b->pid, HARNESS_IO_MS);
+    b->pid = -1;
     cr_assert_eq(status, 0, "sub -n 3 exited %d", status);
-    assert_bytes(b.buf, b.len, want, wl, "sub -n 3 output");
-    close(b.fd);
+    assert_bytes(b->buf, b->len, want, wl, "sub -n 3 output");
+    bg_stop(b);
     sb_close(ctl);
     harness_stop(&broker);
 }
@@ -1074,19 +1161,12 @@ Test(cli, sub_sigterm_ends_idle_sub)
     sb_client *ctl = harness_client(&broker, "ctl", true);
     const char *argv[] = {"sockbus", "sub", "-s", broker.socket, "t.>", NULL};
     for (int i = 0; i < 100; i++) {
-        struct bg b;
-        bg_start(&b, argv);
-        bg_sync(&b, ctl, "t.probe", true);
-        int status = bg_stop(&b);
+        struct bg *b = bg_start(argv);
+        bg_sync(b, ctl, "t.probe", true);
+        int status = bg_stop(b);
         cr_assert_eq(status, 128 + SIGTERM,
                      "round %d: sockbus sub did not die of SIGTERM within %d ms (status %d)", i,
                      BG_TERM_MS, status);
-        free(b.buf);
-        for (int k = 0; k < BG_MAX; k++) {
-            if (bg_live[k] == &b) {
-                bg_live[k] = NULL;
-            }
-        }
     }
     sb_close(ctl);
     harness_stop(&broker);
@@ -1277,15 +1357,14 @@ Test(cli, socket_env_is_used_by_sub)
     cr_assert_eq(setenv("SOCKBUS_SOCKET", broker.socket, 1), 0);
     sb_client *ctl = harness_client(&broker, "ctl", true);
     const char *argv[] = {"sockbus", "sub", "env.>", NULL};
-    struct bg b;
-    bg_start(&b, argv);
-    bg_sync(&b, ctl, "env.probe", true);
+    struct bg *b = bg_start(argv);
+    bg_sync(b, ctl, "env.probe", true);
     lib_pub(ctl, "env.y", NULL, "via env", 7);
     const char *out;
     size_t len;
-    bg_until_end(&b, ctl, "env.end", true, &out, &len);
+    bg_until_end(b, ctl, "env.end", true, &out, &len);
     assert_bytes(out, len, "via env\n", 8, "sub via SOCKBUS_SOCKET");
-    bg_stop(&b);
+    bg_stop(b);
     sb_close(ctl);
     harness_stop(&broker);
 }

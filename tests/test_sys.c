@@ -203,3 +203,17 @@ Test(sys, clients_may_not_publish_on_sys)
     sb_close(c);
     harness_stop(&broker);
 }
+
+Test(sys, refused_request_fails_at_once)
+{
+    sb_client *c = harness_client(&broker, "c", true);
+    sb_msg reply;
+    int64_t start = harness_now_ms();
+    int r = sb_request(c, "$SYS.NOPE", NULL, 0, &reply, 10000);
+    cr_assert_eq(r, SB_E_PERMISSION, "got %s", sb_strerror(r));
+    cr_assert_lt(harness_now_ms() - start, 2000, "the refusal must not wait for the timeout");
+    /* The connection goes on, and the next request is answered. */
+    cr_assert_eq(sb_request(c, "$SYS.STATS", NULL, 0, &reply, HARNESS_IO_MS), 0);
+    sb_close(c);
+    harness_stop(&broker);
+}

@@ -195,7 +195,8 @@ static void bench_usage(FILE *out)
             "      --window BYTES     most bytes of frames a publisher may be ahead of its\n"
             "                         slowest subscriber (default 2m; keep it below the\n"
             "                         broker's max_pending, 8m by default)\n"
-            "  -q, --quiet            no progress line on stderr\n"
+            "  -q, --quiet            no progress line on stderr (it is shown only on a\n"
+            "                         terminal, and only when the runs take over 1 s)\n"
             "  -h, --help             show this help and exit\n"
             "\n"
             "How it measures: publishers, subscribers, requesters and responders are\n"
@@ -619,12 +620,14 @@ typedef struct job_ctx {
     unsigned fd_pairs;
 } job_ctx;
 
-static void job_close_fds(job_ctx *jc, int keep_a, int keep_b)
+/* Close the raw sockets but `keep` (-1: all of them). A child keeps only
+ * its own end, so that a peer's exit shows as end of stream. */
+static void job_close_fds(job_ctx *jc, int keep)
 {
     for (unsigned i = 0; i < jc->fd_pairs; i++) {
         for (int e = 0; e < 2; e++) {
             int fd = jc->fds[i][e];
-            if (fd >= 0 && fd != keep_a && fd != keep_b) {
+            if (fd >= 0 && fd != keep) {
                 close(fd);
             }
         }
@@ -644,19 +647,19 @@ static void job_child_main(job_ctx *jc, job_role role, unsigned index)
 
     switch (role) {
     case ROLE_PUBLISHER:
-        job_close_fds(jc, -1, -1);
+        job_close_fds(jc, -1);
         r = bench_publisher_run(job, jc->sh);
         break;
     case ROLE_SUBSCRIBER:
-        job_close_fds(jc, -1, -1);
+        job_close_fds(jc, -1);
         r = bench_subscriber_run(job, jc->sh, index);
         break;
     case ROLE_RESPONDER:
-        job_close_fds(jc, -1, -1);
+        job_close_fds(jc, -1);
         r = bench_responder_run(job, jc->sh);
         break;
     case ROLE_REQUESTER:
-        job_close_fds(jc, -1, -1);
+        job_close_fds(jc, -1);
         r = bench_requester_run(job, jc->sh);
         break;
     case ROLE_RAW_SENDER:
@@ -667,15 +670,15 @@ static void job_child_main(job_ctx *jc, job_role role, unsigned index)
         r = bench_raw_sender_run(job, jc->sh, sender_fds, jc->fd_pairs);
         break;
     case ROLE_RAW_RECEIVER:
-        job_close_fds(jc, jc->fds[index][1], -1);
+        job_close_fds(jc, jc->fds[index][1]);
         r = bench_raw_receiver_run(job, jc->sh, index, jc->fds[index][1]);
         break;
     case ROLE_RAW_RESPONDER:
-        job_close_fds(jc, jc->fds[0][1], -1);
+        job_close_fds(jc, jc->fds[0][1]);
         r = bench_raw_responder_run(job, jc->sh, jc->fds[0][1]);
         break;
     case ROLE_RAW_REQUESTER:
-        job_close_fds(jc, jc->fds[0][0], -1);
+        job_close_fds(jc, jc->fds[0][0]);
         r = bench_raw_requester_run(job, jc->sh, jc->fds[0][0]);
         break;
     }
@@ -714,6 +717,8 @@ static int job_spawn_all(job_ctx *jc)
         for (unsigned i = 0; i < pairs; i++) {
             int r = bench_raw_pair(job->transport, jc->fds[i]);
             if (r < 0) {
+                job_close_fds(jc, -1);
+                jc->fd_pairs = 0;
                 return bench_fail(jc->sh, "cannot connect a %s socket pair: %s",
                                   bench_transport_name(job->transport), strerror(-r));
             }
@@ -736,7 +741,7 @@ static int job_spawn_all(job_ctx *jc)
             r = job_spawn(jc, raw ? ROLE_RAW_SENDER : ROLE_PUBLISHER, 0);
         }
     }
-    job_close_fds(jc, -1, -1); /* the children have theirs */
+    job_close_fds(jc, -1); /* the children have theirs */
     jc->fd_pairs = 0;
     return r;
 }

@@ -350,7 +350,7 @@ void bench_report_table(const bench_report *rep, FILE *out)
                 rep->unix_endpoint[0] ? rep->unix_endpoint : rep->tcp_endpoint);
     }
     fprintf(out,
-            "%u run%s of %.2g s per row, window %s; msgs/s at the subscribers (fanout: "
+            "%u run%s of %g s per row, window %s; msgs/s at the subscribers (fanout: "
             "summed), MB/s of payload (10^6 B), latency in microseconds%s\n\n",
             rep->runs, rep->runs == 1 ? "" : "s", (double)rep->duration_ms / 1000.0, window,
             rep->runs > 1 ? "; rates: median [min-max]" : "");

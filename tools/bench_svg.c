@@ -319,7 +319,7 @@ int bench_svg_write(const bench_report *rep, FILE *out)
     fprintf(out, "<text x=\"%d\" y=\"30\" class=\"h1\">sockbus bench</text>\n", SVG_MARGIN);
     char sub[256];
     snprintf(sub, sizeof(sub),
-             "%u run%s of %.2g s per row%s; %s broker; each panel has its own scale", rep->runs,
+             "%u run%s of %g s per row%s; %s broker; each panel has its own scale", rep->runs,
              rep->runs == 1 ? "" : "s", (double)rep->duration_ms / 1000.0,
              rep->runs > 1 ? " (bars: median, whiskers: min\xe2\x80\x93max)" : "",
              strcmp(rep->broker_mode, "external") == 0 ? "a running" : "a private");

@@ -202,12 +202,17 @@ static int subscriber_loop(worker *w, bench_receiver *rc)
     uint64_t expected = 0;
     uint64_t next_report = report_every;
     uint64_t done_seen_ns = 0;
+    uint64_t drained_ns = 0;
     sb_msg m;
 
     for (;;) {
         int r = sb_next_msg(w->client, &m, 0);
         if (r == -ETIMEDOUT) {
-            /* About to block: the sender must know what we have. */
+            /* About to block: the sender must know what we have. The
+             * clock is read here, once per pause in the stream, so that
+             * a lost end marker still leaves the time of the last
+             * message (give or take one poll). */
+            drained_ns = bench_now_ns();
             bench_flow_report(rc, received);
             for (;;) {
                 r = sb_next_msg(w->client, &m, WORKER_IDLE_POLL_MS);
@@ -223,7 +228,7 @@ static int subscriber_loop(worker *w, bench_receiver *rc)
                         done_seen_ns = now;
                     } else if (now - done_seen_ns >= (uint64_t)BENCH_END_GRACE_MS * 1000000u) {
                         /* The marker was lost with the rest: count and go. */
-                        rc->last_ns = now;
+                        rc->last_ns = drained_ns;
                         goto done;
                     }
                 }

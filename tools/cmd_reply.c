@@ -56,9 +56,9 @@ typedef struct reply_args {
     uint64_t count;       /* 0: no limit */
     int64_t timeout_ms;   /* 0: no limit */
     bool verbose;
-    const char *subject;  /* a subject, or a pattern */
-    const char *message;  /* the fixed answer ("" when none is given) */
-    char **command;       /* NULL, or execvp() arguments, NULL terminated */
+    const char *subject; /* a subject, or a pattern */
+    const char *message; /* the fixed answer ("" when none is given) */
+    char **command;      /* NULL, or execvp() arguments, NULL terminated */
 } reply_args;
 
 typedef struct reply_state {
@@ -75,10 +75,10 @@ typedef struct reply_state {
 /* One run of COMMAND. */
 typedef struct reply_run {
     pid_t pid;
-    size_t len;      /* bytes of its stdout in reply_state.out */
-    bool too_large;  /* it wrote more than fits in one reply: send none */
-    int exec_errno;  /* 0, or why execvp() failed */
-    bool timed_out;  /* -t passed while it ran: it was killed, no reply */
+    size_t len;     /* bytes of its stdout in reply_state.out */
+    bool too_large; /* it wrote more than fits in one reply: send none */
+    int exec_errno; /* 0, or why execvp() failed */
+    bool timed_out; /* -t passed while it ran: it was killed, no reply */
 } reply_run;
 
 int cmd_reply(int argc, char **argv);
@@ -107,7 +107,8 @@ static void reply_usage(FILE *out)
                  "                         before COUNT requests (a COMMAND still running\n"
                  "                         then is killed); also bounds connecting\n"
                  "                         (fractional, or with a unit: 0.5, 250ms, 1m)\n"
-                 "  -v, --verbose          log each request answered on stderr\n"
+                 "  -v, --verbose          log each request answered on stderr, and (once)\n"
+                 "                         that messages without a reply subject are ignored\n"
                  "  -h, --help             show this help and exit\n"
                  "\n"
                  "Exit status: 0 after COUNT requests, 1 on failure (refused subscription,\n"
@@ -149,9 +150,8 @@ static int reply_parse_operands(int argc, char **argv, reply_args *args)
     if (left > 2) {
         for (int i = optind + 2; i < argc; i++) {
             if (strcmp(argv[i], "--") == 0) {
-                return cli_usage_error(CMD,
-                                       "give either MESSAGE or '-- COMMAND' after SUBJECT, "
-                                       "not both");
+                return cli_usage_error(CMD, "give either MESSAGE or '-- COMMAND' after SUBJECT, "
+                                            "not both");
             }
         }
         return cli_usage_error(CMD,
@@ -284,7 +284,7 @@ static void reply_open_std_fds(void)
 {
     for (int fd = STDIN_FILENO; fd <= STDERR_FILENO; fd++) {
         if (fcntl(fd, F_GETFD) < 0 && open("/dev/null", O_RDWR) < 0) {
-            return; /* nothing better to do: the pipes are checked later */
+            return; /* no /dev/null: go on, a failed dup2() is reported per request */
         }
     }
 }
@@ -321,8 +321,8 @@ static int reply_keep_output(reply_state *st, reply_run *run, const char *data, 
  * the request is not an error (`date` reads nothing). Returns 0 at EOF,
  * -ETIMEDOUT when -t passes first, or another negative errno.
  */
-static int reply_exchange(reply_state *st, reply_run *run, int in_fd, int out_fd,
-                          const uint8_t *in, size_t in_len, size_t limit)
+static int reply_exchange(reply_state *st, reply_run *run, int in_fd, int out_fd, const uint8_t *in,
+                          size_t in_len, size_t limit)
 {
     char chunk[REPLY_IO_CHUNK]; /* read here, then copied to st->out: the
                                  * output past `limit` must be read too,
@@ -571,6 +571,16 @@ static void reply_too_large(const reply_state *st, const char *what, const char 
             what, limit, reply_to, (unsigned)sb_max_frame(st->client), sb_endpoint(st->client));
 }
 
+/* -v: one line per request answered (`r` is what reply_send() said). */
+static void reply_log_answered(const reply_state *st, int r, const char *subject, size_t in,
+                               size_t out)
+{
+    if (r == 0 && st->args->verbose) {
+        fprintf(stderr, "sockbus reply: answered a request on %s (%zu bytes in, %zu out)\n",
+                subject, in, out);
+    }
+}
+
 /* Answer one request. Returns 0 or an exit code. */
 static int reply_answer(reply_state *st, const sb_msg *m)
 {
@@ -591,7 +601,9 @@ static int reply_answer(reply_state *st, const sb_msg *m)
             reply_too_large(st, "MESSAGE", reply_to, limit);
             len = 0;
         }
-        return reply_send(st, reply_to, data, len);
+        int r = reply_send(st, reply_to, data, len);
+        reply_log_answered(st, r, subject, request_len, len);
+        return r;
     }
 
     reply_run run;
@@ -599,7 +611,9 @@ static int reply_answer(reply_state *st, const sb_msg *m)
     if (r < 0) {
         fprintf(stderr, "sockbus reply: cannot run '%s': %s; sent an empty reply\n",
                 args->command[0], strerror(-r));
-        return reply_send(st, reply_to, "", 0);
+        r = reply_send(st, reply_to, "", 0);
+        reply_log_answered(st, r, subject, request_len, 0);
+        return r;
     }
     if (run.timed_out) {
         fprintf(stderr,
@@ -625,10 +639,7 @@ static int reply_answer(reply_state *st, const sb_msg *m)
     /* Reaped after the reply went out: the requester does not wait for a
      * command that lingers after closing its stdout. */
     reply_reap(st, &run, subject);
-    if (r == 0 && args->verbose) {
-        fprintf(stderr, "sockbus reply: answered a request on %s (%zu bytes in, %zu out)\n",
-                subject, request_len, len);
-    }
+    reply_log_answered(st, r, subject, request_len, len);
     return r;
 }
 

@@ -84,11 +84,16 @@ typedef struct stat_column {
 } stat_column;
 
 static const stat_column stat_columns[] = {
-    {"ID", "id", true},          {"NAME", "name", false},
-    {"TRANSPORT", "transport", false}, {"PID", "pid", true},
-    {"UID", "uid", true},        {"SUBS", "subscriptions", true},
-    {"PENDING", "pending_bytes", true}, {"IN", "msgs_in", true},
-    {"OUT", "msgs_out", true},   {"DROPPED", "dropped", true},
+    {"ID", "id", true},
+    {"NAME", "name", false},
+    {"TRANSPORT", "transport", false},
+    {"PID", "pid", true},
+    {"UID", "uid", true},
+    {"SUBS", "subscriptions", true},
+    {"PENDING", "pending_bytes", true},
+    {"IN", "msgs_in", true},
+    {"OUT", "msgs_out", true},
+    {"DROPPED", "dropped", true},
 };
 
 #define STAT_COLUMN_COUNT (sizeof(stat_columns) / sizeof(stat_columns[0]))
@@ -249,16 +254,15 @@ static int stat_fetch(sb_client *client, const stat_args *args, json_object **st
     r = sb_flush(client, args->timeout_ms);
     if (r < 0) {
         /* Both were sent together; a refusal says which in its text. */
-        return stat_request_error(client, args, STAT_SUBJECT_STATS " and " STAT_SUBJECT_CLIENTS,
-                                  r);
+        return stat_request_error(client, args, STAT_SUBJECT_STATS " and " STAT_SUBJECT_CLIENTS, r);
     }
     r = stat_answer(client, args, STAT_SUBJECT_STATS, stats_token, deadline, json_type_object,
                     stats);
     if (r != 0) {
         return r;
     }
-    r = stat_answer(client, args, STAT_SUBJECT_CLIENTS, clients_token, deadline,
-                    json_type_array, clients);
+    r = stat_answer(client, args, STAT_SUBJECT_CLIENTS, clients_token, deadline, json_type_array,
+                    clients);
     if (r != 0) {
         json_object_put(*stats);
         *stats = NULL;
@@ -395,11 +399,10 @@ static void stat_format_uptime(uint64_t s, char *buf, size_t len)
     unsigned long long sec = s % 60;
 
     if (d > 0) {
-        snprintf(buf, len, "%llud %lluh %llum %llus", (unsigned long long)d,
-                 (unsigned long long)h, (unsigned long long)m, sec);
+        snprintf(buf, len, "%llud %lluh %llum %llus", (unsigned long long)d, (unsigned long long)h,
+                 (unsigned long long)m, sec);
     } else if (h > 0) {
-        snprintf(buf, len, "%lluh %llum %llus", (unsigned long long)h, (unsigned long long)m,
-                 sec);
+        snprintf(buf, len, "%lluh %llum %llus", (unsigned long long)h, (unsigned long long)m, sec);
     } else if (m > 0) {
         snprintf(buf, len, "%llum %llus", (unsigned long long)m, sec);
     } else {
@@ -438,8 +441,8 @@ static void stat_print_json(json_object *stats, json_object *clients)
 
     json_object_object_add(doc, "stats", json_object_get(stats));
     json_object_object_add(doc, "clients", json_object_get(clients));
-    puts(json_object_to_json_string_ext(doc, JSON_C_TO_STRING_PLAIN |
-                                                 JSON_C_TO_STRING_NOSLASHESCAPE));
+    puts(json_object_to_json_string_ext(doc,
+                                        JSON_C_TO_STRING_PLAIN | JSON_C_TO_STRING_NOSLASHESCAPE));
 }
 
 int cmd_stat(int argc, char **argv)
