@@ -17,6 +17,7 @@
  */
 #include "acl.h"
 
+#include "config.h"
 #include "sockbus.h"
 
 #include <errno.h>
@@ -100,7 +101,7 @@ static int list_parse(json_object *v, const char *key, const char *path, size_t 
     if (!json_object_is_type(v, json_type_array)) {
         return fail(err, err_len, path, index,
                     "\"%s\" must be an array of patterns (e.g. [\"sensors.>\"]), not %s", key,
-                    json_type_to_name(json_object_get_type(v)));
+                    config_type_name(v));
     }
     size_t n = json_object_array_length(v);
     struct acl_list l = {.items = calloc(n ? n : 1, sizeof(*l.items))};
@@ -112,7 +113,7 @@ static int list_parse(json_object *v, const char *key, const char *path, size_t 
         if (!json_object_is_type(p, json_type_string)) {
             list_free(&l);
             return fail(err, err_len, path, index, "%s[%zu] must be a string, not %s", key, i,
-                        json_type_to_name(json_object_get_type(p)));
+                        config_type_name(p));
         }
         const char *s = json_object_get_string(p);
         size_t len = (size_t)json_object_get_string_len(p);
@@ -141,7 +142,7 @@ static int parse_id(json_object *v, const char *key, const char *path, size_t in
 {
     if (!json_object_is_type(v, json_type_int)) {
         return fail(err, err_len, path, index, "\"%s\" must be a number from 0 to %" PRIu32
-                    ", not %s", key, UINT32_MAX - 1, json_type_to_name(json_object_get_type(v)));
+                    ", not %s", key, UINT32_MAX - 1, config_type_name(v));
     }
     if (json_object_get_int64(v) < 0 || json_object_get_uint64(v) >= UINT32_MAX) {
         return fail(err, err_len, path, index, "\"%s\" must be a number from 0 to %" PRIu32
@@ -157,7 +158,7 @@ static int parse_name(json_object *v, const char *key, const char *path, size_t 
 {
     if (!json_object_is_type(v, json_type_string)) {
         return fail(err, err_len, path, index, "\"%s\" must be a string, not %s", key,
-                    json_type_to_name(json_object_get_type(v)));
+                    config_type_name(v));
     }
     const char *name = json_object_get_string(v);
     if (strcmp(key, "user") == 0) {
@@ -200,7 +201,7 @@ static int rule_parse(json_object *o, const char *path, size_t index, struct acl
         return fail(err, err_len, path, index,
                     "a rule must be an object like {\"uid\": 1000, \"publish\": [...], "
                     "\"subscribe\": [...]}, not %s",
-                    json_type_to_name(json_object_get_type(o)));
+                    config_type_name(o));
     }
     struct acl_rule r = {.index = index};
     const char *selector = NULL;
@@ -289,7 +290,7 @@ int acl_parse(json_object *section, const char *path, struct acl **out, char *er
             snprintf(err, err_len,
                      "config %s: \"acl\" must be an array of rules (e.g. [{\"uid\": 1000, "
                      "\"publish\": [\"a.>\"], \"subscribe\": [\"a.>\"]}]), not %s",
-                     path, json_type_to_name(json_object_get_type(section)));
+                     path, config_type_name(section));
         }
         return -EINVAL;
     }

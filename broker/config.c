@@ -54,9 +54,35 @@ __attribute__((format(printf, 2, 3))) static int fail(struct config_ctx *ctx, co
     return -EINVAL;
 }
 
+const char *config_type_name(const struct json_object *v)
+{
+    switch (json_object_get_type(v)) {
+    case json_type_null:
+        return "null";
+    case json_type_boolean:
+        return "a boolean";
+    case json_type_double:
+        return "a number with a fraction";
+    case json_type_int:
+        return "an integer";
+    case json_type_object:
+        return "an object";
+    case json_type_array:
+        return "an array";
+    default:
+        return "a string";
+    }
+}
+
 static const char *type_name(json_object *v)
 {
-    return json_type_to_name(json_object_get_type(v));
+    return config_type_name(v);
+}
+
+/* A value as JSON, for messages ("loud" with its quotes, 12). */
+static const char *value_text(json_object *v)
+{
+    return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
 }
 
 /* ---- one key at a time -------------------------------------------------- */
@@ -106,14 +132,14 @@ static int get_mode(struct config_ctx *ctx, json_object *v, unsigned *out)
         snprintf(digits, sizeof(digits), "%s", json_object_get_string(v));
     } else {
         return fail(ctx, "\"mode\" must be octal permission bits like \"0660\", not %s",
-                    json_object_get_string(v));
+                    value_text(v));
     }
     char *end;
     errno = 0;
     unsigned long m = strtoul(digits, &end, 8);
     if (digits[0] == '\0' || digits[0] == '-' || *end != '\0' || errno != 0 || m > 0777) {
         return fail(ctx, "\"mode\" must be octal permission bits like \"0660\", not %s",
-                    json_object_get_string(v));
+                    value_text(v));
     }
     *out = (unsigned)m;
     return 0;
@@ -134,7 +160,7 @@ static int get_log(struct config_ctx *ctx, json_object *v)
         }
     }
     return fail(ctx, "\"log\" must be \"quiet\", \"normal\" or \"verbose\", not %s",
-                json_object_get_string(v));
+                value_text(v));
 }
 
 static int apply_key(struct config_ctx *ctx, const char *key, json_object *v)

@@ -13,6 +13,7 @@
 #include <stddef.h>
 
 struct broker_config;
+struct json_object;
 
 /* Files larger than this are refused: a config is a few KiB. */
 #define CONFIG_FILE_MAX (1024u * 1024u)
@@ -31,5 +32,9 @@ struct broker_config;
  * cannot be read. On failure neither *cfg nor log_level is changed.
  */
 int config_load(const char *path, struct broker_config *cfg, char *err, size_t err_len);
+
+/* "a string", "an integer", "an array"...: a JSON value's type, for
+ * messages. */
+const char *config_type_name(const struct json_object *v);
 
 #endif /* SOCKBUS_CONFIG_H */

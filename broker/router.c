@@ -231,7 +231,8 @@ int router_publish(struct broker *b, struct conn *c, const struct frame *f)
     if (f->reply_len > 0 && !sb_subject_valid((const char *)f->reply, f->reply_len)) {
         return -EINVAL;
     }
-    bool special = (f->flags & FRAME_PUB_RETAIN) || sys_subject(subject, f->subject_len);
+    bool sys = sys_subject(subject, f->subject_len);
+    bool special = sys || (f->flags & FRAME_PUB_RETAIN);
     if (special && !sb_subject_valid(subject, f->subject_len)) {
         return -EINVAL;
     }
@@ -241,7 +242,7 @@ int router_publish(struct broker *b, struct conn *c, const struct frame *f)
             return denied;
         }
     }
-    if (sys_subject(subject, f->subject_len)) {
+    if (sys) {
         return sys_handle(b, c, f);
     }
     int retained = 0;

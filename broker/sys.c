@@ -23,7 +23,10 @@
 
 bool sys_subject(const void *subject, size_t len)
 {
-    return len >= strlen(SYS_PREFIX) && memcmp(subject, SYS_PREFIX, strlen(SYS_PREFIX)) == 0;
+    /* Asked for every publish: decide on the first byte when it can. */
+    const char *s = subject;
+    return len >= strlen(SYS_PREFIX) && s[0] == '$' &&
+           memcmp(s, SYS_PREFIX, strlen(SYS_PREFIX)) == 0;
 }
 
 static bool subject_is(const struct frame *f, const char *name)

@@ -641,14 +641,26 @@ static bool client_take_msg(sb_client *c, sb_msg *m)
 {
     while (c->rhead < c->rscan) {
         const uint8_t *p = c->rbuf + c->rhead;
-        struct frame f;
-        /* Already validated by client_scan(); parse only to get the parts. */
         uint32_t size = frame_get_u32(p);
         if (p[4] != FRAME_OP_MSG) {
             c->rhead += size;
             continue;
         }
-        frame_parse(p, size, c->max_frame, &f);
+        /* Validated by client_scan() already: only locate the parts. */
+        struct frame f = {
+            .size = size,
+            .op = p[4],
+            .flags = p[5],
+            .subject_len = frame_get_u16(p + 6),
+            .reply_len = frame_get_u16(p + 8),
+            .header_len = frame_get_u16(p + 10),
+            .sid = frame_get_u32(p + 12),
+        };
+        f.subject = p + FRAME_HEADER_SIZE;
+        f.reply = f.subject + f.subject_len;
+        f.headers = f.reply + f.reply_len;
+        f.payload = f.headers + f.header_len;
+        f.payload_len = size - (uint32_t)(f.payload - p);
         c->rhead += size;
         client_fill_msg(c, &f, m);
         return true;

@@ -108,19 +108,6 @@ int frame_parse(const uint8_t *buf, size_t len, uint32_t max_frame, struct frame
     return 0;
 }
 
-void frame_encode_header(uint8_t *out, uint32_t size, uint8_t op, uint8_t flags,
-                         uint16_t subject_len, uint16_t reply_len, uint16_t header_len,
-                         uint32_t sid)
-{
-    frame_put_u32(out, size);
-    out[4] = op;
-    out[5] = flags;
-    frame_put_u16(out + 6, subject_len);
-    frame_put_u16(out + 8, reply_len);
-    frame_put_u16(out + 10, header_len);
-    frame_put_u32(out + 12, sid);
-}
-
 static uint8_t *put_bytes(uint8_t *p, const void *src, size_t len)
 {
     if (len > 0) {

@@ -88,39 +88,58 @@ enum {
     FRAME_NEED_MORE = 1, /* positive: not a whole frame yet */
 };
 
+/*
+ * Little-endian access. memcpy() of a native integer is one load or store
+ * once the compiler is done with it; assembling bytes by shifts is not
+ * always recognised, and these run several times per message.
+ */
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define FRAME_LE16(v) __builtin_bswap16(v)
+#define FRAME_LE32(v) __builtin_bswap32(v)
+#define FRAME_LE64(v) __builtin_bswap64(v)
+#else
+#define FRAME_LE16(v) (v)
+#define FRAME_LE32(v) (v)
+#define FRAME_LE64(v) (v)
+#endif
+
 static inline uint16_t frame_get_u16(const uint8_t *p)
 {
-    return (uint16_t)(p[0] | (uint16_t)p[1] << 8);
+    uint16_t v;
+    memcpy(&v, p, sizeof(v));
+    return FRAME_LE16(v);
 }
 
 static inline uint32_t frame_get_u32(const uint8_t *p)
 {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
+    uint32_t v;
+    memcpy(&v, p, sizeof(v));
+    return FRAME_LE32(v);
 }
 
 static inline uint64_t frame_get_u64(const uint8_t *p)
 {
-    return (uint64_t)frame_get_u32(p) | (uint64_t)frame_get_u32(p + 4) << 32;
+    uint64_t v;
+    memcpy(&v, p, sizeof(v));
+    return FRAME_LE64(v);
 }
 
 static inline void frame_put_u16(uint8_t *p, uint16_t v)
 {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
+    v = FRAME_LE16(v);
+    memcpy(p, &v, sizeof(v));
 }
 
 static inline void frame_put_u32(uint8_t *p, uint32_t v)
 {
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
+    v = FRAME_LE32(v);
+    memcpy(p, &v, sizeof(v));
 }
 
 static inline void frame_put_u64(uint8_t *p, uint64_t v)
 {
-    frame_put_u32(p, (uint32_t)v);
-    frame_put_u32(p + 4, (uint32_t)(v >> 32));
+    v = FRAME_LE64(v);
+    memcpy(p, &v, sizeof(v));
 }
 
 /* Is `op` one of the ops of protocol version 1? */
@@ -153,10 +172,19 @@ static inline size_t frame_encoded_size(size_t subject_len, size_t reply_len, si
     return FRAME_HEADER_SIZE + subject_len + reply_len + header_len + payload_len;
 }
 
-/* Write a 16-byte header at `out`. */
-void frame_encode_header(uint8_t *out, uint32_t size, uint8_t op, uint8_t flags,
-                         uint16_t subject_len, uint16_t reply_len, uint16_t header_len,
-                         uint32_t sid);
+/* Write a 16-byte header at `out`. Inline: it is on every message's path. */
+static inline void frame_encode_header(uint8_t *out, uint32_t size, uint8_t op, uint8_t flags,
+                                       uint16_t subject_len, uint16_t reply_len,
+                                       uint16_t header_len, uint32_t sid)
+{
+    frame_put_u32(out, size);
+    out[4] = op;
+    out[5] = flags;
+    frame_put_u16(out + 6, subject_len);
+    frame_put_u16(out + 8, reply_len);
+    frame_put_u16(out + 10, header_len);
+    frame_put_u32(out + 12, sid);
+}
 
 /*
  * Write a whole frame to `out`, which must hold frame_encoded_size() bytes.

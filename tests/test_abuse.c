@@ -520,13 +520,10 @@ Test(abuse, sigterm_as_soon_as_the_socket_accepts)
     for (int round = 0; round < 3; round++) {
         int r = harness_start(&broker, false, NULL);
         cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
-        char socket_path[sizeof(broker.socket)];
-        snprintf(socket_path, sizeof(socket_path), "%s", broker.socket);
         int status = harness_terminate(&broker, HARNESS_IO_MS);
         cr_assert_eq(status, 0, "exit status %d after an early SIGTERM", status);
-        cr_assert_neq(access(socket_path, F_OK), 0, "the socket file is still there");
-        harness_cleanup(&broker);
+        cr_assert_neq(access(broker.socket, F_OK), 0, "the socket file is still there");
+        /* The log holds no sanitizer report; removes the directory. */
+        harness_stop(&broker);
     }
-    harness_start(&broker, false, NULL);
-    harness_stop(&broker);
 }

@@ -660,8 +660,8 @@ static void assert_json_text(const struct jobj *o, const char *subject, const vo
 static void pipe_pub_to_sub(bool verbose, const char *want)
 {
     sb_client *ctl = harness_client(&broker, "ctl", true);
-    const char *sub_argv[] = {"sockbus", "sub", "-s",     broker.socket,
-                              verbose ? "-v" : "--", "demo.>", NULL};
+    const char *sub_argv[] = {"sockbus", "sub", "-s", broker.socket, verbose ? "-v" : "--",
+                              "demo.>",  NULL};
     struct bg *b = bg_start(sub_argv);
     bg_sync(b, ctl, "demo.probe", true);
 
@@ -891,8 +891,9 @@ Test(cli, pub_exit_status_waits_for_the_broker)
     ssize_t n = pread(err_fd, err, sizeof(err) - 1, 0);
     err[n > 0 ? n : 0] = '\0';
     close(err_fd);
-    cr_assert_eq(status, 1, "pub exited %d (after %lld ms) while the broker was stopped; stderr [%s]",
-                 status, (long long)elapsed, err);
+    cr_assert_eq(status, 1,
+                 "pub exited %d (after %lld ms) while the broker was stopped; stderr [%s]", status,
+                 (long long)elapsed, err);
     cr_assert(elapsed >= 800, "pub gave up after %lld ms, before its -t 1", (long long)elapsed);
     size_t el = strlen(err);
     cr_assert(el > 1 && err[el - 1] == '\n' && memchr(err, '\n', el - 1) == NULL,
@@ -991,14 +992,14 @@ Test(cli, sub_json_invalid_utf8_as_base64)
         const char *data;
         size_t len;
     } cases[] = {
-        {"\xff", 1},                    /* never valid; 1 byte: "==" padding */
-        {"\xc0\x80", 2},                /* overlong NUL; "=" padding */
-        {"\xed\xa0\x80", 3},            /* a surrogate; no padding */
-        {"\xe0\x80\xaf", 3},            /* overlong '/' in three bytes */
-        {"\xf0\x82\x82\xac", 4},        /* overlong U+20AC in four bytes */
-        {"ok\xe2\x82", 4},              /* truncated sequence at the end */
-        {"\xf5\x80\x80\x80z", 5},       /* above U+10FFFF */
-        {"text\x80more\"\\\n", 13},     /* stray continuation byte */
+        {"\xff", 1},                /* never valid; 1 byte: "==" padding */
+        {"\xc0\x80", 2},            /* overlong NUL; "=" padding */
+        {"\xed\xa0\x80", 3},        /* a surrogate; no padding */
+        {"\xe0\x80\xaf", 3},        /* overlong '/' in three bytes */
+        {"\xf0\x82\x82\xac", 4},    /* overlong U+20AC in four bytes */
+        {"ok\xe2\x82", 4},          /* truncated sequence at the end */
+        {"\xf5\x80\x80\x80z", 5},   /* above U+10FFFF */
+        {"text\x80more\"\\\n", 13}, /* stray continuation byte */
         {(const char *)all, sizeof(all)},
     };
     enum { NCASES = sizeof(cases) / sizeof(cases[0]) };
@@ -1045,7 +1046,7 @@ Test(cli, sub_json_reply_only_when_present)
     bg_sync(b, ctl, "rq.probe", true);
 
     lib_pub(ctl, "rq.lib", "inbox.lib.1", "x", 1);
-    const char *pub_argv[] = {"sockbus", "pub",   "-s", broker.socket, "--reply",
+    const char *pub_argv[] = {"sockbus",   "pub",    "-s", broker.socket, "--reply",
                               "rq.answer", "rq.cli", "hi", NULL};
     struct cli_result r;
     run(&r, pub_argv, NULL, 0, HARNESS_IO_MS);
@@ -1070,12 +1071,38 @@ Test(cli, sub_json_reply_only_when_present)
     harness_stop(&broker);
 }
 
+/* pub --retain stores a value; a later sub --json gets it first, flagged
+ * "retained": true, and -n 1 ends it. */
+Test(cli, sub_json_marks_retained)
+{
+    const char *pub_argv[] = {"sockbus",  "pub",     "-s",        broker.socket,
+                              "--retain", "cfg.app", "{\"v\":1}", NULL};
+    struct cli_result r;
+    run(&r, pub_argv, NULL, 0, HARNESS_IO_MS);
+    assert_ok(&r, "pub --retain");
+    free(r.out);
+
+    const char *sub_argv[] = {"sockbus", "sub", "-s",     broker.socket, "-n", "1",
+                              "-t",      "5",   "--json", "cfg.>",       NULL};
+    run(&r, sub_argv, NULL, 0, 10000);
+    assert_ok(&r, "sub --json -n 1 after pub --retain");
+    struct jobj obj[2];
+    int n = json_lines(r.out, r.out_len, obj, 2);
+    cr_assert_eq(n, 1, "expected one JSON line: [%s]", r.out);
+    assert_json_text(&obj[0], "cfg.app", "{\"v\":1}", 7, NULL);
+    const struct jfield *ret = j_get(&obj[0], "retained");
+    cr_assert(ret != NULL && ret->type == 't', "no \"retained\": true in [%s]", r.out);
+    j_free(&obj[0]);
+    free(r.out);
+    harness_stop(&broker);
+}
+
 /* ---- sub: patterns, -n, -t ---- */
 
 Test(cli, sub_several_patterns)
 {
     sb_client *ctl = harness_client(&broker, "ctl", true);
-    const char *argv[] = {"sockbus", "sub", "-s", broker.socket, "-v",
+    const char *argv[] = {"sockbus", "sub",   "-s",    broker.socket, "-v",
                           "m.a",     "m.b.*", "m.c.>", NULL};
     struct bg *b = bg_start(argv);
     /* The last pattern: sub subscribes in order, so all are active. */
@@ -1252,8 +1279,7 @@ Test(cli, pub_invalid_subject_is_usage_error)
     assert_usage_error(b, "'a.*'", "pub a.*");
     const char *c[] = {"sockbus", "pub", "-s", broker.socket, "a.>", NULL};
     assert_usage_error(c, "'a.>'", "pub a.>");
-    const char *d[] = {"sockbus", "pub", "-s", broker.socket, "--reply", "r..x", "a.b", "hi",
-                       NULL};
+    const char *d[] = {"sockbus", "pub", "-s", broker.socket, "--reply", "r..x", "a.b", "hi", NULL};
     assert_usage_error(d, "'r..x'", "pub --reply r..x");
     harness_stop(&broker);
 }
