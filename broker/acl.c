@@ -55,7 +55,7 @@ struct acl_list {
 
 struct acl_rule {
     enum acl_kind kind;
-    uint32_t id; /* uid or gid */
+    uint32_t id;  /* uid or gid */
     size_t index; /* position in the file, for messages */
     struct acl_list publish;
     struct acl_list subscribe;
@@ -71,9 +71,8 @@ struct acl {
 
 static const char rule_keys[] = "uid, gid, user, group, tcp, default, publish, subscribe";
 
-__attribute__((format(printf, 5, 6))) static int fail(char *err, size_t err_len,
-                                                      const char *path, size_t index,
-                                                      const char *fmt, ...)
+__attribute__((format(printf, 5, 6))) static int fail(char *err, size_t err_len, const char *path,
+                                                      size_t index, const char *fmt, ...)
 {
     char text[384];
     va_list ap;
@@ -137,16 +136,18 @@ static int list_parse(json_object *v, const char *key, const char *path, size_t 
 }
 
 /* A uid or gid given as a number. */
-static int parse_id(json_object *v, const char *key, const char *path, size_t index,
-                    uint32_t *out, char *err, size_t err_len)
+static int parse_id(json_object *v, const char *key, const char *path, size_t index, uint32_t *out,
+                    char *err, size_t err_len)
 {
     if (!json_object_is_type(v, json_type_int)) {
-        return fail(err, err_len, path, index, "\"%s\" must be a number from 0 to %" PRIu32
-                    ", not %s", key, UINT32_MAX - 1, config_type_name(v));
+        return fail(err, err_len, path, index,
+                    "\"%s\" must be a number from 0 to %" PRIu32 ", not %s", key, UINT32_MAX - 1,
+                    config_type_name(v));
     }
     if (json_object_get_int64(v) < 0 || json_object_get_uint64(v) >= UINT32_MAX) {
-        return fail(err, err_len, path, index, "\"%s\" must be a number from 0 to %" PRIu32
-                    ", not %s", key, UINT32_MAX - 1, json_object_get_string(v));
+        return fail(err, err_len, path, index,
+                    "\"%s\" must be a number from 0 to %" PRIu32 ", not %s", key, UINT32_MAX - 1,
+                    json_object_get_string(v));
     }
     *out = (uint32_t)json_object_get_uint64(v);
     return 0;
@@ -179,8 +180,8 @@ static int parse_name(json_object *v, const char *key, const char *path, size_t 
     return 0;
 }
 
-static int parse_true(json_object *v, const char *key, const char *path, size_t index,
-                      char *err, size_t err_len)
+static int parse_true(json_object *v, const char *key, const char *path, size_t index, char *err,
+                      size_t err_len)
 {
     if (!json_object_is_type(v, json_type_boolean) || !json_object_get_boolean(v)) {
         return fail(err, err_len, path, index, "\"%s\" must be true", key);
@@ -282,8 +283,7 @@ static const char *kind_name(enum acl_kind kind)
     }
 }
 
-int acl_parse(json_object *section, const char *path, struct acl **out, char *err,
-              size_t err_len)
+int acl_parse(json_object *section, const char *path, struct acl **out, char *err, size_t err_len)
 {
     if (!json_object_is_type(section, json_type_array)) {
         if (err != NULL && err_len > 0) {
@@ -315,17 +315,19 @@ int acl_parse(json_object *section, const char *path, struct acl **out, char *er
          * rather than let a config look as if it granted something. */
         for (size_t j = 0; j < i; j++) {
             if (rule_same_subject(&acl->rules[j], r)) {
-                acl_free(acl);
                 if (r->kind == ACL_TCP || r->kind == ACL_DEFAULT) {
-                    return fail(err, err_len, path, i,
-                                "a second \"%s\" rule (the first is acl[%zu]); rules do not "
-                                "combine: merge them",
-                                kind_name(r->kind), j);
+                    fail(err, err_len, path, i,
+                         "a second \"%s\" rule (the first is acl[%zu]); rules do not "
+                         "combine: merge them",
+                         kind_name(r->kind), j);
+                } else {
+                    fail(err, err_len, path, i,
+                         "%s %" PRIu32 " already has a rule (acl[%zu]); rules do not "
+                         "combine: merge them",
+                         kind_name(r->kind), r->id, j);
                 }
-                return fail(err, err_len, path, i,
-                            "%s %" PRIu32 " already has a rule (acl[%zu]); rules do not "
-                            "combine: merge them",
-                            kind_name(r->kind), r->id, j);
+                acl_free(acl); /* r is gone with it */
+                return -EINVAL;
             }
         }
     }
@@ -449,8 +451,7 @@ const char *acl_rule_name(const struct acl_rule *rule, char *buf, size_t len)
 
 /* The next token of s[0..len) from *pos: writes it and moves *pos past its
  * dot. Returns false when no token is left. */
-static bool next_token(const char *s, size_t len, size_t *pos, const char **tok,
-                       size_t *tok_len)
+static bool next_token(const char *s, size_t len, size_t *pos, const char **tok, size_t *tok_len)
 {
     if (*pos >= len) {
         return false;
@@ -529,8 +530,7 @@ bool acl_may_publish(const struct acl_rule *rule, const char *subject, size_t le
     return false;
 }
 
-bool acl_may_reply(const struct acl_rule *rule, uint64_t client_id, const char *reply,
-                   size_t len)
+bool acl_may_reply(const struct acl_rule *rule, uint64_t client_id, const char *reply, size_t len)
 {
     return acl_in_inbox(client_id, reply, len) || acl_may_publish(rule, reply, len);
 }

@@ -51,8 +51,7 @@ struct acl_peer {
  * key, e.g. `config /etc/sockbus.json: acl[1]: unknown key "publsh"; ...`;
  * *out is untouched.
  */
-int acl_parse(json_object *section, const char *path, struct acl **out, char *err,
-              size_t err_len);
+int acl_parse(json_object *section, const char *path, struct acl **out, char *err, size_t err_len);
 
 /* Free an ACL. Accepts NULL. Rules handed out by acl_find() die with it. */
 void acl_free(struct acl *acl);
@@ -90,8 +89,7 @@ const char *acl_rule_name(const struct acl_rule *rule, char *buf, size_t len);
  *   patterns (acl_pattern_covers()).
  */
 bool acl_may_publish(const struct acl_rule *rule, const char *subject, size_t len);
-bool acl_may_reply(const struct acl_rule *rule, uint64_t client_id, const char *reply,
-                   size_t len);
+bool acl_may_reply(const struct acl_rule *rule, uint64_t client_id, const char *reply, size_t len);
 bool acl_may_subscribe(const struct acl_rule *rule, uint64_t client_id, const char *pattern,
                        size_t len);
 

@@ -40,8 +40,7 @@ struct config_ctx {
     struct acl *acl; /* from "acl", not yet handed over */
 };
 
-__attribute__((format(printf, 2, 3))) static int fail(struct config_ctx *ctx, const char *fmt,
-                                                      ...)
+__attribute__((format(printf, 2, 3))) static int fail(struct config_ctx *ctx, const char *fmt, ...)
 {
     char text[384];
     va_list ap;
@@ -91,15 +90,15 @@ static int get_u64(struct config_ctx *ctx, const char *key, json_object *v, uint
                    uint64_t max, uint64_t *out)
 {
     if (!json_object_is_type(v, json_type_int)) {
-        return fail(ctx, "\"%s\" must be an integer from %" PRIu64 " to %" PRIu64 ", not %s",
-                    key, min, max, type_name(v));
+        return fail(ctx, "\"%s\" must be an integer from %" PRIu64 " to %" PRIu64 ", not %s", key,
+                    min, max, type_name(v));
     }
     /* json-c keeps integers above INT64_MAX as unsigned; below 0 as signed. */
     bool negative = json_object_get_int64(v) < 0;
     uint64_t n = json_object_get_uint64(v);
     if (negative || n < min || n > max) {
-        return fail(ctx, "\"%s\" must be an integer from %" PRIu64 " to %" PRIu64 ", not %s",
-                    key, min, max, json_object_get_string(v));
+        return fail(ctx, "\"%s\" must be an integer from %" PRIu64 " to %" PRIu64 ", not %s", key,
+                    min, max, json_object_get_string(v));
     }
     *out = n;
     return 0;
@@ -159,8 +158,7 @@ static int get_log(struct config_ctx *ctx, json_object *v)
             }
         }
     }
-    return fail(ctx, "\"log\" must be \"quiet\", \"normal\" or \"verbose\", not %s",
-                value_text(v));
+    return fail(ctx, "\"log\" must be \"quiet\", \"normal\" or \"verbose\", not %s", value_text(v));
 }
 
 static int apply_key(struct config_ctx *ctx, const char *key, json_object *v)
@@ -189,6 +187,10 @@ static int apply_key(struct config_ctx *ctx, const char *key, json_object *v)
                 snprintf(cfg->group, sizeof(cfg->group), "%" PRIu64, n);
             }
             return r;
+        }
+        if (!json_object_is_type(v, json_type_string)) {
+            return fail(ctx, "\"group\" must be a group name or a numeric gid, not %s",
+                        type_name(v));
         }
         return get_string(ctx, key, v, cfg->group, sizeof(cfg->group));
     }

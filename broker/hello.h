@@ -17,9 +17,9 @@
 
 struct hello {
     int64_t protocol;
-    bool echo;                      /* true unless "echo":false */
-    bool has_name;                  /* "name" was given */
-    char name[HELLO_NAME_MAX + 1];  /* NUL terminated; "" without a name */
+    bool echo;                     /* true unless "echo":false */
+    bool has_name;                 /* "name" was given */
+    char name[HELLO_NAME_MAX + 1]; /* NUL terminated; "" without a name */
 };
 
 /*

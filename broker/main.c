@@ -7,6 +7,7 @@
 #include "log.h"
 #include "sockbus.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -270,36 +271,64 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg)
     return 0;
 }
 
-/*
- * Raise the soft RLIMIT_NOFILE to what max_connections needs, within the
+/* Raise the soft RLIMIT_NOFILE to what max_connections needs, within the
  * hard limit (which only a privileged process could raise; the broker does
- * not try). When the hard limit is too low, max_connections stays as asked
- * and one line says how many clients fit: beyond that, accept() fails with
- * EMFILE and the acceptor refuses clients with ERR 5 (acceptor.h).
- */
+ * not try). check_nofile_limit() says so if that is not enough. */
 static void raise_nofile_limit(uint32_t max_connections)
 {
     struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+    rlim_t need = (rlim_t)max_connections + NOFILE_MARGIN;
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) {
         return;
     }
-    rlim_t need = (rlim_t)max_connections + NOFILE_MARGIN;
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
-        rlim_t want = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need ? rl.rlim_max : need;
-        struct rlimit n = {.rlim_cur = want, .rlim_max = rl.rlim_max};
-        if (setrlimit(RLIMIT_NOFILE, &n) == 0) {
-            rl.rlim_cur = want;
-        }
+    rl.rlim_cur = rl.rlim_max != RLIM_INFINITY && rl.rlim_max < need ? rl.rlim_max : need;
+    setrlimit(RLIMIT_NOFILE, &rl);
+}
+
+/* Descriptors open now, or -1 if /proc cannot tell. */
+static long open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    if (d == NULL) {
+        return -1;
     }
-    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur < need) {
-        unsigned long long fit = rl.rlim_cur > NOFILE_MARGIN ? rl.rlim_cur - NOFILE_MARGIN : 0;
-        log_error("max_connections is %u but RLIMIT_NOFILE allows %llu descriptors (hard "
-                  "limit %llu): about %llu clients fit, the next are refused with ERR 5; "
-                  "raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or lower "
-                  "--max-connections",
-                  max_connections, (unsigned long long)rl.rlim_cur,
-                  (unsigned long long)rl.rlim_max, fit);
+    long n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        n += e->d_name[0] != '.';
     }
+    closedir(d);
+    return n - 1; /* the directory's own */
+}
+
+/*
+ * Once everything but the clients is open: if the descriptors left cannot
+ * hold max_connections clients, say so once and say how many fit.
+ * max_connections stays as asked: past the descriptors, accept() fails with
+ * EMFILE and the acceptor refuses clients with ERR 5 (acceptor.h), as
+ * max_connections would.
+ */
+static void check_nofile_limit(uint32_t max_connections)
+{
+    struct rlimit rl;
+    long used = open_fds();
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY) {
+        return;
+    }
+    if (used < 0) {
+        used = NOFILE_MARGIN;
+    } else {
+        used++; /* libuv's own EMFILE reserve, opened with the first client */
+    }
+    if ((uint64_t)rl.rlim_cur >= (uint64_t)max_connections + (uint64_t)used) {
+        return;
+    }
+    unsigned long long fit = rl.rlim_cur > (rlim_t)used ? rl.rlim_cur - (rlim_t)used : 0;
+    log_error("max_connections is %u but RLIMIT_NOFILE allows %llu descriptors (hard limit "
+              "%llu, %ld in use): about %llu clients fit, the next are refused with ERR 5; "
+              "raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or set "
+              "--max-connections %llu",
+              max_connections, (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
+              used, fit, fit);
 }
 
 static uv_signal_t stop_signals[2];
@@ -351,6 +380,7 @@ int main(int argc, char **argv)
         uv_signal_start_oneshot(&stop_signals[i], on_signal, signums[i]);
     }
     sigprocmask(SIG_SETMASK, &old_set, NULL);
+    check_nofile_limit(cfg.max_connections);
 
     if (cfg.tcp[0] != '\0') {
         log_info("listening on %s and tcp port %u", cfg.socket_path, broker.tcp_port);

@@ -60,9 +60,9 @@ static void check_frame(const uint8_t *buf, size_t len, uint32_t max_frame, cons
     size_t n = frame_encoded_size(f->subject_len, f->reply_len, f->header_len, f->payload_len);
     FUZZ_CHECK(n == f->size);
     if (n <= sizeof(reencoded)) {
-        size_t w = frame_encode(reencoded, f->op, f->flags, f->sid, f->subject, f->subject_len,
-                                f->reply, f->reply_len, f->headers, f->header_len, f->payload,
-                                f->payload_len);
+        size_t w =
+            frame_encode(reencoded, f->op, f->flags, f->sid, f->subject, f->subject_len, f->reply,
+                         f->reply_len, f->headers, f->header_len, f->payload, f->payload_len);
         FUZZ_CHECK(w == n);
         FUZZ_CHECK(memcmp(reencoded, buf, n) == 0);
     }
@@ -97,8 +97,8 @@ static void check_other(const uint8_t *buf, size_t len, uint32_t max_frame, int 
     }
     /* A valid size: the frame is whole, and its lengths or op are wrong. */
     FUZZ_CHECK(p == 0 && size <= len);
-    uint32_t inner = (uint32_t)frame_get_u16(buf + 6) + frame_get_u16(buf + 8) +
-                     frame_get_u16(buf + 10);
+    uint32_t inner =
+        (uint32_t)frame_get_u16(buf + 6) + frame_get_u16(buf + 8) + frame_get_u16(buf + 10);
     FUZZ_CHECK(inner > size - FRAME_HEADER_SIZE || !frame_op_known(buf[4]));
 }
 

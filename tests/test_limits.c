@@ -1,0 +1,693 @@
+/*
+ * test_limits.c - the broker's limits (DESIGN §4), each set by its flag and
+ * by the config file, each enforced with its ERR; the config file's errors;
+ * and the file descriptor limit: RLIMIT_NOFILE raised at start, EMFILE at
+ * accept survived.
+ *
+ * Every limit test runs twice through one body: once with the flag, once
+ * with the same value from a config file (written to a temporary file that
+ * the suite removes). "Nothing more arrived" is made exact with a flush
+ * (PING/PONG) barrier, never with a sleep.
+ */
+#include "harness.h"
+
+#include "frame.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct harness_broker broker;
+static char config_path[64];
+
+static void teardown(void)
+{
+    harness_cleanup(&broker);
+    if (config_path[0] != '\0') {
+        unlink(config_path);
+        config_path[0] = '\0';
+    }
+}
+
+TestSuite(limits, .fini = teardown, .timeout = 120);
+
+/* End of a test body: stop the broker (asserting a clean exit) and remove
+ * the config file. */
+static void finish(void)
+{
+    harness_stop(&broker);
+    teardown();
+}
+
+/* Write `json` to a fresh temporary file; its path is config_path. */
+static const char *write_config(const char *json)
+{
+    snprintf(config_path, sizeof(config_path), "/tmp/sbtest-cfg-XXXXXX");
+    int fd = mkstemp(config_path);
+    cr_assert(fd >= 0, "mkstemp: %s", strerror(errno));
+    size_t len = strlen(json);
+    cr_assert_eq(write(fd, json, len), (ssize_t)len);
+    close(fd);
+    return config_path;
+}
+
+/* How a limit is set in a test: by flag, or by the config file. */
+enum via { VIA_FLAG, VIA_CONFIG };
+
+/* Start the broker with `flag value` or with {"key": value} in a config
+ * file; `more` are extra arguments either way. */
+static void start_with(enum via via, const char *flag, const char *key, const char *value,
+                       const char *const *more)
+{
+    const char *args[16];
+    size_t n = 0;
+    char json[256];
+    if (via == VIA_FLAG) {
+        args[n++] = flag;
+        args[n++] = value;
+    } else {
+        snprintf(json, sizeof(json), "{\"%s\": %s}", key, value);
+        args[n++] = "--config";
+        args[n++] = write_config(json);
+    }
+    for (size_t i = 0; more != NULL && more[i] != NULL; i++) {
+        args[n++] = more[i];
+    }
+    args[n] = NULL;
+    int r = harness_start(&broker, false, args);
+    cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
+}
+
+/* ---- raw frames ----------------------------------------------------------- */
+
+static void send_frame(int fd, uint8_t op, uint32_t sid, const char *subject, const void *payload,
+                       size_t payload_len)
+{
+    size_t subject_len = subject ? strlen(subject) : 0;
+    size_t size = frame_encoded_size(subject_len, 0, 0, payload_len);
+    uint8_t *buf = malloc(size);
+    frame_encode(buf, op, 0, sid, subject, subject_len, NULL, 0, NULL, 0, payload, payload_len);
+    harness_write(fd, buf, size);
+    free(buf);
+}
+
+static uint8_t body[64 * 1024];
+
+/* Read one frame; returns its op and writes its sid. Asserts it came. */
+static uint8_t read_op(int fd, uint32_t *sid)
+{
+    uint8_t hdr[FRAME_HEADER_SIZE];
+    long size = harness_read_frame(fd, hdr, body, sizeof(body), HARNESS_IO_MS);
+    cr_assert_gt(size, 0, "no frame from the broker");
+    *sid = frame_get_u32(hdr + 12);
+    return hdr[4];
+}
+
+/* PING with `token`, expect its PONG next. */
+static void expect_pong(int fd, uint32_t token)
+{
+    send_frame(fd, FRAME_OP_PING, token, NULL, NULL, 0);
+    uint32_t sid;
+    uint8_t op = read_op(fd, &sid);
+    cr_assert_eq(op, FRAME_OP_PONG, "expected PONG, got op 0x%02x (sid %u)", op, sid);
+    cr_assert_eq(sid, token);
+}
+
+/* ---- max_frame ------------------------------------------------------------ */
+
+static void check_max_frame(enum via via)
+{
+    start_with(via, "--max-frame", "max_frame", "8192", NULL);
+    sb_client *c = harness_client(&broker, "lib", true);
+    cr_assert_eq(sb_max_frame(c), 8192u, "WELCOME announced %u", sb_max_frame(c));
+
+    int fd = harness_raw(&broker, true);
+    static uint8_t payload[8192];
+    size_t fit = 8192 - FRAME_HEADER_SIZE - strlen("mf");
+    send_frame(fd, FRAME_OP_PUB, 0, "mf", payload, fit); /* exactly max_frame: fine */
+    expect_pong(fd, 1);
+    send_frame(fd, FRAME_OP_PUB, 0, "mf", payload, fit + 1);
+    uint32_t code;
+    cr_assert_eq(read_op(fd, &code), FRAME_OP_ERR);
+    cr_assert_eq(code, FRAME_ERR_TOO_LARGE, "ERR %u", code);
+    cr_assert(harness_wait_eof(fd, HARNESS_IO_MS), "ERR 2 is fatal: the broker must close");
+    close(fd);
+
+    /* The library refuses to send what the broker would refuse. */
+    cr_assert_eq(sb_publish(c, "mf", NULL, payload, fit + 1), -EMSGSIZE);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    sb_close(c);
+    finish();
+}
+
+Test(limits, max_frame_by_flag)
+{
+    check_max_frame(VIA_FLAG);
+}
+
+Test(limits, max_frame_by_config)
+{
+    check_max_frame(VIA_CONFIG);
+}
+
+/* ---- max_connections ------------------------------------------------------ */
+
+static void check_max_connections(enum via via)
+{
+    start_with(via, "--max-connections", "max_connections", "3", NULL);
+    sb_client *c[3];
+    for (int i = 0; i < 3; i++) {
+        c[i] = harness_client(&broker, "ok", true);
+    }
+    sb_client *extra = NULL;
+    sb_options o = {.endpoint = broker.socket, .name = "extra"};
+    int r = sb_connect(&extra, &o);
+    cr_assert_eq(r, SB_E_LIMIT, "the 4th client: %s, expected SB_E_LIMIT", sb_strerror(r));
+    cr_assert_null(extra);
+
+    /* The three others keep working. */
+    cr_assert_eq(sb_subscribe(c[0], "mc.x", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(c[0], HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_publish(c[1], "mc.x", NULL, "hi", 2), 0);
+    cr_assert_eq(sb_flush(c[1], HARNESS_IO_MS), 0);
+    sb_msg m;
+    cr_assert_eq(sb_next_msg(c[0], &m, HARNESS_IO_MS), 0);
+    cr_assert_eq(m.payload_len, 2);
+    cr_assert_eq(sb_flush(c[2], HARNESS_IO_MS), 0);
+
+    /* A slot that frees up is taken again (once the broker has seen the
+     * close: bounded retries). */
+    sb_close(c[2]);
+    int64_t deadline = harness_now_ms() + HARNESS_IO_MS;
+    do {
+        r = sb_connect(&extra, &o);
+    } while (r == SB_E_LIMIT && harness_now_ms() < deadline);
+    cr_assert_eq(r, 0, "after a close: %s", sb_strerror(r));
+    sb_close(extra);
+    sb_close(c[0]);
+    sb_close(c[1]);
+    finish();
+}
+
+Test(limits, max_connections_by_flag)
+{
+    check_max_connections(VIA_FLAG);
+}
+
+Test(limits, max_connections_by_config)
+{
+    check_max_connections(VIA_CONFIG);
+}
+
+/* ---- max_subscriptions ---------------------------------------------------- */
+
+static void check_max_subscriptions(enum via via)
+{
+    start_with(via, "--max-subscriptions", "max_subscriptions", "4", NULL);
+    sb_client *c = harness_client(&broker, "subs", true);
+    uint32_t sids[4];
+    char pattern[32];
+    for (int i = 0; i < 4; i++) {
+        snprintf(pattern, sizeof(pattern), "ms.%d", i);
+        cr_assert_eq(sb_subscribe(c, pattern, NULL, &sids[i]), 0);
+    }
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_subscribe(c, "ms.4", NULL, NULL), 0);
+    int r = sb_flush(c, HARNESS_IO_MS);
+    cr_assert_eq(r, SB_E_LIMIT, "the 5th SUB: %s", sb_strerror(r));
+    cr_assert(strstr(sb_last_error(c), "max_subscriptions (4)") != NULL, "ERR text: %s",
+              sb_last_error(c));
+
+    /* Not fatal: PING is answered and the four subscriptions deliver. */
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_publish(c, "ms.3", NULL, "x", 1), 0);
+    cr_assert_eq(sb_publish(c, "ms.4", NULL, "y", 1), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    sb_msg m;
+    cr_assert_eq(sb_next_msg(c, &m, HARNESS_IO_MS), 0);
+    cr_assert_eq(m.sid, sids[3]);
+    cr_assert_eq(sb_next_msg(c, &m, 0), -ETIMEDOUT, "ms.4 was never subscribed");
+
+    /* Room again after an UNSUB. */
+    cr_assert_eq(sb_unsubscribe(c, sids[0], 0), 0);
+    cr_assert_eq(sb_subscribe(c, "ms.5", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    sb_close(c);
+    finish();
+}
+
+Test(limits, max_subscriptions_by_flag)
+{
+    check_max_subscriptions(VIA_FLAG);
+}
+
+Test(limits, max_subscriptions_by_config)
+{
+    check_max_subscriptions(VIA_CONFIG);
+}
+
+/* ---- max_pending ---------------------------------------------------------- */
+
+static void check_max_pending(enum via via)
+{
+    /* max_pending may not be below max_frame: lower both. */
+    const char *const more[] = {"--max-frame", "4096", NULL};
+    start_with(via, "--max-pending", "max_pending", "65536", more);
+    sb_client *stalled = harness_client(&broker, "stalled", true);
+    sb_client *pub = harness_client(&broker, "pub", true);
+    cr_assert_eq(sb_subscribe(stalled, "mp.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(stalled, HARNESS_IO_MS), 0);
+
+    /* 4 MB to a subscriber that does not read: far beyond 64 KiB plus what
+     * the kernel buffers. Each batch is flushed, so the broker has handled
+     * it before the next. */
+    enum { TOTAL = 4000, SIZE = 1000, BATCH = 200 };
+    static uint8_t payload[SIZE];
+    for (uint32_t i = 0; i < TOTAL; i++) {
+        memcpy(payload, &i, sizeof(i));
+        cr_assert_eq(sb_publish(pub, "mp.data", NULL, payload, SIZE), 0);
+        if ((i + 1) % BATCH == 0) {
+            cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+        }
+    }
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+
+    /* Now read: what arrives plus what DROPPED reports is exactly TOTAL. */
+    uint64_t received = 0;
+    uint64_t dropped = 0;
+    uint32_t last = 0;
+    for (;;) {
+        sb_msg m;
+        int r = sb_next_msg(stalled, &m, 0);
+        dropped += sb_take_dropped(stalled);
+        if (r == -ETIMEDOUT) {
+            if (received + dropped >= TOTAL) {
+                break;
+            }
+            r = sb_next_msg(stalled, &m, HARNESS_IO_MS);
+            dropped += sb_take_dropped(stalled);
+            if (r == -ETIMEDOUT && received + dropped >= TOTAL) {
+                break;
+            }
+        }
+        cr_assert_eq(r, 0, "after %llu + %llu: %s", (unsigned long long)received,
+                     (unsigned long long)dropped, sb_strerror(r));
+        uint32_t v;
+        memcpy(&v, m.payload, sizeof(v));
+        cr_assert(received == 0 || v > last, "out of order: %u after %u", v, last);
+        last = v;
+        received++;
+    }
+    cr_assert_eq(sb_flush(stalled, HARNESS_IO_MS), 0);
+    dropped += sb_take_dropped(stalled);
+    cr_assert_eq(received + dropped, TOTAL, "received %llu + dropped %llu",
+                 (unsigned long long)received, (unsigned long long)dropped);
+    cr_assert_gt(dropped, TOTAL / 2, "only %llu dropped", (unsigned long long)dropped);
+    sb_close(pub);
+    sb_close(stalled);
+    finish();
+}
+
+Test(limits, max_pending_by_flag)
+{
+    check_max_pending(VIA_FLAG);
+}
+
+Test(limits, max_pending_by_config)
+{
+    check_max_pending(VIA_CONFIG);
+}
+
+/* ---- max_retained_bytes --------------------------------------------------- */
+
+static int retain(sb_client *c, const char *subject, size_t payload_len)
+{
+    static uint8_t payload[256];
+    sb_pub p = {
+        .subject = subject, .payload = payload, .payload_len = payload_len, .flags = SB_PUB_RETAIN};
+    cr_assert_eq(sb_publish_ex(c, &p), 0);
+    return sb_flush(c, HARNESS_IO_MS);
+}
+
+static void check_max_retained(enum via via)
+{
+    start_with(via, "--max-retained-bytes", "max_retained_bytes", "100", NULL);
+    sb_client *c = harness_client(&broker, "retain", true);
+    sb_client *live = harness_client(&broker, "live", true);
+    cr_assert_eq(sb_subscribe(live, "rt.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(live, HARNESS_IO_MS), 0);
+
+    cr_assert_eq(retain(c, "rt.a", 50), 0); /* 4 + 50 = 54 bytes */
+    int r = retain(c, "rt.b", 60);          /* 54 + 64 > 100 */
+    cr_assert_eq(r, SB_E_LIMIT, "over max_retained_bytes: %s", sb_strerror(r));
+    cr_assert(strstr(sb_last_error(c), "max_retained_bytes (100)") != NULL, "ERR text: %s",
+              sb_last_error(c));
+    /* Not fatal, and the refused value was still delivered live. */
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    sb_msg m;
+    cr_assert_eq(sb_next_msg(live, &m, HARNESS_IO_MS), 0);
+    cr_assert_eq(m.payload_len, 50);
+    cr_assert_eq(sb_next_msg(live, &m, HARNESS_IO_MS), 0);
+    cr_assert_eq(m.payload_len, 60);
+
+    /* A new subscription replays only what was stored. */
+    sb_client *late = harness_client(&broker, "late", true);
+    cr_assert_eq(sb_subscribe(late, "rt.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(late, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_next_msg(late, &m, HARNESS_IO_MS), 0);
+    cr_assert(m.flags & SB_MSG_RETAINED);
+    cr_assert_eq(m.subject_len, 4);
+    cr_assert(memcmp(m.subject, "rt.a", 4) == 0);
+    cr_assert_eq(sb_next_msg(late, &m, 0), -ETIMEDOUT);
+    sb_close(late);
+    sb_close(live);
+    sb_close(c);
+    finish();
+}
+
+Test(limits, max_retained_bytes_by_flag)
+{
+    check_max_retained(VIA_FLAG);
+}
+
+Test(limits, max_retained_bytes_by_config)
+{
+    check_max_retained(VIA_CONFIG);
+}
+
+/* ---- the config file ------------------------------------------------------ */
+
+/* Run the broker with a config file holding `json`; expect it to exit 2
+ * with exactly one line on stderr that names the file and contains each
+ * of `want` (NULL-terminated). */
+static void expect_config_error(const char *json, const char *const *want)
+{
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    char path[160];
+    snprintf(path, sizeof(path), "%s/broker.json", broker.dir);
+    if (json != NULL) {
+        FILE *f = fopen(path, "w");
+        cr_assert_not_null(f);
+        fputs(json, f);
+        fclose(f);
+    }
+    const char *const args[] = {"--socket", broker.socket, "--config", path, NULL};
+    int status = harness_run_broker(&broker, args, HARNESS_IO_MS);
+    char log[2048];
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert_eq(status, 2, "exit %d for %s; log: %s", status, json ? json : "(no file)", log);
+    char *nl = strchr(log, '\n');
+    cr_assert(nl != NULL && nl[1] == '\0', "expected exactly one line, got: %s", log);
+    cr_assert(strstr(log, path) != NULL, "the line does not name %s: %s", path, log);
+    for (size_t i = 0; want[i] != NULL; i++) {
+        cr_assert(strstr(log, want[i]) != NULL, "expected \"%s\" in: %s", want[i], log);
+    }
+    struct stat st;
+    cr_assert(stat(broker.socket, &st) < 0, "a broker that failed left its socket behind");
+    harness_cleanup(&broker);
+}
+
+Test(limits, config_unknown_key_is_named)
+{
+    const char *const want[] = {"unknown key \"max_frams\"", "known keys: socket,", NULL};
+    expect_config_error("{\"max_frame\": 8192, \"max_frams\": 8192}", want);
+}
+
+Test(limits, config_wrong_type_is_named)
+{
+    const char *const want[] = {"\"max_connections\" must be an integer", "not a string", NULL};
+    expect_config_error("{\"max_connections\": \"10\"}", want);
+    const char *const want2[] = {"\"mode\" must be octal", NULL};
+    expect_config_error("{\"mode\": true}", want2);
+    const char *const want3[] = {"\"acl\" must be an array", NULL};
+    expect_config_error("{\"acl\": {\"uid\": 0}}", want3);
+}
+
+Test(limits, config_out_of_range_is_named)
+{
+    const char *const want[] = {"\"max_frame\" must be an integer from 4096", "not 100", NULL};
+    expect_config_error("{\"max_frame\": 100}", want);
+    const char *const want2[] = {"\"max_subscriptions\"", "not -1", NULL};
+    expect_config_error("{\"max_subscriptions\": -1}", want2);
+    const char *const want3[] = {"\"max_connections\"", "not 0", NULL};
+    expect_config_error("{\"max_connections\": 0}", want3);
+}
+
+Test(limits, config_invalid_json_is_reported)
+{
+    const char *const want[] = {"invalid JSON at line 3", NULL};
+    expect_config_error("{\n  \"max_frame\": 8192,\n  \"max_pending\" 1\n}\n", want);
+    const char *const want2[] = {"invalid JSON", "unexpected end of file", NULL};
+    expect_config_error("{\"max_frame\": 8192", want2);
+    const char *const want3[] = {"expected a JSON object", NULL};
+    expect_config_error("[1, 2]", want3);
+}
+
+Test(limits, config_missing_file_is_reported)
+{
+    const char *const want[] = {"cannot open it: No such file or directory", NULL};
+    expect_config_error(NULL, want);
+}
+
+Test(limits, flags_override_the_config_file)
+{
+    char json[512];
+    snprintf(json, sizeof(json),
+             "{\"socket\": \"/nonexistent/elsewhere.sock\", \"max_frame\": 8192, "
+             "\"max_subscriptions\": 2, \"mode\": \"0660\", \"log\": \"quiet\"}");
+    const char *const args[] = {"--config", write_config(json), "--max-frame", "16384", "-v", NULL};
+    /* --socket (from the harness) wins over "socket". */
+    int r = harness_start(&broker, false, args);
+    cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
+    sb_client *c = harness_client(&broker, "over", true);
+    cr_assert_eq(sb_max_frame(c), 16384u, "the flag must win over the file");
+    /* What the flags do not set comes from the file. */
+    cr_assert_eq(sb_subscribe(c, "a", NULL, NULL), 0);
+    cr_assert_eq(sb_subscribe(c, "b", NULL, NULL), 0);
+    cr_assert_eq(sb_subscribe(c, "c", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), SB_E_LIMIT);
+    struct stat st;
+    cr_assert_eq(stat(broker.socket, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0660, "mode %o", st.st_mode & 0777);
+    sb_close(c);
+    /* -v beat "log": "quiet". */
+    char log[8192];
+    int64_t deadline = harness_now_ms() + HARNESS_IO_MS;
+    do {
+        harness_read_log(&broker, log, sizeof(log));
+    } while (strstr(log, "disconnected") == NULL && harness_now_ms() < deadline);
+    cr_assert(strstr(log, "connected") != NULL, "no verbose lines in: %s", log);
+    finish();
+}
+
+/* ---- file descriptors ----------------------------------------------------- */
+
+/* Start sockbusd with RLIMIT_NOFILE soft/hard set before exec, like a
+ * service manager would. */
+static void start_with_nofile(rlim_t soft, rlim_t hard, const char *const *extra)
+{
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    const char *argv[16];
+    size_t n = 0;
+    argv[n++] = getenv("SOCKBUSD");
+    cr_assert_not_null(argv[0], "SOCKBUSD is not set: run the tests with meson test");
+    argv[n++] = "--socket";
+    argv[n++] = broker.socket;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL; i++) {
+        argv[n++] = extra[i];
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        struct rlimit rl = {.rlim_cur = soft, .rlim_max = hard};
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0) {
+            _exit(126);
+        }
+        int fd = open(broker.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            close(fd);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    broker.pid = pid;
+    /* Ready when the socket accepts a connection (bounded). */
+    int64_t deadline = harness_now_ms() + HARNESS_READY_MS;
+    for (;;) {
+        int status;
+        cr_assert_neq(waitpid(pid, &status, WNOHANG), pid, "sockbusd exited at start");
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", broker.socket);
+        bool ok = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+        close(fd);
+        if (ok) {
+            return;
+        }
+        cr_assert_lt(harness_now_ms(), deadline, "sockbusd did not become ready");
+        poll(NULL, 0, 5);
+    }
+}
+
+/* The broker's soft RLIMIT_NOFILE, from /proc. */
+static long broker_nofile_soft(void)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/limits", (int)broker.pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f);
+    char line[256];
+    long soft = -1;
+    while (fgets(line, sizeof(line), f)) {
+        if (sscanf(line, "Max open files %ld", &soft) == 1) {
+            break;
+        }
+    }
+    fclose(f);
+    return soft;
+}
+
+static int count_of(const char *haystack, const char *needle)
+{
+    int n = 0;
+    for (const char *p = haystack; (p = strstr(p, needle)) != NULL; p += strlen(needle)) {
+        n++;
+    }
+    return n;
+}
+
+Test(limits, nofile_soft_limit_is_raised_for_max_connections)
+{
+    struct rlimit rl;
+    cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 1000 + 64) {
+        cr_skip_test("the hard RLIMIT_NOFILE (%llu) is too low for this test",
+                     (unsigned long long)rl.rlim_max);
+    }
+    const char *const extra[] = {"--max-connections", "1000", NULL};
+    start_with_nofile(256, rl.rlim_max, extra);
+    cr_assert_eq(broker_nofile_soft(), 1000 + 64);
+    char log[4096];
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert(strstr(log, "RLIMIT_NOFILE") == NULL, "unexpected warning: %s", log);
+    finish();
+}
+
+Test(limits, nofile_hard_limit_too_low_is_said_once)
+{
+    start_with_nofile(64, 64, NULL);
+    cr_assert_eq(broker_nofile_soft(), 64);
+    char log[4096];
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert_eq(count_of(log, "RLIMIT_NOFILE allows 64 descriptors"), 1, "log: %s", log);
+    cr_assert(strstr(log, "max_connections is 4096") != NULL, "log: %s", log);
+    finish();
+}
+
+/* Connect, send HELLO and read the first frame: 1 for WELCOME, 0 for
+ * ERR 5 (then the broker closes), -1 for anything else. *fd_out keeps the
+ * socket. */
+static int hello_outcome(int *fd_out)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0, "the test ran out of descriptors: %s", strerror(errno));
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", broker.socket);
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0, "connect: %s",
+                 strerror(errno));
+    static const char json[] = "{\"protocol\":1}";
+    uint8_t hello[64];
+    size_t n = frame_encode(hello, FRAME_OP_HELLO, 0, 0, NULL, 0, NULL, 0, NULL, 0, json,
+                            sizeof(json) - 1);
+    /* A refused client may be closed before its HELLO is sent (EPIPE); its
+     * ERR is still there to read. */
+    ssize_t w = send(fd, hello, n, MSG_NOSIGNAL);
+    cr_assert(w == (ssize_t)n || (w < 0 && errno == EPIPE), "send HELLO: %s", strerror(errno));
+    *fd_out = fd;
+    uint8_t hdr[FRAME_HEADER_SIZE];
+    long size = harness_read_frame(fd, hdr, body, sizeof(body), HARNESS_IO_MS);
+    if (size > 0 && hdr[4] == FRAME_OP_WELCOME) {
+        return 1;
+    }
+    if (size > 0 && hdr[4] == FRAME_OP_ERR && frame_get_u32(hdr + 12) == FRAME_ERR_LIMIT) {
+        return 0;
+    }
+    return -1;
+}
+
+Test(limits, emfile_at_accept_refuses_with_err_5_logs_once_and_recovers)
+{
+    start_with_nofile(64, 64, NULL);
+    enum { ATTEMPTS = 150 };
+    int fds[ATTEMPTS];
+    bool in[ATTEMPTS];
+    int welcomed = 0;
+    int refused = 0;
+    for (int i = 0; i < ATTEMPTS; i++) {
+        int r = hello_outcome(&fds[i]);
+        cr_assert_geq(r, 0, "attempt %d: neither WELCOME nor ERR 5", i);
+        in[i] = r == 1;
+        if (r == 1) {
+            welcomed++;
+        } else {
+            refused++;
+        }
+    }
+    fprintf(stderr, "limits: RLIMIT_NOFILE 64: %d clients in, %d refused with ERR 5\n", welcomed,
+            refused);
+    cr_assert_gt(welcomed, 20, "only %d clients fit in 64 descriptors", welcomed);
+    cr_assert_gt(refused, 50, "only %d refused", refused);
+
+    /* The library reports the refusal as a limit. */
+    sb_client *c = NULL;
+    sb_options o = {.endpoint = broker.socket, .name = "late"};
+    int r = sb_connect(&c, &o);
+    cr_assert_eq(r, SB_E_LIMIT, "sb_connect: %s", sb_strerror(r));
+
+    /* The clients that got in are served as before. */
+    int served = 0;
+    for (int i = 0; i < ATTEMPTS; i++) {
+        if (in[i]) {
+            expect_pong(fds[i], 7);
+            served++;
+        } else {
+            cr_assert(harness_wait_eof(fds[i], HARNESS_IO_MS), "a refused client stays open");
+        }
+    }
+    cr_assert_eq(served, welcomed);
+
+    /* Logged once, not once per refused client. */
+    char log[16384];
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert_eq(count_of(log, "Too many open files"), 1, "log: %s", log);
+    cr_assert(strstr(log, "refusing new clients with ERR 5") != NULL, "log: %s", log);
+    fprintf(stderr, "limits: broker log:\n%s", log);
+
+    /* Descriptors free up: a new client gets in (bounded retries while the
+     * broker notices the closes). */
+    for (int i = 0; i < ATTEMPTS; i++) {
+        close(fds[i]);
+    }
+    int64_t deadline = harness_now_ms() + HARNESS_IO_MS;
+    do {
+        r = sb_connect(&c, &o);
+    } while (r == SB_E_LIMIT && harness_now_ms() < deadline);
+    cr_assert_eq(r, 0, "after the others closed: %s", sb_strerror(r));
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    sb_close(c);
+    finish();
+}
