@@ -214,6 +214,8 @@ void broker_deinit(struct broker *b)
     retain_deinit(&b->retained);
     free(b->scratch);
     b->scratch = NULL;
+    free(b->iov);
+    b->iov = NULL;
     subtrie_result_deinit(&b->match);
     subtrie_free(b->subs);
     b->subs = NULL;

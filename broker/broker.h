@@ -95,6 +95,10 @@ struct broker {
     bool routing; /* `match` is being walked */
     struct retain_store retained;
 
+    /* The iovec array conn_flush() describes a queue with, reused. */
+    uv_buf_t *iov;
+    size_t iov_cap;
+
     /* Frames the broker sends itself ($SYS, NO_RESPONDERS) are built here. */
     uint8_t *scratch;
     size_t scratch_cap;

@@ -17,7 +17,10 @@
  * by conn_flush(), called from the broker's check handle: first with
  * uv_try_write(), and if the socket takes less than all of it, the rest is
  * handed to uv_write() and new output goes to the other buffer until the
- * write completes. `out` plus the in-flight buffer never exceeds
+ * write completes. A small message is copied into `out`; the body of a
+ * large one sent to several subscribers is copied once into a shared,
+ * reference-counted buffer that each queue points to, and goes out through
+ * the same writev as the bytes around it. `out` plus the in-flight buffer never exceeds
  * max_pending for messages: a MSG that does not fit is dropped for this
  * connection only, counted, and reported with DROPPED as soon as the write
  * in flight completes. Replies to the client's own requests (PONG, ERR) are
@@ -37,6 +40,7 @@
 #include "sys.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <json-c/json.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -74,10 +78,102 @@ static int buf_reserve(struct conn_buf *b, size_t need)
     return 0;
 }
 
+struct conn_shared *conn_shared_new(const struct frame *pub)
+{
+    uint32_t len = pub->size - FRAME_HEADER_SIZE;
+    struct conn_shared *body = malloc(sizeof(*body) + len);
+    if (body != NULL) {
+        body->refs = 0;
+        body->len = len;
+        memcpy(body->data, pub->subject, len);
+    }
+    return body;
+}
+
+void conn_shared_release(struct conn_shared *body)
+{
+    if (body != NULL && (body->refs == 0 || --body->refs == 0)) {
+        free(body);
+    }
+}
+
+/* Drop the buffer's references to shared bodies. */
+static void buf_release_segs(struct conn_buf *b)
+{
+    for (size_t i = 0; i < b->nsegs; i++) {
+        conn_shared_release(b->segs[i].body);
+    }
+    b->nsegs = 0;
+    b->seg_bytes = 0;
+}
+
+/* Empty the buffer, keeping its memory. */
+static void buf_clear(struct conn_buf *b)
+{
+    buf_release_segs(b);
+    b->len = 0;
+}
+
 static void buf_free(struct conn_buf *b)
 {
+    buf_release_segs(b);
+    free(b->segs);
     free(b->data);
     *b = (struct conn_buf){0};
+}
+
+static int buf_add_seg(struct conn_buf *b, struct conn_shared *body)
+{
+    if (b->nsegs == b->segs_cap) {
+        size_t cap = b->segs_cap ? b->segs_cap * 2 : 8;
+        struct conn_seg *p = realloc(b->segs, cap * sizeof(*p));
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        b->segs = p;
+        b->segs_cap = cap;
+    }
+    body->refs++;
+    b->segs[b->nsegs++] = (struct conn_seg){.at = b->len, .body = body};
+    b->seg_bytes += body->len;
+    return 0;
+}
+
+/*
+ * Describe what `b` holds after its first `skip` bytes as iovecs in the
+ * broker's reusable array (*iov). Returns the number of entries, or -ENOMEM.
+ */
+static int buf_iov(struct broker *b, const struct conn_buf *q, size_t skip, uv_buf_t **iov)
+{
+    size_t need = 2 * q->nsegs + 1;
+    if (need > b->iov_cap) {
+        uv_buf_t *p = realloc(b->iov, need * sizeof(*p));
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        b->iov = p;
+        b->iov_cap = need;
+    }
+    int n = 0;
+    size_t pos = 0;
+    for (size_t i = 0; i <= q->nsegs; i++) {
+        size_t end = i < q->nsegs ? q->segs[i].at : q->len;
+        const uint8_t *parts[2] = {q->data + pos, i < q->nsegs ? q->segs[i].body->data : NULL};
+        size_t lens[2] = {end - pos, i < q->nsegs ? q->segs[i].body->len : 0};
+        for (int k = 0; k < 2; k++) {
+            size_t len = lens[k];
+            const uint8_t *p = parts[k];
+            if (skip >= len) {
+                skip -= len;
+                continue;
+            }
+            b->iov[n++] = uv_buf_init((char *)p + skip, (unsigned)(len - skip));
+            skip = 0;
+        }
+        pos = end;
+    }
+    *iov = b->iov;
+    return n;
 }
 
 static void buf_trim(struct conn_buf *b)
@@ -89,7 +185,7 @@ static void buf_trim(struct conn_buf *b)
 
 void conn_trim(struct conn *c)
 {
-    buf_trim(&c->out);
+    buf_trim(&c->out); /* only when empty: no shared bodies then */
     if (!c->writing) {
         buf_trim(&c->wbuf);
     }
@@ -117,31 +213,55 @@ static int conn_queue(struct conn *c, uint8_t op, uint8_t flags, uint32_t sid, c
     return 0;
 }
 
-bool conn_queue_msg(struct conn *c, uint32_t sid, uint8_t flags, const struct frame *pub)
+/* Queue a MSG header for `pub`, and its body: a reference to `body` when
+ * given, else a copy (the one copy per subscriber of a small message). */
+static bool conn_queue_msg_body(struct conn *c, uint32_t sid, uint8_t flags,
+                                const struct frame *pub, struct conn_shared *body)
 {
     struct broker *b = c->broker;
     if (c->draining || c->closing) {
         return false;
     }
-    if (conn_pending(c) + pub->size > b->cfg.max_pending || buf_reserve(&c->out, pub->size) < 0) {
+    size_t own = body ? FRAME_HEADER_SIZE : pub->size;
+    if (conn_pending(c) + pub->size > b->cfg.max_pending || buf_reserve(&c->out, own) < 0) {
         c->dropped++;
         c->dropped_unreported++;
         b->stats.dropped++;
         conn_mark_dirty(c);
         return false;
     }
-    /* The one copy per subscriber: the PUB body after a MSG header. */
     uint8_t *p = c->out.data + c->out.len;
     frame_encode_header(p, pub->size, FRAME_OP_MSG, flags, pub->subject_len, pub->reply_len,
                         pub->header_len, sid);
-    memcpy(p + FRAME_HEADER_SIZE, pub->subject, pub->size - FRAME_HEADER_SIZE);
-    c->out.len += pub->size;
+    if (body == NULL) {
+        memcpy(p + FRAME_HEADER_SIZE, pub->subject, pub->size - FRAME_HEADER_SIZE);
+    }
+    c->out.len += own;
+    if (body != NULL && buf_add_seg(&c->out, body) < 0) {
+        c->out.len -= own; /* take the header back: nothing was queued */
+        c->dropped++;
+        c->dropped_unreported++;
+        b->stats.dropped++;
+        conn_mark_dirty(c);
+        return false;
+    }
     c->msgs_out++;
     c->bytes_out += pub->size;
     b->stats.msgs_out++;
     b->stats.bytes_out += pub->size;
     conn_mark_dirty(c);
     return true;
+}
+
+bool conn_queue_msg(struct conn *c, uint32_t sid, uint8_t flags, const struct frame *pub)
+{
+    return conn_queue_msg_body(c, sid, flags, pub, NULL);
+}
+
+bool conn_queue_msg_shared(struct conn *c, uint32_t sid, uint8_t flags, const struct frame *pub,
+                           struct conn_shared *body)
+{
+    return conn_queue_msg_body(c, sid, flags, pub, body);
 }
 
 void conn_queue_err(struct conn *c, uint32_t code, const void *subject, size_t subject_len,
@@ -219,7 +339,7 @@ static void on_write(uv_write_t *req, int status)
 {
     struct conn *c = req->data;
     c->writing = false;
-    c->wbuf.len = 0;
+    buf_clear(&c->wbuf);
     c->wbuf_off = 0;
     if (status < 0) {
         /* UV_ECANCELED: closing already. Otherwise the peer is gone. */
@@ -247,10 +367,17 @@ void conn_flush(struct conn *c)
     if (c->dropped_unreported > 0 && !c->draining) {
         conn_queue_dropped(c);
     }
+    size_t total = c->out.len + c->out.seg_bytes;
     size_t written = 0;
-    if (c->out.len > 0) {
-        uv_buf_t buf = uv_buf_init((char *)c->out.data, (unsigned)c->out.len);
-        int n = uv_try_write(&c->h.stream, &buf, 1);
+    uv_buf_t *iov;
+    if (total > 0) {
+        /* One writev for the whole queue: own bytes and shared bodies. */
+        int n = buf_iov(c->broker, &c->out, 0, &iov);
+        if (n > 0) {
+            /* writev() takes at most IOV_MAX entries; uv_write() below
+             * carries on from wherever this one stopped. */
+            n = uv_try_write(&c->h.stream, iov, (unsigned)(n < IOV_MAX ? n : IOV_MAX));
+        }
         if (n < 0 && n != UV_EAGAIN) {
             conn_close(c);
             return;
@@ -263,8 +390,8 @@ void conn_flush(struct conn *c)
         conn_close(c);
         return;
     }
-    if (written == c->out.len) {
-        c->out.len = 0;
+    if (written == total) {
+        buf_clear(&c->out);
         conn_maybe_resume(c);
         return;
     }
@@ -274,9 +401,9 @@ void conn_flush(struct conn *c)
     c->wbuf = c->out;
     c->wbuf_off = written; /* no memmove of what is left: write from here */
     c->out = tmp;
-    uv_buf_t buf = uv_buf_init((char *)c->wbuf.data + written, (unsigned)(c->wbuf.len - written));
+    int n = buf_iov(c->broker, &c->wbuf, written, &iov);
     c->wreq.data = c;
-    int r = uv_write(&c->wreq, &c->h.stream, &buf, 1, on_write);
+    int r = n < 0 ? n : uv_write(&c->wreq, &c->h.stream, iov, (unsigned)n, on_write);
     if (r < 0) {
         conn_close(c);
         return;

@@ -29,11 +29,38 @@ enum conn_transport {
     CONN_TCP,
 };
 
-/* A growable byte buffer, allocated on first use. */
+/*
+ * The body of a large message (subject .. payload of its PUB frame), copied
+ * once and referenced from the queues of all its subscribers: a fan-out of
+ * N costs one copy of the body instead of N. Freed when the last queue that
+ * holds it has written it.
+ */
+struct conn_shared {
+    uint32_t refs;
+    uint32_t len;
+    uint8_t data[];
+};
+
+/* A shared body that goes into the stream right after byte `at` of the
+ * buffer's own bytes. */
+struct conn_seg {
+    size_t at;
+    struct conn_shared *body;
+};
+
+/*
+ * A queue of output: its own bytes (allocated on first use), and shared
+ * bodies spliced in between them. What it holds, in order, is `len +
+ * seg_bytes` bytes.
+ */
 struct conn_buf {
     uint8_t *data;
     size_t len;
     size_t cap;
+    struct conn_seg *segs;
+    size_t nsegs;
+    size_t segs_cap;
+    size_t seg_bytes;
 };
 
 struct conn {
@@ -75,7 +102,7 @@ struct conn {
     /* Output: `out` is being filled; `wbuf` is being written. */
     struct conn_buf out;
     struct conn_buf wbuf;
-    size_t wbuf_off; /* wbuf[0, wbuf_off) was written before uv_write() */
+    size_t wbuf_off; /* bytes of wbuf written before uv_write() took the rest */
     uv_write_t wreq;
 
     /* Messages lost for this connection since the last DROPPED notice. */
@@ -98,7 +125,7 @@ void conn_accept(struct broker *b, int fd, enum conn_transport transport);
 /* Bytes queued to this connection and not yet written. */
 static inline size_t conn_pending(const struct conn *c)
 {
-    return c->out.len + c->wbuf.len - c->wbuf_off;
+    return c->out.len + c->out.seg_bytes + c->wbuf.len + c->wbuf.seg_bytes - c->wbuf_off;
 }
 
 /*
@@ -108,6 +135,25 @@ static inline size_t conn_pending(const struct conn *c)
  * later with DROPPED; returns false then.
  */
 bool conn_queue_msg(struct conn *c, uint32_t sid, uint8_t flags, const struct frame *pub);
+
+/* Bodies of at least this many bytes are shared when a message goes to
+ * more than one subscription (see conn_shared_new()). Below it, copying the
+ * body into each queue costs less than the allocation and the extra iovec
+ * entries. Measured with `sockbus bench fanout -z 1k,4k,16k,64k -T unix`,
+ * sharing every body against copying every body, 1->4 delivered msgs/s:
+ * 1 KiB 0.87x, 4 KiB 1.06x, 16 KiB 1.08x, 64 KiB 1.15x. */
+#define CONN_SHARE_MIN (4u * 1024u)
+
+/* A shared copy of `pub`'s body with no references yet, or NULL when out of
+ * memory (the caller then copies per subscriber). Free it with
+ * conn_shared_release() if no queue took it. */
+struct conn_shared *conn_shared_new(const struct frame *pub);
+void conn_shared_release(struct conn_shared *body);
+
+/* conn_queue_msg() that queues a header and a reference to `body` (the
+ * body of `pub`) instead of a copy. */
+bool conn_queue_msg_shared(struct conn *c, uint32_t sid, uint8_t flags, const struct frame *pub,
+                           struct conn_shared *body);
 
 /* Queue an ERR with `code`, the offending subject (may be NULL) and a
  * message. A fatal code also ends the connection once the ERR is written. */

@@ -139,11 +139,20 @@ static int router_route(struct broker *b, struct conn *origin, const struct fram
         return r;
     }
     int matched = 0;
+    /* A large body going to several queues is copied once and shared. */
+    struct conn_shared *body = NULL;
+    if (b->match.len > 1 && f->size - FRAME_HEADER_SIZE >= CONN_SHARE_MIN) {
+        body = conn_shared_new(f);
+    }
     b->routing = true;
     for (size_t i = 0; i < b->match.len; i++) {
         struct sub *s = b->match.items[i];
         matched++;
-        conn_queue_msg(s->conn, s->sid, 0, f);
+        if (body != NULL) {
+            conn_queue_msg_shared(s->conn, s->sid, 0, f, body);
+        } else {
+            conn_queue_msg(s->conn, s->sid, 0, f);
+        }
         if (s->remaining > 0 && --s->remaining == 0) {
             /* Auto-unsubscribe: each sub appears once in the result, so
              * freeing it here cannot leave a dangling entry behind. */
@@ -152,6 +161,9 @@ static int router_route(struct broker *b, struct conn *origin, const struct fram
         }
     }
     b->routing = false;
+    if (body != NULL && body->refs == 0) {
+        conn_shared_release(body); /* every queue dropped it */
+    }
     return matched;
 }
 

@@ -270,3 +270,91 @@ Test(pubsub, connect_to_nothing_fails_fast)
     cr_assert_null(c);
     harness_stop(&broker);
 }
+
+/* Large bodies fanned out to several subscribers are shared between their
+ * queues: they must still arrive byte-exact, in order, interleaved with
+ * small messages, and survive a subscriber that stalls. */
+Test(pubsub, large_fanout_is_byte_exact_and_ordered)
+{
+    enum { SUBS = 3, ROUNDS = 40, BIG = 64 * 1024 };
+    sb_client *sub[SUBS];
+    for (int i = 0; i < SUBS; i++) {
+        sub[i] = harness_client(&broker, "sub", true);
+        cr_assert_eq(sb_subscribe(sub[i], "fan.>", NULL, NULL), 0);
+        cr_assert_eq(sb_flush(sub[i], HARNESS_IO_MS), 0);
+    }
+    sb_client *pub = harness_client(&broker, "pub", true);
+    static uint8_t big[BIG];
+    for (int r = 0; r < ROUNDS; r++) {
+        memset(big, 'a' + r % 26, sizeof(big));
+        memcpy(big, &r, sizeof(r));
+        cr_assert_eq(sb_publish(pub, "fan.big", NULL, big, sizeof(big)), 0);
+        cr_assert_eq(sb_publish(pub, "fan.small", NULL, &r, sizeof(r)), 0);
+        cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+        for (int i = 0; i < SUBS; i++) {
+            sb_msg m = expect_msg(sub[i]);
+            cr_assert_str_eq(m.subject, "fan.big");
+            cr_assert_eq(m.payload_len, sizeof(big));
+            cr_assert_eq(memcmp(m.payload, big, sizeof(big)), 0, "round %d sub %d", r, i);
+            m = expect_msg(sub[i]);
+            cr_assert_str_eq(m.subject, "fan.small");
+            cr_assert_eq(memcmp(m.payload, &r, sizeof(r)), 0);
+        }
+    }
+    for (int i = 0; i < SUBS; i++) {
+        cr_assert_eq(sb_take_dropped(sub[i]), 0);
+        sb_close(sub[i]);
+    }
+    sb_close(pub);
+    harness_stop(&broker);
+}
+
+Test(pubsub, large_fanout_with_a_stalled_subscriber_counts_exactly)
+{
+    enum { TOTAL = 1200, BIG = 32 * 1024 }; /* 37.5 MiB against 8 MiB queues */
+    sb_client *stalled = harness_client(&broker, "stalled", true);
+    sb_client *reader = harness_client(&broker, "reader", true);
+    sb_client *pub = harness_client(&broker, "pub", true);
+    cr_assert_eq(sb_subscribe(stalled, "fan.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(stalled, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_subscribe(reader, "fan.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(reader, HARNESS_IO_MS), 0);
+    static uint8_t big[BIG];
+    for (uint32_t i = 0; i < TOTAL; i++) {
+        memcpy(big, &i, sizeof(i));
+        cr_assert_eq(sb_publish(pub, "fan.big", NULL, big, sizeof(big)), 0);
+        if (i % 50 == 49) {
+            /* Lockstep: the reader never falls behind. */
+            cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+            for (uint32_t k = i - 49; k <= i; k++) {
+                sb_msg m = expect_msg(reader);
+                uint32_t v;
+                memcpy(&v, m.payload, sizeof(v));
+                cr_assert_eq(v, k);
+            }
+        }
+    }
+    cr_assert_eq(sb_take_dropped(reader), 0);
+    uint64_t received = 0;
+    uint64_t dropped = 0;
+    while (received + dropped < TOTAL) {
+        sb_msg m;
+        int r = sb_next_msg(stalled, &m, HARNESS_IO_MS);
+        dropped += sb_take_dropped(stalled);
+        if (r == -ETIMEDOUT && received + dropped >= TOTAL) {
+            break;
+        }
+        cr_assert_eq(r, 0, "after %llu + %llu: %s", (unsigned long long)received,
+                     (unsigned long long)dropped, sb_strerror(r));
+        cr_assert_eq(m.payload_len, sizeof(big));
+        received++;
+    }
+    cr_assert_eq(sb_flush(stalled, HARNESS_IO_MS), 0);
+    dropped += sb_take_dropped(stalled);
+    cr_assert_eq(received + dropped, TOTAL);
+    cr_assert_gt(dropped, 0);
+    sb_close(pub);
+    sb_close(reader);
+    sb_close(stalled);
+    harness_stop(&broker);
+}
