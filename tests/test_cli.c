@@ -87,9 +87,18 @@ struct cli_result {
     int64_t elapsed_ms;
 };
 
+/* Results are declared with this as their cleanup, and run() frees the
+ * output of an earlier run when a result is reused. */
+static void cli_result_free(struct cli_result *r)
+{
+    free(r->out);
+    r->out = NULL;
+}
+
 static void run(struct cli_result *r, const char *const *argv, const void *in, size_t in_len,
                 int timeout_ms)
 {
+    cli_result_free(r);
     memset(r, 0, sizeof(*r));
     int64_t t0 = harness_now_ms();
     r->status =
@@ -666,7 +675,7 @@ static void pipe_pub_to_sub(bool verbose, const char *want)
     bg_sync(b, ctl, "demo.probe", true);
 
     const char *pub_argv[] = {"sockbus", "pub", "-s", broker.socket, "demo.x", NULL};
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, pub_argv, "hi\n", 3, HARNESS_IO_MS);
     assert_ok(&r, "echo hi | sockbus pub demo.x");
     cr_assert_eq(r.out_len, 0, "pub wrote to stdout");
@@ -676,7 +685,7 @@ static void pipe_pub_to_sub(bool verbose, const char *want)
     bg_until_end(b, ctl, "demo.end", true, &out, &len);
     assert_bytes(out, len, want, strlen(want), "sub output");
     bg_stop(b);
-    free(r.out);
+    cli_result_free(&r);
     sb_close(ctl);
 }
 
@@ -698,7 +707,7 @@ Test(cli, pub_message_argument)
 {
     sb_client *sub = lib_sub("arg.>");
     const char *argv[] = {"sockbus", "pub", "-s", broker.socket, "arg.x", "hello world", NULL};
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     /* With MESSAGE, stdin is not read. */
     run(&r, argv, "ignored\n", 8, HARNESS_IO_MS);
     assert_ok(&r, "pub arg.x 'hello world'");
@@ -720,7 +729,7 @@ Test(cli, pub_stdin_lines)
     sb_client *sub = lib_sub("lines.x");
     const char *argv[] = {"sockbus", "pub", "-s", broker.socket, "lines.x", NULL};
     static const char in[] = "a\nb\r\n\nlast";
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, argv, in, sizeof(in) - 1, HARNESS_IO_MS);
     assert_ok(&r, "pub lines.x < 'a\\nb\\r\\n\\nlast'");
     expect_payload(sub, "lines.x", "a", 1);
@@ -736,7 +745,7 @@ Test(cli, pub_stdin_empty_publishes_nothing)
 {
     sb_client *sub = lib_sub("empty.x");
     const char *argv[] = {"sockbus", "pub", "-s", broker.socket, "empty.x", NULL};
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, argv, NULL, 0, HARNESS_IO_MS);
     assert_ok(&r, "pub empty.x < /dev/null");
     expect_none(sub);
@@ -756,7 +765,7 @@ Test(cli, pub_raw_sends_stdin_byte_exact)
         in[n++] = (unsigned char)i;
     }
     in[n++] = '\n';
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, argv, in, n, HARNESS_IO_MS);
     assert_ok(&r, "pub --raw");
     expect_payload(sub, "raw.x", in, n);
@@ -777,7 +786,7 @@ Test(cli, pub_raw_large_binary)
         x = x * 1103515245u + 12345u;
         in[i] = (unsigned char)(x >> 16);
     }
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, argv, in, SIZE, 3 * HARNESS_IO_MS);
     assert_ok(&r, "pub --raw (700 kB)");
     expect_payload(sub, "raw.big", in, SIZE);
@@ -797,7 +806,7 @@ Test(cli, pub_ten_thousand_lines_in_order)
     for (int i = 0; i < LINES; i++) {
         n += (size_t)sprintf(in + n, "line %05d of the bulk\n", i);
     }
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, argv, in, n, 6 * HARNESS_IO_MS);
     /* Exit 0 means the broker processed all of them (pub's flush). */
     assert_ok(&r, "pub of 10000 lines");
@@ -821,7 +830,7 @@ Test(cli, pub_over_tcp)
 {
     sb_client *sub = lib_sub("tcp.x");
     const char *argv[] = {"sockbus", "pub", "-s", broker.tcp, "tcp.x", "over tcp", NULL};
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, argv, NULL, 0, HARNESS_IO_MS);
     assert_ok(&r, "pub -s tcp://...");
     expect_payload(sub, "tcp.x", "over tcp", 8);
@@ -1048,7 +1057,7 @@ Test(cli, sub_json_reply_only_when_present)
     lib_pub(ctl, "rq.lib", "inbox.lib.1", "x", 1);
     const char *pub_argv[] = {"sockbus",   "pub",    "-s", broker.socket, "--reply",
                               "rq.answer", "rq.cli", "hi", NULL};
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, pub_argv, NULL, 0, HARNESS_IO_MS);
     assert_ok(&r, "pub --reply rq.answer rq.cli hi");
     lib_pub(ctl, "rq.none", NULL, "y", 1);
@@ -1066,7 +1075,7 @@ Test(cli, sub_json_reply_only_when_present)
         j_free(&objs[i]);
     }
     bg_stop(b);
-    free(r.out);
+    cli_result_free(&r);
     sb_close(ctl);
     harness_stop(&broker);
 }
@@ -1077,10 +1086,10 @@ Test(cli, sub_json_marks_retained)
 {
     const char *pub_argv[] = {"sockbus",  "pub",     "-s",        broker.socket,
                               "--retain", "cfg.app", "{\"v\":1}", NULL};
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, pub_argv, NULL, 0, HARNESS_IO_MS);
     assert_ok(&r, "pub --retain");
-    free(r.out);
+    cli_result_free(&r);
 
     const char *sub_argv[] = {"sockbus", "sub", "-s",     broker.socket, "-n", "1",
                               "-t",      "5",   "--json", "cfg.>",       NULL};
@@ -1093,7 +1102,7 @@ Test(cli, sub_json_marks_retained)
     const struct jfield *ret = j_get(&obj[0], "retained");
     cr_assert(ret != NULL && ret->type == 't', "no \"retained\": true in [%s]", r.out);
     j_free(&obj[0]);
-    free(r.out);
+    cli_result_free(&r);
     harness_stop(&broker);
 }
 
@@ -1202,13 +1211,13 @@ Test(cli, sub_sigterm_ends_idle_sub)
 Test(cli, sub_timeout_without_traffic_exits_124)
 {
     const char *argv[] = {"sockbus", "sub", "-s", broker.socket, "-t", "0.5", "quiet.>", NULL};
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, argv, NULL, 0, 10000);
     cr_assert_eq(r.status, 124, "sub -t 0.5 exited %d, stderr [%s]", r.status, r.err);
     cr_assert(r.elapsed_ms >= 400, "sub -t 0.5 gave up after %lld ms", (long long)r.elapsed_ms);
     cr_assert(r.elapsed_ms < 3000, "sub -t 0.5 took %lld ms", (long long)r.elapsed_ms);
     cr_assert_eq(r.out_len, 0, "sub printed [%s] without traffic", r.out);
-    free(r.out);
+    cli_result_free(&r);
     harness_stop(&broker);
 }
 
@@ -1218,7 +1227,7 @@ static void assert_cannot_connect(const char *cmd, const char *endpoint)
 {
     const char *pub_argv[] = {"sockbus", "pub", "-s", endpoint, "x.y", "hi", NULL};
     const char *sub_argv[] = {"sockbus", "sub", "-s", endpoint, "x.>", NULL};
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, strcmp(cmd, "pub") == 0 ? pub_argv : sub_argv, NULL, 0, 10000);
     cr_assert_eq(r.status, 1, "%s -s %s exited %d, stderr [%s]", cmd, endpoint, r.status, r.err);
     assert_one_line(&r, cmd);
@@ -1226,7 +1235,7 @@ static void assert_cannot_connect(const char *cmd, const char *endpoint)
     assert_err_has(&r, "sockbusd", cmd);
     cr_assert_eq(r.out_len, 0, "%s printed [%s] on stdout", cmd, r.out);
     cr_assert(r.elapsed_ms < 3000, "%s took %lld ms to fail", cmd, (long long)r.elapsed_ms);
-    free(r.out);
+    cli_result_free(&r);
 }
 
 Test(cli, pub_cannot_connect_to_missing_socket)
@@ -1261,13 +1270,13 @@ Test(cli, sub_cannot_connect_to_closed_tcp_port)
 
 static void assert_usage_error(const char *const *argv, const char *needle, const char *what)
 {
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, argv, NULL, 0, HARNESS_IO_MS);
     cr_assert_eq(r.status, 2, "%s: exit %d, stderr [%s]", what, r.status, r.err);
     assert_one_line(&r, what);
     assert_err_has(&r, needle, what);
     cr_assert_eq(r.out_len, 0, "%s: printed [%s] on stdout", what, r.out);
-    free(r.out);
+    cli_result_free(&r);
 }
 
 Test(cli, pub_invalid_subject_is_usage_error)
@@ -1300,12 +1309,12 @@ Test(cli, sub_invalid_pattern_is_usage_error)
 
 static void assert_help(const char *const *argv, const char *usage, const char *what)
 {
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, argv, NULL, 0, HARNESS_IO_MS);
     assert_ok(&r, what);
     cr_assert(r.out_len > 0 && strstr(r.out, usage) != NULL, "%s: no '%s' on stdout: [%s]", what,
               usage, r.out);
-    free(r.out);
+    cli_result_free(&r);
 }
 
 Test(cli, help_exits_zero_with_usage_on_stdout)
@@ -1327,12 +1336,12 @@ Test(cli, help_exits_zero_with_usage_on_stdout)
 Test(cli, top_help_lists_pub_and_sub)
 {
     const char *top[] = {"sockbus", "--help", NULL};
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, top, NULL, 0, HARNESS_IO_MS);
     assert_ok(&r, "sockbus --help");
     cr_assert(strstr(r.out, "pub") != NULL && strstr(r.out, "sub") != NULL,
               "sockbus --help does not list pub and sub: [%s]", r.out);
-    free(r.out);
+    cli_result_free(&r);
     harness_stop(&broker);
 }
 
@@ -1341,11 +1350,11 @@ Test(cli, unknown_command_is_usage_error)
     const char *a[] = {"sockbus", "frobnicate", NULL};
     assert_usage_error(a, "frobnicate", "sockbus frobnicate");
     const char *b[] = {"sockbus", NULL};
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, b, NULL, 0, HARNESS_IO_MS);
     cr_assert_eq(r.status, 2, "sockbus without a command exited %d", r.status);
     assert_one_line(&r, "sockbus");
-    free(r.out);
+    cli_result_free(&r);
     harness_stop(&broker);
 }
 
@@ -1369,7 +1378,7 @@ Test(cli, socket_env_is_used_by_pub)
     cr_assert_eq(setenv("SOCKBUS_SOCKET", broker.socket, 1), 0);
     sb_client *sub = lib_sub("env.x");
     const char *argv[] = {"sockbus", "pub", "env.x", "from env", NULL};
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, argv, NULL, 0, HARNESS_IO_MS);
     assert_ok(&r, "SOCKBUS_SOCKET=... sockbus pub env.x");
     expect_payload(sub, "env.x", "from env", 8);
@@ -1402,13 +1411,13 @@ Test(cli, socket_env_missing_path_is_named)
     snprintf(path, sizeof(path), "%s/none.sock", broker.dir);
     cr_assert_eq(setenv("SOCKBUS_SOCKET", path, 1), 0);
     const char *argv[] = {"sockbus", "pub", "env.x", "hi", NULL};
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, argv, NULL, 0, 10000);
     cr_assert_eq(r.status, 1, "exit %d, stderr [%s]", r.status, r.err);
     assert_one_line(&r, "pub with SOCKBUS_SOCKET=none.sock");
     assert_err_has(&r, path, "pub with SOCKBUS_SOCKET=none.sock");
     assert_err_has(&r, "sockbusd", "pub with SOCKBUS_SOCKET=none.sock");
-    free(r.out);
+    cli_result_free(&r);
     harness_stop(&broker);
 }
 
@@ -1419,7 +1428,7 @@ Test(cli, socket_option_overrides_env)
     cr_assert_eq(setenv("SOCKBUS_SOCKET", path, 1), 0);
     sb_client *sub = lib_sub("env.z");
     const char *argv[] = {"sockbus", "pub", "-s", broker.socket, "env.z", "explicit", NULL};
-    struct cli_result r;
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, argv, NULL, 0, HARNESS_IO_MS);
     assert_ok(&r, "pub -s with a bad SOCKBUS_SOCKET");
     expect_payload(sub, "env.z", "explicit", 8);

@@ -10,7 +10,18 @@
  *   rtt     a requester and a responder, one request in flight, after
  *           BENCH_RTT_WARMUP round trips; p50/p90/p99/p99.9/max of every
  *           round trip (nearest rank, no buckets);
- *   sweep   thru at 16 B, 128 B, 1 KiB, 16 KiB and 64 KiB.
+ *   sweep   thru at 16 B, 128 B, 1 KiB, 16 KiB and 64 KiB;
+ *   scale   thru at 128 B twice: the subscriber holding 1 subscription,
+ *           and holding --scale-subs (100,000) on distinct subjects, all
+ *           made and confirmed before the timed phase; the publisher cycles
+ *           through every subject in order, so almost no publish hits the
+ *           broker's small match cache and each one walks the trie. The
+ *           ratio of the two is what a big routing table costs;
+ *   idle    broker RSS per idle connection: a fresh private broker per row
+ *           (one that served other rows keeps freed memory that new
+ *           connections would reuse unseen), VmRSS from /proc before and
+ *           after --idle-conns (1,000) library connections from one
+ *           process, each flushed so the broker has handled its HELLO.
  * Transports, side by side in one run: unix and tcp go through the same
  * broker (ours, or the one -s names); raw-unix and raw-tcp send the same
  * frames straight from one process to another with no broker at all
@@ -51,6 +62,7 @@
 #include <signal.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -64,8 +76,20 @@
 #define BENCH_THRU_SIZE_DEFAULT_2 128u
 #define BENCH_FANOUT_SIZE_DEFAULT 128u
 #define BENCH_RTT_SIZE_DEFAULT    128u
-#define BENCH_MAX_SIZES           16
-#define BENCH_MAX_ROWS            512
+#define BENCH_SCALE_SIZE_DEFAULT  128u
+#define BENCH_SCALE_SUBS_DEFAULT  100000u
+#define BENCH_IDLE_CONNS_DEFAULT  1000u
+#define BENCH_IDLE_CONNS_MAX      1000000u
+/* sockbusd's defaults (broker/broker.h): max_subscriptions per connection
+ * and max_connections. Our private broker gets --scale-subs on top of the
+ * former, and room for --idle-conns if they pass the latter. */
+#define BENCH_BROKER_SUBSCRIPTIONS_DEFAULT 65536u
+#define BENCH_BROKER_CONNECTIONS_DEFAULT   4096u
+/* idle: how long the clients may take to connect: a base, plus this per
+ * connection. */
+#define BENCH_IDLE_CONNECT_US_PER_CONN 1000u
+#define BENCH_MAX_SIZES                16
+#define BENCH_MAX_ROWS                 512
 /* Room kept in a frame for our subjects ("bench.PID.N", "_INBOX.bench.PID.N"). */
 #define BENCH_SUBJECT_ROOM 128u
 /* A receiver reports its count at most this many messages apart. */
@@ -87,6 +111,8 @@ enum {
     OPT_SVG,
     OPT_BROKER,
     OPT_WINDOW,
+    OPT_SCALE_SUBS,
+    OPT_IDLE_CONNS,
 };
 
 /* No "+": a WORKLOAD is a keyword, never data that could start with '-',
@@ -105,6 +131,8 @@ static const struct option bench_options[] = {
     {"svg", required_argument, NULL, OPT_SVG},
     {"broker", required_argument, NULL, OPT_BROKER},
     {"window", required_argument, NULL, OPT_WINDOW},
+    {"scale-subs", required_argument, NULL, OPT_SCALE_SUBS},
+    {"idle-conns", required_argument, NULL, OPT_IDLE_CONNS},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
@@ -116,7 +144,7 @@ typedef struct bench_args {
     const char *svg;      /* --svg FILE */
     bool json;
     bool quiet;
-    bool workloads[4]; /* thru, fanout, rtt, sweep */
+    bool workloads[6]; /* thru, fanout, rtt, sweep, scale, idle */
     bool transports[BENCH_TRANSPORT_COUNT];
     bool transports_given;
     size_t sizes[BENCH_MAX_SIZES];
@@ -125,9 +153,11 @@ typedef struct bench_args {
     int64_t duration_ms;
     unsigned runs;
     uint64_t window_bytes;
+    unsigned scale_subs; /* --scale-subs */
+    unsigned idle_conns; /* --idle-conns */
 } bench_args;
 
-enum { WL_THRU, WL_FANOUT, WL_RTT, WL_SWEEP };
+enum { WL_THRU, WL_FANOUT, WL_RTT, WL_SWEEP, WL_SCALE, WL_IDLE, WL_COUNT };
 
 /* Set by SIGINT/SIGTERM; the orchestrator cleans up and dies of it. */
 static volatile sig_atomic_t bench_stop_signal;
@@ -153,19 +183,26 @@ const char *bench_workload_name(bench_workload w)
         return "fanout";
     case BENCH_RTT:
         return "rtt";
+    case BENCH_SCALE:
+        return "scale";
+    case BENCH_IDLE:
+        return "idle";
     }
     return "?";
 }
 
 static void bench_usage(FILE *out)
 {
+    /* Two parts: one string literal of this length is more than C
+     * promises a compiler takes. */
     fprintf(out,
             "usage: sockbus bench [OPTIONS] [WORKLOAD...]\n"
             "\n"
             "Measure the bus: messages per second and round-trip latency through the\n"
             "broker over its Unix socket and over TCP loopback, side by side with the\n"
             "same frames sent straight between two processes without a broker (raw),\n"
-            "so the table shows what the broker costs.\n"
+            "so the table shows what the broker costs; and what a big routing table\n"
+            "and an idle connection cost the broker.\n"
             "\n"
             "Workloads (default: all):\n"
             "  thru     1 publisher -> 1 subscriber (sizes: --size, default 16 and 128)\n"
@@ -173,13 +210,31 @@ static void bench_usage(FILE *out)
             "  rtt      request/reply round trips through a responder, one in flight,\n"
             "           after %u warm-up round trips (128 B)\n"
             "  sweep    thru at 16 B, 128 B, 1 KiB, 16 KiB and 64 KiB\n"
-            "  all      sweep, fanout and rtt (plus thru if --size is given)\n"
-            "\n"
+            "  scale    thru (128 B) twice: \"scale 1\", the subscriber holding one\n"
+            "           subscription, and \"scale N\", holding N (--scale-subs) on\n"
+            "           distinct subjects, with the publisher cycling through all N\n"
+            "           subjects in order, so that publishes miss the broker's small\n"
+            "           match cache and each one is a real trie lookup. Subscribing is\n"
+            "           done and confirmed before the timed phase. unix and tcp only\n"
+            "  idle     broker RSS per idle connection: a fresh private broker, its\n"
+            "           VmRSS before and after N (--idle-conns) library connections\n"
+            "           from one process, each flushed. Needs the private broker:\n"
+            "           skipped with -s. unix and tcp only\n"
+            "  all      sweep, fanout, rtt, scale and idle (plus thru if --size is\n"
+            "           given)\n"
+            "\n",
+            BENCH_RTT_WARMUP);
+    fprintf(out,
             "Options (before or after the WORKLOADs):\n"
-            "  -z, --size LIST        payload sizes for thru, fanout and rtt: bytes, or\n"
-            "                         with k/m for KiB/MiB, comma-separated (16,1k,64k);\n"
+            "  -z, --size LIST        payload sizes for thru, fanout, rtt and scale: bytes,\n"
+            "                         or with k/m for KiB/MiB, comma-separated (16,1k,64k);\n"
             "                         at least %u (each payload carries a sequence number)\n"
             "  -k, --subs K           subscribers for fanout (default %u, at most %u)\n"
+            "      --scale-subs N     subscriptions for scale (default %u, at most\n"
+            "                         %u; k and m mean 10^3 and 10^6: 100k)\n"
+            "      --idle-conns N     connections for idle (default %u, at most %u);\n"
+            "                         if the RLIMIT_NOFILE hard limit allows fewer, the\n"
+            "                         row uses fewer and says so\n"
             "  -T, --transport LIST   any of unix, tcp, raw (= raw-unix,raw-tcp),\n"
             "                         raw-unix, raw-tcp (default: all of them)\n"
             "  -d, --duration SECONDS how long each row sends (default %d.%d; 0.5, 250ms)\n"
@@ -203,14 +258,16 @@ static void bench_usage(FILE *out)
             "separate processes, each with its own libsockbus connection. By default\n"
             "the bench starts its own sockbusd on a temporary Unix socket and a free\n"
             "127.0.0.1 port, so unix and tcp hit the same broker, and stops it at the\n"
-            "end. A publisher sends for SECONDS, never more than the window ahead of\n"
-            "its slowest subscriber (credit through shared memory), then an end marker.\n"
-            "msgs/s is measured at the subscribers, from the first message to the last\n"
-            "(fanout: summed over them); MB/s counts payload bytes (1 MB = 10^6 B).\n"
-            "loss is published x subscribers - received, and 0 unless the row says\n"
-            "otherwise. Latencies are in microseconds. raw-unix and raw-tcp send the\n"
-            "same frames between two processes with no broker: the ceiling. After the\n"
-            "table, ratios compare the transports (with targets where there are some).\n"
+            "end (idle starts a fresh one for each of its rows, since a broker that\n"
+            "served other rows reuses freed memory unseen). A publisher sends for\n"
+            "SECONDS, never more than the window ahead of its slowest subscriber\n"
+            "(credit through shared memory), then an end marker. msgs/s is measured\n"
+            "at the subscribers, from the first message to the last (fanout: summed\n"
+            "over them); MB/s counts payload bytes (1 MB = 10^6 B). loss is\n"
+            "published x subscribers - received, and 0 unless the row says otherwise.\n"
+            "Latencies are in microseconds. raw-unix and raw-tcp send the same frames\n"
+            "between two processes with no broker: the ceiling. After the table,\n"
+            "ratios compare the transports (with targets where there are some).\n"
             "\n"
             "Exit status: 0 when every row ran (loss is reported, not an error), 1 on\n"
             "failure, 2 on a bad command line.\n"
@@ -219,8 +276,10 @@ static void bench_usage(FILE *out)
             "  sockbus bench\n"
             "  sockbus bench --runs 5 --svg bench.svg\n"
             "  sockbus bench thru -z 128 -T unix,raw -d 3\n"
+            "  sockbus bench scale idle -T unix --scale-subs 200k\n"
             "  sockbus bench rtt -s /run/sockbus/sockbus.sock --json\n",
-            BENCH_RTT_WARMUP, BENCH_MIN_SIZE, BENCH_SUBS_DEFAULT, BENCH_MAX_SUBS,
+            BENCH_MIN_SIZE, BENCH_SUBS_DEFAULT, BENCH_MAX_SUBS, BENCH_SCALE_SUBS_DEFAULT,
+            BENCH_SCALE_SUBS_MAX, BENCH_IDLE_CONNS_DEFAULT, BENCH_IDLE_CONNS_MAX,
             BENCH_DURATION_DEFAULT_MS / 1000, (BENCH_DURATION_DEFAULT_MS % 1000) / 100);
 }
 
@@ -258,6 +317,34 @@ static int parse_bytes(const char *text, size_t len, uint64_t *out)
         }
     }
     if (i != len || v > UINT64_MAX / scale) {
+        return -EINVAL;
+    }
+    *out = v * scale;
+    return 0;
+}
+
+/* "100000", "100k", "1m": a count, k and m meaning 10^3 and 10^6 (a count
+ * of things, not bytes). Returns 0 or -EINVAL; 0 is invalid. */
+static int parse_count_si(const char *text, uint64_t *out)
+{
+    char digits[32];
+    size_t len = strlen(text);
+    uint64_t scale = 1;
+
+    if (len > 0 && (text[len - 1] == 'k' || text[len - 1] == 'K')) {
+        scale = 1000;
+        len--;
+    } else if (len > 0 && (text[len - 1] == 'm' || text[len - 1] == 'M')) {
+        scale = 1000 * 1000;
+        len--;
+    }
+    if (len == 0 || len >= sizeof(digits)) {
+        return -EINVAL;
+    }
+    memcpy(digits, text, len);
+    digits[len] = '\0';
+    uint64_t v;
+    if (cli_parse_count(digits, &v) < 0 || v > UINT64_MAX / scale) {
         return -EINVAL;
     }
     *out = v * scale;
@@ -385,6 +472,24 @@ static int bench_parse(int argc, char **argv, bench_args *args)
                                        optarg);
             }
             break;
+        case OPT_SCALE_SUBS:
+            if (parse_count_si(optarg, &count) < 0 || count > BENCH_SCALE_SUBS_MAX) {
+                return cli_usage_error(CMD,
+                                       "invalid subscription count '%s': give 1 to %u, e.g. "
+                                       "100k",
+                                       optarg, BENCH_SCALE_SUBS_MAX);
+            }
+            args->scale_subs = (unsigned)count;
+            break;
+        case OPT_IDLE_CONNS:
+            if (parse_count_si(optarg, &count) < 0 || count > BENCH_IDLE_CONNS_MAX) {
+                return cli_usage_error(CMD,
+                                       "invalid connection count '%s': give 1 to %u, e.g. "
+                                       "1000",
+                                       optarg, BENCH_IDLE_CONNS_MAX);
+            }
+            args->idle_conns = (unsigned)count;
+            break;
         case 'q':
             args->quiet = true;
             break;
@@ -398,30 +503,37 @@ static int bench_parse(int argc, char **argv, bench_args *args)
             return r;
         }
     }
-    static const char *const workload_names[] = {"thru", "fanout", "rtt", "sweep"};
+    static const char *const workload_names[WL_COUNT] = {
+        [WL_THRU] = "thru",   [WL_FANOUT] = "fanout", [WL_RTT] = "rtt",
+        [WL_SWEEP] = "sweep", [WL_SCALE] = "scale",   [WL_IDLE] = "idle",
+    };
     bool any = false;
     for (int i = optind; i < argc; i++) {
         bool found = false;
         if (strcmp(argv[i], "all") == 0) {
             args->workloads[WL_FANOUT] = args->workloads[WL_RTT] = true;
-            args->workloads[WL_SWEEP] = true;
+            args->workloads[WL_SWEEP] = args->workloads[WL_SCALE] = true;
+            args->workloads[WL_IDLE] = true;
             args->workloads[WL_THRU] = args->size_count > 0;
             found = true;
         }
-        for (int w = 0; w < 4 && !found; w++) {
+        for (int w = 0; w < WL_COUNT && !found; w++) {
             if (strcmp(argv[i], workload_names[w]) == 0) {
                 args->workloads[w] = true;
                 found = true;
             }
         }
         if (!found) {
-            return cli_usage_error(
-                CMD, "unknown workload '%s': give thru, fanout, rtt, sweep or all", argv[i]);
+            return cli_usage_error(CMD,
+                                   "unknown workload '%s': give thru, fanout, rtt, sweep, "
+                                   "scale, idle or all",
+                                   argv[i]);
         }
         any = true;
     }
     if (!any) {
         args->workloads[WL_FANOUT] = args->workloads[WL_RTT] = args->workloads[WL_SWEEP] = true;
+        args->workloads[WL_SCALE] = args->workloads[WL_IDLE] = true;
         args->workloads[WL_THRU] = args->size_count > 0;
     }
 
@@ -454,16 +566,24 @@ typedef struct bench_plan {
     size_t count;
 } bench_plan;
 
-static bool plan_has(const bench_plan *plan, bench_workload w, bench_transport t, size_t size,
-                     unsigned receivers)
+static bool plan_has(const bench_plan *plan, const bench_row *row)
 {
     for (size_t i = 0; i < plan->count; i++) {
         const bench_row *r = &plan->rows[i];
-        if (r->workload == w && r->transport == t && r->size == size && r->receivers == receivers) {
+        if (r->workload == row->workload && r->transport == row->transport &&
+            r->size == row->size && r->receivers == row->receivers &&
+            r->subjects == row->subjects) {
             return true;
         }
     }
     return false;
+}
+
+static void plan_add(bench_plan *plan, const bench_row *row)
+{
+    if (plan->count < BENCH_MAX_ROWS && !plan_has(plan, row)) {
+        plan->rows[plan->count++] = *row;
+    }
 }
 
 static void plan_add_sizes(bench_plan *plan, const bench_args *args, bench_workload w,
@@ -471,16 +591,41 @@ static void plan_add_sizes(bench_plan *plan, const bench_args *args, bench_workl
 {
     for (size_t s = 0; s < count; s++) {
         for (int t = 0; t < BENCH_TRANSPORT_COUNT; t++) {
-            if (!args->transports[t] || plan->count == BENCH_MAX_ROWS ||
-                plan_has(plan, w, (bench_transport)t, sizes[s], receivers)) {
+            if (args->transports[t]) {
+                plan_add(plan, &(bench_row){
+                                   .workload = w,
+                                   .transport = (bench_transport)t,
+                                   .size = sizes[s],
+                                   .receivers = receivers,
+                               });
+            }
+        }
+    }
+}
+
+/* scale and idle measure the broker: its transports only. scale gets a
+ * row with 1 subscription and one with --scale-subs for each size. */
+static void plan_add_broker_rows(bench_plan *plan, const bench_args *args, bench_workload w,
+                                 const size_t *sizes, size_t count)
+{
+    for (size_t s = 0; s < count; s++) {
+        for (int t = BENCH_UNIX; t <= BENCH_TCP; t++) {
+            if (!args->transports[t]) {
                 continue;
             }
-            plan->rows[plan->count++] = (bench_row){
+            bench_row row = {
                 .workload = w,
                 .transport = (bench_transport)t,
                 .size = sizes[s],
-                .receivers = receivers,
+                .receivers = w == BENCH_SCALE ? 1 : 0,
+                .subjects = w == BENCH_SCALE ? 1 : 0,
+                .connections = w == BENCH_IDLE ? args->idle_conns : 0,
             };
+            plan_add(plan, &row);
+            if (w == BENCH_SCALE) {
+                row.subjects = args->scale_subs;
+                plan_add(plan, &row);
+            }
         }
     }
 }
@@ -496,7 +641,11 @@ static int row_compare(const void *a, const void *b)
     if (x->size != y->size) {
         return x->size < y->size ? -1 : 1;
     }
-    return (int)x->transport - (int)y->transport;
+    if (x->transport != y->transport) {
+        return (int)x->transport - (int)y->transport;
+    }
+    /* scale: 1 subscription before many, side by side per transport. */
+    return x->subjects < y->subjects ? -1 : x->subjects > y->subjects ? 1 : 0;
 }
 
 static int plan_make(bench_plan *plan, const bench_args *args)
@@ -504,6 +653,8 @@ static int plan_make(bench_plan *plan, const bench_args *args)
     static const size_t thru_default[] = {BENCH_THRU_SIZE_DEFAULT_1, BENCH_THRU_SIZE_DEFAULT_2};
     static const size_t fanout_default[] = {BENCH_FANOUT_SIZE_DEFAULT};
     static const size_t rtt_default[] = {BENCH_RTT_SIZE_DEFAULT};
+    static const size_t scale_default[] = {BENCH_SCALE_SIZE_DEFAULT};
+    static const size_t idle_size[] = {0};
     const bool given = args->size_count > 0;
 
     plan->count = 0;
@@ -523,8 +674,18 @@ static int plan_make(bench_plan *plan, const bench_args *args)
         plan_add_sizes(plan, args, BENCH_RTT, given ? args->sizes : rtt_default,
                        given ? args->size_count : 1, 1);
     }
+    if (args->workloads[WL_SCALE]) {
+        plan_add_broker_rows(plan, args, BENCH_SCALE, given ? args->sizes : scale_default,
+                             given ? args->size_count : 1);
+    }
+    if (args->workloads[WL_IDLE]) {
+        plan_add_broker_rows(plan, args, BENCH_IDLE, idle_size, 1);
+    }
     if (plan->count == 0) {
-        return cli_usage_error(CMD, "nothing to run: no transport selected");
+        return cli_usage_error(CMD, "nothing to run: no transport selected%s",
+                               args->workloads[WL_SCALE] || args->workloads[WL_IDLE]
+                                   ? " (scale and idle need unix or tcp)"
+                                   : "");
     }
     qsort(plan->rows, plan->count, sizeof(plan->rows[0]), row_compare);
 
@@ -550,18 +711,20 @@ static void plan_free(bench_plan *plan)
     plan->count = 0;
 }
 
-/* "thru unix 128 B", "fanout 1->4 tcp 16 B": how rows are named in lines. */
+/* "thru unix 128 B", "fanout 1->4 tcp 16 B", "scale 100k unix 128 B",
+ * "idle unix 1000 connections": how rows are named in lines. */
 static const char *row_label(const bench_row *row, char *buf, size_t len)
 {
+    char workload[48];
     char size[32];
 
-    bench_format_size(row->size, size, sizeof(size));
-    if (row->workload == BENCH_FANOUT) {
-        snprintf(buf, len, "fanout 1->%u %s %s", row->receivers,
-                 bench_transport_name(row->transport), size);
+    bench_row_workload(row, workload, sizeof(workload));
+    if (row->workload == BENCH_IDLE) {
+        snprintf(buf, len, "%s %s %u connections", workload, bench_transport_name(row->transport),
+                 row->connections);
     } else {
-        snprintf(buf, len, "%s %s %s", bench_workload_name(row->workload),
-                 bench_transport_name(row->transport), size);
+        bench_format_size(row->size, size, sizeof(size));
+        snprintf(buf, len, "%s %s %s", workload, bench_transport_name(row->transport), size);
     }
     return buf;
 }
@@ -577,6 +740,7 @@ typedef enum job_role {
     ROLE_RAW_RECEIVER,
     ROLE_RAW_RESPONDER,
     ROLE_RAW_REQUESTER,
+    ROLE_IDLE,
 } job_role;
 
 static const char *role_name(job_role role)
@@ -596,6 +760,8 @@ static const char *role_name(job_role role)
         return "sender";
     case ROLE_RAW_RECEIVER:
         return "receiver";
+    case ROLE_IDLE:
+        return "idle client";
     }
     return "?";
 }
@@ -680,6 +846,10 @@ static void job_child_main(job_ctx *jc, job_role role, unsigned index)
     case ROLE_RAW_REQUESTER:
         job_close_fds(jc, jc->fds[0][0]);
         r = bench_raw_requester_run(job, jc->sh, jc->fds[0][0]);
+        break;
+    case ROLE_IDLE:
+        job_close_fds(jc, -1);
+        r = bench_idle_run(job, jc->sh);
         break;
     }
     _exit(r == 0 ? 0 : 1);
@@ -807,7 +977,8 @@ static int job_wait(job_ctx *jc, progress *pg, const char *label, unsigned run, 
                     int64_t duration_ms)
 {
     const int64_t start = cli_now_ms();
-    const int64_t deadline = start + duration_ms + 2 * BENCH_WAIT_MS + BENCH_END_GRACE_MS;
+    const int64_t deadline =
+        start + jc->job.setup_ms + duration_ms + 2 * BENCH_WAIT_MS + BENCH_END_GRACE_MS;
     int64_t abort_seen = 0;
     unsigned left = jc->child_count;
 
@@ -923,6 +1094,7 @@ static int job_collect(job_ctx *jc, bench_row *row, unsigned run)
 
 typedef struct bench_ctx {
     const bench_args *args;
+    const char *broker_path; /* the sockbusd idle starts; NULL with -s */
     const char *unix_endpoint;
     const char *tcp_endpoint;
     unsigned job_counter;
@@ -943,6 +1115,8 @@ static int bench_run_row(bench_ctx *ctx, bench_row *row, unsigned run)
     job->transport = row->transport;
     job->size = row->size;
     job->receivers = row->workload == BENCH_RTT ? 1 : row->receivers;
+    job->subjects = row->subjects;
+    job->setup_ms = (int)((uint64_t)row->subjects * BENCH_SCALE_SETUP_US_PER_SUB / 1000u);
     job->duration_ns = args->duration_ms * 1000000;
     job->endpoint = row->transport == BENCH_TCP ? ctx->tcp_endpoint : ctx->unix_endpoint;
     /* Fresh subjects per job: a straggler of an earlier job cannot count. */
@@ -1002,6 +1176,137 @@ static int bench_run_row(bench_ctx *ctx, bench_row *row, unsigned run)
     return r;
 }
 
+/* ---- idle ----------------------------------------------------------------- */
+
+/* Wait until the idle client reaches `stage`, for at most timeout_ms.
+ * Returns 0, -1 on a failure (the client died, or said why in sh->error),
+ * or -EINTR. Does not reap the client: job_wait() does, and says how it
+ * died. */
+static int idle_wait_stage(job_ctx *jc, uint32_t stage, int64_t timeout_ms, const char *what)
+{
+    const int64_t deadline = cli_now_ms() + timeout_ms;
+    const job_child *c = &jc->children[0];
+
+    for (;;) {
+        if (bench_stop_signal != 0) {
+            return -EINTR;
+        }
+        if (atomic_load(&jc->sh->stage) >= stage) {
+            return 0;
+        }
+        if (bench_aborted(jc->sh)) {
+            return -1;
+        }
+        siginfo_t info = {0};
+        if (waitid(P_PID, (id_t)c->pid, &info, WEXITED | WNOHANG | WNOWAIT) == 0 &&
+            info.si_pid == c->pid) {
+            return -1;
+        }
+        if (cli_now_ms() >= deadline) {
+            return bench_fail(jc->sh, "the idle clients did not %s within %lld s", what,
+                              (long long)(timeout_ms / 1000));
+        }
+        sleep_ms(1);
+    }
+}
+
+/*
+ * One idle run: a fresh broker, its RSS once a warm-up connection has come
+ * and gone, then with every idle connection open. A fresh one because a
+ * broker that served other rows has freed memory in its heap that new
+ * connections would take without a change in RSS. Returns 0 (the row
+ * records a skip with -s), -1 after printing the error, or -EINTR.
+ */
+static int bench_run_idle(bench_ctx *ctx, bench_row *row, unsigned run)
+{
+    const bench_args *args = ctx->args;
+    bench_broker broker = {.pid = -1};
+    job_ctx jc;
+    char label[96];
+    uint64_t before = 0;
+    uint64_t after = 0;
+    int r;
+
+    if (ctx->broker_path == NULL) {
+        snprintf(row->note, sizeof(row->note),
+                 "needs a fresh private broker, and -s names a running one");
+        return 0;
+    }
+    memset(&jc, 0, sizeof(jc));
+    for (unsigned i = 0; i < BENCH_MAX_SUBS; i++) {
+        jc.fds[i][0] = jc.fds[i][1] = -1;
+    }
+    row_label(row, label, sizeof(label));
+
+    snprintf(broker.path, sizeof(broker.path), "%s", ctx->broker_path);
+    if ((uint64_t)row->connections + BENCH_IDLE_FD_MARGIN > BENCH_BROKER_CONNECTIONS_DEFAULT) {
+        broker.max_connections = row->connections + BENCH_IDLE_FD_MARGIN;
+    }
+    progress_clear(&ctx->progress);
+    if (bench_broker_start(&broker) < 0) {
+        return -1;
+    }
+    r = bench_shared_new(&jc.sh, NULL, 0);
+    if (r < 0) {
+        fprintf(stderr, "sockbus bench: %s: cannot map shared memory: %s\n", label, strerror(-r));
+        bench_broker_stop(&broker);
+        return -1;
+    }
+    bench_job *job = &jc.job;
+    job->workload = BENCH_IDLE;
+    job->transport = row->transport;
+    job->connections = row->connections;
+    job->endpoint = row->transport == BENCH_TCP ? broker.tcp_endpoint : broker.unix_endpoint;
+    job->setup_ms =
+        BENCH_WAIT_MS + (int)((uint64_t)row->connections * BENCH_IDLE_CONNECT_US_PER_CONN / 1000u);
+
+    r = job_spawn(&jc, ROLE_IDLE, 0);
+    if (r == 0) {
+        r = idle_wait_stage(&jc, 1, 2 * BENCH_WAIT_MS, "make the warm-up connection");
+    }
+    if (r == 0 && (r = bench_broker_rss(&broker, &before)) < 0) {
+        r = bench_fail(jc.sh, "cannot read the broker's VmRSS: %s", strerror(-r));
+    }
+    if (r == 0) {
+        atomic_store(&jc.sh->go, 1);
+        r = idle_wait_stage(&jc, 2, job->setup_ms, "connect");
+    }
+    if (r == 0 && (r = bench_broker_rss(&broker, &after)) < 0) {
+        r = bench_fail(jc.sh, "cannot read the broker's VmRSS: %s", strerror(-r));
+    }
+    if (r == 0) {
+        row->sanitized = bench_broker_sanitized(&broker);
+    }
+    atomic_store(&jc.sh->go, 2); /* close them */
+    if (jc.child_count > 0) {
+        int w = job_wait(&jc, &ctx->progress, label, run, args->runs, 0);
+        r = r < 0 ? r : w;
+    }
+    if (bench_stop_signal != 0) {
+        r = -EINTR;
+    }
+    if (r == 0) {
+        uint64_t opened = jc.sh->idle_opened;
+        uint64_t growth = after > before ? after - before : 0;
+        row->rate[run] = opened > 0 ? (double)growth / (double)opened : 0.0;
+        row->opened = run == 0 || opened < row->opened ? opened : row->opened;
+        row->rss_before = before;
+        row->rss_after = after;
+        if (jc.sh->idle_note[0] != '\0') {
+            snprintf(row->note, sizeof(row->note), "%s", jc.sh->idle_note);
+        }
+        row->runs = run + 1;
+    }
+    if (r == -1) {
+        progress_clear(&ctx->progress);
+        fprintf(stderr, "sockbus bench: %s: %s\n", label,
+                jc.sh->error[0] ? jc.sh->error : "failed");
+    }
+    bench_shared_free(jc.sh, NULL, 0);
+    bench_broker_stop(&broker);
+    return r;
+}
+
 /* ---- checks before the runs --------------------------------------------- */
 
 /* Connect once to each broker endpoint: a wrong -s or a broken broker is
@@ -1013,6 +1318,9 @@ static int bench_preflight(const bench_ctx *ctx, const bench_plan *plan)
     bool need[2] = {false, false};
 
     for (size_t i = 0; i < plan->count; i++) {
+        if (plan->rows[i].workload == BENCH_IDLE) {
+            continue; /* its own broker */
+        }
         need[0] |= plan->rows[i].transport == BENCH_UNIX;
         need[1] |= plan->rows[i].transport == BENCH_TCP;
     }
@@ -1093,6 +1401,8 @@ int cmd_bench(int argc, char **argv)
         .duration_ms = BENCH_DURATION_DEFAULT_MS,
         .runs = 1,
         .window_bytes = BENCH_WINDOW_DEFAULT,
+        .scale_subs = BENCH_SCALE_SUBS_DEFAULT,
+        .idle_conns = BENCH_IDLE_CONNS_DEFAULT,
     };
     bench_broker broker = {.pid = -1};
     bench_ctx ctx = {.args = &args};
@@ -1117,13 +1427,31 @@ int cmd_bench(int argc, char **argv)
         return CLI_EXIT_FAILURE;
     }
 
+    /* The shared broker serves every broker row but idle, which starts
+     * its own (a fresh one per run) and is skipped with -s. */
     bool need_broker = false;
+    bool need_idle = false;
+    bool need_scale = false;
     for (size_t i = 0; i < plan.count; i++) {
-        need_broker |= !bench_transport_is_raw(plan.rows[i].transport);
+        need_idle |= plan.rows[i].workload == BENCH_IDLE;
+        need_scale |= plan.rows[i].workload == BENCH_SCALE;
+        need_broker |=
+            !bench_transport_is_raw(plan.rows[i].transport) && plan.rows[i].workload != BENCH_IDLE;
     }
     bench_catch_signals();
+    if ((need_broker || need_idle) && args.endpoint == NULL) {
+        if (bench_broker_find(&broker, args.broker) < 0) {
+            goto out;
+        }
+        ctx.broker_path = broker.path;
+    }
     if (need_broker && args.endpoint == NULL) {
-        if (bench_broker_find(&broker, args.broker) < 0 || bench_broker_start(&broker) < 0) {
+        /* scale's subscriber holds --scale-subs subscriptions, more than
+         * the broker allows one connection by default. */
+        if (need_scale) {
+            broker.max_subscriptions = args.scale_subs + BENCH_BROKER_SUBSCRIPTIONS_DEFAULT;
+        }
+        if (bench_broker_start(&broker) < 0) {
             goto out;
         }
         ctx.unix_endpoint = broker.unix_endpoint;
@@ -1143,7 +1471,9 @@ int cmd_bench(int argc, char **argv)
                            (int64_t)ctx.progress.total * args.duration_ms > 1000;
     for (unsigned run = 0; run < args.runs; run++) {
         for (size_t i = 0; i < plan.count && bench_stop_signal == 0; i++) {
-            r = bench_run_row(&ctx, &plan.rows[i], run);
+            bench_row *row = &plan.rows[i];
+            r = row->workload == BENCH_IDLE ? bench_run_idle(&ctx, row, run)
+                                            : bench_run_row(&ctx, row, run);
             if (r < 0) {
                 goto out;
             }
@@ -1162,9 +1492,9 @@ int cmd_bench(int argc, char **argv)
         .runs = args.runs,
         .duration_ms = args.duration_ms,
         .window_bytes = args.window_bytes,
-        .broker_mode = !need_broker    ? "none"
-                       : args.endpoint ? "external"
-                                       : "private",
+        .broker_mode = !need_broker && !need_idle ? "none"
+                       : args.endpoint            ? "external"
+                                                  : "private",
         .broker_path = broker.path,
         .unix_endpoint =
             ctx.unix_endpoint && !sb_endpoint_is_tcp(ctx.unix_endpoint) ? ctx.unix_endpoint : "",

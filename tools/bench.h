@@ -38,6 +38,8 @@ typedef enum bench_workload {
     BENCH_THRU,   /* 1 publisher -> 1 subscriber */
     BENCH_FANOUT, /* 1 publisher -> K subscribers, each gets everything */
     BENCH_RTT,    /* request/reply round trips, one in flight */
+    BENCH_SCALE,  /* thru, the subscriber holding 1 or N subscriptions */
+    BENCH_IDLE,   /* broker RSS per idle connection */
 } bench_workload;
 
 typedef enum bench_transport {
@@ -56,6 +58,20 @@ typedef enum bench_transport {
  * marker. Hence the smallest payload. */
 #define BENCH_SEQ_SIZE 8u
 #define BENCH_MIN_SIZE BENCH_SEQ_SIZE
+
+/* scale: most subscriptions, and their subjects: the job's subject plus
+ * ".NNNNNN", the index zero-padded so that every subject (and so every
+ * frame) of both scale rows has the same length. */
+#define BENCH_SCALE_SUBS_MAX   1000000u
+#define BENCH_SCALE_SUFFIX_LEN 7u /* ".NNNNNN" */
+
+/* scale: time allowed per subscription for subscribing before the timed
+ * phase (far more than a broker needs: this only bounds a hang). */
+#define BENCH_SCALE_SETUP_US_PER_SUB 100u
+
+/* idle: descriptors the idle-client process keeps for itself beside its
+ * connections (stdio, the shared block, a warm-up connection). */
+#define BENCH_IDLE_FD_MARGIN 32u
 
 /* Round trips before the requester starts counting. */
 #define BENCH_RTT_WARMUP 1000u
@@ -85,8 +101,11 @@ typedef struct bench_job {
     bench_workload workload;
     bench_transport transport;
     size_t size;           /* payload bytes */
-    unsigned receivers;    /* subscribers (1 for thru and rtt) */
+    unsigned receivers;    /* subscribers (1 for thru, scale and rtt) */
+    unsigned subjects;     /* scale: subscriptions, one subject each; else 0 */
+    unsigned connections;  /* idle: connections to open */
     int64_t duration_ns;   /* how long the sender sends / requester asks */
+    int setup_ms;          /* extra time the receivers may take to get ready */
     uint64_t window_msgs;  /* credit: most messages ahead of the slowest receiver */
     uint64_t report_every; /* a receiver publishes its count at least this often */
     const char *endpoint;  /* broker endpoint (unix/tcp transports) */
@@ -95,6 +114,10 @@ typedef struct bench_job {
     uint64_t *samples;     /* rtt: shared array of round trips in ns */
     uint64_t sample_cap;
 } bench_job;
+
+/* scale: the subject of subscription `index` of `job` into buf (at least
+ * sizeof(job->subject) + BENCH_SCALE_SUFFIX_LEN bytes). */
+void bench_scale_subject(const bench_job *job, unsigned index, char *buf, size_t len);
 
 /* ---- the shared block (bench_flow.c) ------------------------------------ */
 
@@ -129,6 +152,14 @@ typedef struct bench_shared {
     uint64_t published;         /* messages sent, end marker not counted */
     uint64_t sample_count;      /* rtt samples in job->samples */
     uint64_t first_ns, last_ns; /* rtt: measured span */
+    /* idle: the client process reports its progress in `stage` (1: warmed
+     * up, 2: every connection open and flushed), the orchestrator lets it
+     * go on with `go` (1: open them, 2: close them) once it has read the
+     * broker's RSS. */
+    _Atomic uint32_t stage;
+    _Atomic uint32_t go;
+    uint64_t idle_opened;            /* connections open at stage 2 */
+    char idle_note[BENCH_ERROR_MAX]; /* why fewer than asked, or "" */
     char error[BENCH_ERROR_MAX];
     bench_receiver receivers[BENCH_MAX_SUBS];
 } bench_shared;
@@ -167,9 +198,9 @@ int64_t bench_flow_wait(bench_shared *sh, unsigned receivers, uint64_t target, b
  * the sender if it waits for that. */
 void bench_flow_report(bench_receiver *rc, uint64_t received);
 
-/* Wait (bounded by BENCH_WAIT_MS, and abort) until `count` processes have
+/* Wait (bounded by timeout_ms, and abort) until `count` processes have
  * said they are ready. Returns 0 or -1 after bench_fail(). */
-int bench_wait_ready(bench_shared *sh, unsigned count, const char *who);
+int bench_wait_ready(bench_shared *sh, unsigned count, const char *who, int timeout_ms);
 
 /* ---- process bodies ----------------------------------------------------- */
 
@@ -179,6 +210,11 @@ int bench_publisher_run(const bench_job *job, bench_shared *sh);
 int bench_subscriber_run(const bench_job *job, bench_shared *sh, unsigned index);
 int bench_responder_run(const bench_job *job, bench_shared *sh);
 int bench_requester_run(const bench_job *job, bench_shared *sh);
+
+/* idle: open job->connections library connections (fewer if RLIMIT_NOFILE
+ * will not allow them, saying why in sh->idle_note), flush each, hold them
+ * while the orchestrator measures, then close them; see bench_shared. */
+int bench_idle_run(const bench_job *job, bench_shared *sh);
 
 /* Without the broker (bench_raw.c): the peers own the fds they are given. */
 int bench_raw_sender_run(const bench_job *job, bench_shared *sh, const int *fds, unsigned count);
@@ -198,7 +234,10 @@ size_t bench_frame_size(const bench_job *job);
 /* ---- the private broker (bench_broker.c) -------------------------------- */
 
 typedef struct bench_broker {
-    pid_t pid;       /* -1 when not running */
+    pid_t pid; /* -1 when not running */
+    /* Set before bench_broker_start(); 0: the broker's default. */
+    unsigned max_subscriptions;
+    unsigned max_connections;
     char path[4096]; /* the sockbusd executable */
     char dir[256];   /* our temporary directory ("" if none) */
     char unix_endpoint[SB_ENDPOINT_MAX];
@@ -215,6 +254,15 @@ int bench_broker_find(bench_broker *b, const char *explicit_path);
  * loopback port, and wait (bounded) until both accept. Prints one line and
  * returns -1 on failure (after cleaning up). */
 int bench_broker_start(bench_broker *b);
+
+/* The broker's resident set (VmRSS of /proc/PID/status) in bytes into
+ * *bytes. Returns 0, or -errno (-ESRCH when it does not run). */
+int bench_broker_rss(const bench_broker *b, uint64_t *bytes);
+
+/* Is the running broker built with AddressSanitizer (libasan in its
+ * /proc/PID/maps)? Its RSS then holds shadow memory and a quarantine of
+ * freed blocks, and says little about what the broker itself needs. */
+bool bench_broker_sanitized(const bench_broker *b);
 
 /* SIGTERM, wait (then SIGKILL if it will not go), remove the directory.
  * Safe to call twice, and on a broker never started. */
@@ -252,9 +300,13 @@ typedef struct bench_row {
     bench_transport transport;
     size_t size;
     unsigned receivers;
+    unsigned subjects;    /* scale: subscriptions of the subscriber; else 0 */
+    unsigned connections; /* idle: connections asked for; else 0 */
 
     unsigned runs;      /* runs done */
-    double *rate;       /* [runs]: messages/s delivered, summed over receivers */
+    double *rate;       /* [runs]: messages/s delivered, summed over receivers;
+                         * rtt: round trips/s; idle: bytes of broker RSS
+                         * per connection */
     double *rtt_p50;    /* [runs]: rtt p50 of each run, ns */
     uint64_t published; /* over all runs */
     uint64_t expected;  /* published x receivers */
@@ -264,6 +316,13 @@ typedef struct bench_row {
     uint64_t *samples; /* rtt: every sample of every run, ns */
     size_t sample_count;
     size_t sample_cap;
+
+    /* idle */
+    uint64_t opened;            /* fewest connections open in a run */
+    uint64_t rss_before;        /* bytes, last run */
+    uint64_t rss_after;         /* bytes, last run */
+    bool sanitized;             /* the broker runs with AddressSanitizer */
+    char note[BENCH_ERROR_MAX]; /* skipped: why; else fewer opened: why */
 
     /* Filled by bench_report_finish(). */
     bench_spread rate_spread;
@@ -305,5 +364,11 @@ const char *bench_format_size(size_t size, char *buf, size_t len);
 
 /* "1.23M", "456k", "789" (3 significant digits). */
 const char *bench_format_si(double v, char *buf, size_t len);
+
+/* A count as written on the command line: "1", "100k", "2M", "12345". */
+const char *bench_format_count(uint64_t n, char *buf, size_t len);
+
+/* "scale 1", "scale 100k", "fanout 1->4", "thru": a row's workload cell. */
+const char *bench_row_workload(const bench_row *row, char *buf, size_t len);
 
 #endif /* SOCKBUS_BENCH_H */

@@ -14,6 +14,9 @@
  * The broker dies with us: it gets PR_SET_PDEATHSIG, and bench_broker_stop()
  * is called on every way out, including SIGINT (see bench.c). Only the
  * directory we created, and only the files in it, are ever removed.
+ *
+ * Since we started it, we know its pid, and so can read its resident set
+ * from /proc for the idle workload.
  */
 #include "bench.h"
 
@@ -250,10 +253,24 @@ static pid_t broker_spawn(const bench_broker *b, const char *socket_path)
         dup2(log, STDOUT_FILENO);
         dup2(log, STDERR_FILENO);
     }
-    char *argv[] = {
+    char subs[16];
+    char conns[16];
+    char *argv[10] = {
         (char *)b->path, (char *)"--socket",    (char *)socket_path,
-        (char *)"--tcp", (char *)"127.0.0.1:0", NULL,
+        (char *)"--tcp", (char *)"127.0.0.1:0",
     };
+    int argc = 5;
+    if (b->max_subscriptions > 0) {
+        snprintf(subs, sizeof(subs), "%u", b->max_subscriptions);
+        argv[argc++] = (char *)"--max-subscriptions";
+        argv[argc++] = subs;
+    }
+    if (b->max_connections > 0) {
+        snprintf(conns, sizeof(conns), "%u", b->max_connections);
+        argv[argc++] = (char *)"--max-connections";
+        argv[argc++] = conns;
+    }
+    argv[argc] = NULL;
     execv(b->path, argv);
     fprintf(stderr, "sockbusd: cannot execute %s: %s\n", b->path, strerror(errno));
     _exit(127);
@@ -305,6 +322,53 @@ int bench_broker_start(bench_broker *b)
         }
         broker_sleep_ms(BROKER_POLL_MS);
     }
+}
+
+int bench_broker_rss(const bench_broker *b, uint64_t *bytes)
+{
+    char path[64];
+    char line[256];
+    unsigned long long kib = 0;
+    bool found = false;
+
+    if (b->pid <= 0) {
+        return -ESRCH;
+    }
+    snprintf(path, sizeof(path), "/proc/%ld/status", (long)b->pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -errno;
+    }
+    while (!found && fgets(line, sizeof(line), f) != NULL) {
+        found = sscanf(line, "VmRSS: %llu kB", &kib) == 1;
+    }
+    fclose(f);
+    if (!found) {
+        return -ENODATA; /* a zombie has no VmRSS line */
+    }
+    *bytes = (uint64_t)kib * 1024u;
+    return 0;
+}
+
+bool bench_broker_sanitized(const bench_broker *b)
+{
+    char path[64];
+    char line[4096];
+    bool found = false;
+
+    if (b->pid <= 0) {
+        return false;
+    }
+    snprintf(path, sizeof(path), "/proc/%ld/maps", (long)b->pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return false;
+    }
+    while (!found && fgets(line, sizeof(line), f) != NULL) {
+        found = strstr(line, "libasan") != NULL;
+    }
+    fclose(f);
+    return found;
 }
 
 /* Remove the files in our directory, then the directory. */

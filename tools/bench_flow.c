@@ -177,9 +177,9 @@ void bench_flow_report(bench_receiver *rc, uint64_t received)
     }
 }
 
-int bench_wait_ready(bench_shared *sh, unsigned count, const char *who)
+int bench_wait_ready(bench_shared *sh, unsigned count, const char *who, int timeout_ms)
 {
-    uint64_t deadline = bench_now_ns() + (uint64_t)BENCH_WAIT_MS * 1000000u;
+    uint64_t deadline = bench_now_ns() + (uint64_t)timeout_ms * 1000000u;
 
     while (atomic_load(&sh->ready) < count) {
         if (bench_aborted(sh)) {
@@ -187,7 +187,7 @@ int bench_wait_ready(bench_shared *sh, unsigned count, const char *who)
         }
         if (bench_now_ns() >= deadline) {
             return bench_fail(sh, "the %s did not get ready within %d s; is the broker overloaded?",
-                              who, BENCH_WAIT_MS / 1000);
+                              who, timeout_ms / 1000);
         }
         struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000};
         nanosleep(&ts, NULL);

@@ -37,7 +37,8 @@
 
 size_t bench_frame_size(const bench_job *job)
 {
-    return frame_encoded_size(strlen(job->subject), 0, 0, job->size);
+    size_t subject = strlen(job->subject) + (job->subjects > 0 ? BENCH_SCALE_SUFFIX_LEN : 0);
+    return frame_encoded_size(subject, 0, 0, job->size);
 }
 
 int bench_raw_pair(bench_transport t, int fds[2])
@@ -227,7 +228,7 @@ int bench_raw_sender_run(const bench_job *job, bench_shared *sh, const int *fds,
         bench_fail(sh, "sender: out of memory for a %zu-byte batch", out.cap);
         goto done;
     }
-    if (bench_wait_ready(sh, count, "receivers") < 0) {
+    if (bench_wait_ready(sh, count, "receivers", BENCH_WAIT_MS) < 0) {
         goto done;
     }
 
@@ -410,7 +411,7 @@ int bench_raw_requester_run(const bench_job *job, bench_shared *sh, int fd)
         bench_fail(sh, "requester: out of memory for the buffers");
         goto done;
     }
-    if (bench_wait_ready(sh, 1, "responder") < 0) {
+    if (bench_wait_ready(sh, 1, "responder", BENCH_WAIT_MS) < 0) {
         goto done;
     }
 

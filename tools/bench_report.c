@@ -2,12 +2,14 @@
  * bench_report.c - what `sockbus bench` prints: the aligned table, the
  * ratios between transports, and the same as JSON (--json).
  *
- * Throughput rows fill the rate columns (msgs/s, MB/s, loss), rtt rows the
- * latency columns; the other columns show "-". With --runs N a rate shows
- * its median and the [min-max] spread over the runs; latencies come from
- * all samples of all runs. The ratios are computed from the medians and
- * carry the targets of the benchmark issue where it sets one, so the table
- * says at a glance which targets a broker meets.
+ * Throughput rows (thru, fanout, scale) fill the rate columns (msgs/s,
+ * MB/s, loss), rtt rows the latency columns; the other columns show "-".
+ * With --runs N a rate shows its median and the [min-max] spread over the
+ * runs; latencies come from all samples of all runs. idle rows measure
+ * memory, not time, and get a small table of their own under the big one.
+ * The ratios are computed from the medians and carry the targets of the
+ * benchmark issue where it sets one, so the table says at a glance which
+ * targets a broker meets.
  */
 #include "bench.h"
 #include "cli.h"
@@ -25,6 +27,8 @@
 #define TARGET_FANOUT_VS_THRU 1.5  /* fanout 1->4 128 B: >= 1.5x thru msgs/s */
 #define TARGET_FANOUT_SUBS    4u
 #define TARGET_FANOUT_SIZE    128u
+#define TARGET_SCALE_VS_ONE   0.8    /* scale: N subscriptions >= 80% of 1 */
+#define TARGET_IDLE_BYTES     8192.0 /* idle: broker RSS per connection <= 8 KiB */
 
 const char *bench_format_size(size_t size, char *buf, size_t len)
 {
@@ -59,9 +63,36 @@ const char *bench_format_si(double v, char *buf, size_t len)
     return buf;
 }
 
+const char *bench_format_count(uint64_t n, char *buf, size_t len)
+{
+    if (n >= 1000000 && n % 1000000 == 0) {
+        snprintf(buf, len, "%lluM", (unsigned long long)(n / 1000000));
+    } else if (n >= 1000 && n % 1000 == 0) {
+        snprintf(buf, len, "%lluk", (unsigned long long)(n / 1000));
+    } else {
+        snprintf(buf, len, "%llu", (unsigned long long)n);
+    }
+    return buf;
+}
+
+const char *bench_row_workload(const bench_row *row, char *buf, size_t len)
+{
+    char count[32];
+
+    if (row->workload == BENCH_FANOUT) {
+        snprintf(buf, len, "fanout 1->%u", row->receivers);
+    } else if (row->workload == BENCH_SCALE) {
+        snprintf(buf, len, "scale %s", bench_format_count(row->subjects, count, sizeof(count)));
+    } else {
+        snprintf(buf, len, "%s", bench_workload_name(row->workload));
+    }
+    return buf;
+}
+
 uint64_t bench_row_loss(const bench_row *row)
 {
-    if (row->workload == BENCH_RTT || row->received >= row->expected) {
+    if (row->workload == BENCH_RTT || row->workload == BENCH_IDLE ||
+        row->received >= row->expected) {
         return 0;
     }
     return row->expected - row->received;
@@ -113,9 +144,25 @@ typedef struct ratio {
     char group[48]; /* "thru 128 B" */
     char what[64];  /* "unix / raw-unix msgs/s" */
     double value;
+    bool bytes; /* value is bytes, not a ratio */
     ratio_op op;
     double target;
 } ratio;
+
+/* A scale row of transport t and size: with one subscription (`many`
+ * false) or with more. */
+static const bench_row *find_scale_row(const bench_report *rep, bench_transport t, size_t size,
+                                       bool many)
+{
+    for (size_t i = 0; i < rep->row_count; i++) {
+        const bench_row *r = &rep->rows[i];
+        if (r->workload == BENCH_SCALE && r->transport == t && r->size == size &&
+            (r->subjects > 1) == many && r->runs > 0) {
+            return r;
+        }
+    }
+    return NULL;
+}
 
 static const bench_row *find_row(const bench_report *rep, bench_workload w, bench_transport t,
                                  size_t size, unsigned receivers)
@@ -174,6 +221,23 @@ static void ratio_add(ratio *out, size_t *count, const char *group, const char *
     snprintf(r->group, sizeof(r->group), "%s", group);
     snprintf(r->what, sizeof(r->what), "%s", what);
     r->value = num / den;
+    r->bytes = false;
+    r->op = op;
+    r->target = target;
+}
+
+/* A line that is a measure in bytes rather than a ratio (0 is a value). */
+static void ratio_add_bytes(ratio *out, size_t *count, const char *group, const char *what,
+                            double bytes, ratio_op op, double target)
+{
+    if (*count == REPORT_MAX_RATIOS) {
+        return;
+    }
+    ratio *r = &out[(*count)++];
+    snprintf(r->group, sizeof(r->group), "%s", group);
+    snprintf(r->what, sizeof(r->what), "%s", what);
+    r->value = bytes;
+    r->bytes = true;
     r->op = op;
     r->target = target;
 }
@@ -193,6 +257,39 @@ static size_t report_ratios(const bench_report *rep, ratio *out)
             continue;
         }
         bench_format_size(row->size, size, sizeof(size));
+        if (row->workload == BENCH_IDLE) {
+            for (size_t j = i; j < rep->row_count && rep->rows[j].workload == BENCH_IDLE; j++) {
+                const bench_row *idle = &rep->rows[j];
+                char what[64];
+                if (idle->runs == 0) {
+                    continue;
+                }
+                snprintf(what, sizeof(what), "%s: bytes of broker RSS%s",
+                         bench_transport_name(idle->transport),
+                         idle->sanitized ? " (under ASan)" : "");
+                /* An ASan build's RSS is not the broker's: no verdict. */
+                ratio_add_bytes(out, &n, "idle connection", what, idle->rate_spread.median,
+                                idle->sanitized ? RATIO_INFO : RATIO_LE, TARGET_IDLE_BYTES);
+            }
+            continue;
+        }
+        if (row->workload == BENCH_SCALE) {
+            for (int t = BENCH_UNIX; t <= BENCH_TCP; t++) {
+                const bench_row *one = find_scale_row(rep, (bench_transport)t, row->size, false);
+                const bench_row *many = find_scale_row(rep, (bench_transport)t, row->size, true);
+                if (one && many) {
+                    char what[64];
+                    char count[32];
+                    snprintf(what, sizeof(what), "%s scale %s / scale 1 msgs/s",
+                             bench_transport_name((bench_transport)t),
+                             bench_format_count(many->subjects, count, sizeof(count)));
+                    snprintf(group, sizeof(group), "scale %s", size);
+                    ratio_add(out, &n, group, what, many->rate_spread.median,
+                              one->rate_spread.median, RATIO_GE, TARGET_SCALE_VS_ONE);
+                }
+            }
+            continue;
+        }
         const bench_row *ux = find_row(rep, row->workload, BENCH_UNIX, row->size, row->receivers);
         const bench_row *tcp = find_row(rep, row->workload, BENCH_TCP, row->size, row->receivers);
         const bench_row *rux =
@@ -263,6 +360,74 @@ static size_t report_ratios(const bench_report *rep, ratio *out)
 
 typedef char report_cell[REPORT_CELL];
 
+/* What the scale rows did, under the table: a number alone does not say
+ * that the subjects vary. */
+static void report_scale_note(const bench_report *rep, FILE *out, bool *noted)
+{
+    for (size_t i = 0; i < rep->row_count; i++) {
+        const bench_row *row = &rep->rows[i];
+        char count[32];
+        if (row->workload != BENCH_SCALE || row->subjects <= 1) {
+            continue;
+        }
+        fprintf(out,
+                "%snote: scale N: the subscriber holds N subscriptions on distinct subjects "
+                "(scale 1: one),\n      made before the timed phase; the publisher cycles "
+                "through all %s subjects in order,\n      so publishes miss the broker's "
+                "small match cache and each one is a trie lookup\n",
+                *noted ? "" : "\n", bench_format_count(row->subjects, count, sizeof(count)));
+        *noted = true;
+        return;
+    }
+}
+
+/* idle rows: connections, RSS before and after, bytes per connection. */
+static void report_idle_table(const bench_report *rep, FILE *out)
+{
+    bool header = false;
+
+    for (size_t i = 0; i < rep->row_count; i++) {
+        const bench_row *row = &rep->rows[i];
+        if (row->workload != BENCH_IDLE) {
+            continue;
+        }
+        if (!header) {
+            fprintf(out,
+                    "\nidle connections (a fresh private broker per run; VmRSS from /proc; "
+                    "KiB = 1024 B%s):\n",
+                    rep->runs > 1 ? "; RSS of the last run, per connection: median [min-max]" : "");
+            fprintf(out, "  %-9s  %11s  %13s  %12s  %-s\n", "transport", "connections",
+                    "RSS before", "RSS after", "broker RSS per connection");
+            header = true;
+        }
+        if (row->runs == 0) {
+            fprintf(out, "  %-9s  skipped: %s\n", bench_transport_name(row->transport),
+                    row->note[0] ? row->note : "not measured");
+            continue;
+        }
+        char before[32];
+        char after[32];
+        char per[64];
+        snprintf(before, sizeof(before), "%.1f KiB", (double)row->rss_before / 1024.0);
+        snprintf(after, sizeof(after), "%.1f KiB", (double)row->rss_after / 1024.0);
+        if (row->runs > 1) {
+            snprintf(per, sizeof(per), "%.0f B [%.0f-%.0f]", row->rate_spread.median,
+                     row->rate_spread.min, row->rate_spread.max);
+        } else {
+            snprintf(per, sizeof(per), "%.0f B", row->rate_spread.median);
+        }
+        fprintf(out, "  %-9s  %11llu  %13s  %12s  %s\n", bench_transport_name(row->transport),
+                (unsigned long long)row->opened, before, after, per);
+        if (row->note[0] != '\0') {
+            fprintf(out, "  note: %s\n", row->note);
+        }
+        if (row->sanitized) {
+            fprintf(out, "  note: an AddressSanitizer broker: its RSS holds shadow memory and a "
+                         "quarantine;\n        measure a normal build\n");
+        }
+    }
+}
+
 static void format_latency(uint64_t ns, char *buf, size_t len)
 {
     double us = (double)ns / 1000.0;
@@ -295,11 +460,7 @@ static void row_cells(const bench_row *row, report_cell *cells)
     for (int c = 0; c < REPORT_COLUMNS; c++) {
         snprintf(cells[c], REPORT_CELL, "-");
     }
-    if (row->workload == BENCH_FANOUT) {
-        snprintf(cells[0], REPORT_CELL, "fanout 1->%u", row->receivers);
-    } else {
-        snprintf(cells[0], REPORT_CELL, "%s", bench_workload_name(row->workload));
-    }
+    bench_row_workload(row, cells[0], REPORT_CELL);
     snprintf(cells[1], REPORT_CELL, "%s", bench_transport_name(row->transport));
     bench_format_size(row->size, cells[2], REPORT_CELL);
     if (row->runs == 0) {
@@ -329,10 +490,16 @@ void bench_report_table(const bench_report *rep, FILE *out)
     size_t width[REPORT_COLUMNS];
     report_cell cells[REPORT_COLUMNS];
 
+    size_t timed = 0; /* rows of the big table: all but idle */
+
     for (int c = 0; c < REPORT_COLUMNS; c++) {
         width[c] = strlen(header[c]);
     }
     for (size_t i = 0; i < rep->row_count; i++) {
+        if (rep->rows[i].workload == BENCH_IDLE) {
+            continue; /* a table of its own */
+        }
+        timed++;
         row_cells(&rep->rows[i], cells);
         for (int c = 0; c < REPORT_COLUMNS; c++) {
             size_t w = strlen(cells[c]);
@@ -342,24 +509,31 @@ void bench_report_table(const bench_report *rep, FILE *out)
 
     char window[32];
     bench_format_size((size_t)rep->window_bytes, window, sizeof(window));
-    if (strcmp(rep->broker_mode, "private") == 0) {
+    if (strcmp(rep->broker_mode, "private") == 0 && rep->tcp_endpoint[0] != '\0') {
         fprintf(out, "broker: %s, private: a temporary Unix socket and %s\n", rep->broker_path,
                 rep->tcp_endpoint + strlen("tcp://"));
-    } else if (strcmp(rep->broker_mode, "external") == 0) {
+    } else if (strcmp(rep->broker_mode, "private") == 0) {
+        fprintf(out, "broker: %s, private\n", rep->broker_path);
+    } else if (strcmp(rep->broker_mode, "external") == 0 &&
+               (rep->unix_endpoint[0] != '\0' || rep->tcp_endpoint[0] != '\0')) {
         fprintf(out, "broker: %s\n",
                 rep->unix_endpoint[0] ? rep->unix_endpoint : rep->tcp_endpoint);
     }
-    fprintf(out,
-            "%u run%s of %g s per row, window %s; msgs/s at the subscribers (fanout: "
-            "summed), MB/s of payload (10^6 B), latency in microseconds%s\n\n",
-            rep->runs, rep->runs == 1 ? "" : "s", (double)rep->duration_ms / 1000.0, window,
-            rep->runs > 1 ? "; rates: median [min-max]" : "");
-
-    for (int c = 0; c < REPORT_COLUMNS; c++) {
-        fprintf(out, c == 0 ? "%-*s" : left[c] ? "  %-*s" : "  %*s", (int)width[c], header[c]);
+    if (timed > 0) {
+        fprintf(out,
+                "%u run%s of %g s per row, window %s; msgs/s at the subscribers (fanout: "
+                "summed), MB/s of payload (10^6 B), latency in microseconds%s\n\n",
+                rep->runs, rep->runs == 1 ? "" : "s", (double)rep->duration_ms / 1000.0, window,
+                rep->runs > 1 ? "; rates: median [min-max]" : "");
+        for (int c = 0; c < REPORT_COLUMNS; c++) {
+            fprintf(out, c == 0 ? "%-*s" : left[c] ? "  %-*s" : "  %*s", (int)width[c], header[c]);
+        }
+        fputc('\n', out);
     }
-    fputc('\n', out);
     for (size_t i = 0; i < rep->row_count; i++) {
+        if (rep->rows[i].workload == BENCH_IDLE) {
+            continue;
+        }
         /* A blank line between workloads keeps the eye on one group. */
         if (i > 0 && rep->rows[i].workload != rep->rows[i - 1].workload) {
             fputc('\n', out);
@@ -376,7 +550,7 @@ void bench_report_table(const bench_report *rep, FILE *out)
     for (size_t i = 0; i < rep->row_count; i++) {
         const bench_row *row = &rep->rows[i];
         uint64_t loss = bench_row_loss(row);
-        if (loss == 0 && row->dropped == 0) {
+        if (row->workload == BENCH_IDLE || (loss == 0 && row->dropped == 0)) {
             continue;
         }
         row_cells(row, cells);
@@ -387,6 +561,8 @@ void bench_report_table(const bench_report *rep, FILE *out)
                 (unsigned long long)row->expected, (unsigned long long)row->dropped);
         noted = true;
     }
+    report_scale_note(rep, out, &noted);
+    report_idle_table(rep, out);
 
     ratio ratios[REPORT_MAX_RATIOS];
     size_t n = report_ratios(rep, ratios);
@@ -402,10 +578,16 @@ void bench_report_table(const bench_report *rep, FILE *out)
     fprintf(out, "\nratios (of medians; targets of the benchmark issue where set):\n");
     for (size_t i = 0; i < n; i++) {
         const ratio *r = &ratios[i];
-        fprintf(out, "  %-*s  %-*s  %6.2fx", (int)gw, r->group, (int)ww, r->what, r->value);
+        char value[32];
+        if (r->bytes) {
+            snprintf(value, sizeof(value), "%.0f B", r->value);
+        } else {
+            snprintf(value, sizeof(value), "%.2fx", r->value);
+        }
+        fprintf(out, "  %-*s  %-*s  %8s", (int)gw, r->group, (int)ww, r->what, value);
         if (r->op != RATIO_INFO) {
             char target[32];
-            snprintf(target, sizeof(target), "%s %.2g", ratio_op_text(r->op), r->target);
+            snprintf(target, sizeof(target), "%s %.6g", ratio_op_text(r->op), r->target);
             fprintf(out, "  target %-7s %s", target, ratio_met(r) ? "ok" : "MISSED");
         }
         fputc('\n', out);
@@ -455,11 +637,40 @@ void bench_report_json(const bench_report *rep, FILE *out)
 
     for (size_t i = 0; i < rep->row_count; i++) {
         const bench_row *row = &rep->rows[i];
+        if (row->workload == BENCH_IDLE) {
+            fprintf(out,
+                    "%s\n{\"workload\":\"idle\",\"transport\":\"%s\",\"connections_asked\":%u,"
+                    "\"runs\":%u",
+                    i ? "," : "", bench_transport_name(row->transport), row->connections,
+                    row->runs);
+            if (row->runs > 0) {
+                fprintf(out,
+                        ",\"connections\":%llu,\"rss_before_bytes\":%llu,\"rss_after_bytes\":%llu,"
+                        "\"sanitized\":%s,",
+                        (unsigned long long)row->opened, (unsigned long long)row->rss_before,
+                        (unsigned long long)row->rss_after, row->sanitized ? "true" : "false");
+                json_spread(out, "rss_bytes_per_connection", row->rate_spread, 1.0);
+                fputs(",\"rss_bytes_per_connection_per_run\":[", out);
+                for (unsigned r = 0; r < row->runs; r++) {
+                    fprintf(out, "%s%.1f", r ? "," : "", row->rate[r]);
+                }
+                fputc(']', out);
+            }
+            if (row->note[0] != '\0') {
+                fputs(row->runs > 0 ? ",\"note\":" : ",\"skipped\":", out);
+                json_string(out, row->note);
+            }
+            fputc('}', out);
+            continue;
+        }
         fprintf(out,
                 "%s\n{\"workload\":\"%s\",\"transport\":\"%s\",\"size\":%zu,\"subscribers\":%u,"
                 "\"runs\":%u",
                 i ? "," : "", bench_workload_name(row->workload),
                 bench_transport_name(row->transport), row->size, row->receivers, row->runs);
+        if (row->workload == BENCH_SCALE) {
+            fprintf(out, ",\"subscriptions\":%u", row->subjects);
+        }
         if (row->workload == BENCH_RTT) {
             const bench_latency *l = &row->latency;
             fprintf(out,
@@ -496,10 +707,10 @@ void bench_report_json(const bench_report *rep, FILE *out)
     fputs("\n],\"ratios\":[", out);
     for (size_t i = 0; i < n; i++) {
         const ratio *r = &ratios[i];
-        fprintf(out, "%s\n{\"group\":\"%s\",\"ratio\":\"%s\",\"value\":%.4f", i ? "," : "",
-                r->group, r->what, r->value);
+        fprintf(out, "%s\n{\"group\":\"%s\",\"ratio\":\"%s\",\"value\":%.4f%s", i ? "," : "",
+                r->group, r->what, r->value, r->bytes ? ",\"unit\":\"bytes\"" : "");
         if (r->op != RATIO_INFO) {
-            fprintf(out, ",\"target\":\"%s %.2g\",\"met\":%s", ratio_op_text(r->op), r->target,
+            fprintf(out, ",\"target\":\"%s %.6g\",\"met\":%s", ratio_op_text(r->op), r->target,
                     ratio_met(r) ? "true" : "false");
         }
         fputc('}', out);

@@ -8,8 +8,11 @@
  * flatten the large sizes to nothing, and a log axis would hide the very
  * ratios the chart is for; instead each panel has its own linear axis from
  * zero, with ticks and a label, and every bar carries its value. rtt gets
- * two panels, p50 and p99, where shorter is better. With --runs N a bar is
- * the median and a whisker spans min to max.
+ * two panels, p50 and p99, where shorter is better. scale gets one panel
+ * with a bar per transport and subscription count, each bar with many
+ * subscriptions labelled with its ratio to the bar with one; idle one panel
+ * of bytes per connection with the target drawn as a line. With --runs N a
+ * bar is the median and a whisker spans min to max.
  *
  * The file is self-contained SVG 1.1: no scripts, no external fonts,
  * images or style sheets; every text we write is escaped for XML.
@@ -32,6 +35,10 @@
 #define SVG_HEADER      92
 #define SVG_TICKS       5
 
+/* Targets drawn or quoted in panels (the same as in bench_report.c). */
+#define SVG_TARGET_SCALE      0.8
+#define SVG_TARGET_IDLE_BYTES 8192.0
+
 static const char *const svg_colors[BENCH_TRANSPORT_COUNT] = {
     [BENCH_UNIX] = "#1f77b4",
     [BENCH_TCP] = "#ff7f0e",
@@ -44,6 +51,7 @@ typedef enum svg_metric {
     SVG_RATE,    /* msgs/s, median and spread */
     SVG_RTT_P50, /* microseconds */
     SVG_RTT_P99,
+    SVG_IDLE, /* bytes of broker RSS per idle connection */
 } svg_metric;
 
 typedef struct svg_panel {
@@ -88,6 +96,10 @@ static double panel_value(const bench_row *row, svg_metric m, double *lo, double
     case SVG_RTT_P99:
         *lo = *hi = (double)row->latency.p99 / 1e3;
         return *lo;
+    case SVG_IDLE:
+        *lo = row->rate_spread.min;
+        *hi = row->rate_spread.max;
+        return row->rate_spread.median;
     }
     *lo = *hi = 0;
     return 0;
@@ -117,6 +129,8 @@ static void format_value(svg_metric m, double v, char *buf, size_t len)
 {
     if (m == SVG_RATE) {
         bench_format_si(v, buf, len);
+    } else if (m == SVG_IDLE) {
+        snprintf(buf, len, "%.0f", v);
     } else if (v >= 100.0) {
         snprintf(buf, len, "%.0f", v);
     } else {
@@ -150,14 +164,32 @@ static int panel_height(const svg_panel *p)
            SVG_PANEL_GAP;
 }
 
-static void panel_title(const bench_row *row, svg_metric m, char *buf, size_t len)
+/* The panel's rows with the most subscriptions (scale), for the title. */
+static unsigned panel_max_subjects(const bench_row *rows, size_t count)
 {
+    unsigned max = 0;
+
+    for (size_t i = 0; i < count; i++) {
+        max = rows[i].subjects > max ? rows[i].subjects : max;
+    }
+    return max;
+}
+
+static void panel_title(const bench_row *rows, size_t count, svg_metric m, char *buf, size_t len)
+{
+    const bench_row *row = &rows[0];
     char size[32];
+    char subs[32];
 
     bench_format_size(row->size, size, sizeof(size));
     switch (m) {
     case SVG_RATE:
-        if (row->workload == BENCH_FANOUT) {
+        if (row->workload == BENCH_SCALE) {
+            snprintf(buf, len,
+                     "scale %s: msgs/s with 1 and with %s subscriptions on distinct subjects, "
+                     "published in turn (longer is better)",
+                     size, bench_format_count(panel_max_subjects(rows, count), subs, sizeof(subs)));
+        } else if (row->workload == BENCH_FANOUT) {
             snprintf(buf, len,
                      "fanout 1\xe2\x86\x92%u, %s: delivered msgs/s, summed over the "
                      "subscribers (longer is better)",
@@ -172,7 +204,38 @@ static void panel_title(const bench_row *row, svg_metric m, char *buf, size_t le
     case SVG_RTT_P99:
         snprintf(buf, len, "rtt %s: round trip p99, \xc2\xb5s (shorter is better)", size);
         break;
+    case SVG_IDLE:
+        snprintf(buf, len,
+                 "idle: broker RSS per idle connection, bytes, %u connections (shorter is "
+                 "better; target \xe2\x89\xa4 %.0f: the dashed line)",
+                 row->connections, SVG_TARGET_IDLE_BYTES);
+        break;
     }
+}
+
+static const char *axis_label(svg_metric m)
+{
+    switch (m) {
+    case SVG_RATE:
+        return "messages per second";
+    case SVG_RTT_P50:
+    case SVG_RTT_P99:
+        return "microseconds";
+    case SVG_IDLE:
+        return "bytes of broker RSS per connection";
+    }
+    return "";
+}
+
+/* scale: the row with one subscription beside `row` in the panel. */
+static const bench_row *scale_partner(const bench_row *rows, size_t count, const bench_row *row)
+{
+    for (size_t i = 0; i < count; i++) {
+        if (rows[i].transport == row->transport && rows[i].subjects == 1) {
+            return &rows[i];
+        }
+    }
+    return NULL;
 }
 
 static void svg_panel_write(FILE *out, const bench_report *rep, const svg_panel *p, int y,
@@ -189,6 +252,9 @@ static void svg_panel_write(FILE *out, const bench_report *rep, const svg_panel 
         max = v > max ? v : max;
         max = hi > max ? hi : max;
     }
+    if (p->metric == SVG_IDLE && max < SVG_TARGET_IDLE_BYTES * 1.1) {
+        max = SVG_TARGET_IDLE_BYTES * 1.1; /* the target line stays in view */
+    }
     double step = nice_step(max);
     int ticks = 1;
     while (step * ticks < max) {
@@ -196,7 +262,7 @@ static void svg_panel_write(FILE *out, const bench_report *rep, const svg_panel 
     }
     double axis_max = step * ticks;
 
-    panel_title(&rows[0], p->metric, text, sizeof(text));
+    panel_title(rows, p->count, p->metric, text, sizeof(text));
     fprintf(out, "<text x=\"%d\" y=\"%d\" class=\"title\">", SVG_MARGIN, y + 17);
     svg_text(out, text);
     fputs("</text>\n", out);
@@ -217,8 +283,17 @@ static void svg_panel_write(FILE *out, const bench_report *rep, const svg_panel 
     fprintf(out, "<line x1=\"%d\" y1=\"%d\" x2=\"%d\" y2=\"%d\" class=\"axis\"/>\n", SVG_PLOT_X,
             top - 2, SVG_PLOT_X, bottom + 2);
     fprintf(out, "<text x=\"%d\" y=\"%d\" class=\"axislabel\">%s</text>\n",
-            SVG_PLOT_X + SVG_PLOT_WIDTH / 2, bottom + 29,
-            p->metric == SVG_RATE ? "messages per second" : "microseconds");
+            SVG_PLOT_X + SVG_PLOT_WIDTH / 2, bottom + 29, axis_label(p->metric));
+    if (p->metric == SVG_IDLE) {
+        /* The target, under the bars and their values like the grid; the
+         * title says what it is (a label here would collide with the
+         * ticks or the title). */
+        double x = SVG_PLOT_X + SVG_PLOT_WIDTH * SVG_TARGET_IDLE_BYTES / axis_max;
+        fprintf(out,
+                "<line x1=\"%.1f\" y1=\"%d\" x2=\"%.1f\" y2=\"%d\" class=\"target\">"
+                "<title>target: %.0f bytes</title></line>\n",
+                x, top - 2, x, bottom + 2, SVG_TARGET_IDLE_BYTES);
+    }
 
     for (size_t i = 0; i < p->count; i++) {
         const bench_row *row = &rows[i];
@@ -231,8 +306,16 @@ static void svg_panel_write(FILE *out, const bench_report *rep, const svg_panel 
         char low[32];
         char high[32];
 
+        char label[48];
+        if (row->workload == BENCH_SCALE) {
+            char subs[32];
+            snprintf(label, sizeof(label), "%s %s", bench_transport_name(row->transport),
+                     bench_format_count(row->subjects, subs, sizeof(subs)));
+        } else {
+            snprintf(label, sizeof(label), "%s", bench_transport_name(row->transport));
+        }
         fprintf(out, "<text x=\"%d\" y=\"%d\" class=\"label\">%s</text>\n", SVG_PLOT_X - 8, by + 13,
-                bench_transport_name(row->transport));
+                label);
         fprintf(out,
                 "<rect x=\"%d\" y=\"%d\" width=\"%.1f\" height=\"%d\" fill=\"%s\">"
                 "<title>%s</title></rect>\n",
@@ -241,7 +324,7 @@ static void svg_panel_write(FILE *out, const bench_report *rep, const svg_panel 
 
         format_value(p->metric, v, value, sizeof(value));
         double text_x = SVG_PLOT_X + w + 6;
-        if (p->metric == SVG_RATE && runs > 1) {
+        if ((p->metric == SVG_RATE || p->metric == SVG_IDLE) && runs > 1) {
             double x0 = SVG_PLOT_X + SVG_PLOT_WIDTH * lo / axis_max;
             double x1 = SVG_PLOT_X + SVG_PLOT_WIDTH * hi / axis_max;
             int cy = by + SVG_BAR_HEIGHT / 2;
@@ -250,9 +333,10 @@ static void svg_panel_write(FILE *out, const bench_report *rep, const svg_panel 
             text_x = (x1 > SVG_PLOT_X + w ? x1 : SVG_PLOT_X + w) + 6;
             format_value(p->metric, lo, low, sizeof(low));
             format_value(p->metric, hi, high, sizeof(high));
-            snprintf(text, sizeof(text), "%s [%s\xe2\x80\x93%s]", value, low, high);
+            snprintf(text, sizeof(text), "%s%s [%s\xe2\x80\x93%s]", value,
+                     p->metric == SVG_IDLE ? " B" : "", low, high);
         } else {
-            snprintf(text, sizeof(text), "%s", value);
+            snprintf(text, sizeof(text), "%s%s", value, p->metric == SVG_IDLE ? " B" : "");
         }
         if (p->metric == SVG_RATE) {
             size_t len = strlen(text);
@@ -262,6 +346,21 @@ static void svg_panel_write(FILE *out, const bench_report *rep, const svg_panel 
                 snprintf(text + len, sizeof(text) - len, "  loss %llu",
                          (unsigned long long)bench_row_loss(row));
             }
+            const bench_row *one = row->workload == BENCH_SCALE && row->subjects > 1
+                                       ? scale_partner(rows, p->count, row)
+                                       : NULL;
+            if (one != NULL && one->rate_spread.median > 0) {
+                double ratio = v / one->rate_spread.median;
+                len = strlen(text);
+                snprintf(text + len, sizeof(text) - len,
+                         "  %.2fx of 1 (target \xe2\x89\xa5 %.1f: %s)", ratio, SVG_TARGET_SCALE,
+                         ratio >= SVG_TARGET_SCALE ? "ok" : "missed");
+            }
+        } else if (p->metric == SVG_IDLE) {
+            size_t len = strlen(text);
+            snprintf(text + len, sizeof(text) - len, "  (target \xe2\x89\xa4 %.0f: %s)%s",
+                     SVG_TARGET_IDLE_BYTES, v <= SVG_TARGET_IDLE_BYTES ? "ok" : "missed",
+                     row->sanitized ? "  ASan build: not comparable" : "");
         }
         fprintf(out, "<text x=\"%.1f\" y=\"%d\" class=\"value\">", text_x, by + 13);
         svg_text(out, text);
@@ -285,6 +384,10 @@ int bench_svg_write(const bench_report *rep, FILE *out)
         if (rep->rows[i].workload == BENCH_RTT) {
             panels[count++] = (svg_panel){i, j - i, SVG_RTT_P50};
             panels[count++] = (svg_panel){i, j - i, SVG_RTT_P99};
+        } else if (rep->rows[i].workload == BENCH_IDLE) {
+            if (rep->rows[i].runs > 0) { /* not with -s: skipped */
+                panels[count++] = (svg_panel){i, j - i, SVG_IDLE};
+            }
         } else {
             panels[count++] = (svg_panel){i, j - i, SVG_RATE};
         }
@@ -312,6 +415,7 @@ int bench_svg_write(const bench_report *rep, FILE *out)
             "  .grid { stroke: #e3e3e3; }\n"
             "  .axis { stroke: #333; }\n"
             "  .whisker { stroke: #222; stroke-width: 1.5; fill: none; }\n"
+            "  .target { stroke: #d62728; stroke-width: 1.5; stroke-dasharray: 4 3; }\n"
             "</style>\n"
             "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n",
             SVG_WIDTH, height, SVG_WIDTH, height);

@@ -17,6 +17,20 @@
  * The publisher keeps to the credit window (bench_flow.c); while it waits,
  * its pump pushes out what the library still buffers, since the receivers
  * can only catch up with what has left.
+ *
+ * scale is thru with many subjects: the subscriber holds one subscription
+ * per subject, all made and confirmed before it says it is ready, and the
+ * publisher steps through the subjects in order, counting the subject's
+ * digits up in place (no table to read, no formatting: with 1 subject or
+ * with 100,000 the publisher does the same work per message). There is
+ * still one publisher and one subscriber, so the broker keeps global
+ * publish order and the sequence check holds as for thru; on top of it the
+ * subscriber checks that each message came through the subscription of its
+ * subject (sids are handed out in order), so a misrouted message cannot
+ * pass for a fast one.
+ *
+ * idle holds connections and does nothing with them: the orchestrator
+ * reads the broker's RSS before and after (see bench_idle_run()).
  */
 #include "bench.h"
 
@@ -26,6 +40,8 @@
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <time.h>
 
 /* A waiting publisher sleeps at most this long for its socket to take
  * more output before it looks at the counters again. */
@@ -75,6 +91,25 @@ static int worker_error(worker *w, const char *what, int err)
                       detail ? " (broker: " : "", detail ? text : "", detail ? ")" : "");
 }
 
+void bench_scale_subject(const bench_job *job, unsigned index, char *buf, size_t len)
+{
+    size_t n = strnlen(job->subject, sizeof(job->subject));
+
+    if (n + BENCH_SCALE_SUFFIX_LEN + 1 > len) {
+        buf[0] = '\0'; /* the callers' buffers are sized for it: never here */
+        return;
+    }
+    memcpy(buf, job->subject, n);
+    buf[n] = '.';
+    /* ".NNNNNN": BENCH_SCALE_SUFFIX_LEN - 1 digits; an index is below
+     * BENCH_SCALE_SUBS_MAX, so none is lost. */
+    for (size_t d = BENCH_SCALE_SUFFIX_LEN - 1; d >= 1; d--) {
+        buf[n + d] = (char)('0' + index % 10);
+        index /= 10;
+    }
+    buf[n + BENCH_SCALE_SUFFIX_LEN] = '\0';
+}
+
 /* Subscribe and wait for the broker to confirm, so that the sender starts
  * only once every message will find its subscriber. */
 static int worker_subscribe(worker *w, const char *subject)
@@ -88,6 +123,50 @@ static int worker_subscribe(worker *w, const char *subject)
                           "%s: the broker at %s did not confirm the subscription to '%s' "
                           "within %d s; is it overloaded?",
                           w->who, sb_endpoint(w->client), subject, BENCH_WAIT_MS / 1000);
+    }
+    if (r < 0) {
+        return worker_error(w, "subscribing", r);
+    }
+    return 0;
+}
+
+/* scale: subscribe to every subject of the job, then confirm them all
+ * with one flush. Writes the sid of the first subscription to *first_sid;
+ * the others follow it in order (checked here, relied on when receiving). */
+static int worker_subscribe_scale(worker *w, uint32_t *first_sid)
+{
+    const bench_job *job = w->job;
+    char subject[sizeof(job->subject) + BENCH_SCALE_SUFFIX_LEN];
+    int r = 0;
+
+    for (unsigned i = 0; i < job->subjects && r == 0; i++) {
+        uint32_t sid = 0;
+        bench_scale_subject(job, i, subject, sizeof(subject));
+        r = sb_subscribe(w->client, subject, NULL, &sid);
+        if (r == 0 && i == 0) {
+            *first_sid = sid;
+        } else if (r == 0 && sid != *first_sid + i) {
+            return bench_fail(w->sh,
+                              "%s: subscription %u got sid %u, not %u: sids are not "
+                              "handed out in order",
+                              w->who, i + 1, sid, *first_sid + i);
+        }
+    }
+    if (r == 0) {
+        r = sb_flush(w->client, BENCH_WAIT_MS + job->setup_ms);
+    }
+    if (r == -ETIMEDOUT) {
+        return bench_fail(w->sh,
+                          "%s: the broker at %s did not confirm %u subscriptions within %d s; "
+                          "is it overloaded?",
+                          w->who, sb_endpoint(w->client), job->subjects,
+                          (BENCH_WAIT_MS + job->setup_ms) / 1000);
+    }
+    if (r == SB_E_LIMIT) {
+        return bench_fail(w->sh,
+                          "%s: the broker at %s refused %u subscriptions on one connection "
+                          "(%s); give a smaller --scale-subs, or raise its max_subscriptions",
+                          w->who, sb_endpoint(w->client), job->subjects, sb_last_error(w->client));
     }
     if (r < 0) {
         return worker_error(w, "subscribing", r);
@@ -132,12 +211,24 @@ int bench_publisher_run(const bench_job *job, bench_shared *sh)
     if (worker_connect(&w, job, sh, "publisher") < 0) {
         return -1;
     }
+    /* scale: the subject of message seq is subject seq % job->subjects,
+     * its digits (the last BENCH_SCALE_SUFFIX_LEN - 1 characters) counted
+     * up in place after each publish. */
+    char subject[sizeof(job->subject) + BENCH_SCALE_SUFFIX_LEN];
+    char *digits = NULL;
+    unsigned subject_index = 0;
+    if (job->subjects > 0) {
+        bench_scale_subject(job, 0, subject, sizeof(subject));
+        digits = subject + strlen(subject) - (BENCH_SCALE_SUFFIX_LEN - 1);
+    } else {
+        snprintf(subject, sizeof(subject), "%s", job->subject);
+    }
     uint8_t *payload = calloc(1, job->size);
     if (payload == NULL) {
         bench_fail(sh, "publisher: out of memory for a %zu-byte payload", job->size);
         goto out;
     }
-    if (bench_wait_ready(sh, job->receivers, "subscribers") < 0) {
+    if (bench_wait_ready(sh, job->receivers, "subscribers", BENCH_WAIT_MS + job->setup_ms) < 0) {
         goto out;
     }
 
@@ -163,12 +254,24 @@ int bench_publisher_run(const bench_job *job, bench_shared *sh)
             limit = (uint64_t)min + window;
         }
         frame_put_u64(payload, seq);
-        int r = sb_publish(w.client, job->subject, NULL, payload, job->size);
+        int r = sb_publish(w.client, subject, NULL, payload, job->size);
         if (r < 0) {
             worker_error(&w, "publishing", r);
             goto out;
         }
         seq++;
+        if (digits != NULL) {
+            if (++subject_index == job->subjects) {
+                subject_index = 0;
+                memset(digits, '0', BENCH_SCALE_SUFFIX_LEN - 1);
+            } else {
+                char *d = digits + BENCH_SCALE_SUFFIX_LEN - 2;
+                while (*d == '9') {
+                    *d-- = '0';
+                }
+                (*d)++;
+            }
+        }
     }
     if (bench_aborted(sh)) {
         goto out;
@@ -177,7 +280,7 @@ int bench_publisher_run(const bench_job *job, bench_shared *sh)
 
     /* The end marker, then a barrier: when sb_flush() returns, the broker
      * has queued every message to the subscribers. */
-    int r = sb_publish(w.client, job->subject, NULL, NULL, 0);
+    int r = sb_publish(w.client, subject, NULL, NULL, 0);
     if (r == 0) {
         r = sb_flush(w.client, BENCH_WAIT_MS);
     }
@@ -194,10 +297,15 @@ out:
 }
 
 /* The receiver loop shared by the subscriber: count, check the sequence,
- * report credit, stop at the end marker. */
-static int subscriber_loop(worker *w, bench_receiver *rc)
+ * report credit, stop at the end marker. scale (first_sid != 0): message
+ * `seq` went to subject seq % subjects, so it must come through the
+ * subscription first_sid + seq % subjects; that index is counted along
+ * with `expected`, and divided out only after a gap. */
+static int subscriber_loop(worker *w, bench_receiver *rc, uint32_t first_sid)
 {
     const uint64_t report_every = w->job->report_every;
+    const uint32_t subjects = w->job->subjects;
+    uint32_t subject = 0; /* expected % subjects */
     uint64_t received = 0;
     uint64_t expected = 0;
     uint64_t next_report = report_every;
@@ -255,6 +363,21 @@ static int subscriber_loop(worker *w, bench_receiver *rc)
                                   (unsigned long long)(expected - 1));
             }
             rc->gaps += seq - expected;
+            if (first_sid != 0) {
+                subject = (uint32_t)(seq % subjects);
+            }
+        }
+        if (first_sid != 0) {
+            if (m.sid != first_sid + subject) {
+                return bench_fail(w->sh,
+                                  "%s: message %llu on '%s' came through subscription %u, not "
+                                  "%u: the broker misrouted it",
+                                  w->who, (unsigned long long)seq, m.subject, m.sid,
+                                  first_sid + subject);
+            }
+            if (++subject == subjects) {
+                subject = 0;
+            }
         }
         expected = seq + 1;
         if (++received == next_report) {
@@ -281,10 +404,12 @@ int bench_subscriber_run(const bench_job *job, bench_shared *sh, unsigned index)
     if (worker_connect(&w, job, sh, who) < 0) {
         return -1;
     }
-    int r = worker_subscribe(&w, job->subject);
+    uint32_t first_sid = 0;
+    int r = job->subjects > 0 ? worker_subscribe_scale(&w, &first_sid)
+                              : worker_subscribe(&w, job->subject);
     if (r == 0) {
         atomic_fetch_add(&sh->ready, 1);
-        r = subscriber_loop(&w, &sh->receivers[index]);
+        r = subscriber_loop(&w, &sh->receivers[index], first_sid);
     }
     worker_close(&w);
     return r;
@@ -354,7 +479,8 @@ int bench_requester_run(const bench_job *job, bench_shared *sh)
         bench_fail(sh, "requester: out of memory for a %zu-byte payload", job->size);
         goto out;
     }
-    if (worker_subscribe(&w, job->reply) < 0 || bench_wait_ready(sh, 1, "responder") < 0) {
+    if (worker_subscribe(&w, job->reply) < 0 ||
+        bench_wait_ready(sh, 1, "responder", BENCH_WAIT_MS) < 0) {
         goto out;
     }
 
@@ -422,5 +548,126 @@ int bench_requester_run(const bench_job *job, bench_shared *sh)
 out:
     free(payload);
     worker_close(&w);
+    return rc;
+}
+
+/* ---- idle ---------------------------------------------------------------- */
+
+/* Wait (bounded, and abort) until the orchestrator lets us go on to `go`. */
+static int idle_wait_go(bench_shared *sh, uint32_t go)
+{
+    uint64_t deadline = bench_now_ns() + (uint64_t)BENCH_WAIT_MS * 1000000u;
+
+    while (atomic_load(&sh->go) < go) {
+        if (bench_aborted(sh)) {
+            return -1;
+        }
+        if (bench_now_ns() >= deadline) {
+            return bench_fail(sh, "idle clients: the bench did not measure within %d s",
+                              BENCH_WAIT_MS / 1000);
+        }
+        struct timespec ts = {.tv_sec = 0, .tv_nsec = 200 * 1000};
+        nanosleep(&ts, NULL);
+    }
+    return 0;
+}
+
+/* How many of `wanted` connections fit under RLIMIT_NOFILE, after raising
+ * its soft limit to the hard one; if fewer, says why in sh->idle_note. */
+static unsigned idle_fit(bench_shared *sh, unsigned wanted)
+{
+    struct rlimit rl;
+
+    if (getrlimit(RLIMIT_NOFILE, &rl) < 0) {
+        return wanted; /* we will see at connect time */
+    }
+    if (rl.rlim_cur != rl.rlim_max) {
+        struct rlimit raised = {.rlim_cur = rl.rlim_max, .rlim_max = rl.rlim_max};
+        if (setrlimit(RLIMIT_NOFILE, &raised) == 0) {
+            rl = raised;
+        }
+    }
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= (rlim_t)wanted + BENCH_IDLE_FD_MARGIN) {
+        return wanted;
+    }
+    unsigned fit =
+        rl.rlim_cur > BENCH_IDLE_FD_MARGIN ? (unsigned)(rl.rlim_cur - BENCH_IDLE_FD_MARGIN) : 0;
+    snprintf(sh->idle_note, sizeof(sh->idle_note),
+             "only %u of %u connections: RLIMIT_NOFILE allows %llu descriptors (hard limit "
+             "%llu); raise the hard limit to measure all of them",
+             fit, wanted, (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max);
+    return fit;
+}
+
+int bench_idle_run(const bench_job *job, bench_shared *sh)
+{
+    sb_options opts = {
+        .endpoint = job->endpoint,
+        .name = "sockbus bench",
+        .no_echo = true,
+        .timeout_ms = BENCH_WAIT_MS,
+    };
+    unsigned count = idle_fit(sh, job->connections);
+    unsigned opened = 0;
+    int rc = -1;
+    int r;
+
+    if (count == 0) {
+        return bench_fail(sh, "idle clients: %s", sh->idle_note);
+    }
+    sb_client **clients = calloc(count, sizeof(*clients));
+    if (clients == NULL) {
+        return bench_fail(sh, "idle clients: out of memory for %u connections", count);
+    }
+
+    /* One connection first, gone before the first RSS is read: what the
+     * broker sets up once (code paths faulted in, lazily made tables) is
+     * not the cost of a connection. */
+    sb_client *warm = NULL;
+    r = sb_connect(&warm, &opts);
+    if (r == 0) {
+        r = sb_flush(warm, BENCH_WAIT_MS);
+    }
+    sb_close(warm);
+    if (r < 0) {
+        bench_fail(sh, "idle clients: cannot connect to %s: %s; is sockbusd running there?",
+                   job->endpoint, sb_strerror(r));
+        goto out;
+    }
+    atomic_store(&sh->stage, 1);
+    if (idle_wait_go(sh, 1) < 0) {
+        goto out;
+    }
+
+    for (; opened < count; opened++) {
+        r = sb_connect(&clients[opened], &opts);
+        if (r < 0) {
+            bench_fail(sh, "idle clients: connection %u of %u to %s failed: %s%s", opened + 1,
+                       count, job->endpoint, sb_strerror(r),
+                       r == SB_E_LIMIT ? " (the broker's max_connections)" : "");
+            goto out;
+        }
+    }
+    /* A barrier on each: once it returns, the broker has handled the
+     * connection's HELLO and everything after it. */
+    for (unsigned i = 0; i < count; i++) {
+        r = sb_flush(clients[i], BENCH_WAIT_MS);
+        if (r < 0) {
+            bench_fail(sh, "idle clients: connection %u of %u: the flush failed: %s", i + 1, count,
+                       sb_strerror(r));
+            goto out;
+        }
+    }
+    sh->idle_opened = count;
+    atomic_store(&sh->stage, 2);
+    if (idle_wait_go(sh, 2) < 0) {
+        goto out;
+    }
+    rc = 0;
+out:
+    for (unsigned i = 0; i < opened; i++) {
+        sb_close(clients[i]);
+    }
+    free(clients);
     return rc;
 }

@@ -3,8 +3,12 @@
  *
  * Connecting: the endpoint rule lives in the library (sb_endpoint_resolve);
  * here we turn a failure into the one line a person needs: which endpoint,
- * why, and what to try. Option parsing: one wording for bad options, and
- * the parsing of counts and durations. Output: JSON string escaping, base64
+ * why, and what to try; the same goes for a refusal or a lost connection
+ * later. Option parsing: one wording for bad options, and the parsing of
+ * counts, durations and the options several commands share. Waiting: the -t
+ * deadline of sub and reply, and confirming a subscription or a reply under
+ * it, so that "our time is up" (exit 124) and "the broker is slow" (exit 1)
+ * are told apart in one place. Output: JSON string escaping, base64
  * and UTF-8 validation for `sub --json`. These run once per message on the
  * hot path, so they work on runs of bytes and write through the stdio
  * buffer with the unlocked calls (the command is single-threaded).
@@ -18,10 +22,18 @@
 #include <string.h>
 #include <sys/un.h>
 #include <time.h>
+#include <unistd.h>
 
 /* "sockbus CMD" is how the client names itself to the broker, so that
  * `sockbus stat` shows which command holds a connection. */
 #define CLI_CLIENT_NAME_MAX 64
+
+/* Room for what an error line is about: a subject and a queue group name
+ * (SB_SUBJECT_MAX each) and the words around them. */
+#define CLI_WHAT_MAX (2 * SB_SUBJECT_MAX + 64)
+
+/* First allocation for cli_read_stdin(); it doubles up to the limit. */
+#define CLI_STDIN_INITIAL (64u * 1024u)
 
 /* The advice that fits a failed connect. `explicit_endpoint` is what -s
  * gave (NULL if nothing), so the hint can say how to start a broker that
@@ -171,6 +183,22 @@ int cli_connection_error(const char *cmd, sb_client *client, const char *what, i
 bool cli_is_broker_refusal(int err)
 {
     return err == SB_E_SUBJECT || err == SB_E_PERMISSION || err == SB_E_LIMIT || err == SB_E_SID;
+}
+
+int cli_refusal_error(const char *cmd, sb_client *client, int err, const char *hint,
+                      const char *fmt, ...)
+{
+    char what[CLI_WHAT_MAX];
+    char detail[CLI_BROKER_DETAIL_MAX];
+    va_list ap;
+
+    /* Formatted first so that the line is one fprintf(), one write(2). */
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "sockbus %s: the broker at %s refused %s: %s%s%s\n", cmd, sb_endpoint(client),
+            what, sb_strerror(err), cli_broker_detail(client, err, detail, sizeof(detail)), hint);
+    return CLI_EXIT_FAILURE;
 }
 
 int cli_usage_error(const char *cmd, const char *fmt, ...)
@@ -336,6 +364,57 @@ int cli_parse_count(const char *text, uint64_t *count)
     return 0;
 }
 
+int cli_parse_timeout(const char *cmd, const char *arg, int64_t max_ms, int64_t *timeout_ms)
+{
+    int64_t ms;
+
+    if (cli_parse_duration_ms(arg, &ms) < 0 || ms == 0 || ms > max_ms) {
+        return cli_usage_error(cmd, "invalid timeout '%s': give seconds > 0, e.g. 5, 0.5 or 250ms",
+                               arg);
+    }
+    *timeout_ms = ms;
+    return 0;
+}
+
+int cli_parse_count_option(const char *cmd, const char *arg, uint64_t *count)
+{
+    if (cli_parse_count(arg, count) < 0) {
+        return cli_usage_error(cmd, "invalid count '%s': give a whole number > 0", arg);
+    }
+    return 0;
+}
+
+int cli_parse_queue(const char *cmd, const char *arg, const char **queue)
+{
+    /* The library takes a queue group name by the subject rule. */
+    if (!sb_subject_valid(arg, strlen(arg))) {
+        fprintf(stderr,
+                "sockbus %s: invalid queue group '%s': a group is named like a subject: tokens "
+                "of 1+ printable bytes separated by '.', no '*' or '>'\n",
+                cmd, arg);
+        return CLI_EXIT_USAGE;
+    }
+    *queue = arg;
+    return 0;
+}
+
+int cli_parse_subject_message(const char *cmd, int argc, char **argv, const char **subject,
+                              const char **message)
+{
+    int left = argc - optind;
+
+    if (left < 1) {
+        return cli_usage_error(cmd, "missing SUBJECT");
+    }
+    if (left > 2) {
+        return cli_usage_error(cmd, "too many arguments after '%s'; quote a MESSAGE that holds spaces",
+                               argv[optind + 1]);
+    }
+    *subject = argv[optind];
+    *message = left == 2 ? argv[optind + 1] : NULL;
+    return 0;
+}
+
 int64_t cli_now_ms(void)
 {
     struct timespec ts;
@@ -352,6 +431,122 @@ int cli_remaining_ms(int64_t deadline_ms)
         return 0;
     }
     return left > INT_MAX ? INT_MAX : (int)left;
+}
+
+bool cli_deadline_passed(const cli_deadline *deadline)
+{
+    return deadline->set && cli_now_ms() >= deadline->at_ms;
+}
+
+int cli_deadline_wait_ms(const cli_deadline *deadline, int fallback)
+{
+    return deadline->set ? cli_remaining_ms(deadline->at_ms) : fallback;
+}
+
+int cli_deadline_bounded_ms(const cli_deadline *deadline)
+{
+    int left = cli_deadline_wait_ms(deadline, CLI_TIMEOUT_DEFAULT_MS);
+
+    return left < CLI_TIMEOUT_DEFAULT_MS ? left : CLI_TIMEOUT_DEFAULT_MS;
+}
+
+int cli_confirm(const char *cmd, sb_client *client, int wait_ms, const cli_deadline *deadline,
+                const char *fmt, ...)
+{
+    char what[CLI_WHAT_MAX];
+    va_list ap;
+    int r = sb_flush(client, wait_ms);
+
+    if (r != -ETIMEDOUT) {
+        return r;
+    }
+    if (cli_deadline_passed(deadline)) {
+        return CLI_EXIT_TIMEOUT;
+    }
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof(what), fmt, ap);
+    va_end(ap);
+    fprintf(stderr,
+            "sockbus %s: the broker at %s did not confirm %s within %d.%03d s; is it "
+            "overloaded?\n",
+            cmd, sb_endpoint(client), what, wait_ms / 1000, wait_ms % 1000);
+    return CLI_EXIT_FAILURE;
+}
+
+int cli_subscribe(const char *cmd, sb_client *client, const char *pattern, const char *queue,
+                  int wait_ms, const cli_deadline *deadline)
+{
+    int r = sb_subscribe(client, pattern, queue, NULL);
+
+    if (r < 0) {
+        return cli_connection_error(cmd, client, "subscribing", r);
+    }
+    r = cli_confirm(cmd, client, wait_ms, deadline, "the subscription to '%s'", pattern);
+    if (r >= 0) {
+        return r;
+    }
+    if (cli_is_broker_refusal(r)) {
+        return cli_refusal_error(cmd, client, r, "", "the subscription to '%s'%s%s%s", pattern,
+                                 queue ? " in queue group '" : "", queue ? queue : "",
+                                 queue ? "'" : "");
+    }
+    return cli_connection_error(cmd, client, "subscribing", r);
+}
+
+int cli_read_stdin(const char *cmd, size_t limit, char **out, size_t *out_len)
+{
+    size_t cap = CLI_STDIN_INITIAL;
+    size_t len = 0;
+    CLI_CLEANUP_FREE char *buf = malloc(cap);
+
+    if (buf == NULL) {
+        fprintf(stderr, "sockbus %s: out of memory\n", cmd);
+        return CLI_EXIT_FAILURE;
+    }
+    for (;;) {
+        if (len == cap) {
+            /* len <= limit here, so limit + 1 leaves room for one more
+             * byte: enough to tell "exactly the limit" from "over it". */
+            size_t grown = cap * 2 < limit + 1 ? cap * 2 : limit + 1;
+            char *p = realloc(buf, grown);
+            if (p == NULL) {
+                fprintf(stderr, "sockbus %s: out of memory reading stdin\n", cmd);
+                return CLI_EXIT_FAILURE;
+            }
+            buf = p;
+            cap = grown;
+        }
+        ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            fprintf(stderr, "sockbus %s: cannot read stdin: %s\n", cmd, strerror(errno));
+            return CLI_EXIT_FAILURE;
+        }
+        if (n == 0) {
+            break;
+        }
+        len += (size_t)n;
+        if (len > limit) {
+            return -EMSGSIZE;
+        }
+    }
+    *out = buf;
+    *out_len = len;
+    buf = NULL; /* the caller owns it now */
+    return 0;
+}
+
+int cli_flush_stdout(const char *cmd)
+{
+    if (fflush(stdout) == 0 && !ferror(stdout)) {
+        return 0;
+    }
+    if (errno != EPIPE) {
+        fprintf(stderr, "sockbus %s: cannot write to stdout: %s\n", cmd, strerror(errno));
+    }
+    return CLI_EXIT_FAILURE;
 }
 
 bool cli_utf8_valid(const void *data, size_t len)

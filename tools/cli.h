@@ -1,8 +1,9 @@
 /*
  * cli.h - what the `sockbus` subcommands share: the command table entry,
- * exit codes, connecting with the one-line error, option parsing of counts
- * and durations, and the output encoders (JSON strings, base64, UTF-8
- * validation).
+ * exit codes, connecting and the one-line errors, option and operand
+ * parsing (counts, durations, -t, -q, SUBJECT [MESSAGE]), the -t deadline
+ * of sub and reply with subscribing and confirming under it, reading stdin,
+ * and the output encoders (JSON strings, base64, UTF-8 validation).
  */
 #ifndef SOCKBUS_CLI_H
 #define SOCKBUS_CLI_H
@@ -39,8 +40,12 @@ typedef struct cli_command {
     const char *summary; /* one line for `sockbus --help` */
 } cli_command;
 
+/* The subcommands, one per cmd_<name>.c, listed in main.c's table. */
 int cmd_pub(int argc, char **argv);
 int cmd_sub(int argc, char **argv);
+int cmd_req(int argc, char **argv);
+int cmd_reply(int argc, char **argv);
+int cmd_stat(int argc, char **argv);
 
 /*
  * Resolve the endpoint (`endpoint` from -s, or NULL for the DESIGN rule:
@@ -71,6 +76,13 @@ int cli_connection_error(const char *cmd, sb_client *client, const char *what, i
  * subject, permission, limit, sid)? Anything else negative from the
  * library means the connection is unusable. */
 bool cli_is_broker_refusal(int err);
+
+/* One line on stderr for a broker refusal (cli_is_broker_refusal(err)):
+ * "sockbus CMD: the broker at ENDPOINT refused WHAT: REASON (broker: TEXT)"
+ * followed by `hint` ("" or "; what to try"). WHAT is formatted from `fmt`.
+ * Returns CLI_EXIT_FAILURE. */
+int cli_refusal_error(const char *cmd, sb_client *client, int err, const char *hint,
+                      const char *fmt, ...) __attribute__((format(printf, 5, 6)));
 
 /* Report a bad command line: "sockbus CMD: MESSAGE; try 'sockbus CMD
  * --help'". Returns CLI_EXIT_USAGE. */
@@ -103,12 +115,88 @@ int cli_parse_duration_ms(const char *text, int64_t *ms);
 /* Parse a positive decimal count. Returns 0 or -EINVAL. */
 int cli_parse_count(const char *text, uint64_t *count);
 
+/* The argument of -t/--timeout: a duration (cli_parse_duration_ms()) above
+ * 0 and at most `max_ms`. Returns 0 with *timeout_ms set, or CLI_EXIT_USAGE
+ * after one line on stderr (*timeout_ms untouched). */
+int cli_parse_timeout(const char *cmd, const char *arg, int64_t max_ms, int64_t *timeout_ms);
+
+/* The argument of -n/--count: cli_parse_count(), and one line on stderr when
+ * it is not a count. Returns 0 with *count set, or CLI_EXIT_USAGE. */
+int cli_parse_count_option(const char *cmd, const char *arg, uint64_t *count);
+
+/* The argument of -q/--queue: a queue group, named by the subject rule.
+ * Returns 0 with *queue = arg (still owned by argv), or CLI_EXIT_USAGE after
+ * one line on stderr. */
+int cli_parse_queue(const char *cmd, const char *arg, const char **queue);
+
+/* The operands SUBJECT [MESSAGE] in argv[optind..argc), after getopt and
+ * cli_check_operands(). Sets *subject, and *message to the MESSAGE or NULL
+ * when there is none (both point into argv). Returns 0, or CLI_EXIT_USAGE
+ * after one line on stderr (nothing set). */
+int cli_parse_subject_message(const char *cmd, int argc, char **argv, const char **subject,
+                              const char **message);
+
 /* CLOCK_MONOTONIC in milliseconds: deadlines for -t. */
 int64_t cli_now_ms(void);
 
 /* Milliseconds left until `deadline_ms`, as a timeout for the library:
  * at least 0, at most INT_MAX. */
 int cli_remaining_ms(int64_t deadline_ms);
+
+/* The -t of `sub` and `reply`: a time limit counted from the command's
+ * start, after which it exits CLI_EXIT_TIMEOUT. Embedded in the command's
+ * state; `set` false means no limit. */
+typedef struct cli_deadline {
+    bool set;
+    int64_t at_ms; /* on the cli_now_ms() clock */
+} cli_deadline;
+
+/* Has the deadline passed? Never when none is set. */
+bool cli_deadline_passed(const cli_deadline *deadline);
+
+/* How long a wait may take: what is left until the deadline, or `fallback`
+ * (-1: no limit) when none is set. */
+int cli_deadline_wait_ms(const cli_deadline *deadline, int fallback);
+
+/* How long a wait for the broker may take: CLI_TIMEOUT_DEFAULT_MS, or less
+ * when the deadline comes sooner (0 once it has passed). */
+int cli_deadline_bounded_ms(const cli_deadline *deadline);
+
+/*
+ * Wait up to `wait_ms` for the broker to process everything sent so far
+ * (sb_flush()), for a command whose -t is `deadline`. Returns 0 when it
+ * has; CLI_EXIT_TIMEOUT when the wait ran out because the deadline passed;
+ * CLI_EXIT_FAILURE after "did not confirm WHAT within N s" on stderr (WHAT
+ * formatted from `fmt`) when the broker was too slow; or sb_flush()'s
+ * negative code (a refusal, a lost connection) for the caller to report.
+ */
+int cli_confirm(const char *cmd, sb_client *client, int wait_ms, const cli_deadline *deadline,
+                const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+
+/*
+ * Subscribe to `pattern`, in queue group `queue` (NULL: none), and wait up
+ * to `wait_ms` for the broker to confirm it (cli_confirm()), so that a
+ * refusal is one line naming the pattern before the command claims to
+ * listen. The strings are only read. Returns 0, CLI_EXIT_TIMEOUT when the
+ * deadline passed first, or CLI_EXIT_FAILURE after one line on stderr.
+ */
+int cli_subscribe(const char *cmd, sb_client *client, const char *pattern, const char *queue,
+                  int wait_ms, const cli_deadline *deadline);
+
+/*
+ * Read all of stdin, reading at most one byte more than `limit` so that
+ * input that can never fit is refused without holding all of it. Returns
+ * 0 with *out a malloc'd buffer the caller frees and *out_len its length;
+ * -EMSGSIZE when stdin holds more than `limit` bytes (nothing printed: the
+ * caller says what the limit is); or CLI_EXIT_FAILURE after one line on
+ * stderr. *out and *out_len are written only on success.
+ */
+int cli_read_stdin(const char *cmd, size_t limit, char **out, size_t *out_len);
+
+/* Write out stdout. Returns 0, or CLI_EXIT_FAILURE: quietly when the
+ * reader went away (EPIPE, SIGPIPE being ignored), else after one line on
+ * stderr saying why. */
+int cli_flush_stdout(const char *cmd);
 
 /* Is data[0..len) well-formed UTF-8 (no overlongs, surrogates or code
  * points above U+10FFFF)? */

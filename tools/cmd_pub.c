@@ -23,13 +23,9 @@
 
 #define CMD "pub"
 
-
 /* Block size for reading stdin in line mode: large enough that a pipe
  * full of short lines costs one read(2) per pipe buffer. */
 #define PUB_READ_BLOCK (1u << 20)
-
-/* First allocation for --raw; it doubles up to the broker's limit. */
-#define PUB_RAW_INITIAL (64u * 1024u)
 
 enum {
     OPT_RETAIN = 256,
@@ -55,8 +51,7 @@ typedef struct pub_args {
     const char *endpoint; /* -s, or NULL for the default rule */
     const char *subject;
     const char *reply; /* NULL: no reply subject */
-    const char *message;
-    bool has_message;
+    const char *message; /* NULL: the messages come from stdin */
     bool retain;
     bool raw;
     int timeout_ms;
@@ -97,6 +92,7 @@ static void pub_usage(FILE *out)
 static int pub_parse(int argc, char **argv, pub_args *args)
 {
     int ch;
+    int r;
     int64_t ms;
 
     while ((ch = getopt_long(argc, argv, PUB_OPTSTRING, pub_options, NULL)) != -1) {
@@ -105,11 +101,9 @@ static int pub_parse(int argc, char **argv, pub_args *args)
             args->endpoint = optarg;
             break;
         case 't':
-            if (cli_parse_duration_ms(optarg, &ms) < 0 || ms == 0 || ms > INT_MAX) {
-                return cli_usage_error(CMD,
-                                       "invalid timeout '%s': give seconds > 0, e.g. 5, "
-                                       "0.5 or 250ms",
-                                       optarg);
+            r = cli_parse_timeout(CMD, optarg, INT_MAX, &ms);
+            if (r != 0) {
+                return r;
             }
             args->timeout_ms = (int)ms;
             break;
@@ -130,26 +124,14 @@ static int pub_parse(int argc, char **argv, pub_args *args)
         }
     }
 
-    int r = cli_check_operands(CMD, argc, argv, pub_options, PUB_OPTSTRING);
+    r = cli_check_operands(CMD, argc, argv, pub_options, PUB_OPTSTRING);
+    if (r == 0) {
+        r = cli_parse_subject_message(CMD, argc, argv, &args->subject, &args->message);
+    }
     if (r != 0) {
         return r;
     }
-    int left = argc - optind;
-    if (left < 1) {
-        return cli_usage_error(CMD, "missing SUBJECT");
-    }
-    if (left > 2) {
-        return cli_usage_error(CMD,
-                               "too many arguments after '%s'; quote a MESSAGE that "
-                               "holds spaces",
-                               argv[optind + 1]);
-    }
-    args->subject = argv[optind];
-    if (left == 2) {
-        args->message = argv[optind + 1];
-        args->has_message = true;
-    }
-    if (args->raw && args->has_message) {
+    if (args->raw && args->message != NULL) {
         return cli_usage_error(CMD, "--raw reads the message from stdin; leave out MESSAGE");
     }
 
@@ -362,45 +344,17 @@ static int pub_lines(sb_client *client, const pub_args *args)
 /* --raw: all of stdin is one message, bounded by what the broker takes. */
 static int pub_raw(sb_client *client, const pub_args *args)
 {
-    size_t limit = pub_payload_max(client, args);
-    size_t cap = PUB_RAW_INITIAL;
-    CLI_CLEANUP_FREE char *buf = malloc(cap);
+    CLI_CLEANUP_FREE char *buf = NULL;
     size_t len = 0;
+    int r = cli_read_stdin(CMD, pub_payload_max(client, args), &buf, &len);
 
-    if (buf == NULL) {
-        fprintf(stderr, "sockbus pub: out of memory\n");
-        return CLI_EXIT_FAILURE;
+    if (r == -EMSGSIZE) {
+        return pub_too_large(client, args, "stdin");
     }
-    for (;;) {
-        if (len == cap) {
-            /* len <= limit here, so limit + 1 is room for one more byte:
-             * enough to tell "exactly the limit" from "over it". */
-            size_t grown = cap * 2 < limit + 1 ? cap * 2 : limit + 1;
-            char *p = realloc(buf, grown);
-            if (p == NULL) {
-                fprintf(stderr, "sockbus pub: out of memory reading stdin\n");
-                return CLI_EXIT_FAILURE;
-            }
-            buf = p;
-            cap = grown;
-        }
-        ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return pub_read_error();
-        }
-        if (n == 0) {
-            break;
-        }
-        len += (size_t)n;
-        if (len > limit) {
-            return pub_too_large(client, args, "stdin");
-        }
+    if (r != 0) {
+        return r;
     }
-
-    int r = pub_one(client, args, buf, len);
+    r = pub_one(client, args, buf, len);
     if (r == -EMSGSIZE) {
         return pub_too_large(client, args, "stdin");
     }
@@ -426,14 +380,11 @@ static int pub_confirm(sb_client *client, const pub_args *args)
         return CLI_EXIT_FAILURE;
     }
     if (cli_is_broker_refusal(r)) {
-        char detail[CLI_BROKER_DETAIL_MAX];
-        fprintf(stderr, "sockbus pub: the broker at %s refused to publish on '%s': %s%s%s\n",
-                sb_endpoint(client), args->subject, sb_strerror(r),
-                cli_broker_detail(client, r, detail, sizeof(detail)),
-                r == SB_E_PERMISSION && strncmp(args->subject, "$SYS.", 5) == 0
-                    ? "; subjects under $SYS. are the broker's own"
-                    : "");
-        return CLI_EXIT_FAILURE;
+        return cli_refusal_error(CMD, client, r,
+                                 r == SB_E_PERMISSION && strncmp(args->subject, "$SYS.", 5) == 0
+                                     ? "; subjects under $SYS. are the broker's own"
+                                     : "",
+                                 "to publish on '%s'", args->subject);
     }
     return cli_connection_error(CMD, client, "waiting for the broker to confirm", r);
 }
@@ -459,7 +410,7 @@ int cmd_pub(int argc, char **argv)
     }
     sb_set_msg_cb(client, pub_discard_msg, NULL);
 
-    if (args.has_message) {
+    if (args.message != NULL) {
         r = pub_one(client, &args, args.message, strlen(args.message));
         if (r == -EMSGSIZE) {
             return pub_too_large(client, &args, "MESSAGE");
