@@ -333,13 +333,24 @@ static void check_nofile_limit(uint32_t max_connections)
 
 static uv_signal_t stop_signals[2];
 
+/*
+ * The handlers stay installed for the whole run: a second SIGINT or SIGTERM
+ * during the orderly stop (up to CONN_DRAIN_MS) must not fall back to the
+ * default action, which would leave the socket file behind. They are
+ * unreferenced once stopping, so they do not keep the loop alive.
+ */
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct broker *b = h->data;
-    log_info("%s: shutting down", signum == SIGINT ? "SIGINT" : "SIGTERM");
+    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+    if (b->stopping) {
+        log_info("%s: already shutting down", name);
+        return;
+    }
+    log_info("%s: shutting down", name);
     broker_stop(b);
     for (size_t i = 0; i < 2; i++) {
-        uv_close((uv_handle_t *)&stop_signals[i], NULL);
+        uv_unref((uv_handle_t *)&stop_signals[i]);
     }
 }
 
@@ -377,7 +388,7 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < 2; i++) {
         uv_signal_init(loop, &stop_signals[i]);
         stop_signals[i].data = &broker;
-        uv_signal_start_oneshot(&stop_signals[i], on_signal, signums[i]);
+        uv_signal_start(&stop_signals[i], on_signal, signums[i]);
     }
     sigprocmask(SIG_SETMASK, &old_set, NULL);
     check_nofile_limit(cfg.max_connections);
@@ -388,6 +399,10 @@ int main(int argc, char **argv)
         log_info("listening on %s", cfg.socket_path);
     }
     uv_run(loop, UV_RUN_DEFAULT);
+    for (size_t i = 0; i < 2; i++) {
+        uv_close((uv_handle_t *)&stop_signals[i], NULL);
+    }
+    uv_run(loop, UV_RUN_DEFAULT); /* their close callbacks */
     broker_deinit(&broker);
     acl_free(cfg.acl);
     uv_loop_close(loop);

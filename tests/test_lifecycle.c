@@ -657,3 +657,46 @@ Test(lifecycle, tcp_listener)
     cr_assert_eq(sb_connect(&c, &o), -ECONNREFUSED, "the TCP port still answers after the stop");
     finish();
 }
+
+/* A second SIGTERM while the broker is already stopping (here: waiting for
+ * a client that does not read) must not kill it: it still exits 0 and
+ * removes its socket file. */
+Test(lifecycle, second_signal_during_stop_is_harmless)
+{
+    int r = harness_start(&first, false, NULL);
+    cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
+    int stuck = harness_raw(&first, true);
+    uint8_t sub[32];
+    size_t n = frame_encode(sub, FRAME_OP_SUB, 0, 1, "flood", 5, NULL, 0, NULL, 0, NULL, 0);
+    harness_write(stuck, sub, n);
+    sb_client *pub = harness_client(&first, "pub", true);
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    static uint8_t chunk[64 * 1024];
+    for (int i = 0; i < 256; i++) {
+        cr_assert_eq(sb_publish(pub, "flood", NULL, chunk, sizeof(chunk)), 0);
+    }
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+
+    cr_assert_eq(kill(first.pid, SIGTERM), 0);
+    /* Stopping has begun once the listener refuses connections. */
+    int64_t deadline = harness_now_ms() + STOP_MS;
+    while (harness_now_ms() < deadline) {
+        int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        struct sockaddr_un sun = {.sun_family = AF_UNIX};
+        snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", first.socket);
+        bool refused = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0;
+        close(fd);
+        if (refused) {
+            break;
+        }
+        poll(NULL, 0, 1);
+    }
+    kill(first.pid, SIGTERM);
+    int status = harness_wait_pid(first.pid, 2 * STOP_MS);
+    first.pid = -1;
+    cr_assert_eq(status, 0, "exit status %d after a second SIGTERM", status);
+    cr_assert(!path_exists(first.socket));
+    sb_close(pub);
+    close(stuck);
+    finish();
+}

@@ -19,13 +19,8 @@
 #include <limits.h>
 #include <signal.h>
 #include <string.h>
-#include <unistd.h>
 
 #define CMD "req"
-
-/* First allocation for a request read from stdin; it doubles up to the
- * broker's limit. */
-#define REQ_STDIN_INITIAL (64u * 1024u)
 
 enum {
     OPT_RAW = 256,
@@ -46,13 +41,10 @@ static const struct option req_options[] = {
 typedef struct req_args {
     const char *endpoint; /* -s, or NULL for the default rule */
     const char *subject;
-    const char *message;
-    bool has_message; /* false: the request is all of stdin */
+    const char *message; /* NULL: the request is all of stdin */
     bool raw;
     int timeout_ms;
 } req_args;
-
-int cmd_req(int argc, char **argv);
 
 static void req_usage(FILE *out)
 {
@@ -87,6 +79,7 @@ static void req_usage(FILE *out)
 static int req_parse(int argc, char **argv, req_args *args)
 {
     int ch;
+    int r;
     int64_t ms;
 
     while ((ch = getopt_long(argc, argv, REQ_OPTSTRING, req_options, NULL)) != -1) {
@@ -95,11 +88,9 @@ static int req_parse(int argc, char **argv, req_args *args)
             args->endpoint = optarg;
             break;
         case 't':
-            if (cli_parse_duration_ms(optarg, &ms) < 0 || ms == 0 || ms > INT_MAX) {
-                return cli_usage_error(CMD,
-                                       "invalid timeout '%s': give seconds > 0, e.g. 5, "
-                                       "0.5 or 250ms",
-                                       optarg);
+            r = cli_parse_timeout(CMD, optarg, INT_MAX, &ms);
+            if (r != 0) {
+                return r;
             }
             args->timeout_ms = (int)ms;
             break;
@@ -114,24 +105,12 @@ static int req_parse(int argc, char **argv, req_args *args)
         }
     }
 
-    int r = cli_check_operands(CMD, argc, argv, req_options, REQ_OPTSTRING);
+    r = cli_check_operands(CMD, argc, argv, req_options, REQ_OPTSTRING);
+    if (r == 0) {
+        r = cli_parse_subject_message(CMD, argc, argv, &args->subject, &args->message);
+    }
     if (r != 0) {
         return r;
-    }
-    int left = argc - optind;
-    if (left < 1) {
-        return cli_usage_error(CMD, "missing SUBJECT");
-    }
-    if (left > 2) {
-        return cli_usage_error(CMD,
-                               "too many arguments after '%s'; quote a MESSAGE that "
-                               "holds spaces",
-                               argv[optind + 1]);
-    }
-    args->subject = argv[optind];
-    if (left == 2) {
-        args->message = argv[optind + 1];
-        args->has_message = true;
     }
 
     /* Checked before connecting: a typo should not depend on a broker. */
@@ -155,60 +134,6 @@ static int req_too_large(sb_client *client, const req_args *args, const char *wh
     return CLI_EXIT_FAILURE;
 }
 
-/*
- * Read all of stdin into a malloc'd buffer (*out, *out_len), reading at
- * most one byte more than `limit` so that a request that can never fit is
- * refused without holding all of it. Returns 0, or an exit code after one
- * line on stderr.
- */
-static int req_read_stdin(sb_client *client, const req_args *args, char **out, size_t *out_len)
-{
-    size_t limit = sb_max_payload(client, strlen(args->subject), 0, 0);
-    size_t cap = REQ_STDIN_INITIAL;
-    size_t len = 0;
-    char *buf = malloc(cap);
-
-    if (buf == NULL) {
-        fprintf(stderr, "sockbus req: out of memory\n");
-        return CLI_EXIT_FAILURE;
-    }
-    for (;;) {
-        if (len == cap) {
-            /* len <= limit here, so limit + 1 leaves room for one more
-             * byte: enough to tell "exactly the limit" from "over it". */
-            size_t grown = cap * 2 < limit + 1 ? cap * 2 : limit + 1;
-            char *p = realloc(buf, grown);
-            if (p == NULL) {
-                free(buf);
-                fprintf(stderr, "sockbus req: out of memory reading stdin\n");
-                return CLI_EXIT_FAILURE;
-            }
-            buf = p;
-            cap = grown;
-        }
-        ssize_t n = read(STDIN_FILENO, buf + len, cap - len);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            fprintf(stderr, "sockbus req: cannot read stdin: %s\n", strerror(errno));
-            free(buf);
-            return CLI_EXIT_FAILURE;
-        }
-        if (n == 0) {
-            break;
-        }
-        len += (size_t)n;
-        if (len > limit) {
-            free(buf);
-            return req_too_large(client, args, "stdin");
-        }
-    }
-    *out = buf;
-    *out_len = len;
-    return 0;
-}
-
 /* What went wrong while the request was out, as one line; returns the
  * exit code. */
 static int req_error(sb_client *client, const req_args *args, int err)
@@ -230,14 +155,12 @@ static int req_error(sb_client *client, const req_args *args, int err)
         break;
     }
     if (cli_is_broker_refusal(err)) {
-        char detail[CLI_BROKER_DETAIL_MAX];
-        fprintf(stderr, "sockbus req: the broker at %s refused the request on '%s': %s%s%s\n",
-                sb_endpoint(client), args->subject, sb_strerror(err),
-                cli_broker_detail(client, err, detail, sizeof(detail)),
-                err == SB_E_PERMISSION && strncmp(args->subject, "$SYS.", 5) == 0
-                    ? "; the broker serves $SYS.STATS and $SYS.CLIENTS ('sockbus stat')"
-                    : "");
-        return CLI_EXIT_FAILURE;
+        return cli_refusal_error(
+            CMD, client, err,
+            err == SB_E_PERMISSION && strncmp(args->subject, "$SYS.", 5) == 0
+                ? "; the broker serves $SYS.STATS and $SYS.CLIENTS ('sockbus stat')"
+                : "",
+            "the request on '%s'", args->subject);
     }
     return cli_connection_error(CMD, client, "waiting for the reply", err);
 }
@@ -252,13 +175,7 @@ static int req_print(const req_args *args, const sb_msg *reply)
     if (!args->raw && (len == 0 || p[len - 1] != '\n')) {
         putchar('\n');
     }
-    if (fflush(stdout) == 0 && !ferror(stdout)) {
-        return CLI_EXIT_OK;
-    }
-    if (errno != EPIPE) {
-        fprintf(stderr, "sockbus req: cannot write to stdout: %s\n", strerror(errno));
-    }
-    return CLI_EXIT_FAILURE;
+    return cli_flush_stdout(CMD);
 }
 
 int cmd_req(int argc, char **argv)
@@ -283,12 +200,15 @@ int cmd_req(int argc, char **argv)
     }
 
     sb_pub request = {.subject = args.subject};
-    if (args.has_message) {
+    if (args.message != NULL) {
         request.payload = args.message;
         request.payload_len = strlen(args.message);
     } else {
         size_t len = 0;
-        r = req_read_stdin(client, &args, &input, &len);
+        r = cli_read_stdin(CMD, sb_max_payload(client, strlen(args.subject), 0, 0), &input, &len);
+        if (r == -EMSGSIZE) {
+            return req_too_large(client, &args, "stdin");
+        }
         if (r != 0) {
             return r;
         }
@@ -299,7 +219,7 @@ int cmd_req(int argc, char **argv)
     uint32_t token;
     r = sb_request_send(client, &request, &token);
     if (r == -EMSGSIZE) {
-        return req_too_large(client, &args, args.has_message ? "MESSAGE" : "stdin");
+        return req_too_large(client, &args, args.message != NULL ? "MESSAGE" : "stdin");
     }
     if (r < 0) {
         return cli_connection_error(CMD, client, "sending the request", r);

@@ -98,8 +98,6 @@ static const stat_column stat_columns[] = {
 
 #define STAT_COLUMN_COUNT (sizeof(stat_columns) / sizeof(stat_columns[0]))
 
-int cmd_stat(int argc, char **argv);
-
 static void stat_json_putp(json_object **o)
 {
     json_object_put(*o); /* accepts NULL */
@@ -137,6 +135,7 @@ static void stat_usage(FILE *out)
 static int stat_parse(int argc, char **argv, stat_args *args)
 {
     int ch;
+    int r;
     int64_t ms;
 
     while ((ch = getopt_long(argc, argv, STAT_OPTSTRING, stat_options, NULL)) != -1) {
@@ -145,11 +144,9 @@ static int stat_parse(int argc, char **argv, stat_args *args)
             args->endpoint = optarg;
             break;
         case 't':
-            if (cli_parse_duration_ms(optarg, &ms) < 0 || ms == 0 || ms > INT_MAX) {
-                return cli_usage_error(CMD,
-                                       "invalid timeout '%s': give seconds > 0, e.g. 5, "
-                                       "0.5 or 250ms",
-                                       optarg);
+            r = cli_parse_timeout(CMD, optarg, INT_MAX, &ms);
+            if (r != 0) {
+                return r;
             }
             args->timeout_ms = (int)ms;
             break;
@@ -189,13 +186,11 @@ static int stat_request_error(sb_client *client, const stat_args *args, const ch
         return CLI_EXIT_FAILURE;
     }
     if (cli_is_broker_refusal(err)) {
-        char detail[CLI_BROKER_DETAIL_MAX];
-        fprintf(stderr, "sockbus stat: the broker at %s refused %s: %s%s%s\n", sb_endpoint(client),
-                subject, sb_strerror(err), cli_broker_detail(client, err, detail, sizeof(detail)),
-                err == SB_E_LIMIT ? "; the answer may exceed its max_frame ('sockbusd "
-                                    "--max-frame' raises it)"
-                                  : "");
-        return CLI_EXIT_FAILURE;
+        return cli_refusal_error(CMD, client, err,
+                                 err == SB_E_LIMIT ? "; the answer may exceed its max_frame "
+                                                     "('sockbusd --max-frame' raises it)"
+                                                   : "",
+                                 "%s", subject);
     }
     return cli_connection_error(CMD, client, "asking for its statistics", err);
 }
@@ -478,11 +473,5 @@ int cmd_stat(int argc, char **argv)
         putchar('\n');
         stat_print_clients(clients);
     }
-    if (fflush(stdout) == 0 && !ferror(stdout)) {
-        return CLI_EXIT_OK;
-    }
-    if (errno != EPIPE) {
-        fprintf(stderr, "sockbus stat: cannot write to stdout: %s\n", strerror(errno));
-    }
-    return CLI_EXIT_FAILURE;
+    return cli_flush_stdout(CMD);
 }

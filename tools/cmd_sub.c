@@ -70,8 +70,7 @@ typedef struct sub_args {
 
 typedef struct sub_state {
     sb_client *client;
-    bool has_deadline;
-    int64_t deadline_ms;
+    cli_deadline deadline; /* -t */
     uint64_t dropped;            /* reported by the broker, not yet by us */
     int64_t dropped_reported_ms; /* when we last printed a drop line */
 } sub_state;
@@ -147,29 +146,14 @@ static int sub_parse(int argc, char **argv, sub_args *args)
             args->endpoint = optarg;
             break;
         case 'n':
-            if (cli_parse_count(optarg, &args->count) < 0) {
-                return cli_usage_error(CMD, "invalid count '%s': give a whole number > 0", optarg);
-            }
+            r = cli_parse_count_option(CMD, optarg, &args->count);
             break;
         case 't':
-            if (cli_parse_duration_ms(optarg, &args->timeout_ms) < 0 || args->timeout_ms == 0) {
-                return cli_usage_error(CMD,
-                                       "invalid timeout '%s': give seconds > 0, e.g. 5, "
-                                       "0.5 or 250ms",
-                                       optarg);
-            }
+            /* A deadline, not one wait for the library: no INT_MAX bound. */
+            r = cli_parse_timeout(CMD, optarg, INT64_MAX, &args->timeout_ms);
             break;
         case 'q':
-            /* The library takes a queue group name by the subject rule. */
-            if (!sb_subject_valid(optarg, strlen(optarg))) {
-                fprintf(stderr,
-                        "sockbus sub: invalid queue group '%s': a group is named like a "
-                        "subject: tokens of 1+ printable bytes separated by '.', no '*' or "
-                        "'>'\n",
-                        optarg);
-                return CLI_EXIT_USAGE;
-            }
-            args->queue = optarg;
+            r = cli_parse_queue(CMD, optarg, &args->queue);
             break;
         case 'v':
             r = sub_set_format(args, SUB_FORMAT_VERBOSE, &format_opt, "-v");
@@ -215,54 +199,18 @@ static int sub_parse(int argc, char **argv, sub_args *args)
     return 0;
 }
 
-/* How long the next wait may take: what is left of -t, else `fallback`. */
-static int sub_wait_ms(const sub_state *st, int fallback)
-{
-    return st->has_deadline ? cli_remaining_ms(st->deadline_ms) : fallback;
-}
-
-static bool sub_deadline_passed(const sub_state *st)
-{
-    return st->has_deadline && cli_now_ms() >= st->deadline_ms;
-}
-
 /* Subscribe to each pattern and wait for the broker to take it, one at a
- * time, so that a refusal names the pattern it is about. */
+ * time, so that a refusal names the pattern it is about. The wait is what
+ * is left of -t, else CLI_TIMEOUT_DEFAULT_MS. */
 static int sub_subscribe(sub_state *st, const sub_args *args)
 {
     for (int i = 0; i < args->pattern_count; i++) {
-        const char *pattern = args->patterns[i];
-        int r = sb_subscribe(st->client, pattern, args->queue, NULL);
-        if (r < 0) {
-            return cli_connection_error(CMD, st->client, "subscribing", r);
+        int r = cli_subscribe(CMD, st->client, args->patterns[i], args->queue,
+                              cli_deadline_wait_ms(&st->deadline, CLI_TIMEOUT_DEFAULT_MS),
+                              &st->deadline);
+        if (r != 0) {
+            return r;
         }
-
-        int wait = sub_wait_ms(st, CLI_TIMEOUT_DEFAULT_MS);
-        r = sb_flush(st->client, wait);
-        if (r == 0) {
-            continue;
-        }
-        if (r == -ETIMEDOUT && sub_deadline_passed(st)) {
-            return CLI_EXIT_TIMEOUT;
-        }
-        if (r == -ETIMEDOUT) {
-            fprintf(stderr,
-                    "sockbus sub: the broker at %s did not confirm the subscription to '%s' "
-                    "within %d.%03d s; is it overloaded?\n",
-                    sb_endpoint(st->client), pattern, wait / 1000, wait % 1000);
-            return CLI_EXIT_FAILURE;
-        }
-        if (cli_is_broker_refusal(r)) {
-            char detail[CLI_BROKER_DETAIL_MAX];
-            fprintf(stderr,
-                    "sockbus sub: the broker at %s refused the subscription to '%s'%s%s%s: "
-                    "%s%s\n",
-                    sb_endpoint(st->client), pattern, args->queue ? " in queue group '" : "",
-                    args->queue ? args->queue : "", args->queue ? "'" : "", sb_strerror(r),
-                    cli_broker_detail(st->client, r, detail, sizeof(detail)));
-            return CLI_EXIT_FAILURE;
-        }
-        return cli_connection_error(CMD, st->client, "subscribing", r);
     }
     return 0;
 }
@@ -340,26 +288,12 @@ static int sub_check_dropped(sub_state *st)
     return (int)(SUB_DROPPED_REPORT_MS - since);
 }
 
-/* Write out stdout. Returns 0, or an exit code: quietly 1 when the reader
- * went away (EPIPE with SIGPIPE ignored by whoever started us), else 1
- * with a line saying why. */
-static int sub_flush_stdout(void)
-{
-    if (fflush(stdout) == 0 && !ferror(stdout)) {
-        return 0;
-    }
-    if (errno != EPIPE) {
-        fprintf(stderr, "sockbus sub: cannot write to stdout: %s\n", strerror(errno));
-    }
-    return CLI_EXIT_FAILURE;
-}
-
 /* Leave with `code` once everything received has been written out. */
 static int sub_finish(sub_state *st, int code)
 {
     st->dropped += sb_take_dropped(st->client);
     sub_report_dropped(st);
-    int r = sub_flush_stdout();
+    int r = cli_flush_stdout(CMD);
     return r != 0 ? r : code;
 }
 
@@ -415,14 +349,14 @@ static int sub_loop(sub_state *st, const sub_args *args)
         if (r == -ETIMEDOUT) {
             /* Nothing waiting: the moment to let output and news out. */
             int report_in = sub_check_dropped(st);
-            r = sub_flush_stdout();
+            r = cli_flush_stdout(CMD);
             if (r != 0) {
                 return r;
             }
-            if (sub_deadline_passed(st)) {
+            if (cli_deadline_passed(&st->deadline)) {
                 return sub_finish(st, CLI_EXIT_TIMEOUT);
             }
-            int wait = sub_wait_ms(st, -1);
+            int wait = cli_deadline_wait_ms(&st->deadline, -1);
             if (report_in >= 0 && (wait < 0 || report_in < wait)) {
                 wait = report_in; /* wake up to report a held-back count */
             }
@@ -449,7 +383,7 @@ static int sub_loop(sub_state *st, const sub_args *args)
             return cli_connection_error(CMD, st->client, "waiting for messages", r);
         }
         /* A message that arrives after the deadline does not count. */
-        if (sub_deadline_passed(st)) {
+        if (cli_deadline_passed(&st->deadline)) {
             return sub_finish(st, CLI_EXIT_TIMEOUT);
         }
 
@@ -480,20 +414,15 @@ int cmd_sub(int argc, char **argv)
     setvbuf(stdout, sub_stdout_buffer, _IOFBF, sizeof(sub_stdout_buffer));
 
     sub_state st = {
-        .has_deadline = args.timeout_ms > 0,
-        .deadline_ms = start_ms + args.timeout_ms,
+        .deadline = {.set = args.timeout_ms > 0, .at_ms = start_ms + args.timeout_ms},
         /* The first drop is reported at once. */
         .dropped_reported_ms = start_ms - SUB_DROPPED_REPORT_MS,
     };
 
     /* -t bounds the connect too, but never below 1 ms: 0 would mean the
      * library's default. */
-    int connect_ms = CLI_TIMEOUT_DEFAULT_MS;
-    if (st.has_deadline) {
-        int left = cli_remaining_ms(st.deadline_ms);
-        connect_ms = left < 1 ? 1 : (left < connect_ms ? left : connect_ms);
-    }
-    if (cli_connect(CMD, args.endpoint, connect_ms, &client) < 0) {
+    int connect_ms = cli_deadline_bounded_ms(&st.deadline);
+    if (cli_connect(CMD, args.endpoint, connect_ms < 1 ? 1 : connect_ms, &client) < 0) {
         return CLI_EXIT_FAILURE;
     }
     st.client = client;
