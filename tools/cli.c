@@ -364,7 +364,8 @@ int cli_parse_count(const char *text, uint64_t *count)
     return 0;
 }
 
-int cli_parse_timeout(const char *cmd, const char *arg, int64_t max_ms, int64_t *timeout_ms)
+/* What both kinds of -t accept, and the one wording for what they do not. */
+static int parse_timeout_ms(const char *cmd, const char *arg, int64_t max_ms, int64_t *timeout_ms)
 {
     int64_t ms;
 
@@ -374,6 +375,23 @@ int cli_parse_timeout(const char *cmd, const char *arg, int64_t max_ms, int64_t 
     }
     *timeout_ms = ms;
     return 0;
+}
+
+int cli_parse_timeout(const char *cmd, const char *arg, int *timeout_ms)
+{
+    int64_t ms = 0; /* written when r is 0; the compiler cannot tell */
+    int r = parse_timeout_ms(cmd, arg, INT_MAX, &ms);
+
+    if (r == 0) {
+        *timeout_ms = (int)ms;
+    }
+    return r;
+}
+
+int cli_parse_deadline(const char *cmd, const char *arg, int64_t *timeout_ms)
+{
+    /* cli_parse_duration_ms() keeps it far below INT64_MAX already. */
+    return parse_timeout_ms(cmd, arg, INT64_MAX, timeout_ms);
 }
 
 int cli_parse_count_option(const char *cmd, const char *arg, uint64_t *count)
@@ -407,7 +425,8 @@ int cli_parse_subject_message(const char *cmd, int argc, char **argv, const char
         return cli_usage_error(cmd, "missing SUBJECT");
     }
     if (left > 2) {
-        return cli_usage_error(cmd, "too many arguments after '%s'; quote a MESSAGE that holds spaces",
+        return cli_usage_error(cmd,
+                               "too many arguments after '%s'; quote a MESSAGE that holds spaces",
                                argv[optind + 1]);
     }
     *subject = argv[optind];

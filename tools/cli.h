@@ -115,10 +115,16 @@ int cli_parse_duration_ms(const char *text, int64_t *ms);
 /* Parse a positive decimal count. Returns 0 or -EINVAL. */
 int cli_parse_count(const char *text, uint64_t *count);
 
-/* The argument of -t/--timeout: a duration (cli_parse_duration_ms()) above
- * 0 and at most `max_ms`. Returns 0 with *timeout_ms set, or CLI_EXIT_USAGE
- * after one line on stderr (*timeout_ms untouched). */
-int cli_parse_timeout(const char *cmd, const char *arg, int64_t max_ms, int64_t *timeout_ms);
+/* The argument of -t/--timeout when it bounds each wait for the library
+ * (pub, req, stat): a duration (cli_parse_duration_ms()) above 0 that fits
+ * in an int of milliseconds. Returns 0 with *timeout_ms set, or
+ * CLI_EXIT_USAGE after one line on stderr (*timeout_ms untouched). */
+int cli_parse_timeout(const char *cmd, const char *arg, int *timeout_ms);
+
+/* The argument of -t/--timeout when it is a deadline for the whole command
+ * (sub, reply: see cli_deadline): as cli_parse_timeout(), with the same
+ * wording, but without the int bound. */
+int cli_parse_deadline(const char *cmd, const char *arg, int64_t *timeout_ms);
 
 /* The argument of -n/--count: cli_parse_count(), and one line on stderr when
  * it is not a count. Returns 0 with *count set, or CLI_EXIT_USAGE. */

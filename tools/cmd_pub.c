@@ -15,7 +15,6 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -50,7 +49,7 @@ static const struct option pub_options[] = {
 typedef struct pub_args {
     const char *endpoint; /* -s, or NULL for the default rule */
     const char *subject;
-    const char *reply; /* NULL: no reply subject */
+    const char *reply;   /* NULL: no reply subject */
     const char *message; /* NULL: the messages come from stdin */
     bool retain;
     bool raw;
@@ -92,8 +91,7 @@ static void pub_usage(FILE *out)
 static int pub_parse(int argc, char **argv, pub_args *args)
 {
     int ch;
-    int r;
-    int64_t ms;
+    int r = 0;
 
     while ((ch = getopt_long(argc, argv, PUB_OPTSTRING, pub_options, NULL)) != -1) {
         switch (ch) {
@@ -101,11 +99,7 @@ static int pub_parse(int argc, char **argv, pub_args *args)
             args->endpoint = optarg;
             break;
         case 't':
-            r = cli_parse_timeout(CMD, optarg, INT_MAX, &ms);
-            if (r != 0) {
-                return r;
-            }
-            args->timeout_ms = (int)ms;
+            r = cli_parse_timeout(CMD, optarg, &args->timeout_ms);
             break;
         case OPT_RETAIN:
             args->retain = true;
@@ -121,6 +115,9 @@ static int pub_parse(int argc, char **argv, pub_args *args)
             return -1;
         default:
             return cli_option_error(CMD, argv, ch, pub_options);
+        }
+        if (r != 0) {
+            return r;
         }
     }
 

@@ -64,9 +64,8 @@ typedef struct reply_args {
 typedef struct reply_state {
     sb_client *client;
     const reply_args *args;
-    bool has_deadline;
-    int64_t deadline_ms;
-    char *out; /* the command's output, reused from request to request */
+    cli_deadline deadline; /* -t */
+    char *out;             /* the command's output, reused from request to request */
     size_t out_cap;
     uint64_t answered;
     bool told_ignored; /* -v: said once that messages without reply are skipped */
@@ -80,8 +79,6 @@ typedef struct reply_run {
     int exec_errno; /* 0, or why execvp() failed */
     bool timed_out; /* -t passed while it ran: it was killed, no reply */
 } reply_run;
-
-int cmd_reply(int argc, char **argv);
 
 static void reply_usage(FILE *out)
 {
@@ -168,6 +165,7 @@ static int reply_parse_operands(int argc, char **argv, reply_args *args)
 static int reply_parse(int argc, char **argv, reply_args *args)
 {
     int ch;
+    int r = 0;
 
     while ((ch = getopt_long(argc, argv, REPLY_OPTSTRING, reply_options, NULL)) != -1) {
         switch (ch) {
@@ -175,29 +173,13 @@ static int reply_parse(int argc, char **argv, reply_args *args)
             args->endpoint = optarg;
             break;
         case 'q':
-            /* The library takes a queue group name by the subject rule. */
-            if (!sb_subject_valid(optarg, strlen(optarg))) {
-                fprintf(stderr,
-                        "sockbus reply: invalid queue group '%s': a group is named like a "
-                        "subject: tokens of 1+ printable bytes separated by '.', no '*' or "
-                        "'>'\n",
-                        optarg);
-                return CLI_EXIT_USAGE;
-            }
-            args->queue = optarg;
+            r = cli_parse_queue(CMD, optarg, &args->queue);
             break;
         case 'n':
-            if (cli_parse_count(optarg, &args->count) < 0) {
-                return cli_usage_error(CMD, "invalid count '%s': give a whole number > 0", optarg);
-            }
+            r = cli_parse_count_option(CMD, optarg, &args->count);
             break;
         case 't':
-            if (cli_parse_duration_ms(optarg, &args->timeout_ms) < 0 || args->timeout_ms == 0) {
-                return cli_usage_error(CMD,
-                                       "invalid timeout '%s': give seconds > 0, e.g. 5, "
-                                       "0.5 or 250ms",
-                                       optarg);
-            }
+            r = cli_parse_deadline(CMD, optarg, &args->timeout_ms);
             break;
         case 'v':
             args->verbose = true;
@@ -208,9 +190,12 @@ static int reply_parse(int argc, char **argv, reply_args *args)
         default:
             return cli_option_error(CMD, argv, ch, reply_options);
         }
+        if (r != 0) {
+            return r;
+        }
     }
 
-    int r = reply_parse_operands(argc, argv, args);
+    r = reply_parse_operands(argc, argv, args);
     if (r != 0) {
         return r;
     }
@@ -223,58 +208,6 @@ static int reply_parse(int argc, char **argv, reply_args *args)
         return CLI_EXIT_USAGE;
     }
     return 0;
-}
-
-static bool reply_deadline_passed(const reply_state *st)
-{
-    return st->has_deadline && cli_now_ms() >= st->deadline_ms;
-}
-
-/* How long a bounded wait may take: CLI_TIMEOUT_DEFAULT_MS, or less when
- * -t ends sooner. */
-static int reply_bounded_ms(const reply_state *st)
-{
-    if (!st->has_deadline) {
-        return CLI_TIMEOUT_DEFAULT_MS;
-    }
-    int left = cli_remaining_ms(st->deadline_ms);
-    return left < CLI_TIMEOUT_DEFAULT_MS ? left : CLI_TIMEOUT_DEFAULT_MS;
-}
-
-/* Subscribe and wait for the broker to take it, so that a refusal is one
- * clear line before we claim to serve anything. */
-static int reply_subscribe(reply_state *st)
-{
-    const reply_args *args = st->args;
-    int r = sb_subscribe(st->client, args->subject, args->queue, NULL);
-    if (r < 0) {
-        return cli_connection_error(CMD, st->client, "subscribing", r);
-    }
-    int wait = reply_bounded_ms(st);
-    r = sb_flush(st->client, wait);
-    if (r == 0) {
-        return 0;
-    }
-    if (r == -ETIMEDOUT && reply_deadline_passed(st)) {
-        return CLI_EXIT_TIMEOUT;
-    }
-    if (r == -ETIMEDOUT) {
-        fprintf(stderr,
-                "sockbus reply: the broker at %s did not confirm the subscription to '%s' "
-                "within %d.%03d s; is it overloaded?\n",
-                sb_endpoint(st->client), args->subject, wait / 1000, wait % 1000);
-        return CLI_EXIT_FAILURE;
-    }
-    if (cli_is_broker_refusal(r)) {
-        char detail[CLI_BROKER_DETAIL_MAX];
-        fprintf(stderr,
-                "sockbus reply: the broker at %s refused the subscription to '%s'%s%s%s: %s%s\n",
-                sb_endpoint(st->client), args->subject, args->queue ? " in queue group '" : "",
-                args->queue ? args->queue : "", args->queue ? "'" : "", sb_strerror(r),
-                cli_broker_detail(st->client, r, detail, sizeof(detail)));
-        return CLI_EXIT_FAILURE;
-    }
-    return cli_connection_error(CMD, st->client, "subscribing", r);
 }
 
 /* The command gets our pipes as fds 0 and 1; with 0, 1 and 2 open, a new
@@ -339,7 +272,7 @@ static int reply_exchange(reply_state *st, reply_run *run, int in_fd, int out_fd
             {.fd = out_fd, .events = POLLIN},
             {.fd = in_fd, .events = POLLOUT}, /* poll() skips a negative fd */
         };
-        int n = poll(fds, 2, st->has_deadline ? cli_remaining_ms(st->deadline_ms) : -1);
+        int n = poll(fds, 2, cli_deadline_wait_ms(&st->deadline, -1));
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -537,26 +470,13 @@ static int reply_send(reply_state *st, const char *reply_to, const void *data, s
     if (r < 0) {
         return cli_connection_error(CMD, st->client, "replying", r);
     }
-    int wait = reply_bounded_ms(st);
-    r = sb_flush(st->client, wait);
-    if (r == 0) {
-        return 0;
-    }
-    if (r == -ETIMEDOUT && reply_deadline_passed(st)) {
-        return CLI_EXIT_TIMEOUT;
-    }
-    if (r == -ETIMEDOUT) {
-        fprintf(stderr,
-                "sockbus reply: the broker at %s did not confirm a reply within %d.%03d s; is "
-                "it overloaded?\n",
-                sb_endpoint(st->client), wait / 1000, wait % 1000);
-        return CLI_EXIT_FAILURE;
+    r = cli_confirm(CMD, st->client, cli_deadline_bounded_ms(&st->deadline), &st->deadline,
+                    "a reply");
+    if (r >= 0) {
+        return r;
     }
     if (cli_is_broker_refusal(r)) {
-        char detail[CLI_BROKER_DETAIL_MAX];
-        fprintf(stderr, "sockbus reply: the broker at %s refused the reply on '%s': %s%s\n",
-                sb_endpoint(st->client), reply_to, sb_strerror(r),
-                cli_broker_detail(st->client, r, detail, sizeof(detail)));
+        cli_refusal_error(CMD, st->client, r, "", "the reply on '%s'", reply_to);
         return 0;
     }
     return cli_connection_error(CMD, st->client, "replying", r);
@@ -649,10 +569,10 @@ static int reply_loop(reply_state *st)
     sb_msg m;
 
     for (;;) {
-        int wait = st->has_deadline ? cli_remaining_ms(st->deadline_ms) : -1;
+        int wait = cli_deadline_wait_ms(&st->deadline, -1);
         int r = sb_next_msg(st->client, &m, wait);
         if (r == -ETIMEDOUT || r == -EINTR) {
-            if (reply_deadline_passed(st)) {
+            if (cli_deadline_passed(&st->deadline)) {
                 return CLI_EXIT_TIMEOUT;
             }
             continue;
@@ -661,7 +581,7 @@ static int reply_loop(reply_state *st)
             return cli_connection_error(CMD, st->client, "waiting for requests", r);
         }
         /* A request that arrives after the deadline is not taken. */
-        if (reply_deadline_passed(st)) {
+        if (cli_deadline_passed(&st->deadline)) {
             return CLI_EXIT_TIMEOUT;
         }
         if (m.reply_len == 0) {
@@ -711,13 +631,12 @@ int cmd_reply(int argc, char **argv)
 
     reply_state st = {
         .args = &args,
-        .has_deadline = args.timeout_ms > 0,
-        .deadline_ms = start_ms + args.timeout_ms,
+        .deadline = {.set = args.timeout_ms > 0, .at_ms = start_ms + args.timeout_ms},
     };
 
     /* -t bounds the connect too, but never below 1 ms: 0 would mean the
      * library's default. */
-    int connect_ms = reply_bounded_ms(&st);
+    int connect_ms = cli_deadline_bounded_ms(&st.deadline);
     if (cli_connect(CMD, args.endpoint, connect_ms < 1 ? 1 : connect_ms, &client) < 0) {
         return CLI_EXIT_FAILURE;
     }
@@ -734,7 +653,9 @@ int cmd_reply(int argc, char **argv)
         return CLI_EXIT_FAILURE;
     }
 
-    r = reply_subscribe(&st);
+    /* Confirmed before we claim to serve anything. */
+    r = cli_subscribe(CMD, client, args.subject, args.queue, cli_deadline_bounded_ms(&st.deadline),
+                      &st.deadline);
     if (r == 0) {
         r = reply_loop(&st);
     }

@@ -16,7 +16,6 @@
 #include "cli.h"
 
 #include <errno.h>
-#include <limits.h>
 #include <signal.h>
 #include <string.h>
 
@@ -79,8 +78,7 @@ static void req_usage(FILE *out)
 static int req_parse(int argc, char **argv, req_args *args)
 {
     int ch;
-    int r;
-    int64_t ms;
+    int r = 0;
 
     while ((ch = getopt_long(argc, argv, REQ_OPTSTRING, req_options, NULL)) != -1) {
         switch (ch) {
@@ -88,11 +86,7 @@ static int req_parse(int argc, char **argv, req_args *args)
             args->endpoint = optarg;
             break;
         case 't':
-            r = cli_parse_timeout(CMD, optarg, INT_MAX, &ms);
-            if (r != 0) {
-                return r;
-            }
-            args->timeout_ms = (int)ms;
+            r = cli_parse_timeout(CMD, optarg, &args->timeout_ms);
             break;
         case OPT_RAW:
             args->raw = true;
@@ -102,6 +96,9 @@ static int req_parse(int argc, char **argv, req_args *args)
             return -1;
         default:
             return cli_option_error(CMD, argv, ch, req_options);
+        }
+        if (r != 0) {
+            return r;
         }
     }
 

@@ -135,8 +135,7 @@ static void stat_usage(FILE *out)
 static int stat_parse(int argc, char **argv, stat_args *args)
 {
     int ch;
-    int r;
-    int64_t ms;
+    int r = 0;
 
     while ((ch = getopt_long(argc, argv, STAT_OPTSTRING, stat_options, NULL)) != -1) {
         switch (ch) {
@@ -144,11 +143,7 @@ static int stat_parse(int argc, char **argv, stat_args *args)
             args->endpoint = optarg;
             break;
         case 't':
-            r = cli_parse_timeout(CMD, optarg, INT_MAX, &ms);
-            if (r != 0) {
-                return r;
-            }
-            args->timeout_ms = (int)ms;
+            r = cli_parse_timeout(CMD, optarg, &args->timeout_ms);
             break;
         case OPT_JSON:
             args->json = true;
@@ -158,6 +153,9 @@ static int stat_parse(int argc, char **argv, stat_args *args)
             return -1;
         default:
             return cli_option_error(CMD, argv, ch, stat_options);
+        }
+        if (r != 0) {
+            return r;
         }
     }
     if (optind < argc) {

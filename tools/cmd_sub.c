@@ -70,7 +70,7 @@ typedef struct sub_args {
 
 typedef struct sub_state {
     sb_client *client;
-    cli_deadline deadline; /* -t */
+    cli_deadline deadline;       /* -t */
     uint64_t dropped;            /* reported by the broker, not yet by us */
     int64_t dropped_reported_ms; /* when we last printed a drop line */
 } sub_state;
@@ -149,8 +149,7 @@ static int sub_parse(int argc, char **argv, sub_args *args)
             r = cli_parse_count_option(CMD, optarg, &args->count);
             break;
         case 't':
-            /* A deadline, not one wait for the library: no INT_MAX bound. */
-            r = cli_parse_timeout(CMD, optarg, INT64_MAX, &args->timeout_ms);
+            r = cli_parse_deadline(CMD, optarg, &args->timeout_ms);
             break;
         case 'q':
             r = cli_parse_queue(CMD, optarg, &args->queue);
