@@ -353,8 +353,8 @@ static void svg_panel_write(FILE *out, const bench_report *rep, const svg_panel 
                 double ratio = v / one->rate_spread.median;
                 len = strlen(text);
                 snprintf(text + len, sizeof(text) - len,
-                         "  %.2fx of 1 (target \xe2\x89\xa5 %.1f: %s)", ratio, SVG_TARGET_SCALE,
-                         ratio >= SVG_TARGET_SCALE ? "ok" : "missed");
+                         ", %.2fx of scale 1 (target \xe2\x89\xa5 %.1f: %s)", ratio,
+                         SVG_TARGET_SCALE, ratio >= SVG_TARGET_SCALE ? "ok" : "missed");
             }
         } else if (p->metric == SVG_IDLE) {
             size_t len = strlen(text);
