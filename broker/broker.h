@@ -19,13 +19,13 @@
 #include <uv.h>
 
 #define BROKER_VERSION "0.1.0"
-#define BROKER_NAME "sockbusd"
+#define BROKER_NAME    "sockbusd"
 
 /* Limits (DESIGN §4): each has a default, a flag and a config key. */
-#define BROKER_MAX_FRAME_DEFAULT 1114112u
-#define BROKER_MAX_CONNECTIONS_DEFAULT 4096u
-#define BROKER_MAX_SUBSCRIPTIONS_DEFAULT 65536u
-#define BROKER_MAX_PENDING_DEFAULT (8u * 1024u * 1024u)
+#define BROKER_MAX_FRAME_DEFAULT          1114112u
+#define BROKER_MAX_CONNECTIONS_DEFAULT    4096u
+#define BROKER_MAX_SUBSCRIPTIONS_DEFAULT  65536u
+#define BROKER_MAX_PENDING_DEFAULT        (8u * 1024u * 1024u)
 #define BROKER_MAX_RETAINED_BYTES_DEFAULT (64u * 1024u * 1024u)
 
 /* The smallest max_frame that still carries a full-length subject. */
@@ -41,9 +41,9 @@ struct acl;
 
 struct broker_config {
     char socket_path[108];
-    char tcp[256];       /* "" for none */
-    unsigned mode;       /* socket file mode, default 0600 */
-    char group[64];      /* "" for none */
+    char tcp[256];  /* "" for none */
+    unsigned mode;  /* socket file mode, default 0600 */
+    char group[64]; /* "" for none */
     uint32_t max_frame;
     uint32_t max_connections;
     uint32_t max_subscriptions;
@@ -77,8 +77,8 @@ struct broker {
 
     /* Every connection, for shutdown and introspection. */
     struct conn *conns;
-    uint32_t nconns;   /* all accepted and not yet closed */
-    uint32_t nclients; /* of which past HELLO: what $SYS.STATS counts */
+    uint32_t nconns;    /* all accepted and not yet closed */
+    uint32_t nclients;  /* of which past HELLO: what $SYS.STATS counts */
     uint32_t ndraining; /* of which closing after a fatal ERR */
     uv_timer_t drain_timer;
     uv_timer_t trim_timer; /* gives back the buffers of past bursts */

@@ -53,7 +53,7 @@
  * (a burst) are kept while busy, since freeing and faulting in megabytes
  * every loop iteration costs more than the copying, and given back by
  * conn_trim() once they sit empty. */
-#define CONN_BUF_KEEP (64u * 1024u)
+#define CONN_BUF_KEEP     (64u * 1024u)
 #define CONN_ERR_TEXT_MAX 256u
 
 static void conn_read_start(struct conn *c);
@@ -207,8 +207,8 @@ static int conn_queue(struct conn *c, uint8_t op, uint8_t flags, uint32_t sid, c
     if (buf_reserve(&c->out, size) < 0) {
         return -ENOMEM;
     }
-    c->out.len += frame_encode(c->out.data + c->out.len, op, flags, sid, subject, subject_len,
-                               NULL, 0, NULL, 0, payload, payload_len);
+    c->out.len += frame_encode(c->out.data + c->out.len, op, flags, sid, subject, subject_len, NULL,
+                               0, NULL, 0, payload, payload_len);
     conn_mark_dirty(c);
     return 0;
 }
@@ -277,9 +277,8 @@ void conn_queue_err(struct conn *c, uint32_t code, const void *subject, size_t s
         return;
     }
     if (c->has_cred) {
-        log_verbose("client %llu (pid %ld, uid %lu): ERR %u: %s",
-                    (unsigned long long)c->id, (long)c->pid, (unsigned long)c->uid, code,
-                    text);
+        log_verbose("client %llu (pid %ld, uid %lu): ERR %u: %s", (unsigned long long)c->id,
+                    (long)c->pid, (unsigned long)c->uid, code, text);
     } else {
         log_verbose("client %llu (tcp): ERR %u: %s", (unsigned long long)c->id, code, text);
     }
@@ -465,7 +464,8 @@ static void conn_handle_hello(struct conn *c, const struct frame *f)
         return;
     }
     if (r == -EINVAL) {
-        conn_end(c, FRAME_ERR_PROTOCOL, "invalid HELLO: \"name\" must be a string, \"echo\" a boolean");
+        conn_end(c, FRAME_ERR_PROTOCOL,
+                 "invalid HELLO: \"name\" must be a string, \"echo\" a boolean");
         return;
     }
     if (r < 0) {
@@ -541,8 +541,7 @@ static void conn_handle_frame(struct conn *c, const struct frame *f)
         if (r == -EDQUOT) {
             conn_queue_err(c, FRAME_ERR_LIMIT, f->subject, f->subject_len,
                            "cannot subscribe to '%.*s': max_subscriptions (%u) reached",
-                           (int)f->subject_len, (const char *)f->subject,
-                           b->cfg.max_subscriptions);
+                           (int)f->subject_len, (const char *)f->subject, b->cfg.max_subscriptions);
         } else if (r == -EEXIST) {
             conn_queue_err(c, FRAME_ERR_SID, f->subject, f->subject_len,
                            "cannot subscribe to '%.*s': sid %u is zero or in use",
@@ -563,8 +562,7 @@ static void conn_handle_frame(struct conn *c, const struct frame *f)
         uint32_t max = f->payload_len >= 4 ? frame_get_u32(f->payload) : 0;
         r = router_unsubscribe(b, c, f->sid, max);
         if (r < 0) {
-            conn_queue_err(c, FRAME_ERR_SID, NULL, 0, "cannot unsubscribe: unknown sid %u",
-                           f->sid);
+            conn_queue_err(c, FRAME_ERR_SID, NULL, 0, "cannot unsubscribe: unknown sid %u", f->sid);
         }
         break;
     }
@@ -605,8 +603,8 @@ static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
         if (r < 0) {
             conn_end(c, FRAME_ERR_PROTOCOL,
                      frame_get_u32(buf + off) < FRAME_MIN_SIZE ? "frame size below 16"
-                     : frame_op_known(buf[off + 4]) ? "frame lengths overrun the frame"
-                                                     : "unknown op");
+                     : frame_op_known(buf[off + 4])            ? "frame lengths overrun the frame"
+                                                               : "unknown op");
             break;
         }
         conn_handle_frame(c, &f);
@@ -843,10 +841,8 @@ void conn_accept(struct broker *b, int fd, enum conn_transport transport)
         uv_tcp_nodelay(&c->h.tcp, 1);
     }
     /* Permissions are decided once, here: a PUB only walks this rule. */
-    struct acl_peer peer = {.tcp = transport == CONN_TCP,
-                            .has_cred = c->has_cred,
-                            .uid = c->uid,
-                            .gid = c->gid};
+    struct acl_peer peer = {
+        .tcp = transport == CONN_TCP, .has_cred = c->has_cred, .uid = c->uid, .gid = c->gid};
     c->acl_rule = acl_find_for_socket(b->cfg.acl, fd, &peer);
     if (b->nconns > b->cfg.max_connections) {
         char text[96];

@@ -90,11 +90,11 @@ struct conn {
     bool hello_done;
     bool echo;
     bool dirty;
-    bool draining; /* a fatal ERR is queued: write it, then close */
+    bool draining;        /* a fatal ERR is queued: write it, then close */
     uint64_t drain_since; /* loop time when draining began */
-    bool closing;  /* uv_close() called */
-    bool reading;  /* uv_read_start() in effect */
-    bool writing;  /* a uv_write() is in flight on `wbuf` */
+    bool closing;         /* uv_close() called */
+    bool reading;         /* uv_read_start() in effect */
+    bool writing;         /* a uv_write() is in flight on `wbuf` */
 
     /* Input: bytes of an incomplete frame, kept between reads. */
     struct conn_buf in;

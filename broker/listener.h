@@ -43,8 +43,8 @@ struct listener_unix {
  * Changes the process umask for the duration of bind(): call it before
  * starting threads.
  */
-int listener_unix_open(struct listener_unix *l, const char *path, unsigned mode,
-                       const char *group, char *err, size_t err_len);
+int listener_unix_open(struct listener_unix *l, const char *path, unsigned mode, const char *group,
+                       char *err, size_t err_len);
 
 /* Close the socket, unlink the path if it is still ours, remove and release
  * the lock. Safe to call on a listener that failed to open or was closed. */
@@ -64,7 +64,6 @@ void listener_unix_forget_fd(struct listener_unix *l);
  * malformed endpoint or a host that does not resolve, -EADDRINUSE for a port
  * in use) and one line in err; *fd and *port_out are not written.
  */
-int listener_tcp_open(const char *hostport, int *fd, unsigned *port_out, char *err,
-                      size_t err_len);
+int listener_tcp_open(const char *hostport, int *fd, unsigned *port_out, char *err, size_t err_len);
 
 #endif /* SOCKBUS_LISTENER_H */

@@ -18,7 +18,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 
-#define SYSTEM_SOCKET_DIR "/run/sockbus"
+#define SYSTEM_SOCKET_DIR  "/run/sockbus"
 #define SYSTEM_SOCKET_PATH SYSTEM_SOCKET_DIR "/sockbus.sock"
 
 /* File descriptors the broker needs besides its connections: stdio, the
@@ -78,8 +78,7 @@ static int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max,
     unsigned long long v = strtoull(s, &end, 0);
     if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max) {
         fprintf(stderr,
-                "sockbusd: invalid %s '%s': expected a number from %" PRIu64 " to %" PRIu64
-                "\n",
+                "sockbusd: invalid %s '%s': expected a number from %" PRIu64 " to %" PRIu64 "\n",
                 opt, s, min, max);
         return -EINVAL;
     }
@@ -122,8 +121,7 @@ static const struct option long_options[] = {
 static int copy_opt(char *dst, size_t len, const char *opt, const char *value)
 {
     if (strlen(value) >= len) {
-        fprintf(stderr, "sockbusd: %s '%s' is too long (at most %zu bytes)\n", opt, value,
-                len - 1);
+        fprintf(stderr, "sockbusd: %s '%s' is too long (at most %zu bytes)\n", opt, value, len - 1);
         return -ENAMETOOLONG;
     }
     strcpy(dst, value);

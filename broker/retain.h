@@ -21,9 +21,9 @@ struct frame;
 struct retained {
     struct retained *next; /* hash chain */
     uint32_t hash;
-    uint32_t size;         /* of frame[] */
-    uint64_t bytes;        /* counted toward the limit */
-    uint8_t frame[];       /* a PUB frame with reply_len 0 */
+    uint32_t size;   /* of frame[] */
+    uint64_t bytes;  /* counted toward the limit */
+    uint8_t frame[]; /* a PUB frame with reply_len 0 */
 };
 
 struct retain_store {

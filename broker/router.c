@@ -184,8 +184,8 @@ static int router_scratch_frame(struct broker *b, const void *subject, size_t su
         b->scratch = p;
         b->scratch_cap = size;
     }
-    frame_encode(b->scratch, FRAME_OP_PUB, 0, 0, subject, subject_len, NULL, 0, NULL, 0,
-                 payload, payload_len);
+    frame_encode(b->scratch, FRAME_OP_PUB, 0, 0, subject, subject_len, NULL, 0, NULL, 0, payload,
+                 payload_len);
     return frame_parse(b->scratch, size, b->cfg.max_frame, f);
 }
 

@@ -31,8 +31,9 @@
  * publishers tend to repeat subjects, and a hit costs one hash and one
  * memcmp of the subject instead of a walk and a validation.
  *
- * Token hashes: FNV-style, eight bytes per step, with a 64-bit finalizer; unseeded. Subscribers are
- * local clients of the same machine; if that ever changes, seed the hash.
+ * Token hashes: FNV-style, eight bytes per step, with a 64-bit finalizer;
+ * unseeded. Subscribers are local clients of the same machine; if that ever
+ * changes, seed the hash.
  */
 #include "subtrie.h"
 
@@ -106,9 +107,9 @@ struct node {
  * still rotate on every match.
  */
 enum {
-    CACHE_ENTRIES = 256,       /* a power of two */
-    CACHE_SUBJECT_MAX = 128,   /* longer subjects are not cached */
-    CACHE_NODES_MAX = 8,       /* subjects matching more nodes are not cached */
+    CACHE_ENTRIES = 256,     /* a power of two */
+    CACHE_SUBJECT_MAX = 128, /* longer subjects are not cached */
+    CACHE_NODES_MAX = 8,     /* subjects matching more nodes are not cached */
 };
 
 struct cache_entry {
@@ -271,8 +272,7 @@ static struct node *children_find(const struct node *n, const char *tok, size_t 
             return NULL;
         }
         struct node *c = slot->node;
-        if (slot->hash == hash && c->token_len == tok_len &&
-            memcmp(c->token, tok, tok_len) == 0) {
+        if (slot->hash == hash && c->token_len == tok_len && memcmp(c->token, tok, tok_len) == 0) {
             return c;
         }
     }
@@ -684,8 +684,7 @@ static int walk_push(struct node_list *l, struct node *n)
 /* Collect the nodes below n whose patterns match the tokens of s[0..len)
  * (len > 0). `first`: s starts the subject, where the '$' rule applies.
  * One level of recursion per token. */
-static int match_below(struct node *n, const char *s, size_t len, bool first,
-                       struct node_list *out)
+static int match_below(struct node *n, const char *s, size_t len, bool first, struct node_list *out)
 {
     size_t tl = token_len(s, len);
     bool wild_ok = !(first && s[0] == '$');

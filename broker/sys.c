@@ -16,9 +16,9 @@
 #include <json-c/json.h>
 #include <string.h>
 
-#define SYS_STATS "$SYS.STATS"
-#define SYS_CLIENTS "$SYS.CLIENTS"
-#define SYS_EVENT_CONNECT "$SYS.EVENT.CONNECT"
+#define SYS_STATS            "$SYS.STATS"
+#define SYS_CLIENTS          "$SYS.CLIENTS"
+#define SYS_EVENT_CONNECT    "$SYS.EVENT.CONNECT"
 #define SYS_EVENT_DISCONNECT "$SYS.EVENT.DISCONNECT"
 
 bool sys_subject(const void *subject, size_t len)
@@ -86,8 +86,7 @@ static json_object *sys_clients(const struct broker *b)
 }
 
 /* Publish `o` (consumed) on subject, as the broker. */
-static int sys_publish(struct broker *b, const char *subject, size_t subject_len,
-                       json_object *o)
+static int sys_publish(struct broker *b, const char *subject, size_t subject_len, json_object *o)
 {
     size_t len;
     const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);

@@ -49,9 +49,9 @@
 /* How much unconsumed input a client keeps (messages not yet taken, while
  * it waits for a PONG, a reply, or room to write) before it gives up with
  * -ENOBUFS. */
-#define CLIENT_RBUF_MAX (256u * 1024u * 1024u)
+#define CLIENT_RBUF_MAX           (256u * 1024u * 1024u)
 #define CLIENT_CONNECT_TIMEOUT_MS 5000
-#define CLIENT_ERRTEXT_MAX 256
+#define CLIENT_ERRTEXT_MAX        256
 
 /* A byte buffer reused across requests. */
 struct client_buf {
@@ -65,8 +65,8 @@ struct client_buf {
 struct client_request {
     uint32_t token;
     bool done;
-    int err;             /* the broker refused the request (ERR) */
-    size_t subject_len;  /* its subject, to match such an ERR */
+    int err;            /* the broker refused the request (ERR) */
+    size_t subject_len; /* its subject, to match such an ERR */
     struct client_buf subject;
     struct client_buf reply;
 };
@@ -116,7 +116,7 @@ struct sb_client {
     char inbox_prefix[64];
     uint32_t inbox_sid; /* 0 until the first request */
     uint32_t next_token;
-    uint32_t wait_token; /* what sb_request_wait() waits for */
+    uint32_t wait_token;             /* what sb_request_wait() waits for */
     struct client_request *requests; /* [0, nrequests) in flight */
     size_t nrequests;
     size_t requests_cap;
@@ -485,8 +485,7 @@ static int client_handle_welcome(sb_client *c, const struct frame *f)
         snprintf(c->inbox_prefix, sizeof(c->inbox_prefix), "%s", json_object_get_string(v));
     }
     if (json_object_object_get_ex(o, "version", &v)) {
-        snprintf(c->server_version, sizeof(c->server_version), "%s",
-                 json_object_get_string(v));
+        snprintf(c->server_version, sizeof(c->server_version), "%s", json_object_get_string(v));
     }
     json_object_put(o);
     c->welcomed = true;
@@ -667,8 +666,6 @@ static bool client_take_msg(sb_client *c, sb_msg *m)
     }
     return false;
 }
-
-
 
 /*
  * Read and scan until `done(c)` holds or the deadline passes. Output is
@@ -1005,8 +1002,7 @@ SB_EXPORT int sb_publish_ex(sb_client *c, const sb_pub *pub)
 SB_EXPORT int sb_publish(sb_client *c, const char *subject, const char *reply, const void *data,
                          size_t len)
 {
-    sb_pub pub = {
-        .subject = subject, .reply = reply, .payload = data, .payload_len = len};
+    sb_pub pub = {.subject = subject, .reply = reply, .payload = data, .payload_len = len};
     return sb_publish_ex(c, &pub);
 }
 

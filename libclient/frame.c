@@ -121,8 +121,8 @@ size_t frame_encode(uint8_t *out, uint8_t op, uint8_t flags, uint32_t sid, const
                     size_t header_len, const void *payload, size_t payload_len)
 {
     size_t size = frame_encoded_size(subject_len, reply_len, header_len, payload_len);
-    frame_encode_header(out, (uint32_t)size, op, flags, (uint16_t)subject_len,
-                        (uint16_t)reply_len, (uint16_t)header_len, sid);
+    frame_encode_header(out, (uint32_t)size, op, flags, (uint16_t)subject_len, (uint16_t)reply_len,
+                        (uint16_t)header_len, sid);
     uint8_t *p = out + FRAME_HEADER_SIZE;
     p = put_bytes(p, subject, subject_len);
     p = put_bytes(p, reply, reply_len);

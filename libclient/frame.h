@@ -31,7 +31,7 @@
 #include <string.h>
 
 #define FRAME_HEADER_SIZE 16u
-#define FRAME_MIN_SIZE FRAME_HEADER_SIZE
+#define FRAME_MIN_SIZE    FRAME_HEADER_SIZE
 
 enum frame_op {
     FRAME_OP_HELLO = 0x01,   /* C->B: payload JSON {"protocol":1,...} */
@@ -50,12 +50,12 @@ enum frame_op {
 #define FRAME_PUB_RETAIN 0x01u
 /* MSG flags. */
 #define FRAME_MSG_NO_RESPONDERS 0x01u
-#define FRAME_MSG_RETAINED 0x02u
+#define FRAME_MSG_RETAINED      0x02u
 
 /* ERR codes (the sid field of ERR). */
 enum frame_err {
-    FRAME_ERR_PROTOCOL = 1,      /* fatal */
-    FRAME_ERR_TOO_LARGE = 2,     /* fatal */
+    FRAME_ERR_PROTOCOL = 1,  /* fatal */
+    FRAME_ERR_TOO_LARGE = 2, /* fatal */
     FRAME_ERR_SUBJECT = 3,
     FRAME_ERR_PERMISSION = 4,
     FRAME_ERR_LIMIT = 5,

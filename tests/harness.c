@@ -364,8 +364,8 @@ int harness_raw(const struct harness_broker *b, bool hello)
     cr_assert(fd >= 0);
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", b->socket);
-    cr_assert_eq(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0, "connect %s: %s",
-                 b->socket, strerror(errno));
+    cr_assert_eq(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0, "connect %s: %s", b->socket,
+                 strerror(errno));
     if (hello) {
         static const char json[] = "{\"protocol\":1}";
         uint8_t frame[64];
@@ -428,8 +428,8 @@ pid_t harness_cli_spawn(const char *const *argv, int *out_fd)
     return pid;
 }
 
-int harness_cli(const char *const *argv, const void *in, size_t in_len, char **out,
-                size_t *out_len, char *err, size_t err_len, int timeout_ms)
+int harness_cli(const char *const *argv, const void *in, size_t in_len, char **out, size_t *out_len,
+                char *err, size_t err_len, int timeout_ms)
 {
     char errpath[] = "/tmp/sbtest-err-XXXXXX";
     int errfd = mkstemp(errpath);

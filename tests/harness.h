@@ -20,14 +20,14 @@
 #include <sys/types.h>
 
 #define HARNESS_READY_MS 5000
-#define HARNESS_IO_MS 5000
+#define HARNESS_IO_MS    5000
 
 struct harness_broker {
     pid_t pid;
     char dir[64];
     char socket[96];
-    char tcp[64];     /* "tcp://127.0.0.1:PORT" when started with tcp */
-    char log[128];    /* the broker's stderr */
+    char tcp[64];  /* "tcp://127.0.0.1:PORT" when started with tcp */
+    char log[128]; /* the broker's stderr */
 };
 
 /*
@@ -92,8 +92,8 @@ bool harness_wait_eof(int fd, int timeout_ms);
  * err_len). Kills it after timeout_ms. Returns the exit status (128+signal
  * if killed by one), or -1.
  */
-int harness_cli(const char *const *argv, const void *in, size_t in_len, char **out,
-                size_t *out_len, char *err, size_t err_len, int timeout_ms);
+int harness_cli(const char *const *argv, const void *in, size_t in_len, char **out, size_t *out_len,
+                char *err, size_t err_len, int timeout_ms);
 
 /* Start the sockbus command in the background with stdout to a pipe;
  * returns its pid and the read end in *out_fd. */

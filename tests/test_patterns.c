@@ -54,8 +54,8 @@ static void serve(sb_client *responder, int n)
         sb_msg m = expect_msg(responder);
         cr_assert_gt(m.reply_len, 0, "a request has a reply subject");
         char out[256];
-        int len = snprintf(out, sizeof(out), "re:%.*s", (int)m.payload_len,
-                           (const char *)m.payload);
+        int len =
+            snprintf(out, sizeof(out), "re:%.*s", (int)m.payload_len, (const char *)m.payload);
         char reply[SB_SUBJECT_MAX + 1];
         memcpy(reply, m.reply, m.reply_len + 1);
         cr_assert_eq(sb_publish(responder, reply, NULL, out, (size_t)len), 0);
@@ -124,8 +124,7 @@ Test(patterns, no_responders_fails_fast)
     int r = sb_request(cli, "nobody.home", "x", 1, &reply, 10000);
     int64_t took = harness_now_ms() - start;
     cr_assert_eq(r, SB_E_NO_RESPONDERS, "got %s", sb_strerror(r));
-    cr_assert_lt(took, 2000, "NO_RESPONDERS took %lld ms against a 10 s timeout",
-                 (long long)took);
+    cr_assert_lt(took, 2000, "NO_RESPONDERS took %lld ms against a 10 s timeout", (long long)took);
     /* A plain publish with a reply subject gets the flagged empty MSG. */
     uint32_t sid;
     cr_assert_eq(sb_subscribe(cli, "my.reply", NULL, &sid), 0);
@@ -188,8 +187,8 @@ Test(patterns, queue_group_round_robin_is_balanced)
         while (sb_next_msg(member[i], &m, 0) == 0) {
             got++;
         }
-        cr_assert(got >= MSGS / MEMBERS - 1 && got <= MSGS / MEMBERS + 1,
-                  "member %d got %d of %d", i, got, MSGS);
+        cr_assert(got >= MSGS / MEMBERS - 1 && got <= MSGS / MEMBERS + 1, "member %d got %d of %d",
+                  i, got, MSGS);
         total += got;
     }
     cr_assert_eq(total, MSGS, "each message goes to exactly one member");
@@ -232,10 +231,8 @@ Test(patterns, auto_unsubscribe_after_count)
 
 static void publish_retained(sb_client *c, const char *subject, const char *value)
 {
-    sb_pub p = {.subject = subject,
-                .payload = value,
-                .payload_len = strlen(value),
-                .flags = SB_PUB_RETAIN};
+    sb_pub p = {
+        .subject = subject, .payload = value, .payload_len = strlen(value), .flags = SB_PUB_RETAIN};
     cr_assert_eq(sb_publish_ex(c, &p), 0);
 }
 
@@ -308,8 +305,7 @@ Test(patterns, retained_store_is_bounded)
     value[100] = '\0';
     publish_retained(pub, "big", value); /* 3 + 100 bytes > 100 */
     cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), SB_E_LIMIT);
-    cr_assert(strstr(sb_last_error(pub), "max_retained_bytes") != NULL, "%s",
-              sb_last_error(pub));
+    cr_assert(strstr(sb_last_error(pub), "max_retained_bytes") != NULL, "%s", sb_last_error(pub));
     /* Still delivered live, but not stored. */
     sb_msg m = expect_msg(sub);
     cr_assert_eq(m.payload_len, 100);

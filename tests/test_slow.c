@@ -126,8 +126,8 @@ Test(slow, stalled_subscriber_gets_exact_dropped_count)
         if (r == -ETIMEDOUT && received + dropped >= TOTAL) {
             break;
         }
-        cr_assert_eq(r, 0, "after %llu received + %llu dropped: %s",
-                     (unsigned long long)received, (unsigned long long)dropped, sb_strerror(r));
+        cr_assert_eq(r, 0, "after %llu received + %llu dropped: %s", (unsigned long long)received,
+                     (unsigned long long)dropped, sb_strerror(r));
         uint32_t v;
         memcpy(&v, m.payload, sizeof(v));
         cr_assert(received == 0 || v > last, "out of order: %u after %u", v, last);
@@ -166,8 +166,9 @@ Test(slow, stalled_subscriber_costs_at_most_max_pending)
     /* Growth is bounded by the queue (4 MiB, and its double buffer while a
      * write is in flight), not by what was published. */
     cr_assert_lt(after - before, 12 * 1024, "RSS grew by %ld KiB", after - before);
-    fprintf(stderr, "slow: broker RSS %ld KiB before, %ld KiB after 64 MiB to a stalled "
-                    "subscriber (max_pending 4 MiB)\n",
+    fprintf(stderr,
+            "slow: broker RSS %ld KiB before, %ld KiB after 64 MiB to a stalled "
+            "subscriber (max_pending 4 MiB)\n",
             before, after);
     sb_close(pub);
     sb_close(stalled);

@@ -54,8 +54,8 @@ Test(sys, stats_have_every_key_and_count_exactly)
     cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
 
     json_object *before = ask(a, "$SYS.STATS");
-    static const char *keys[] = {"uptime_s", "connections", "subscriptions", "msgs_in",
-                                 "msgs_out", "bytes_in",    "bytes_out",     "dropped",
+    static const char *keys[] = {"uptime_s", "connections",   "subscriptions", "msgs_in",
+                                 "msgs_out", "bytes_in",      "bytes_out",     "dropped",
                                  "retained", "retained_bytes"};
     for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
         field(before, keys[i]);
@@ -72,8 +72,7 @@ Test(sys, stats_have_every_key_and_count_exactly)
     /* The $SYS request itself is one message in (16 + 10 + reply) and one
      * answer out; count only what differs by our publishes. */
     int64_t req_in = field(after, "msgs_in") - field(before, "msgs_in") - 10;
-    cr_assert_eq(req_in, 1, "msgs_in moved by %lld beyond the 10 publishes",
-                 (long long)req_in);
+    cr_assert_eq(req_in, 1, "msgs_in moved by %lld beyond the 10 publishes", (long long)req_in);
     int64_t out = field(after, "msgs_out") - field(before, "msgs_out");
     cr_assert_eq(out, 20 + 1, "msgs_out moved by %lld", (long long)out); /* + the answer */
     cr_assert_eq(field(after, "subscriptions") - field(before, "subscriptions"), 0);

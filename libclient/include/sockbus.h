@@ -57,23 +57,23 @@ extern "C" {
  * SB_E_BROKER_BASE - code, so -2003 is "invalid subject" from the broker. */
 enum {
     SB_E_BROKER_BASE = -2000,
-    SB_E_PROTOCOL = -2001,        /* broker: protocol violation (fatal) */
-    SB_E_TOO_LARGE = -2002,       /* broker: frame too large (fatal) */
-    SB_E_SUBJECT = -2003,         /* broker: invalid subject or pattern */
-    SB_E_PERMISSION = -2004,      /* broker: permission denied */
-    SB_E_LIMIT = -2005,           /* broker: a limit was reached */
-    SB_E_SLOW_CONSUMER = -2006,   /* broker: slow consumer (reserved) */
-    SB_E_SID = -2007,             /* broker: unknown, reused or zero sid */
-    SB_E_HELLO_REQUIRED = -2008,  /* broker: HELLO required (fatal) */
-    SB_E_SHUTDOWN = -2009,        /* broker: shutting down (fatal) */
-    SB_E_VERSION = -2010,         /* broker: unsupported protocol (fatal) */
-    SB_E_NO_RESPONDERS = -2100,   /* a request found no subscriber */
-    SB_E_CLOSED = -2101,          /* the connection is closed */
+    SB_E_PROTOCOL = -2001,       /* broker: protocol violation (fatal) */
+    SB_E_TOO_LARGE = -2002,      /* broker: frame too large (fatal) */
+    SB_E_SUBJECT = -2003,        /* broker: invalid subject or pattern */
+    SB_E_PERMISSION = -2004,     /* broker: permission denied */
+    SB_E_LIMIT = -2005,          /* broker: a limit was reached */
+    SB_E_SLOW_CONSUMER = -2006,  /* broker: slow consumer (reserved) */
+    SB_E_SID = -2007,            /* broker: unknown, reused or zero sid */
+    SB_E_HELLO_REQUIRED = -2008, /* broker: HELLO required (fatal) */
+    SB_E_SHUTDOWN = -2009,       /* broker: shutting down (fatal) */
+    SB_E_VERSION = -2010,        /* broker: unsupported protocol (fatal) */
+    SB_E_NO_RESPONDERS = -2100,  /* a request found no subscriber */
+    SB_E_CLOSED = -2101,         /* the connection is closed */
 };
 
 /* Flags of sb_msg.flags, as on the wire (MSG). */
 #define SB_MSG_NO_RESPONDERS 0x01u
-#define SB_MSG_RETAINED 0x02u
+#define SB_MSG_RETAINED      0x02u
 
 /* Flags of sb_pub.flags, as on the wire (PUB). */
 #define SB_PUB_RETAIN 0x01u
@@ -109,12 +109,12 @@ typedef struct sb_options {
 /* A publish with everything the wire allows. reply and headers optional. */
 typedef struct sb_pub {
     const char *subject;
-    const char *reply;     /* NULL or "" for none */
-    const void *headers;   /* opaque, forwarded verbatim; may be NULL */
+    const char *reply;   /* NULL or "" for none */
+    const void *headers; /* opaque, forwarded verbatim; may be NULL */
     size_t headers_len;
     const void *payload;
     size_t payload_len;
-    uint32_t flags;        /* SB_PUB_* */
+    uint32_t flags; /* SB_PUB_* */
 } sb_pub;
 
 /* Called by sb_process() for each message. The message is valid only
@@ -128,8 +128,8 @@ typedef void (*sb_dropped_cb)(sb_client *client, uint64_t count, void *arg);
 /* Called when the broker reports an error: `err` is an SB_E_* code,
  * `subject` the offending subject or pattern ("" if none), `text` the
  * broker's message. Fatal errors also close the connection. */
-typedef void (*sb_error_cb)(sb_client *client, int err, const char *subject,
-                            const char *text, void *arg);
+typedef void (*sb_error_cb)(sb_client *client, int err, const char *subject, const char *text,
+                            void *arg);
 
 /*
  * Endpoints (DESIGN: socket path rule).
@@ -260,8 +260,7 @@ SB_EXPORT int sb_request(sb_client *client, const char *subject, const void *dat
                          sb_msg *reply, int timeout_ms);
 
 /* Like sb_request(), with headers (req->reply is ignored). */
-SB_EXPORT int sb_request_ex(sb_client *client, const sb_pub *req, sb_msg *reply,
-                            int timeout_ms);
+SB_EXPORT int sb_request_ex(sb_client *client, const sb_pub *req, sb_msg *reply, int timeout_ms);
 
 /*
  * Several requests in flight: sb_request_send() publishes a request and
@@ -271,8 +270,7 @@ SB_EXPORT int sb_request_ex(sb_client *client, const sb_pub *req, sb_msg *reply,
  * -ENOENT.
  */
 SB_EXPORT int sb_request_send(sb_client *client, const sb_pub *req, uint32_t *token);
-SB_EXPORT int sb_request_wait(sb_client *client, uint32_t token, sb_msg *reply,
-                              int timeout_ms);
+SB_EXPORT int sb_request_wait(sb_client *client, uint32_t token, sb_msg *reply, int timeout_ms);
 
 /* Number of DROPPED messages the broker reported since the last call to
  * this function (and resets it). */
