@@ -198,8 +198,10 @@ void broker_stop(struct broker *b)
     b->stopping = true;
     acceptor_close(&b->unix_acceptor);
     acceptor_close(&b->tcp_acceptor);
-    /* Every client gets ERR 9 and is closed once it has taken it, or after
-     * CONN_DRAIN_MS: a peer that does not read cannot hold the broker. */
+    /* Every client gets ERR 9: one attempt to write it, after any write
+     * still in flight, then it is closed. A write in flight is waited for at
+     * most CONN_DRAIN_MS: a peer that does not read cannot hold the
+     * broker. */
     for (struct conn *c = b->conns; c != NULL; c = c->next) {
         conn_end(c, FRAME_ERR_SHUTDOWN, "broker shutting down");
     }

@@ -9,7 +9,8 @@
  * small partial frame is copied back to the front of the chunk and the read
  * lands right behind it; only a frame larger than half a chunk is assembled
  * in `in`, which grows with what has arrived, never with what a frame
- * header claims: at most twice the bytes received plus one chunk. A size
+ * header claims: its capacity doubles only as bytes arrive, so it stays
+ * within about four times what has arrived plus one chunk. A size
  * field is judged (16 <= size <= max_frame) as soon as its 4 bytes are
  * there.
  *
@@ -704,9 +705,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         if (!c->draining && !c->closing && used < len) {
             conn_keep_partial(c, chunk + used, len - used);
         }
-        if (c->in.len == 0) {
-            c->in.len = 0;
-        }
         return;
     }
     c->in.len += (size_t)nread;
@@ -716,9 +714,6 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
     }
     memmove(c->in.data, c->in.data + used, c->in.len - used);
     c->in.len -= used;
-    if (c->in.len == 0) {
-        c->in.len = 0;
-    }
 }
 
 static void conn_read_start(struct conn *c)

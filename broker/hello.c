@@ -67,9 +67,16 @@ int hello_parse(const uint8_t *json, size_t len, struct hello *out)
         r = -EINVAL;
     } else {
         if (json_object_object_get_ex(o, "name", &name)) {
-            /* Like strndup(): up to the first NUL or HELLO_NAME_MAX bytes. */
+            /* Like strndup(): up to the first NUL or HELLO_NAME_MAX bytes,
+             * but a cut never splits a UTF-8 character (the name goes out
+             * again as JSON in $SYS answers and events). */
             const char *s = json_object_get_string(name);
             size_t n = strnlen(s, HELLO_NAME_MAX);
+            if (n == HELLO_NAME_MAX && s[n] != '\0') {
+                while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) {
+                    n--; /* s[n] continues a character: cut before its lead */
+                }
+            }
             memcpy(h.name, s, n);
             h.name[n] = '\0';
             h.has_name = true;

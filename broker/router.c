@@ -4,9 +4,10 @@
  * A subscription is allocated once at SUB time with its pattern and queue
  * group stored inline, indexed twice: by sid in its connection's sid map
  * (for UNSUB and disconnect) and by pattern in the broker's trie (for
- * routing). Publishing allocates nothing: the trie fills a result vector
- * that the broker reuses, and each MSG is copied into its subscriber's
- * output buffer.
+ * routing). Publishing a small message allocates nothing: the trie fills a
+ * result vector that the broker reuses, and each MSG is copied into its
+ * subscriber's output buffer. A large body going to several subscribers is
+ * copied once into a shared buffer (conn_shared_new()) instead.
  *
  * Around that core: retained values (retain.c) are stored before the live
  * delivery and replayed to each new subscription; a request (a PUB with a
@@ -116,12 +117,6 @@ void router_remove_conn(struct broker *b, struct conn *c)
     sidmap_init(&c->subs);
 }
 
-/*
- * Deliver the PUB frame `f` to every matching subscription, skipping the
- * origin's own when it asked for no echo (origin is NULL for the broker's
- * own messages). Returns how many subscriptions it was delivered to (or
- * dropped for, which is not the publisher's business), or -ENOMEM.
- */
 /* Subscriptions of a publisher that said "echo":false do not receive its
  * own messages (and do not take a queue group's turn). */
 static bool sub_accepts(void *item, void *origin)
@@ -129,6 +124,14 @@ static bool sub_accepts(void *item, void *origin)
     const struct sub *s = item;
     return s->conn != origin || s->conn->echo;
 }
+
+/*
+ * Deliver the PUB frame `f` to every matching subscription, skipping the
+ * origin's own when it asked for no echo (origin is NULL for the broker's
+ * own messages). Returns how many subscriptions it was delivered to (or
+ * dropped for, which is not the publisher's business), -EINVAL for an
+ * invalid subject, or -ENOMEM.
+ */
 
 static int router_route(struct broker *b, struct conn *origin, const struct frame *f)
 {
@@ -197,14 +200,19 @@ static int router_scratch_frame(struct broker *b, const void *subject, size_t su
 static void router_no_responders(struct broker *b, struct conn *c, const struct frame *f)
 {
     struct frame msg;
-    if (router_scratch_frame(b, f->reply, f->reply_len, NULL, 0, &msg) < 0 ||
-        subtrie_match(b->subs, (const char *)f->reply, f->reply_len, &b->match) < 0) {
+    if (router_scratch_frame(b, f->reply, f->reply_len, NULL, 0, &msg) < 0) {
         return;
     }
+    /* The requester's own subscriptions, not the trie: a match there would
+     * take a turn from every queue group on the reply subject. A miss is
+     * rare (nobody answered), and a requester has few subscriptions. */
     uint32_t sid = 0;
-    for (size_t i = 0; i < b->match.len; i++) {
-        struct sub *s = b->match.items[i];
-        if (s->conn == c) {
+    uint32_t key;
+    void *v;
+    for (size_t i = 0; sidmap_next(&c->subs, &i, &key, &v);) {
+        const struct sub *s = v;
+        if (sb_pattern_match(sub_pattern(s), s->pattern_len, (const char *)f->reply,
+                             f->reply_len)) {
             sid = s->sid;
             break;
         }

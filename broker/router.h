@@ -54,9 +54,11 @@ void router_remove_conn(struct broker *b, struct conn *c);
 /*
  * PUB frame from `c`: queue a MSG to every matching subscription; store it
  * first when flagged RETAIN; answer NO_RESPONDERS to a request nobody
- * receives; hand $SYS. subjects to sys.c. Returns 0, -EINVAL, -EACCES,
+ * receives; hand $SYS. subjects to sys.c. Returns 0, -EINVAL, -EACCES (the
+ * ACL forbids the subject), -EPERM (the ACL forbids the reply subject),
  * -EDQUOT when a RETAIN value did not fit max_retained_bytes (it was still
- * delivered live), or -E2BIG when a $SYS answer exceeds max_frame.
+ * delivered live), -E2BIG when a $SYS answer exceeds max_frame, or
+ * -ENOMEM.
  */
 int router_publish(struct broker *b, struct conn *c, const struct frame *f);
 

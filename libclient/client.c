@@ -166,15 +166,15 @@ static int client_fail(sb_client *c, int err)
     return c->closed_err;
 }
 
-/* Wait for `events` on the socket. Returns 0 when ready, -ETIMEDOUT, or a
- * negative errno. */
+/* Wait for `events` on the socket. Returns the events that occurred (> 0),
+ * -ETIMEDOUT, or a negative errno. */
 static int client_wait(sb_client *c, short events, int64_t deadline)
 {
     for (;;) {
         struct pollfd p = {.fd = c->fd, .events = events};
         int n = poll(&p, 1, remaining_ms(deadline));
         if (n > 0) {
-            return 0;
+            return p.revents; /* > 0: POLLNVAL cannot happen on our own fd */
         }
         if (n == 0) {
             return -ETIMEDOUT;
@@ -214,6 +214,29 @@ static int client_read_some(sb_client *c);
 static int client_scan(sb_client *c);
 
 /*
+ * Wait until the socket takes more output, reading meanwhile (see
+ * client_write_all() for why) but not from inside a callback, where reading
+ * may move the buffer that the message being handled points into.
+ * Returns 0, -ETIMEDOUT, or a connection error.
+ */
+static int client_wait_writable(sb_client *c, int64_t deadline)
+{
+    short events = c->dispatching ? POLLOUT : POLLOUT | POLLIN;
+    int r = client_wait(c, events, deadline);
+    if (r < 0) {
+        return r == -ETIMEDOUT ? r : client_fail(c, r);
+    }
+    if (c->dispatching || !(r & (POLLIN | POLLHUP | POLLERR))) {
+        return 0;
+    }
+    r = client_read_some(c);
+    if (r > 0) {
+        r = client_scan(c);
+    }
+    return r < 0 ? r : 0;
+}
+
+/*
  * Write everything buffered, waiting for the socket until the deadline
  * (-1: as long as it takes). While it waits it also reads: the broker
  * drops messages for slow consumers rather than block, but it does stop
@@ -232,17 +255,7 @@ static int client_write_all(sb_client *c, int64_t deadline)
         if (r < 0 || c->wlen == 0) {
             return r;
         }
-        /* Not from inside a callback: reading may move the buffer that
-         * the message being handled points into. */
-        short events = c->dispatching ? POLLOUT : POLLOUT | POLLIN;
-        r = client_wait(c, events, deadline);
-        if (r < 0) {
-            return r == -ETIMEDOUT ? r : client_fail(c, r);
-        }
-        r = c->dispatching ? 0 : client_read_some(c);
-        if (r > 0) {
-            r = client_scan(c);
-        }
+        r = client_wait_writable(c, deadline);
         if (r < 0) {
             return r;
         }
@@ -261,14 +274,7 @@ static int client_write_iov(sb_client *c, struct iovec *iov, int iovcnt)
                 continue;
             }
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                /* Read while waiting, as client_write_all() does. */
-                int r = client_wait(c, c->dispatching ? POLLOUT : POLLOUT | POLLIN, -1);
-                if (r == 0 && !c->dispatching) {
-                    r = client_read_some(c);
-                }
-                if (r > 0) {
-                    r = client_scan(c);
-                }
+                int r = client_wait_writable(c, -1);
                 if (r < 0) {
                     return client_fail(c, r);
                 }
