@@ -57,6 +57,13 @@
 #define CONN_BUF_KEEP     (64u * 1024u)
 #define CONN_ERR_TEXT_MAX 256u
 
+/* Send buffer of the broker's end of a Unix connection (the default is
+ * about 200 KiB). Measured with `sockbus bench thru fanout -z 128 -T
+ * unix,tcp -n 3`, twice each: 1 MiB gave fanout 1->4 over unix 19.3M and
+ * 19.6M msgs/s against 17.6M and 17.1M with the default, thru unchanged
+ * (11.3M-11.5M). */
+#define CONN_UNIX_SNDBUF (1024 * 1024)
+
 static void conn_read_start(struct conn *c);
 
 /* ---- buffers ------------------------------------------------------------ */
@@ -832,6 +839,11 @@ void conn_accept(struct broker *b, int fd, enum conn_transport transport)
     }
     if (transport == CONN_UNIX) {
         conn_read_cred(c);
+        /* A Unix socket's send buffer is all a subscriber can have in
+         * flight: a larger one means fewer, larger writes and wakeups.
+         * Kernel memory, used only while data is queued. */
+        int sndbuf = CONN_UNIX_SNDBUF;
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
     } else {
         uv_tcp_nodelay(&c->h.tcp, 1);
     }
