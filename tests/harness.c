@@ -494,3 +494,39 @@ int harness_cli(const char *const *argv, const void *in, size_t in_len, char **o
     close(errfd);
     return status;
 }
+
+sb_msg harness_expect_msg(sb_client *c)
+{
+    sb_msg m;
+    int r = sb_next_msg(c, &m, HARNESS_IO_MS);
+    cr_assert_eq(r, 0, "expected a message: %s", sb_strerror(r));
+    return m;
+}
+
+void harness_expect_none(sb_client *c)
+{
+    sb_msg m;
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    int r = sb_next_msg(c, &m, 0);
+    cr_assert_eq(r, -ETIMEDOUT, "unexpected message on '%s' (%zu bytes)", r == 0 ? m.subject : "",
+                 r == 0 ? m.payload_len : 0);
+}
+
+long harness_status_kib(const struct harness_broker *b, const char *field)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)b->pid);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot open %s: %s", path, strerror(errno));
+    char line[256];
+    size_t flen = strlen(field);
+    long kib = -1;
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, field, flen) == 0 && line[flen] == ':') {
+            kib = strtol(line + flen + 1, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return kib;
+}

@@ -103,6 +103,16 @@ pid_t harness_cli_spawn(const char *const *argv, int *out_fd);
  * killed). */
 int harness_wait_pid(pid_t pid, int timeout_ms);
 
+/* The next message on c within HARNESS_IO_MS, or the test fails. */
+sb_msg harness_expect_msg(sb_client *c);
+
+/* No message is waiting on c. A flush barrier first makes this exact, not
+ * a guess: whatever was routed to c before it is in its buffer by then. */
+void harness_expect_none(sb_client *c);
+
+/* A numeric field of the broker's /proc/PID/status in kB ("VmRSS"), or -1. */
+long harness_status_kib(const struct harness_broker *b, const char *field);
+
 /* Monotonic milliseconds. */
 int64_t harness_now_ms(void);
 

@@ -108,13 +108,6 @@ static void broker_status_field(const char *field, char *out, size_t len)
     cr_assert(out[0] != '\0', "no %s in %s", field, path);
 }
 
-static long broker_rss_kib(void)
-{
-    char v[64];
-    broker_status_field("VmRSS", v, sizeof(v));
-    return strtol(v, NULL, 10);
-}
-
 /*
  * The broker's fd count, less one probe connection of ours. The probe says
  * HELLO and gets its PING answered first: by then the broker has handled
@@ -260,13 +253,13 @@ Test(abuse, thousand_connect_close_cycles_leak_nothing)
         cycle(i);
     }
     assert_fds_back(fds, "50 connect/close cycles");
-    long rss = broker_rss_kib();
+    long rss = harness_status_kib(&broker, "VmRSS");
 
     for (int i = 0; i < 1000; i++) {
         cycle(i);
     }
     assert_fds_back(fds, "1,000 connect/close cycles");
-    long grown = broker_rss_kib() - rss;
+    long grown = harness_status_kib(&broker, "VmRSS") - rss;
     fprintf(stderr, "abuse: 1,000 connect/close cycles: fds %d -> %d, RSS %+ld KiB\n", fds,
             settled_fds(), grown);
     if (!ABUSE_ASAN && !harness_wrapped()) {

@@ -137,30 +137,12 @@ static sb_client *lib_sub(const char *pattern)
     return c;
 }
 
-static sb_msg expect_msg(sb_client *c)
-{
-    sb_msg m;
-    int r = sb_next_msg(c, &m, HARNESS_IO_MS);
-    cr_assert_eq(r, 0, "expected a message: %s", sb_strerror(r));
-    return m;
-}
-
 static void expect_payload(sb_client *c, const char *subject, const void *data, size_t len)
 {
-    sb_msg m = expect_msg(c);
+    sb_msg m = harness_expect_msg(c);
     cr_assert_str_eq(m.subject, subject);
     cr_assert_eq(m.payload_len, len, "payload of %zu bytes, expected %zu", m.payload_len, len);
     cr_assert(len == 0 || memcmp(m.payload, data, len) == 0, "payload differs from what was sent");
-}
-
-/* Nothing more: the flush barrier makes this exact, not a guess. */
-static void expect_none(sb_client *c)
-{
-    sb_msg m;
-    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
-    int r = sb_next_msg(c, &m, 0);
-    cr_assert_eq(r, -ETIMEDOUT, "unexpected message on '%s' (%zu bytes)", r == 0 ? m.subject : "",
-                 r == 0 ? m.payload_len : 0);
 }
 
 static void lib_pub(sb_client *c, const char *subject, const char *reply, const void *data,
@@ -712,14 +694,14 @@ Test(cli, pub_message_argument)
     run(&r, argv, "ignored\n", 8, HARNESS_IO_MS);
     assert_ok(&r, "pub arg.x 'hello world'");
     expect_payload(sub, "arg.x", "hello world", 11);
-    expect_none(sub);
+    harness_expect_none(sub);
 
     /* A MESSAGE that starts with '-' is a message, not an option. */
     const char *dash[] = {"sockbus", "pub", "-s", broker.socket, "arg.y", "-5", NULL};
     run(&r, dash, NULL, 0, HARNESS_IO_MS);
     assert_ok(&r, "pub arg.y -5");
     expect_payload(sub, "arg.y", "-5", 2);
-    expect_none(sub);
+    harness_expect_none(sub);
     sb_close(sub);
     harness_stop(&broker);
 }
@@ -736,7 +718,7 @@ Test(cli, pub_stdin_lines)
     expect_payload(sub, "lines.x", "b", 1);
     expect_payload(sub, "lines.x", "", 0);
     expect_payload(sub, "lines.x", "last", 4);
-    expect_none(sub);
+    harness_expect_none(sub);
     sb_close(sub);
     harness_stop(&broker);
 }
@@ -748,7 +730,7 @@ Test(cli, pub_stdin_empty_publishes_nothing)
     struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
     run(&r, argv, NULL, 0, HARNESS_IO_MS);
     assert_ok(&r, "pub empty.x < /dev/null");
-    expect_none(sub);
+    harness_expect_none(sub);
     sb_close(sub);
     harness_stop(&broker);
 }
@@ -769,7 +751,7 @@ Test(cli, pub_raw_sends_stdin_byte_exact)
     run(&r, argv, in, n, HARNESS_IO_MS);
     assert_ok(&r, "pub --raw");
     expect_payload(sub, "raw.x", in, n);
-    expect_none(sub);
+    harness_expect_none(sub);
     sb_close(sub);
     harness_stop(&broker);
 }
@@ -790,7 +772,7 @@ Test(cli, pub_raw_large_binary)
     run(&r, argv, in, SIZE, 3 * HARNESS_IO_MS);
     assert_ok(&r, "pub --raw (700 kB)");
     expect_payload(sub, "raw.big", in, SIZE);
-    expect_none(sub);
+    harness_expect_none(sub);
     free(in);
     sb_close(sub);
     harness_stop(&broker);
@@ -820,7 +802,7 @@ Test(cli, pub_ten_thousand_lines_in_order)
                   "message %d is [%.*s], expected [%s]", i, (int)m.payload_len,
                   (const char *)m.payload, want);
     }
-    expect_none(sub);
+    harness_expect_none(sub);
     free(in);
     sb_close(sub);
     harness_stop(&broker);
@@ -834,7 +816,7 @@ Test(cli, pub_over_tcp)
     run(&r, argv, NULL, 0, HARNESS_IO_MS);
     assert_ok(&r, "pub -s tcp://...");
     expect_payload(sub, "tcp.x", "over tcp", 8);
-    expect_none(sub);
+    harness_expect_none(sub);
     sb_close(sub);
     harness_stop(&broker);
 }
@@ -1382,7 +1364,7 @@ Test(cli, socket_env_is_used_by_pub)
     run(&r, argv, NULL, 0, HARNESS_IO_MS);
     assert_ok(&r, "SOCKBUS_SOCKET=... sockbus pub env.x");
     expect_payload(sub, "env.x", "from env", 8);
-    expect_none(sub);
+    harness_expect_none(sub);
     sb_close(sub);
     harness_stop(&broker);
 }
@@ -1432,7 +1414,7 @@ Test(cli, socket_option_overrides_env)
     run(&r, argv, NULL, 0, HARNESS_IO_MS);
     assert_ok(&r, "pub -s with a bad SOCKBUS_SOCKET");
     expect_payload(sub, "env.z", "explicit", 8);
-    expect_none(sub);
+    harness_expect_none(sub);
     sb_close(sub);
     harness_stop(&broker);
 }

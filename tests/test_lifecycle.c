@@ -460,22 +460,31 @@ Test(lifecycle, sigint_stops_cleanly)
     finish();
 }
 
+/* A raw subscriber that never reads, with 16 MiB published to it by *pub:
+ * its queue is full and a write to it stays in flight. Returns its fd. */
+static int flood_a_stuck_subscriber(struct harness_broker *b, sb_client **pub)
+{
+    int stuck = harness_raw(b, true);
+    uint8_t sub[32];
+    size_t n = frame_encode(sub, FRAME_OP_SUB, 0, 1, "flood", 5, NULL, 0, NULL, 0, NULL, 0);
+    harness_write(stuck, sub, n);
+    *pub = harness_client(b, "pub", true);
+    cr_assert_eq(sb_flush(*pub, HARNESS_IO_MS), 0);
+    static uint8_t chunk[64 * 1024];
+    for (int i = 0; i < 256; i++) {
+        cr_assert_eq(sb_publish(*pub, "flood", NULL, chunk, sizeof(chunk)), 0);
+    }
+    cr_assert_eq(sb_flush(*pub, HARNESS_IO_MS), 0);
+    return stuck;
+}
+
 Test(lifecycle, stop_is_quick_with_a_client_that_never_reads)
 {
     int r = harness_start(&first, false, NULL);
     cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
     /* A subscriber that never reads, with megabytes queued to it. */
-    int stuck = harness_raw(&first, true);
-    uint8_t sub[32];
-    size_t n = frame_encode(sub, FRAME_OP_SUB, 0, 1, "flood", 5, NULL, 0, NULL, 0, NULL, 0);
-    harness_write(stuck, sub, n);
-    sb_client *pub = harness_client(&first, "pub", true);
-    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
-    static uint8_t chunk[64 * 1024];
-    for (int i = 0; i < 256; i++) {
-        cr_assert_eq(sb_publish(pub, "flood", NULL, chunk, sizeof(chunk)), 0);
-    }
-    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    sb_client *pub;
+    int stuck = flood_a_stuck_subscriber(&first, &pub);
 
     int64_t took;
     int status = stop_with(&first, SIGTERM, &took);
@@ -665,17 +674,8 @@ Test(lifecycle, second_signal_during_stop_is_harmless)
 {
     int r = harness_start(&first, false, NULL);
     cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
-    int stuck = harness_raw(&first, true);
-    uint8_t sub[32];
-    size_t n = frame_encode(sub, FRAME_OP_SUB, 0, 1, "flood", 5, NULL, 0, NULL, 0, NULL, 0);
-    harness_write(stuck, sub, n);
-    sb_client *pub = harness_client(&first, "pub", true);
-    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
-    static uint8_t chunk[64 * 1024];
-    for (int i = 0; i < 256; i++) {
-        cr_assert_eq(sb_publish(pub, "flood", NULL, chunk, sizeof(chunk)), 0);
-    }
-    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    sb_client *pub;
+    int stuck = flood_a_stuck_subscriber(&first, &pub);
 
     cr_assert_eq(kill(first.pid, SIGTERM), 0);
     /* Stopping has begun once the listener refuses connections. */

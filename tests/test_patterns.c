@@ -26,22 +26,6 @@ static void teardown(void)
 
 TestSuite(patterns, .init = setup, .fini = teardown, .timeout = 60);
 
-static sb_msg expect_msg(sb_client *c)
-{
-    sb_msg m;
-    int r = sb_next_msg(c, &m, HARNESS_IO_MS);
-    cr_assert_eq(r, 0, "expected a message: %s", sb_strerror(r));
-    return m;
-}
-
-static void expect_none(sb_client *c)
-{
-    sb_msg m;
-    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
-    int r = sb_next_msg(c, &m, 0);
-    cr_assert_eq(r, -ETIMEDOUT, "unexpected message on '%s'", r == 0 ? m.subject : "");
-}
-
 static bool payload_is(const sb_msg *m, const char *text)
 {
     return m->payload_len == strlen(text) && memcmp(m->payload, text, m->payload_len) == 0;
@@ -51,7 +35,7 @@ static bool payload_is(const sb_msg *m, const char *text)
 static void serve(sb_client *responder, int n)
 {
     for (int i = 0; i < n; i++) {
-        sb_msg m = expect_msg(responder);
+        sb_msg m = harness_expect_msg(responder);
         cr_assert_gt(m.reply_len, 0, "a request has a reply subject");
         char out[256];
         int len =
@@ -79,7 +63,7 @@ Test(patterns, request_gets_reply)
     cr_assert_eq(sb_request_wait(cli, token, &reply, HARNESS_IO_MS), 0);
     cr_assert(payload_is(&reply, "re:ping"));
     /* Replies never show up as ordinary messages. */
-    expect_none(cli);
+    harness_expect_none(cli);
     sb_close(cli);
     sb_close(svc);
     harness_stop(&broker);
@@ -129,7 +113,7 @@ Test(patterns, no_responders_fails_fast)
     uint32_t sid;
     cr_assert_eq(sb_subscribe(cli, "my.reply", NULL, &sid), 0);
     cr_assert_eq(sb_publish(cli, "nobody.home", "my.reply", "x", 1), 0);
-    sb_msg m = expect_msg(cli);
+    sb_msg m = harness_expect_msg(cli);
     cr_assert_str_eq(m.subject, "my.reply");
     cr_assert_eq(m.sid, sid);
     cr_assert_eq(m.flags & SB_MSG_NO_RESPONDERS, SB_MSG_NO_RESPONDERS);
@@ -148,7 +132,7 @@ Test(patterns, request_timeout_then_late_reply_is_dropped)
     cr_assert_eq(sb_request(cli, "slow.svc", "a", 1, &reply, 100), -ETIMEDOUT);
     serve(svc, 1); /* too late */
     /* The late reply is neither a message nor the answer to the next one. */
-    expect_none(cli);
+    harness_expect_none(cli);
     uint32_t token;
     sb_pub req = {.subject = "slow.svc", .payload = "b", .payload_len = 1};
     cr_assert_eq(sb_request_send(cli, &req, &token), 0);
@@ -194,9 +178,9 @@ Test(patterns, queue_group_round_robin_is_balanced)
     cr_assert_eq(total, MSGS, "each message goes to exactly one member");
     /* A plain subscription beside the group gets every message. */
     for (int i = 0; i < MSGS; i++) {
-        expect_msg(watcher);
+        harness_expect_msg(watcher);
     }
-    expect_none(watcher);
+    harness_expect_none(watcher);
     for (int i = 0; i < MEMBERS; i++) {
         sb_close(member[i]);
     }
@@ -218,9 +202,9 @@ Test(patterns, auto_unsubscribe_after_count)
     }
     cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
     for (int i = 0; i < 3; i++) {
-        expect_msg(sub);
+        harness_expect_msg(sub);
     }
-    expect_none(sub);
+    harness_expect_none(sub);
     /* The subscription is gone: unsubscribing it again is an error. */
     cr_assert_eq(sb_unsubscribe(sub, sid, 0), 0);
     cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), SB_E_SID);
@@ -253,7 +237,7 @@ Test(patterns, retained_values_come_first_and_can_be_deleted)
     /* Both retained values, flagged, before the live message. */
     int seen = 0;
     for (int i = 0; i < 2; i++) {
-        sb_msg m = expect_msg(sub);
+        sb_msg m = harness_expect_msg(sub);
         cr_assert(m.flags & SB_MSG_RETAINED, "retained flag on %s", m.subject);
         if (strcmp(m.subject, "state.a") == 0) {
             cr_assert(payload_is(&m, "3"));
@@ -265,7 +249,7 @@ Test(patterns, retained_values_come_first_and_can_be_deleted)
         }
     }
     cr_assert_eq(seen, 3);
-    sb_msg m = expect_msg(sub);
+    sb_msg m = harness_expect_msg(sub);
     cr_assert_str_eq(m.subject, "state.live");
     cr_assert_eq(m.flags & SB_MSG_RETAINED, 0);
 
@@ -273,7 +257,7 @@ Test(patterns, retained_values_come_first_and_can_be_deleted)
      * deletes, and is delivered live as an empty message. */
     publish_retained(pub, "state.b", "");
     cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
-    m = expect_msg(sub);
+    m = harness_expect_msg(sub);
     cr_assert_str_eq(m.subject, "state.b");
     cr_assert_eq(m.payload_len, 0);
     cr_assert_eq(m.flags & SB_MSG_RETAINED, 0);
@@ -281,10 +265,10 @@ Test(patterns, retained_values_come_first_and_can_be_deleted)
     sb_client *late = harness_client(&broker, "late", true);
     cr_assert_eq(sb_subscribe(late, "state.b", NULL, NULL), 0);
     cr_assert_eq(sb_subscribe(late, "state.a", "group", NULL), 0);
-    m = expect_msg(late);
+    m = harness_expect_msg(late);
     cr_assert_str_eq(m.subject, "state.a", "state.b was deleted; queue groups get replays");
     cr_assert(payload_is(&m, "3"));
-    expect_none(late);
+    harness_expect_none(late);
     sb_close(late);
     sb_close(sub);
     sb_close(pub);
@@ -307,17 +291,17 @@ Test(patterns, retained_store_is_bounded)
     cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), SB_E_LIMIT);
     cr_assert(strstr(sb_last_error(pub), "max_retained_bytes") != NULL, "%s", sb_last_error(pub));
     /* Still delivered live, but not stored. */
-    sb_msg m = expect_msg(sub);
+    sb_msg m = harness_expect_msg(sub);
     cr_assert_eq(m.payload_len, 100);
     sb_client *late = harness_client(&broker, "late", true);
     cr_assert_eq(sb_subscribe(late, "big", NULL, NULL), 0);
-    expect_none(late);
+    harness_expect_none(late);
     /* Something that fits is stored. */
     publish_retained(pub, "big", "small");
     cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
     sb_client *later = harness_client(&broker, "later", true);
     cr_assert_eq(sb_subscribe(later, "big", NULL, NULL), 0);
-    m = expect_msg(later);
+    m = harness_expect_msg(later);
     cr_assert(payload_is(&m, "small"));
     sb_close(later);
     sb_close(late);
@@ -341,7 +325,7 @@ Test(patterns, headers_pass_through_both_ways)
     uint32_t token;
     cr_assert_eq(sb_request_send(cli, &req, &token), 0);
     cr_assert_eq(sb_flush(cli, HARNESS_IO_MS), 0);
-    sb_msg m = expect_msg(svc);
+    sb_msg m = harness_expect_msg(svc);
     cr_assert_eq(m.headers_len, sizeof(hdr));
     cr_assert_eq(memcmp(m.headers, hdr, sizeof(hdr)), 0);
     cr_assert(payload_is(&m, "body"));
@@ -380,10 +364,10 @@ Test(patterns, queue_group_skips_publisher_without_echo)
     }
     cr_assert_eq(sb_flush(self, HARNESS_IO_MS), 0);
     for (int i = 0; i < 10; i++) {
-        expect_msg(other);
+        harness_expect_msg(other);
     }
-    expect_none(other);
-    expect_none(self);
+    harness_expect_none(other);
+    harness_expect_none(self);
     sb_close(other);
     sb_close(self);
     harness_stop(&broker);

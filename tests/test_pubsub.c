@@ -27,24 +27,6 @@ static void teardown(void)
 
 TestSuite(pubsub, .init = setup, .fini = teardown, .timeout = 60);
 
-/* Next message or fail the test. */
-static sb_msg expect_msg(sb_client *c)
-{
-    sb_msg m;
-    int r = sb_next_msg(c, &m, HARNESS_IO_MS);
-    cr_assert_eq(r, 0, "expected a message: %s", sb_strerror(r));
-    return m;
-}
-
-static void expect_none(sb_client *c)
-{
-    sb_msg m;
-    /* The flush barrier makes "nothing arrived" exact, not a guess. */
-    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
-    int r = sb_next_msg(c, &m, 0);
-    cr_assert_eq(r, -ETIMEDOUT, "unexpected message on '%s'", r == 0 ? m.subject : "");
-}
-
 Test(pubsub, publish_reaches_subscriber)
 {
     sb_client *sub = harness_client(&broker, "sub", true);
@@ -54,7 +36,7 @@ Test(pubsub, publish_reaches_subscriber)
     cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
     cr_assert_eq(sb_publish(pub, "demo.x", "reply.here", "hello", 5), 0);
     cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
-    sb_msg m = expect_msg(sub);
+    sb_msg m = harness_expect_msg(sub);
     cr_assert_str_eq(m.subject, "demo.x");
     cr_assert_str_eq(m.reply, "reply.here");
     cr_assert_eq(m.payload_len, 5);
@@ -87,7 +69,7 @@ Test(pubsub, wildcards_route_by_token)
     } want[] = {{"a.b.c", 0}, {"a.b.c", 0}, {"a.b", gt}, {"a.b.c.d", gt}};
     uint32_t seen_abc = 0;
     for (size_t i = 0; i < 4; i++) {
-        sb_msg m = expect_msg(sub);
+        sb_msg m = harness_expect_msg(sub);
         cr_assert_str_eq(m.subject, want[i].subject);
         if (want[i].sid != 0) {
             cr_assert_eq(m.sid, want[i].sid);
@@ -96,7 +78,7 @@ Test(pubsub, wildcards_route_by_token)
         }
     }
     cr_assert_eq(seen_abc, 3u, "a.b.c must arrive once for each subscription");
-    expect_none(sub);
+    harness_expect_none(sub);
     sb_close(pub);
     sb_close(sub);
     harness_stop(&broker);
@@ -115,12 +97,12 @@ Test(pubsub, echo_can_be_turned_off)
     cr_assert_eq(sb_flush(quiet, HARNESS_IO_MS), 0);
     cr_assert_eq(sb_flush(loud, HARNESS_IO_MS), 0);
     /* quiet gets only loud's message; loud gets both. */
-    sb_msg m = expect_msg(quiet);
+    sb_msg m = harness_expect_msg(quiet);
     cr_assert_eq(((const char *)m.payload)[0], 'l');
-    expect_none(quiet);
-    m = expect_msg(loud);
+    harness_expect_none(quiet);
+    m = harness_expect_msg(loud);
     cr_assert_eq(((const char *)m.payload)[0], 'q');
-    m = expect_msg(loud);
+    m = harness_expect_msg(loud);
     cr_assert_eq(((const char *)m.payload)[0], 'l');
     sb_close(quiet);
     sb_close(loud);
@@ -136,12 +118,12 @@ Test(pubsub, unsubscribe_stops_delivery)
     cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
     cr_assert_eq(sb_publish(pub, "u.1", NULL, "1", 1), 0);
     cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
-    expect_msg(sub);
+    harness_expect_msg(sub);
     cr_assert_eq(sb_unsubscribe(sub, sid, 0), 0);
     cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
     cr_assert_eq(sb_publish(pub, "u.2", NULL, "2", 1), 0);
     cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
-    expect_none(sub);
+    harness_expect_none(sub);
     /* A second UNSUB of the same sid is an error the broker reports. */
     cr_assert_eq(sb_unsubscribe(sub, sid, 0), 0);
     cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), SB_E_SID);
@@ -166,7 +148,7 @@ Test(pubsub, hundred_thousand_messages_in_order)
         }
         cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
         for (uint32_t i = 0; i < BATCH; i++, next++) {
-            sb_msg m = expect_msg(sub);
+            sb_msg m = harness_expect_msg(sub);
             uint32_t v;
             cr_assert_eq(m.payload_len, sizeof(v));
             memcpy(&v, m.payload, sizeof(v));
@@ -174,7 +156,7 @@ Test(pubsub, hundred_thousand_messages_in_order)
         }
     }
     cr_assert_eq(sb_take_dropped(sub), 0);
-    expect_none(sub);
+    harness_expect_none(sub);
     sb_close(pub);
     sb_close(sub);
     harness_stop(&broker);
@@ -195,7 +177,7 @@ static void check_payload_size(const char *endpoint, size_t size)
     }
     cr_assert_eq(sb_publish(pub, "size", NULL, data, size), 0);
     cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
-    sb_msg m = expect_msg(sub);
+    sb_msg m = harness_expect_msg(sub);
     cr_assert_eq(m.payload_len, size);
     cr_assert(size == 0 || memcmp(m.payload, data, size) == 0, "payload of %zu differs", size);
     free(data);
@@ -292,11 +274,11 @@ Test(pubsub, large_fanout_is_byte_exact_and_ordered)
         cr_assert_eq(sb_publish(pub, "fan.small", NULL, &r, sizeof(r)), 0);
         cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
         for (int i = 0; i < SUBS; i++) {
-            sb_msg m = expect_msg(sub[i]);
+            sb_msg m = harness_expect_msg(sub[i]);
             cr_assert_str_eq(m.subject, "fan.big");
             cr_assert_eq(m.payload_len, sizeof(big));
             cr_assert_eq(memcmp(m.payload, big, sizeof(big)), 0, "round %d sub %d", r, i);
-            m = expect_msg(sub[i]);
+            m = harness_expect_msg(sub[i]);
             cr_assert_str_eq(m.subject, "fan.small");
             cr_assert_eq(memcmp(m.payload, &r, sizeof(r)), 0);
         }
@@ -327,7 +309,7 @@ Test(pubsub, large_fanout_with_a_stalled_subscriber_counts_exactly)
             /* Lockstep: the reader never falls behind. */
             cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
             for (uint32_t k = i - 49; k <= i; k++) {
-                sb_msg m = expect_msg(reader);
+                sb_msg m = harness_expect_msg(reader);
                 uint32_t v;
                 memcpy(&v, m.payload, sizeof(v));
                 cr_assert_eq(v, k);

@@ -34,24 +34,6 @@ static void start(const char *const *extra)
     cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
 }
 
-/* The broker's resident set in KiB, from /proc. */
-static long broker_rss_kib(void)
-{
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)broker.pid);
-    FILE *f = fopen(path, "r");
-    cr_assert_not_null(f);
-    char line[256];
-    long kib = -1;
-    while (fgets(line, sizeof(line), f)) {
-        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1) {
-            break;
-        }
-    }
-    fclose(f);
-    return kib;
-}
-
 /* Is the broker built with AddressSanitizer? */
 static bool broker_sanitized(void)
 {
@@ -158,11 +140,11 @@ Test(slow, stalled_subscriber_costs_at_most_max_pending)
     sb_client *pub = harness_client(&broker, "pub", true);
     cr_assert_eq(sb_subscribe(stalled, "slow.>", NULL, NULL), 0);
     cr_assert_eq(sb_flush(stalled, HARNESS_IO_MS), 0);
-    long before = broker_rss_kib();
+    long before = harness_status_kib(&broker, "VmRSS");
 
     /* 64 MiB to a subscriber that never reads. */
     publish_in_lockstep(pub, NULL, 64 * 1024, 1024);
-    long after = broker_rss_kib();
+    long after = harness_status_kib(&broker, "VmRSS");
     /* Growth is bounded by the queue (4 MiB, and its double buffer while a
      * write is in flight), not by what was published. */
     cr_assert_lt(after - before, 12 * 1024, "RSS grew by %ld KiB", after - before);
@@ -249,14 +231,14 @@ Test(slow, idle_connections_cost_at_most_8_kib, .fini = stop_broker_if_running)
     /* One connection first, gone before the first measurement: what the
      * broker sets up once is not the cost of a connection. */
     close(harness_raw(&broker, true));
-    long before = broker_rss_kib();
+    long before = harness_status_kib(&broker, "VmRSS");
 
     static int fds[IDLE_CONNECTIONS];
     for (int i = 0; i < IDLE_CONNECTIONS; i++) {
         /* HELLO, then WELCOME read back: the broker has handled it. */
         fds[i] = harness_raw(&broker, true);
     }
-    long after = broker_rss_kib();
+    long after = harness_status_kib(&broker, "VmRSS");
     cr_assert(before > 0 && after > 0, "no VmRSS for the broker");
     long per_connection = (after - before) * 1024 / IDLE_CONNECTIONS;
     const char *unchecked = sanitized           ? " (AddressSanitizer: not asserted)"
