@@ -232,7 +232,7 @@ static int read_file(struct config_ctx *ctx, char **out, size_t *out_len)
     int fd = open(ctx->path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
-        fail(ctx, "cannot open it: %s", strerror(e));
+        fail(ctx, "cannot open it: %s; check the path given to --config", strerror(e));
         return -e;
     }
     struct stat st;

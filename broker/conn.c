@@ -582,9 +582,14 @@ static void conn_handle_frame(struct conn *c, const struct frame *f)
     case FRAME_OP_HELLO:
         conn_end(c, FRAME_ERR_PROTOCOL, "a second HELLO");
         break;
-    default:
-        conn_end(c, FRAME_ERR_PROTOCOL, "unexpected frame from a client");
+    default: {
+        /* Ops only the broker sends (WELCOME, MSG, PONG, ...). */
+        char text[64];
+        snprintf(text, sizeof(text), "a client may not send %s (op 0x%02x)", frame_op_name(f->op),
+                 f->op);
+        conn_end(c, FRAME_ERR_PROTOCOL, text);
         break;
+    }
     }
 }
 

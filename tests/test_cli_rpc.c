@@ -370,6 +370,28 @@ Test(cli_rpc, failing_command_still_replies_and_its_status_is_logged)
     harness_stop(&broker);
 }
 
+/*
+ * A `reply -n 1` service that must answer its one request with an empty
+ * reply and say why in exactly one line on stderr holding both needles.
+ */
+static void expect_empty_reply(const char *const *argv, const char *subject, const char *request,
+                               const char *what, const char *needle1, const char *needle2)
+{
+    struct bg *svc = bg_start(argv);
+    sb_client *c = harness_client(&broker, "rpc-requester", true);
+
+    sb_msg m = wait_responder(c, subject, request);
+    assert_reply(&m, "", 0, what);
+    cr_assert_eq(bg_wait(svc), 0);
+
+    char err[4096];
+    bg_stderr(svc, err, sizeof(err));
+    assert_one_line(err, what);
+    assert_has(err, needle1, what);
+    assert_has(err, needle2, what);
+    sb_close(c);
+}
+
 Test(cli_rpc, command_that_cannot_run_gets_an_empty_reply)
 {
     const char *const reply_argv[] = {
@@ -377,19 +399,8 @@ Test(cli_rpc, command_that_cannot_run_gets_an_empty_reply)
         broker.socket, "-n",    "1",
         "svc.nocmd",   "--",    "/nonexistent/sockbus-no-such-command",
         NULL};
-    struct bg *svc = bg_start(reply_argv);
-    sb_client *c = harness_client(&broker, "rpc-requester", true);
-
-    sb_msg m = wait_responder(c, "svc.nocmd", "anything");
-    assert_reply(&m, "", 0, "reply when the command cannot run");
-    cr_assert_eq(bg_wait(svc), 0);
-
-    char err[4096];
-    bg_stderr(svc, err, sizeof(err));
-    assert_one_line(err, "missing command");
-    assert_has(err, "cannot run", "missing command");
-    assert_has(err, "No such file or directory", "missing command");
-    sb_close(c);
+    expect_empty_reply(reply_argv, "svc.nocmd", "anything", "missing command", "cannot run",
+                       "No such file or directory");
     harness_stop(&broker);
 }
 
@@ -398,19 +409,7 @@ Test(cli_rpc, output_larger_than_a_frame_gets_an_empty_reply)
     const char *const reply_argv[] = {"sockbus", "reply",     "-s", broker.socket, "-n",
                                       "1",       "svc.big",   "--", "head",        "-c",
                                       "2000000", "/dev/zero", NULL};
-    struct bg *svc = bg_start(reply_argv);
-    sb_client *c = harness_client(&broker, "rpc-requester", true);
-
-    sb_msg m = wait_responder(c, "svc.big", "");
-    assert_reply(&m, "", 0, "reply too large for a frame");
-    cr_assert_eq(bg_wait(svc), 0);
-
-    char err[4096];
-    bg_stderr(svc, err, sizeof(err));
-    assert_one_line(err, "oversized output");
-    assert_has(err, "larger than", "oversized output");
-    assert_has(err, "empty reply", "oversized output");
-    sb_close(c);
+    expect_empty_reply(reply_argv, "svc.big", "", "oversized output", "larger than", "empty reply");
     harness_stop(&broker);
 }
 

@@ -562,16 +562,22 @@ Test(lifecycle, socket_mode_option)
     finish();
 }
 
+/* A path of exactly `len` bytes (len < 200) inside b's directory. */
+static void path_of_length(const struct harness_broker *b, size_t len, char *path)
+{
+    size_t dir_len = strlen(b->dir);
+    cr_assert_lt(dir_len + 2, len);
+    snprintf(path, 200, "%s/", b->dir);
+    memset(path + dir_len + 1, 'x', len - dir_len - 1);
+    path[len] = '\0';
+}
+
 Test(lifecycle, socket_path_too_long)
 {
     cr_assert_eq(harness_mkdir(&first), 0);
     /* sun_path holds 107 bytes and a NUL: 108 is one too many. */
     char path[200];
-    size_t dir_len = strlen(first.dir);
-    snprintf(path, sizeof(path), "%s/", first.dir);
-    memset(path + dir_len + 1, 'x', 108 - dir_len - 1);
-    path[108] = '\0';
-    cr_assert_eq(strlen(path), 108);
+    path_of_length(&first, 108, path);
     const char *const args[] = {"--socket", path, NULL};
     int status = harness_run_broker(&first, args, HARNESS_IO_MS);
     cr_assert(status > 0, "exit status %d, expected a failure", status);
@@ -585,10 +591,7 @@ Test(lifecycle, socket_path_of_107_bytes_works)
 {
     cr_assert_eq(harness_mkdir(&first), 0);
     char path[200];
-    size_t dir_len = strlen(first.dir);
-    snprintf(path, sizeof(path), "%s/", first.dir);
-    memset(path + dir_len + 1, 'y', 107 - dir_len - 1);
-    path[107] = '\0';
+    path_of_length(&first, 107, path);
     const char *const args[] = {"--socket", path, NULL};
     int r = start_at(&first, path, args);
     cr_assert_eq(r, 0, "sockbusd on a 107-byte path did not start: %s", strerror(-r));

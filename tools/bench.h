@@ -270,6 +270,28 @@ void bench_broker_stop(bench_broker *b);
 
 /* ---- statistics (bench_stats.c) ----------------------------------------- */
 
+/*
+ * A requester's record of round trips, the same for the broker and the raw
+ * rows: BENCH_RTT_WARMUP round trips are not counted, then one sample per
+ * round trip until the duration or the sample array is used up.
+ */
+typedef struct bench_rtt {
+    uint64_t deadline; /* set when the warm-up ends */
+    uint64_t count;
+    uint64_t last_ns;
+} bench_rtt;
+
+/* Start a record. */
+void bench_rtt_init(bench_rtt *rtt);
+
+/* Record round trip i, sent at t0 and answered at t1 (ns). Returns true
+ * when the run is over (time, samples, or an abort). */
+bool bench_rtt_record(bench_rtt *rtt, const bench_job *job, bench_shared *sh, uint64_t i,
+                      uint64_t t0, uint64_t t1);
+
+/* Publish the record's samples and span to the parent. */
+void bench_rtt_finish(const bench_rtt *rtt, bench_shared *sh);
+
 /* Sort samples ascending. */
 void bench_stats_sort(uint64_t *samples, size_t count);
 

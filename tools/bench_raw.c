@@ -415,9 +415,8 @@ int bench_raw_requester_run(const bench_job *job, bench_shared *sh, int fd)
         goto done;
     }
 
-    uint64_t deadline = UINT64_MAX;
-    uint64_t count = 0;
-    uint64_t t1 = 0;
+    bench_rtt rtt;
+    bench_rtt_init(&rtt);
     for (uint64_t i = 0;; i++) {
         struct frame f;
         frame_put_u64(payload, i);
@@ -433,29 +432,20 @@ int bench_raw_requester_run(const bench_job *job, bench_shared *sh, int fd)
         if (raw_read_frame(&in, fd, &f, sh, "requester") < 0) {
             goto done;
         }
-        t1 = bench_now_ns();
+        uint64_t t1 = bench_now_ns();
         if (f.payload_len != job->size || frame_get_u64(f.payload) != i) {
             bench_fail(sh, "requester: reply %llu does not match its request",
                        (unsigned long long)i);
             goto done;
         }
-        if (i < BENCH_RTT_WARMUP) {
-            if (i + 1 == BENCH_RTT_WARMUP) {
-                sh->first_ns = t1;
-                deadline = t1 + (uint64_t)job->duration_ns;
-            }
-            continue;
-        }
-        job->samples[count++] = t1 - t0;
-        if (t1 >= deadline || count == job->sample_cap || bench_aborted(sh)) {
+        if (bench_rtt_record(&rtt, job, sh, i, t0, t1)) {
             break;
         }
     }
     if (bench_aborted(sh)) {
         goto done;
     }
-    sh->sample_count = count;
-    sh->last_ns = t1;
+    bench_rtt_finish(&rtt, sh);
 
     /* End marker: an empty request. */
     size_t n = frame_encode(out, FRAME_OP_MSG, 0, BENCH_RAW_SID, job->subject, subject_len, NULL, 0,

@@ -70,3 +70,29 @@ bench_spread bench_stats_spread(double *values, size_t count)
     }
     return s;
 }
+
+void bench_rtt_init(bench_rtt *rtt)
+{
+    *rtt = (bench_rtt){.deadline = UINT64_MAX};
+}
+
+bool bench_rtt_record(bench_rtt *rtt, const bench_job *job, bench_shared *sh, uint64_t i,
+                      uint64_t t0, uint64_t t1)
+{
+    rtt->last_ns = t1;
+    if (i < BENCH_RTT_WARMUP) {
+        if (i + 1 == BENCH_RTT_WARMUP) {
+            sh->first_ns = t1;
+            rtt->deadline = t1 + (uint64_t)job->duration_ns;
+        }
+        return bench_aborted(sh);
+    }
+    job->samples[rtt->count++] = t1 - t0;
+    return t1 >= rtt->deadline || rtt->count == job->sample_cap || bench_aborted(sh);
+}
+
+void bench_rtt_finish(const bench_rtt *rtt, bench_shared *sh)
+{
+    sh->sample_count = rtt->count;
+    sh->last_ns = rtt->last_ns;
+}

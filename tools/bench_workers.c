@@ -484,9 +484,8 @@ int bench_requester_run(const bench_job *job, bench_shared *sh)
         goto out;
     }
 
-    uint64_t deadline = UINT64_MAX;
-    uint64_t count = 0;
-    uint64_t t1 = 0;
+    bench_rtt rtt;
+    bench_rtt_init(&rtt);
     for (uint64_t i = 0;; i++) {
         sb_msg m;
         frame_put_u64(payload, i);
@@ -495,7 +494,7 @@ int bench_requester_run(const bench_job *job, bench_shared *sh)
         if (r == 0) {
             r = sb_next_msg(w.client, &m, BENCH_WAIT_MS);
         }
-        t1 = bench_now_ns();
+        uint64_t t1 = bench_now_ns();
         if (r == -ETIMEDOUT) {
             bench_fail(sh, "requester: no reply from the responder within %d s through %s",
                        BENCH_WAIT_MS / 1000, sb_endpoint(w.client));
@@ -517,23 +516,14 @@ int bench_requester_run(const bench_job *job, bench_shared *sh)
                        (unsigned long long)i, m.payload_len, job->size);
             goto out;
         }
-        if (i < BENCH_RTT_WARMUP) {
-            if (i + 1 == BENCH_RTT_WARMUP) {
-                sh->first_ns = t1;
-                deadline = t1 + (uint64_t)job->duration_ns;
-            }
-            continue;
-        }
-        job->samples[count++] = t1 - t0;
-        if (t1 >= deadline || count == job->sample_cap || bench_aborted(sh)) {
+        if (bench_rtt_record(&rtt, job, sh, i, t0, t1)) {
             break;
         }
     }
     if (bench_aborted(sh)) {
         goto out;
     }
-    sh->sample_count = count;
-    sh->last_ns = t1;
+    bench_rtt_finish(&rtt, sh);
 
     int r = sb_publish(w.client, job->subject, NULL, NULL, 0); /* end marker */
     if (r == 0) {
