@@ -167,7 +167,9 @@ int harness_start(struct harness_broker *b, bool tcp, const char *const *extra)
             b->pid = -1;
             return -ECHILD;
         }
-        if (socket_accepts(b->socket)) {
+        /* Ready once it accepts and has logged the end of its start-up
+         * (which names the TCP port): its warnings come before that. */
+        if (socket_accepts(b->socket) && harness_wait_logged(b, "listening on")) {
             unsigned port = tcp ? logged_tcp_port(b) : 0;
             if (!tcp || port != 0) {
                 if (tcp) {
@@ -529,4 +531,20 @@ long harness_status_kib(const struct harness_broker *b, const char *field)
     }
     fclose(f);
     return kib;
+}
+
+bool harness_wait_logged(const struct harness_broker *b, const char *needle)
+{
+    static char log[64 * 1024];
+    int64_t deadline = harness_now_ms() + HARNESS_READY_MS;
+    for (;;) {
+        harness_read_log(b, log, sizeof(log));
+        if (strstr(log, needle) != NULL) {
+            return true;
+        }
+        if (harness_now_ms() >= deadline) {
+            return false;
+        }
+        poll(NULL, 0, 5);
+    }
 }

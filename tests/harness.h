@@ -62,6 +62,11 @@ void harness_cleanup(struct harness_broker *b);
  * directory. */
 int harness_terminate(struct harness_broker *b, int timeout_ms);
 
+/* Wait (bounded by HARNESS_READY_MS) until the broker's log contains
+ * `needle`; true if it did. The socket accepts connections from listen()
+ * on, before the broker has logged the rest of its start-up. */
+bool harness_wait_logged(const struct harness_broker *b, const char *needle);
+
 /* Read the broker's log into buf (NUL terminated). */
 void harness_read_log(const struct harness_broker *b, char *buf, size_t len);
 

@@ -536,6 +536,9 @@ static void start_with_nofile(rlim_t soft, rlim_t hard, const char *const *extra
         bool ok = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
         close(fd);
         if (ok) {
+            /* Its start-up warnings come before this line. */
+            cr_assert(harness_wait_logged(&broker, "listening on"),
+                      "sockbusd never logged 'listening on'");
             return;
         }
         cr_assert_lt(harness_now_ms(), deadline, "sockbusd did not become ready");
