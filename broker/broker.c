@@ -37,26 +37,27 @@ void broker_config_init(struct broker_config *cfg)
 
 void broker_mark_dirty(struct broker *b, struct conn *c)
 {
-    if (!c->dirty) {
-        c->dirty = true;
-        c->dirty_next = b->dirty;
-        b->dirty = c;
+    if (!c->closing && !list_linked(&c->dirty)) {
+        list_append(&b->dirty, &c->dirty);
     }
 }
 
+/*
+ * Write the output of every connection that has some. The list is taken
+ * whole first: a flush may close its connection, which takes it off
+ * whatever list it is on, and nothing a flush does marks its own
+ * connection again (conn_flush() writes its DROPPED notice in the same
+ * write), so the walk ends.
+ */
 static void on_flush_check(uv_check_t *h)
 {
     struct broker *b = h->data;
-    /* conn_flush() may mark connections dirty again (DROPPED after a
-     * write), so take the list first. */
-    struct conn *list = b->dirty;
-    b->dirty = NULL;
-    while (list != NULL) {
-        struct conn *c = list;
-        list = c->dirty_next;
-        c->dirty = false;
-        c->dirty_next = NULL;
-        conn_flush(c);
+    struct list_link batch;
+    list_move_all(&b->dirty, &batch);
+    struct list_link *l;
+    while ((l = list_first(&batch)) != NULL) {
+        list_unlink(l);
+        conn_flush(list_entry(l, struct conn, dirty));
     }
 }
 
@@ -113,6 +114,7 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
     b->unix_listener.fd = -1;
     b->unix_listener.lock_fd = -1;
     b->start_ms = uv_now(loop);
+    list_init(&b->dirty);
 
     if (cfg->max_pending < cfg->max_frame) {
         snprintf(err, err_len,

@@ -84,8 +84,8 @@ struct broker {
     uv_timer_t trim_timer; /* gives back the buffers of past bursts */
     uint64_t next_client_id;
 
-    /* Connections with output to write this loop iteration. */
-    struct conn *dirty;
+    /* Connections with output to write this loop iteration (conn.dirty). */
+    struct list_link dirty;
     uv_check_t flush_check;
 
     /* Routing. */
@@ -132,7 +132,7 @@ void broker_stop(struct broker *b);
 void broker_deinit(struct broker *b);
 
 /* Mark a connection as having output to write at the end of this
- * iteration. */
+ * iteration. A closing connection is never marked. */
 void broker_mark_dirty(struct broker *b, struct conn *c);
 
 /* A connection started draining: make sure the drain timer runs. */

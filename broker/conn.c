@@ -40,6 +40,7 @@
 #include "sockbus.h"
 #include "sys.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <json-c/json.h>
@@ -207,9 +208,10 @@ static void conn_mark_dirty(struct conn *c)
     broker_mark_dirty(c->broker, c);
 }
 
-/* Append one frame. Returns 0 or -ENOMEM. */
-static int conn_queue(struct conn *c, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
-                      size_t subject_len, const void *payload, size_t payload_len)
+/* Append one frame to `out`, without asking for a flush: for conn_flush()
+ * itself, which writes it in the same go. Returns 0 or -ENOMEM. */
+static int conn_append(struct conn *c, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
+                       size_t subject_len, const void *payload, size_t payload_len)
 {
     size_t size = frame_encoded_size(subject_len, 0, 0, payload_len);
     if (buf_reserve(&c->out, size) < 0) {
@@ -217,8 +219,19 @@ static int conn_queue(struct conn *c, uint8_t op, uint8_t flags, uint32_t sid, c
     }
     c->out.len += frame_encode(c->out.data + c->out.len, op, flags, sid, subject, subject_len, NULL,
                                0, NULL, 0, payload, payload_len);
-    conn_mark_dirty(c);
     return 0;
+}
+
+/* Append one frame and have it written at the end of this iteration.
+ * Returns 0 or -ENOMEM. */
+static int conn_queue(struct conn *c, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
+                      size_t subject_len, const void *payload, size_t payload_len)
+{
+    int r = conn_append(c, op, flags, sid, subject, subject_len, payload, payload_len);
+    if (r == 0) {
+        conn_mark_dirty(c);
+    }
+    return r;
 }
 
 /* Queue a MSG header for `pub`, and its body: a reference to `body` when
@@ -324,11 +337,14 @@ void conn_end(struct conn *c, uint32_t code, const char *text)
     conn_mark_dirty(c);
 }
 
-static void conn_queue_dropped(struct conn *c)
+/* Called by conn_flush() only, right before it writes: appending without
+ * marking the connection dirty keeps a flush from putting its own
+ * connection back on the list it is being flushed from. */
+static void conn_append_dropped(struct conn *c)
 {
     uint8_t count[8];
     frame_put_u64(count, c->dropped_unreported);
-    if (conn_queue(c, FRAME_OP_DROPPED, 0, 0, NULL, 0, count, sizeof(count)) == 0) {
+    if (conn_append(c, FRAME_OP_DROPPED, 0, 0, NULL, 0, count, sizeof(count)) == 0) {
         c->dropped_unreported = 0;
     }
 }
@@ -372,7 +388,7 @@ void conn_flush(struct conn *c)
         return;
     }
     if (c->dropped_unreported > 0 && !c->draining) {
-        conn_queue_dropped(c);
+        conn_append_dropped(c);
     }
     size_t total = c->out.len + c->out.seg_bytes;
     size_t written = 0;
@@ -756,6 +772,9 @@ static void on_close(uv_handle_t *h)
     if (c->draining) {
         b->ndraining--;
     }
+    /* conn_close() took it off every list, and nothing links a closing
+     * connection again (broker_mark_dirty()). */
+    assert(!list_linked(&c->dirty));
     buf_free(&c->in);
     buf_free(&c->out);
     buf_free(&c->wbuf);
@@ -787,8 +806,9 @@ void conn_close(struct conn *c)
             log_verbose("client %llu disconnected: tcp", (unsigned long long)c->id);
         }
     }
-    /* A connection still on the dirty list is skipped by the flush (it is
-     * `closing`); it is freed only in on_close, after the flush. */
+    /* Off the flush list now: it is freed in on_close, possibly before the
+     * next flush walks that list. */
+    list_unlink(&c->dirty);
     uv_close(&c->h.handle, on_close);
 }
 
@@ -817,6 +837,7 @@ void conn_accept(struct broker *b, int fd, enum conn_transport transport)
     c->broker = b;
     c->transport = transport;
     c->h.handle.data = c;
+    list_init(&c->dirty);
     sidmap_init(&c->subs);
     int r = transport == CONN_UNIX ? uv_pipe_init(b->loop, &c->h.pipe, 0)
                                    : uv_tcp_init(b->loop, &c->h.tcp);

@@ -9,6 +9,7 @@
 #ifndef SOCKBUS_CONN_H
 #define SOCKBUS_CONN_H
 
+#include "list.h"
 #include "sidmap.h"
 
 #include <stdbool.h>
@@ -73,7 +74,10 @@ struct conn {
     struct broker *broker;
     struct conn *next; /* broker->conns */
     struct conn *prev;
-    struct conn *dirty_next; /* broker->dirty, while `dirty` */
+    /* On broker->dirty while it has output to write this iteration. Taken
+     * off in conn_close(): a closing connection is never flushed, and a
+     * connection is never freed while any list links it. */
+    struct list_link dirty;
 
     uint64_t id;
     enum conn_transport transport;
@@ -89,7 +93,6 @@ struct conn {
 
     bool hello_done;
     bool echo;
-    bool dirty;
     bool draining;        /* a fatal ERR is queued: write it, then close */
     uint64_t drain_since; /* loop time when draining began */
     bool closing;         /* uv_close() called */

@@ -5,10 +5,13 @@
  * all, one that does nothing: an idle connection costs the broker at most
  * 8 KiB.
  */
+#include "frame.h"
 #include "harness.h"
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -269,4 +272,88 @@ Test(slow, idle_connections_cost_at_most_8_kib, .fini = stop_broker_if_running)
         cr_skip_test("the RSS bound is not checked: the broker runs %s",
                      sanitized ? "with AddressSanitizer" : "under $SOCKBUSD_WRAPPER");
     }
+}
+
+/* Stop the broker and wait (bounded) until the kernel says it is stopped:
+ * kill() returns before the signal has taken effect. */
+static void broker_freeze(void)
+{
+    cr_assert_eq(kill(broker.pid, SIGSTOP), 0);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)broker.pid);
+    for (int64_t until = harness_now_ms() + HARNESS_IO_MS;;) {
+        char stat[512] = "";
+        FILE *f = fopen(path, "r");
+        cr_assert_not_null(f);
+        size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+        fclose(f);
+        stat[n] = '\0';
+        const char *state = strrchr(stat, ')');
+        if (state != NULL && state[1] == ' ' && state[2] == 'T') {
+            return;
+        }
+        cr_assert_lt(harness_now_ms(), until, "the broker did not stop");
+        poll(NULL, 0, 1);
+    }
+}
+
+/*
+ * A subscriber's queue overflows (DROPPED pending) in the same loop
+ * iteration as its peer goes away: the broker's flush writes DROPPED,
+ * the write fails (EPIPE) and the connection closes. A flush that put its
+ * own connection back on the flush list before closing it left freed
+ * memory on that list, walked at the next iteration (a use-after-free).
+ * The broker is stopped while both clients act, so that everything lands
+ * in one iteration when it resumes.
+ */
+Test(slow, peer_gone_while_dropped_is_pending)
+{
+    const char *const args[] = {"--max-frame", "4096", "--max-pending", "4096", NULL};
+    start(args);
+    /* A burst of small PUBs on "gone", one write. */
+    static uint8_t burst[64 * 1024];
+    size_t burst_len = 0;
+    while (burst_len + 64 <= sizeof(burst)) {
+        burst_len += frame_encode(burst + burst_len, FRAME_OP_PUB, 0, 0, "gone", 4, NULL, 0, NULL,
+                                  0, "0123456789abcdef0123456789abcdef", 32);
+    }
+    /* Enough PINGs that the subscriber's PONGs alone overflow its queue,
+     * so the broker stops reading it and has not seen its close yet. */
+    static uint8_t pings[64 * 1024];
+    for (size_t i = 0; i < sizeof(pings); i += FRAME_HEADER_SIZE) {
+        frame_encode(pings + i, FRAME_OP_PING, 0, 1, NULL, 0, NULL, 0, NULL, 0, NULL, 0);
+    }
+    int pub = harness_raw(&broker, true);
+    for (int round = 0; round < 20; round++) {
+        int sub = harness_raw(&broker, true);
+        uint8_t frame[64];
+        harness_write(
+            sub, frame,
+            frame_encode(frame, FRAME_OP_SUB, 0, 1, "gone", 4, NULL, 0, NULL, 0, NULL, 0));
+        harness_write(sub, frame,
+                      frame_encode(frame, FRAME_OP_PING, 0, 7, NULL, 0, NULL, 0, NULL, 0, NULL, 0));
+        uint8_t hdr[16];
+        uint8_t body[256];
+        cr_assert_gt(harness_read_frame(sub, hdr, body, sizeof(body), HARNESS_IO_MS), 0);
+        cr_assert_eq(hdr[4], FRAME_OP_PONG);
+
+        broker_freeze();
+        send(sub, pings, sizeof(pings), MSG_DONTWAIT | MSG_NOSIGNAL);
+        close(sub);
+        harness_write(pub, burst, burst_len);
+        cr_assert_eq(kill(broker.pid, SIGCONT), 0);
+
+        /* A barrier on the publisher: the burst has been routed. */
+        harness_write(pub, frame,
+                      frame_encode(frame, FRAME_OP_PING, 0, 9, NULL, 0, NULL, 0, NULL, 0, NULL, 0));
+        cr_assert_gt(harness_read_frame(pub, hdr, body, sizeof(body), HARNESS_IO_MS), 0,
+                     "round %d: no PONG: the broker died", round);
+        cr_assert_eq(hdr[4], FRAME_OP_PONG);
+    }
+    close(pub);
+    /* Still serving; and harness_stop() checks its exit and its log. */
+    sb_client *c = harness_client(&broker, "after", true);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    sb_close(c);
+    harness_stop(&broker);
 }
