@@ -1,0 +1,852 @@
+/*
+ * test_stress.c - a seeded, randomized attack on a real broker by dozens
+ * of clients at once, bounded in time.
+ *
+ * Example-based tests check what their author thought of; this one lets a
+ * random schedule find orderings nobody thought of, such as a connection
+ * that is flushed, reported DROPPED and closed in one loop iteration. One
+ * process drives every client over raw sockets (Unix and TCP) from one
+ * poll() loop, so that it can do what the library never does: stop
+ * reading, close in the middle of a frame, reset a TCP connection, send
+ * garbage.
+ *
+ * Two kinds of clients share the broker:
+ *
+ *   - checked clients behave: publishers count every message they send
+ *     on "s.<k>.<j>"; subscribers hold plain or queue-group subscriptions
+ *     on patterns under "s.", pause their reading at random (so the broker
+ *     drops messages for them) and resume. At the end, for every checked
+ *     subscriber, messages received + DROPPED counts must equal what was
+ *     published to its patterns, and each publisher's messages must have
+ *     arrived in order; for a queue group, the same holds summed over its
+ *     members.
+ *   - chaos clients misbehave, each in a randomly chosen way, and die
+ *     abruptly: bursts on "c.*", wildcard and queue-group subscriptions
+ *     they never read, requests, retained values, $SYS requests, UNSUB of
+ *     random sids, protocol violations, a close in the middle of a frame,
+ *     a close with a full queue, a close right after DROPPED, a TCP reset.
+ *
+ * The broker must survive all of it, answer a final barrier, shut down
+ * with exit 0 and leave no sanitizer report in its log (harness_stop()).
+ *
+ * SOCKBUS_STRESS_SEED replays a run (the seed is printed at the start);
+ * SOCKBUS_STRESS_SECONDS sets the length of the random phase (default 15).
+ */
+#include "frame.h"
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#define STRESS_SECONDS_DEFAULT 15
+
+/* Checked clients. */
+#define N_PUBLISHERS    4
+#define N_SUBSCRIBERS   6
+#define N_GROUPS        2
+#define GROUP_MEMBERS   3
+#define SUBS_PER_CLIENT 3
+/* Chaos clients alive at once. */
+#define N_CHAOS 24
+
+#define N_CLIENTS (N_PUBLISHERS + N_SUBSCRIBERS + N_GROUPS * GROUP_MEMBERS + N_CHAOS)
+
+/* Small limits, so that queues fill and messages drop often. */
+#define MAX_FRAME   16384
+#define MAX_PENDING 65536
+
+/* A publisher stops adding bursts while this much of its output waits. */
+#define PUB_BACKLOG_MAX (256 * 1024)
+/* How long the final drain may take, at most. */
+#define DRAIN_MS 60000
+
+enum kind {
+    K_PUB,
+    K_SUB,
+    K_GROUP,
+    K_CHAOS,
+};
+
+/* How a chaos client behaves, and how it dies. */
+enum chaos {
+    C_BURST,        /* publishes bursts on c.*, reads */
+    C_STUCK_SUB,    /* subscribes to s.> and c.>, never reads, closes with a full queue */
+    C_DROPPED_EXIT, /* subscribes, stops reading, resumes, closes right after DROPPED */
+    C_REQUESTER,    /* requests on c.req.*, $SYS.STATS and $SYS.CLIENTS */
+    C_RESPONDER,    /* answers requests on c.req.* */
+    C_RETAINER,     /* retained values on c.ret.*, subscribes to c.ret.> */
+    C_CHURN,        /* SUB / UNSUB of random patterns and sids, queue groups */
+    C_HALF_FRAME,   /* starts a frame and closes in the middle of it */
+    C_GARBAGE,      /* protocol violations */
+    C_SILENT,       /* connects and says nothing */
+    C_KINDS,
+};
+
+struct sub_info {
+    uint32_t sid;
+    char pattern[32];
+};
+
+struct client {
+    enum kind kind;
+    enum chaos chaos;
+    int fd; /* -1: not connected */
+    bool tcp;
+    bool welcomed;
+    bool reading;
+    int64_t resume_at; /* when a paused reader reads again */
+    int64_t die_at;    /* chaos: when it closes */
+    int id;            /* index in the client table */
+
+    uint8_t *in;
+    size_t in_len;
+    size_t in_cap;
+    uint8_t *out;
+    size_t out_len;
+    size_t out_off;
+    size_t out_cap;
+
+    /* Checked subscribers. */
+    struct sub_info subs[SUBS_PER_CLIENT];
+    int nsubs;
+    int group; /* K_GROUP: its group */
+    uint64_t received;
+    uint64_t dropped;
+    uint64_t expected;
+    /* Last sequence number seen from each publisher, per subscription. */
+    uint64_t last_seq[SUBS_PER_CLIENT][N_PUBLISHERS];
+
+    /* Checked publishers. */
+    uint64_t seq;
+
+    uint32_t next_sid;
+    uint32_t pings;
+    uint32_t pongs;
+    bool saw_dropped;
+};
+
+static struct harness_broker broker;
+static struct client clients[N_CLIENTS];
+static uint64_t rng_state;
+static uint64_t seed;
+
+/* Subscription patterns of the checked subscribers and groups. */
+static const char *const sub_patterns[] = {
+    "s.>", "s.0.>", "s.1.*", "s.*.2", "s.3.3", "s.*.*", "s.2.>", "s.*.0",
+};
+static const char *const group_patterns[N_GROUPS] = {"s.>", "s.1.*"};
+static uint64_t group_expected[N_GROUPS];
+
+/* ---- randomness --------------------------------------------------------- */
+
+static uint64_t rnd(void)
+{
+    /* splitmix64: small, fast, and every seed gives a good stream. */
+    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+static unsigned rnd_below(unsigned n)
+{
+    return (unsigned)(rnd() % n);
+}
+
+static bool chance(unsigned percent)
+{
+    return rnd_below(100) < percent;
+}
+
+/* ---- buffers ------------------------------------------------------------ */
+
+static void grow(uint8_t **buf, size_t *cap, size_t need)
+{
+    if (*cap >= need) {
+        return;
+    }
+    size_t c = *cap ? *cap : 4096;
+    while (c < need) {
+        c *= 2;
+    }
+    *buf = realloc(*buf, c);
+    cr_assert_not_null(*buf);
+    *cap = c;
+}
+
+static void queue_frame(struct client *c, uint8_t op, uint8_t flags, uint32_t sid,
+                        const char *subject, const char *reply, const void *headers,
+                        size_t header_len, const void *payload, size_t payload_len)
+{
+    size_t sl = subject ? strlen(subject) : 0;
+    size_t rl = reply ? strlen(reply) : 0;
+    size_t size = frame_encoded_size(sl, rl, header_len, payload_len);
+    grow(&c->out, &c->out_cap, c->out_len + size);
+    c->out_len += frame_encode(c->out + c->out_len, op, flags, sid, subject, sl, reply, rl, headers,
+                               header_len, payload, payload_len);
+}
+
+/* ---- connections -------------------------------------------------------- */
+
+static int connect_unix(void)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", broker.socket);
+    if (connect(fd, (struct sockaddr *)&sun, sizeof(sun)) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+static int connect_tcp(void)
+{
+    const char *port = strrchr(broker.tcp, ':');
+    cr_assert_not_null(port);
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)atoi(port + 1)),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0);
+    if (connect(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0) {
+        close(fd);
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return fd;
+}
+
+static void checked_lost(const struct client *c, const char *what);
+
+static void client_open(struct client *c, bool tcp, bool hello)
+{
+    c->tcp = tcp;
+    c->fd = tcp ? connect_tcp() : connect_unix();
+    if (c->fd < 0) {
+        checked_lost(c, "cannot connect");
+    }
+    fcntl(c->fd, F_SETFL, O_NONBLOCK);
+    c->in_len = 0;
+    c->out_len = 0;
+    c->out_off = 0;
+    c->welcomed = false;
+    c->reading = true;
+    c->next_sid = 1;
+    c->pings = 0;
+    c->pongs = 0;
+    c->saw_dropped = false;
+    if (hello) {
+        static const char json[] = "{\"protocol\":1,\"name\":\"stress\"}";
+        queue_frame(c, FRAME_OP_HELLO, 0, 0, NULL, NULL, NULL, 0, json, sizeof(json) - 1);
+    }
+}
+
+/* Close abruptly; over TCP, sometimes with a reset instead of a FIN. */
+static void client_kill(struct client *c)
+{
+    if (c->fd < 0) {
+        return;
+    }
+    if (c->tcp && chance(50)) {
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+    }
+    close(c->fd);
+    c->fd = -1;
+}
+
+static void ping(struct client *c)
+{
+    c->pings++;
+    queue_frame(c, FRAME_OP_PING, 0, c->pings, NULL, NULL, NULL, 0, NULL, 0);
+}
+
+static uint32_t subscribe(struct client *c, const char *pattern, const char *queue)
+{
+    uint32_t sid = c->next_sid++;
+    queue_frame(c, FRAME_OP_SUB, 0, sid, pattern, queue, NULL, 0, NULL, 0);
+    return sid;
+}
+
+/* ---- checked clients ---------------------------------------------------- */
+
+/* A message was published on `subject`: count it for every checked
+ * subscription whose pattern matches. */
+static void count_published(const char *subject)
+{
+    size_t sl = strlen(subject);
+    for (int i = 0; i < N_CLIENTS; i++) {
+        struct client *c = &clients[i];
+        if (c->kind != K_SUB) {
+            continue;
+        }
+        for (int s = 0; s < c->nsubs; s++) {
+            const char *p = c->subs[s].pattern;
+            if (sb_pattern_match(p, strlen(p), subject, sl)) {
+                c->expected++;
+            }
+        }
+    }
+    for (int g = 0; g < N_GROUPS; g++) {
+        if (sb_pattern_match(group_patterns[g], strlen(group_patterns[g]), subject, sl)) {
+            group_expected[g]++;
+        }
+    }
+}
+
+/* A burst of counted messages: payload = publisher index, sequence, then
+ * filler of a random size. */
+static void publisher_burst(struct client *c, int pub_index)
+{
+    static uint8_t payload[MAX_FRAME];
+    unsigned n = 1 + rnd_below(200);
+    for (unsigned i = 0; i < n && c->out_len - c->out_off < PUB_BACKLOG_MAX; i++) {
+        char subject[32];
+        snprintf(subject, sizeof(subject), "s.%u.%u", rnd_below(4), rnd_below(4));
+        size_t len = 16 + (chance(5) ? rnd_below(MAX_FRAME / 2) : rnd_below(256));
+        uint64_t seq = ++c->seq;
+        uint64_t who = (uint64_t)pub_index;
+        memcpy(payload, &who, 8);
+        memcpy(payload + 8, &seq, 8);
+        uint8_t flags = chance(3) ? FRAME_PUB_RETAIN : 0;
+        const char *hdr = chance(10) ? "h:1" : NULL;
+        queue_frame(c, FRAME_OP_PUB, flags, 0, subject, NULL, hdr, hdr ? 3 : 0, payload, len);
+        count_published(subject);
+    }
+}
+
+/* A MSG reached a checked subscriber: count it and check its order. */
+static void checked_msg(struct client *c, const struct frame *f)
+{
+    c->received++;
+    if (f->payload_len < 16) {
+        return; /* an empty retained delete, live: counted, no sequence */
+    }
+    uint64_t who;
+    uint64_t seq;
+    memcpy(&who, f->payload, 8);
+    memcpy(&seq, f->payload + 8, 8);
+    cr_assert_lt(who, N_PUBLISHERS, "client %d: bad payload", c->id);
+    for (int s = 0; s < c->nsubs; s++) {
+        if (c->subs[s].sid == f->sid) {
+            cr_assert_gt(seq, c->last_seq[s][who],
+                         "client %d sid %u: publisher %" PRIu64 " seq %" PRIu64 " after %" PRIu64
+                         " (out of order)",
+                         c->id, f->sid, who, seq, c->last_seq[s][who]);
+            c->last_seq[s][who] = seq;
+            return;
+        }
+    }
+    cr_assert_fail("client %d: MSG for unknown sid %u", c->id, f->sid);
+}
+
+/* ---- chaos clients ------------------------------------------------------ */
+
+static void chaos_start(struct client *c, int64_t now)
+{
+    c->chaos = (enum chaos)rnd_below(C_KINDS);
+    c->die_at = now + 20 + rnd_below(1500);
+    c->nsubs = 0;
+    client_open(c, chance(30), c->chaos != C_SILENT && c->chaos != C_GARBAGE);
+    char pattern[64];
+    switch (c->chaos) {
+    case C_STUCK_SUB:
+        subscribe(c, "s.>", NULL);
+        subscribe(c, "c.>", chance(50) ? "cg" : NULL);
+        c->reading = false;
+        break;
+    case C_DROPPED_EXIT:
+        subscribe(c, "s.>", NULL);
+        c->reading = false;
+        c->resume_at = now + rnd_below(300);
+        c->die_at = now + 5000; /* dies at its first DROPPED, or then */
+        break;
+    case C_RESPONDER:
+        subscribe(c, "c.req.*", chance(50) ? "responders" : NULL);
+        break;
+    case C_RETAINER:
+        subscribe(c, "c.ret.>", NULL);
+        break;
+    case C_CHURN:
+        snprintf(pattern, sizeof(pattern), "c.%u.*", rnd_below(8));
+        subscribe(c, pattern, chance(30) ? "cq" : NULL);
+        break;
+    case C_HALF_FRAME: {
+        /* A PUB header that promises more than is ever sent. */
+        uint8_t hdr[FRAME_HEADER_SIZE];
+        frame_encode_header(hdr, MAX_FRAME, FRAME_OP_PUB, 0, 3, 0, 0, 0);
+        grow(&c->out, &c->out_cap, c->out_len + sizeof(hdr) + 10);
+        memcpy(c->out + c->out_len, hdr, sizeof(hdr));
+        memcpy(c->out + c->out_len + sizeof(hdr), "c.xpartial", 10);
+        c->out_len += sizeof(hdr) + 1 + rnd_below(9);
+        c->die_at = now + rnd_below(200);
+        break;
+    }
+    case C_GARBAGE: {
+        uint8_t junk[64];
+        for (size_t i = 0; i < sizeof(junk); i++) {
+            junk[i] = (uint8_t)rnd();
+        }
+        if (chance(50)) {
+            /* A valid HELLO first, then the junk. */
+            static const char json[] = "{\"protocol\":1}";
+            queue_frame(c, FRAME_OP_HELLO, 0, 0, NULL, NULL, NULL, 0, json, sizeof(json) - 1);
+        }
+        size_t n = 1 + rnd_below(sizeof(junk));
+        grow(&c->out, &c->out_cap, c->out_len + n);
+        memcpy(c->out + c->out_len, junk, n);
+        c->out_len += n;
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static void chaos_act(struct client *c, int64_t now)
+{
+    static uint8_t payload[MAX_FRAME];
+    char subject[64];
+    char reply[64];
+    switch (c->chaos) {
+    case C_BURST:
+        for (unsigned i = rnd_below(100); i > 0 && c->out_len - c->out_off < PUB_BACKLOG_MAX; i--) {
+            snprintf(subject, sizeof(subject), "c.%u.%u", rnd_below(8), rnd_below(8));
+            queue_frame(c, FRAME_OP_PUB, 0, 0, subject, NULL, NULL, 0, payload,
+                        rnd_below(MAX_FRAME - 128));
+        }
+        break;
+    case C_REQUESTER:
+        if (chance(20)) {
+            snprintf(reply, sizeof(reply), "_INBOX.stress.%u", rnd_below(1000));
+            queue_frame(c, FRAME_OP_PUB, 0, 0, chance(50) ? "$SYS.STATS" : "$SYS.CLIENTS", reply,
+                        NULL, 0, NULL, 0);
+        } else {
+            snprintf(subject, sizeof(subject), "c.req.%u", rnd_below(4));
+            snprintf(reply, sizeof(reply), "_INBOX.stress.%u", rnd_below(1000));
+            queue_frame(c, FRAME_OP_PUB, 0, 0, subject, reply, NULL, 0, payload, rnd_below(64));
+        }
+        break;
+    case C_RETAINER:
+        snprintf(subject, sizeof(subject), "c.ret.%u", rnd_below(50));
+        queue_frame(c, FRAME_OP_PUB, FRAME_PUB_RETAIN, 0, subject, NULL, NULL, 0, payload,
+                    chance(20) ? 0 : rnd_below(2048));
+        break;
+    case C_CHURN:
+        if (chance(50)) {
+            snprintf(subject, sizeof(subject), "%s.%u.>", chance(50) ? "c" : "s", rnd_below(8));
+            subscribe(c, chance(10) ? "c.*" : subject, chance(30) ? "cq" : NULL);
+        } else {
+            /* Known and unknown sids alike. */
+            uint8_t max[4];
+            frame_put_u32(max, rnd_below(3));
+            queue_frame(c, FRAME_OP_UNSUB, 0, 1 + rnd_below(c->next_sid + 2), NULL, NULL, NULL, 0,
+                        max, chance(50) ? 4 : 0);
+        }
+        break;
+    case C_DROPPED_EXIT:
+        if (!c->reading && now >= c->resume_at) {
+            c->reading = true;
+        }
+        break;
+    default:
+        break;
+    }
+    if (chance(5)) {
+        ping(c);
+    }
+}
+
+/* A frame arrived for a chaos client. */
+static void chaos_frame(struct client *c, const struct frame *f)
+{
+    if (f->op == FRAME_OP_DROPPED) {
+        c->saw_dropped = true;
+        if (c->chaos == C_DROPPED_EXIT) {
+            client_kill(c); /* right after DROPPED */
+        }
+        return;
+    }
+    if (f->op == FRAME_OP_MSG && c->chaos == C_RESPONDER && f->reply_len > 0 && f->reply_len < 64) {
+        char reply[64];
+        memcpy(reply, f->reply, f->reply_len);
+        reply[f->reply_len] = '\0';
+        queue_frame(c, FRAME_OP_PUB, 0, 0, reply, NULL, NULL, 0, "ok", 2);
+    }
+}
+
+/* ---- I/O ---------------------------------------------------------------- */
+
+/* A client could not connect, or a checked client lost its connection or
+ * could not write: if the broker died, say so with its log rather than
+ * blame the client. */
+static void checked_lost(const struct client *c, const char *what)
+{
+    /* A sanitizer takes a moment to write its report before the broker
+     * dies: give it that (bounded) before judging. */
+    int status = 0;
+    bool died = false;
+    for (int64_t until = harness_now_ms() + 5000; !died && harness_now_ms() < until;) {
+        died = waitpid(broker.pid, &status, WNOHANG) == broker.pid;
+        if (!died) {
+            poll(NULL, 0, 10);
+        }
+    }
+    static char log[64 * 1024];
+    harness_read_log(&broker, log, sizeof(log));
+    fprintf(stderr, "---- sockbusd log ----\n%s\n----\n", log);
+    if (died) {
+        broker.pid = -1;
+        cr_assert_fail("sockbusd died (%s %d) (seed %" PRIu64 ")",
+                       WIFSIGNALED(status) ? "signal" : "exit status",
+                       WIFSIGNALED(status) ? WTERMSIG(status) : WEXITSTATUS(status), seed);
+    }
+    cr_assert_fail("client %d: %s (seed %" PRIu64 ")", c->id, what, seed);
+}
+
+static void handle_frame(struct client *c, const struct frame *f)
+{
+    switch (f->op) {
+    case FRAME_OP_WELCOME:
+        c->welcomed = true;
+        return;
+    case FRAME_OP_PONG:
+        c->pongs = f->sid;
+        return;
+    default:
+        break;
+    }
+    if (c->kind == K_CHAOS) {
+        chaos_frame(c, f);
+        return;
+    }
+    switch (f->op) {
+    case FRAME_OP_MSG:
+        cr_assert(c->kind != K_PUB, "publisher %d received a MSG", c->id);
+        checked_msg(c, f);
+        break;
+    case FRAME_OP_DROPPED:
+        cr_assert_geq(f->payload_len, 8);
+        c->dropped += frame_get_u64(f->payload);
+        break;
+    case FRAME_OP_ERR: {
+        /* RETAIN over max_retained_bytes is the one ERR a checked client
+         * may get (the message was still delivered). */
+        cr_assert_eq(f->sid, FRAME_ERR_LIMIT, "checked client %d got ERR %u: %.*s", c->id, f->sid,
+                     (int)f->payload_len, (const char *)f->payload);
+        break;
+    }
+    default:
+        break;
+    }
+}
+
+static void client_read(struct client *c)
+{
+    for (;;) {
+        grow(&c->in, &c->in_cap, c->in_len + 65536);
+        ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            if (c->kind != K_CHAOS) {
+                checked_lost(c, n == 0 ? "the broker closed its connection" : strerror(errno));
+            }
+            client_kill(c);
+            return;
+        }
+        if (n < 0) {
+            break;
+        }
+        c->in_len += (size_t)n;
+        size_t off = 0;
+        for (;;) {
+            struct frame f;
+            int r = frame_parse(c->in + off, c->in_len - off, MAX_FRAME + 64, &f);
+            if (r == FRAME_NEED_MORE) {
+                break;
+            }
+            cr_assert_eq(r, 0, "client %d: the broker sent an invalid frame", c->id);
+            handle_frame(c, &f);
+            off += f.size;
+            if (c->fd < 0) {
+                return;
+            }
+        }
+        memmove(c->in, c->in + off, c->in_len - off);
+        c->in_len -= off;
+        if ((size_t)n < 65536) {
+            break;
+        }
+    }
+}
+
+static void client_write(struct client *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EINTR) {
+                return;
+            }
+            if (c->kind != K_CHAOS) {
+                checked_lost(c, strerror(errno));
+            }
+            client_kill(c);
+            return;
+        }
+        c->out_off += (size_t)n;
+    }
+    c->out_off = 0;
+    c->out_len = 0;
+}
+
+/* One round of poll() over every open client; `timeout` in ms. */
+static void pump(int timeout)
+{
+    struct pollfd pfd[N_CLIENTS];
+    int idx[N_CLIENTS];
+    int n = 0;
+    for (int i = 0; i < N_CLIENTS; i++) {
+        struct client *c = &clients[i];
+        if (c->fd < 0) {
+            continue;
+        }
+        short ev = 0;
+        if (c->reading) {
+            ev |= POLLIN;
+        }
+        if (c->out_off < c->out_len) {
+            ev |= POLLOUT;
+        }
+        pfd[n] = (struct pollfd){.fd = c->fd, .events = ev};
+        idx[n++] = i;
+    }
+    int r = poll(pfd, (nfds_t)n, timeout);
+    if (r <= 0) {
+        return;
+    }
+    for (int k = 0; k < n; k++) {
+        struct client *c = &clients[idx[k]];
+        if (c->fd >= 0 && (pfd[k].revents & POLLOUT)) {
+            client_write(c);
+        }
+        if (c->fd >= 0 && (pfd[k].revents & (POLLIN | POLLHUP | POLLERR)) && c->reading) {
+            client_read(c);
+        }
+    }
+}
+
+/* Pump until every checked client has its PONG for its last PING. */
+static void checked_barrier(int64_t deadline)
+{
+    for (int i = 0; i < N_CLIENTS; i++) {
+        if (clients[i].kind != K_CHAOS) {
+            clients[i].reading = true;
+            ping(&clients[i]);
+        }
+    }
+    for (;;) {
+        bool done = true;
+        for (int i = 0; i < N_CLIENTS; i++) {
+            struct client *c = &clients[i];
+            done &= c->kind == K_CHAOS || c->pongs == c->pings;
+        }
+        if (done) {
+            return;
+        }
+        cr_assert_lt(harness_now_ms(), deadline, "the broker did not answer the barrier in time");
+        pump(10);
+    }
+}
+
+static uint64_t env_u64(const char *name, uint64_t dflt)
+{
+    const char *v = getenv(name);
+    return v != NULL && *v != '\0' ? strtoull(v, NULL, 0) : dflt;
+}
+
+static void teardown(void)
+{
+    harness_cleanup(&broker);
+}
+
+TestSuite(stress, .fini = teardown, .timeout = 300);
+
+Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    seed = env_u64("SOCKBUS_STRESS_SEED",
+                   (uint64_t)ts.tv_nsec ^ (uint64_t)ts.tv_sec << 20 ^ (uint64_t)getpid());
+    uint64_t seconds = env_u64("SOCKBUS_STRESS_SECONDS", STRESS_SECONDS_DEFAULT);
+    rng_state = seed;
+    fprintf(stderr,
+            "stress: seed %" PRIu64 " (replay with SOCKBUS_STRESS_SEED=%" PRIu64 "), %" PRIu64
+            " s\n",
+            seed, seed, seconds);
+
+    const char *const args[] = {"--max-frame",
+                                "16384",
+                                "--max-pending",
+                                "65536",
+                                "--max-retained-bytes",
+                                "262144",
+                                "--max-subscriptions",
+                                "64",
+                                NULL};
+    int r = harness_start(&broker, true, args);
+    cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
+
+    /* Checked clients first, subscribed and confirmed before anything is
+     * published, so that what each should receive is known exactly. */
+    int n = 0;
+    for (int i = 0; i < N_PUBLISHERS; i++, n++) {
+        clients[n] = (struct client){.kind = K_PUB, .id = n};
+        client_open(&clients[n], i % 2 == 1, true);
+    }
+    for (int i = 0; i < N_SUBSCRIBERS; i++, n++) {
+        struct client *c = &clients[n];
+        *c = (struct client){.kind = K_SUB, .id = n};
+        client_open(c, i % 3 == 2, true);
+        c->nsubs = 1 + (int)rnd_below(SUBS_PER_CLIENT);
+        for (int s = 0; s < c->nsubs; s++) {
+            const char *p = sub_patterns[rnd_below(sizeof(sub_patterns) / sizeof(*sub_patterns))];
+            snprintf(c->subs[s].pattern, sizeof(c->subs[s].pattern), "%s", p);
+            c->subs[s].sid = subscribe(c, p, NULL);
+        }
+    }
+    for (int g = 0; g < N_GROUPS; g++) {
+        for (int m = 0; m < GROUP_MEMBERS; m++, n++) {
+            struct client *c = &clients[n];
+            *c = (struct client){.kind = K_GROUP, .id = n, .group = g};
+            client_open(c, m == 1, true);
+            char queue[16];
+            snprintf(queue, sizeof(queue), "g%d", g);
+            c->nsubs = 1;
+            snprintf(c->subs[0].pattern, sizeof(c->subs[0].pattern), "%s", group_patterns[g]);
+            c->subs[0].sid = subscribe(c, group_patterns[g], queue);
+        }
+    }
+    for (; n < N_CLIENTS; n++) {
+        clients[n] = (struct client){.kind = K_CHAOS, .id = n, .fd = -1};
+    }
+    checked_barrier(harness_now_ms() + DRAIN_MS);
+
+    /* The random phase. */
+    int64_t end = harness_now_ms() + (int64_t)seconds * 1000;
+    uint64_t rounds = 0;
+    uint64_t chaos_started = 0;
+    while (harness_now_ms() < end) {
+        int64_t now = harness_now_ms();
+        for (int i = 0; i < N_CLIENTS; i++) {
+            struct client *c = &clients[i];
+            switch (c->kind) {
+            case K_PUB:
+                if (chance(30)) {
+                    publisher_burst(c, i);
+                }
+                break;
+            case K_SUB:
+            case K_GROUP:
+                /* Paused about a fifth of the time, in spells of up to
+                 * 300 ms (a round takes well under a millisecond). */
+                if (c->reading && rnd_below(10000) < 5) {
+                    c->reading = false; /* stop reading for a while */
+                    c->resume_at = now + 10 + rnd_below(300);
+                } else if (!c->reading && now >= c->resume_at) {
+                    c->reading = true;
+                }
+                break;
+            case K_CHAOS:
+                if (c->fd < 0) {
+                    chaos_start(c, now);
+                    chaos_started++;
+                } else if (now >= c->die_at) {
+                    client_kill(c);
+                } else if (chance(30)) {
+                    chaos_act(c, now);
+                }
+                break;
+            }
+        }
+        pump(1);
+        rounds++;
+    }
+
+    /* Stop the chaos, then drain: every publisher's output is written
+     * and processed (its PONG), then every subscriber has everything
+     * queued to it, DROPPED notices included (PINGs until a round brings
+     * nothing new). */
+    for (int i = 0; i < N_CLIENTS; i++) {
+        if (clients[i].kind == K_CHAOS) {
+            client_kill(&clients[i]);
+        }
+    }
+    int64_t deadline = harness_now_ms() + DRAIN_MS;
+    checked_barrier(deadline);
+    for (int quiet = 0; quiet < 3;) {
+        uint64_t before = 0;
+        for (int i = 0; i < N_CLIENTS; i++) {
+            before += clients[i].received + clients[i].dropped;
+        }
+        checked_barrier(deadline);
+        uint64_t after = 0;
+        for (int i = 0; i < N_CLIENTS; i++) {
+            after += clients[i].received + clients[i].dropped;
+        }
+        quiet = after == before ? quiet + 1 : 0;
+    }
+
+    uint64_t published = 0;
+    uint64_t received = 0;
+    uint64_t dropped = 0;
+    uint64_t group_got[N_GROUPS] = {0};
+    for (int i = 0; i < N_CLIENTS; i++) {
+        struct client *c = &clients[i];
+        published += c->kind == K_PUB ? c->seq : 0;
+        received += c->received;
+        dropped += c->dropped;
+        if (c->kind == K_SUB) {
+            cr_expect_eq(c->received + c->dropped, c->expected,
+                         "subscriber %d: received %" PRIu64 " + dropped %" PRIu64
+                         " != published to it %" PRIu64 " (seed %" PRIu64 ")",
+                         i, c->received, c->dropped, c->expected, seed);
+        } else if (c->kind == K_GROUP) {
+            group_got[c->group] += c->received + c->dropped;
+        }
+    }
+    for (int g = 0; g < N_GROUPS; g++) {
+        cr_expect_eq(group_got[g], group_expected[g],
+                     "queue group g%d: received + dropped %" PRIu64 " != published %" PRIu64
+                     " (seed %" PRIu64 ")",
+                     g, group_got[g], group_expected[g], seed);
+    }
+    fprintf(stderr,
+            "stress: %" PRIu64 " rounds, %" PRIu64 " chaos clients, %" PRIu64
+            " counted messages published, %" PRIu64 " received, %" PRIu64 " dropped\n",
+            rounds, chaos_started, published, received, dropped);
+    cr_expect_gt(dropped, 0, "no message was dropped: the test did not exercise slow consumers");
+
+    for (int i = 0; i < N_CLIENTS; i++) {
+        client_kill(&clients[i]);
+        free(clients[i].in);
+        free(clients[i].out);
+    }
+    harness_stop(&broker);
+}
