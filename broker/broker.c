@@ -42,16 +42,38 @@ void broker_mark_dirty(struct broker *b, struct conn *c)
     }
 }
 
+/* Resume the connections that left input for this iteration. The list is
+ * taken whole: a connection that uses up its slice again goes back on the
+ * (new) list, for the next iteration. */
+static void broker_resume_ready(struct broker *b)
+{
+    struct list_link batch;
+    list_move_all(&b->ready, &batch);
+    struct list_link *l;
+    while ((l = list_first(&batch)) != NULL) {
+        list_unlink(l);
+        conn_resume(list_entry(l, struct conn, ready));
+    }
+}
+
 /*
- * Write the output of every connection that has some. The list is taken
- * whole first: a flush may close its connection, which takes it off
- * whatever list it is on, and nothing a flush does marks its own
- * connection again (conn_flush() writes its DROPPED notice in the same
- * write), so the walk ends.
+ * The end of each loop iteration, after its I/O: first the connections
+ * that hold input from earlier iterations get their next slice (after
+ * everyone who sent something new has had theirs), then the output of
+ * every connection that has some is written. The flush list is taken whole
+ * too: a flush may close its connection, which takes it off whatever list
+ * it is on, and nothing a flush does marks its own connection again
+ * (conn_flush() writes its DROPPED notice in the same write), so the walk
+ * ends.
  */
 static void on_flush_check(uv_check_t *h)
 {
     struct broker *b = h->data;
+    b->iteration++; /* a fresh slice for everyone from here on */
+    broker_resume_ready(b);
+    if (list_empty(&b->ready)) {
+        uv_idle_stop(&b->ready_idle);
+    }
     struct list_link batch;
     list_move_all(&b->dirty, &batch);
     struct list_link *l;
@@ -59,6 +81,22 @@ static void on_flush_check(uv_check_t *h)
         list_unlink(l);
         conn_flush(list_entry(l, struct conn, dirty));
     }
+}
+
+/* An active idle handle makes the loop poll without blocking: while input
+ * waits on the ready list, the next iteration comes at once. */
+static void on_ready_idle(uv_idle_t *h)
+{
+    (void)h;
+}
+
+void broker_mark_ready(struct broker *b, struct conn *c)
+{
+    if (c->closing || list_linked(&c->ready)) {
+        return;
+    }
+    list_append(&b->ready, &c->ready);
+    uv_idle_start(&b->ready_idle, on_ready_idle);
 }
 
 static int broker_listen_unix(struct broker *b, char *err, size_t err_len)
@@ -115,6 +153,7 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
     b->unix_listener.lock_fd = -1;
     b->start_ms = uv_now(loop);
     list_init(&b->dirty);
+    list_init(&b->ready);
 
     if (cfg->max_pending < cfg->max_frame) {
         snprintf(err, err_len,
@@ -131,6 +170,8 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
     uv_check_init(loop, &b->flush_check);
     b->flush_check.data = b;
     uv_check_start(&b->flush_check, on_flush_check);
+    uv_idle_init(loop, &b->ready_idle);
+    b->ready_idle.data = b;
     uv_timer_init(loop, &b->drain_timer);
     b->drain_timer.data = b;
     uv_timer_init(loop, &b->trim_timer);
@@ -180,6 +221,7 @@ static void broker_close_handles(struct broker *b)
 {
     if (!uv_is_closing((uv_handle_t *)&b->flush_check)) {
         uv_close((uv_handle_t *)&b->flush_check, NULL);
+        uv_close((uv_handle_t *)&b->ready_idle, NULL);
         uv_close((uv_handle_t *)&b->drain_timer, NULL);
         uv_close((uv_handle_t *)&b->trim_timer, NULL);
     }

@@ -87,6 +87,15 @@ struct broker {
     /* Connections with output to write this loop iteration (conn.dirty). */
     struct list_link dirty;
     uv_check_t flush_check;
+    /* Connections whose input waits for the next iteration (conn.ready),
+     * and the idle handle that resumes them (and keeps the loop from
+     * blocking while any wait). */
+    struct list_link ready;
+    uv_idle_t ready_idle;
+    /* Loop iterations so far (counted by the flush), and bytes of output
+     * queued so far: what conn_process() measures slices with. */
+    uint64_t iteration;
+    uint64_t work;
 
     /* Routing. */
     struct subtrie *subs;
@@ -134,6 +143,10 @@ void broker_deinit(struct broker *b);
 /* Mark a connection as having output to write at the end of this
  * iteration. A closing connection is never marked. */
 void broker_mark_dirty(struct broker *b, struct conn *c);
+
+/* A connection holds input for the next iteration: resume it then. A
+ * closing connection is never put there. */
+void broker_mark_ready(struct broker *b, struct conn *c);
 
 /* A connection started draining: make sure the drain timer runs. */
 void broker_watch_draining(struct broker *b);

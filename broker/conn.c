@@ -14,6 +14,15 @@
  * field is judged (16 <= size <= max_frame) as soon as its 4 bytes are
  * there.
  *
+ * Fairness. A connection gets a slice of each loop iteration (CONN_SLICE:
+ * bytes of its frames plus the output they cause). Frames past it stay in
+ * `in`, reading from that connection stops, and the connection is resumed
+ * from the broker's ready list in the next iteration, after everyone else
+ * has had their turn: one client's expensive requests ($SYS answers, big
+ * fan-outs) cannot hold the loop. The same holding keeps a connection
+ * whose own replies pile up (output over max_pending) from handling more
+ * until a write makes room.
+ *
  * Writing. Output is appended to `out` and written once per loop iteration
  * by conn_flush(), called from the broker's check handle: first with
  * uv_try_write(), and if the socket takes less than all of it, the rest is
@@ -66,6 +75,7 @@
 #define CONN_UNIX_SNDBUF (1024 * 1024)
 
 static void conn_read_start(struct conn *c);
+static void conn_consume_in(struct conn *c);
 
 /* ---- buffers ------------------------------------------------------------ */
 
@@ -219,6 +229,7 @@ static int conn_append(struct conn *c, uint8_t op, uint8_t flags, uint32_t sid, 
     }
     c->out.len += frame_encode(c->out.data + c->out.len, op, flags, sid, subject, subject_len, NULL,
                                0, NULL, 0, payload, payload_len);
+    c->broker->work += size;
     return 0;
 }
 
@@ -244,6 +255,9 @@ static bool conn_queue_msg_body(struct conn *c, uint32_t sid, uint8_t flags,
         return false;
     }
     size_t own = body ? FRAME_HEADER_SIZE : pub->size;
+    /* What this costs the slice of whoever caused it: the bytes queued, or
+     * a header's worth for a message dropped. */
+    b->work += own;
     if (conn_pending(c) + pub->size > b->cfg.max_pending || buf_reserve(&c->out, own) < 0) {
         c->dropped++;
         c->dropped_unreported++;
@@ -349,11 +363,16 @@ static void conn_append_dropped(struct conn *c)
     }
 }
 
-/* A connection paused for its backlog reads again once the backlog fits. */
+/* A connection paused for its backlog goes on once the backlog fits: with
+ * the frames it holds, in the next iteration, else by reading again. */
 static void conn_maybe_resume(struct conn *c)
 {
-    if (!c->reading && !c->draining && !c->closing &&
-        conn_pending(c) <= c->broker->cfg.max_pending) {
+    if (c->draining || c->closing || conn_pending(c) > c->broker->cfg.max_pending) {
+        return;
+    }
+    if (c->held) {
+        broker_mark_ready(c->broker, c);
+    } else if (!c->reading) {
         conn_read_start(c);
     }
 }
@@ -609,23 +628,39 @@ static void conn_handle_frame(struct conn *c, const struct frame *f)
     }
 }
 
+/* May `c` handle another frame now? Not while its own output is over
+ * max_pending (its replies would pile up unread), nor once it has used up
+ * its slice of this loop iteration. */
+static bool conn_may_go_on(struct conn *c)
+{
+    struct broker *b = c->broker;
+    if (c->slice_iter != b->iteration) {
+        c->slice_iter = b->iteration;
+        c->slice_used = 0;
+    }
+    return c->slice_used < CONN_SLICE && conn_pending(c) <= b->cfg.max_pending;
+}
+
 /*
- * Handle every complete frame in buf[0..len). Returns the bytes consumed;
- * stops early when the connection ends.
+ * Handle the complete frames in buf[0..len) while conn_may_go_on(). Returns
+ * the bytes consumed; sets `held` when whole frames are left for later.
+ * Stops early when the connection ends.
  */
 static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
 {
+    struct broker *b = c->broker;
     size_t off = 0;
+    c->held = false;
     while (!c->draining && !c->closing) {
         struct frame f;
-        int r = frame_parse(buf + off, len - off, c->broker->cfg.max_frame, &f);
+        int r = frame_parse(buf + off, len - off, b->cfg.max_frame, &f);
         if (r == FRAME_NEED_MORE) {
             break;
         }
         if (r == -EMSGSIZE) {
             char text[96];
             snprintf(text, sizeof(text), "frame of %u bytes exceeds max_frame (%u)",
-                     frame_get_u32(buf + off), c->broker->cfg.max_frame);
+                     frame_get_u32(buf + off), b->cfg.max_frame);
             conn_end(c, FRAME_ERR_TOO_LARGE, text);
             break;
         }
@@ -636,16 +671,38 @@ static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
                                                                : "unknown op");
             break;
         }
+        if (!conn_may_go_on(c)) {
+            c->held = true;
+            break;
+        }
+        uint64_t work = b->work;
         conn_handle_frame(c, &f);
+        c->slice_used += f.size + (size_t)(b->work - work);
         off += f.size;
     }
-    /* Backpressure on this connection only: stop reading while its own
-     * replies are piling up unread. */
-    if (c->reading && conn_pending(c) > c->broker->cfg.max_pending) {
+    return off;
+}
+
+/*
+ * After conn_process(): a connection that holds frames stops reading until
+ * they are handled, in the next iteration or, when its own output is over
+ * max_pending, once a write has made room (conn_maybe_resume()). One whose
+ * output is over max_pending stops reading too: backpressure on this
+ * connection only.
+ */
+static void conn_after_process(struct conn *c)
+{
+    if (c->draining || c->closing) {
+        return;
+    }
+    bool full = conn_pending(c) > c->broker->cfg.max_pending;
+    if (c->reading && (c->held || full)) {
         uv_read_stop(&c->h.stream);
         c->reading = false;
     }
-    return off;
+    if (c->held && !full) {
+        broker_mark_ready(c->broker, c);
+    }
 }
 
 /* ---- reading ------------------------------------------------------------ */
@@ -728,20 +785,41 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         /* In the chunk, behind the partial frame on_alloc() put there. */
         size_t len = (size_t)(data - chunk) + (size_t)nread;
         c->in.len = 0;
-        /* conn_process() has judged the size of a partial frame already. */
+        /* conn_process() has judged the size of a partial frame already.
+         * What it left (a partial frame, or frames it holds for later) is
+         * kept in `in`: the chunk belongs to the next read. */
         size_t used = conn_process(c, chunk, len);
         if (!c->draining && !c->closing && used < len) {
             conn_keep_partial(c, chunk + used, len - used);
         }
+        conn_after_process(c);
         return;
     }
     c->in.len += (size_t)nread;
+    conn_consume_in(c);
+}
+
+/* Handle what `in` holds, and keep the rest at its front. */
+static void conn_consume_in(struct conn *c)
+{
     size_t used = conn_process(c, c->in.data, c->in.len);
     if (c->draining || c->closing) {
         return;
     }
     memmove(c->in.data, c->in.data + used, c->in.len - used);
     c->in.len -= used;
+    conn_after_process(c);
+}
+
+void conn_resume(struct conn *c)
+{
+    if (c->draining || c->closing) {
+        return;
+    }
+    conn_consume_in(c);
+    if (!c->held) {
+        conn_maybe_resume(c); /* all handled: read again */
+    }
 }
 
 static void conn_read_start(struct conn *c)
@@ -774,7 +852,7 @@ static void on_close(uv_handle_t *h)
     }
     /* conn_close() took it off every list, and nothing links a closing
      * connection again (broker_mark_dirty()). */
-    assert(!list_linked(&c->dirty));
+    assert(!list_linked(&c->dirty) && !list_linked(&c->ready));
     buf_free(&c->in);
     buf_free(&c->out);
     buf_free(&c->wbuf);
@@ -806,9 +884,10 @@ void conn_close(struct conn *c)
             log_verbose("client %llu disconnected: tcp", (unsigned long long)c->id);
         }
     }
-    /* Off the flush list now: it is freed in on_close, possibly before the
-     * next flush walks that list. */
+    /* Off the flush and ready lists now: it is freed in on_close, possibly
+     * before the next walk of either. */
     list_unlink(&c->dirty);
+    list_unlink(&c->ready);
     uv_close(&c->h.handle, on_close);
 }
 
@@ -838,6 +917,7 @@ void conn_accept(struct broker *b, int fd, enum conn_transport transport)
     c->transport = transport;
     c->h.handle.data = c;
     list_init(&c->dirty);
+    list_init(&c->ready);
     sidmap_init(&c->subs);
     int r = transport == CONN_UNIX ? uv_pipe_init(b->loop, &c->h.pipe, 0)
                                    : uv_tcp_init(b->loop, &c->h.tcp);

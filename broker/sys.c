@@ -90,6 +90,9 @@ static int sys_publish(struct broker *b, const char *subject, size_t subject_len
 {
     size_t len;
     const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+    /* Building the answer is work for whoever asked, delivered or not:
+     * it counts toward the asker's slice of this iteration (CONN_SLICE). */
+    b->work += len;
     int r = router_publish_local(b, subject, subject_len, s, len);
     json_object_put(o);
     return r;

@@ -548,3 +548,30 @@ bool harness_wait_logged(const struct harness_broker *b, const char *needle)
         poll(NULL, 0, 5);
     }
 }
+
+void harness_freeze(const struct harness_broker *b)
+{
+    cr_assert_eq(kill(b->pid, SIGSTOP), 0);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)b->pid);
+    for (int64_t until = harness_now_ms() + HARNESS_IO_MS;;) {
+        char stat[512] = "";
+        FILE *f = fopen(path, "r");
+        cr_assert_not_null(f, "cannot open %s: %s", path, strerror(errno));
+        size_t n = fread(stat, 1, sizeof(stat) - 1, f);
+        fclose(f);
+        stat[n] = '\0';
+        /* "pid (comm) STATE ...": the state follows the last ')'. */
+        const char *state = strrchr(stat, ')');
+        if (state != NULL && state[1] == ' ' && (state[2] == 'T' || state[2] == 't')) {
+            return;
+        }
+        cr_assert_lt(harness_now_ms(), until, "the broker did not stop on SIGSTOP");
+        poll(NULL, 0, 1);
+    }
+}
+
+void harness_thaw(const struct harness_broker *b)
+{
+    cr_assert_eq(kill(b->pid, SIGCONT), 0);
+}

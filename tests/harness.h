@@ -118,6 +118,13 @@ void harness_expect_none(sb_client *c);
 /* A numeric field of the broker's /proc/PID/status in kB ("VmRSS"), or -1. */
 long harness_status_kib(const struct harness_broker *b, const char *field);
 
+/* Stop the broker (SIGSTOP) and wait, bounded, until the kernel says it
+ * is stopped; harness_thaw() lets it go on. What clients send meanwhile is
+ * all there when it wakes: a test can make things happen in one loop
+ * iteration. */
+void harness_freeze(const struct harness_broker *b);
+void harness_thaw(const struct harness_broker *b);
+
 /* Monotonic milliseconds. */
 int64_t harness_now_ms(void);
 

@@ -539,3 +539,81 @@ Test(abuse, sigterm_as_soon_as_the_socket_accepts)
         harness_stop(&broker);
     }
 }
+
+/* ---- one client's expensive requests ------------------------------------ */
+
+/*
+ * One connection sends hundreds of $SYS.CLIENTS requests at once, each
+ * answered with a large JSON document, and another client sends a PING
+ * right behind them. The PING's answer must not wait for the whole flood:
+ * the flood's connection gets a slice of each loop iteration (CONN_SLICE)
+ * and the PING's connection its own. Both are sent while the broker is
+ * stopped, so that they land in one iteration in that order; the test
+ * compares the two waits in one run, not a time against a constant.
+ */
+Test(abuse, expensive_requests_do_not_hold_the_loop)
+{
+    enum { CLIENTS = 300, REQUESTS = 600 };
+    static sb_client *crowd[CLIENTS];
+    char name[128];
+    memset(name, 'n', sizeof(name) - 1);
+    name[sizeof(name) - 1] = '\0';
+    for (int i = 0; i < CLIENTS; i++) {
+        crowd[i] = harness_client(&broker, name, true); /* ~250 bytes each in $SYS.CLIENTS */
+    }
+    int flood_fd = harness_raw(&broker, true);
+    int probe_fd = harness_raw(&broker, true);
+    static uint8_t requests[REQUESTS * 64];
+    size_t len = 0;
+    for (int i = 0; i < REQUESTS; i++) {
+        len += frame_encode(requests + len, FRAME_OP_PUB, 0, 0, "$SYS.CLIENTS", 12, "flood.answers",
+                            13, NULL, 0, NULL, 0);
+    }
+    len += frame_encode(requests + len, FRAME_OP_PING, 0, 1, NULL, 0, NULL, 0, NULL, 0, NULL, 0);
+    uint8_t ping[FRAME_HEADER_SIZE];
+    frame_encode_header(ping, FRAME_HEADER_SIZE, FRAME_OP_PING, 0, 0, 0, 0, 2);
+
+    harness_freeze(&broker);
+    harness_write(flood_fd, requests, len);
+    harness_write(probe_fd, ping, sizeof(ping));
+    int64_t t0 = harness_now_ms();
+    harness_thaw(&broker);
+
+    /* Wait for both PONGs; the flood's answers go to a subject nobody
+     * subscribes to, so its connection receives only its PONG. */
+    int64_t probe_ms = -1;
+    int64_t flood_ms = -1;
+    int64_t deadline = t0 + 60000;
+    while ((probe_ms < 0 || flood_ms < 0) && harness_now_ms() < deadline) {
+        struct pollfd p[2] = {{.fd = probe_fd, .events = probe_ms < 0 ? POLLIN : 0},
+                              {.fd = flood_fd, .events = flood_ms < 0 ? POLLIN : 0}};
+        if (poll(p, 2, 100) <= 0) {
+            continue;
+        }
+        uint8_t hdr[FRAME_HEADER_SIZE];
+        uint8_t body[64];
+        if (p[0].revents & POLLIN) {
+            cr_assert_gt(harness_read_frame(probe_fd, hdr, body, sizeof(body), HARNESS_IO_MS), 0);
+            probe_ms = harness_now_ms() - t0;
+        }
+        if (p[1].revents & POLLIN) {
+            cr_assert_gt(harness_read_frame(flood_fd, hdr, body, sizeof(body), HARNESS_IO_MS), 0);
+            cr_assert_eq(hdr[4], FRAME_OP_PONG);
+            flood_ms = harness_now_ms() - t0;
+        }
+    }
+    cr_assert(probe_ms >= 0 && flood_ms >= 0, "no PONG within 60 s");
+    fprintf(stderr,
+            "abuse: %d $SYS.CLIENTS requests over %d clients answered in %lld ms; a PING sent "
+            "behind them answered in %lld ms\n",
+            REQUESTS, CLIENTS, (long long)flood_ms, (long long)probe_ms);
+    cr_assert_lt(probe_ms * 5, flood_ms + 5,
+                 "the PING waited %lld ms of the flood's %lld ms: one connection held the loop",
+                 (long long)probe_ms, (long long)flood_ms);
+    close(flood_fd);
+    close(probe_fd);
+    for (int i = 0; i < CLIENTS; i++) {
+        sb_close(crowd[i]);
+    }
+    harness_stop(&broker);
+}

@@ -270,10 +270,11 @@ static void check_max_pending(enum via via)
     cr_assert_eq(sb_subscribe(stalled, "mp.>", NULL, NULL), 0);
     cr_assert_eq(sb_flush(stalled, HARNESS_IO_MS), 0);
 
-    /* 4 MB to a subscriber that does not read: far beyond 64 KiB plus what
-     * the kernel buffers. Each batch is flushed, so the broker has handled
-     * it before the next. */
-    enum { TOTAL = 4000, SIZE = 1000, BATCH = 200 };
+    /* 10 MB to a subscriber that does not read: far beyond 64 KiB plus what
+     * the kernel buffers (the broker's 1 MiB send buffer, which the kernel
+     * doubles, and the subscriber's receive buffer). Each batch is flushed,
+     * so the broker has handled it before the next. */
+    enum { TOTAL = 10000, SIZE = 1000, BATCH = 200 };
     static uint8_t payload[SIZE];
     for (uint32_t i = 0; i < TOTAL; i++) {
         memcpy(payload, &i, sizeof(i));

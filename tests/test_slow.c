@@ -274,29 +274,6 @@ Test(slow, idle_connections_cost_at_most_8_kib, .fini = stop_broker_if_running)
     }
 }
 
-/* Stop the broker and wait (bounded) until the kernel says it is stopped:
- * kill() returns before the signal has taken effect. */
-static void broker_freeze(void)
-{
-    cr_assert_eq(kill(broker.pid, SIGSTOP), 0);
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)broker.pid);
-    for (int64_t until = harness_now_ms() + HARNESS_IO_MS;;) {
-        char stat[512] = "";
-        FILE *f = fopen(path, "r");
-        cr_assert_not_null(f);
-        size_t n = fread(stat, 1, sizeof(stat) - 1, f);
-        fclose(f);
-        stat[n] = '\0';
-        const char *state = strrchr(stat, ')');
-        if (state != NULL && state[1] == ' ' && state[2] == 'T') {
-            return;
-        }
-        cr_assert_lt(harness_now_ms(), until, "the broker did not stop");
-        poll(NULL, 0, 1);
-    }
-}
-
 /*
  * A subscriber's queue overflows (DROPPED pending) in the same loop
  * iteration as its peer goes away: the broker's flush writes DROPPED,
@@ -337,11 +314,11 @@ Test(slow, peer_gone_while_dropped_is_pending)
         cr_assert_gt(harness_read_frame(sub, hdr, body, sizeof(body), HARNESS_IO_MS), 0);
         cr_assert_eq(hdr[4], FRAME_OP_PONG);
 
-        broker_freeze();
+        harness_freeze(&broker);
         send(sub, pings, sizeof(pings), MSG_DONTWAIT | MSG_NOSIGNAL);
         close(sub);
         harness_write(pub, burst, burst_len);
-        cr_assert_eq(kill(broker.pid, SIGCONT), 0);
+        harness_thaw(&broker);
 
         /* A barrier on the publisher: the burst has been routed. */
         harness_write(pub, frame,
