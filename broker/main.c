@@ -44,7 +44,10 @@ static void usage(FILE *out)
             "      --config FILE          read settings and access rules from a JSON file;\n"
             "                             flags given here override it\n"
             "      --max-frame BYTES      largest frame accepted (default %u)\n"
-            "      --max-connections N    (default %u)\n"
+            "      --max-connections N    clients past HELLO (default %u)\n"
+            "      --max-unwelcomed N     connections waiting for their HELLO (default\n"
+            "                             max-connections/4, at least %u)\n"
+            "      --hello-timeout-ms MS  time a connection has for its HELLO (default %u)\n"
             "      --max-subscriptions N  per connection (default %u)\n"
             "      --max-pending BYTES    outbound queue per connection (default %u;\n"
             "                             at least --max-frame)\n"
@@ -55,8 +58,8 @@ static void usage(FILE *out)
             "  -V, --version              show the version\n"
             "\n"
             "Config file keys: socket, tcp, mode, group, max_frame, max_connections,\n"
-            "max_subscriptions, max_pending, max_retained_bytes, log (quiet, normal or\n"
-            "verbose) and acl, e.g.\n"
+            "max_unwelcomed, hello_timeout_ms, max_subscriptions, max_pending,\n"
+            "max_retained_bytes, log (quiet, normal or verbose) and acl, e.g.\n"
             "  {\"mode\": \"0660\", \"group\": \"sockbus\", \"max_connections\": 1024,\n"
             "   \"acl\": [{\"user\": \"alice\", \"publish\": [\"sensors.>\", \"_INBOX.>\"],\n"
             "             \"subscribe\": [\"cmd.*\"]},\n"
@@ -67,6 +70,7 @@ static void usage(FILE *out)
             "client may always subscribe to its own inbox (_INBOX.<id>.>). Details:\n"
             "docs/security.md.\n",
             BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_CONNECTIONS_DEFAULT,
+            BROKER_MAX_UNWELCOMED_MIN_DEFAULT, BROKER_HELLO_TIMEOUT_MS_DEFAULT,
             BROKER_MAX_SUBSCRIPTIONS_DEFAULT, BROKER_MAX_PENDING_DEFAULT,
             BROKER_MAX_RETAINED_BYTES_DEFAULT);
 }
@@ -94,6 +98,8 @@ enum {
     OPT_GROUP,
     OPT_MAX_FRAME,
     OPT_MAX_CONNECTIONS,
+    OPT_MAX_UNWELCOMED,
+    OPT_HELLO_TIMEOUT,
     OPT_MAX_SUBSCRIPTIONS,
     OPT_MAX_PENDING,
     OPT_MAX_RETAINED,
@@ -108,6 +114,8 @@ static const struct option long_options[] = {
     {"group", required_argument, NULL, OPT_GROUP},
     {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"max-unwelcomed", required_argument, NULL, OPT_MAX_UNWELCOMED},
+    {"hello-timeout-ms", required_argument, NULL, OPT_HELLO_TIMEOUT},
     {"max-subscriptions", required_argument, NULL, OPT_MAX_SUBSCRIPTIONS},
     {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
     {"max-retained-bytes", required_argument, NULL, OPT_MAX_RETAINED},
@@ -201,6 +209,14 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg)
             r = parse_u64("--max-connections", optarg, 1, UINT32_MAX, &v);
             cfg->max_connections = (uint32_t)v;
             break;
+        case OPT_MAX_UNWELCOMED:
+            r = parse_u64("--max-unwelcomed", optarg, 1, UINT32_MAX, &v);
+            cfg->max_unwelcomed = (uint32_t)v;
+            break;
+        case OPT_HELLO_TIMEOUT:
+            r = parse_u64("--hello-timeout-ms", optarg, 1, UINT32_MAX, &v);
+            cfg->hello_timeout_ms = (uint32_t)v;
+            break;
         case OPT_MAX_SUBSCRIPTIONS:
             r = parse_u64("--max-subscriptions", optarg, 1, UINT32_MAX, &v);
             cfg->max_subscriptions = (uint32_t)v;
@@ -270,13 +286,20 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg)
     return 0;
 }
 
-/* Raise the soft RLIMIT_NOFILE to what max_connections needs, within the
- * hard limit (which only a privileged process could raise; the broker does
- * not try). check_nofile_limit() says so if that is not enough. */
-static void raise_nofile_limit(uint32_t max_connections)
+/* Descriptors for clients: the welcomed ones and those waiting for HELLO. */
+static uint64_t client_fds(const struct broker_config *cfg)
+{
+    return (uint64_t)cfg->max_connections + cfg->max_unwelcomed;
+}
+
+/* Raise the soft RLIMIT_NOFILE to what max_connections and max_unwelcomed
+ * need, within the hard limit (which only a privileged process could raise;
+ * the broker does not try). check_nofile_limit() says so if that is not
+ * enough. */
+static void raise_nofile_limit(const struct broker_config *cfg)
 {
     struct rlimit rl;
-    rlim_t need = (rlim_t)max_connections + NOFILE_MARGIN;
+    rlim_t need = (rlim_t)client_fds(cfg) + NOFILE_MARGIN;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) {
         return;
     }
@@ -301,12 +324,12 @@ static long open_fds(void)
 
 /*
  * Once everything but the clients is open: if the descriptors left cannot
- * hold max_connections clients, say so once and say how many fit.
- * max_connections stays as asked: past the descriptors, accept() fails with
- * EMFILE and the acceptor refuses clients with ERR 5 (acceptor.h), as
- * max_connections would.
+ * hold max_connections clients and max_unwelcomed connections waiting for
+ * HELLO, say so once and say how many fit. The limits stay as asked: past
+ * the descriptors, accept() fails with EMFILE and the acceptor refuses
+ * clients with ERR 5 (acceptor.h), as the limits would.
  */
-static void check_nofile_limit(uint32_t max_connections)
+static void check_nofile_limit(const struct broker_config *cfg)
 {
     struct rlimit rl;
     long used = open_fds();
@@ -318,16 +341,16 @@ static void check_nofile_limit(uint32_t max_connections)
     } else {
         used++; /* libuv's own EMFILE reserve, opened with the first client */
     }
-    if ((uint64_t)rl.rlim_cur >= (uint64_t)max_connections + (uint64_t)used) {
+    if ((uint64_t)rl.rlim_cur >= client_fds(cfg) + (uint64_t)used) {
         return;
     }
     unsigned long long fit = rl.rlim_cur > (rlim_t)used ? rl.rlim_cur - (rlim_t)used : 0;
-    log_error("max_connections is %u but RLIMIT_NOFILE allows %llu descriptors (hard limit "
-              "%llu, %ld in use): about %llu clients fit, the next are refused with ERR 5; "
-              "raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or set "
-              "--max-connections %llu",
-              max_connections, (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
-              used, fit, fit);
+    log_error("max_connections is %u and max_unwelcomed %u but RLIMIT_NOFILE allows %llu "
+              "descriptors (hard limit %llu, %ld in use): about %llu connections fit, the next "
+              "are refused with ERR 5; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) "
+              "or lower --max-connections and --max-unwelcomed to add up to %llu",
+              cfg->max_connections, cfg->max_unwelcomed, (unsigned long long)rl.rlim_cur,
+              (unsigned long long)rl.rlim_max, used, fit, fit);
 }
 
 static uv_signal_t stop_signals[2];
@@ -361,7 +384,8 @@ int main(int argc, char **argv)
         acl_free(cfg.acl);
         return 2;
     }
-    raise_nofile_limit(cfg.max_connections);
+    broker_config_finish(&cfg);
+    raise_nofile_limit(&cfg);
     /* A peer that closes while we write must not kill the broker. */
     signal(SIGPIPE, SIG_IGN);
 
@@ -390,7 +414,7 @@ int main(int argc, char **argv)
         uv_signal_start(&stop_signals[i], on_signal, signums[i]);
     }
     sigprocmask(SIG_SETMASK, &old_set, NULL);
-    check_nofile_limit(cfg.max_connections);
+    check_nofile_limit(&cfg);
 
     if (cfg.tcp[0] != '\0') {
         log_info("listening on %s and tcp port %u", cfg.socket_path, broker.tcp_port);
