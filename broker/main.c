@@ -4,6 +4,7 @@
 #include "acl.h"
 #include "broker.h"
 #include "config.h"
+#include "listener.h"
 #include "log.h"
 #include "sockbus.h"
 
@@ -16,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 
 #define SYSTEM_SOCKET_DIR  "/run/sockbus"
 #define SYSTEM_SOCKET_PATH SYSTEM_SOCKET_DIR "/sockbus.sock"
@@ -169,7 +169,8 @@ static int load_config(int argc, char **argv, struct broker_config *cfg)
     return r;
 }
 
-static int parse_args(int argc, char **argv, struct broker_config *cfg)
+/* *run_dir: the socket is --system's, whose directory main() prepares. */
+static int parse_args(int argc, char **argv, struct broker_config *cfg, bool *run_dir)
 {
     const char *socket = NULL;
     bool system = false;
@@ -263,13 +264,8 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg)
         memcpy(from_config, cfg->socket_path, sizeof(from_config));
         socket = from_config;
     }
-    if (socket == NULL && system) {
-        /* The directory may not exist on a fresh boot; /run is a tmpfs. */
-        if (mkdir(SYSTEM_SOCKET_DIR, 0755) < 0 && errno != EEXIST) {
-            fprintf(stderr, "sockbusd: cannot create %s: %s; run --system as root\n",
-                    SYSTEM_SOCKET_DIR, strerror(errno));
-            return -errno;
-        }
+    *run_dir = socket == NULL && system;
+    if (*run_dir) {
         socket = SYSTEM_SOCKET_PATH;
     }
     if (sb_endpoint_resolve(socket, cfg->socket_path, sizeof(cfg->socket_path)) < 0) {
@@ -380,11 +376,18 @@ int main(int argc, char **argv)
 {
     struct broker_config cfg;
     broker_config_init(&cfg);
-    if (load_config(argc, argv, &cfg) < 0 || parse_args(argc, argv, &cfg) < 0) {
+    bool run_dir = false;
+    if (load_config(argc, argv, &cfg) < 0 || parse_args(argc, argv, &cfg, &run_dir) < 0) {
         acl_free(cfg.acl);
         return 2;
     }
     broker_config_finish(&cfg);
+    char err[512];
+    if (run_dir && listener_run_dir(SYSTEM_SOCKET_DIR, err, sizeof(err)) < 0) {
+        fprintf(stderr, "sockbusd: %s\n", err);
+        acl_free(cfg.acl);
+        return 1;
+    }
     raise_nofile_limit(&cfg);
     /* A peer that closes while we write must not kill the broker. */
     signal(SIGPIPE, SIG_IGN);
@@ -401,7 +404,6 @@ int main(int argc, char **argv)
     sigaddset(&stop_set, SIGINT);
     sigaddset(&stop_set, SIGTERM);
     sigprocmask(SIG_BLOCK, &stop_set, &old_set);
-    char err[512];
     if (broker_init(&broker, loop, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "sockbusd: %s\n", err);
         acl_free(cfg.acl);
