@@ -1,5 +1,15 @@
 /*
  * main.c - sockbusd: command line, signals, and the loop.
+ *
+ * Signals. No signal a user may send leaves the socket or lock file
+ * behind: SIGINT, SIGTERM, SIGQUIT and SIGXCPU (the soft CPU limit, before
+ * the kernel kills at the hard one) stop the broker in order, like
+ * broker_stop(); SIGHUP is logged and ignored, so a terminal hangup does
+ * not end a broker started in the foreground; every other signal whose
+ * default action ends the process is ignored (SIGPIPE, SIGUSR1, SIGUSR2,
+ * SIGALRM, every real-time signal, ...). The faults (SIGSEGV, SIGBUS,
+ * SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS) keep their default action: a
+ * broker that hits one must not carry on.
  */
 #include "acl.h"
 #include "broker.h"
@@ -7,6 +17,7 @@
 #include "listener.h"
 #include "log.h"
 #include "sockbus.h"
+#include "stdfds.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -17,6 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define SYSTEM_SOCKET_DIR  "/run/sockbus"
 #define SYSTEM_SOCKET_PATH SYSTEM_SOCKET_DIR "/sockbus.sock"
@@ -56,6 +69,9 @@ static void usage(FILE *out)
             "  -q, --quiet                log nothing\n"
             "  -h, --help                 show this help\n"
             "  -V, --version              show the version\n"
+            "\n"
+            "SIGINT, SIGTERM and SIGQUIT stop the broker (clients get ERR 9, the socket\n"
+            "file is removed); SIGHUP is logged and ignored (no reload yet).\n"
             "\n"
             "Config file keys: socket, tcp, mode, group, max_frame, max_connections,\n"
             "max_unwelcomed, hello_timeout_ms, max_subscriptions, max_pending,\n"
@@ -349,10 +365,85 @@ static void check_nofile_limit(const struct broker_config *cfg)
               (unsigned long long)rl.rlim_max, used, fit, fit);
 }
 
-static uv_signal_t stop_signals[2];
+/* The signals the loop handles (see the top of this file). */
+enum signal_action {
+    SIGNAL_STOP, /* stop in order */
+    SIGNAL_NOTE, /* log and ignore */
+};
+
+static const struct {
+    int signum;
+    const char *name;
+    enum signal_action action;
+} handled_signals[] = {
+    {SIGINT, "SIGINT", SIGNAL_STOP},   {SIGTERM, "SIGTERM", SIGNAL_STOP},
+    {SIGQUIT, "SIGQUIT", SIGNAL_STOP}, {SIGXCPU, "SIGXCPU", SIGNAL_STOP},
+    {SIGHUP, "SIGHUP", SIGNAL_NOTE},
+};
+
+#define HANDLED_SIGNALS (sizeof(handled_signals) / sizeof(handled_signals[0]))
+
+static uv_signal_t signal_handles[HANDLED_SIGNALS];
+
+/* Signals that end the process by default and mean nothing to the broker:
+ * ignored from the start (the real-time ones too, see ignore_signals()).
+ * SIGPIPE first of all: a peer that closes while we write must not kill
+ * the broker. */
+static const int ignored_signals[] = {
+    SIGPIPE,   SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGXFSZ,
+#ifdef SIGSTKFLT
+    SIGSTKFLT,
+#endif
+};
 
 /*
- * The handlers stay installed for the whole run: a second SIGINT or SIGTERM
+ * The first real-time signals, from the kernel's first (32) up to
+ * SIGRTMIN, are the C library's own (thread cancellation, set*id() across
+ * threads), and its sigaction() refuses to change them; yet any user may
+ * send them, and their default action ends the process. The broker uses
+ * neither facility, so they are ignored through the system call. Only the
+ * handler is set, and it is the first field of the kernel's struct on the
+ * architectures listed; the others (flags, restorer, mask) are zero
+ * whichever of them the kernel expects at each offset.
+ */
+static void ignore_reserved_signals(void)
+{
+#if defined(__linux__) && defined(SYS_rt_sigaction) &&                                             \
+    (defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__) ||       \
+     defined(__riscv) || defined(__powerpc__) || defined(__s390__))
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        uint64_t mask;
+    } ignore = {.handler = SIG_IGN};
+    for (int s = __SIGRTMIN; s < SIGRTMIN; s++) {
+        syscall(SYS_rt_sigaction, s, &ignore, NULL, sizeof(ignore.mask));
+    }
+#endif
+}
+
+static void ignore_signals(void)
+{
+    for (size_t i = 0; i < sizeof(ignored_signals) / sizeof(ignored_signals[0]); i++) {
+        signal(ignored_signals[i], SIG_IGN);
+    }
+    for (int s = SIGRTMIN; s <= SIGRTMAX; s++) {
+        signal(s, SIG_IGN);
+    }
+    ignore_reserved_signals();
+}
+
+static void handled_signal_set(sigset_t *set)
+{
+    sigemptyset(set);
+    for (size_t i = 0; i < HANDLED_SIGNALS; i++) {
+        sigaddset(set, handled_signals[i].signum);
+    }
+}
+
+/*
+ * The handlers stay installed for the whole run: a second stop signal
  * during the orderly stop (up to CONN_DRAIN_MS) must not fall back to the
  * default action, which would leave the socket file behind. They are
  * unreferenced once stopping, so they do not keep the loop alive.
@@ -360,20 +451,32 @@ static uv_signal_t stop_signals[2];
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct broker *b = h->data;
-    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+    size_t i = (size_t)(h - signal_handles);
+    const char *name = handled_signals[i].name;
+    (void)signum;
+    if (handled_signals[i].action == SIGNAL_NOTE) {
+        log_info("%s: no config reload yet; ignored", name);
+        return;
+    }
     if (b->stopping) {
         log_info("%s: already shutting down", name);
         return;
     }
     log_info("%s: shutting down", name);
     broker_stop(b);
-    for (size_t i = 0; i < 2; i++) {
-        uv_unref((uv_handle_t *)&stop_signals[i]);
+    for (size_t k = 0; k < HANDLED_SIGNALS; k++) {
+        uv_unref((uv_handle_t *)&signal_handles[k]);
     }
 }
 
 int main(int argc, char **argv)
 {
+    /* First of all, before libuv or the listener opens a descriptor that
+     * could land on 0, 1 or 2 (stdfds.h). */
+    if (stdfds_open() < 0) {
+        return 1; /* no /dev/null, and nowhere to say so */
+    }
+    ignore_signals();
     struct broker_config cfg;
     broker_config_init(&cfg);
     bool run_dir = false;
@@ -389,31 +492,26 @@ int main(int argc, char **argv)
         return 1;
     }
     raise_nofile_limit(&cfg);
-    /* A peer that closes while we write must not kill the broker. */
-    signal(SIGPIPE, SIG_IGN);
 
     static struct broker broker; /* large (its read chunk): not on the stack */
     uv_loop_t *loop = uv_default_loop();
-    /* Hold SIGINT/SIGTERM from before the socket exists until their
+    /* Hold the handled signals from before the socket exists until their
      * handlers are in place: a client (or a test) may signal as soon as it
      * can connect, and the default action would kill us and leave the
-     * socket file behind. A signal sent meanwhile waits, then stops us. */
-    sigset_t stop_set;
+     * socket file behind. A signal sent meanwhile waits, then acts. */
+    sigset_t handled_set;
     sigset_t old_set;
-    sigemptyset(&stop_set);
-    sigaddset(&stop_set, SIGINT);
-    sigaddset(&stop_set, SIGTERM);
-    sigprocmask(SIG_BLOCK, &stop_set, &old_set);
+    handled_signal_set(&handled_set);
+    sigprocmask(SIG_BLOCK, &handled_set, &old_set);
     if (broker_init(&broker, loop, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "sockbusd: %s\n", err);
         acl_free(cfg.acl);
         return 1;
     }
-    static const int signums[2] = {SIGINT, SIGTERM};
-    for (size_t i = 0; i < 2; i++) {
-        uv_signal_init(loop, &stop_signals[i]);
-        stop_signals[i].data = &broker;
-        uv_signal_start(&stop_signals[i], on_signal, signums[i]);
+    for (size_t i = 0; i < HANDLED_SIGNALS; i++) {
+        uv_signal_init(loop, &signal_handles[i]);
+        signal_handles[i].data = &broker;
+        uv_signal_start(&signal_handles[i], on_signal, handled_signals[i].signum);
     }
     sigprocmask(SIG_SETMASK, &old_set, NULL);
     check_nofile_limit(&cfg);
@@ -424,8 +522,12 @@ int main(int argc, char **argv)
         log_info("listening on %s", cfg.socket_path);
     }
     uv_run(loop, UV_RUN_DEFAULT);
-    for (size_t i = 0; i < 2; i++) {
-        uv_close((uv_handle_t *)&stop_signals[i], NULL);
+    /* Closing a uv_signal_t puts back the default action; blocked, a late
+     * signal waits and dies with the process instead of killing it before
+     * the socket file is removed. */
+    sigprocmask(SIG_BLOCK, &handled_set, NULL);
+    for (size_t i = 0; i < HANDLED_SIGNALS; i++) {
+        uv_close((uv_handle_t *)&signal_handles[i], NULL);
     }
     uv_run(loop, UV_RUN_DEFAULT); /* their close callbacks */
     broker_deinit(&broker);
