@@ -32,7 +32,17 @@ void broker_config_init(struct broker_config *cfg)
         .max_subscriptions = BROKER_MAX_SUBSCRIPTIONS_DEFAULT,
         .max_pending = BROKER_MAX_PENDING_DEFAULT,
         .max_retained_bytes = BROKER_MAX_RETAINED_BYTES_DEFAULT,
+        .hello_timeout_ms = BROKER_HELLO_TIMEOUT_MS_DEFAULT,
     };
+}
+
+void broker_config_finish(struct broker_config *cfg)
+{
+    if (cfg->max_unwelcomed == 0) {
+        uint32_t n = cfg->max_connections / 4;
+        cfg->max_unwelcomed =
+            n > BROKER_MAX_UNWELCOMED_MIN_DEFAULT ? n : BROKER_MAX_UNWELCOMED_MIN_DEFAULT;
+    }
 }
 
 void broker_mark_dirty(struct broker *b, struct conn *c)
@@ -149,6 +159,7 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
     memset(b, 0, sizeof(*b));
     b->loop = loop;
     b->cfg = *cfg;
+    broker_config_finish(&b->cfg);
     b->unix_listener.fd = -1;
     b->unix_listener.lock_fd = -1;
     b->start_ms = uv_now(loop);
@@ -172,8 +183,8 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
     uv_check_start(&b->flush_check, on_flush_check);
     uv_idle_init(loop, &b->ready_idle);
     b->ready_idle.data = b;
-    uv_timer_init(loop, &b->drain_timer);
-    b->drain_timer.data = b;
+    deadline_list_init(&b->unwelcomed, loop, b->cfg.hello_timeout_ms, conn_hello_expired, NULL);
+    deadline_list_init(&b->draining, loop, CONN_DRAIN_MS, conn_drain_expired, NULL);
     uv_timer_init(loop, &b->trim_timer);
     b->trim_timer.data = b;
     uv_timer_start(&b->trim_timer, on_trim_timer, BROKER_TRIM_MS, BROKER_TRIM_MS);
@@ -191,30 +202,6 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
     return 0;
 }
 
-/* Close draining connections whose peer has not taken their last frames
- * in time. */
-static void on_drain_timer(uv_timer_t *h)
-{
-    struct broker *b = h->data;
-    uint64_t now = uv_now(b->loop);
-    for (struct conn *c = b->conns; c != NULL; c = c->next) {
-        if (c->draining && !c->closing && now - c->drain_since >= CONN_DRAIN_MS) {
-            conn_close(c);
-        }
-    }
-    if (b->ndraining == 0) {
-        uv_timer_stop(h);
-    }
-}
-
-void broker_watch_draining(struct broker *b)
-{
-    b->ndraining++;
-    if (!uv_is_active((uv_handle_t *)&b->drain_timer)) {
-        uv_timer_start(&b->drain_timer, on_drain_timer, CONN_DRAIN_MS / 4, CONN_DRAIN_MS / 4);
-    }
-}
-
 /* Once stopping and every connection is gone, close the loop's own handles
  * so that uv_run() returns. */
 static void broker_close_handles(struct broker *b)
@@ -222,7 +209,8 @@ static void broker_close_handles(struct broker *b)
     if (!uv_is_closing((uv_handle_t *)&b->flush_check)) {
         uv_close((uv_handle_t *)&b->flush_check, NULL);
         uv_close((uv_handle_t *)&b->ready_idle, NULL);
-        uv_close((uv_handle_t *)&b->drain_timer, NULL);
+        deadline_list_close(&b->unwelcomed);
+        deadline_list_close(&b->draining);
         uv_close((uv_handle_t *)&b->trim_timer, NULL);
     }
 }

@@ -9,6 +9,7 @@
 #define SOCKBUS_BROKER_H
 
 #include "acceptor.h"
+#include "deadline.h"
 #include "listener.h"
 #include "retain.h"
 #include "subtrie.h"
@@ -27,6 +28,13 @@
 #define BROKER_MAX_SUBSCRIPTIONS_DEFAULT  65536u
 #define BROKER_MAX_PENDING_DEFAULT        (8u * 1024u * 1024u)
 #define BROKER_MAX_RETAINED_BYTES_DEFAULT (64u * 1024u * 1024u)
+#define BROKER_HELLO_TIMEOUT_MS_DEFAULT   5000u
+
+/* max_unwelcomed is max_connections / 4 unless set, but not below this:
+ * a broker with a handful of connections must still take a few clients
+ * that connect at the same moment (all are waiting for their HELLO at
+ * once) without refusing one. */
+#define BROKER_MAX_UNWELCOMED_MIN_DEFAULT 16u
 
 /* The smallest max_frame that still carries a full-length subject. */
 #define BROKER_MAX_FRAME_MIN 4096u
@@ -45,7 +53,11 @@ struct broker_config {
     unsigned mode;  /* socket file mode, default 0600 */
     char group[64]; /* "" for none */
     uint32_t max_frame;
-    uint32_t max_connections;
+    uint32_t max_connections; /* welcomed clients (past HELLO) */
+    /* Connections accepted and still waiting for their HELLO; 0 until
+     * broker_config_finish() gives it its default. */
+    uint32_t max_unwelcomed;
+    uint32_t hello_timeout_ms;
     uint32_t max_subscriptions;
     uint64_t max_pending;
     uint64_t max_retained_bytes;
@@ -77,10 +89,12 @@ struct broker {
 
     /* Every connection, for shutdown and introspection. */
     struct conn *conns;
-    uint32_t nconns;    /* all accepted and not yet closed */
-    uint32_t nclients;  /* of which past HELLO: what $SYS.STATS counts */
-    uint32_t ndraining; /* of which closing after a fatal ERR */
-    uv_timer_t drain_timer;
+    uint32_t nconns;   /* all accepted and not yet closed */
+    uint32_t nclients; /* of which past HELLO: what $SYS.STATS counts */
+    /* Of which waiting for HELLO (hello_timeout_ms), and closing after a
+     * fatal ERR (CONN_DRAIN_MS): each a FIFO with one timer (conn.h). */
+    struct deadline_list unwelcomed;
+    struct deadline_list draining;
     uv_timer_t trim_timer; /* gives back the buffers of past bursts */
     uint64_t next_client_id;
 
@@ -124,6 +138,10 @@ struct broker {
 /* Defaults for every field of the config. */
 void broker_config_init(struct broker_config *cfg);
 
+/* Give the settings whose default depends on others their value, once
+ * the flags and the config file are applied (max_unwelcomed). Idempotent. */
+void broker_config_finish(struct broker_config *cfg);
+
 /*
  * Set up the broker on `loop`: listen on the Unix socket (and TCP when
  * configured). On failure returns a negative errno and writes one line to
@@ -147,9 +165,6 @@ void broker_mark_dirty(struct broker *b, struct conn *c);
 /* A connection holds input for the next iteration: resume it then. A
  * closing connection is never put there. */
 void broker_mark_ready(struct broker *b, struct conn *c);
-
-/* A connection started draining: make sure the drain timer runs. */
-void broker_watch_draining(struct broker *b);
 
 /* A connection's memory was released (from its close callback). */
 void broker_conn_closed(struct broker *b);

@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 static const char known_keys[] = "socket, tcp, mode, group, max_frame, max_connections, "
+                                 "max_unwelcomed, hello_timeout_ms, "
                                  "max_subscriptions, max_pending, max_retained_bytes, log, acl";
 
 /* What is being built, and where errors go. */
@@ -202,6 +203,20 @@ static int apply_key(struct config_ctx *ctx, const char *key, json_object *v)
     if (strcmp(key, "max_connections") == 0) {
         r = get_u64(ctx, key, v, 1, UINT32_MAX, &n);
         cfg->max_connections = (uint32_t)n;
+        return r;
+    }
+    if (strcmp(key, "max_unwelcomed") == 0) {
+        r = get_u64(ctx, key, v, 1, UINT32_MAX, &n);
+        if (r == 0) {
+            cfg->max_unwelcomed = (uint32_t)n;
+        }
+        return r;
+    }
+    if (strcmp(key, "hello_timeout_ms") == 0) {
+        r = get_u64(ctx, key, v, 1, UINT32_MAX, &n);
+        if (r == 0) {
+            cfg->hello_timeout_ms = (uint32_t)n;
+        }
         return r;
     }
     if (strcmp(key, "max_subscriptions") == 0) {

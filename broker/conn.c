@@ -49,11 +49,13 @@
 #include "sockbus.h"
 #include "sys.h"
 
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <json-c/json.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,8 +342,10 @@ void conn_end(struct conn *c, uint32_t code, const char *text)
      * its peer does not take the write within CONN_DRAIN_MS. */
     if (!c->draining) {
         c->draining = true;
-        c->drain_since = uv_now(c->broker->loop);
-        broker_watch_draining(c->broker);
+        /* No longer waiting for a HELLO: its slot among max_unwelcomed is
+         * free, and the drain deadline replaces the HELLO deadline. */
+        deadline_list_remove(&c->wait);
+        deadline_list_add(&c->broker->draining, &c->drain);
     }
     if (c->reading) {
         uv_read_stop(&c->h.stream);
@@ -496,6 +500,9 @@ static void conn_send_welcome(struct conn *c)
 /* HELLO: {"protocol":1,"name":"...","echo":true} (hello_parse()). */
 static void conn_handle_hello(struct conn *c, const struct frame *f)
 {
+    struct broker *b = c->broker;
+    /* Welcomed or refused below: either way no longer waiting. */
+    deadline_list_remove(&c->wait);
     struct hello h;
     int r = hello_parse(f->payload, f->payload_len, &h);
     if (r == -EPROTO) {
@@ -515,12 +522,20 @@ static void conn_handle_hello(struct conn *c, const struct frame *f)
         conn_close(c); /* -ENOMEM */
         return;
     }
+    /* max_connections bounds the welcomed clients (see conn_accept()). */
+    if (b->nclients >= b->cfg.max_connections) {
+        char text[96];
+        snprintf(text, sizeof(text), "max_connections (%u) reached; try again later",
+                 b->cfg.max_connections);
+        conn_end(c, FRAME_ERR_LIMIT, text);
+        return;
+    }
     c->name = h.has_name ? strdup(h.name) : NULL;
     c->echo = h.echo;
     c->hello_done = true;
-    c->broker->nclients++;
+    b->nclients++;
     conn_send_welcome(c);
-    sys_event(c->broker, c, true);
+    sys_event(b, c, true);
     if (c->has_cred) {
         log_verbose("client %llu connected: %s pid %ld uid %lu gid %lu name '%s'",
                     (unsigned long long)c->id, "unix", (long)c->pid, (unsigned long)c->uid,
@@ -847,12 +862,10 @@ static void on_close(uv_handle_t *h)
         c->next->prev = c->prev;
     }
     b->nconns--;
-    if (c->draining) {
-        b->ndraining--;
-    }
     /* conn_close() took it off every list, and nothing links a closing
-     * connection again (broker_mark_dirty()). */
-    assert(!list_linked(&c->dirty) && !list_linked(&c->ready));
+     * connection again (broker_mark_dirty(), broker_mark_ready()). */
+    assert(!list_linked(&c->dirty) && !list_linked(&c->ready) && !deadline_linked(&c->wait) &&
+           !deadline_linked(&c->drain));
     buf_free(&c->in);
     buf_free(&c->out);
     buf_free(&c->wbuf);
@@ -869,6 +882,9 @@ void conn_close(struct conn *c)
     }
     c->closing = true;
     c->reading = false;
+    /* Off the timed lists now: their timers must never see it again. */
+    deadline_list_remove(&c->wait);
+    deadline_list_remove(&c->drain);
     if (c->hello_done) {
         /* Announced while its object still shows what it had; `closing`
          * keeps the event from being queued to itself. */
@@ -903,6 +919,42 @@ static void conn_read_cred(struct conn *c)
         c->uid = cred.uid;
         c->gid = cred.gid;
     }
+}
+
+/* -v: a connection arrived (before HELLO: it has no name yet). */
+static void conn_log_accepted(const struct conn *c)
+{
+    if (log_level < LOG_VERBOSE) {
+        return;
+    }
+    uint32_t waiting = c->broker->unwelcomed.len;
+    if (c->has_cred) {
+        log_verbose("client %llu accepted: unix pid %ld uid %lu gid %lu; waiting for HELLO (%u "
+                    "waiting)",
+                    (unsigned long long)c->id, (long)c->pid, (unsigned long)c->uid,
+                    (unsigned long)c->gid, waiting);
+        return;
+    }
+    char addr[INET6_ADDRSTRLEN + 8] = "?";
+    struct sockaddr_storage ss;
+    int len = sizeof(ss);
+    if (c->transport == CONN_TCP &&
+        uv_tcp_getpeername(&c->h.tcp, (struct sockaddr *)&ss, &len) == 0) {
+        if (ss.ss_family == AF_INET6) {
+            const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)&ss;
+            char ip[INET6_ADDRSTRLEN];
+            uv_ip6_name(in6, ip, sizeof(ip));
+            snprintf(addr, sizeof(addr), "[%s]:%u", ip, ntohs(in6->sin6_port));
+        } else {
+            const struct sockaddr_in *in = (const struct sockaddr_in *)&ss;
+            char ip[INET_ADDRSTRLEN];
+            uv_ip4_name(in, ip, sizeof(ip));
+            snprintf(addr, sizeof(addr), "%s:%u", ip, ntohs(in->sin_port));
+        }
+    }
+    log_verbose("client %llu accepted: %s %s; waiting for HELLO (%u waiting)",
+                (unsigned long long)c->id, c->transport == CONN_TCP ? "tcp" : "unix", addr,
+                waiting);
 }
 
 void conn_accept(struct broker *b, int fd, enum conn_transport transport)
@@ -957,12 +1009,32 @@ void conn_accept(struct broker *b, int fd, enum conn_transport transport)
     struct acl_peer peer = {
         .tcp = transport == CONN_TCP, .has_cred = c->has_cred, .uid = c->uid, .gid = c->gid};
     c->acl_rule = acl_find_for_socket(b->cfg.acl, fd, &peer);
-    if (b->nconns > b->cfg.max_connections) {
-        char text[96];
-        snprintf(text, sizeof(text), "max_connections (%u) reached; try again later",
-                 b->cfg.max_connections);
-        conn_end(c, FRAME_ERR_LIMIT, text);
+    /* Until its HELLO a connection costs a descriptor and nothing else,
+     * and counts against max_unwelcomed, not max_connections: idle
+     * sockets cannot keep real clients out, and hello_timeout_ms ends
+     * them. */
+    if (b->unwelcomed.len >= b->cfg.max_unwelcomed) {
+        conn_end(c, FRAME_ERR_LIMIT, "too many connections waiting for HELLO; try again later");
         return;
     }
+    deadline_list_add(&b->unwelcomed, &c->wait);
+    conn_log_accepted(c);
     conn_read_start(c);
+}
+
+void conn_hello_expired(struct deadline_link *wait, void *data)
+{
+    struct conn *c = (struct conn *)((char *)wait - offsetof(struct conn, wait));
+    (void)data;
+    char text[96];
+    snprintf(text, sizeof(text), "no HELLO within hello_timeout_ms (%u ms)",
+             c->broker->cfg.hello_timeout_ms);
+    conn_end(c, FRAME_ERR_HELLO_REQUIRED, text); /* logged at -v, as every ERR */
+}
+
+void conn_drain_expired(struct deadline_link *drain, void *data)
+{
+    struct conn *c = (struct conn *)((char *)drain - offsetof(struct conn, drain));
+    (void)data;
+    conn_close(c);
 }

@@ -5,11 +5,29 @@
  * close callback. Output is queued into `out` and written at most once per
  * loop iteration (conn_flush(), from the broker's check handle); while a
  * write is in flight, new output goes into the other buffer.
+ *
+ * The broker's lists a connection can be on; a connection is freed in
+ * on_close(), and a freed connection left on a list is a use-after-free,
+ * so each list is left in conn_close() (or on_close(), for `conns`):
+ * - broker->conns (`next`, `prev`): every connection, from conn_accept()
+ *   until on_close(); for shutdown and introspection.
+ * - broker->dirty (`dirty`): output to write at the end of this loop
+ *   iteration; never a closing connection.
+ * - broker->ready (`ready`): whole frames held for the next iteration
+ *   (CONN_SLICE); never a closing connection.
+ * - broker->unwelcomed (`wait`): accepted and waiting for its HELLO, in
+ *   accept order, from conn_accept() until a HELLO is handled or the
+ *   connection ends; hello_timeout_ms after it was accepted, it gets ERR 8
+ *   (conn_hello_expired()). Bounded by max_unwelcomed.
+ * - broker->draining (`drain`, while `draining`): ending after a fatal ERR,
+ *   from conn_end() until closed; closed CONN_DRAIN_MS after it began
+ *   (conn_drain_expired()) if its peer has not taken its last frames.
  */
 #ifndef SOCKBUS_CONN_H
 #define SOCKBUS_CONN_H
 
 #include "list.h"
+#include "deadline.h"
 #include "sidmap.h"
 
 #include <stdbool.h>
@@ -111,12 +129,11 @@ struct conn {
 
     bool hello_done;
     bool echo;
-    bool draining;        /* a fatal ERR is queued: write it, then close */
-    uint64_t drain_since; /* loop time when draining began */
-    bool closing;         /* uv_close() called */
-    bool reading;         /* uv_read_start() in effect */
-    bool writing;         /* a uv_write() is in flight on `wbuf` */
-    bool held;            /* `in` holds whole frames not handled yet */
+    bool draining; /* a fatal ERR is queued: write it, then close */
+    bool closing;  /* uv_close() called */
+    bool reading;  /* uv_read_start() in effect */
+    bool writing;  /* a uv_write() is in flight on `wbuf` */
+    bool held;     /* `in` holds whole frames not handled yet */
 
     /* Work done for this connection in loop iteration `slice_iter`: bytes
      * of its frames handled plus bytes they queued to anyone. */
@@ -142,6 +159,10 @@ struct conn {
     uint64_t bytes_in;
     uint64_t bytes_out;
     uint64_t dropped;
+
+    /* The timed lists (cold: touched at HELLO and at the end only). */
+    struct deadline_link wait;  /* broker->unwelcomed, until HELLO */
+    struct deadline_link drain; /* broker->draining, while `draining` */
 };
 
 /* Take the newly accepted socket `fd` (owned from here on, also on
@@ -204,5 +225,10 @@ void conn_close(struct conn *c);
 
 /* Queue ERR code (fatal) and close after writing it. */
 void conn_end(struct conn *c, uint32_t code, const char *text);
+
+/* The deadline_list callbacks of broker->unwelcomed (no HELLO in time:
+ * ERR 8) and broker->draining (last frames not taken in time: close). */
+void conn_hello_expired(struct deadline_link *wait, void *data);
+void conn_drain_expired(struct deadline_link *drain, void *data);
 
 #endif /* SOCKBUS_CONN_H */

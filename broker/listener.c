@@ -127,6 +127,23 @@ static const char *file_kind(mode_t mode)
     return "not a socket";
 }
 
+/*
+ * A file at the path or at PATH.lock belongs to another user (`owner`):
+ * in a directory anyone can write, such as /tmp, another user may have put
+ * it there first, to keep our broker from starting or to pose as it. It is
+ * not ours to connect to, lock or remove. `what` says which file.
+ */
+static int refuse_foreign(const char *path, const char *what, uid_t owner, char *err,
+                          size_t err_len)
+{
+    set_err(err, err_len,
+            "cannot listen on %s: %s belongs to uid %lu, not to us (uid %lu), and is left "
+            "untouched: another user may be squatting the path; set XDG_RUNTIME_DIR or use "
+            "--socket PATH in a directory only you can write",
+            path, what, (unsigned long)owner, (unsigned long)geteuid());
+    return -EPERM;
+}
+
 /* "--group NAME": a group name, or a numeric gid as chown(1) accepts.
  * getgrnam() reports "not found" with a NULL and an errno that varies by
  * NSS backend, so any NULL counts as unknown. */
@@ -164,8 +181,15 @@ static int lock_acquire(const char *path, const char *lock_path, char *err, size
         /* O_NOFOLLOW: in a shared directory such as /tmp, a planted
          * symlink must not make us create or lock a file elsewhere. */
         int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+        char what[LOCK_PATH_MAX + 16];
+        snprintf(what, sizeof(what), "lock file %s", lock_path);
         if (fd < 0) {
             int e = errno;
+            struct stat st;
+            if ((e == EACCES || e == EPERM) && lstat(lock_path, &st) == 0 &&
+                st.st_uid != geteuid()) {
+                return refuse_foreign(path, what, st.st_uid, err, err_len);
+            }
             if (e == ENOENT) {
                 char dir[LOCK_PATH_MAX];
                 parent_dir_of(path, dir, sizeof(dir));
@@ -194,6 +218,12 @@ static int lock_acquire(const char *path, const char *lock_path, char *err, size
             set_err(err, err_len, "cannot listen on %s: cannot stat lock file %s: %s", path,
                     lock_path, strerror(e));
             return -e;
+        }
+        /* Before flock(): a lock file someone else made is theirs to hold
+         * and ours neither to lock nor, later, to remove. */
+        if (locked.st_uid != geteuid()) {
+            close(fd);
+            return refuse_foreign(path, what, locked.st_uid, err, err_len);
         }
         if (!S_ISREG(locked.st_mode)) {
             close(fd);
@@ -254,6 +284,14 @@ static void lock_release(int lock_fd, const char *lock_path)
  */
 static int path_claim(const char *path, const struct stat *st, char *err, size_t err_len)
 {
+    if (st->st_uid != geteuid()) {
+        /* Whatever it is: never knocked on (it may be an impostor's
+         * listener, which would learn who we are) and never removed. */
+        char what[64];
+        snprintf(what, sizeof(what), "%s there",
+                 S_ISSOCK(st->st_mode) ? "the socket" : file_kind(st->st_mode));
+        return refuse_foreign(path, what, st->st_uid, err, err_len);
+    }
     if (!S_ISSOCK(st->st_mode)) {
         set_err(err, err_len,
                 "cannot listen on %s: it is %s, not a socket, and is left untouched; move it "
@@ -496,6 +534,66 @@ void listener_unix_close(struct listener_unix *l)
 void listener_unix_forget_fd(struct listener_unix *l)
 {
     l->fd = -1;
+}
+
+int listener_run_dir(const char *dir, char *err, size_t err_len)
+{
+    /* mkdir() applies the umask (0700 under umask 077, which would shut
+     * out every client of another user); fchmod() below does not. */
+    bool created = mkdir(dir, LISTENER_RUN_DIR_MODE) == 0;
+    if (!created && errno != EEXIST) {
+        int e = errno;
+        set_err(err, err_len,
+                "cannot create the socket directory %s: %s; run --system as root, or create it "
+                "with mode 0755 and use --socket PATH",
+                dir, strerror(e));
+        return -e;
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0) {
+        int e = errno;
+        struct stat st;
+        if ((e == ENOTDIR || e == ELOOP) && lstat(dir, &st) == 0) {
+            set_err(err, err_len,
+                    "cannot use %s as the socket directory: it is %s, not a directory; remove "
+                    "it or use --socket PATH",
+                    dir, file_kind(st.st_mode));
+            return -ENOTDIR;
+        }
+        set_err(err, err_len, "cannot open the socket directory %s: %s; use --socket PATH", dir,
+                strerror(e));
+        return -e;
+    }
+    struct stat st;
+    int r = 0;
+    if (fstat(fd, &st) < 0) {
+        r = -errno;
+        set_err(err, err_len, "cannot stat the socket directory %s: %s", dir, strerror(-r));
+    } else if (st.st_uid != 0 && st.st_uid != geteuid()) {
+        /* Its owner could replace our socket with theirs at any time. */
+        r = -EPERM;
+        set_err(err, err_len,
+                "cannot use %s as the socket directory: it belongs to uid %lu, neither root nor "
+                "us (uid %lu), who could replace the socket; remove it or give it to root "
+                "(chown root: %s)",
+                dir, (unsigned long)st.st_uid, (unsigned long)geteuid(), dir);
+    } else if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
+        /* Anyone who may write it may remove our socket and put theirs
+         * there; the sticky bit (as on /tmp) forbids removing another
+         * user's file. */
+        r = -EPERM;
+        set_err(err, err_len,
+                "cannot use %s as the socket directory: mode %04o lets %s replace the socket; "
+                "chmod 0755 %s (or add the sticky bit)",
+                dir, (unsigned)(st.st_mode & 07777),
+                (st.st_mode & S_IWOTH) != 0 ? "every user" : "its group", dir);
+    } else if (created && fchmod(fd, LISTENER_RUN_DIR_MODE) < 0) {
+        r = -errno;
+        set_err(err, err_len, "cannot set mode %04o on the socket directory %s: %s",
+                LISTENER_RUN_DIR_MODE, dir, strerror(-r));
+    }
+    close(fd);
+    return r;
 }
 
 /*

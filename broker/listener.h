@@ -40,6 +40,8 @@ struct listener_unix {
  * -ENAMETOOLONG: the path does not fit in a sockaddr_un.
  * -ENOENT: the directory of the path does not exist.
  * -EINVAL: empty path, bad mode or unknown group (nothing was touched).
+ * -EPERM: the lock file or the file at the path belongs to another user:
+ * it is neither connected to, locked nor removed.
  * Changes the process umask for the duration of bind(): call it before
  * starting threads.
  */
@@ -54,6 +56,22 @@ void listener_unix_close(struct listener_unix *l);
  * broker's acceptor, which now owns and closes it. The lock and the file identity stay for
  * listener_unix_close(). */
 void listener_unix_forget_fd(struct listener_unix *l);
+
+/* Mode of the directory that --system creates for its socket. */
+#define LISTENER_RUN_DIR_MODE 0755
+
+/*
+ * Make `dir` fit to hold a socket that other users reach (--system's
+ * /run/sockbus): create it with mode LISTENER_RUN_DIR_MODE whatever the
+ * umask if it does not exist, and refuse one that another user could use
+ * to replace the socket. An existing directory keeps its mode (0750 with a
+ * group is the administrator's choice) but is refused when it is owned by
+ * a user other than root and us, is group- or world-writable without the
+ * sticky bit, or is not a directory (a symbolic link included). Returns 0,
+ * or a negative errno with one line in err (what, where, what to do):
+ * -EPERM for the owner and the mode, -ENOTDIR, or mkdir()'s error.
+ */
+int listener_run_dir(const char *dir, char *err, size_t err_len);
 
 /*
  * Bind and listen on TCP `hostport` ("HOST:PORT", "tcp://HOST:PORT" or

@@ -1,11 +1,23 @@
 /*
  * main.c - sockbusd: command line, signals, and the loop.
+ *
+ * Signals. No signal a user may send leaves the socket or lock file
+ * behind: SIGINT, SIGTERM, SIGQUIT and SIGXCPU (the soft CPU limit, before
+ * the kernel kills at the hard one) stop the broker in order, like
+ * broker_stop(); SIGHUP is logged and ignored, so a terminal hangup does
+ * not end a broker started in the foreground; every other signal whose
+ * default action ends the process is ignored (SIGPIPE, SIGUSR1, SIGUSR2,
+ * SIGALRM, every real-time signal, ...). The faults (SIGSEGV, SIGBUS,
+ * SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS) keep their default action: a
+ * broker that hits one must not carry on.
  */
 #include "acl.h"
 #include "broker.h"
 #include "config.h"
+#include "listener.h"
 #include "log.h"
 #include "sockbus.h"
+#include "stdfds.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -16,7 +28,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #define SYSTEM_SOCKET_DIR  "/run/sockbus"
 #define SYSTEM_SOCKET_PATH SYSTEM_SOCKET_DIR "/sockbus.sock"
@@ -44,7 +57,10 @@ static void usage(FILE *out)
             "      --config FILE          read settings and access rules from a JSON file;\n"
             "                             flags given here override it\n"
             "      --max-frame BYTES      largest frame accepted (default %u)\n"
-            "      --max-connections N    (default %u)\n"
+            "      --max-connections N    clients past HELLO (default %u)\n"
+            "      --max-unwelcomed N     connections waiting for their HELLO (default\n"
+            "                             max-connections/4, at least %u)\n"
+            "      --hello-timeout-ms MS  time a connection has for its HELLO (default %u)\n"
             "      --max-subscriptions N  per connection (default %u)\n"
             "      --max-pending BYTES    outbound queue per connection (default %u;\n"
             "                             at least --max-frame)\n"
@@ -54,9 +70,12 @@ static void usage(FILE *out)
             "  -h, --help                 show this help\n"
             "  -V, --version              show the version\n"
             "\n"
+            "SIGINT, SIGTERM and SIGQUIT stop the broker (clients get ERR 9, the socket\n"
+            "file is removed); SIGHUP is logged and ignored (no reload yet).\n"
+            "\n"
             "Config file keys: socket, tcp, mode, group, max_frame, max_connections,\n"
-            "max_subscriptions, max_pending, max_retained_bytes, log (quiet, normal or\n"
-            "verbose) and acl, e.g.\n"
+            "max_unwelcomed, hello_timeout_ms, max_subscriptions, max_pending,\n"
+            "max_retained_bytes, log (quiet, normal or verbose) and acl, e.g.\n"
             "  {\"mode\": \"0660\", \"group\": \"sockbus\", \"max_connections\": 1024,\n"
             "   \"acl\": [{\"user\": \"alice\", \"publish\": [\"sensors.>\", \"_INBOX.>\"],\n"
             "             \"subscribe\": [\"cmd.*\"]},\n"
@@ -67,6 +86,7 @@ static void usage(FILE *out)
             "client may always subscribe to its own inbox (_INBOX.<id>.>). Details:\n"
             "docs/security.md.\n",
             BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_CONNECTIONS_DEFAULT,
+            BROKER_MAX_UNWELCOMED_MIN_DEFAULT, BROKER_HELLO_TIMEOUT_MS_DEFAULT,
             BROKER_MAX_SUBSCRIPTIONS_DEFAULT, BROKER_MAX_PENDING_DEFAULT,
             BROKER_MAX_RETAINED_BYTES_DEFAULT);
 }
@@ -94,6 +114,8 @@ enum {
     OPT_GROUP,
     OPT_MAX_FRAME,
     OPT_MAX_CONNECTIONS,
+    OPT_MAX_UNWELCOMED,
+    OPT_HELLO_TIMEOUT,
     OPT_MAX_SUBSCRIPTIONS,
     OPT_MAX_PENDING,
     OPT_MAX_RETAINED,
@@ -108,6 +130,8 @@ static const struct option long_options[] = {
     {"group", required_argument, NULL, OPT_GROUP},
     {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+    {"max-unwelcomed", required_argument, NULL, OPT_MAX_UNWELCOMED},
+    {"hello-timeout-ms", required_argument, NULL, OPT_HELLO_TIMEOUT},
     {"max-subscriptions", required_argument, NULL, OPT_MAX_SUBSCRIPTIONS},
     {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
     {"max-retained-bytes", required_argument, NULL, OPT_MAX_RETAINED},
@@ -161,7 +185,8 @@ static int load_config(int argc, char **argv, struct broker_config *cfg)
     return r;
 }
 
-static int parse_args(int argc, char **argv, struct broker_config *cfg)
+/* *run_dir: the socket is --system's, whose directory main() prepares. */
+static int parse_args(int argc, char **argv, struct broker_config *cfg, bool *run_dir)
 {
     const char *socket = NULL;
     bool system = false;
@@ -200,6 +225,14 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg)
         case OPT_MAX_CONNECTIONS:
             r = parse_u64("--max-connections", optarg, 1, UINT32_MAX, &v);
             cfg->max_connections = (uint32_t)v;
+            break;
+        case OPT_MAX_UNWELCOMED:
+            r = parse_u64("--max-unwelcomed", optarg, 1, UINT32_MAX, &v);
+            cfg->max_unwelcomed = (uint32_t)v;
+            break;
+        case OPT_HELLO_TIMEOUT:
+            r = parse_u64("--hello-timeout-ms", optarg, 1, UINT32_MAX, &v);
+            cfg->hello_timeout_ms = (uint32_t)v;
             break;
         case OPT_MAX_SUBSCRIPTIONS:
             r = parse_u64("--max-subscriptions", optarg, 1, UINT32_MAX, &v);
@@ -247,13 +280,8 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg)
         memcpy(from_config, cfg->socket_path, sizeof(from_config));
         socket = from_config;
     }
-    if (socket == NULL && system) {
-        /* The directory may not exist on a fresh boot; /run is a tmpfs. */
-        if (mkdir(SYSTEM_SOCKET_DIR, 0755) < 0 && errno != EEXIST) {
-            fprintf(stderr, "sockbusd: cannot create %s: %s; run --system as root\n",
-                    SYSTEM_SOCKET_DIR, strerror(errno));
-            return -errno;
-        }
+    *run_dir = socket == NULL && system;
+    if (*run_dir) {
         socket = SYSTEM_SOCKET_PATH;
     }
     if (sb_endpoint_resolve(socket, cfg->socket_path, sizeof(cfg->socket_path)) < 0) {
@@ -270,13 +298,20 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg)
     return 0;
 }
 
-/* Raise the soft RLIMIT_NOFILE to what max_connections needs, within the
- * hard limit (which only a privileged process could raise; the broker does
- * not try). check_nofile_limit() says so if that is not enough. */
-static void raise_nofile_limit(uint32_t max_connections)
+/* Descriptors for clients: the welcomed ones and those waiting for HELLO. */
+static uint64_t client_fds(const struct broker_config *cfg)
+{
+    return (uint64_t)cfg->max_connections + cfg->max_unwelcomed;
+}
+
+/* Raise the soft RLIMIT_NOFILE to what max_connections and max_unwelcomed
+ * need, within the hard limit (which only a privileged process could raise;
+ * the broker does not try). check_nofile_limit() says so if that is not
+ * enough. */
+static void raise_nofile_limit(const struct broker_config *cfg)
 {
     struct rlimit rl;
-    rlim_t need = (rlim_t)max_connections + NOFILE_MARGIN;
+    rlim_t need = (rlim_t)client_fds(cfg) + NOFILE_MARGIN;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) {
         return;
     }
@@ -301,12 +336,12 @@ static long open_fds(void)
 
 /*
  * Once everything but the clients is open: if the descriptors left cannot
- * hold max_connections clients, say so once and say how many fit.
- * max_connections stays as asked: past the descriptors, accept() fails with
- * EMFILE and the acceptor refuses clients with ERR 5 (acceptor.h), as
- * max_connections would.
+ * hold max_connections clients and max_unwelcomed connections waiting for
+ * HELLO, say so once and say how many fit. The limits stay as asked: past
+ * the descriptors, accept() fails with EMFILE and the acceptor refuses
+ * clients with ERR 5 (acceptor.h), as the limits would.
  */
-static void check_nofile_limit(uint32_t max_connections)
+static void check_nofile_limit(const struct broker_config *cfg)
 {
     struct rlimit rl;
     long used = open_fds();
@@ -318,22 +353,97 @@ static void check_nofile_limit(uint32_t max_connections)
     } else {
         used++; /* libuv's own EMFILE reserve, opened with the first client */
     }
-    if ((uint64_t)rl.rlim_cur >= (uint64_t)max_connections + (uint64_t)used) {
+    if ((uint64_t)rl.rlim_cur >= client_fds(cfg) + (uint64_t)used) {
         return;
     }
     unsigned long long fit = rl.rlim_cur > (rlim_t)used ? rl.rlim_cur - (rlim_t)used : 0;
-    log_error("max_connections is %u but RLIMIT_NOFILE allows %llu descriptors (hard limit "
-              "%llu, %ld in use): about %llu clients fit, the next are refused with ERR 5; "
-              "raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) or set "
-              "--max-connections %llu",
-              max_connections, (unsigned long long)rl.rlim_cur, (unsigned long long)rl.rlim_max,
-              used, fit, fit);
+    log_error("max_connections is %u and max_unwelcomed %u but RLIMIT_NOFILE allows %llu "
+              "descriptors (hard limit %llu, %ld in use): about %llu connections fit, the next "
+              "are refused with ERR 5; raise the hard limit (ulimit -Hn, systemd LimitNOFILE=) "
+              "or lower --max-connections and --max-unwelcomed to add up to %llu",
+              cfg->max_connections, cfg->max_unwelcomed, (unsigned long long)rl.rlim_cur,
+              (unsigned long long)rl.rlim_max, used, fit, fit);
 }
 
-static uv_signal_t stop_signals[2];
+/* The signals the loop handles (see the top of this file). */
+enum signal_action {
+    SIGNAL_STOP, /* stop in order */
+    SIGNAL_NOTE, /* log and ignore */
+};
+
+static const struct {
+    int signum;
+    const char *name;
+    enum signal_action action;
+} handled_signals[] = {
+    {SIGINT, "SIGINT", SIGNAL_STOP},   {SIGTERM, "SIGTERM", SIGNAL_STOP},
+    {SIGQUIT, "SIGQUIT", SIGNAL_STOP}, {SIGXCPU, "SIGXCPU", SIGNAL_STOP},
+    {SIGHUP, "SIGHUP", SIGNAL_NOTE},
+};
+
+#define HANDLED_SIGNALS (sizeof(handled_signals) / sizeof(handled_signals[0]))
+
+static uv_signal_t signal_handles[HANDLED_SIGNALS];
+
+/* Signals that end the process by default and mean nothing to the broker:
+ * ignored from the start (the real-time ones too, see ignore_signals()).
+ * SIGPIPE first of all: a peer that closes while we write must not kill
+ * the broker. */
+static const int ignored_signals[] = {
+    SIGPIPE,   SIGUSR1, SIGUSR2, SIGALRM, SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGXFSZ,
+#ifdef SIGSTKFLT
+    SIGSTKFLT,
+#endif
+};
 
 /*
- * The handlers stay installed for the whole run: a second SIGINT or SIGTERM
+ * The first real-time signals, from the kernel's first (32) up to
+ * SIGRTMIN, are the C library's own (thread cancellation, set*id() across
+ * threads), and its sigaction() refuses to change them; yet any user may
+ * send them, and their default action ends the process. The broker uses
+ * neither facility, so they are ignored through the system call. Only the
+ * handler is set, and it is the first field of the kernel's struct on the
+ * architectures listed; the others (flags, restorer, mask) are zero
+ * whichever of them the kernel expects at each offset.
+ */
+static void ignore_reserved_signals(void)
+{
+#if defined(__linux__) && defined(SYS_rt_sigaction) &&                                             \
+    (defined(__x86_64__) || defined(__i386__) || defined(__aarch64__) || defined(__arm__) ||       \
+     defined(__riscv) || defined(__powerpc__) || defined(__s390__))
+    struct {
+        void (*handler)(int);
+        unsigned long flags;
+        void (*restorer)(void);
+        uint64_t mask;
+    } ignore = {.handler = SIG_IGN};
+    for (int s = __SIGRTMIN; s < SIGRTMIN; s++) {
+        syscall(SYS_rt_sigaction, s, &ignore, NULL, sizeof(ignore.mask));
+    }
+#endif
+}
+
+static void ignore_signals(void)
+{
+    for (size_t i = 0; i < sizeof(ignored_signals) / sizeof(ignored_signals[0]); i++) {
+        signal(ignored_signals[i], SIG_IGN);
+    }
+    for (int s = SIGRTMIN; s <= SIGRTMAX; s++) {
+        signal(s, SIG_IGN);
+    }
+    ignore_reserved_signals();
+}
+
+static void handled_signal_set(sigset_t *set)
+{
+    sigemptyset(set);
+    for (size_t i = 0; i < HANDLED_SIGNALS; i++) {
+        sigaddset(set, handled_signals[i].signum);
+    }
+}
+
+/*
+ * The handlers stay installed for the whole run: a second stop signal
  * during the orderly stop (up to CONN_DRAIN_MS) must not fall back to the
  * default action, which would leave the socket file behind. They are
  * unreferenced once stopping, so they do not keep the loop alive.
@@ -341,56 +451,70 @@ static uv_signal_t stop_signals[2];
 static void on_signal(uv_signal_t *h, int signum)
 {
     struct broker *b = h->data;
-    const char *name = signum == SIGINT ? "SIGINT" : "SIGTERM";
+    size_t i = (size_t)(h - signal_handles);
+    const char *name = handled_signals[i].name;
+    (void)signum;
+    if (handled_signals[i].action == SIGNAL_NOTE) {
+        log_info("%s: no config reload yet; ignored", name);
+        return;
+    }
     if (b->stopping) {
         log_info("%s: already shutting down", name);
         return;
     }
     log_info("%s: shutting down", name);
     broker_stop(b);
-    for (size_t i = 0; i < 2; i++) {
-        uv_unref((uv_handle_t *)&stop_signals[i]);
+    for (size_t k = 0; k < HANDLED_SIGNALS; k++) {
+        uv_unref((uv_handle_t *)&signal_handles[k]);
     }
 }
 
 int main(int argc, char **argv)
 {
+    /* First of all, before libuv or the listener opens a descriptor that
+     * could land on 0, 1 or 2 (stdfds.h). */
+    if (stdfds_open() < 0) {
+        return 1; /* no /dev/null, and nowhere to say so */
+    }
+    ignore_signals();
     struct broker_config cfg;
     broker_config_init(&cfg);
-    if (load_config(argc, argv, &cfg) < 0 || parse_args(argc, argv, &cfg) < 0) {
+    bool run_dir = false;
+    if (load_config(argc, argv, &cfg) < 0 || parse_args(argc, argv, &cfg, &run_dir) < 0) {
         acl_free(cfg.acl);
         return 2;
     }
-    raise_nofile_limit(cfg.max_connections);
-    /* A peer that closes while we write must not kill the broker. */
-    signal(SIGPIPE, SIG_IGN);
+    broker_config_finish(&cfg);
+    char err[512];
+    if (run_dir && listener_run_dir(SYSTEM_SOCKET_DIR, err, sizeof(err)) < 0) {
+        fprintf(stderr, "sockbusd: %s\n", err);
+        acl_free(cfg.acl);
+        return 1;
+    }
+    raise_nofile_limit(&cfg);
 
     static struct broker broker; /* large (its read chunk): not on the stack */
     uv_loop_t *loop = uv_default_loop();
-    /* Hold SIGINT/SIGTERM from before the socket exists until their
+    /* Hold the handled signals from before the socket exists until their
      * handlers are in place: a client (or a test) may signal as soon as it
      * can connect, and the default action would kill us and leave the
-     * socket file behind. A signal sent meanwhile waits, then stops us. */
-    sigset_t stop_set;
+     * socket file behind. A signal sent meanwhile waits, then acts. */
+    sigset_t handled_set;
     sigset_t old_set;
-    sigemptyset(&stop_set);
-    sigaddset(&stop_set, SIGINT);
-    sigaddset(&stop_set, SIGTERM);
-    sigprocmask(SIG_BLOCK, &stop_set, &old_set);
-    char err[512];
+    handled_signal_set(&handled_set);
+    sigprocmask(SIG_BLOCK, &handled_set, &old_set);
     if (broker_init(&broker, loop, &cfg, err, sizeof(err)) < 0) {
         fprintf(stderr, "sockbusd: %s\n", err);
         acl_free(cfg.acl);
         return 1;
     }
-    static const int signums[2] = {SIGINT, SIGTERM};
-    for (size_t i = 0; i < 2; i++) {
-        uv_signal_init(loop, &stop_signals[i]);
-        stop_signals[i].data = &broker;
-        uv_signal_start(&stop_signals[i], on_signal, signums[i]);
+    for (size_t i = 0; i < HANDLED_SIGNALS; i++) {
+        uv_signal_init(loop, &signal_handles[i]);
+        signal_handles[i].data = &broker;
+        uv_signal_start(&signal_handles[i], on_signal, handled_signals[i].signum);
     }
     sigprocmask(SIG_SETMASK, &old_set, NULL);
-    check_nofile_limit(cfg.max_connections);
+    check_nofile_limit(&cfg);
 
     if (cfg.tcp[0] != '\0') {
         log_info("listening on %s and tcp port %u", cfg.socket_path, broker.tcp_port);
@@ -398,8 +522,12 @@ int main(int argc, char **argv)
         log_info("listening on %s", cfg.socket_path);
     }
     uv_run(loop, UV_RUN_DEFAULT);
-    for (size_t i = 0; i < 2; i++) {
-        uv_close((uv_handle_t *)&stop_signals[i], NULL);
+    /* Closing a uv_signal_t puts back the default action; blocked, a late
+     * signal waits and dies with the process instead of killing it before
+     * the socket file is removed. */
+    sigprocmask(SIG_BLOCK, &handled_set, NULL);
+    for (size_t i = 0; i < HANDLED_SIGNALS; i++) {
+        uv_close((uv_handle_t *)&signal_handles[i], NULL);
     }
     uv_run(loop, UV_RUN_DEFAULT); /* their close callbacks */
     broker_deinit(&broker);

@@ -44,6 +44,7 @@ static json_object *sys_stats(const struct broker *b)
     json_object *o = json_object_new_object();
     json_object_object_add(o, "uptime_s", u64((uv_now(b->loop) - b->start_ms) / 1000));
     json_object_object_add(o, "connections", u64(b->nclients));
+    json_object_object_add(o, "unwelcomed", u64(b->unwelcomed.len));
     json_object_object_add(o, "subscriptions", u64(b->nsubs));
     json_object_object_add(o, "msgs_in", u64(b->stats.msgs_in));
     json_object_object_add(o, "msgs_out", u64(b->stats.msgs_out));

@@ -574,21 +574,36 @@ static int count_of(const char *haystack, const char *needle)
     return n;
 }
 
-Test(limits, nofile_soft_limit_is_raised_for_max_connections)
+/* The soft limit is raised to max_connections + max_unwelcomed + 64: the
+ * descriptors of the welcomed clients, of those waiting for their HELLO,
+ * and the broker's own. */
+static void check_nofile_raised(const char *const *extra, long want)
 {
     struct rlimit rl;
     cr_assert_eq(getrlimit(RLIMIT_NOFILE, &rl), 0);
-    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < 1000 + 64) {
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < (rlim_t)want) {
         cr_skip_test("the hard RLIMIT_NOFILE (%llu) is too low for this test",
                      (unsigned long long)rl.rlim_max);
     }
-    const char *const extra[] = {"--max-connections", "1000", NULL};
     start_with_nofile(256, rl.rlim_max, extra);
-    cr_assert_eq(broker_nofile_soft(), 1000 + 64);
+    cr_assert_eq(broker_nofile_soft(), want);
     char log[4096];
     harness_read_log(&broker, log, sizeof(log));
     cr_assert(strstr(log, "RLIMIT_NOFILE") == NULL, "unexpected warning: %s", log);
     finish();
+}
+
+Test(limits, nofile_soft_limit_is_raised_for_max_connections)
+{
+    /* max_unwelcomed defaults to a quarter of max_connections. */
+    const char *const extra[] = {"--max-connections", "1000", NULL};
+    check_nofile_raised(extra, 1000 + 250 + 64);
+}
+
+Test(limits, nofile_soft_limit_is_raised_for_max_unwelcomed)
+{
+    const char *const extra[] = {"--max-connections", "1000", "--max-unwelcomed", "700", NULL};
+    check_nofile_raised(extra, 1000 + 700 + 64);
 }
 
 Test(limits, nofile_hard_limit_too_low_is_said_once)
@@ -598,7 +613,8 @@ Test(limits, nofile_hard_limit_too_low_is_said_once)
     char log[4096];
     harness_read_log(&broker, log, sizeof(log));
     cr_assert_eq(count_of(log, "RLIMIT_NOFILE allows 64 descriptors"), 1, "log: %s", log);
-    cr_assert(strstr(log, "max_connections is 4096") != NULL, "log: %s", log);
+    cr_assert(strstr(log, "max_connections is 4096 and max_unwelcomed 1024") != NULL, "log: %s",
+              log);
     finish();
 }
 

@@ -23,6 +23,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #define ERR_LEN 512
@@ -618,4 +619,283 @@ LTEST(tcp_bad_endpoints_are_einval)
     }
     int fd = -42;
     cr_assert_eq(listener_tcp_open(NULL, &fd, NULL, NULL, 0), -EINVAL);
+}
+
+/* --- files of another user at the path ------------------------------------ */
+
+/* The uid of the files' owner (nobody), and of a broker that is neither
+ * root nor that owner. Giving a file away takes root: CI runs as root, and
+ * these tests are skipped otherwise. */
+#define OTHER_UID  65534
+#define VICTIM_UID 4242
+
+static void skip_unless_root(void)
+{
+    if (geteuid() != 0) {
+        cr_skip_test("needs root, to give files to another uid (CI runs as root)");
+    }
+}
+
+/* Run listener_unix_open(path) as `uid` in a child (0: as we are); returns
+ * its result and its message in err. The listener, if it opened, is
+ * closed again in the child. */
+static int open_as(uid_t uid, const char *path, char *err, size_t err_len)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        if (uid != 0 && (setgid(uid) < 0 || setuid(uid) < 0)) {
+            _exit(125);
+        }
+        char msg[ERR_LEN] = "";
+        struct listener_unix l;
+        int r = listener_unix_open(&l, path, 0600, NULL, msg, sizeof(msg));
+        listener_unix_close(&l);
+        ssize_t n = write(p[1], &r, sizeof(r));
+        n = write(p[1], msg, strlen(msg) + 1);
+        (void)n;
+        _exit(0);
+    }
+    close(p[1]);
+    int r = 0;
+    cr_assert_eq(read(p[0], &r, sizeof(r)), (ssize_t)sizeof(r), "the child did not report");
+    ssize_t n = read(p[0], err, err_len - 1);
+    err[n > 0 ? n : 0] = '\0';
+    close(p[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return r;
+}
+
+static void assert_names_owner(const char *err, const char *file, uid_t us)
+{
+    char want[96];
+    snprintf(want, sizeof(want), "belongs to uid %d, not to us (uid %d)", OTHER_UID, (int)us);
+    cr_assert_not_null(strstr(err, want), "message: %s", err);
+    cr_assert_not_null(strstr(err, file), "message: %s", err);
+    cr_assert_not_null(strstr(err, "XDG_RUNTIME_DIR"), "message: %s", err);
+    cr_assert_null(strchr(err, '\n'));
+}
+
+/* Another user's lock file, in a directory anyone may write like /tmp:
+ * open for all to write (so it could be locked) and private (so that
+ * open() fails). Neither is locked, nor removed. */
+LTEST(lock_file_of_another_user_is_eperm_and_kept)
+{
+    skip_unless_root();
+    cr_assert_eq(chmod(tmpdir, 01777), 0);
+    char path[128], lock[160], err[ERR_LEN];
+    in_tmp(path, sizeof(path), "b.sock");
+    lock_path_of(path, lock, sizeof(lock));
+    const unsigned modes[] = {0666, 0600};
+    const uid_t brokers[] = {0, VICTIM_UID};
+    for (size_t m = 0; m < 2; m++) {
+        write_file(lock, "theirs");
+        cr_assert_eq(chmod(lock, modes[m]), 0);
+        cr_assert_eq(chown(lock, OTHER_UID, OTHER_UID), 0);
+        for (size_t b = 0; b < 2; b++) {
+            int r = open_as(brokers[b], path, err, sizeof(err));
+            cr_assert_eq(r, -EPERM, "mode %o, uid %d: got %d (%s)", modes[m], (int)brokers[b], r,
+                         err);
+            assert_names_owner(err, lock, brokers[b]);
+            assert_file_content(lock, "theirs");
+            cr_assert_not(exists(path), "a socket was created");
+        }
+        cr_assert_eq(unlink(lock), 0);
+    }
+}
+
+/* Another user's socket: listening (an impostor) or stale. It is neither
+ * connected to nor removed, and our lock file does not stay behind. */
+LTEST(socket_of_another_user_is_eperm_untouched)
+{
+    skip_unless_root();
+    cr_assert_eq(chmod(tmpdir, 01777), 0);
+    char path[128], lock[160], err[ERR_LEN];
+    in_tmp(path, sizeof(path), "b.sock");
+    lock_path_of(path, lock, sizeof(lock));
+    for (int listening = 0; listening < 2; listening++) {
+        int s = plain_listen(path);
+        cr_assert_eq(fcntl(s, F_SETFL, O_NONBLOCK), 0);
+        if (!listening) {
+            close(s);
+        }
+        cr_assert_eq(chmod(path, 0777), 0);
+        cr_assert_eq(chown(path, OTHER_UID, OTHER_UID), 0);
+        struct stat before;
+        cr_assert_eq(lstat(path, &before), 0);
+        const uid_t brokers[] = {0, VICTIM_UID};
+        for (size_t b = 0; b < 2; b++) {
+            int r = open_as(brokers[b], path, err, sizeof(err));
+            cr_assert_eq(r, -EPERM, "uid %d: got %d (%s)", (int)brokers[b], r, err);
+            assert_names_owner(err, "the socket there", brokers[b]);
+            struct stat after;
+            cr_assert_eq(lstat(path, &after), 0, "their socket was removed");
+            cr_assert_eq(after.st_ino, before.st_ino);
+            cr_assert_not(exists(lock), "our lock file stayed behind");
+        }
+        if (listening) {
+            int a = accept4(s, NULL, NULL, SOCK_CLOEXEC);
+            cr_assert(a < 0 && errno == EAGAIN, "the listener knocked on their socket");
+            close(s);
+        }
+        cr_assert_eq(unlink(path), 0);
+    }
+}
+
+/* --- the --system socket directory ---------------------------------------- */
+
+static unsigned dir_mode(const char *dir)
+{
+    struct stat st;
+    cr_assert_eq(lstat(dir, &st), 0, "%s: %s", dir, strerror(errno));
+    cr_assert(S_ISDIR(st.st_mode));
+    return st.st_mode & 07777;
+}
+
+LTEST(run_dir_is_created_0755_whatever_the_umask)
+{
+    const mode_t umasks[] = {077, 027, 0, 0777};
+    for (size_t i = 0; i < sizeof(umasks) / sizeof(umasks[0]); i++) {
+        char dir[128], err[ERR_LEN] = "";
+        char name[32];
+        snprintf(name, sizeof(name), "run%zu", i);
+        in_tmp(dir, sizeof(dir), name);
+        mode_t old = umask(umasks[i]);
+        int r = listener_run_dir(dir, err, sizeof(err));
+        umask(old);
+        cr_assert_eq(r, 0, "umask %03o: %d %s", (unsigned)umasks[i], r, err);
+        cr_assert_eq(dir_mode(dir), 0755u, "umask %03o: mode %04o", (unsigned)umasks[i],
+                     dir_mode(dir));
+    }
+}
+
+LTEST(run_dir_existing_keeps_a_safe_mode)
+{
+    /* Owned by us; safe modes are used as they are. */
+    const unsigned safe[] = {0755, 0700, 0750, 0711, 01777, 01770};
+    for (size_t i = 0; i < sizeof(safe) / sizeof(safe[0]); i++) {
+        char dir[128], err[ERR_LEN] = "";
+        char name[32];
+        snprintf(name, sizeof(name), "safe%zu", i);
+        in_tmp(dir, sizeof(dir), name);
+        cr_assert_eq(mkdir(dir, 0700), 0);
+        cr_assert_eq(chmod(dir, safe[i]), 0);
+        int r = listener_run_dir(dir, err, sizeof(err));
+        cr_assert_eq(r, 0, "mode %04o: %d %s", safe[i], r, err);
+        cr_assert_eq(dir_mode(dir), safe[i], "mode %04o was changed to %04o", safe[i],
+                     dir_mode(dir));
+    }
+}
+
+LTEST(run_dir_writable_by_others_without_sticky_bit_is_eperm)
+{
+    const unsigned unsafe[] = {0775, 0777, 0757, 0770, 0722};
+    for (size_t i = 0; i < sizeof(unsafe) / sizeof(unsafe[0]); i++) {
+        char dir[128], err[ERR_LEN] = "";
+        char name[32];
+        snprintf(name, sizeof(name), "unsafe%zu", i);
+        in_tmp(dir, sizeof(dir), name);
+        cr_assert_eq(mkdir(dir, 0700), 0);
+        cr_assert_eq(chmod(dir, unsafe[i]), 0);
+        int r = listener_run_dir(dir, err, sizeof(err));
+        cr_assert_eq(r, -EPERM, "mode %04o: got %d", unsafe[i], r);
+        cr_assert_not_null(strstr(err, dir), "message: %s", err);
+        cr_assert_not_null(strstr(err, "chmod 0755"), "message: %s", err);
+        cr_assert_not_null(strstr(err, (unsafe[i] & 02) ? "every user" : "its group"),
+                           "mode %04o: %s", unsafe[i], err);
+        cr_assert_null(strchr(err, '\n'));
+        cr_assert_eq(dir_mode(dir), unsafe[i], "a refused directory was changed");
+    }
+}
+
+LTEST(run_dir_that_is_not_a_directory_is_enotdir)
+{
+    char file[128], link[128], target[128], err[ERR_LEN] = "";
+    in_tmp(file, sizeof(file), "file");
+    write_file(file, "x");
+    cr_assert_eq(listener_run_dir(file, err, sizeof(err)), -ENOTDIR);
+    cr_assert_not_null(strstr(err, "regular file"), "message: %s", err);
+
+    /* Even a link to a good directory: whoever may change the link may
+     * point it elsewhere. */
+    in_tmp(target, sizeof(target), "target");
+    cr_assert_eq(mkdir(target, 0755), 0);
+    in_tmp(link, sizeof(link), "link");
+    cr_assert_eq(symlink(target, link), 0);
+    cr_assert_eq(listener_run_dir(link, err, sizeof(err)), -ENOTDIR);
+    cr_assert_not_null(strstr(err, "symbolic link"), "message: %s", err);
+    cr_assert_not_null(strstr(err, link), "message: %s", err);
+}
+
+LTEST(run_dir_missing_parent_is_named)
+{
+    char dir[128], err[ERR_LEN] = "";
+    in_tmp(dir, sizeof(dir), "nope/run");
+    int r = listener_run_dir(dir, err, sizeof(err));
+    cr_assert_eq(r, -ENOENT, "got %d", r);
+    cr_assert_not_null(strstr(err, dir), "message: %s", err);
+    cr_assert_null(strchr(err, '\n'));
+}
+
+/* listener_run_dir() as `uid` in a child; returns its result. */
+static int run_dir_as(uid_t uid, const char *dir, char *err, size_t err_len)
+{
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        close(p[0]);
+        if (uid != 0 && (setgid(uid) < 0 || setuid(uid) < 0)) {
+            _exit(125);
+        }
+        char msg[ERR_LEN] = "";
+        int r = listener_run_dir(dir, msg, sizeof(msg));
+        ssize_t n = write(p[1], &r, sizeof(r));
+        n = write(p[1], msg, strlen(msg) + 1);
+        (void)n;
+        _exit(0);
+    }
+    close(p[1]);
+    int r = 0;
+    cr_assert_eq(read(p[0], &r, sizeof(r)), (ssize_t)sizeof(r), "the child did not report");
+    ssize_t n = read(p[0], err, err_len - 1);
+    err[n > 0 ? n : 0] = '\0';
+    close(p[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    return r;
+}
+
+LTEST(run_dir_owned_by_another_user_is_eperm)
+{
+    skip_unless_root();
+    cr_assert_eq(chmod(tmpdir, 0755), 0);
+    char dir[128], err[ERR_LEN] = "";
+    in_tmp(dir, sizeof(dir), "run");
+    cr_assert_eq(mkdir(dir, 0755), 0);
+
+    /* Root's and our own are fine, for root and for a user. */
+    cr_assert_eq(run_dir_as(0, dir, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(run_dir_as(VICTIM_UID, dir, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(chown(dir, VICTIM_UID, VICTIM_UID), 0);
+    cr_assert_eq(run_dir_as(VICTIM_UID, dir, err, sizeof(err)), 0, "%s", err);
+
+    /* Another user's is not, whoever we are. */
+    cr_assert_eq(chown(dir, OTHER_UID, OTHER_UID), 0);
+    const uid_t brokers[] = {0, VICTIM_UID};
+    for (size_t b = 0; b < 2; b++) {
+        int r = run_dir_as(brokers[b], dir, err, sizeof(err));
+        cr_assert_eq(r, -EPERM, "uid %d: got %d (%s)", (int)brokers[b], r, err);
+        char want[96];
+        snprintf(want, sizeof(want), "belongs to uid %d, neither root nor us (uid %d)", OTHER_UID,
+                 (int)brokers[b]);
+        cr_assert_not_null(strstr(err, want), "message: %s", err);
+        cr_assert_not_null(strstr(err, dir), "message: %s", err);
+        cr_assert_null(strchr(err, '\n'));
+    }
 }

@@ -9,6 +9,7 @@
  */
 #include "bench.h"
 #include "cli.h"
+#include "stdfds.h"
 
 #include <string.h>
 
@@ -88,6 +89,8 @@ static int help(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    /* Before the client's socket or anything else takes fd 0, 1 or 2. */
+    stdfds_open();
     if (argc < 2) {
         fprintf(stderr, "sockbus: missing command; try 'sockbus --help'\n");
         return CLI_EXIT_USAGE;
