@@ -1,7 +1,12 @@
 /*
  * bench.h - what the files of `sockbus bench` share.
  *
- *   bench.c          options, the plan of rows, orchestration of the runs
+ *   bench.c          the command: preflight, signals, the runs, the report
+ *   bench_options.c  --help, and the command line into bench_args
+ *   bench_plan.c     the rows to run
+ *   bench_jobs.c     running a row once: forking, waiting for and collecting
+ *                    the job's processes; idle on a broker of its own
+ *   bench_cmd.h      what those four share (this file is what all share)
  *   bench_broker.c   finding, starting and stopping the private sockbusd
  *   bench_flow.c     the shared-memory block: counters, credit window, errors
  *   bench_workers.c  publisher, subscriber, responder, requester (libsockbus)
