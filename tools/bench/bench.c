@@ -33,7 +33,7 @@
  *
  * How. Publishers, subscribers, requesters and responders are separate
  * processes forked from here, each with its own libsockbus connection
- * (bench_workers.c). They share one MAP_SHARED block (bench_flow.c):
+ * (bench_workers.c). They share one MAP_SHARED block (bench_shared.c):
  * readiness, the credit window, results and the first error. A publisher
  * sends for --duration and then an end marker (an empty payload); every
  * payload carries a sequence number, so receivers check order and count

@@ -8,7 +8,7 @@
  *                    the job's processes; idle on a broker of its own
  *   bench_cmd.h      what those four share (this file is what all share)
  *   bench_broker.c   finding, starting and stopping the private sockbusd
- *   bench_flow.c     the shared-memory block: counters, credit window, errors
+ *   bench_shared.c   the shared block: counters, credit window, errors
  *   bench_workers.c  publisher, subscriber, responder, requester (libsockbus)
  *   bench_raw.c      the same frames between two processes, no broker
  *   bench_stats.c    percentiles, median, min and max
@@ -124,7 +124,7 @@ typedef struct bench_job {
  * sizeof(job->subject) + BENCH_SCALE_SUFFIX_LEN bytes). */
 void bench_scale_subject(const bench_job *job, unsigned index, char *buf, size_t len);
 
-/* ---- the shared block (bench_flow.c) ------------------------------------ */
+/* ---- the shared block (bench_shared.c) ---------------------------------- */
 
 /*
  * One receiver's slot. `received` is written only by the receiver, every
@@ -196,12 +196,12 @@ uint64_t bench_now_ns(void);
  * slowest receiver's count (>= target), or -1 after bench_fail() or abort.
  */
 typedef int (*bench_pump_fn)(void *arg);
-int64_t bench_flow_wait(bench_shared *sh, unsigned receivers, uint64_t target, bench_pump_fn pump,
-                        void *arg);
+int64_t bench_credit_wait(bench_shared *sh, unsigned receivers, uint64_t target, bench_pump_fn pump,
+                          void *arg);
 
 /* Receiver side: publish that `received` messages have arrived, and wake
  * the sender if it waits for that. */
-void bench_flow_report(bench_receiver *rc, uint64_t received);
+void bench_credit_report(bench_receiver *rc, uint64_t received);
 
 /* Wait (bounded by timeout_ms, and abort) until `count` processes have
  * said they are ready. Returns 0 or -1 after bench_fail(). */

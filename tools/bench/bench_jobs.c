@@ -1,7 +1,7 @@
 /*
  * bench_jobs.c - running one row of `sockbus bench` once: a job.
  *
- * A job maps a fresh shared block (bench_flow.c) and forks its processes,
+ * A job maps a fresh shared block (bench_shared.c) and forks its processes,
  * receivers first (subscribers, or the responder), then the sender (the
  * publisher, or the requester). A raw row has the same roles over socket
  * pairs made here, each child keeping only its own ends, so that a peer's
@@ -447,7 +447,7 @@ int bench_run_row(bench_ctx *ctx, bench_row *row, unsigned run)
     return r;
 }
 
-/* ---- idle ----------------------------------------------------------------- */
+/* ---- idle --------------------------------------------------------------- */
 
 /* Wait until the idle client reaches `stage`, for at most timeout_ms.
  * Returns 0, -1 on a failure (the client died, or said why in sh->error),

@@ -14,7 +14,7 @@
  * one reused buffer; receivers check it, so a loss or a reordering cannot
  * hide in a count.
  *
- * The publisher keeps to the credit window (bench_flow.c); while it waits,
+ * The publisher keeps to the credit window (bench_shared.c); while it waits,
  * its pump pushes out what the library still buffers, since the receivers
  * can only catch up with what has left.
  *
@@ -247,7 +247,8 @@ int bench_publisher_run(const bench_job *job, bench_shared *sh)
             }
         }
         if (seq == limit) {
-            int64_t min = bench_flow_wait(sh, job->receivers, seq - window / 2, publisher_pump, &w);
+            int64_t min =
+                bench_credit_wait(sh, job->receivers, seq - window / 2, publisher_pump, &w);
             if (min < 0) {
                 goto out;
             }
@@ -321,7 +322,7 @@ static int subscriber_loop(worker *w, bench_receiver *rc, uint32_t first_sid)
              * a lost end marker still leaves the time of the last
              * message (give or take one poll). */
             drained_ns = bench_now_ns();
-            bench_flow_report(rc, received);
+            bench_credit_report(rc, received);
             for (;;) {
                 r = sb_next_msg(w->client, &m, WORKER_IDLE_POLL_MS);
                 if (r != -ETIMEDOUT) {
@@ -381,13 +382,13 @@ static int subscriber_loop(worker *w, bench_receiver *rc, uint32_t first_sid)
         }
         expected = seq + 1;
         if (++received == next_report) {
-            bench_flow_report(rc, received);
+            bench_credit_report(rc, received);
             next_report += report_every;
         }
     }
 done:
     rc->dropped += sb_take_dropped(w->client);
-    bench_flow_report(rc, received);
+    bench_credit_report(rc, received);
     return 0;
 }
 
