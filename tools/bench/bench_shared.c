@@ -1,15 +1,16 @@
 /*
- * bench_flow.c - the memory a bench job's processes share, and the credit
+ * bench_shared.c - the memory a bench job's processes share, and the credit
  * window that keeps a sender from running away from its receivers.
  *
- * The broker drops messages for a subscriber whose queue is full (DESIGN:
- * slow consumers), so a publisher that sends as fast as it can measures
- * the drop policy, not the throughput. Instead each receiver publishes how
- * many messages it has received in an atomic counter in shared memory
- * (MAP_SHARED | MAP_ANONYMOUS, mapped before fork), and the sender stays at
- * most a window of messages ahead of the slowest receiver. The window is
- * far below the broker's max_pending, so nothing is lost unless something
- * is wrong, and far above a socket buffer, so the pipeline never runs dry.
+ * The broker drops messages for a subscriber whose queue is full
+ * (docs/protocol.md, "Slow consumers and DROPPED"), so a publisher that
+ * sends as fast as it can measures the drop policy, not the throughput.
+ * Instead each receiver publishes how many messages it has received in an
+ * atomic counter in shared memory (MAP_SHARED | MAP_ANONYMOUS, mapped
+ * before fork), and the sender stays at most a window of messages ahead of
+ * the slowest receiver. The window is far below the broker's max_pending,
+ * so nothing is lost unless something is wrong, and far above a socket
+ * buffer, so the pipeline never runs dry.
  *
  * Nothing here runs per message. A receiver stores its count every few
  * hundred messages and before it blocks. The sender looks at the counters
@@ -37,11 +38,11 @@
 
 /* Longest futex sleep: the bound on a missed wake-up, and how often a
  * waiting sender notices an abort. */
-#define FLOW_SLEEP_NS (10 * 1000 * 1000)
+#define CREDIT_SLEEP_NS (10 * 1000 * 1000)
 
 /* Checks of the counters before the sender sleeps: a receiver that is
  * about to catch up costs less than a futex round trip. */
-#define FLOW_SPIN_CHECKS 64
+#define CREDIT_SPIN_CHECKS 64
 
 uint64_t bench_now_ns(void)
 {
@@ -118,7 +119,7 @@ static void futex_wake(_Atomic uint32_t *word)
 }
 
 /* The slowest receiver's count, and which one it is. */
-static uint64_t flow_min(bench_shared *sh, unsigned receivers, unsigned *slowest)
+static uint64_t credit_slowest(bench_shared *sh, unsigned receivers, unsigned *slowest)
 {
     uint64_t min = UINT64_MAX;
 
@@ -132,14 +133,14 @@ static uint64_t flow_min(bench_shared *sh, unsigned receivers, unsigned *slowest
     return min;
 }
 
-int64_t bench_flow_wait(bench_shared *sh, unsigned receivers, uint64_t target, bench_pump_fn pump,
-                        void *arg)
+int64_t bench_credit_wait(bench_shared *sh, unsigned receivers, uint64_t target, bench_pump_fn pump,
+                          void *arg)
 {
     unsigned spins = 0;
 
     for (;;) {
         unsigned slowest = 0;
-        uint64_t min = flow_min(sh, receivers, &slowest);
+        uint64_t min = credit_slowest(sh, receivers, &slowest);
         if (min >= target) {
             return (int64_t)min;
         }
@@ -149,7 +150,7 @@ int64_t bench_flow_wait(bench_shared *sh, unsigned receivers, uint64_t target, b
         if (pump != NULL && pump(arg) < 0) {
             return -1;
         }
-        if (spins++ < FLOW_SPIN_CHECKS) {
+        if (spins++ < CREDIT_SPIN_CHECKS) {
             continue;
         }
 
@@ -160,16 +161,16 @@ int64_t bench_flow_wait(bench_shared *sh, unsigned receivers, uint64_t target, b
         /* Re-check after announcing: a report that came before `waiting`
          * was visible did not wake us, so it must be seen here. */
         if (atomic_load(&rc->received) < target) {
-            futex_wait(&rc->wake, word, FLOW_SLEEP_NS);
+            futex_wait(&rc->wake, word, CREDIT_SLEEP_NS);
         }
         atomic_store(&rc->waiting, 0);
     }
 }
 
-void bench_flow_report(bench_receiver *rc, uint64_t received)
+void bench_credit_report(bench_receiver *rc, uint64_t received)
 {
     /* seq_cst store, then load of `waiting`: the other half of the
-     * handshake in bench_flow_wait(). */
+     * handshake in bench_credit_wait(). */
     atomic_store(&rc->received, received);
     if (atomic_load(&rc->waiting) != 0 && received >= atomic_load(&rc->wake_at)) {
         atomic_fetch_add(&rc->wake, 1);

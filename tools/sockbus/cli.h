@@ -48,7 +48,7 @@ int cmd_reply(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
 
 /*
- * Resolve the endpoint (`endpoint` from -s, or NULL for the DESIGN rule:
+ * Resolve the endpoint (`endpoint` from -s, or NULL for the default rule:
  * $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock, /tmp/sockbus-UID.sock),
  * connect within `timeout_ms` (> 0) and do the handshake. `cmd` names the
  * subcommand ("pub"); the client calls itself "sockbus CMD" to the broker.

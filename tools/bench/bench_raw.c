@@ -11,7 +11,7 @@
  * into a reused buffer and writes it in batches of the library's size
  * (BENCH_RAW_BATCH, like CLIENT_WBUF_SIZE); the receiver reads into a
  * reused buffer and parses every frame in place, checking the sequence
- * number as a subscriber does. The credit window (bench_flow.c) is the
+ * number as a subscriber does. The credit window (bench_shared.c) is the
  * same, so the raw rows measure the same pipeline minus the broker. For
  * rtt, a request goes out with one write and its reply comes back with one
  * read on blocking sockets: the least a round trip can cost.
@@ -252,7 +252,7 @@ int bench_raw_sender_run(const bench_job *job, bench_shared *sh, const int *fds,
             if (raw_output_flush(&out, sh) < 0) {
                 goto done;
             }
-            int64_t min = bench_flow_wait(sh, count, seq - window / 2, NULL, NULL);
+            int64_t min = bench_credit_wait(sh, count, seq - window / 2, NULL, NULL);
             if (min < 0) {
                 goto done;
             }
@@ -325,7 +325,7 @@ int bench_raw_receiver_run(const bench_job *job, bench_shared *sh, unsigned inde
             if (f.payload_len < BENCH_SEQ_SIZE) {
                 rc->last_ns = bench_now_ns();
                 rc->got_end = 1;
-                bench_flow_report(rc, received);
+                bench_credit_report(rc, received);
                 result = 0;
                 goto out;
             }
@@ -346,7 +346,7 @@ int bench_raw_receiver_run(const bench_job *job, bench_shared *sh, unsigned inde
             goto out;
         }
         /* Once per read: a batch at a time, never per message. */
-        bench_flow_report(rc, received);
+        bench_credit_report(rc, received);
     }
 out:
     free(in.buf);

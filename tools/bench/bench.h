@@ -1,13 +1,21 @@
 /*
  * bench.h - what the files of `sockbus bench` share.
  *
- *   bench.c          options, the plan of rows, orchestration of the runs
+ *   bench.c          the command: preflight, signals, the runs, the report
+ *   bench_options.c  --help, and the command line into bench_args
+ *   bench_plan.c     the rows to run
+ *   bench_jobs.c     running a row once: forking, waiting for and collecting
+ *                    the job's processes; idle on a broker of its own
+ *   bench_cmd.h      what those four share (this file is what all share)
  *   bench_broker.c   finding, starting and stopping the private sockbusd
- *   bench_flow.c     the shared-memory block: counters, credit window, errors
+ *   bench_shared.c   the shared block: counters, credit window, errors
  *   bench_workers.c  publisher, subscriber, responder, requester (libsockbus)
+ *   bench_idle.c     the idle client: connections held while the broker's
+ *                    RSS is read
  *   bench_raw.c      the same frames between two processes, no broker
  *   bench_stats.c    percentiles, median, min and max
- *   bench_report.c   the table, the ratios and --json
+ *   bench_report.c   the table and --json
+ *   bench_ratios.c   the ratios they end with, and the targets
  *   bench_svg.c      --svg: the bar chart
  *
  * A measurement ("job") is one workload over one transport at one payload
@@ -119,7 +127,7 @@ typedef struct bench_job {
  * sizeof(job->subject) + BENCH_SCALE_SUFFIX_LEN bytes). */
 void bench_scale_subject(const bench_job *job, unsigned index, char *buf, size_t len);
 
-/* ---- the shared block (bench_flow.c) ------------------------------------ */
+/* ---- the shared block (bench_shared.c) ---------------------------------- */
 
 /*
  * One receiver's slot. `received` is written only by the receiver, every
@@ -191,12 +199,12 @@ uint64_t bench_now_ns(void);
  * slowest receiver's count (>= target), or -1 after bench_fail() or abort.
  */
 typedef int (*bench_pump_fn)(void *arg);
-int64_t bench_flow_wait(bench_shared *sh, unsigned receivers, uint64_t target, bench_pump_fn pump,
-                        void *arg);
+int64_t bench_credit_wait(bench_shared *sh, unsigned receivers, uint64_t target, bench_pump_fn pump,
+                          void *arg);
 
 /* Receiver side: publish that `received` messages have arrived, and wake
  * the sender if it waits for that. */
-void bench_flow_report(bench_receiver *rc, uint64_t received);
+void bench_credit_report(bench_receiver *rc, uint64_t received);
 
 /* Wait (bounded by timeout_ms, and abort) until `count` processes have
  * said they are ready. Returns 0 or -1 after bench_fail(). */
@@ -211,9 +219,10 @@ int bench_subscriber_run(const bench_job *job, bench_shared *sh, unsigned index)
 int bench_responder_run(const bench_job *job, bench_shared *sh);
 int bench_requester_run(const bench_job *job, bench_shared *sh);
 
-/* idle: open job->connections library connections (fewer if RLIMIT_NOFILE
- * will not allow them, saying why in sh->idle_note), flush each, hold them
- * while the orchestrator measures, then close them; see bench_shared. */
+/* idle (bench_idle.c): open job->connections library connections (fewer
+ * if RLIMIT_NOFILE will not allow them, saying why in sh->idle_note),
+ * flush each, hold them while the orchestrator measures, then close them;
+ * see bench_shared. */
 int bench_idle_run(const bench_job *job, bench_shared *sh);
 
 /* Without the broker (bench_raw.c): the peers own the fds they are given. */
@@ -371,6 +380,39 @@ uint64_t bench_row_loss(const bench_row *row);
 
 /* Payload MB/s (10^6 bytes) at a given message rate. */
 double bench_row_mbps(const bench_row *row, double rate);
+
+/* ---- ratios (bench_ratios.c) -------------------------------------------- */
+
+#define BENCH_MAX_RATIOS 128
+
+typedef enum bench_ratio_op {
+    BENCH_RATIO_INFO, /* no target */
+    BENCH_RATIO_GE,
+    BENCH_RATIO_GT,
+    BENCH_RATIO_LE,
+    BENCH_RATIO_LT,
+} bench_ratio_op;
+
+typedef struct bench_ratio {
+    char group[48]; /* "thru 128 B" */
+    char what[64];  /* "unix / raw-unix msgs/s" */
+    double value;
+    bool bytes; /* value is bytes, not a ratio */
+    bench_ratio_op op;
+    double target;
+} bench_ratio;
+
+/* The ratios the report ends with, into out[BENCH_MAX_RATIOS], from a
+ * finished report (bench_report_finish()). Returns how many. */
+size_t bench_ratios(const bench_report *rep, bench_ratio *out);
+
+/* Does a ratio meet its target (always, for BENCH_RATIO_INFO)? */
+bool bench_ratio_met(const bench_ratio *r);
+
+/* ">=", ">", "<=", "<", or "" for BENCH_RATIO_INFO. */
+const char *bench_ratio_op_text(bench_ratio_op op);
+
+/* ---- output ------------------------------------------------------------- */
 
 /* The aligned table and the ratios to stdout. */
 void bench_report_table(const bench_report *rep, FILE *out);

@@ -373,7 +373,7 @@ int bench_svg_write(const bench_report *rep, FILE *out)
     svg_panel panels[2 * 512];
     size_t count = 0;
 
-    /* Rows come grouped by workload and size (bench.c sorts them). */
+    /* Rows come grouped by workload and size (bench_plan.c sorts them). */
     for (size_t i = 0; i < rep->row_count && count + 2 <= sizeof(panels) / sizeof(panels[0]);) {
         size_t j = i;
         while (j < rep->row_count && rep->rows[j].workload == rep->rows[i].workload &&

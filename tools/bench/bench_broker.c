@@ -101,8 +101,8 @@ int bench_broker_find(bench_broker *b, const char *explicit_path)
         return 0;
     }
 
-    /* Next to us: the build tree keeps tools/sockbus and broker/sockbusd
-     * side by side; an installation puts both in one bin directory. */
+    /* Next to us: the build tree keeps tools/sockbus/sockbus and
+     * broker/sockbusd; an installation puts both in one bin directory. */
     char self[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
     if (n > 0) {
@@ -110,7 +110,7 @@ int bench_broker_find(bench_broker *b, const char *explicit_path)
         char *slash = strrchr(self, '/');
         if (slash != NULL) {
             *slash = '\0';
-            if (try_candidate(self, "../broker/" BROKER_NAME, b->path, sizeof(b->path)) ||
+            if (try_candidate(self, "../../broker/" BROKER_NAME, b->path, sizeof(b->path)) ||
                 try_candidate(self, BROKER_NAME, b->path, sizeof(b->path))) {
                 return 0;
             }

@@ -7,28 +7,15 @@
  * With --runs N a rate shows its median and the [min-max] spread over the
  * runs; latencies come from all samples of all runs. idle rows measure
  * memory, not time, and get a small table of their own under the big one.
- * The ratios are computed from the medians and carry the targets of the
- * benchmark issue where it sets one, so the table says at a glance which
- * targets a broker meets.
+ * The table and the JSON both end with the ratios (bench_ratios.c).
  */
 #include "bench.h"
 #include "cli.h"
 
 #include <string.h>
 
-#define REPORT_COLUMNS    11
-#define REPORT_CELL       64
-#define REPORT_MAX_RATIOS 128
-
-/* Targets of the benchmark issue. */
-#define TARGET_THRU_VS_RAW    0.40 /* thru 16 B and 128 B: unix >= 40% of raw-unix */
-#define TARGET_RTT_P50_VS_RAW 2.0  /* rtt: unix p50 <= 2x raw-unix p50 */
-#define TARGET_RTT_P99_VS_RAW 3.0  /* rtt: unix p99 <= 3x raw-unix p99 */
-#define TARGET_FANOUT_VS_THRU 1.5  /* fanout 1->4 128 B: >= 1.5x thru msgs/s */
-#define TARGET_FANOUT_SUBS    4u
-#define TARGET_FANOUT_SIZE    128u
-#define TARGET_SCALE_VS_ONE   0.8    /* scale: N subscriptions >= 80% of 1 */
-#define TARGET_IDLE_BYTES     8192.0 /* idle: broker RSS per connection <= 8 KiB */
+#define REPORT_COLUMNS 11
+#define REPORT_CELL    64
 
 const char *bench_format_size(size_t size, char *buf, size_t len)
 {
@@ -128,232 +115,6 @@ void bench_report_finish(bench_report *rep)
             };
         }
     }
-}
-
-/* ---- ratios ------------------------------------------------------------- */
-
-typedef enum ratio_op {
-    RATIO_INFO, /* no target */
-    RATIO_GE,
-    RATIO_GT,
-    RATIO_LE,
-    RATIO_LT,
-} ratio_op;
-
-typedef struct ratio {
-    char group[48]; /* "thru 128 B" */
-    char what[64];  /* "unix / raw-unix msgs/s" */
-    double value;
-    bool bytes; /* value is bytes, not a ratio */
-    ratio_op op;
-    double target;
-} ratio;
-
-/* A scale row of transport t and size: with one subscription (`many`
- * false) or with more. */
-static const bench_row *find_scale_row(const bench_report *rep, bench_transport t, size_t size,
-                                       bool many)
-{
-    for (size_t i = 0; i < rep->row_count; i++) {
-        const bench_row *r = &rep->rows[i];
-        if (r->workload == BENCH_SCALE && r->transport == t && r->size == size &&
-            (r->subjects > 1) == many && r->runs > 0) {
-            return r;
-        }
-    }
-    return NULL;
-}
-
-static const bench_row *find_row(const bench_report *rep, bench_workload w, bench_transport t,
-                                 size_t size, unsigned receivers)
-{
-    for (size_t i = 0; i < rep->row_count; i++) {
-        const bench_row *r = &rep->rows[i];
-        if (r->workload == w && r->transport == t && r->size == size &&
-            (w != BENCH_FANOUT || r->receivers == receivers) && r->runs > 0) {
-            return r;
-        }
-    }
-    return NULL;
-}
-
-static bool ratio_met(const ratio *r)
-{
-    switch (r->op) {
-    case RATIO_INFO:
-        return true;
-    case RATIO_GE:
-        return r->value >= r->target;
-    case RATIO_GT:
-        return r->value > r->target;
-    case RATIO_LE:
-        return r->value <= r->target;
-    case RATIO_LT:
-        return r->value < r->target;
-    }
-    return false;
-}
-
-static const char *ratio_op_text(ratio_op op)
-{
-    switch (op) {
-    case RATIO_INFO:
-        return "";
-    case RATIO_GE:
-        return ">=";
-    case RATIO_GT:
-        return ">";
-    case RATIO_LE:
-        return "<=";
-    case RATIO_LT:
-        return "<";
-    }
-    return "";
-}
-
-static void ratio_add(ratio *out, size_t *count, const char *group, const char *what, double num,
-                      double den, ratio_op op, double target)
-{
-    if (*count == REPORT_MAX_RATIOS || !(num > 0.0) || !(den > 0.0)) {
-        return;
-    }
-    ratio *r = &out[(*count)++];
-    snprintf(r->group, sizeof(r->group), "%s", group);
-    snprintf(r->what, sizeof(r->what), "%s", what);
-    r->value = num / den;
-    r->bytes = false;
-    r->op = op;
-    r->target = target;
-}
-
-/* A line that is a measure in bytes rather than a ratio (0 is a value). */
-static void ratio_add_bytes(ratio *out, size_t *count, const char *group, const char *what,
-                            double bytes, ratio_op op, double target)
-{
-    if (*count == REPORT_MAX_RATIOS) {
-        return;
-    }
-    ratio *r = &out[(*count)++];
-    snprintf(r->group, sizeof(r->group), "%s", group);
-    snprintf(r->what, sizeof(r->what), "%s", what);
-    r->value = bytes;
-    r->bytes = true;
-    r->op = op;
-    r->target = target;
-}
-
-/* The ratios the table ends with; returns how many. */
-static size_t report_ratios(const bench_report *rep, ratio *out)
-{
-    size_t n = 0;
-    char group[48];
-    char size[32];
-
-    for (size_t i = 0; i < rep->row_count; i++) {
-        const bench_row *row = &rep->rows[i];
-        /* One group per workload and size: act on its first row. */
-        if (i > 0 && rep->rows[i - 1].workload == row->workload &&
-            rep->rows[i - 1].size == row->size && rep->rows[i - 1].receivers == row->receivers) {
-            continue;
-        }
-        bench_format_size(row->size, size, sizeof(size));
-        if (row->workload == BENCH_IDLE) {
-            for (size_t j = i; j < rep->row_count && rep->rows[j].workload == BENCH_IDLE; j++) {
-                const bench_row *idle = &rep->rows[j];
-                char what[64];
-                if (idle->runs == 0) {
-                    continue;
-                }
-                snprintf(what, sizeof(what), "%s: bytes of broker RSS%s",
-                         bench_transport_name(idle->transport),
-                         idle->sanitized ? " (under ASan)" : "");
-                /* An ASan build's RSS is not the broker's: no verdict. */
-                ratio_add_bytes(out, &n, "idle connection", what, idle->rate_spread.median,
-                                idle->sanitized ? RATIO_INFO : RATIO_LE, TARGET_IDLE_BYTES);
-            }
-            continue;
-        }
-        if (row->workload == BENCH_SCALE) {
-            for (int t = BENCH_UNIX; t <= BENCH_TCP; t++) {
-                const bench_row *one = find_scale_row(rep, (bench_transport)t, row->size, false);
-                const bench_row *many = find_scale_row(rep, (bench_transport)t, row->size, true);
-                if (one && many) {
-                    char what[64];
-                    char count[32];
-                    snprintf(what, sizeof(what), "%s scale %s / scale 1 msgs/s",
-                             bench_transport_name((bench_transport)t),
-                             bench_format_count(many->subjects, count, sizeof(count)));
-                    snprintf(group, sizeof(group), "scale %s", size);
-                    ratio_add(out, &n, group, what, many->rate_spread.median,
-                              one->rate_spread.median, RATIO_GE, TARGET_SCALE_VS_ONE);
-                }
-            }
-            continue;
-        }
-        const bench_row *ux = find_row(rep, row->workload, BENCH_UNIX, row->size, row->receivers);
-        const bench_row *tcp = find_row(rep, row->workload, BENCH_TCP, row->size, row->receivers);
-        const bench_row *rux =
-            find_row(rep, row->workload, BENCH_RAW_UNIX, row->size, row->receivers);
-        const bench_row *rtcp =
-            find_row(rep, row->workload, BENCH_RAW_TCP, row->size, row->receivers);
-
-        if (row->workload == BENCH_RTT) {
-            snprintf(group, sizeof(group), "rtt %s", size);
-            if (ux && rux) {
-                ratio_add(out, &n, group, "unix / raw-unix p50", (double)ux->latency.p50,
-                          (double)rux->latency.p50, RATIO_LE, TARGET_RTT_P50_VS_RAW);
-                ratio_add(out, &n, group, "unix / raw-unix p99", (double)ux->latency.p99,
-                          (double)rux->latency.p99, RATIO_LE, TARGET_RTT_P99_VS_RAW);
-            }
-            if (ux && tcp) {
-                ratio_add(out, &n, group, "unix / tcp p50", (double)ux->latency.p50,
-                          (double)tcp->latency.p50, RATIO_LT, 1.0);
-                ratio_add(out, &n, group, "unix / tcp p99", (double)ux->latency.p99,
-                          (double)tcp->latency.p99, RATIO_LT, 1.0);
-            }
-            if (tcp && rtcp) {
-                ratio_add(out, &n, group, "tcp / raw-tcp p50", (double)tcp->latency.p50,
-                          (double)rtcp->latency.p50, RATIO_INFO, 0);
-            }
-            continue;
-        }
-
-        if (row->workload == BENCH_FANOUT) {
-            snprintf(group, sizeof(group), "fanout 1->%u %s", row->receivers, size);
-        } else {
-            snprintf(group, sizeof(group), "thru %s", size);
-        }
-        bool small = row->size == 16 || row->size == 128;
-        if (ux && rux) {
-            ratio_add(out, &n, group, "unix / raw-unix msgs/s", ux->rate_spread.median,
-                      rux->rate_spread.median,
-                      row->workload == BENCH_THRU && small ? RATIO_GE : RATIO_INFO,
-                      TARGET_THRU_VS_RAW);
-        }
-        if (tcp && rtcp) {
-            ratio_add(out, &n, group, "tcp / raw-tcp msgs/s", tcp->rate_spread.median,
-                      rtcp->rate_spread.median, RATIO_INFO, 0);
-        }
-        if (ux && tcp) {
-            ratio_add(out, &n, group, "unix / tcp msgs/s", ux->rate_spread.median,
-                      tcp->rate_spread.median, RATIO_GT, 1.0);
-        }
-        if (row->workload == BENCH_FANOUT) {
-            bool target = row->receivers == TARGET_FANOUT_SUBS && row->size == TARGET_FANOUT_SIZE;
-            for (int t = BENCH_UNIX; t <= BENCH_TCP; t++) {
-                const bench_row *f = t == BENCH_UNIX ? ux : tcp;
-                const bench_row *th = find_row(rep, BENCH_THRU, (bench_transport)t, row->size, 1);
-                if (f && th) {
-                    char what[64];
-                    snprintf(what, sizeof(what), "%s fanout / thru %s msgs/s",
-                             bench_transport_name((bench_transport)t), size);
-                    ratio_add(out, &n, group, what, f->rate_spread.median, th->rate_spread.median,
-                              target ? RATIO_GE : RATIO_INFO, TARGET_FANOUT_VS_THRU);
-                }
-            }
-        }
-    }
-    return n;
 }
 
 /* ---- the table ---------------------------------------------------------- */
@@ -564,8 +325,8 @@ void bench_report_table(const bench_report *rep, FILE *out)
     report_scale_note(rep, out, &noted);
     report_idle_table(rep, out);
 
-    ratio ratios[REPORT_MAX_RATIOS];
-    size_t n = report_ratios(rep, ratios);
+    bench_ratio ratios[BENCH_MAX_RATIOS];
+    size_t n = bench_ratios(rep, ratios);
     if (n == 0) {
         return;
     }
@@ -577,7 +338,7 @@ void bench_report_table(const bench_report *rep, FILE *out)
     }
     fprintf(out, "\nratios (of medians; targets of the benchmark issue where set):\n");
     for (size_t i = 0; i < n; i++) {
-        const ratio *r = &ratios[i];
+        const bench_ratio *r = &ratios[i];
         char value[32];
         if (r->bytes) {
             snprintf(value, sizeof(value), "%.0f B", r->value);
@@ -585,10 +346,10 @@ void bench_report_table(const bench_report *rep, FILE *out)
             snprintf(value, sizeof(value), "%.2fx", r->value);
         }
         fprintf(out, "  %-*s  %-*s  %8s", (int)gw, r->group, (int)ww, r->what, value);
-        if (r->op != RATIO_INFO) {
+        if (r->op != BENCH_RATIO_INFO) {
             char target[32];
-            snprintf(target, sizeof(target), "%s %.6g", ratio_op_text(r->op), r->target);
-            fprintf(out, "  target %-7s %s", target, ratio_met(r) ? "ok" : "MISSED");
+            snprintf(target, sizeof(target), "%s %.6g", bench_ratio_op_text(r->op), r->target);
+            fprintf(out, "  target %-7s %s", target, bench_ratio_met(r) ? "ok" : "MISSED");
         }
         fputc('\n', out);
     }
@@ -702,16 +463,16 @@ void bench_report_json(const bench_report *rep, FILE *out)
         fputc('}', out);
     }
 
-    ratio ratios[REPORT_MAX_RATIOS];
-    size_t n = report_ratios(rep, ratios);
+    bench_ratio ratios[BENCH_MAX_RATIOS];
+    size_t n = bench_ratios(rep, ratios);
     fputs("\n],\"ratios\":[", out);
     for (size_t i = 0; i < n; i++) {
-        const ratio *r = &ratios[i];
+        const bench_ratio *r = &ratios[i];
         fprintf(out, "%s\n{\"group\":\"%s\",\"ratio\":\"%s\",\"value\":%.4f%s", i ? "," : "",
                 r->group, r->what, r->value, r->bytes ? ",\"unit\":\"bytes\"" : "");
-        if (r->op != RATIO_INFO) {
-            fprintf(out, ",\"target\":\"%s %.6g\",\"met\":%s", ratio_op_text(r->op), r->target,
-                    ratio_met(r) ? "true" : "false");
+        if (r->op != BENCH_RATIO_INFO) {
+            fprintf(out, ",\"target\":\"%s %.6g\",\"met\":%s", bench_ratio_op_text(r->op),
+                    r->target, bench_ratio_met(r) ? "true" : "false");
         }
         fputc('}', out);
     }

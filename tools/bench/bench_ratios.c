@@ -1,0 +1,233 @@
+/*
+ * bench_ratios.c - the ratios under the table of `sockbus bench`: what the
+ * transports cost next to each other, and whether the broker meets the
+ * targets of the benchmark issue.
+ *
+ * Rows are compared within one workload and size: unix and tcp against
+ * the raw rows (the gap is the broker), unix against tcp, fanout against
+ * thru, scale N against scale 1; idle gives a size in bytes rather than a
+ * ratio. The ratios are computed from the medians over the runs; those
+ * with a target carry it, so the table and --json say at a glance which
+ * targets a broker meets. An ASan build's idle RSS is not the broker's, so
+ * it gets no verdict.
+ */
+#include "bench.h"
+
+#include <stdio.h>
+
+/* Targets of the benchmark issue. */
+#define TARGET_THRU_VS_RAW    0.40 /* thru 16 B and 128 B: unix >= 40% of raw-unix */
+#define TARGET_RTT_P50_VS_RAW 2.0  /* rtt: unix p50 <= 2x raw-unix p50 */
+#define TARGET_RTT_P99_VS_RAW 3.0  /* rtt: unix p99 <= 3x raw-unix p99 */
+#define TARGET_FANOUT_VS_THRU 1.5  /* fanout 1->4 128 B: >= 1.5x thru msgs/s */
+#define TARGET_FANOUT_SUBS    4u
+#define TARGET_FANOUT_SIZE    128u
+#define TARGET_SCALE_VS_ONE   0.8    /* scale: N subscriptions >= 80% of 1 */
+#define TARGET_IDLE_BYTES     8192.0 /* idle: broker RSS per connection <= 8 KiB */
+
+/* A scale row of transport t and size: with one subscription (`many`
+ * false) or with more. */
+static const bench_row *find_scale_row(const bench_report *rep, bench_transport t, size_t size,
+                                       bool many)
+{
+    for (size_t i = 0; i < rep->row_count; i++) {
+        const bench_row *r = &rep->rows[i];
+        if (r->workload == BENCH_SCALE && r->transport == t && r->size == size &&
+            (r->subjects > 1) == many && r->runs > 0) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+static const bench_row *find_row(const bench_report *rep, bench_workload w, bench_transport t,
+                                 size_t size, unsigned receivers)
+{
+    for (size_t i = 0; i < rep->row_count; i++) {
+        const bench_row *r = &rep->rows[i];
+        if (r->workload == w && r->transport == t && r->size == size &&
+            (w != BENCH_FANOUT || r->receivers == receivers) && r->runs > 0) {
+            return r;
+        }
+    }
+    return NULL;
+}
+
+bool bench_ratio_met(const bench_ratio *r)
+{
+    switch (r->op) {
+    case BENCH_RATIO_INFO:
+        return true;
+    case BENCH_RATIO_GE:
+        return r->value >= r->target;
+    case BENCH_RATIO_GT:
+        return r->value > r->target;
+    case BENCH_RATIO_LE:
+        return r->value <= r->target;
+    case BENCH_RATIO_LT:
+        return r->value < r->target;
+    }
+    return false;
+}
+
+const char *bench_ratio_op_text(bench_ratio_op op)
+{
+    switch (op) {
+    case BENCH_RATIO_INFO:
+        return "";
+    case BENCH_RATIO_GE:
+        return ">=";
+    case BENCH_RATIO_GT:
+        return ">";
+    case BENCH_RATIO_LE:
+        return "<=";
+    case BENCH_RATIO_LT:
+        return "<";
+    }
+    return "";
+}
+
+static void ratio_add(bench_ratio *out, size_t *count, const char *group, const char *what,
+                      double num, double den, bench_ratio_op op, double target)
+{
+    if (*count == BENCH_MAX_RATIOS || !(num > 0.0) || !(den > 0.0)) {
+        return;
+    }
+    bench_ratio *r = &out[(*count)++];
+    snprintf(r->group, sizeof(r->group), "%s", group);
+    snprintf(r->what, sizeof(r->what), "%s", what);
+    r->value = num / den;
+    r->bytes = false;
+    r->op = op;
+    r->target = target;
+}
+
+/* A line that is a measure in bytes rather than a ratio (0 is a value). */
+static void ratio_add_bytes(bench_ratio *out, size_t *count, const char *group, const char *what,
+                            double bytes, bench_ratio_op op, double target)
+{
+    if (*count == BENCH_MAX_RATIOS) {
+        return;
+    }
+    bench_ratio *r = &out[(*count)++];
+    snprintf(r->group, sizeof(r->group), "%s", group);
+    snprintf(r->what, sizeof(r->what), "%s", what);
+    r->value = bytes;
+    r->bytes = true;
+    r->op = op;
+    r->target = target;
+}
+
+size_t bench_ratios(const bench_report *rep, bench_ratio *out)
+{
+    size_t n = 0;
+    char group[48];
+    char size[32];
+
+    for (size_t i = 0; i < rep->row_count; i++) {
+        const bench_row *row = &rep->rows[i];
+        /* One group per workload and size: act on its first row. */
+        if (i > 0 && rep->rows[i - 1].workload == row->workload &&
+            rep->rows[i - 1].size == row->size && rep->rows[i - 1].receivers == row->receivers) {
+            continue;
+        }
+        bench_format_size(row->size, size, sizeof(size));
+        if (row->workload == BENCH_IDLE) {
+            for (size_t j = i; j < rep->row_count && rep->rows[j].workload == BENCH_IDLE; j++) {
+                const bench_row *idle = &rep->rows[j];
+                char what[64];
+                if (idle->runs == 0) {
+                    continue;
+                }
+                snprintf(what, sizeof(what), "%s: bytes of broker RSS%s",
+                         bench_transport_name(idle->transport),
+                         idle->sanitized ? " (under ASan)" : "");
+                /* An ASan build's RSS is not the broker's: no verdict. */
+                ratio_add_bytes(out, &n, "idle connection", what, idle->rate_spread.median,
+                                idle->sanitized ? BENCH_RATIO_INFO : BENCH_RATIO_LE,
+                                TARGET_IDLE_BYTES);
+            }
+            continue;
+        }
+        if (row->workload == BENCH_SCALE) {
+            for (int t = BENCH_UNIX; t <= BENCH_TCP; t++) {
+                const bench_row *one = find_scale_row(rep, (bench_transport)t, row->size, false);
+                const bench_row *many = find_scale_row(rep, (bench_transport)t, row->size, true);
+                if (one && many) {
+                    char what[64];
+                    char count[32];
+                    snprintf(what, sizeof(what), "%s scale %s / scale 1 msgs/s",
+                             bench_transport_name((bench_transport)t),
+                             bench_format_count(many->subjects, count, sizeof(count)));
+                    snprintf(group, sizeof(group), "scale %s", size);
+                    ratio_add(out, &n, group, what, many->rate_spread.median,
+                              one->rate_spread.median, BENCH_RATIO_GE, TARGET_SCALE_VS_ONE);
+                }
+            }
+            continue;
+        }
+        const bench_row *ux = find_row(rep, row->workload, BENCH_UNIX, row->size, row->receivers);
+        const bench_row *tcp = find_row(rep, row->workload, BENCH_TCP, row->size, row->receivers);
+        const bench_row *rux =
+            find_row(rep, row->workload, BENCH_RAW_UNIX, row->size, row->receivers);
+        const bench_row *rtcp =
+            find_row(rep, row->workload, BENCH_RAW_TCP, row->size, row->receivers);
+
+        if (row->workload == BENCH_RTT) {
+            snprintf(group, sizeof(group), "rtt %s", size);
+            if (ux && rux) {
+                ratio_add(out, &n, group, "unix / raw-unix p50", (double)ux->latency.p50,
+                          (double)rux->latency.p50, BENCH_RATIO_LE, TARGET_RTT_P50_VS_RAW);
+                ratio_add(out, &n, group, "unix / raw-unix p99", (double)ux->latency.p99,
+                          (double)rux->latency.p99, BENCH_RATIO_LE, TARGET_RTT_P99_VS_RAW);
+            }
+            if (ux && tcp) {
+                ratio_add(out, &n, group, "unix / tcp p50", (double)ux->latency.p50,
+                          (double)tcp->latency.p50, BENCH_RATIO_LT, 1.0);
+                ratio_add(out, &n, group, "unix / tcp p99", (double)ux->latency.p99,
+                          (double)tcp->latency.p99, BENCH_RATIO_LT, 1.0);
+            }
+            if (tcp && rtcp) {
+                ratio_add(out, &n, group, "tcp / raw-tcp p50", (double)tcp->latency.p50,
+                          (double)rtcp->latency.p50, BENCH_RATIO_INFO, 0);
+            }
+            continue;
+        }
+
+        if (row->workload == BENCH_FANOUT) {
+            snprintf(group, sizeof(group), "fanout 1->%u %s", row->receivers, size);
+        } else {
+            snprintf(group, sizeof(group), "thru %s", size);
+        }
+        bool small = row->size == 16 || row->size == 128;
+        if (ux && rux) {
+            ratio_add(out, &n, group, "unix / raw-unix msgs/s", ux->rate_spread.median,
+                      rux->rate_spread.median,
+                      row->workload == BENCH_THRU && small ? BENCH_RATIO_GE : BENCH_RATIO_INFO,
+                      TARGET_THRU_VS_RAW);
+        }
+        if (tcp && rtcp) {
+            ratio_add(out, &n, group, "tcp / raw-tcp msgs/s", tcp->rate_spread.median,
+                      rtcp->rate_spread.median, BENCH_RATIO_INFO, 0);
+        }
+        if (ux && tcp) {
+            ratio_add(out, &n, group, "unix / tcp msgs/s", ux->rate_spread.median,
+                      tcp->rate_spread.median, BENCH_RATIO_GT, 1.0);
+        }
+        if (row->workload == BENCH_FANOUT) {
+            bool target = row->receivers == TARGET_FANOUT_SUBS && row->size == TARGET_FANOUT_SIZE;
+            for (int t = BENCH_UNIX; t <= BENCH_TCP; t++) {
+                const bench_row *f = t == BENCH_UNIX ? ux : tcp;
+                const bench_row *th = find_row(rep, BENCH_THRU, (bench_transport)t, row->size, 1);
+                if (f && th) {
+                    char what[64];
+                    snprintf(what, sizeof(what), "%s fanout / thru %s msgs/s",
+                             bench_transport_name((bench_transport)t), size);
+                    ratio_add(out, &n, group, what, f->rate_spread.median, th->rate_spread.median,
+                              target ? BENCH_RATIO_GE : BENCH_RATIO_INFO, TARGET_FANOUT_VS_THRU);
+                }
+            }
+        }
+    }
+    return n;
+}
