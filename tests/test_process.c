@@ -196,7 +196,12 @@ Test(process, realtime_signals_are_ignored)
 {
     check_survives(SIGRTMIN, "SIGRTMIN");
     check_survives(SIGRTMIN + 3, "SIGRTMIN+3");
-    check_survives(SIGRTMAX, "SIGRTMAX");
+    /* Valgrind keeps the highest real-time signal for itself (it kills its
+     * threads with it), so under a wrapper that one says nothing about
+     * the broker. */
+    if (!harness_wrapped()) {
+        check_survives(SIGRTMAX, "SIGRTMAX");
+    }
 }
 
 /* The real-time signals below SIGRTMIN (32 and 33 with glibc) are the C
