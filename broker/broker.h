@@ -27,12 +27,21 @@
 #define BROKER_MAX_SUBSCRIPTIONS_DEFAULT  65536u
 #define BROKER_MAX_PENDING_DEFAULT        (8u * 1024u * 1024u)
 #define BROKER_MAX_RETAINED_BYTES_DEFAULT (64u * 1024u * 1024u)
+/* Heap bytes a connection's subscriptions may cost (router_sub_cost()):
+ * enough for max_subscriptions subscriptions of a typical 40-byte,
+ * 4-token pattern (about 700 bytes each; a unit test checks that they
+ * fit). */
+#define BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT (48u * 1024u * 1024u)
 
 /* The smallest max_frame that still carries a full-length subject. */
 #define BROKER_MAX_FRAME_MIN 4096u
 
 /* How often buffers left large by a burst are given back (conn_trim()). */
 #define BROKER_TRIM_MS 1000u
+
+/* Freed subscriptions worth this many bytes since the last trim make the
+ * trim timer hand free heap pages back to the system (mem_give_back()). */
+#define BROKER_GIVE_BACK_MIN (1024u * 1024u)
 
 /* Size of the read buffer shared by all connections (see conn.c). */
 #define BROKER_READ_CHUNK (64u * 1024u)
@@ -47,6 +56,7 @@ struct broker_config {
     uint32_t max_frame;
     uint32_t max_connections;
     uint32_t max_subscriptions;
+    uint64_t max_subscription_bytes; /* per connection */
     uint64_t max_pending;
     uint64_t max_retained_bytes;
     /* Access control from the config file's "acl" section; NULL: none,
@@ -94,6 +104,9 @@ struct broker {
     uint64_t nsubs;
     bool routing; /* `match` is being walked */
     struct retain_store retained;
+    /* Heap bytes of subscriptions freed since the trim timer last gave
+     * memory back. */
+    uint64_t freed_bytes;
 
     /* The iovec array conn_flush() describes a queue with, reused. */
     uv_buf_t *iov;

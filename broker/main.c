@@ -46,6 +46,8 @@ static void usage(FILE *out)
             "      --max-frame BYTES      largest frame accepted (default %u)\n"
             "      --max-connections N    (default %u)\n"
             "      --max-subscriptions N  per connection (default %u)\n"
+            "      --max-subscription-bytes BYTES  memory the subscriptions of one\n"
+            "                             connection may cost (default %u)\n"
             "      --max-pending BYTES    outbound queue per connection (default %u;\n"
             "                             at least --max-frame)\n"
             "      --max-retained-bytes BYTES  (default %u)\n"
@@ -55,8 +57,8 @@ static void usage(FILE *out)
             "  -V, --version              show the version\n"
             "\n"
             "Config file keys: socket, tcp, mode, group, max_frame, max_connections,\n"
-            "max_subscriptions, max_pending, max_retained_bytes, log (quiet, normal or\n"
-            "verbose) and acl, e.g.\n"
+            "max_subscriptions, max_subscription_bytes, max_pending, max_retained_bytes,\n"
+            "log (quiet, normal or verbose) and acl, e.g.\n"
             "  {\"mode\": \"0660\", \"group\": \"sockbus\", \"max_connections\": 1024,\n"
             "   \"acl\": [{\"user\": \"alice\", \"publish\": [\"sensors.>\", \"_INBOX.>\"],\n"
             "             \"subscribe\": [\"cmd.*\"]},\n"
@@ -67,8 +69,8 @@ static void usage(FILE *out)
             "client may always subscribe to its own inbox (_INBOX.<id>.>). Details:\n"
             "docs/security.md.\n",
             BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_CONNECTIONS_DEFAULT,
-            BROKER_MAX_SUBSCRIPTIONS_DEFAULT, BROKER_MAX_PENDING_DEFAULT,
-            BROKER_MAX_RETAINED_BYTES_DEFAULT);
+            BROKER_MAX_SUBSCRIPTIONS_DEFAULT, BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT,
+            BROKER_MAX_PENDING_DEFAULT, BROKER_MAX_RETAINED_BYTES_DEFAULT);
 }
 
 /* Parse an unsigned number in [min, max]; 0x and 0 prefixes are allowed. */
@@ -95,6 +97,7 @@ enum {
     OPT_MAX_FRAME,
     OPT_MAX_CONNECTIONS,
     OPT_MAX_SUBSCRIPTIONS,
+    OPT_MAX_SUBSCRIPTION_BYTES,
     OPT_MAX_PENDING,
     OPT_MAX_RETAINED,
     OPT_CONFIG,
@@ -109,6 +112,7 @@ static const struct option long_options[] = {
     {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
     {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
     {"max-subscriptions", required_argument, NULL, OPT_MAX_SUBSCRIPTIONS},
+    {"max-subscription-bytes", required_argument, NULL, OPT_MAX_SUBSCRIPTION_BYTES},
     {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
     {"max-retained-bytes", required_argument, NULL, OPT_MAX_RETAINED},
     {"config", required_argument, NULL, OPT_CONFIG},
@@ -204,6 +208,10 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg)
         case OPT_MAX_SUBSCRIPTIONS:
             r = parse_u64("--max-subscriptions", optarg, 1, UINT32_MAX, &v);
             cfg->max_subscriptions = (uint32_t)v;
+            break;
+        case OPT_MAX_SUBSCRIPTION_BYTES:
+            r = parse_u64("--max-subscription-bytes", optarg, 0, UINT64_MAX, &v);
+            cfg->max_subscription_bytes = v;
             break;
         case OPT_MAX_PENDING:
             r = parse_u64("--max-pending", optarg, 1, UINT64_MAX, &v);
