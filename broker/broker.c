@@ -105,13 +105,14 @@ static void on_trim_timer(uv_timer_t *h)
     for (struct conn *c = b->conns; c != NULL; c = c->next) {
         conn_trim(c);
     }
-    /* After a client dropped many subscriptions, the allocator
+    /* After a client dropped many subscriptions or values, the allocator
      * holds their pages as free chunks scattered through the heap, where
      * free() alone never returns them. Once a lot was freed, hand the free
      * pages back: a walk of the free lists, at most once per tick. */
-    if (b->freed_bytes >= BROKER_GIVE_BACK_MIN) {
+    if (b->freed_bytes + b->retained.freed >= BROKER_GIVE_BACK_MIN) {
         mem_give_back();
         b->freed_bytes = 0;
+        b->retained.freed = 0;
     }
 }
 

@@ -39,8 +39,9 @@
 /* How often buffers left large by a burst are given back (conn_trim()). */
 #define BROKER_TRIM_MS 1000u
 
-/* Freed subscriptions worth this many bytes since the last trim make the
- * trim timer hand free heap pages back to the system (mem_give_back()). */
+/* Freed subscriptions and retained values worth this many bytes since the
+ * last trim make the trim timer hand free heap pages back to the system
+ * (mem_give_back()). */
 #define BROKER_GIVE_BACK_MIN (1024u * 1024u)
 
 /* Size of the read buffer shared by all connections (see conn.c). */
@@ -105,7 +106,7 @@ struct broker {
     bool routing; /* `match` is being walked */
     struct retain_store retained;
     /* Heap bytes of subscriptions freed since the trim timer last gave
-     * memory back. */
+     * memory back (the retained store counts its own). */
     uint64_t freed_bytes;
 
     /* The iovec array conn_flush() describes a queue with, reused. */

@@ -14,7 +14,8 @@
  * cases cost before. Latency bounds ("an unrelated PING is answered within
  * a second") only catch stalls of several seconds. RSS bounds are skipped
  * under AddressSanitizer (its quarantine keeps freed memory on purpose)
- * and under a wrapper such as valgrind; CPU bounds under a wrapper.
+ * and under a wrapper such as valgrind; CPU and latency bounds under a
+ * wrapper.
  */
 #include "harness.h"
 
@@ -271,9 +272,61 @@ Test(costs, long_patterns_cost_little_and_memory_comes_back)
                       grown);
     }
     for (unsigned c = 0; c < LONG_CONNS; c++) {
-        cr_assert_leq(pong_ms(fds[c]), 1000);
+        send_and_sync(fds[c], NULL);
         close(fds[c]);
     }
+    harness_stop(&broker);
+}
+
+/* ---- memory per retained value ------------------------------------------- */
+
+/*
+ * Tiny retained values under --max-retained-bytes 3000000: the limit counts
+ * what each value really takes (its frame, its trie node, its slot), so the
+ * broker's RSS grows by about the limit, however small the values. It once
+ * counted subject + payload: 752,092 one-byte values were "3.0 MB" and
+ * 55 MB of RSS; here 200,000 of them would be about 14 MB.
+ */
+Test(costs, retained_values_cost_what_the_limit_says)
+{
+    enum { VALUES = 200000, LIMIT = 3000000, BATCH = 400 };
+    const char *const args[] = {"--max-retained-bytes", "3000000", NULL};
+    start(args);
+    sb_client *asker = harness_client(&broker, "asker", true);
+    int fd = harness_raw(&broker, true);
+    send_and_sync(fd, NULL);
+    long before = rss_kib();
+    struct batch bt = {0};
+    char subject[32];
+    unsigned refused = 0;
+    for (unsigned i = 0; i < VALUES; i++) {
+        int len = snprintf(subject, sizeof(subject), "rb.%u", i);
+        batch_add(&bt, FRAME_OP_PUB, FRAME_PUB_RETAIN, 0, subject, (size_t)len, NULL, 0, "v", 1);
+        if ((i + 1) % BATCH == 0) {
+            refused += send_and_sync(fd, &bt);
+        }
+    }
+    refused += send_and_sync(fd, &bt);
+    batch_free(&bt);
+    long grown = rss_kib() - before;
+    long long stored = stat_of(asker, "retained");
+    long long bytes = stat_of(asker, "retained_bytes");
+    fprintf(stderr,
+            "costs: %d one-byte retained values under max_retained_bytes %d: %lld stored (%lld "
+            "bytes each), %u refused; retained_bytes %lld; RSS %+ld KiB = %.2f x the limit\n",
+            VALUES, LIMIT, stored, stored ? bytes / stored : 0, refused, bytes, grown,
+            grown * 1024.0 / LIMIT);
+    cr_assert_eq((unsigned long long)stored + refused, VALUES);
+    cr_assert_leq(bytes, LIMIT);
+    cr_assert_gt(refused, 0, "everything fit: the limit counted too little");
+    if (rss_checked()) {
+        /* The limit, plus slack for the allocator's free chunks and the
+         * publisher's reply buffer: 1.25 times. */
+        cr_assert_leq(grown * 1024, LIMIT * 5 / 4, "RSS grew by %ld KiB under a %d-byte limit",
+                      grown, LIMIT);
+    }
+    close(fd);
+    sb_close(asker);
     harness_stop(&broker);
 }
 
@@ -330,8 +383,8 @@ Test(costs, disconnect_of_many_subscriptions_on_one_pattern)
             "costs: disconnect with %d subscriptions on one pattern: %lld ms of broker CPU, gone "
             "after %lld ms, slowest PONG %lld ms\n",
             MANY, (long long)cpu, (long long)wall, (long long)worst);
-    cr_assert_leq(worst, 1000, "a PING waited %lld ms", (long long)worst);
     if (!harness_wrapped()) {
+        cr_assert_leq(worst, 1000, "a PING waited %lld ms", (long long)worst);
         cr_assert_leq(cpu, 500, "the disconnect took %lld ms of CPU", (long long)cpu);
     }
     close(fds[1]);
@@ -364,7 +417,6 @@ Test(costs, many_queue_groups_on_one_pattern)
     cr_assert_eq(send_and_sync(fd, &bt), 0);
     batch_free(&bt);
     int64_t cpu_sub = broker_cpu_ms() - cpu0;
-    cr_assert_leq(pong_ms(probe_fd), 1000);
 
     cpu0 = broker_cpu_ms();
     close(fd);
@@ -387,13 +439,67 @@ Test(costs, many_queue_groups_on_one_pattern)
             "costs: %d queue groups on one pattern: SUBs %lld ms of broker CPU, disconnect %lld "
             "ms, slowest PONG %lld ms\n",
             MANY, (long long)cpu_sub, (long long)cpu_close, (long long)worst);
-    cr_assert_leq(worst, 1000, "a PING waited %lld ms", (long long)worst);
     if (!harness_wrapped()) {
+        cr_assert_leq(worst, 1000, "a PING waited %lld ms", (long long)worst);
         cr_assert_leq(cpu_sub, 1000, "the SUBs took %lld ms of CPU", (long long)cpu_sub);
         cr_assert_leq(cpu_close, 1000, "the disconnect took %lld ms of CPU", (long long)cpu_close);
     }
     close(probe_fd);
     sb_close(probe);
+    harness_stop(&broker);
+}
+
+/*
+ * 500,000 retained values, and a client that subscribes and unsubscribes
+ * in a loop with wildcard patterns that match none of them: each SUB walks
+ * along its pattern in the retained trie and stops at once. An unrelated
+ * client's PING, sent right behind the loop, is answered at once. Each
+ * wildcard SUB used to scan every value (54.7 ms), and such a loop froze
+ * the broker for 10.8 s.
+ */
+Test(costs, wildcard_subscriptions_do_not_scan_the_retained_store)
+{
+    enum { VALUES = 500000, BATCH = 5000, LOOPS = 200 };
+    const char *const args[] = {"--max-retained-bytes", "1000000000", NULL};
+    start(args);
+    int fd = harness_raw(&broker, true);
+    struct batch bt = {0};
+    char subject[32];
+    for (unsigned i = 0; i < VALUES; i++) {
+        int len = snprintf(subject, sizeof(subject), "rs.%u", i);
+        batch_add(&bt, FRAME_OP_PUB, FRAME_PUB_RETAIN, 0, subject, (size_t)len, NULL, 0, "v", 1);
+        if ((i + 1) % BATCH == 0) {
+            cr_assert_eq(send_and_sync(fd, &bt), 0, "a value was refused");
+        }
+    }
+    sb_client *asker = harness_client(&broker, "asker", true);
+    cr_assert_eq(stat_of(asker, "retained"), VALUES);
+
+    int attacker = harness_raw(&broker, true);
+    int probe_fd = harness_raw(&broker, true);
+    static const char *const patterns[] = {"none.>", "*.none", "none.*.x", "rs.none.>"};
+    for (uint32_t i = 0; i < LOOPS; i++) {
+        batch_sub(&bt, i + 1, patterns[i % 4], NULL);
+        batch_add(&bt, FRAME_OP_UNSUB, 0, i + 1, NULL, 0, NULL, 0, NULL, 0);
+    }
+    int64_t cpu0 = broker_cpu_ms();
+    harness_write(attacker, bt.data, bt.len);
+    int64_t ms = pong_ms(probe_fd);
+    cr_assert_eq(send_and_sync(attacker, NULL), 0);
+    int64_t cpu = broker_cpu_ms() - cpu0;
+    batch_free(&bt);
+    fprintf(stderr,
+            "costs: %d wildcard SUB/UNSUB over %d retained values: %lld ms of broker CPU, PONG "
+            "after %lld ms\n",
+            LOOPS, VALUES, (long long)cpu, (long long)ms);
+    if (!harness_wrapped()) {
+        cr_assert_leq(ms, 1000, "a PING waited %lld ms", (long long)ms);
+        cr_assert_leq(cpu, 500, "the loop took %lld ms of CPU", (long long)cpu);
+    }
+    close(probe_fd);
+    close(attacker);
+    close(fd);
+    sb_close(asker);
     harness_stop(&broker);
 }
 
