@@ -84,7 +84,10 @@
  * and max_connections. Our private broker gets --scale-subs on top of the
  * former, and room for --idle-conns if they pass the latter. */
 #define BENCH_BROKER_SUBSCRIPTIONS_DEFAULT 65536u
-#define BENCH_BROKER_CONNECTIONS_DEFAULT   4096u
+/* The broker memory each of those subscriptions may cost it
+ * (max_subscription_bytes): a bench subject costs under 700 bytes. */
+#define BENCH_BROKER_BYTES_PER_SUBSCRIPTION 1024u
+#define BENCH_BROKER_CONNECTIONS_DEFAULT    4096u
 /* idle: how long the clients may take to connect: a base, plus this per
  * connection. */
 #define BENCH_IDLE_CONNECT_US_PER_CONN 1000u
@@ -1450,6 +1453,8 @@ int cmd_bench(int argc, char **argv)
          * the broker allows one connection by default. */
         if (need_scale) {
             broker.max_subscriptions = args.scale_subs + BENCH_BROKER_SUBSCRIPTIONS_DEFAULT;
+            broker.max_subscription_bytes =
+                (unsigned long long)broker.max_subscriptions * BENCH_BROKER_BYTES_PER_SUBSCRIPTION;
         }
         if (bench_broker_start(&broker) < 0) {
             goto out;
