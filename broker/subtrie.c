@@ -738,6 +738,35 @@ size_t subtrie_max_probe(const struct subtrie *t)
     return node_max_probe(t->root);
 }
 
+static size_t node_heap_bytes(const struct subtrie_node *n)
+{
+    size_t bytes = ctab_bytes(&n->children);
+    struct subtrie_node *c;
+    for (size_t pos = 0; (c = ctab_next(&n->children, &pos)) != NULL;) {
+        bytes += mem_footprint(node_size(c->token_len)) + node_heap_bytes(c);
+    }
+    const struct node_extra *x = n->x;
+    if (x != NULL) {
+        bytes += mem_footprint(sizeof(*x)) + ctab_bytes(&x->groups);
+        struct subtrie_group *g;
+        for (size_t pos = 0; (g = ctab_next(&x->groups, &pos)) != NULL;) {
+            bytes += mem_footprint(group_size(g->name_len));
+        }
+        for (int i = 0; i < 2; i++) {
+            const struct subtrie_node *w = i == 0 ? x->star : x->gt;
+            if (w != NULL) {
+                bytes += mem_footprint(node_size(0)) + node_heap_bytes(w);
+            }
+        }
+    }
+    return bytes;
+}
+
+size_t subtrie_heap_bytes(const struct subtrie *t)
+{
+    return node_heap_bytes(t->root);
+}
+
 void subtrie_result_deinit(struct subtrie_result *res)
 {
     if (res == NULL) {

@@ -123,6 +123,11 @@ size_t subtrie_node_count(const struct subtrie *t);
  * see ctab_max_probe(). Walks the whole trie: for tests. */
 size_t subtrie_max_probe(const struct subtrie *t);
 
+/* The heap bytes of the trie's nodes, records, groups and tables besides
+ * the root (mem_footprint()), which the subtrie_cost() of the live
+ * subscriptions bounds. Walks the whole trie: for tests. */
+size_t subtrie_heap_bytes(const struct subtrie *t);
+
 /* Release the storage of a result and zero it. Accepts NULL. */
 void subtrie_result_deinit(struct subtrie_result *res);
 

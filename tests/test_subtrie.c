@@ -13,9 +13,11 @@
  */
 #include <criterion/criterion.h>
 
+#include "broker.h"
 #include "ctab.h"
 #include "hash.h"
 #include "mem.h"
+#include "router.h"
 #include "sockbus.h"
 #include "subtrie.h"
 
@@ -653,6 +655,21 @@ static void entry_remove(struct entry *e)
     subtrie_remove(trie, &e->item.sub, e->pattern, strlen(e->pattern));
 }
 
+/* What the present entries are charged bounds what the trie holds. */
+static void charges_bound_the_trie(void)
+{
+    size_t charged = 0;
+    for (size_t i = 0; i < PLAIN_N + GROUPED_N; i++) {
+        const struct entry *e = &entries[i];
+        if (e->present) {
+            charged +=
+                subtrie_cost(e->pattern, strlen(e->pattern), e->queue ? strlen(e->queue) : 0);
+        }
+    }
+    size_t held = subtrie_heap_bytes(trie);
+    cr_assert_geq(charged, held, "charged %zu, the trie holds %zu", charged, held);
+}
+
 static bool entry_matches(const struct entry *e, const char *subject)
 {
     return sb_pattern_match(e->pattern, strlen(e->pattern), subject, strlen(subject));
@@ -721,6 +738,7 @@ Test(subtrie, randomized_against_brute_force)
     }
     cr_assert_eq(subtrie_count(trie), n_entries);
     cross_check(SUBJECTS_N);
+    charges_bound_the_trie();
 
     /* Remove a random half, check again, then the rest. */
     size_t order[PLAIN_N + GROUPED_N];
@@ -739,6 +757,7 @@ Test(subtrie, randomized_against_brute_force)
     }
     cr_assert_eq(subtrie_count(trie), n_entries - half);
     cross_check(SUBJECTS_N / 2);
+    charges_bound_the_trie();
 
     for (size_t i = half; i < n_entries; i++) {
         entry_remove(&entries[order[i]]);
@@ -1023,6 +1042,33 @@ Test(subtrie, long_patterns_cost_little_and_are_charged_more)
     /* A queue group adds its record and its place. */
     cr_assert_gt(subtrie_cost("a.b", 3, 5), subtrie_cost("a.b", 3, 0));
     cr_assert_gt(subtrie_cost("a.*", 3, 0), subtrie_cost("a.b", 3, 0) - ctab_entry_bytes_max());
+}
+
+/* The default max_subscription_bytes holds max_subscriptions typical
+ * subscriptions: 40-byte patterns of 4 tokens, all distinct. */
+Test(subtrie, default_budget_holds_max_subscriptions_typical)
+{
+    const char *typical = "sensors.building.floor-00001.temperature";
+    cr_assert_eq(strlen(typical), 40);
+    size_t each = router_sub_cost(typical, 40, 0);
+    fprintf(stderr, "subtrie: a subscription to %s is charged %zu bytes\n", typical, each);
+    cr_assert_leq((uint64_t)each * BROKER_MAX_SUBSCRIPTIONS_DEFAULT,
+                  BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT, "%zu bytes each", each);
+    /* And they really take less than that: the trie of 20,000 of them. */
+    enum { N = 20000 };
+    static struct titem items[N];
+    static char patterns[N][48];
+    size_t charged = 0;
+    for (size_t i = 0; i < N; i++) {
+        snprintf(patterns[i], sizeof(patterns[i]), "sensors.building.floor-%05zu.temperature", i);
+        cr_assert_eq(subtrie_add(trie, &items[i].sub, patterns[i], 40, NULL, 0), 0);
+        charged += subtrie_cost(patterns[i], 40, 0);
+    }
+    cr_assert_leq(subtrie_heap_bytes(trie), charged);
+    for (size_t i = 0; i < N; i++) {
+        subtrie_remove(trie, &items[i].sub, patterns[i], 40);
+    }
+    cr_assert_eq(subtrie_heap_bytes(trie), 0);
 }
 
 static bool refuse_one(struct subtrie_sub *s, void *arg)
