@@ -8,10 +8,11 @@
  * ending it costs O(1) however many subscriptions share its pattern or
  * queue group. Each subscription is charged what it can cost in memory
  * (router_sub_cost()) against its connection's max_subscription_bytes, and
- * refunded exactly that when it ends. Publishing a small message allocates nothing: the trie fills
- * a result vector that the broker reuses, and each MSG is copied into its subscriber's output
- * buffer. A large body going to several subscribers is copied once into a shared buffer
- * (conn_shared_new()) instead.
+ * refunded exactly that when it ends. Publishing a small message
+ * allocates nothing: the trie fills a result vector that the broker
+ * reuses, and each MSG is copied into its subscriber's output buffer. A
+ * large body going to several subscribers is copied once into a shared
+ * buffer (conn_shared_new()) instead.
  *
  * Around that core: retained values (retain.c) are stored before the live
  * delivery and replayed to each new subscription; a request (a PUB with a

@@ -17,6 +17,12 @@
  *   token), before; 24 bytes for tokens of up to 6 bytes (18 plus the
  *   token above that), and no table for a single child, now.
  *
+ * Nodes are not pooled. A 24-byte node already fills glibc's smallest
+ * chunk but for its 8-byte size word, which is all a pool could save; and
+ * a pool's slab stays as long as one node in it lives, where freed chunks
+ * go back to the system with malloc_trim() (the broker's trim timer) once
+ * a client has dropped its subscriptions.
+ *
  * A subscription carries its place (struct subtrie_sub: its ring, node and
  * group), so removing it is O(1): unlink it from its ring. Only when that
  * leaves the node empty does removal walk the pattern from the root again,
