@@ -15,7 +15,9 @@
 
 #include "conn.h"
 #include "frame.h"
+#include "hash.h"
 #include "log.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -30,6 +32,7 @@ void broker_config_init(struct broker_config *cfg)
         .max_frame = BROKER_MAX_FRAME_DEFAULT,
         .max_connections = BROKER_MAX_CONNECTIONS_DEFAULT,
         .max_subscriptions = BROKER_MAX_SUBSCRIPTIONS_DEFAULT,
+        .max_subscription_bytes = BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT,
         .max_pending = BROKER_MAX_PENDING_DEFAULT,
         .max_retained_bytes = BROKER_MAX_RETAINED_BYTES_DEFAULT,
         .hello_timeout_ms = BROKER_HELLO_TIMEOUT_MS_DEFAULT,
@@ -151,6 +154,15 @@ static void on_trim_timer(uv_timer_t *h)
     for (struct conn *c = b->conns; c != NULL; c = c->next) {
         conn_trim(c);
     }
+    /* After a client dropped many subscriptions or values, the allocator
+     * holds their pages as free chunks scattered through the heap, where
+     * free() alone never returns them. Once a lot was freed, hand the free
+     * pages back: a walk of the free lists, at most once per tick. */
+    if (b->freed_bytes + b->retained.freed >= BROKER_GIVE_BACK_MIN) {
+        mem_give_back();
+        b->freed_bytes = 0;
+        b->retained.freed = 0;
+    }
 }
 
 int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *cfg, char *err,
@@ -173,7 +185,14 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
                  (unsigned long long)cfg->max_pending, cfg->max_frame);
         return -EINVAL;
     }
-    int r = subtrie_new(&b->subs);
+    /* Before any table exists: every keyed table of the broker hashes with
+     * keys from this seed (hash.h). */
+    int r = hash_seed_random();
+    if (r < 0) {
+        snprintf(err, err_len, "cannot read random bytes for the hash keys: %s", strerror(-r));
+        return r;
+    }
+    r = subtrie_new(&b->subs);
     if (r < 0) {
         snprintf(err, err_len, "cannot start: out of memory");
         return r;

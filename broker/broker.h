@@ -35,12 +35,22 @@
  * that connect at the same moment (all are waiting for their HELLO at
  * once) without refusing one. */
 #define BROKER_MAX_UNWELCOMED_MIN_DEFAULT 16u
+/* Heap bytes a connection's subscriptions may cost (router_sub_cost()):
+ * enough for max_subscriptions subscriptions of a typical 40-byte,
+ * 4-token pattern (about 700 bytes each; a unit test checks that they
+ * fit). */
+#define BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT (48u * 1024u * 1024u)
 
 /* The smallest max_frame that still carries a full-length subject. */
 #define BROKER_MAX_FRAME_MIN 4096u
 
 /* How often buffers left large by a burst are given back (conn_trim()). */
 #define BROKER_TRIM_MS 1000u
+
+/* Freed subscriptions and retained values worth this many bytes since the
+ * last trim make the trim timer hand free heap pages back to the system
+ * (mem_give_back()). */
+#define BROKER_GIVE_BACK_MIN (1024u * 1024u)
 
 /* Size of the read buffer shared by all connections (see conn.c). */
 #define BROKER_READ_CHUNK (64u * 1024u)
@@ -59,6 +69,7 @@ struct broker_config {
     uint32_t max_unwelcomed;
     uint32_t hello_timeout_ms;
     uint32_t max_subscriptions;
+    uint64_t max_subscription_bytes; /* per connection */
     uint64_t max_pending;
     uint64_t max_retained_bytes;
     /* Access control from the config file's "acl" section; NULL: none,
@@ -117,6 +128,9 @@ struct broker {
     uint64_t nsubs;
     bool routing; /* `match` is being walked */
     struct retain_store retained;
+    /* Heap bytes of subscriptions freed since the trim timer last gave
+     * memory back (the retained store counts its own). */
+    uint64_t freed_bytes;
 
     /* The iovec array conn_flush() describes a queue with, reused. */
     uv_buf_t *iov;

@@ -28,8 +28,9 @@
 #include <unistd.h>
 
 static const char known_keys[] = "socket, tcp, mode, group, max_frame, max_connections, "
-                                 "max_unwelcomed, hello_timeout_ms, "
-                                 "max_subscriptions, max_pending, max_retained_bytes, log, acl";
+                                 "max_unwelcomed, hello_timeout_ms, max_subscriptions, "
+                                 "max_subscription_bytes, max_pending, max_retained_bytes, log, "
+                                 "acl";
 
 /* What is being built, and where errors go. */
 struct config_ctx {
@@ -223,6 +224,9 @@ static int apply_key(struct config_ctx *ctx, const char *key, json_object *v)
         r = get_u64(ctx, key, v, 1, UINT32_MAX, &n);
         cfg->max_subscriptions = (uint32_t)n;
         return r;
+    }
+    if (strcmp(key, "max_subscription_bytes") == 0) {
+        return get_u64(ctx, key, v, 0, UINT64_MAX, &cfg->max_subscription_bytes);
     }
     if (strcmp(key, "max_pending") == 0) {
         return get_u64(ctx, key, v, 1, UINT64_MAX, &cfg->max_pending);

@@ -4,7 +4,7 @@
  * The file is one JSON object. Its keys are the long command-line flags
  * with '_' for '-': "socket", "tcp", "mode", "group", "max_frame",
  * "max_connections", "max_unwelcomed", "hello_timeout_ms",
- * "max_subscriptions", "max_pending",
+ * "max_subscriptions", "max_subscription_bytes", "max_pending",
  * "max_retained_bytes", "log", and "acl" (acl.h). A flag given on the
  * command line wins over the same setting in the file.
  */

@@ -600,6 +600,11 @@ static void conn_handle_frame(struct conn *c, const struct frame *f)
             conn_queue_err(c, FRAME_ERR_LIMIT, f->subject, f->subject_len,
                            "cannot subscribe to '%.*s': max_subscriptions (%u) reached",
                            (int)f->subject_len, (const char *)f->subject, b->cfg.max_subscriptions);
+        } else if (r == -ENOSPC) {
+            conn_queue_err(c, FRAME_ERR_LIMIT, f->subject, f->subject_len,
+                           "cannot subscribe to '%.*s': max_subscription_bytes (%llu) reached",
+                           (int)f->subject_len, (const char *)f->subject,
+                           (unsigned long long)b->cfg.max_subscription_bytes);
         } else if (r == -EEXIST) {
             conn_queue_err(c, FRAME_ERR_SID, f->subject, f->subject_len,
                            "cannot subscribe to '%.*s': sid %u is zero or in use",

@@ -153,6 +153,9 @@ struct conn {
     uint64_t dropped_unreported;
 
     struct sidmap subs; /* sid -> struct sub */
+    /* What its subscriptions are charged (router_sub_cost()), against
+     * max_subscription_bytes. */
+    uint64_t sub_bytes;
 
     uint64_t msgs_in;
     uint64_t msgs_out;

@@ -62,9 +62,12 @@ static void usage(FILE *out)
             "                             max-connections/4, at least %u)\n"
             "      --hello-timeout-ms MS  time a connection has for its HELLO (default %u)\n"
             "      --max-subscriptions N  per connection (default %u)\n"
+            "      --max-subscription-bytes BYTES  memory the subscriptions of one\n"
+            "                             connection may cost (default %u)\n"
             "      --max-pending BYTES    outbound queue per connection (default %u;\n"
             "                             at least --max-frame)\n"
-            "      --max-retained-bytes BYTES  (default %u)\n"
+            "      --max-retained-bytes BYTES  memory the retained values may take\n"
+            "                             (default %u)\n"
             "  -v, --verbose              log connects, disconnects and client errors\n"
             "  -q, --quiet                log nothing\n"
             "  -h, --help                 show this help\n"
@@ -74,8 +77,8 @@ static void usage(FILE *out)
             "file is removed); SIGHUP is logged and ignored (no reload yet).\n"
             "\n"
             "Config file keys: socket, tcp, mode, group, max_frame, max_connections,\n"
-            "max_unwelcomed, hello_timeout_ms, max_subscriptions, max_pending,\n"
-            "max_retained_bytes, log (quiet, normal or verbose) and acl, e.g.\n"
+            "max_unwelcomed, hello_timeout_ms, max_subscriptions, max_subscription_bytes,\n"
+            "max_pending, max_retained_bytes, log (quiet, normal or verbose) and acl, e.g.\n"
             "  {\"mode\": \"0660\", \"group\": \"sockbus\", \"max_connections\": 1024,\n"
             "   \"acl\": [{\"user\": \"alice\", \"publish\": [\"sensors.>\", \"_INBOX.>\"],\n"
             "             \"subscribe\": [\"cmd.*\"]},\n"
@@ -87,8 +90,8 @@ static void usage(FILE *out)
             "docs/security.md.\n",
             BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_CONNECTIONS_DEFAULT,
             BROKER_MAX_UNWELCOMED_MIN_DEFAULT, BROKER_HELLO_TIMEOUT_MS_DEFAULT,
-            BROKER_MAX_SUBSCRIPTIONS_DEFAULT, BROKER_MAX_PENDING_DEFAULT,
-            BROKER_MAX_RETAINED_BYTES_DEFAULT);
+            BROKER_MAX_SUBSCRIPTIONS_DEFAULT, BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT,
+            BROKER_MAX_PENDING_DEFAULT, BROKER_MAX_RETAINED_BYTES_DEFAULT);
 }
 
 /* Parse an unsigned number in [min, max]; 0x and 0 prefixes are allowed. */
@@ -117,6 +120,7 @@ enum {
     OPT_MAX_UNWELCOMED,
     OPT_HELLO_TIMEOUT,
     OPT_MAX_SUBSCRIPTIONS,
+    OPT_MAX_SUBSCRIPTION_BYTES,
     OPT_MAX_PENDING,
     OPT_MAX_RETAINED,
     OPT_CONFIG,
@@ -133,6 +137,7 @@ static const struct option long_options[] = {
     {"max-unwelcomed", required_argument, NULL, OPT_MAX_UNWELCOMED},
     {"hello-timeout-ms", required_argument, NULL, OPT_HELLO_TIMEOUT},
     {"max-subscriptions", required_argument, NULL, OPT_MAX_SUBSCRIPTIONS},
+    {"max-subscription-bytes", required_argument, NULL, OPT_MAX_SUBSCRIPTION_BYTES},
     {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
     {"max-retained-bytes", required_argument, NULL, OPT_MAX_RETAINED},
     {"config", required_argument, NULL, OPT_CONFIG},
@@ -237,6 +242,10 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg, bool *ru
         case OPT_MAX_SUBSCRIPTIONS:
             r = parse_u64("--max-subscriptions", optarg, 1, UINT32_MAX, &v);
             cfg->max_subscriptions = (uint32_t)v;
+            break;
+        case OPT_MAX_SUBSCRIPTION_BYTES:
+            r = parse_u64("--max-subscription-bytes", optarg, 0, UINT64_MAX, &v);
+            cfg->max_subscription_bytes = v;
             break;
         case OPT_MAX_PENDING:
             r = parse_u64("--max-pending", optarg, 1, UINT64_MAX, &v);

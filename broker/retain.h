@@ -4,14 +4,21 @@
  *
  * Each value is kept as one encoded frame (header, subject, headers,
  * payload; no reply), so replaying it to a new subscription is the same
- * copy into the subscriber's queue as a live message. Subjects are found by
- * a hash table; a wildcard subscription scans every value and matches it
- * with sb_pattern_match(), a literal one looks its subject up directly.
- * Total bytes (subject + headers + payload of each value) are bounded by
- * the caller's limit.
+ * copy into the subscriber's queue as a live message. The values hang in a
+ * trie of their subjects' tokens, with the same keyed child tables as the
+ * subscription trie (ctab.h), so a subscription's pattern finds the values
+ * it matches by walking along itself: a literal token follows one child,
+ * '*' every child at that level, '>' everything below. A SUB costs what
+ * its pattern reaches, never a scan of the whole store.
+ *
+ * The limit counts real memory: every value's allocation, every node and
+ * every child table, in heap bytes as the allocator counts them
+ * (mem_footprint()). The store's `bytes` is exactly that sum.
  */
 #ifndef SOCKBUS_RETAIN_H
 #define SOCKBUS_RETAIN_H
+
+#include "ctab.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -19,34 +26,35 @@
 struct frame;
 
 struct retained {
-    struct retained *next; /* hash chain */
-    uint32_t hash;
     uint32_t size;   /* of frame[] */
-    uint64_t bytes;  /* counted toward the limit */
     uint8_t frame[]; /* a PUB frame with reply_len 0 */
 };
 
 struct retain_store {
-    struct retained **buckets;
-    size_t nbuckets; /* 0 or a power of two */
-    size_t count;
-    uint64_t bytes;
+    struct ctab top; /* the nodes of first tokens */
+    size_t count;    /* values */
+    size_t nodes;
+    uint64_t bytes; /* heap bytes of values, nodes and tables */
+    uint64_t freed; /* heap bytes released; the broker resets it */
 };
 
+/* An empty store. */
 void retain_init(struct retain_store *s);
+
+/* Free every value and node, and leave an empty store. */
 void retain_deinit(struct retain_store *s);
 
 /*
- * Apply a PUB with RETAIN: store its value for its subject, replacing the
- * old one, or delete the subject's value when the payload is empty.
- * Returns 0, -EDQUOT when storing it would exceed `max_bytes` (the old
- * value stays), or -ENOMEM.
+ * Apply a PUB with RETAIN: store its value for its subject (a valid
+ * subject), replacing the old one, or delete the subject's value when the
+ * payload is empty. Returns 0, -EDQUOT when storing it would take the
+ * store's bytes past `max_bytes` (the old value stays), or -ENOMEM.
  */
 int retain_apply(struct retain_store *s, const struct frame *pub, uint64_t max_bytes);
 
 /* Call fn for every value whose subject matches `pattern` (a valid
- * pattern), with the value decoded as a frame. fn must not modify the
- * store. */
+ * pattern), with the value decoded as a frame, in no particular order. fn
+ * must not modify the store. Cost: the nodes the pattern reaches. */
 void retain_foreach_match(const struct retain_store *s, const char *pattern, size_t pattern_len,
                           void (*fn)(const struct frame *value, void *arg), void *arg);
 

@@ -4,10 +4,15 @@
  * A subscription is allocated once at SUB time with its pattern and queue
  * group stored inline, indexed twice: by sid in its connection's sid map
  * (for UNSUB and disconnect) and by pattern in the broker's trie (for
- * routing). Publishing a small message allocates nothing: the trie fills a
- * result vector that the broker reuses, and each MSG is copied into its
- * subscriber's output buffer. A large body going to several subscribers is
- * copied once into a shared buffer (conn_shared_new()) instead.
+ * routing), where it carries its own place (struct subtrie_sub), so that
+ * ending it costs O(1) however many subscriptions share its pattern or
+ * queue group. Each subscription is charged what it can cost in memory
+ * (router_sub_cost()) against its connection's max_subscription_bytes, and
+ * refunded exactly that when it ends. Publishing a small message
+ * allocates nothing: the trie fills a result vector that the broker
+ * reuses, and each MSG is copied into its subscriber's output buffer. A
+ * large body going to several subscribers is copied once into a shared
+ * buffer (conn_shared_new()) instead.
  *
  * Around that core: retained values (retain.c) are stored before the live
  * delivery and replayed to each new subscription; a request (a PUB with a
@@ -20,6 +25,7 @@
 #include "broker.h"
 #include "conn.h"
 #include "frame.h"
+#include "mem.h"
 #include "retain.h"
 #include "sockbus.h"
 #include "sys.h"
@@ -28,9 +34,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+static size_t sub_size(size_t pattern_len, size_t queue_len)
+{
+    return sizeof(struct sub) + pattern_len + queue_len + 2u;
+}
+
+size_t router_sub_cost(const char *pattern, size_t pattern_len, size_t queue_len)
+{
+    return mem_footprint(sub_size(pattern_len, queue_len)) + sidmap_entry_bytes_max() +
+           subtrie_cost(pattern, pattern_len, queue_len);
+}
+
 static void sub_free(struct broker *b, struct sub *s)
 {
-    subtrie_remove(b->subs, sub_pattern(s), s->pattern_len, sub_queue(s), s->queue_len, s);
+    subtrie_remove(b->subs, &s->entry, sub_pattern(s), s->pattern_len);
+    s->conn->sub_bytes -= s->cost;
+    b->freed_bytes += s->cost;
     b->nsubs--;
     free(s);
 }
@@ -59,13 +78,18 @@ int router_subscribe(struct broker *b, struct conn *c, const struct frame *f)
     if (c->subs.len >= b->cfg.max_subscriptions) {
         return -EDQUOT;
     }
-    struct sub *s = malloc(sizeof(*s) + f->subject_len + f->reply_len + 2u);
+    size_t cost = router_sub_cost(pattern, f->subject_len, f->reply_len);
+    if (c->sub_bytes + cost > b->cfg.max_subscription_bytes) {
+        return -ENOSPC;
+    }
+    struct sub *s = malloc(sub_size(f->subject_len, f->reply_len));
     if (s == NULL) {
         return -ENOMEM;
     }
     s->conn = c;
     s->sid = f->sid;
     s->remaining = 0;
+    s->cost = (uint32_t)cost;
     s->pattern_len = f->subject_len;
     s->queue_len = f->reply_len;
     memcpy(s->strings, pattern, f->subject_len);
@@ -78,12 +102,13 @@ int router_subscribe(struct broker *b, struct conn *c, const struct frame *f)
         free(s);
         return r;
     }
-    r = subtrie_add(b->subs, sub_pattern(s), s->pattern_len, sub_queue(s), s->queue_len, s);
+    r = subtrie_add(b->subs, &s->entry, sub_pattern(s), s->pattern_len, sub_queue(s), s->queue_len);
     if (r < 0) {
         sidmap_remove(&c->subs, s->sid);
         free(s);
         return r;
     }
+    c->sub_bytes += s->cost;
     b->nsubs++;
     /* The new subscription first receives every retained value it matches,
      * queue group or not, ahead of anything published later. */
@@ -119,9 +144,9 @@ void router_remove_conn(struct broker *b, struct conn *c)
 
 /* Subscriptions of a publisher that said "echo":false do not receive its
  * own messages (and do not take a queue group's turn). */
-static bool sub_accepts(void *item, void *origin)
+static bool sub_accepts(struct subtrie_sub *entry, void *origin)
 {
-    const struct sub *s = item;
+    const struct sub *s = sub_of(entry);
     return s->conn != origin || s->conn->echo;
 }
 
@@ -149,7 +174,7 @@ static int router_route(struct broker *b, struct conn *origin, const struct fram
     }
     b->routing = true;
     for (size_t i = 0; i < b->match.len; i++) {
-        struct sub *s = b->match.items[i];
+        struct sub *s = sub_of(b->match.items[i]);
         matched++;
         if (body != NULL) {
             conn_queue_msg_shared(s->conn, s->sid, 0, f, body);

@@ -7,7 +7,8 @@
  *
  * Functions return 0 or a negative errno that conn.c turns into an ERR:
  * -EINVAL (invalid subject or pattern, ERR 3), -EEXIST / -ENOENT (sid in use
- * or unknown, ERR 7), -EDQUOT (a limit, ERR 5), -EACCES (ERR 4), -ENOMEM.
+ * or unknown, ERR 7), -EDQUOT or -ENOSPC (a limit, ERR 5), -EACCES (ERR 4),
+ * -ENOMEM.
  * With an ACL (acl.h), a SUB whose pattern is not covered by the
  * connection's rule gets -EACCES, and so does a PUB on a subject it may not
  * publish on; a PUB whose reply subject is neither its own inbox nor
@@ -15,6 +16,8 @@
  */
 #ifndef SOCKBUS_ROUTER_H
 #define SOCKBUS_ROUTER_H
+
+#include "subtrie.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -24,13 +27,20 @@ struct conn;
 struct frame;
 
 struct sub {
+    struct subtrie_sub entry; /* its place in the trie (sub_of() goes back) */
     struct conn *conn;
     uint32_t sid;
     uint32_t remaining; /* deliveries left before auto-unsubscribe; 0: no limit */
+    uint32_t cost;      /* bytes charged to conn->sub_bytes (router_sub_cost()) */
     uint16_t pattern_len;
     uint16_t queue_len;
     char strings[]; /* pattern NUL queue NUL */
 };
+
+static inline struct sub *sub_of(struct subtrie_sub *entry)
+{
+    return (struct sub *)(void *)((char *)entry - offsetof(struct sub, entry));
+}
 
 static inline const char *sub_pattern(const struct sub *s)
 {
@@ -42,8 +52,17 @@ static inline const char *sub_queue(const struct sub *s)
     return s->strings + s->pattern_len + 1;
 }
 
-/* SUB frame: subscribe `f->sid` to pattern f->subject, queue group f->reply. */
+/* SUB frame: subscribe `f->sid` to pattern f->subject, queue group f->reply.
+ * -EDQUOT: max_subscriptions reached; -ENOSPC: max_subscription_bytes. */
 int router_subscribe(struct broker *b, struct conn *c, const struct frame *f);
+
+/*
+ * What one subscription to `pattern` in a queue group of queue_len bytes
+ * (0: none) is charged against max_subscription_bytes: its own allocation,
+ * its slot in the connection's sid map, and an upper bound of the trie
+ * memory it can add (subtrie_cost()), all in heap bytes (mem_footprint()).
+ */
+size_t router_sub_cost(const char *pattern, size_t pattern_len, size_t queue_len);
 
 /* UNSUB: remove `sid` now (max_msgs == 0) or after max_msgs more messages. */
 int router_unsubscribe(struct broker *b, struct conn *c, uint32_t sid, uint32_t max_msgs);

@@ -8,35 +8,38 @@
  * the hole (backward-shift deletion), so there are no tombstones and probe
  * runs never grow from churn: a client that subscribes and unsubscribes all
  * day keeps short lookups. The table doubles when an insert would take it
- * past 3/4 full, and that is the only time it allocates; it never shrinks
- * (sidmap_deinit() gives the memory back when the connection goes).
+ * past 3/4 full, and halves when a removal leaves it less than 1/4 full,
+ * so that a connection that dropped most of its subscriptions gives the
+ * memory back; both are amortized O(1), and a map never has more than 4
+ * slots per entry (sidmap_entry_bytes_max()).
  *
- * Clients usually number sids 1, 2, 3, ...: the key is mixed before masking
- * so that such runs spread over the table instead of forming one long run.
+ * The client chooses the sids, so the home slot comes from a keyed hash:
+ * multiply-shift (hash_u32_index()) with the process's random multiplier.
+ * Which sids share a run is then unknown to the client; and the sids
+ * clients usually pick, 1, 2, 3, ..., are spread as evenly as a Weyl
+ * sequence by any odd multiplier.
  */
 #include "sidmap.h"
+
+#include "hash.h"
+#include "mem.h"
 
 #include <errno.h>
 #include <stdlib.h>
 
-enum { SIDMAP_MIN_CAP = 8 };
+enum { SIDMAP_MIN_CAP = 4 };
 
-/* lowbias32 (Chris Wellons' hash-prospector): a cheap, well-mixed bijection. */
-static size_t sid_hash(uint32_t key)
+/* Home slot of key in a table of cap (a power of two) slots. */
+static size_t sid_home(uint32_t key, size_t cap)
 {
-    key ^= key >> 16;
-    key *= 0x7feb352du;
-    key ^= key >> 15;
-    key *= 0x846ca68bu;
-    key ^= key >> 16;
-    return key;
+    return hash_u32_index(key, (unsigned)__builtin_ctzll(cap));
 }
 
 /* Slot of key, or cap when absent. The map must not be empty. */
 static size_t slot_of(const struct sidmap *m, uint32_t key)
 {
     size_t mask = m->cap - 1;
-    for (size_t i = sid_hash(key) & mask;; i = (i + 1) & mask) {
+    for (size_t i = sid_home(key, m->cap);; i = (i + 1) & mask) {
         if (m->slots[i].key == key) {
             return i;
         }
@@ -50,17 +53,18 @@ static size_t slot_of(const struct sidmap *m, uint32_t key)
 static void place(struct sidmap_slot *slots, size_t cap, uint32_t key, void *value)
 {
     size_t mask = cap - 1;
-    size_t i = sid_hash(key) & mask;
+    size_t i = sid_home(key, cap);
     while (slots[i].key != 0) {
         i = (i + 1) & mask;
     }
     slots[i] = (struct sidmap_slot){.key = key, .value = value};
 }
 
-static int grow(struct sidmap *m)
+/* Move every entry into a new table of `cap` slots. Returns 0 or -ENOMEM
+ * (the map is then unchanged). */
+static int resize(struct sidmap *m, size_t cap)
 {
-    size_t cap = m->cap ? m->cap * 2 : SIDMAP_MIN_CAP;
-    if (cap > SIZE_MAX / sizeof(struct sidmap_slot)) {
+    if (cap > SIZE_MAX / sizeof(struct sidmap_slot) || cap > (size_t)1 << 32) {
         return -ENOMEM;
     }
     struct sidmap_slot *slots = calloc(cap, sizeof(*slots));
@@ -101,7 +105,7 @@ int sidmap_insert(struct sidmap *m, uint32_t key, void *value)
         return -EEXIST;
     }
     if (m->len + 1 > m->cap / 4 * 3) {
-        int err = grow(m);
+        int err = resize(m, m->cap ? m->cap * 2 : SIDMAP_MIN_CAP);
         if (err < 0) {
             return err;
         }
@@ -135,7 +139,7 @@ void *sidmap_remove(struct sidmap *m, uint32_t key)
      * so they are skipped. The run ends at the first empty slot. */
     size_t mask = m->cap - 1;
     for (size_t j = (hole + 1) & mask; m->slots[j].key != 0; j = (j + 1) & mask) {
-        size_t home = sid_hash(m->slots[j].key) & mask;
+        size_t home = sid_home(m->slots[j].key, m->cap);
         if (((j - home) & mask) >= ((j - hole) & mask)) {
             m->slots[hole] = m->slots[j];
             hole = j;
@@ -143,6 +147,11 @@ void *sidmap_remove(struct sidmap *m, uint32_t key)
     }
     m->slots[hole] = (struct sidmap_slot){0};
     m->len--;
+    if (m->len == 0) {
+        sidmap_deinit(m);
+    } else if (m->cap > SIDMAP_MIN_CAP && m->len < m->cap / 4) {
+        resize(m, m->cap / 2); /* if that fails, the map just stays larger */
+    }
     return value;
 }
 
@@ -158,4 +167,37 @@ int sidmap_next(const struct sidmap *m, size_t *pos, uint32_t *key, void **value
     }
     *pos = m->cap;
     return 0;
+}
+
+/* With len entries a map has at most 4 * len slots, and at least
+ * SIDMAP_MIN_CAP; the bytes per entry are highest for small maps. */
+size_t sidmap_entry_bytes_max(void)
+{
+    static size_t max;
+    enum { CHECK_LEN = 4096 };
+    if (max == 0) {
+        for (size_t len = 1; len <= CHECK_LEN; len++) {
+            size_t cap = SIDMAP_MIN_CAP;
+            while (cap * 2 <= 4 * len) {
+                cap *= 2;
+            }
+            size_t per = (mem_footprint(cap * sizeof(struct sidmap_slot)) + len - 1) / len;
+            if (per > max) {
+                max = per;
+            }
+        }
+    }
+    return max;
+}
+
+size_t sidmap_longest_run(const struct sidmap *m)
+{
+    size_t longest = 0;
+    size_t run = 0;
+    /* Twice around, so that a run wrapping past the end counts whole. */
+    for (size_t i = 0; i < 2 * m->cap; i++) {
+        run = m->slots[i & (m->cap - 1)].key != 0 ? run + 1 : 0;
+        longest = run > longest ? run : longest;
+    }
+    return longest < m->cap ? longest : m->cap;
 }

@@ -1,16 +1,34 @@
 /*
  * subtrie.c - the subscription trie.
  *
- * Every pattern is a path from the root, one node per token. A node has
- * three kinds of children: literal tokens, kept in an open-addressing hash
- * table (linear probing, power-of-two capacity, grown at 3/4 load, so a
- * parent with 100,000 children still finds one in O(1)); at most one '*'
- * child; and at most one '>' child, a leaf that acts as a bucket for the
- * patterns ending in '>'. A pattern's items live at its last node: plain
- * items in a vector, and queue groups, each a name with a vector of members
- * and a round-robin cursor. A node records its parent, so removal can walk
- * back up and free every node left with no items, groups or children; the
- * trie's size follows the live subscriptions, not its history.
+ * Every pattern is a path from the root, one node per token. A node is
+ * small: its literal children (a ctab: nothing, one child held directly, or
+ * a keyed hash table that grows from 4 slots), a pointer to its "extra"
+ * record, and its token. The extra record exists only for nodes that have
+ * a '*' child, a '>' child (a leaf that acts as a bucket for the patterns
+ * ending in '>'), or subscriptions: those ending at the node, plain ones in
+ * a ring in order of arrival, and its queue groups in a ctab keyed by name,
+ * each group a ring of members with a cursor. A chain of single-child
+ * nodes, such as a long pattern of one-byte tokens, therefore costs one
+ * 24-byte request (a 32-byte chunk) per token.
+ *
+ *   struct node, x86-64: 120 bytes plus the token, and an 8-slot child
+ *   table of 128 bytes once it had a child (so about 290 bytes of heap per
+ *   token), before; 24 bytes for tokens of up to 6 bytes (18 plus the
+ *   token above that), and no table for a single child, now.
+ *
+ * Nodes are not pooled. A 24-byte node already fills glibc's smallest
+ * chunk but for its 8-byte size word, which is all a pool could save; and
+ * a pool's slab stays as long as one node in it lives, where freed chunks
+ * go back to the system with malloc_trim() (the broker's trim timer) once
+ * a client has dropped its subscriptions.
+ *
+ * A subscription carries its place (struct subtrie_sub: its ring, node and
+ * group), so removing it is O(1): unlink it from its ring. Only when that
+ * leaves the node empty does removal walk the pattern from the root again,
+ * to free the node and every ancestor left empty with it; the trie's size
+ * follows the live subscriptions, not its history. Nodes keep no parent
+ * pointer: that walk finds the ancestors, and only when nodes are freed.
  *
  * Matching walks the subject token by token. At each node it takes at most
  * three branches: the '>' bucket (which matches the rest of the subject,
@@ -18,25 +36,28 @@
  * The cost is bounded by the nodes that match a prefix of the subject, never
  * by the number of subscriptions. The walk recurses once per token, and a
  * subject of at most SB_SUBJECT_MAX bytes has at most 513 tokens, so the
- * depth is bounded. Each node emits its plain items (once per pattern, so an
- * item added under two matching patterns comes out twice) and one member of
- * each of its groups, advancing that group's cursor. Nothing is allocated
- * while matching except when the caller's result vector must grow.
+ * depth is bounded. Each node emits its plain subscriptions and one member
+ * of each of its groups, advancing that group's cursor. Nothing is
+ * allocated while matching except when the caller's result vector must
+ * grow.
  *
- * The '$' rule (DESIGN.md §3): a wildcard in the first position does not
- * match a first token that starts with '$', so only the root's '*' and '>'
- * branches check for it.
+ * The '$' rule (docs/protocol.md, Subjects): a wildcard in the first
+ * position does not match a first token that starts with '$', so only the
+ * root's '*' and '>' branches check for it.
  *
  * In front of the walk sits a small match cache (see struct cache_entry):
  * publishers tend to repeat subjects, and a hit costs one hash and one
  * memcmp of the subject instead of a walk and a validation.
  *
- * Token hashes: FNV-style, eight bytes per step, with a 64-bit finalizer;
- * unseeded. Subscribers are local clients of the same machine; if that ever
- * changes, seed the hash.
+ * Every table here is keyed by the process's random key (hash.h), the
+ * child and group tables through ctab, the cache through hash_subject():
+ * a client cannot make tokens or group names collide on purpose.
  */
 #include "subtrie.h"
 
+#include "ctab.h"
+#include "hash.h"
+#include "mem.h"
 #include "sockbus.h"
 
 #include <errno.h>
@@ -44,72 +65,54 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Smallest literal table; tables double when 3/4 full. */
-enum { CHILDREN_MIN_CAP = 8 };
+/* Deepest path: a subject of SB_SUBJECT_MAX bytes has at most this many
+ * tokens. */
+enum { TRIE_DEPTH_MAX = SB_SUBJECT_MAX / 2 + 1 };
 
-/* Smallest item, member and group vector. */
-enum { VEC_MIN_CAP = 4 };
-
-enum node_kind {
-    NODE_ROOT,
-    NODE_LITERAL, /* in the parent's literal table */
-    NODE_STAR,    /* the parent's '*' child */
-    NODE_GT,      /* the parent's '>' bucket: a leaf */
+struct subtrie_node {
+    struct ctab children; /* literal children, keyed by token */
+    struct node_extra *x; /* NULL while it has none of what that holds */
+    uint16_t token_len;   /* 0 for the root and wildcard nodes */
+    char token[];         /* literal nodes; not NUL-terminated */
 };
 
-/* A vector of caller-owned pointers (items, group members). */
-struct ptrvec {
-    void **v;
-    size_t len;
-    size_t cap;
+/* What few nodes have. Freed as soon as it holds nothing, so a node has
+ * one exactly when it has a wildcard child or subscriptions. */
+struct node_extra {
+    struct subtrie_node *star;
+    struct subtrie_node *gt;
+    struct subtrie_sub *plain; /* ring, first in order of arrival */
+    struct ctab groups;        /* struct subtrie_group, keyed by name */
 };
 
-struct group {
-    struct ptrvec members;
-    size_t next; /* index of the member the next match takes */
-    size_t name_len;
+struct subtrie_group {
+    struct subtrie_sub *members; /* ring, first in order of arrival */
+    struct subtrie_sub *turn;    /* the member the next match tries first */
+    uint16_t name_len;
     char name[];
-};
-
-/* A slot of a literal-children table. The hash sits beside the pointer so
- * that probing past other children does not load their nodes: with 100,000
- * children the table is far larger than the caches, and each node touched
- * is a miss. */
-struct child_slot {
-    uint64_t hash;
-    struct node *node;
-};
-
-struct node {
-    struct node *parent;
-    /* Literal children: open addressing, a NULL node is an empty slot. */
-    struct child_slot *children;
-    size_t children_cap; /* 0 or a power of two */
-    size_t children_len;
-    struct node *star;
-    struct node *gt;
-    struct ptrvec items;
-    struct group **groups;
-    size_t groups_len;
-    size_t groups_cap;
-    uint64_t hash; /* of token, for NODE_LITERAL */
-    enum node_kind kind;
-    size_t token_len;
-    char token[]; /* NODE_LITERAL only; not NUL-terminated */
 };
 
 /*
  * The match cache: the nodes a recent subject matched, so that publishing
  * on the same subjects again skips the walk and the validation (a subject
  * is cached only once it has been found valid). Direct mapped by the
- * subject's hash; every add or remove bumps `gen`, which invalidates all
- * entries at once. Entries hold node pointers, not items, so queue groups
- * still rotate on every match.
+ * subject's keyed hash; entries hold node pointers, not subscriptions, so
+ * queue groups still rotate on every match.
+ *
+ * Every add or remove bumps `gen`, which invalidates all entries at once:
+ * an entry never points at a freed node, and no add has to find the
+ * entries it affects. The price: while a client subscribes and
+ * unsubscribes in a loop, every publish misses and pays the walk (the
+ * validation and one keyed hash per token of its subject, a few hundred
+ * nanoseconds for a short subject) instead of the hit (one hash and one
+ * memcmp). That bounds the harm a churning client does to a slowdown of
+ * each publish by its subject's length, never a stall.
  */
 enum {
-    CACHE_ENTRIES = 256,     /* a power of two */
-    CACHE_SUBJECT_MAX = 128, /* longer subjects are not cached */
-    CACHE_NODES_MAX = 8,     /* subjects matching more nodes are not cached */
+    CACHE_BITS = 8,
+    CACHE_ENTRIES = 1 << CACHE_BITS,
+    CACHE_SUBJECT_MAX = HASH_SUBJECT_MAX, /* longer subjects are not cached */
+    CACHE_NODES_MAX = 8,                  /* subjects matching more are not cached */
 };
 
 struct cache_entry {
@@ -117,27 +120,29 @@ struct cache_entry {
     uint64_t hash;
     uint16_t subject_len;
     uint16_t nnodes;
-    struct node *nodes[CACHE_NODES_MAX];
+    struct subtrie_node *nodes[CACHE_NODES_MAX];
     char subject[CACHE_SUBJECT_MAX];
 };
 
 /* Where the walk collects the nodes a subject matches. */
 struct node_list {
-    struct node **v;
+    struct subtrie_node **v;
     size_t len;
     size_t cap;
 };
 
 struct subtrie {
-    struct node *root;
-    size_t count; /* items, plain and grouped */
+    struct subtrie_node *root;
+    size_t count; /* subscriptions, plain and grouped */
     size_t nodes; /* nodes besides the root */
     uint64_t gen; /* starts at 1; bumped by every add and remove */
     struct node_list walk;
+    /* The path from the root to a node being added or freed. */
+    struct subtrie_node *path[TRIE_DEPTH_MAX + 1];
     struct cache_entry cache[CACHE_ENTRIES];
 };
 
-/* --- Tokens and hashing ------------------------------------------------ */
+/* --- Tokens ------------------------------------------------------------ */
 
 /* Length of the token at the start of s[0..len). */
 static size_t token_len(const char *s, size_t len)
@@ -151,100 +156,76 @@ static bool token_is(const char *tok, size_t len, char c)
     return len == 1 && tok[0] == c;
 }
 
-static uint64_t token_hash(const char *tok, size_t len)
+static const char *node_key(const void *obj, size_t *len)
 {
-    /* Eight bytes per step: this runs for every token of every subject
-     * the match cache does not know. */
-    uint64_t h = 0xcbf29ce484222325u ^ len;
-    while (len >= 8) {
-        uint64_t w;
-        memcpy(&w, tok, 8);
-        h = (h ^ w) * 0x100000001b3u;
-        h ^= h >> 29;
-        tok += 8;
-        len -= 8;
-    }
-    uint64_t w = 0;
-    memcpy(&w, tok, len);
-    h ^= w;
-    /* The table indexes by the low bits: mix (MurmurHash3's fmix64). */
-    h ^= h >> 33;
-    h *= 0xff51afd7ed558ccdu;
-    h ^= h >> 33;
-    h *= 0xc4ceb9fe1a85ec53u;
-    h ^= h >> 33;
-    return h;
+    const struct subtrie_node *n = obj;
+    *len = n->token_len;
+    return n->token;
 }
 
-/* --- Vectors ----------------------------------------------------------- */
-
-/* Make room for one more pointer. Returns 0 or -ENOMEM (vector unchanged). */
-static int ptrvec_reserve_one(struct ptrvec *pv)
+static const char *group_key(const void *obj, size_t *len)
 {
-    if (pv->len < pv->cap) {
-        return 0;
-    }
-    size_t cap = pv->cap ? pv->cap * 2 : VEC_MIN_CAP;
-    if (cap > SIZE_MAX / sizeof(*pv->v)) {
-        return -ENOMEM;
-    }
-    void **v = realloc(pv->v, cap * sizeof(*v));
-    if (v == NULL) {
-        return -ENOMEM;
-    }
-    pv->v = v;
-    pv->cap = cap;
-    return 0;
+    const struct subtrie_group *g = obj;
+    *len = g->name_len;
+    return g->name;
 }
 
-static int ptrvec_push(struct ptrvec *pv, void *p)
+/* --- Rings ------------------------------------------------------------- */
+
+/* Append s to the ring that *first starts (the end is first's prev). */
+static void ring_append(struct subtrie_sub **first, struct subtrie_sub *s)
 {
-    int err = ptrvec_reserve_one(pv);
-    if (err < 0) {
-        return err;
+    if (*first == NULL) {
+        s->next = s;
+        s->prev = s;
+        *first = s;
+        return;
     }
-    pv->v[pv->len++] = p;
-    return 0;
+    struct subtrie_sub *last = (*first)->prev;
+    s->prev = last;
+    s->next = *first;
+    last->next = s;
+    (*first)->prev = s;
 }
 
-/* Index of p, searching from the end (the newest is the likeliest to go
- * first), or -1. */
-static ptrdiff_t ptrvec_find(const struct ptrvec *pv, const void *p)
+static void ring_remove(struct subtrie_sub **first, struct subtrie_sub *s)
 {
-    for (size_t i = pv->len; i-- > 0;) {
-        if (pv->v[i] == p) {
-            return (ptrdiff_t)i;
+    if (s->next == s) {
+        *first = NULL;
+    } else {
+        s->prev->next = s->next;
+        s->next->prev = s->prev;
+        if (*first == s) {
+            *first = s->next;
         }
     }
-    return -1;
-}
-
-/* Remove the pointer at i, keeping the order of the rest (delivery order
- * and round-robin order stay stable). An emptied vector gives back its
- * storage: the node or group holding it is usually about to go too. */
-static void ptrvec_remove_at(struct ptrvec *pv, size_t i)
-{
-    memmove(&pv->v[i], &pv->v[i + 1], (pv->len - i - 1) * sizeof(*pv->v));
-    pv->len--;
-    if (pv->len == 0) {
-        free(pv->v);
-        *pv = (struct ptrvec){0};
-    }
+    s->next = NULL;
+    s->prev = NULL;
 }
 
 /* --- Nodes ------------------------------------------------------------- */
 
-static struct node *node_new(struct subtrie *t, struct node *parent, enum node_kind kind,
-                             const char *tok, size_t tok_len, uint64_t hash)
+static size_t node_size(size_t tok_len)
 {
-    struct node *n = calloc(1, sizeof(*n) + tok_len);
+    size_t size = offsetof(struct subtrie_node, token) + tok_len;
+    return size < sizeof(struct subtrie_node) ? sizeof(struct subtrie_node) : size;
+}
+
+static size_t group_size(size_t name_len)
+{
+    size_t size = offsetof(struct subtrie_group, name) + name_len;
+    return size < sizeof(struct subtrie_group) ? sizeof(struct subtrie_group) : size;
+}
+
+static struct subtrie_node *node_new(struct subtrie *t, const char *tok, size_t tok_len)
+{
+    struct subtrie_node *n = malloc(node_size(tok_len));
     if (n == NULL) {
         return NULL;
     }
-    n->parent = parent;
-    n->kind = kind;
-    n->hash = hash;
-    n->token_len = tok_len;
+    n->children = (struct ctab){0};
+    n->x = NULL;
+    n->token_len = (uint16_t)tok_len;
     if (tok_len > 0) {
         memcpy(n->token, tok, tok_len);
     }
@@ -252,252 +233,143 @@ static struct node *node_new(struct subtrie *t, struct node *parent, enum node_k
     return n;
 }
 
-static bool node_is_empty(const struct node *n)
+static bool node_is_empty(const struct subtrie_node *n)
 {
-    return n->items.len == 0 && n->groups_len == 0 && n->children_len == 0 && n->star == NULL &&
-           n->gt == NULL;
+    return n->children.p == 0 && n->x == NULL;
 }
 
-/* The literal child for tok, or NULL. */
-static struct node *children_find(const struct node *n, const char *tok, size_t tok_len,
-                                  uint64_t hash)
+/* n's extra record, made if it has none. NULL on -ENOMEM. */
+static struct node_extra *extra_get(struct subtrie_node *n)
 {
-    if (n->children_len == 0) {
-        return NULL;
+    if (n->x == NULL) {
+        n->x = calloc(1, sizeof(*n->x));
     }
-    size_t mask = n->children_cap - 1;
-    for (size_t i = (size_t)hash & mask;; i = (i + 1) & mask) {
-        const struct child_slot *slot = &n->children[i];
-        if (slot->node == NULL) {
-            return NULL;
+    return n->x;
+}
+
+/* Free n's extra record if it holds nothing any more. */
+static void extra_drop_if_empty(struct subtrie_node *n)
+{
+    struct node_extra *x = n->x;
+    if (x != NULL && x->star == NULL && x->gt == NULL && x->plain == NULL && x->groups.p == 0) {
+        free(x);
+        n->x = NULL;
+    }
+}
+
+/* Free n and everything below it (not the subscriptions). Recursion depth
+ * is the pattern depth, at most TRIE_DEPTH_MAX levels. */
+static void node_free_tree(struct subtrie_node *n)
+{
+    struct subtrie_node *c;
+    for (size_t pos = 0; (c = ctab_next(&n->children, &pos)) != NULL;) {
+        node_free_tree(c);
+    }
+    ctab_deinit(&n->children);
+    struct node_extra *x = n->x;
+    if (x != NULL) {
+        if (x->star != NULL) {
+            node_free_tree(x->star);
         }
-        struct node *c = slot->node;
-        if (slot->hash == hash && c->token_len == tok_len && memcmp(c->token, tok, tok_len) == 0) {
-            return c;
+        if (x->gt != NULL) {
+            node_free_tree(x->gt);
         }
-    }
-}
-
-/* Put c in a table known to have a free slot and not to hold c's token. */
-static void children_place(struct child_slot *slots, size_t cap, struct node *c)
-{
-    size_t mask = cap - 1;
-    size_t i = (size_t)c->hash & mask;
-    while (slots[i].node != NULL) {
-        i = (i + 1) & mask;
-    }
-    slots[i] = (struct child_slot){.hash = c->hash, .node = c};
-}
-
-/* Make room for one more literal child. Returns 0 or -ENOMEM (the table is
- * then unchanged). */
-static int children_reserve_one(struct node *n)
-{
-    size_t need = n->children_len + 1;
-    if (n->children_cap > 0 && need <= n->children_cap / 4 * 3) {
-        return 0;
-    }
-    size_t cap = n->children_cap ? n->children_cap * 2 : CHILDREN_MIN_CAP;
-    struct child_slot *slots = calloc(cap, sizeof(*slots));
-    if (slots == NULL) {
-        return -ENOMEM;
-    }
-    for (size_t i = 0; i < n->children_cap; i++) {
-        if (n->children[i].node != NULL) {
-            children_place(slots, cap, n->children[i].node);
+        struct subtrie_group *g;
+        for (size_t pos = 0; (g = ctab_next(&x->groups, &pos)) != NULL;) {
+            free(g);
         }
+        ctab_deinit(&x->groups);
+        free(x);
     }
-    free(n->children);
-    n->children = slots;
-    n->children_cap = cap;
-    return 0;
-}
-
-/*
- * Take c out of its parent's table. Backward-shift deletion: the entries
- * after the hole that may live there (their home slot is at or before the
- * hole, cyclically) move back one by one, so lookups never need tombstones.
- */
-static void children_remove(struct node *n, const struct node *c)
-{
-    size_t mask = n->children_cap - 1;
-    size_t hole = (size_t)c->hash & mask;
-    while (n->children[hole].node != c) {
-        hole = (hole + 1) & mask;
-    }
-    for (size_t j = (hole + 1) & mask; n->children[j].node != NULL; j = (j + 1) & mask) {
-        size_t home = (size_t)n->children[j].hash & mask;
-        if (((j - home) & mask) >= ((j - hole) & mask)) {
-            n->children[hole] = n->children[j];
-            hole = j;
-        }
-    }
-    n->children[hole] = (struct child_slot){0};
-    n->children_len--;
-    if (n->children_len == 0) {
-        free(n->children);
-        n->children = NULL;
-        n->children_cap = 0;
-    }
-}
-
-static void group_free(struct group *g)
-{
-    free(g->members.v);
-    free(g);
-}
-
-/* Free n and everything below it. Recursion depth is the pattern depth,
- * at most SB_SUBJECT_MAX / 2 + 1 levels. */
-static void node_free_tree(struct node *n)
-{
-    for (size_t i = 0; i < n->children_cap; i++) {
-        if (n->children[i].node != NULL) {
-            node_free_tree(n->children[i].node);
-        }
-    }
-    if (n->star != NULL) {
-        node_free_tree(n->star);
-    }
-    if (n->gt != NULL) {
-        node_free_tree(n->gt);
-    }
-    for (size_t i = 0; i < n->groups_len; i++) {
-        group_free(n->groups[i]);
-    }
-    free(n->groups);
-    free(n->items.v);
-    free(n->children);
     free(n);
 }
 
-/* Free n, then its ancestors, as long as they are empty. The root stays. */
-static void node_prune(struct subtrie *t, struct node *n)
+/* Take the empty node n out of its parent and free it. */
+static void node_unlink_free(struct subtrie *t, struct subtrie_node *parent, struct subtrie_node *n)
 {
-    while (n != t->root && node_is_empty(n)) {
-        struct node *parent = n->parent;
-        switch (n->kind) {
-        case NODE_LITERAL:
-            children_remove(parent, n);
-            break;
-        case NODE_STAR:
-            parent->star = NULL;
-            break;
-        case NODE_GT:
-            parent->gt = NULL;
-            break;
-        case NODE_ROOT:
-            break;
-        }
-        node_free_tree(n); /* empty: frees just n */
-        t->nodes--;
-        n = parent;
+    struct node_extra *x = parent->x;
+    if (x != NULL && x->star == n) {
+        x->star = NULL;
+        extra_drop_if_empty(parent);
+    } else if (x != NULL && x->gt == n) {
+        x->gt = NULL;
+        extra_drop_if_empty(parent);
+    } else {
+        ctab_remove(&parent->children, n, node_key);
+    }
+    free(n);
+    t->nodes--;
+}
+
+/* Free the nodes t->path[depth], [depth - 1], ... as long as they are
+ * empty. The root (path[0]) stays. */
+static void path_prune(struct subtrie *t, size_t depth)
+{
+    for (; depth > 0 && node_is_empty(t->path[depth]); depth--) {
+        node_unlink_free(t, t->path[depth - 1], t->path[depth]);
     }
 }
 
 /* The child of n for token tok, created when `create` and missing. Returns
  * NULL when it is missing (create false) or cannot be allocated. */
-static struct node *node_child(struct subtrie *t, struct node *n, const char *tok, size_t tok_len,
-                               bool create)
+static struct subtrie_node *node_child(struct subtrie *t, struct subtrie_node *n, const char *tok,
+                                       size_t tok_len, bool create)
 {
-    if (token_is(tok, tok_len, '*')) {
-        if (n->star == NULL && create) {
-            n->star = node_new(t, n, NODE_STAR, NULL, 0, 0);
+    bool star = token_is(tok, tok_len, '*');
+    if (star || token_is(tok, tok_len, '>')) {
+        struct node_extra *x = create ? extra_get(n) : n->x;
+        if (x == NULL) {
+            return NULL;
         }
-        return n->star;
-    }
-    if (token_is(tok, tok_len, '>')) {
-        if (n->gt == NULL && create) {
-            n->gt = node_new(t, n, NODE_GT, NULL, 0, 0);
+        struct subtrie_node **slot = star ? &x->star : &x->gt;
+        if (*slot == NULL && create) {
+            *slot = node_new(t, NULL, 0);
+            if (*slot == NULL) {
+                extra_drop_if_empty(n);
+            }
         }
-        return n->gt;
+        return *slot;
     }
-    uint64_t hash = token_hash(tok, tok_len);
-    struct node *c = children_find(n, tok, tok_len, hash);
+    struct subtrie_node *c = ctab_find(&n->children, tok, tok_len, node_key);
     if (c != NULL || !create) {
         return c;
     }
-    if (children_reserve_one(n) < 0) {
-        return NULL;
-    }
-    c = node_new(t, n, NODE_LITERAL, tok, tok_len, hash);
+    c = node_new(t, tok, tok_len);
     if (c == NULL) {
         return NULL;
     }
-    children_place(n->children, n->children_cap, c);
-    n->children_len++;
+    if (ctab_insert(&n->children, c, node_key) < 0) {
+        free(c);
+        t->nodes--;
+        return NULL;
+    }
     return c;
 }
 
-/* Walk pattern from the root. Returns its last node, or NULL when a node is
- * missing (create false) or cannot be allocated; *last is then the deepest
- * node reached, so a failed add can prune what it built. */
-static struct node *node_walk(struct subtrie *t, const char *pattern, size_t len, bool create,
-                              struct node **last)
+/* Walk pattern from the root into t->path[0..depth]. Returns the depth of
+ * its last node, or -1 when a node is missing (create false) or cannot be
+ * allocated; *reached is then the depth of the deepest node on the path,
+ * so that a failed add can prune what it built. */
+static ptrdiff_t path_walk(struct subtrie *t, const char *pattern, size_t len, bool create,
+                           size_t *reached)
 {
-    struct node *n = t->root;
+    size_t depth = 0;
     size_t pos = 0;
+    t->path[0] = t->root;
     for (;;) {
         size_t tl = token_len(pattern + pos, len - pos);
-        struct node *c = node_child(t, n, pattern + pos, tl, create);
+        struct subtrie_node *c = node_child(t, t->path[depth], pattern + pos, tl, create);
         if (c == NULL) {
-            *last = n;
-            return NULL;
+            *reached = depth;
+            return -1;
         }
-        n = c;
+        t->path[++depth] = c;
         pos += tl;
         if (pos == len) {
-            *last = n;
-            return n;
+            *reached = depth;
+            return (ptrdiff_t)depth;
         }
         pos++; /* the dot */
-    }
-}
-
-/* --- Groups ------------------------------------------------------------ */
-
-static ptrdiff_t group_find(const struct node *n, const char *name, size_t name_len)
-{
-    for (size_t i = 0; i < n->groups_len; i++) {
-        const struct group *g = n->groups[i];
-        if (g->name_len == name_len && memcmp(g->name, name, name_len) == 0) {
-            return (ptrdiff_t)i;
-        }
-    }
-    return -1;
-}
-
-/* A new, empty group appended to n. Returns NULL on -ENOMEM. */
-static struct group *group_add(struct node *n, const char *name, size_t name_len)
-{
-    if (n->groups_len == n->groups_cap) {
-        size_t cap = n->groups_cap ? n->groups_cap * 2 : VEC_MIN_CAP;
-        struct group **groups = realloc(n->groups, cap * sizeof(*groups));
-        if (groups == NULL) {
-            return NULL;
-        }
-        n->groups = groups;
-        n->groups_cap = cap;
-    }
-    struct group *g = calloc(1, sizeof(*g) + name_len);
-    if (g == NULL) {
-        return NULL;
-    }
-    g->name_len = name_len;
-    memcpy(g->name, name, name_len);
-    n->groups[n->groups_len++] = g;
-    return g;
-}
-
-static void group_remove_at(struct node *n, size_t i)
-{
-    group_free(n->groups[i]);
-    memmove(&n->groups[i], &n->groups[i + 1], (n->groups_len - i - 1) * sizeof(*n->groups));
-    n->groups_len--;
-    if (n->groups_len == 0) {
-        free(n->groups);
-        n->groups = NULL;
-        n->groups_cap = 0;
     }
 }
 
@@ -514,7 +386,6 @@ int subtrie_new(struct subtrie **out)
         free(t);
         return -ENOMEM;
     }
-    t->root->kind = NODE_ROOT;
     t->gen = 1;
     *out = t;
     return 0;
@@ -530,147 +401,206 @@ void subtrie_free(struct subtrie *t)
     free(t);
 }
 
-int subtrie_add(struct subtrie *t, const char *pattern, size_t pattern_len, const char *queue,
-                size_t queue_len, void *item)
+/* Put s into the queue group `queue` of node n (made if new). */
+static int group_join(struct node_extra *x, struct subtrie_sub *s, const char *queue,
+                      size_t queue_len)
+{
+    struct subtrie_group *g = ctab_find(&x->groups, queue, queue_len, group_key);
+    if (g == NULL) {
+        g = malloc(group_size(queue_len));
+        if (g == NULL) {
+            return -ENOMEM;
+        }
+        g->members = NULL;
+        g->turn = NULL;
+        g->name_len = (uint16_t)queue_len;
+        memcpy(g->name, queue, queue_len);
+        if (ctab_insert(&x->groups, g, group_key) < 0) {
+            free(g);
+            return -ENOMEM;
+        }
+    }
+    /* At the end of the ring: a newcomer's first turn comes after everyone
+     * already there has had theirs. */
+    ring_append(&g->members, s);
+    s->group = g;
+    return 0;
+}
+
+int subtrie_add(struct subtrie *t, struct subtrie_sub *s, const char *pattern, size_t pattern_len,
+                const char *queue, size_t queue_len)
 {
     t->gen++; /* whatever happens below, cached walks may be stale */
     /* Checked here, not just assumed: a '>' in the middle would hang
      * children below a bucket that matching never descends into. */
-    if (!sb_pattern_valid(pattern, pattern_len) || (queue_len > 0 && queue == NULL)) {
+    if (!sb_pattern_valid(pattern, pattern_len) || (queue_len > 0 && queue == NULL) ||
+        queue_len > UINT16_MAX) {
         return -EINVAL;
     }
-    struct node *last;
-    struct node *n = node_walk(t, pattern, pattern_len, true, &last);
-    if (n == NULL) {
-        node_prune(t, last);
+    size_t reached;
+    ptrdiff_t depth = path_walk(t, pattern, pattern_len, true, &reached);
+    if (depth < 0) {
+        path_prune(t, reached);
         return -ENOMEM;
     }
-    int err;
-    if (queue_len == 0) {
-        err = ptrvec_push(&n->items, item);
-    } else {
-        ptrdiff_t gi = group_find(n, queue, queue_len);
-        struct group *g = gi >= 0 ? n->groups[gi] : group_add(n, queue, queue_len);
-        if (g == NULL) {
-            err = -ENOMEM;
-        } else {
-            err = ptrvec_push(&g->members, item);
-            if (err < 0 && g->members.len == 0) {
-                group_remove_at(n, n->groups_len - 1); /* the one just added */
-            }
-        }
+    struct subtrie_node *n = t->path[depth];
+    struct node_extra *x = extra_get(n);
+    int err = x == NULL ? -ENOMEM : 0;
+    if (err == 0 && queue_len > 0) {
+        err = group_join(x, s, queue, queue_len);
+    } else if (err == 0) {
+        ring_append(&x->plain, s);
+        s->group = NULL;
     }
     if (err < 0) {
-        node_prune(t, n);
+        extra_drop_if_empty(n);
+        path_prune(t, (size_t)depth);
         return err;
     }
+    s->node = n;
     t->count++;
     return 0;
 }
 
-int subtrie_remove(struct subtrie *t, const char *pattern, size_t pattern_len, const char *queue,
-                   size_t queue_len, void *item)
+void subtrie_remove(struct subtrie *t, struct subtrie_sub *s, const char *pattern,
+                    size_t pattern_len)
 {
-    t->gen++; /* whatever happens below, cached walks may be stale */
-    if (pattern == NULL || pattern_len == 0 || (queue_len > 0 && queue == NULL)) {
-        return -ENOENT;
-    }
-    struct node *last;
-    struct node *n = node_walk(t, pattern, pattern_len, false, &last);
-    if (n == NULL) {
-        return -ENOENT;
-    }
-    if (queue_len == 0) {
-        ptrdiff_t i = ptrvec_find(&n->items, item);
-        if (i < 0) {
-            return -ENOENT;
+    t->gen++; /* cached walks may hold the nodes freed below */
+    struct subtrie_node *n = s->node;
+    struct subtrie_group *g = s->group;
+    if (g != NULL) {
+        if (g->turn == s) {
+            g->turn = s->next == s ? NULL : s->next;
         }
-        ptrvec_remove_at(&n->items, (size_t)i);
+        ring_remove(&g->members, s);
+        if (g->members == NULL) {
+            ctab_remove(&n->x->groups, g, group_key);
+            free(g);
+        }
     } else {
-        ptrdiff_t gi = group_find(n, queue, queue_len);
-        if (gi < 0) {
-            return -ENOENT;
-        }
-        struct group *g = n->groups[gi];
-        ptrdiff_t i = ptrvec_find(&g->members, item);
-        if (i < 0) {
-            return -ENOENT;
-        }
-        ptrvec_remove_at(&g->members, (size_t)i);
-        /* Keep the cursor on the member it pointed at, so the rotation
-         * neither skips nor repeats anyone. */
-        if ((size_t)i < g->next) {
-            g->next--;
-        }
-        if (g->next >= g->members.len) {
-            g->next = 0;
-        }
-        if (g->members.len == 0) {
-            group_remove_at(n, (size_t)gi);
-        }
+        ring_remove(&n->x->plain, s);
     }
+    s->node = NULL;
+    s->group = NULL;
     t->count--;
-    node_prune(t, n);
+    extra_drop_if_empty(n);
+    if (!node_is_empty(n)) {
+        return;
+    }
+    /* The node goes, and its ancestors left empty with it: the pattern
+     * leads to them (it was added under it, so every node is there). */
+    size_t reached;
+    ptrdiff_t depth = path_walk(t, pattern, pattern_len, false, &reached);
+    if (depth > 0 && t->path[depth] == n) {
+        path_prune(t, (size_t)depth);
+    }
+}
+
+size_t subtrie_cost(const char *pattern, size_t pattern_len, size_t queue_len)
+{
+    size_t extra = mem_footprint(sizeof(struct node_extra));
+    size_t cost = extra; /* the last node's, for the subscription */
+    for (size_t pos = 0; pos < pattern_len;) {
+        size_t tl = token_len(pattern + pos, pattern_len - pos);
+        cost += mem_footprint(node_size(tl));
+        if (token_is(pattern + pos, tl, '*') || token_is(pattern + pos, tl, '>')) {
+            cost += extra; /* the parent's, for its wildcard child */
+        } else {
+            cost += ctab_entry_bytes_max(); /* its place in the parent's table */
+        }
+        pos += tl + 1;
+    }
+    if (queue_len > 0) {
+        cost += mem_footprint(group_size(queue_len)) + ctab_entry_bytes_max();
+    }
+    return cost;
+}
+
+/* Make room for one more result: the slow path of result_push(). */
+static int result_grow(struct subtrie_result *res)
+{
+    size_t cap = res->cap ? res->cap * 2 : 16;
+    if (cap > SIZE_MAX / sizeof(*res->items)) {
+        return -ENOMEM;
+    }
+    struct subtrie_sub **items = realloc(res->items, cap * sizeof(*items));
+    if (items == NULL) {
+        return -ENOMEM;
+    }
+    res->items = items;
+    res->cap = cap;
     return 0;
 }
 
-static int result_push(struct subtrie_result *res, void *item)
+static inline int result_push(struct subtrie_result *res, struct subtrie_sub *s)
 {
     if (res->len == res->cap) {
-        size_t cap = res->cap ? res->cap * 2 : 16;
-        if (cap > SIZE_MAX / sizeof(*res->items)) {
-            return -ENOMEM;
-        }
-        void **items = realloc(res->items, cap * sizeof(*items));
-        if (items == NULL) {
-            return -ENOMEM;
-        }
-        res->items = items;
-        res->cap = cap;
-    }
-    res->items[res->len++] = item;
-    return 0;
-}
-
-/* Everything n's patterns contribute: all plain items that `accept`
- * takes, and the next member of each group in its rotation that it takes
- * (so a member that may not receive this message, such as the publisher
- * itself without echo, does not swallow it for the whole group). */
-static int node_emit(struct node *n, subtrie_accept_fn accept, void *arg,
-                     struct subtrie_result *res)
-{
-    for (size_t i = 0; i < n->items.len; i++) {
-        if (accept != NULL && !accept(n->items.v[i], arg)) {
-            continue;
-        }
-        int err = result_push(res, n->items.v[i]);
+        int err = result_grow(res);
         if (err < 0) {
             return err;
         }
     }
-    for (size_t i = 0; i < n->groups_len; i++) {
-        struct group *g = n->groups[i];
-        size_t len = g->members.len;
-        for (size_t tried = 0; tried < len; tried++) {
-            void *member = g->members.v[g->next];
-            g->next = g->next + 1 == len ? 0 : g->next + 1;
-            if (accept == NULL || accept(member, arg)) {
-                int err = result_push(res, member);
+    res->items[res->len++] = s;
+    return 0;
+}
+
+/* The next member of g, in its rotation, that `accept` takes (so a member
+ * that may not receive this message, such as the publisher itself without
+ * echo, does not swallow it for the whole group). */
+static int group_emit(struct subtrie_group *g, subtrie_accept_fn accept, void *arg,
+                      struct subtrie_result *res)
+{
+    struct subtrie_sub *start = g->turn != NULL ? g->turn : g->members;
+    struct subtrie_sub *m = start;
+    do {
+        if (accept == NULL || accept(m, arg)) {
+            g->turn = m->next;
+            return result_push(res, m);
+        }
+        m = m->next;
+    } while (m != start);
+    return 0;
+}
+
+/* Everything n's patterns contribute: all plain subscriptions that
+ * `accept` takes, and one member of each group. */
+static int node_emit(const struct subtrie_node *n, subtrie_accept_fn accept, void *arg,
+                     struct subtrie_result *res)
+{
+    const struct node_extra *x = n->x;
+    if (x == NULL) {
+        return 0;
+    }
+    struct subtrie_sub *first = x->plain;
+    if (first != NULL) {
+        struct subtrie_sub *s = first;
+        do {
+            if (accept == NULL || accept(s, arg)) {
+                int err = result_push(res, s);
                 if (err < 0) {
                     return err;
                 }
-                break;
+            }
+            s = s->next;
+        } while (s != first);
+    }
+    if (x->groups.p != 0) {
+        struct subtrie_group *g;
+        for (size_t pos = 0; (g = ctab_next(&x->groups, &pos)) != NULL;) {
+            int err = group_emit(g, accept, arg, res);
+            if (err < 0) {
+                return err;
             }
         }
     }
     return 0;
 }
 
-static int walk_push(struct node_list *l, struct node *n)
+static int walk_push(struct node_list *l, struct subtrie_node *n)
 {
     if (l->len == l->cap) {
         size_t cap = l->cap ? l->cap * 2 : 16;
-        struct node **v = realloc(l->v, cap * sizeof(*v));
+        struct subtrie_node **v = realloc(l->v, cap * sizeof(*v));
         if (v == NULL) {
             return -ENOMEM;
         }
@@ -684,23 +614,25 @@ static int walk_push(struct node_list *l, struct node *n)
 /* Collect the nodes below n whose patterns match the tokens of s[0..len)
  * (len > 0). `first`: s starts the subject, where the '$' rule applies.
  * One level of recursion per token. */
-static int match_below(struct node *n, const char *s, size_t len, bool first, struct node_list *out)
+static int match_below(const struct subtrie_node *n, const char *s, size_t len, bool first,
+                       struct node_list *out)
 {
     size_t tl = token_len(s, len);
     bool wild_ok = !(first && s[0] == '$');
     bool last = tl == len;
+    const struct node_extra *x = wild_ok ? n->x : NULL;
     int err;
 
     /* '>' takes this token and all that follow: one or more, as required. */
-    if (n->gt != NULL && wild_ok) {
-        err = walk_push(out, n->gt);
+    if (x != NULL && x->gt != NULL) {
+        err = walk_push(out, x->gt);
         if (err < 0) {
             return err;
         }
     }
-    struct node *next[2] = {
-        children_find(n, s, tl, n->children_len > 0 ? token_hash(s, tl) : 0),
-        wild_ok ? n->star : NULL,
+    struct subtrie_node *next[2] = {
+        ctab_find(&n->children, s, tl, node_key),
+        x != NULL ? x->star : NULL,
     };
     for (size_t i = 0; i < 2; i++) {
         if (next[i] == NULL) {
@@ -718,29 +650,8 @@ static int match_below(struct node *n, const char *s, size_t len, bool first, st
     return 0;
 }
 
-/* The cache key: eight bytes per multiply, since this runs for every
- * message (a byte-at-a-time hash showed up as a quarter of the broker's
- * time). Not keyed: the cache only compares what the hash narrows down. */
-static uint64_t subject_hash(const char *s, size_t len)
-{
-    const uint64_t k = 0x9e3779b97f4a7c15ull;
-    uint64_t h = len * k;
-    while (len >= 8) {
-        uint64_t w;
-        memcpy(&w, s, 8);
-        h = (h ^ w) * k;
-        h ^= h >> 32;
-        s += 8;
-        len -= 8;
-    }
-    uint64_t w = 0;
-    memcpy(&w, s, len);
-    h = (h ^ w) * k;
-    return h ^ (h >> 29);
-}
-
-static int emit_nodes(struct node *const *nodes, size_t n, subtrie_accept_fn accept, void *arg,
-                      struct subtrie_result *res)
+static int emit_nodes(struct subtrie_node *const *nodes, size_t n, subtrie_accept_fn accept,
+                      void *arg, struct subtrie_result *res)
 {
     for (size_t i = 0; i < n; i++) {
         int err = node_emit(nodes[i], accept, arg, res);
@@ -755,11 +666,15 @@ int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_
                          subtrie_accept_fn accept, void *arg, struct subtrie_result *res)
 {
     res->len = 0;
-    uint64_t hash = subject_hash(subject, subject_len);
-    struct cache_entry *e = &t->cache[hash & (CACHE_ENTRIES - 1)];
-    if (e->gen == t->gen && e->hash == hash && e->subject_len == subject_len &&
-        memcmp(e->subject, subject, subject_len) == 0) {
-        return emit_nodes(e->nodes, e->nnodes, accept, arg, res);
+    struct cache_entry *e = NULL;
+    uint64_t hash = 0;
+    if (subject_len - 1 < CACHE_SUBJECT_MAX) { /* 1 to CACHE_SUBJECT_MAX */
+        hash = hash_subject(subject, subject_len);
+        e = &t->cache[hash >> (64 - CACHE_BITS)];
+        if (e->gen == t->gen && e->hash == hash && e->subject_len == subject_len &&
+            memcmp(e->subject, subject, subject_len) == 0) {
+            return emit_nodes(e->nodes, e->nnodes, accept, arg, res);
+        }
     }
     /* A miss: validate (which also bounds the recursion), walk, and keep
      * the walk's nodes when they fit an entry. */
@@ -771,7 +686,7 @@ int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_
     if (err < 0) {
         return err;
     }
-    if (subject_len <= CACHE_SUBJECT_MAX && t->walk.len <= CACHE_NODES_MAX) {
+    if (e != NULL && t->walk.len <= CACHE_NODES_MAX) {
         e->gen = t->gen;
         e->hash = hash;
         e->subject_len = (uint16_t)subject_len;
@@ -802,6 +717,60 @@ size_t subtrie_count(const struct subtrie *t)
 size_t subtrie_node_count(const struct subtrie *t)
 {
     return t->nodes;
+}
+
+static size_t node_max_probe(const struct subtrie_node *n)
+{
+    size_t max = ctab_max_probe(&n->children);
+    struct subtrie_node *c;
+    for (size_t pos = 0; (c = ctab_next(&n->children, &pos)) != NULL;) {
+        size_t p = node_max_probe(c);
+        max = p > max ? p : max;
+    }
+    if (n->x != NULL) {
+        size_t p = ctab_max_probe(&n->x->groups);
+        max = p > max ? p : max;
+        for (int i = 0; i < 2; i++) {
+            const struct subtrie_node *w = i == 0 ? n->x->star : n->x->gt;
+            p = w != NULL ? node_max_probe(w) : 0;
+            max = p > max ? p : max;
+        }
+    }
+    return max;
+}
+
+size_t subtrie_max_probe(const struct subtrie *t)
+{
+    return node_max_probe(t->root);
+}
+
+static size_t node_heap_bytes(const struct subtrie_node *n)
+{
+    size_t bytes = ctab_bytes(&n->children);
+    struct subtrie_node *c;
+    for (size_t pos = 0; (c = ctab_next(&n->children, &pos)) != NULL;) {
+        bytes += mem_footprint(node_size(c->token_len)) + node_heap_bytes(c);
+    }
+    const struct node_extra *x = n->x;
+    if (x != NULL) {
+        bytes += mem_footprint(sizeof(*x)) + ctab_bytes(&x->groups);
+        struct subtrie_group *g;
+        for (size_t pos = 0; (g = ctab_next(&x->groups, &pos)) != NULL;) {
+            bytes += mem_footprint(group_size(g->name_len));
+        }
+        for (int i = 0; i < 2; i++) {
+            const struct subtrie_node *w = i == 0 ? x->star : x->gt;
+            if (w != NULL) {
+                bytes += mem_footprint(node_size(0)) + node_heap_bytes(w);
+            }
+        }
+    }
+    return bytes;
+}
+
+size_t subtrie_heap_bytes(const struct subtrie *t)
+{
+    return node_heap_bytes(t->root);
 }
 
 void subtrie_result_deinit(struct subtrie_result *res)

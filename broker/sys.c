@@ -68,6 +68,7 @@ static json_object *sys_client(const struct conn *c)
     json_object_object_add(o, "uid", c->has_cred ? u64(c->uid) : NULL);
     json_object_object_add(o, "gid", c->has_cred ? u64(c->gid) : NULL);
     json_object_object_add(o, "subscriptions", u64(c->subs.len));
+    json_object_object_add(o, "subscription_bytes", u64(c->sub_bytes));
     json_object_object_add(o, "pending_bytes", u64(conn_pending(c)));
     json_object_object_add(o, "msgs_in", u64(c->msgs_in));
     json_object_object_add(o, "msgs_out", u64(c->msgs_out));

@@ -335,7 +335,7 @@ Test(limits, max_pending_by_config)
 
 static int retain(sb_client *c, const char *subject, size_t payload_len)
 {
-    static uint8_t payload[256];
+    static uint8_t payload[1024];
     sb_pub p = {
         .subject = subject, .payload = payload, .payload_len = payload_len, .flags = SB_PUB_RETAIN};
     cr_assert_eq(sb_publish_ex(c, &p), 0);
@@ -344,24 +344,27 @@ static int retain(sb_client *c, const char *subject, size_t payload_len)
 
 static void check_max_retained(enum via via)
 {
-    start_with(via, "--max-retained-bytes", "max_retained_bytes", "100", NULL);
+    /* The limit counts heap bytes: each value's frame (16-byte header,
+     * subject, payload) in its allocation, and the trie nodes and table its
+     * subject needs. */
+    start_with(via, "--max-retained-bytes", "max_retained_bytes", "1000", NULL);
     sb_client *c = harness_client(&broker, "retain", true);
     sb_client *live = harness_client(&broker, "live", true);
     cr_assert_eq(sb_subscribe(live, "rt.>", NULL, NULL), 0);
     cr_assert_eq(sb_flush(live, HARNESS_IO_MS), 0);
 
-    cr_assert_eq(retain(c, "rt.a", 50), 0); /* 4 + 50 = 54 bytes */
-    int r = retain(c, "rt.b", 60);          /* 54 + 64 > 100 */
+    cr_assert_eq(retain(c, "rt.a", 400), 0); /* about 500 bytes */
+    int r = retain(c, "rt.b", 500);          /* about 600 more */
     cr_assert_eq(r, SB_E_LIMIT, "over max_retained_bytes: %s", sb_strerror(r));
-    cr_assert(strstr(sb_last_error(c), "max_retained_bytes (100)") != NULL, "ERR text: %s",
+    cr_assert(strstr(sb_last_error(c), "max_retained_bytes (1000)") != NULL, "ERR text: %s",
               sb_last_error(c));
     /* Not fatal, and the refused value was still delivered live. */
     cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
     sb_msg m;
     cr_assert_eq(sb_next_msg(live, &m, HARNESS_IO_MS), 0);
-    cr_assert_eq(m.payload_len, 50);
+    cr_assert_eq(m.payload_len, 400);
     cr_assert_eq(sb_next_msg(live, &m, HARNESS_IO_MS), 0);
-    cr_assert_eq(m.payload_len, 60);
+    cr_assert_eq(m.payload_len, 500);
 
     /* A new subscription replays only what was stored. */
     sb_client *late = harness_client(&broker, "late", true);
@@ -386,6 +389,99 @@ Test(limits, max_retained_bytes_by_flag)
 Test(limits, max_retained_bytes_by_config)
 {
     check_max_retained(VIA_CONFIG);
+}
+
+/* ---- max_subscription_bytes ----------------------------------------------- */
+
+/* `subscription_bytes` of client `id` in $SYS.CLIENTS, asked by `asker`. */
+static long long subscription_bytes(sb_client *asker, uint64_t id)
+{
+    sb_msg reply;
+    int r = sb_request(asker, "$SYS.CLIENTS", NULL, 0, &reply, HARNESS_IO_MS);
+    cr_assert_eq(r, 0, "$SYS.CLIENTS: %s", sb_strerror(r));
+    json_tokener *tok = json_tokener_new();
+    json_object *list = json_tokener_parse_ex(tok, reply.payload, (int)reply.payload_len);
+    json_tokener_free(tok);
+    cr_assert(json_object_is_type(list, json_type_array), "$SYS.CLIENTS: not an array");
+    long long bytes = -1;
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *c = json_object_array_get_idx(list, i);
+        json_object *v;
+        if (json_object_object_get_ex(c, "id", &v) && (uint64_t)json_object_get_int64(v) == id) {
+            cr_assert(json_object_object_get_ex(c, "subscription_bytes", &v),
+                      "no subscription_bytes in a client object");
+            bytes = json_object_get_int64(v);
+        }
+    }
+    json_object_put(list);
+    cr_assert_geq(bytes, 0, "client %llu not in $SYS.CLIENTS", (unsigned long long)id);
+    return bytes;
+}
+
+static void check_max_subscription_bytes(enum via via)
+{
+    start_with(via, "--max-subscription-bytes", "max_subscription_bytes", "5000", NULL);
+    sb_client *c = harness_client(&broker, "subs", true);
+    sb_client *asker = harness_client(&broker, "asker", true);
+    uint64_t id = sb_client_id(c);
+    cr_assert_eq(subscription_bytes(asker, id), 0);
+
+    /* Subscriptions of one shape cost the same: count how many fit. */
+    uint32_t sids[64];
+    char pattern[32];
+    int n = 0;
+    int r = 0;
+    long long each = 0;
+    for (; n < 64; n++) {
+        snprintf(pattern, sizeof(pattern), "msb.%02d.x", n);
+        cr_assert_eq(sb_subscribe(c, pattern, NULL, &sids[n]), 0);
+        r = sb_flush(c, HARNESS_IO_MS);
+        if (r != 0) {
+            break;
+        }
+        if (n == 0) {
+            each = subscription_bytes(asker, id);
+        }
+    }
+    cr_assert_eq(r, SB_E_LIMIT, "SUB %d: %s", n, sb_strerror(r));
+    cr_assert(strstr(sb_last_error(c), "max_subscription_bytes (5000)") != NULL, "ERR text: %s",
+              sb_last_error(c));
+    cr_assert(strstr(sb_last_error(c), "cannot subscribe to 'msb.") != NULL, "ERR text: %s",
+              sb_last_error(c));
+    /* Charged in real heap bytes: a few hundred per small subscription,
+     * far more than its 9 bytes of pattern. */
+    fprintf(stderr, "limits: a subscription to '%s' is charged %lld bytes; %d fit in 5000\n",
+            "msb.NN.x", each, n);
+    cr_assert(each > 100 && each < 2000, "charged %lld", each);
+    cr_assert_eq(n, 5000 / each, "%d fit at %lld each", n, each);
+    cr_assert_eq(subscription_bytes(asker, id), n * each);
+
+    /* Not fatal, and refunded exactly on UNSUB: room for one again. */
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_unsubscribe(c, sids[0], 0), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    cr_assert_eq(subscription_bytes(asker, id), (n - 1) * each);
+    cr_assert_eq(sb_subscribe(c, "msb.99.x", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    cr_assert_eq(subscription_bytes(asker, id), n * each);
+    for (int i = 1; i < n; i++) {
+        cr_assert_eq(sb_unsubscribe(c, sids[i], 0), 0);
+    }
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    cr_assert_eq(subscription_bytes(asker, id), each, "only msb.99.x left");
+    sb_close(asker);
+    sb_close(c);
+    finish();
+}
+
+Test(limits, max_subscription_bytes_by_flag)
+{
+    check_max_subscription_bytes(VIA_FLAG);
+}
+
+Test(limits, max_subscription_bytes_by_config)
+{
+    check_max_subscription_bytes(VIA_CONFIG);
 }
 
 /* ---- the config file ------------------------------------------------------ */

@@ -1,14 +1,18 @@
 /*
- * test_sidmap.c - the sid map: basics, growth, and a randomized run against
- * a plain array, which is where backward-shift deletion would go wrong.
+ * test_sidmap.c - the sid map: basics, growth and shrinking, a randomized
+ * run against a plain array (where backward-shift deletion would go
+ * wrong), and sids crafted to collide under the old unkeyed hash.
  */
 #include <criterion/criterion.h>
 
+#include "hash.h"
+#include "mem.h"
 #include "sidmap.h"
 
 #include <errno.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -18,6 +22,7 @@ static struct sidmap map;
 
 static void setup(void)
 {
+    hash_seed_fixed(1);
     sidmap_init(&map);
 }
 
@@ -231,4 +236,117 @@ Test(sidmap, deinit_then_reuse)
     cr_assert_null(sidmap_find(&map, 1));
     cr_assert_eq(sidmap_insert(&map, 1, VAL(2)), 0);
     cr_assert_eq(sidmap_find(&map, 1), VAL(2));
+}
+
+/* The sid hash before it was keyed: lowbias32, a bijection anyone can
+ * invert. */
+static uint32_t old_sid_hash(uint32_t key)
+{
+    key ^= key >> 16;
+    key *= 0x7feb352du;
+    key ^= key >> 15;
+    key *= 0x846ca68bu;
+    key ^= key >> 16;
+    return key;
+}
+
+/* x * inverse(a) == 1 mod 2^32, by Newton's iteration. */
+static uint32_t mul_inverse(uint32_t a)
+{
+    uint32_t x = a;
+    for (int i = 0; i < 5; i++) {
+        x *= 2 - a * x;
+    }
+    return x;
+}
+
+static uint32_t old_sid_unhash(uint32_t h)
+{
+    h ^= h >> 16;
+    h *= mul_inverse(0x846ca68bu);
+    h ^= (h >> 15) ^ (h >> 30);
+    h *= mul_inverse(0x7feb352du);
+    h ^= h >> 16;
+    return h;
+}
+
+/*
+ * 16,384 sids whose old hash ends in 16 zero bits: in any table of up to
+ * 65,536 slots they all had one home slot, so each insert walked a run as
+ * long as the sids before it (a client's SUBs quadratic in its number of
+ * subscriptions). Keyed, they spread like any others.
+ */
+Test(sidmap, crafted_sids_keep_short_runs)
+{
+    enum { N = 16384 };
+    for (uint32_t i = 1; i <= N; i++) {
+        uint32_t sid = old_sid_unhash(i << 16);
+        cr_assert_eq(old_sid_hash(sid), i << 16);
+        cr_assert_eq(sidmap_insert(&map, sid, VAL(i)), 0);
+    }
+    cr_assert_eq(map.cap, 32768);
+    size_t run = sidmap_longest_run(&map);
+    fprintf(stderr, "sidmap: %d crafted sids in %zu slots: longest run %zu\n", N, map.cap, run);
+    cr_assert_lt(run, 256, "a run of %zu slots", run);
+
+    /* What the old hash did with them in the same table: one run. */
+    static bool used[32768];
+    size_t longest = 0;
+    for (uint32_t i = 1; i <= N; i++) {
+        size_t j = old_sid_hash(old_sid_unhash(i << 16)) & 32767;
+        size_t home = j;
+        while (used[j]) {
+            j = (j + 1) & 32767;
+        }
+        used[j] = true;
+        longest = ((j - home) & 32767) > longest ? (j - home) & 32767 : longest;
+    }
+    cr_assert_eq(longest, N - 1);
+}
+
+Test(sidmap, sequential_sids_spread_evenly)
+{
+    enum { N = 49152 }; /* 3/4 of 65,536 */
+    for (uint32_t k = 1; k <= N; k++) {
+        cr_assert_eq(sidmap_insert(&map, k, VAL(k)), 0);
+    }
+    size_t run = sidmap_longest_run(&map);
+    fprintf(stderr, "sidmap: sids 1..%d in %zu slots: longest run %zu\n", N, map.cap, run);
+    cr_assert_lt(run, 256, "a run of %zu slots", run);
+}
+
+/* A map that lost most of its entries gives its slots back, and an empty
+ * one holds nothing. */
+Test(sidmap, shrinks_when_mostly_empty)
+{
+    enum { N = 100000 };
+    for (uint32_t k = 1; k <= N; k++) {
+        cr_assert_eq(sidmap_insert(&map, k, VAL(k)), 0);
+    }
+    size_t big = map.cap;
+    for (uint32_t k = 1; k <= N - 10; k++) {
+        cr_assert_eq(sidmap_remove(&map, k), VAL(k));
+        cr_assert(map.len * 4 >= map.cap || map.cap <= 4, "%zu of %zu", map.len, map.cap);
+    }
+    cr_assert_lt(map.cap, 64, "still %zu slots for 10 entries (had %zu)", map.cap, big);
+    for (uint32_t k = N - 9; k <= N; k++) {
+        cr_assert_eq(sidmap_find(&map, k), VAL(k));
+        cr_assert_eq(sidmap_remove(&map, k), VAL(k));
+    }
+    cr_assert_eq(map.cap, 0);
+    cr_assert_null(map.slots);
+}
+
+/* What an entry is charged bounds the slots' bytes per entry. */
+Test(sidmap, entry_charge_bounds_the_slots)
+{
+    size_t max = sidmap_entry_bytes_max();
+    for (uint32_t k = 1; k <= 5000; k++) {
+        cr_assert_eq(sidmap_insert(&map, k, VAL(k)), 0);
+        cr_assert_leq(mem_footprint(map.cap * sizeof(struct sidmap_slot)), map.len * max);
+    }
+    for (uint32_t k = 1; k < 5000; k++) {
+        sidmap_remove(&map, k);
+        cr_assert_leq(mem_footprint(map.cap * sizeof(struct sidmap_slot)), map.len * max);
+    }
 }

@@ -1,14 +1,23 @@
 /*
  * test_subtrie.c - the subscription trie against the reference matcher.
  *
- * Items are small integers cast to pointers: the trie never dereferences
- * them. Tables check single patterns (and that the table agrees with
- * sb_pattern_match()), then several patterns at once, queue groups, removal,
- * a randomized cross-check against brute force, and 100,000 literals under
- * one parent.
+ * Each subscription of the tests is a `struct titem`: its place in the trie
+ * and a small integer id that the checks compare. add() and del() find
+ * them by (pattern, queue, id) the way the broker finds its subscriptions
+ * by sid, and give the trie only the subscription's place. Tables check
+ * single patterns (and that the table agrees with sb_pattern_match()),
+ * then several patterns at once, queue groups, removal, a randomized
+ * cross-check against brute force, 100,000 literals under one parent,
+ * tokens crafted to collide under the old unkeyed hash, and what a
+ * subscription is charged.
  */
 #include <criterion/criterion.h>
 
+#include "broker.h"
+#include "ctab.h"
+#include "hash.h"
+#include "mem.h"
+#include "router.h"
 #include "sockbus.h"
 #include "subtrie.h"
 
@@ -19,13 +28,37 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define ITEM(n) ((void *)(uintptr_t)(n))
+/* A subscription of the tests. */
+struct titem {
+    struct subtrie_sub sub;
+    uintptr_t id;
+    const char *pattern; /* as added; the registry's own copies */
+    const char *queue;   /* NULL: plain */
+};
+
+static uintptr_t id_of(struct subtrie_sub *s)
+{
+    return ((struct titem *)(void *)((char *)s - offsetof(struct titem, sub)))->id;
+}
 
 static struct subtrie *trie;
 static struct subtrie_result res;
 
+/* The subscriptions made by add() and addq(), for del() to find. */
+static struct titem **reg;
+static size_t reg_len;
+static size_t reg_cap;
+
+static void item_free(struct titem *it)
+{
+    free((char *)it->pattern);
+    free((char *)it->queue);
+    free(it);
+}
+
 static void setup(void)
 {
+    hash_seed_fixed(1);
     cr_assert_eq(subtrie_new(&trie), 0);
     res = (struct subtrie_result){0};
 }
@@ -34,28 +67,63 @@ static void teardown(void)
 {
     subtrie_result_deinit(&res);
     subtrie_free(trie);
+    for (size_t i = 0; i < reg_len; i++) {
+        item_free(reg[i]);
+    }
+    free(reg);
+    reg = NULL;
+    reg_len = reg_cap = 0;
 }
 
 TestSuite(subtrie, .init = setup, .fini = teardown, .timeout = 120);
 
-static int add(const char *pattern, uintptr_t id)
-{
-    return subtrie_add(trie, pattern, strlen(pattern), NULL, 0, ITEM(id));
-}
-
 static int addq(const char *pattern, const char *queue, uintptr_t id)
 {
-    return subtrie_add(trie, pattern, strlen(pattern), queue, strlen(queue), ITEM(id));
+    struct titem *it = calloc(1, sizeof(*it));
+    cr_assert_not_null(it);
+    it->id = id;
+    it->pattern = strdup(pattern);
+    it->queue = queue ? strdup(queue) : NULL;
+    int r = subtrie_add(trie, &it->sub, pattern, strlen(pattern), queue, queue ? strlen(queue) : 0);
+    if (r < 0) {
+        item_free(it);
+        return r;
+    }
+    if (reg_len == reg_cap) {
+        reg_cap = reg_cap ? reg_cap * 2 : 64;
+        reg = realloc(reg, reg_cap * sizeof(*reg));
+        cr_assert_not_null(reg);
+    }
+    reg[reg_len++] = it;
+    return 0;
+}
+
+static int add(const char *pattern, uintptr_t id)
+{
+    return addq(pattern, NULL, id);
+}
+
+/* Remove the newest subscription (pattern, queue, id); -ENOENT if none. */
+static int delq(const char *pattern, const char *queue, uintptr_t id)
+{
+    for (size_t i = reg_len; i-- > 0;) {
+        struct titem *it = reg[i];
+        if (it->id == id && strcmp(it->pattern, pattern) == 0 &&
+            (queue == NULL ? it->queue == NULL
+                           : it->queue != NULL && strcmp(it->queue, queue) == 0)) {
+            subtrie_remove(trie, &it->sub, pattern, strlen(pattern));
+            cr_assert_null(it->sub.node, "the place is cleared");
+            item_free(it);
+            reg[i] = reg[--reg_len];
+            return 0;
+        }
+    }
+    return -ENOENT;
 }
 
 static int del(const char *pattern, uintptr_t id)
 {
-    return subtrie_remove(trie, pattern, strlen(pattern), NULL, 0, ITEM(id));
-}
-
-static int delq(const char *pattern, const char *queue, uintptr_t id)
-{
-    return subtrie_remove(trie, pattern, strlen(pattern), queue, strlen(queue), ITEM(id));
+    return delq(pattern, NULL, id);
 }
 
 static int cmp_id(const void *a, const void *b)
@@ -72,7 +140,7 @@ static uintptr_t *match_sorted(const char *subject, size_t *n)
     uintptr_t *ids = malloc((res.len + 1) * sizeof(*ids));
     cr_assert_not_null(ids);
     for (size_t i = 0; i < res.len; i++) {
-        ids[i] = (uintptr_t)res.items[i];
+        ids[i] = id_of(res.items[i]);
     }
     qsort(ids, res.len, sizeof(*ids), cmp_id);
     *n = res.len;
@@ -253,8 +321,8 @@ Test(subtrie, same_item_under_two_patterns_comes_twice)
 Test(subtrie, deepest_subject)
 {
     /* 512 one-byte tokens: 1023 bytes, the deepest valid subject. */
-    char subject[SB_SUBJECT_MAX];
-    char stars[SB_SUBJECT_MAX];
+    char subject[SB_SUBJECT_MAX + 1];
+    char stars[SB_SUBJECT_MAX + 1];
     size_t len = 0;
     for (size_t i = 0; i < 512; i++) {
         if (i > 0) {
@@ -266,20 +334,22 @@ Test(subtrie, deepest_subject)
         stars[len] = '*';
         len++;
     }
-    cr_assert_eq(subtrie_add(trie, subject, len, NULL, 0, ITEM(1)), 0);
-    cr_assert_eq(subtrie_add(trie, stars, len, NULL, 0, ITEM(2)), 0);
-    cr_assert_eq(subtrie_add(trie, "a.>", 3, NULL, 0, ITEM(3)), 0);
+    subject[len] = '\0';
+    stars[len] = '\0';
+    cr_assert_eq(add(subject, 1), 0);
+    cr_assert_eq(add(stars, 2), 0);
+    cr_assert_eq(add("a.>", 3), 0);
     cr_assert_eq(subtrie_node_count(trie), 512 + 512 + 1);
 
     cr_assert_eq(subtrie_match(trie, subject, len, &res), 0);
     cr_assert_eq(res.len, 3);
     cr_assert_eq(subtrie_match(trie, subject, len - 2, &res), 0); /* 511 tokens */
     cr_assert_eq(res.len, 1);
-    cr_assert_eq(res.items[0], ITEM(3));
+    cr_assert_eq(id_of(res.items[0]), 3);
 
-    cr_assert_eq(subtrie_remove(trie, subject, len, NULL, 0, ITEM(1)), 0);
-    cr_assert_eq(subtrie_remove(trie, stars, len, NULL, 0, ITEM(2)), 0);
-    cr_assert_eq(subtrie_remove(trie, "a.>", 3, NULL, 0, ITEM(3)), 0);
+    cr_assert_eq(del(subject, 1), 0);
+    cr_assert_eq(del(stars, 2), 0);
+    cr_assert_eq(del("a.>", 3), 0);
     cr_assert_eq(subtrie_node_count(trie), 0);
 }
 
@@ -288,7 +358,7 @@ Test(subtrie, result_is_reset_and_reused)
     cr_assert_eq(add("a.>", 1), 0);
     cr_assert_eq(add("a.b", 2), 0);
     EXPECT("a.b", 1, 2);
-    void **storage = res.items;
+    struct subtrie_sub **storage = res.items;
     size_t cap = res.cap;
     for (int i = 0; i < 1000; i++) {
         cr_assert_eq(subtrie_match(trie, "a.b", 3, &res), 0);
@@ -309,7 +379,7 @@ static void tally(const char *subject, int rounds, size_t *counts, size_t per_ma
         cr_assert_eq(subtrie_match(trie, subject, strlen(subject), &res), 0);
         cr_assert_eq(res.len, per_match, "round %d: %zu items", r, res.len);
         for (size_t i = 0; i < res.len; i++) {
-            uintptr_t id = (uintptr_t)res.items[i];
+            uintptr_t id = id_of(res.items[i]);
             cr_assert_lt(id, 64);
             counts[id]++;
         }
@@ -354,7 +424,7 @@ static uintptr_t next_member(void)
 {
     cr_assert_eq(subtrie_match(trie, "g", 1, &res), 0);
     cr_assert_eq(res.len, 1);
-    return (uintptr_t)res.items[0];
+    return id_of(res.items[0]);
 }
 
 Test(subtrie, queue_group_rotation_survives_removal)
@@ -409,31 +479,38 @@ Test(subtrie, removal_frees_nodes)
     EXPECT("a.b.c", 1);
 }
 
-Test(subtrie, remove_absent_is_enoent)
+/* Removal takes a subscription's place, not a search: among many
+ * subscriptions of one pattern and one group, it takes exactly the one
+ * given, whichever it is, and leaves the order of the others. (Before
+ * subscriptions carried their place, removal searched by item and could
+ * fail with -ENOENT; a place cannot be absent, so those cases are gone.) */
+Test(subtrie, remove_takes_exactly_its_subscription)
 {
-    cr_assert_eq(add("a.b", 1), 0);
-    cr_assert_eq(addq("a.c", "q", 2), 0);
-
-    cr_assert_eq(del("a.b", 2), -ENOENT);   /* wrong item */
-    cr_assert_eq(del("a.x", 1), -ENOENT);   /* no such node */
-    cr_assert_eq(del("a", 1), -ENOENT);     /* node exists, no items */
-    cr_assert_eq(del("a.b.c", 1), -ENOENT); /* deeper than any node */
-    cr_assert_eq(del("a.*", 1), -ENOENT);   /* wildcard is not literal */
-    cr_assert_eq(del("a.>", 1), -ENOENT);
-    cr_assert_eq(delq("a.b", "q", 1), -ENOENT); /* plain item, asked as grouped */
-    cr_assert_eq(del("a.c", 2), -ENOENT);       /* grouped item, asked as plain */
-    cr_assert_eq(delq("a.c", "r", 2), -ENOENT); /* wrong group */
-    cr_assert_eq(delq("a.c", "q", 1), -ENOENT); /* wrong member */
-    cr_assert_eq(del(">.a", 1), -ENOENT);       /* invalid patterns */
-    cr_assert_eq(del("a..b", 1), -ENOENT);
-    cr_assert_eq(del("a.", 1), -ENOENT);
-    cr_assert_eq(subtrie_remove(trie, "a", 0, NULL, 0, ITEM(1)), -ENOENT);
-
-    cr_assert_eq(subtrie_count(trie), 2);
-    cr_assert_eq(subtrie_node_count(trie), 3);
+    for (uintptr_t id = 1; id <= 6; id++) {
+        cr_assert_eq(add("a.b", id), 0);
+        cr_assert_eq(addq("a.b", "q", 100 + id), 0);
+    }
+    cr_assert_eq(subtrie_count(trie), 12);
+    cr_assert_eq(subtrie_node_count(trie), 2);
+    /* The first, a middle one, the last. */
     cr_assert_eq(del("a.b", 1), 0);
-    cr_assert_eq(del("a.b", 1), -ENOENT); /* twice */
-    cr_assert_eq(delq("a.c", "q", 2), 0);
+    cr_assert_eq(del("a.b", 4), 0);
+    cr_assert_eq(del("a.b", 6), 0);
+    cr_assert_eq(delq("a.b", "q", 103), 0);
+    cr_assert_eq(subtrie_count(trie), 8);
+    cr_assert_eq(subtrie_match(trie, "a.b", 3, &res), 0);
+    cr_assert_eq(res.len, 4); /* 2, 3, 5 and one member of q */
+    /* Plain subscriptions come in the order they were made. */
+    cr_assert_eq(id_of(res.items[0]), 2);
+    cr_assert_eq(id_of(res.items[1]), 3);
+    cr_assert_eq(id_of(res.items[2]), 5);
+    cr_assert_geq(id_of(res.items[3]), 101);
+    cr_assert_eq(del("a.b", 4), -ENOENT); /* the test's own bookkeeping */
+    for (uintptr_t id = 1; id <= 6; id++) {
+        del("a.b", id);
+        delq("a.b", "q", 100 + id);
+    }
+    cr_assert_eq(subtrie_count(trie), 0);
     cr_assert_eq(subtrie_node_count(trie), 0);
 }
 
@@ -443,8 +520,9 @@ Test(subtrie, invalid_input_is_einval)
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         cr_assert_eq(add(bad[i], 1), -EINVAL, "add %s", bad[i]);
     }
-    cr_assert_eq(subtrie_add(trie, "a", 0, NULL, 0, ITEM(1)), -EINVAL);
-    cr_assert_eq(subtrie_add(trie, "a", 1, NULL, 3, ITEM(1)), -EINVAL); /* queue_len, no name */
+    struct subtrie_sub s = {0};
+    cr_assert_eq(subtrie_add(trie, &s, "a", 0, NULL, 0), -EINVAL);
+    cr_assert_eq(subtrie_add(trie, &s, "a", 1, NULL, 3), -EINVAL); /* queue_len, no name */
     cr_assert_eq(subtrie_count(trie), 0);
     cr_assert_eq(subtrie_node_count(trie), 0);
 
@@ -523,6 +601,7 @@ static void random_pattern(char *out)
 struct entry {
     char pattern[STR_MAX];
     const char *queue; /* NULL: plain */
+    struct titem item; /* its place and its id */
     uintptr_t id;
     size_t group; /* grouped: index of the first entry of its (pattern, queue) */
     bool present;
@@ -565,15 +644,30 @@ static void build_entries(void)
 static int entry_add(struct entry *e)
 {
     e->present = true;
-    return subtrie_add(trie, e->pattern, strlen(e->pattern), e->queue,
-                       e->queue ? strlen(e->queue) : 0, ITEM(e->id));
+    e->item.id = e->id;
+    return subtrie_add(trie, &e->item.sub, e->pattern, strlen(e->pattern), e->queue,
+                       e->queue ? strlen(e->queue) : 0);
 }
 
-static int entry_remove(struct entry *e)
+static void entry_remove(struct entry *e)
 {
     e->present = false;
-    return subtrie_remove(trie, e->pattern, strlen(e->pattern), e->queue,
-                          e->queue ? strlen(e->queue) : 0, ITEM(e->id));
+    subtrie_remove(trie, &e->item.sub, e->pattern, strlen(e->pattern));
+}
+
+/* What the present entries are charged bounds what the trie holds. */
+static void charges_bound_the_trie(void)
+{
+    size_t charged = 0;
+    for (size_t i = 0; i < PLAIN_N + GROUPED_N; i++) {
+        const struct entry *e = &entries[i];
+        if (e->present) {
+            charged +=
+                subtrie_cost(e->pattern, strlen(e->pattern), e->queue ? strlen(e->queue) : 0);
+        }
+    }
+    size_t held = subtrie_heap_bytes(trie);
+    cr_assert_geq(charged, held, "charged %zu, the trie holds %zu", charged, held);
 }
 
 static bool entry_matches(const struct entry *e, const char *subject)
@@ -644,6 +738,7 @@ Test(subtrie, randomized_against_brute_force)
     }
     cr_assert_eq(subtrie_count(trie), n_entries);
     cross_check(SUBJECTS_N);
+    charges_bound_the_trie();
 
     /* Remove a random half, check again, then the rest. */
     size_t order[PLAIN_N + GROUPED_N];
@@ -658,13 +753,14 @@ Test(subtrie, randomized_against_brute_force)
     }
     size_t half = n_entries / 2;
     for (size_t i = 0; i < half; i++) {
-        cr_assert_eq(entry_remove(&entries[order[i]]), 0);
+        entry_remove(&entries[order[i]]);
     }
     cr_assert_eq(subtrie_count(trie), n_entries - half);
     cross_check(SUBJECTS_N / 2);
+    charges_bound_the_trie();
 
     for (size_t i = half; i < n_entries; i++) {
-        cr_assert_eq(entry_remove(&entries[order[i]]), 0);
+        entry_remove(&entries[order[i]]);
     }
     cr_assert_eq(subtrie_count(trie), 0);
     cr_assert_eq(subtrie_node_count(trie), 0);
@@ -677,33 +773,37 @@ Test(subtrie, randomized_against_brute_force)
 
 Test(subtrie, many_literals_under_one_parent)
 {
-    char buf[32];
+    static struct titem items[BULK_N];
+    static char patterns[BULK_N][16];
     for (size_t i = 0; i < BULK_N; i++) {
-        int len = snprintf(buf, sizeof(buf), "bulk.%zu", i);
-        cr_assert_eq(subtrie_add(trie, buf, (size_t)len, NULL, 0, ITEM(i + 1)), 0);
+        int len = snprintf(patterns[i], sizeof(patterns[i]), "bulk.%zu", i);
+        items[i].id = i + 1;
+        cr_assert_eq(subtrie_add(trie, &items[i].sub, patterns[i], (size_t)len, NULL, 0), 0);
     }
     cr_assert_eq(add("bulk.*", BULK_N + 1), 0);
     cr_assert_eq(subtrie_count(trie), BULK_N + 1);
     cr_assert_eq(subtrie_node_count(trie), 1 + BULK_N + 1);
+    /* Keyed, even-spread hashing: 100,000 children probe briefly. */
+    cr_assert_lt(subtrie_max_probe(trie), 64, "longest probe %zu", subtrie_max_probe(trie));
 
     for (size_t i = 0; i < BULK_N; i++) {
-        int len = snprintf(buf, sizeof(buf), "bulk.%zu", i);
-        cr_assert_eq(subtrie_match(trie, buf, (size_t)len, &res), 0);
+        const char *buf = patterns[i];
+        cr_assert_eq(subtrie_match(trie, buf, strlen(buf), &res), 0);
         cr_assert_eq(res.len, 2, "%s: %zu items", buf, res.len);
-        void *literal = res.items[0] == ITEM(BULK_N + 1) ? res.items[1] : res.items[0];
-        cr_assert_eq(literal, ITEM(i + 1), "%s", buf);
+        uintptr_t literal =
+            id_of(res.items[0]) == BULK_N + 1 ? id_of(res.items[1]) : id_of(res.items[0]);
+        cr_assert_eq(literal, i + 1, "%s", buf);
     }
     EXPECT("bulk.none", BULK_N + 1);
     EXPECT_NONE("bulk");
 
     cr_assert_eq(del("bulk.*", BULK_N + 1), 0);
     for (size_t i = 0; i < BULK_N; i++) {
-        int len = snprintf(buf, sizeof(buf), "bulk.%zu", i);
-        cr_assert_eq(subtrie_remove(trie, buf, (size_t)len, NULL, 0, ITEM(i + 1)), 0);
-        /* Backward-shift deletion must keep the survivors findable. */
+        subtrie_remove(trie, &items[i].sub, patterns[i], strlen(patterns[i]));
+        /* Backward-shift deletion (and shrinking) must keep the survivors
+         * findable. */
         if (i % 9973 == 0 && i + 1 < BULK_N) {
-            snprintf(buf, sizeof(buf), "bulk.%d", BULK_N - 1);
-            EXPECT(buf, BULK_N);
+            EXPECT(patterns[BULK_N - 1], BULK_N);
         }
     }
     cr_assert_eq(subtrie_count(trie), 0);
@@ -711,34 +811,298 @@ Test(subtrie, many_literals_under_one_parent)
     EXPECT_NONE("bulk.0");
 }
 
-static bool refuse_first(void *item, void *arg)
+/* The child-table hash before it was keyed: FNV-style steps and fmix64,
+ * the same for every process. Kept here to craft tokens that collided. */
+static uint64_t old_token_hash(const char *tok, size_t len)
 {
-    return item != arg;
+    uint64_t h = 0xcbf29ce484222325u ^ len;
+    while (len >= 8) {
+        uint64_t w;
+        memcpy(&w, tok, 8);
+        h = (h ^ w) * 0x100000001b3u;
+        h ^= h >> 29;
+        tok += 8;
+        len -= 8;
+    }
+    uint64_t w = 0;
+    memcpy(&w, tok, len);
+    h ^= w;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdu;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53u;
+    h ^= h >> 33;
+    return h;
+}
+
+/* `n` distinct 8-character tokens whose old hash has the same low `bits`
+ * bits as "sensors", found by brute force (about 2^bits tries each). */
+static char (*crafted_tokens(size_t n, unsigned bits))[9]
+{
+    char(*toks)[9] = calloc(n, sizeof(*toks));
+    cr_assert_not_null(toks);
+    uint64_t mask = ((uint64_t)1 << bits) - 1;
+    uint64_t target = old_token_hash("sensors", 7) & mask;
+    uint64_t x = 0;
+    for (size_t found = 0; found < n; x++) {
+        char tok[9];
+        uint64_t v = x;
+        for (int i = 0; i < 8; i++) {
+            tok[i] = (char)('a' + v % 26);
+            v /= 26;
+        }
+        tok[8] = '\0';
+        if ((old_token_hash(tok, 8) & mask) == target) {
+            memcpy(toks[found++], tok, 9);
+        }
+    }
+    return toks;
+}
+
+/*
+ * Tokens crafted to collide under the old unkeyed hash (low 12 bits: one
+ * home slot of a 4096-slot table, so with linear probing every lookup
+ * among them walks one run as long as their number) land on spread slots
+ * under the keyed one: the table they share keeps short probe runs.
+ */
+Test(subtrie, crafted_tokens_no_longer_collide)
+{
+    enum { N = 2000, BITS = 12 };
+    char(*toks)[9] = crafted_tokens(N, BITS);
+    uint64_t mask = ((uint64_t)1 << BITS) - 1;
+    /* They did collide: all in one home slot of the old table. */
+    for (size_t i = 0; i < N; i++) {
+        cr_assert_eq(old_token_hash(toks[i], 8) & mask, old_token_hash(toks[0], 8) & mask);
+    }
+    static bool home[1 << BITS];
+    size_t homes = 0;
+    for (size_t i = 0; i < N; i++) {
+        uint32_t h = ctab_hash(toks[i], 8) & mask;
+        homes += !home[h];
+        home[h] = true;
+    }
+    cr_assert_gt(homes, N / 2, "only %zu distinct home slots for %d tokens", homes, N);
+
+    static struct titem items[N];
+    char pattern[32];
+    for (size_t i = 0; i < N; i++) {
+        snprintf(pattern, sizeof(pattern), "sensors.%s", toks[i]);
+        items[i].id = i + 1;
+        cr_assert_eq(subtrie_add(trie, &items[i].sub, pattern, strlen(pattern), NULL, 0), 0);
+    }
+    cr_assert_eq(add("sensors.*", N + 1), 0);
+    cr_assert_lt(subtrie_max_probe(trie), 32, "a run of %zu", subtrie_max_probe(trie));
+    snprintf(pattern, sizeof(pattern), "sensors.%s", toks[N / 2]);
+    EXPECT(pattern, N / 2 + 1, N + 1);
+    for (size_t i = 0; i < N; i++) {
+        snprintf(pattern, sizeof(pattern), "sensors.%s", toks[i]);
+        subtrie_remove(trie, &items[i].sub, pattern, strlen(pattern));
+    }
+    cr_assert_eq(del("sensors.*", N + 1), 0);
+    cr_assert_eq(subtrie_node_count(trie), 0);
+    free(toks);
+}
+
+/* The same crafted tokens against a table of the old layout and hash
+ * (linear probing, power-of-two capacity, 3/4 load), to show what the
+ * test above guards against: one run as long as the tokens. */
+Test(subtrie, crafted_tokens_did_collide_under_the_old_hash)
+{
+    enum { N = 2000, BITS = 12, CAP = 4096 };
+    char(*toks)[9] = crafted_tokens(N, BITS);
+    static bool used[CAP];
+    size_t longest = 0;
+    for (size_t i = 0; i < N; i++) {
+        size_t home = old_token_hash(toks[i], 8) & (CAP - 1);
+        size_t j = home;
+        while (used[j]) {
+            j = (j + 1) & (CAP - 1);
+        }
+        used[j] = true;
+        size_t dist = (j - home) & (CAP - 1);
+        longest = dist > longest ? dist : longest;
+    }
+    cr_assert_eq(longest, N - 1, "the old hash put them in one run");
+    free(toks);
+}
+
+/* 65,536 queue groups on one pattern: each found by its name in O(1)
+ * (a keyed table at the node), each member removed in O(1). */
+Test(subtrie, many_groups_on_one_pattern)
+{
+    enum { N = 65536 };
+    static struct titem items[N];
+    char queue[16];
+    for (size_t i = 0; i < N; i++) {
+        snprintf(queue, sizeof(queue), "q%zu", i);
+        items[i].id = i + 1;
+        cr_assert_eq(subtrie_add(trie, &items[i].sub, "g.x", 3, queue, strlen(queue)), 0);
+    }
+    /* A second member for one group, found by name among the 65,536. */
+    struct titem extra = {.id = N + 1};
+    cr_assert_eq(subtrie_add(trie, &extra.sub, "g.x", 3, "q77", 3), 0);
+    cr_assert_eq(extra.sub.group, items[77].sub.group, "joined the existing group");
+    cr_assert_lt(subtrie_max_probe(trie), 64);
+    cr_assert_eq(subtrie_match(trie, "g.x", 3, &res), 0);
+    cr_assert_eq(res.len, N, "one member per group");
+    for (size_t i = 0; i < N; i++) {
+        subtrie_remove(trie, &items[i].sub, "g.x", 3);
+    }
+    cr_assert_eq(subtrie_match(trie, "g.x", 3, &res), 0);
+    cr_assert_eq(res.len, 1);
+    cr_assert_eq(id_of(res.items[0]), N + 1);
+    subtrie_remove(trie, &extra.sub, "g.x", 3);
+    cr_assert_eq(subtrie_count(trie), 0);
+    cr_assert_eq(subtrie_node_count(trie), 0);
+}
+
+/* Round robin across removals, against a model of the rotation: a ring in
+ * order of arrival with a cursor. Whatever is removed (the member whose
+ * turn it is, one served just before, any other) and whatever joins, the
+ * next member served is the model's: nobody skipped, nobody served twice
+ * in a row while others wait. */
+Test(subtrie, rotation_follows_its_model_across_removals)
+{
+    enum { POOL = 40, OPS = 20000 };
+    static struct titem items[POOL];
+    uintptr_t ring[POOL]; /* ids in order of arrival */
+    size_t n = 0;
+    size_t cursor = 0; /* index into ring of the next to serve */
+    bool in[POOL] = {false};
+    rng_state = 7;
+    uintptr_t last = 0;
+    bool alone = false; /* the ring was down to one member since `last` */
+    for (size_t op = 0; op < OPS; op++) {
+        size_t r = rng_below(10);
+        size_t k = rng_below(POOL);
+        if (r < 2 && !in[k]) { /* join: at the end of the ring */
+            items[k].id = k + 1;
+            cr_assert_eq(subtrie_add(trie, &items[k].sub, "rr", 2, "q", 1), 0);
+            ring[n++] = k + 1;
+            in[k] = true;
+        } else if (r < 4 && in[k]) { /* leave */
+            subtrie_remove(trie, &items[k].sub, "rr", 2);
+            size_t at = 0;
+            while (ring[at] != k + 1) {
+                at++;
+            }
+            memmove(&ring[at], &ring[at + 1], (n - at - 1) * sizeof(ring[0]));
+            n--;
+            if (at < cursor) {
+                cursor--;
+            }
+            if (cursor >= n) {
+                cursor = 0;
+            }
+            alone = alone || n == 1;
+            in[k] = false;
+        } else if (n > 0) { /* serve */
+            cr_assert_eq(subtrie_match(trie, "rr", 2, &res), 0);
+            cr_assert_eq(res.len, 1);
+            uintptr_t got = id_of(res.items[0]);
+            cr_assert_eq(got, ring[cursor], "op %zu: served %zu, the model says %zu", op,
+                         (size_t)got, (size_t)ring[cursor]);
+            cr_assert(n == 1 || alone || got != last, "op %zu: %zu served twice in a row", op,
+                      (size_t)got);
+            last = got;
+            alone = n == 1;
+            cursor = (cursor + 1) % n;
+        }
+    }
+    for (size_t k = 0; k < POOL; k++) {
+        if (in[k]) {
+            subtrie_remove(trie, &items[k].sub, "rr", 2);
+        }
+    }
+    cr_assert_eq(subtrie_node_count(trie), 0);
+}
+
+/* A chain of one-byte tokens costs one small node per token, with no
+ * table: the 1023-byte pattern of 512 tokens takes 512 nodes of at most
+ * 32 bytes of heap each (it took about 290 each, with an 8-slot table per
+ * node). And what a subscription is charged bounds what its nodes take. */
+Test(subtrie, long_patterns_cost_little_and_are_charged_more)
+{
+    char pattern[SB_SUBJECT_MAX + 1];
+    size_t len = 0;
+    for (size_t i = 0; i < 512; i++) {
+        if (i > 0) {
+            pattern[len++] = '.';
+        }
+        pattern[len++] = 'a';
+    }
+    pattern[len] = '\0';
+    size_t node = mem_footprint(24); /* a node of a 1-byte token */
+    cr_assert_leq(node, 32, "a node of a one-byte token takes %zu bytes", node);
+    size_t cost = subtrie_cost(pattern, len, 0);
+    cr_assert_geq(cost, 512 * node, "charged %zu", cost);
+    cr_assert_leq(cost, 512 * (node + ctab_entry_bytes_max()) + 1024, "charged %zu", cost);
+    cr_assert_eq(add(pattern, 1), 0);
+    cr_assert_eq(subtrie_node_count(trie), 512);
+    /* A queue group adds its record and its place. */
+    cr_assert_gt(subtrie_cost("a.b", 3, 5), subtrie_cost("a.b", 3, 0));
+    cr_assert_gt(subtrie_cost("a.*", 3, 0), subtrie_cost("a.b", 3, 0) - ctab_entry_bytes_max());
+}
+
+/* The default max_subscription_bytes holds max_subscriptions typical
+ * subscriptions: 40-byte patterns of 4 tokens, all distinct. */
+Test(subtrie, default_budget_holds_max_subscriptions_typical)
+{
+    const char *typical = "sensors.building.floor-00001.temperature";
+    cr_assert_eq(strlen(typical), 40);
+    size_t each = router_sub_cost(typical, 40, 0);
+    fprintf(stderr, "subtrie: a subscription to %s is charged %zu bytes\n", typical, each);
+    cr_assert_leq((uint64_t)each * BROKER_MAX_SUBSCRIPTIONS_DEFAULT,
+                  BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT, "%zu bytes each", each);
+    /* And they really take less than that: the trie of 20,000 of them. */
+    enum { N = 20000 };
+    static struct titem items[N];
+    static char patterns[N][48];
+    size_t charged = 0;
+    for (size_t i = 0; i < N; i++) {
+        snprintf(patterns[i], sizeof(patterns[i]), "sensors.building.floor-%05zu.temperature", i);
+        cr_assert_eq(subtrie_add(trie, &items[i].sub, patterns[i], 40, NULL, 0), 0);
+        charged += subtrie_cost(patterns[i], 40, 0);
+    }
+    cr_assert_leq(subtrie_heap_bytes(trie), charged);
+    for (size_t i = 0; i < N; i++) {
+        subtrie_remove(trie, &items[i].sub, patterns[i], 40);
+    }
+    cr_assert_eq(subtrie_heap_bytes(trie), 0);
+}
+
+static bool refuse_one(struct subtrie_sub *s, void *arg)
+{
+    return s != arg;
 }
 
 Test(subtrie, match_filter_skips_refused_items_and_group_turns)
 {
     struct subtrie *t;
     cr_assert_eq(subtrie_new(&t), 0);
-    int a;
-    int b;
-    int plain;
-    cr_assert_eq(subtrie_add(t, "x", 1, "g", 1, &a), 0);
-    cr_assert_eq(subtrie_add(t, "x", 1, "g", 1, &b), 0);
-    cr_assert_eq(subtrie_add(t, "x", 1, NULL, 0, &plain), 0);
+    struct titem a = {.id = 1};
+    struct titem b = {.id = 2};
+    struct titem plain = {.id = 3};
+    cr_assert_eq(subtrie_add(t, &a.sub, "x", 1, "g", 1), 0);
+    cr_assert_eq(subtrie_add(t, &b.sub, "x", 1, "g", 1), 0);
+    cr_assert_eq(subtrie_add(t, &plain.sub, "x", 1, NULL, 0), 0);
     struct subtrie_result out = {0};
     /* Refusing `a`: every match gives `b` for the group, never nothing. */
     for (int i = 0; i < 6; i++) {
-        cr_assert_eq(subtrie_match_filter(t, "x", 1, refuse_first, &a, &out), 0);
+        cr_assert_eq(subtrie_match_filter(t, "x", 1, refuse_one, &a.sub, &out), 0);
         cr_assert_eq(out.len, 2);
-        cr_assert(out.items[0] == &plain || out.items[1] == &plain);
-        cr_assert(out.items[0] == &b || out.items[1] == &b);
+        cr_assert(out.items[0] == &plain.sub || out.items[1] == &plain.sub);
+        cr_assert(out.items[0] == &b.sub || out.items[1] == &b.sub);
     }
     /* Refusing the plain item leaves it out. */
-    cr_assert_eq(subtrie_match_filter(t, "x", 1, refuse_first, &plain, &out), 0);
+    cr_assert_eq(subtrie_match_filter(t, "x", 1, refuse_one, &plain.sub, &out), 0);
     cr_assert_eq(out.len, 1);
-    cr_assert_neq(out.items[0], &plain);
+    cr_assert_neq(out.items[0], &plain.sub);
     subtrie_result_deinit(&out);
+    subtrie_remove(t, &a.sub, "x", 1);
+    subtrie_remove(t, &b.sub, "x", 1);
+    subtrie_remove(t, &plain.sub, "x", 1);
+    cr_assert_eq(subtrie_node_count(t), 0);
     subtrie_free(t);
 }
 
@@ -746,22 +1110,22 @@ Test(subtrie, cache_follows_adds_and_removes)
 {
     struct subtrie *t;
     cr_assert_eq(subtrie_new(&t), 0);
-    int a;
-    int b;
+    struct titem a = {.id = 1};
+    struct titem b = {.id = 2};
     struct subtrie_result out = {0};
-    cr_assert_eq(subtrie_add(t, "c.d", 3, NULL, 0, &a), 0);
+    cr_assert_eq(subtrie_add(t, &a.sub, "c.d", 3, NULL, 0), 0);
     for (int i = 0; i < 3; i++) { /* fill, then hit the cache */
         cr_assert_eq(subtrie_match(t, "c.d", 3, &out), 0);
         cr_assert_eq(out.len, 1);
     }
-    cr_assert_eq(subtrie_add(t, "c.*", 3, NULL, 0, &b), 0);
+    cr_assert_eq(subtrie_add(t, &b.sub, "c.*", 3, NULL, 0), 0);
     cr_assert_eq(subtrie_match(t, "c.d", 3, &out), 0);
     cr_assert_eq(out.len, 2, "a cached walk must not hide a new subscription");
-    cr_assert_eq(subtrie_remove(t, "c.d", 3, NULL, 0, &a), 0);
+    subtrie_remove(t, &a.sub, "c.d", 3);
     cr_assert_eq(subtrie_match(t, "c.d", 3, &out), 0);
     cr_assert_eq(out.len, 1);
-    cr_assert_eq(out.items[0], &b);
-    cr_assert_eq(subtrie_remove(t, "c.*", 3, NULL, 0, &b), 0);
+    cr_assert_eq(out.items[0], &b.sub);
+    subtrie_remove(t, &b.sub, "c.*", 3);
     cr_assert_eq(subtrie_match(t, "c.d", 3, &out), 0);
     cr_assert_eq(out.len, 0, "and must not point at freed nodes");
     /* Invalid subjects are refused, also after a valid one filled the

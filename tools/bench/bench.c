@@ -227,6 +227,8 @@ int cmd_bench(int argc, char **argv)
          * the broker allows one connection by default. */
         if (need_scale) {
             broker.max_subscriptions = args.scale_subs + BENCH_BROKER_SUBSCRIPTIONS_DEFAULT;
+            broker.max_subscription_bytes =
+                (unsigned long long)broker.max_subscriptions * BENCH_BROKER_BYTES_PER_SUBSCRIPTION;
         }
         if (bench_broker_start(&broker) < 0) {
             goto out;

@@ -246,6 +246,7 @@ typedef struct bench_broker {
     pid_t pid; /* -1 when not running */
     /* Set before bench_broker_start(); 0: the broker's default. */
     unsigned max_subscriptions;
+    unsigned long long max_subscription_bytes;
     unsigned max_connections;
     char path[4096]; /* the sockbusd executable */
     char dir[256];   /* our temporary directory ("" if none) */

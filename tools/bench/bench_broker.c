@@ -254,8 +254,9 @@ static pid_t broker_spawn(const bench_broker *b, const char *socket_path)
         dup2(log, STDERR_FILENO);
     }
     char subs[16];
+    char sub_bytes[24];
     char conns[16];
-    char *argv[10] = {
+    char *argv[12] = {
         (char *)b->path, (char *)"--socket",    (char *)socket_path,
         (char *)"--tcp", (char *)"127.0.0.1:0",
     };
@@ -264,6 +265,11 @@ static pid_t broker_spawn(const bench_broker *b, const char *socket_path)
         snprintf(subs, sizeof(subs), "%u", b->max_subscriptions);
         argv[argc++] = (char *)"--max-subscriptions";
         argv[argc++] = subs;
+    }
+    if (b->max_subscription_bytes > 0) {
+        snprintf(sub_bytes, sizeof(sub_bytes), "%llu", b->max_subscription_bytes);
+        argv[argc++] = (char *)"--max-subscription-bytes";
+        argv[argc++] = sub_bytes;
     }
     if (b->max_connections > 0) {
         snprintf(conns, sizeof(conns), "%u", b->max_connections);

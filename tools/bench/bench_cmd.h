@@ -19,6 +19,9 @@
  * and max_connections. Our private broker gets --scale-subs on top of the
  * former, and room for --idle-conns if they pass the latter. */
 #define BENCH_BROKER_SUBSCRIPTIONS_DEFAULT 65536u
+/* The broker memory each of those subscriptions may cost it
+ * (max_subscription_bytes): a bench subject costs under 700 bytes. */
+#define BENCH_BROKER_BYTES_PER_SUBSCRIPTION 1024u
 #define BENCH_BROKER_CONNECTIONS_DEFAULT   4096u
 #define BENCH_MAX_SIZES                    16
 #define BENCH_MAX_ROWS                     512

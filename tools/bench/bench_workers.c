@@ -161,7 +161,8 @@ static int worker_subscribe_scale(worker *w, uint32_t *first_sid)
     if (r == SB_E_LIMIT) {
         return bench_fail(w->sh,
                           "%s: the broker at %s refused %u subscriptions on one connection "
-                          "(%s); give a smaller --scale-subs, or raise its max_subscriptions",
+                          "(%s); give a smaller --scale-subs, or raise its max_subscriptions and "
+                          "max_subscription_bytes",
                           w->who, sb_endpoint(w->client), job->subjects, sb_last_error(w->client));
     }
     if (r < 0) {
