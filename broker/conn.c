@@ -48,6 +48,7 @@
 #include "router.h"
 #include "sockbus.h"
 #include "sys.h"
+#include "text.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -304,15 +305,21 @@ bool conn_queue_msg_shared(struct conn *c, uint32_t sid, uint8_t flags, const st
 void conn_queue_err(struct conn *c, uint32_t code, const void *subject, size_t subject_len,
                     const char *fmt, ...)
 {
+    char raw[CONN_ERR_TEXT_MAX];
     char text[CONN_ERR_TEXT_MAX];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(text, sizeof(text), fmt, ap);
+    int n = vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
-    size_t len = n < 0 ? 0 : (size_t)n >= sizeof(text) ? sizeof(text) - 1 : (size_t)n;
     if (c->draining || c->closing) {
         return;
     }
+    /* The texts quote what the client sent (a subject, a pattern), which
+     * may be any bytes: escaped, the ERR payload is UTF-8 as the protocol
+     * promises and the log line stays one line. Our own words are printable
+     * ASCII without a backslash, so they pass unchanged. */
+    size_t raw_len = n < 0 ? 0 : (size_t)n >= sizeof(raw) ? sizeof(raw) - 1 : (size_t)n;
+    size_t len = text_escape(text, sizeof(text), raw, raw_len);
     if (c->has_cred) {
         log_verbose("client %llu (pid %ld, uid %lu): ERR %u: %s", (unsigned long long)c->id,
                     (long)c->pid, (unsigned long)c->uid, code, text);
@@ -536,13 +543,16 @@ static void conn_handle_hello(struct conn *c, const struct frame *f)
     b->nclients++;
     conn_send_welcome(c);
     sys_event(b, c, true);
+    /* The name is printable UTF-8 already (hello_parse()); escaped all the
+     * same, like everything a client sends that reaches the log. */
+    char name[TEXT_ESCAPE_MAX(HELLO_NAME_MAX)];
+    text_escape(name, sizeof(name), h.name, strlen(h.name));
     if (c->has_cred) {
         log_verbose("client %llu connected: %s pid %ld uid %lu gid %lu name '%s'",
                     (unsigned long long)c->id, "unix", (long)c->pid, (unsigned long)c->uid,
-                    (unsigned long)c->gid, c->name ? c->name : "");
+                    (unsigned long)c->gid, name);
     } else {
-        log_verbose("client %llu connected: tcp name '%s'", (unsigned long long)c->id,
-                    c->name ? c->name : "");
+        log_verbose("client %llu connected: tcp name '%s'", (unsigned long long)c->id, name);
     }
 }
 
