@@ -19,6 +19,10 @@
 #include <json-c/json.h>
 #include <stdio.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static struct harness_broker broker;
@@ -266,4 +270,147 @@ Test(escape, log_lines_cannot_be_forged)
         line = nl ? nl + 1 : line + strlen(line);
     }
     harness_stop(&broker);
+}
+
+/* ---- what the sockbus command prints ---- */
+
+/*
+ * A fake broker, for what a real one never sends: an impostor's answers
+ * full of terminal escapes, to check that the command escapes whatever it
+ * prints of them. It speaks just enough of the protocol for `sockbus stat`
+ * and `sockbus pub`: WELCOME, the answers to $SYS.STATS and $SYS.CLIENTS on
+ * the inbox subscription, an ERR for a PUB on "evil.err", PONG.
+ */
+static struct harness_broker fake;
+static pid_t fake_pid = -1;
+
+#define FAKE_VERSION "0.1.0\\u001b[2J\\u009b"
+#define FAKE_STATS                                                                                 \
+    "{\"uptime_s\":5,\"connections\":2,\"\\u001b[2Jkey\":1,\"dropped\":\"\\u001b[5m\\u009b\"}"
+#define FAKE_CLIENTS                                                                               \
+    "[{\"id\":1,\"name\":\"\\u001b[31mred\\u001b[0m \\u009b2J \\u0007\",\"transport\":"            \
+    "\"unix\",\"pid\":1,\"uid\":0},{\"id\":2,\"name\":\"raw \xC2\x9B \xFF \\\\ end\","             \
+    "\"transport\":\"\\u001b]0;title\\u0007\",\"pid\":2,\"uid\":0}]"
+#define FAKE_ERR_TEXT "\x1B[31mdenied\xC2\x9B\xFF\n"
+
+static void fake_send(int fd, uint8_t op, uint32_t sid, const void *subject, size_t subject_len,
+                      const void *payload, size_t payload_len)
+{
+    static uint8_t frame[8192];
+    size_t n = frame_encode(frame, op, 0, sid, subject, subject_len, NULL, 0, NULL, 0, payload,
+                            payload_len);
+    for (size_t off = 0; off < n;) {
+        ssize_t w = write(fd, frame + off, n - off);
+        if (w <= 0) {
+            return;
+        }
+        off += (size_t)w;
+    }
+}
+
+static bool body_is(const uint8_t *p, size_t len, const char *s)
+{
+    return len == strlen(s) && memcmp(p, s, len) == 0;
+}
+
+static void fake_serve(int fd)
+{
+    uint32_t inbox_sid = 0;
+    static uint8_t body[65536];
+    for (;;) {
+        uint8_t hdr[16];
+        long size = harness_read_frame(fd, hdr, body, sizeof(body), 10000);
+        if (size <= 0) {
+            return;
+        }
+        uint8_t op = hdr[4];
+        uint16_t sl = frame_get_u16(hdr + 6);
+        uint16_t rl = frame_get_u16(hdr + 8);
+        uint32_t sid = frame_get_u32(hdr + 12);
+        const uint8_t *reply = body + sl;
+        if (op == FRAME_OP_HELLO) {
+            static const char welcome[] =
+                "{\"protocol\":1,\"server\":\"sockbusd\",\"version\":\"" FAKE_VERSION
+                "\",\"client_id\":1,\"max_frame\":1114112,\"inbox_prefix\":\"_INBOX.1.\"}";
+            fake_send(fd, FRAME_OP_WELCOME, 0, NULL, 0, welcome, sizeof(welcome) - 1);
+        } else if (op == FRAME_OP_SUB && sl > 7 && memcmp(body, "_INBOX.", 7) == 0) {
+            inbox_sid = sid;
+        } else if (op == FRAME_OP_PUB && rl > 0 && body_is(body, sl, "$SYS.STATS")) {
+            fake_send(fd, FRAME_OP_MSG, inbox_sid, reply, rl, FAKE_STATS, strlen(FAKE_STATS));
+        } else if (op == FRAME_OP_PUB && rl > 0 && body_is(body, sl, "$SYS.CLIENTS")) {
+            fake_send(fd, FRAME_OP_MSG, inbox_sid, reply, rl, FAKE_CLIENTS, strlen(FAKE_CLIENTS));
+        } else if (op == FRAME_OP_PUB && body_is(body, sl, "evil.err")) {
+            fake_send(fd, FRAME_OP_ERR, FRAME_ERR_PERMISSION, body, sl, FAKE_ERR_TEXT,
+                      strlen(FAKE_ERR_TEXT));
+        } else if (op == FRAME_OP_PING) {
+            fake_send(fd, FRAME_OP_PONG, sid, NULL, 0, NULL, 0);
+        }
+    }
+}
+
+static void fake_setup(void)
+{
+    cr_assert_eq(harness_mkdir(&fake), 0);
+    int lfd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", fake.socket);
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    cr_assert_eq(listen(lfd, 8), 0);
+    fake_pid = fork();
+    cr_assert_geq(fake_pid, 0);
+    if (fake_pid == 0) {
+        for (;;) {
+            int fd = accept(lfd, NULL, NULL);
+            if (fd >= 0) {
+                fake_serve(fd);
+                close(fd);
+            }
+        }
+    }
+    close(lfd);
+}
+
+static void fake_teardown(void)
+{
+    if (fake_pid > 0) {
+        kill(fake_pid, SIGKILL);
+        waitpid(fake_pid, NULL, 0);
+        fake_pid = -1;
+    }
+    harness_cleanup(&fake);
+}
+
+TestSuite(escape_cli, .init = fake_setup, .fini = fake_teardown, .timeout = 60);
+
+Test(escape_cli, stat_escapes_what_the_broker_says)
+{
+    char *out = NULL;
+    size_t out_len = 0;
+    char err[4096];
+    const char *const argv[] = {"sockbus", "stat", "-s", fake.socket, NULL};
+    int status = harness_cli(argv, NULL, 0, &out, &out_len, err, sizeof(err), HARNESS_IO_MS);
+    cr_assert_eq(status, 0, "exit %d, stderr [%s]", status, err);
+    assert_printable(out, out_len, "\n", "sockbus stat");
+    /* What was escaped is still there to read. */
+    cr_assert(strstr(out, "\\x1b[31mred") != NULL, "stat printed:\n%s", out);
+    cr_assert(strstr(out, "raw \\xc2\\x9b \\xff \\x5c end") != NULL, "stat printed:\n%s", out);
+    cr_assert(strstr(out, "\\x1b[2Jkey") != NULL, "stat printed:\n%s", out);
+    cr_assert(strstr(out, "0.1.0\\x1b[2J\\xc2\\x9b") != NULL, "stat printed:\n%s", out);
+    free(out);
+}
+
+Test(escape_cli, refusal_text_from_the_broker_is_escaped)
+{
+    char *out = NULL;
+    size_t out_len = 0;
+    char err[4096];
+    const char *const argv[] = {"sockbus", "pub", "-s", fake.socket, "evil.err", "hi", NULL};
+    int status = harness_cli(argv, NULL, 0, &out, &out_len, err, sizeof(err), HARNESS_IO_MS);
+    cr_assert_eq(status, 1, "exit %d, stderr [%s]", status, err);
+    size_t n = strlen(err);
+    cr_assert(n > 0 && err[n - 1] == '\n' && memchr(err, '\n', n - 1) == NULL,
+              "one line expected: [%s]", err);
+    assert_printable(err, n, "\n", "sockbus pub's error");
+    cr_assert(strstr(err, "\\x1b[31mdenied\\xc2\\x9b\\xff\\x0a") != NULL, "stderr: %s", err);
+    free(out);
 }

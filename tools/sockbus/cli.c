@@ -157,15 +157,22 @@ int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client
     return 0;
 }
 
+const char *cli_escape(const char *text, char *buf, size_t len)
+{
+    text_escape(buf, len, text, strlen(text));
+    return buf;
+}
+
 const char *cli_broker_detail(sb_client *client, int err, char *buf, size_t len)
 {
     const char *text = sb_last_error(client);
+    char escaped[CLI_ESCAPE_MAX(255)];
 
     /* Leave it out when it would only repeat sb_strerror(). */
     if (text == NULL || *text == '\0' || strcmp(text, sb_strerror(err)) == 0) {
         return "";
     }
-    snprintf(buf, len, " (broker: %s)", text);
+    snprintf(buf, len, " (broker: %s)", cli_escape(text, escaped, sizeof(escaped)));
     return buf;
 }
 

@@ -11,6 +11,7 @@
  * with the broker's values unchanged (clients sorted by id).
  */
 #include "cli.h"
+#include "text.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -288,25 +289,32 @@ static size_t stat_text_width(const char *s)
     return width;
 }
 
-/* A client name as a cell: control bytes shown as '?', at most
- * STAT_NAME_MAX characters, cut on a character boundary with "...". */
+/* A string as a cell: escaped like everything a client or the broker chose
+ * (cli_escape(): control characters, ill-formed UTF-8 and backslashes as
+ * \xNN), at most STAT_NAME_MAX characters wide, cut between two characters
+ * or escapes with "...". */
 static void stat_name_cell(const char *name, char *buf, size_t len)
 {
     size_t o = 0;
     size_t chars = 0;
+    size_t n = strlen(name);
 
-    for (const unsigned char *s = (const unsigned char *)name; *s != '\0'; s++) {
-        bool starts_char = (*s & 0xC0u) != 0x80u;
-        if (starts_char && chars == STAT_NAME_MAX) {
+    for (size_t i = 0; i < n;) {
+        uint32_t cp = 0;
+        int k = text_utf8_next(name + i, n - i, &cp);
+        size_t take = (size_t)(k < 0 ? -k : k);
+        char unit[CLI_ESCAPE_MAX(4)];
+        size_t unit_len = text_escape(unit, sizeof(unit), name + i, take);
+        size_t width = stat_text_width(unit);
+        if (chars + width > STAT_NAME_MAX || o + unit_len + 4 > len) {
             memcpy(buf + o, "...", 3);
             o += 3;
             break;
         }
-        if (o + 4 >= len) {
-            break; /* cannot happen with STAT_CELL_MAX; keeps it safe */
-        }
-        chars += starts_char;
-        buf[o++] = *s < 0x20u || *s == 0x7Fu ? '?' : (char)*s;
+        memcpy(buf + o, unit, unit_len);
+        o += unit_len;
+        chars += width;
+        i += take;
     }
     buf[o] = '\0';
 }
@@ -403,28 +411,44 @@ static void stat_format_uptime(uint64_t s, char *buf, size_t len)
     }
 }
 
+/* The label of a stats key as a cell (a key this version does not know is
+ * the broker's text, so it is escaped). */
+static const char *stat_label_cell(const char *key, char *buf, size_t len)
+{
+    stat_name_cell(stat_label(key), buf, len);
+    return buf;
+}
+
 static void stat_print_stats(sb_client *client, json_object *stats)
 {
-    int width = (int)strlen("broker");
+    size_t width = strlen("broker");
+    char label[STAT_CELL_MAX];
+    char version[CLI_ESCAPE_MAX(64)];
 
     json_object_object_foreach(stats, key, val)
     {
         (void)val;
-        int w = (int)strlen(stat_label(key));
+        size_t w = stat_text_width(stat_label_cell(key, label, sizeof(label)));
         width = w > width ? w : width;
     }
-    printf("%-*s  %s (sockbusd %s)\n", width, "broker", sb_endpoint(client),
-           sb_server_version(client));
+    printf("%-*s  %s (sockbusd %s)\n", (int)width, "broker", sb_endpoint(client),
+           cli_escape(sb_server_version(client), version, sizeof(version)));
     json_object_object_foreach(stats, k, v)
     {
-        char text[64];
+        char text[STAT_CELL_MAX];
         if (strcmp(k, "uptime_s") == 0 && json_object_is_type(v, json_type_int)) {
             stat_format_uptime(json_object_get_uint64(v), text, sizeof(text));
-            printf("%-*s  %s\n", width, stat_label(k), text);
+        } else if (json_object_is_type(v, json_type_string)) {
+            stat_name_cell(json_object_get_string(v), text, sizeof(text));
         } else {
-            printf("%-*s  %s\n", width, stat_label(k),
-                   json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+            /* Numbers as the broker wrote them (escaped all the same: an
+             * object or array may hold any text). */
+            stat_name_cell(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), text,
+                           sizeof(text));
         }
+        stat_label_cell(k, label, sizeof(label));
+        stat_print_padded(label, width, false, false);
+        printf("  %s\n", text);
     }
 }
 
