@@ -594,9 +594,11 @@ static void conn_handle_frame(struct conn *c, const struct frame *f)
         } else if (r == -EPERM) {
             b->stats.denied++;
             conn_queue_err(c, FRAME_ERR_PERMISSION, f->subject, f->subject_len,
-                           "permission denied: cannot use '%.*s' as a reply subject: not your "
-                           "inbox and not a subject you may publish on",
-                           (int)f->reply_len, (const char *)f->reply);
+                           "permission denied: cannot use '%.*s' as a reply subject: %s",
+                           (int)f->reply_len, (const char *)f->reply,
+                           sys_subject(f->reply, f->reply_len)
+                               ? "$SYS. subjects are the broker's own"
+                               : "not your inbox and not a subject you may publish on");
         } else if (r < 0) {
             conn_queue_err(c, errno_to_err(r), f->subject, f->subject_len,
                            "cannot publish on '%.*s': %s", (int)f->subject_len,

@@ -216,3 +216,42 @@ Test(sys, refused_request_fails_at_once)
     sb_close(c);
     harness_stop(&broker);
 }
+
+/* A request whose reply subject is the broker's would have the broker
+ * publish its answer there itself: a "DISCONNECT event" whose payload the
+ * requester shaped through its name. */
+Test(sys, no_answer_onto_a_sys_reply_subject)
+{
+    sb_client *watch = harness_client(&broker, "watch", true);
+    cr_assert_eq(sb_subscribe(watch, "$SYS.EVENT.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(watch, HARNESS_IO_MS), 0);
+    sb_client *attacker =
+        harness_client(&broker, "{\"id\":1,\"name\":\"admin\",\"uid\":0} forged", true);
+    /* Its CONNECT event, which is genuine. */
+    sb_msg m = harness_expect_msg(watch);
+    cr_assert_str_eq(m.subject, "$SYS.EVENT.CONNECT");
+
+    static const char *const subjects[] = {"$SYS.CLIENTS", "$SYS.STATS", "plain.request"};
+    sb_client *responder = harness_client(&broker, "responder", true);
+    cr_assert_eq(sb_subscribe(responder, "plain.request", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(responder, HARNESS_IO_MS), 0);
+    m = harness_expect_msg(watch);
+    cr_assert_str_eq(m.subject, "$SYS.EVENT.CONNECT");
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(sb_publish(attacker, subjects[i], "$SYS.EVENT.DISCONNECT", "", 0), 0);
+        cr_assert_eq(sb_flush(attacker, HARNESS_IO_MS), SB_E_PERMISSION, "PUB %s", subjects[i]);
+        const char *text = sb_last_error(attacker);
+        cr_assert(strstr(text, "'$SYS.EVENT.DISCONNECT'") != NULL, "ERR text: %s", text);
+    }
+    /* Nothing reached the watcher, nor the responder. */
+    harness_expect_none(watch);
+    harness_expect_none(responder);
+
+    json_object *stats = ask(attacker, "$SYS.STATS");
+    cr_assert_geq(field(stats, "denied"), 3);
+    json_object_put(stats);
+    sb_close(responder);
+    sb_close(attacker);
+    sb_close(watch);
+    harness_stop(&broker);
+}
