@@ -344,6 +344,7 @@ void conn_end(struct conn *c, uint32_t code, const char *text)
     if (c->closing) {
         return;
     }
+    sys_unlist(c->broker, c);
     /* Stop taking input and leave the routing table now; conn_flush()
      * writes what is queued, then closes, or the drain timer closes it if
      * its peer does not take the write within CONN_DRAIN_MS. */
@@ -535,6 +536,10 @@ static void conn_handle_hello(struct conn *c, const struct frame *f)
         snprintf(text, sizeof(text), "max_connections (%u) reached; try again later",
                  b->cfg.max_connections);
         conn_end(c, FRAME_ERR_LIMIT, text);
+        return;
+    }
+    if (sys_list(b, c) < 0) {
+        conn_close(c); /* -ENOMEM */
         return;
     }
     c->name = h.has_name ? strdup(h.name) : NULL;
@@ -902,6 +907,7 @@ void conn_close(struct conn *c)
     /* Off the timed lists now: their timers must never see it again. */
     deadline_list_remove(&c->wait);
     deadline_list_remove(&c->drain);
+    sys_unlist(c->broker, c);
     if (c->hello_done) {
         /* Announced while its object still shows what it had; `closing`
          * keeps the event from being queued to itself. */

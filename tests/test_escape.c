@@ -56,24 +56,6 @@ static const char *const hostile_names[] = {
 };
 #define HOSTILE_COUNT (sizeof(hostile_names) / sizeof(hostile_names[0]))
 
-/* A raw connection that says HELLO with `name` spliced in byte for byte. */
-static int raw_hello_named(const char *name)
-{
-    int fd = harness_raw(&broker, false);
-    char json[512];
-    int n = snprintf(json, sizeof(json), "{\"protocol\":1,\"name\":\"%s\"}", name);
-    cr_assert(n > 0 && (size_t)n < sizeof(json));
-    uint8_t frame[600];
-    size_t len =
-        frame_encode(frame, FRAME_OP_HELLO, 0, 0, NULL, 0, NULL, 0, NULL, 0, json, (size_t)n);
-    harness_write(fd, frame, len);
-    uint8_t hdr[16];
-    uint8_t body[512];
-    long size = harness_read_frame(fd, hdr, body, sizeof(body), HARNESS_IO_MS);
-    cr_assert(size > 0 && hdr[4] == FRAME_OP_WELCOME, "no WELCOME for name [%s]", name);
-    return fd;
-}
-
 /* No control byte (C0 but for `allowed`, DEL, C1) and nothing but valid
  * UTF-8 in data[0..len). */
 static void assert_printable(const void *data, size_t len, const char *allowed, const char *what)
@@ -156,7 +138,7 @@ Test(escape, hostile_names_leave_sys_answers_and_events_valid_json)
 
     int fds[HOSTILE_COUNT];
     for (size_t i = 0; i < HOSTILE_COUNT; i++) {
-        fds[i] = raw_hello_named(hostile_names[i]);
+        fds[i] = harness_raw_named(&broker, hostile_names[i]);
         sb_msg m = harness_expect_msg(watch);
         cr_assert_str_eq(m.subject, "$SYS.EVENT.CONNECT");
         json_object *ev = parse_strict(m.payload, m.payload_len, hostile_names[i]);
@@ -243,7 +225,7 @@ Test(escape, log_lines_cannot_be_forged)
 {
     int fds[HOSTILE_COUNT];
     for (size_t i = 0; i < HOSTILE_COUNT; i++) {
-        fds[i] = raw_hello_named(hostile_names[i]);
+        fds[i] = harness_raw_named(&broker, hostile_names[i]);
     }
     /* An invalid subject with a fake line in it: logged with its ERR. */
     static const char forged[] =
@@ -288,9 +270,10 @@ static pid_t fake_pid = -1;
 #define FAKE_STATS                                                                                 \
     "{\"uptime_s\":5,\"connections\":2,\"\\u001b[2Jkey\":1,\"dropped\":\"\\u001b[5m\\u009b\"}"
 #define FAKE_CLIENTS                                                                               \
-    "[{\"id\":1,\"name\":\"\\u001b[31mred\\u001b[0m \\u009b2J \\u0007\",\"transport\":"            \
+    "{\"offset\":0,\"total\":2,\"more\":false,\"clients\":[{\"id\":1,\"name\":\"\\u001b["          \
+    "31mred\\u001b[0m \\u009b2J \\u0007\",\"transport\":"                                          \
     "\"unix\",\"pid\":1,\"uid\":0},{\"id\":2,\"name\":\"raw \xC2\x9B \xFF \\\\ end\","             \
-    "\"transport\":\"\\u001b]0;title\\u0007\",\"pid\":2,\"uid\":0}]"
+    "\"transport\":\"\\u001b]0;title\\u0007\",\"pid\":2,\"uid\":0}]}"
 #define FAKE_ERR_TEXT "\x1B[31mdenied\xC2\x9B\xFF\n"
 
 static void fake_send(int fd, uint8_t op, uint32_t sid, const void *subject, size_t subject_len,

@@ -67,6 +67,7 @@ enum {
     SB_E_HELLO_REQUIRED = -2008, /* broker: HELLO required (fatal) */
     SB_E_SHUTDOWN = -2009,       /* broker: shutting down (fatal) */
     SB_E_VERSION = -2010,        /* broker: unsupported protocol (fatal) */
+    SB_E_REQUEST = -2011,        /* broker: a request it cannot use ($SYS) */
     SB_E_NO_RESPONDERS = -2100,  /* a request found no subscriber */
     SB_E_CLOSED = -2101,         /* the connection is closed */
 };

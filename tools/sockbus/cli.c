@@ -189,7 +189,8 @@ int cli_connection_error(const char *cmd, sb_client *client, const char *what, i
 
 bool cli_is_broker_refusal(int err)
 {
-    return err == SB_E_SUBJECT || err == SB_E_PERMISSION || err == SB_E_LIMIT || err == SB_E_SID;
+    return err == SB_E_SUBJECT || err == SB_E_PERMISSION || err == SB_E_LIMIT || err == SB_E_SID ||
+           err == SB_E_REQUEST;
 }
 
 int cli_refusal_error(const char *cmd, sb_client *client, int err, const char *hint,

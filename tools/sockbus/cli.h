@@ -85,7 +85,7 @@ const char *cli_broker_detail(sb_client *client, int err, char *buf, size_t len)
 int cli_connection_error(const char *cmd, sb_client *client, const char *what, int err);
 
 /* Is `err` a broker refusal that leaves the connection open (invalid
- * subject, permission, limit, sid)? Anything else negative from the
+ * subject, permission, limit, sid, invalid request)? Anything else negative from the
  * library means the connection is unusable. */
 bool cli_is_broker_refusal(int err);
 

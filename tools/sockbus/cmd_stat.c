@@ -2,13 +2,15 @@
  * cmd_stat.c - `sockbus stat`: what the broker says about itself
  * ($SYS.STATS) and its clients ($SYS.CLIENTS), as a table or as JSON.
  *
- * Both requests go out at once (sb_request_send) behind one sb_flush()
- * barrier, so a refusal (a broker whose answer would exceed max_frame
- * refuses it as a limit) is reported at once instead of as a timeout. The
- * answers are parsed with json-c; the table is built from what they hold,
- * so a key a newer broker adds still shows, under its own name. --json
- * prints both answers as one document, {"stats":{...},"clients":[...]},
- * with the broker's values unchanged (clients sorted by id).
+ * $SYS.CLIENTS comes a page at a time; the first page goes out with the
+ * $SYS.STATS request (sb_request_send) behind one sb_flush() barrier, so
+ * a refusal is reported at once instead of as a timeout, and the others
+ * follow until the broker says no more come. The answers are parsed with
+ * json-c; the table is built from what they hold, so a key a newer broker
+ * adds still shows, under its own name, and every string in it is escaped
+ * (it is what the broker or a client chose). --json prints both answers
+ * as one document, {"stats":{...},"clients":[...]}, all pages in one
+ * array, with the broker's values unchanged (clients sorted by id).
  */
 #include "cli.h"
 #include "text.h"
@@ -31,6 +33,10 @@
 /* Room for one table cell: a number, or a name of STAT_NAME_MAX UTF-8
  * characters and the "..." that says it was cut. */
 #define STAT_CELL_MAX (STAT_NAME_MAX * 4 + 4)
+
+/* Clients asked for in each request for a page of $SYS.CLIENTS: the
+ * broker's largest page (it sends fewer if its own bound is lower). */
+#define STAT_PAGE_LIMIT 250u
 
 /* Between two table columns. */
 #define STAT_GAP "  "
@@ -194,8 +200,9 @@ static int stat_request_error(sb_client *client, const stat_args *args, const ch
     return cli_connection_error(CMD, client, "asking for its statistics", err);
 }
 
-/* Wait for the answer to `token` and parse it as JSON of type `type`.
- * Returns 0 with *out owning the value, or an exit code. */
+/* Wait for the answer to `token` and parse it as JSON of type `type`
+ * (json_type_null: an object or an array). Returns 0 with *out owning the
+ * value, or an exit code. */
 static int stat_answer(sb_client *client, const stat_args *args, const char *subject,
                        uint32_t token, int64_t deadline, json_type type, json_object **out)
 {
@@ -215,30 +222,92 @@ static int stat_answer(sb_client *client, const stat_args *args, const char *sub
         }
     }
     json_tokener_free(tok);
-    if (o == NULL || !json_object_is_type(o, type)) {
+    bool ok = o != NULL && (type == json_type_null ? json_object_is_type(o, json_type_object) ||
+                                                         json_object_is_type(o, json_type_array)
+                                                   : json_object_is_type(o, type));
+    if (!ok) {
         json_object_put(o);
         fprintf(stderr,
                 "sockbus stat: the broker at %s answered %s with something other than a JSON "
                 "%s; use sockbus and sockbusd from the same release\n",
-                sb_endpoint(client), subject, type == json_type_array ? "array" : "object");
+                sb_endpoint(client), subject, type == json_type_object ? "object" : "page");
         return CLI_EXIT_FAILURE;
     }
     *out = o;
     return 0;
 }
 
+/* Ask for the page of $SYS.CLIENTS that starts at `offset`. */
+static int stat_send_page(sb_client *client, uint64_t offset, uint32_t *token)
+{
+    char payload[64];
+    int n = snprintf(payload, sizeof(payload), "{\"offset\":%llu,\"limit\":%u}",
+                     (unsigned long long)offset, STAT_PAGE_LIMIT);
+    sb_pub req = {.subject = STAT_SUBJECT_CLIENTS, .payload = payload, .payload_len = (size_t)n};
+    return sb_request_send(client, &req, token);
+}
+
+/*
+ * Add the clients of one $SYS.CLIENTS answer (`page`, consumed) to `all`.
+ * A page is {"clients":[...],"offset":N,"total":T,"more":B}; a broker from
+ * before paging answers with the array of all its clients. Sets *more
+ * when another page follows. Returns 0 or an exit code.
+ */
+static int stat_take_page(sb_client *client, json_object *page, json_object *all, size_t *taken,
+                          bool *more)
+{
+    json_object *list = page;
+    json_object *more_v = NULL;
+    *more = false;
+    if (json_object_is_type(page, json_type_object)) {
+        list = NULL;
+        json_object_object_get_ex(page, "clients", &list);
+        json_object_object_get_ex(page, "more", &more_v);
+    }
+    if (list == NULL || !json_object_is_type(list, json_type_array) ||
+        (json_object_is_type(page, json_type_object) &&
+         (more_v == NULL || !json_object_is_type(more_v, json_type_boolean)))) {
+        json_object_put(page);
+        fprintf(stderr,
+                "sockbus stat: the broker at %s answered %s with something other than a page "
+                "of clients; use sockbus and sockbusd from the same release\n",
+                sb_endpoint(client), STAT_SUBJECT_CLIENTS);
+        return CLI_EXIT_FAILURE;
+    }
+    size_t n = json_object_array_length(list);
+    for (size_t i = 0; i < n; i++) {
+        json_object_array_add(all, json_object_get(json_object_array_get_idx(list, i)));
+    }
+    *taken = n;
+    *more = more_v != NULL && json_object_get_boolean(more_v);
+    json_object_put(page);
+    if (*more && n == 0) {
+        /* Each page must bring someone, or we would ask for ever. */
+        fprintf(stderr,
+                "sockbus stat: the broker at %s answered %s with an empty page and more to "
+                "come; use sockbus and sockbusd from the same release\n",
+                sb_endpoint(client), STAT_SUBJECT_CLIENTS);
+        return CLI_EXIT_FAILURE;
+    }
+    return 0;
+}
+
+/*
+ * Ask for the counters and every page of clients. The first page goes out
+ * with the counters behind one sb_flush(), so a refusal shows at once; the
+ * next pages one at a time, all within -t counted from the start.
+ */
 static int stat_fetch(sb_client *client, const stat_args *args, json_object **stats,
                       json_object **clients)
 {
     sb_pub stats_req = {.subject = STAT_SUBJECT_STATS};
-    sb_pub clients_req = {.subject = STAT_SUBJECT_CLIENTS};
     uint32_t stats_token;
     uint32_t clients_token;
     int r;
 
     r = sb_request_send(client, &stats_req, &stats_token);
     if (r == 0) {
-        r = sb_request_send(client, &clients_req, &clients_token);
+        r = stat_send_page(client, 0, &clients_token);
     }
     if (r < 0) {
         return cli_connection_error(CMD, client, "asking for its statistics", r);
@@ -250,18 +319,40 @@ static int stat_fetch(sb_client *client, const stat_args *args, json_object **st
         /* Both were sent together; a refusal says which in its text. */
         return stat_request_error(client, args, STAT_SUBJECT_STATS " and " STAT_SUBJECT_CLIENTS, r);
     }
+    STAT_CLEANUP_JSON json_object *got_stats = NULL;
     r = stat_answer(client, args, STAT_SUBJECT_STATS, stats_token, deadline, json_type_object,
-                    stats);
+                    &got_stats);
     if (r != 0) {
         return r;
     }
-    r = stat_answer(client, args, STAT_SUBJECT_CLIENTS, clients_token, deadline, json_type_array,
-                    clients);
-    if (r != 0) {
-        json_object_put(*stats);
-        *stats = NULL;
+    STAT_CLEANUP_JSON json_object *all = json_object_new_array();
+    uint64_t offset = 0;
+    for (;;) {
+        json_object *page = NULL;
+        r = stat_answer(client, args, STAT_SUBJECT_CLIENTS, clients_token, deadline, json_type_null,
+                        &page);
+        size_t taken = 0;
+        bool more = false;
+        if (r == 0) {
+            r = stat_take_page(client, page, all, &taken, &more);
+        }
+        if (r != 0) {
+            return r;
+        }
+        if (!more) {
+            break;
+        }
+        offset += taken;
+        r = stat_send_page(client, offset, &clients_token);
+        if (r < 0) {
+            return cli_connection_error(CMD, client, "asking for its clients", r);
+        }
     }
-    return r;
+    *stats = got_stats;
+    *clients = all;
+    got_stats = NULL;
+    all = NULL;
+    return 0;
 }
 
 static int stat_by_id(const void *a, const void *b)
