@@ -36,6 +36,8 @@ SB_EXPORT const char *sb_strerror(int err)
         return "no responders";
     case SB_E_CLOSED:
         return "connection closed";
+    case SB_E_UNTRUSTED:
+        return "the broker's socket is served by another user";
     default:
         break;
     }

@@ -143,12 +143,19 @@ int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client
     if (timeout_ms <= 0) {
         timeout_ms = CLI_TIMEOUT_DEFAULT_MS;
     }
+    /* The library resolves the endpoint itself, the same way: given the
+     * default path rather than our copy of it, it checks who serves it. */
     sb_options opts = {
-        .endpoint = resolved,
+        .endpoint = endpoint,
         .name = name,
         .timeout_ms = timeout_ms,
     };
-    r = sb_connect(&client, &opts);
+    char why[SB_CONNECT_ERR_MAX];
+    r = sb_connect_ex(&client, &opts, why, sizeof(why));
+    if (r == SB_E_UNTRUSTED) {
+        fprintf(stderr, "sockbus: %s\n", why);
+        return r;
+    }
     if (r < 0) {
         connect_error(resolved, endpoint, timeout_ms, r);
         return r;

@@ -51,11 +51,13 @@ int cmd_stat(int argc, char **argv);
 /*
  * Resolve the endpoint (`endpoint` from -s, or NULL for the default rule:
  * $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock, /tmp/sockbus-UID.sock),
- * connect within `timeout_ms` (> 0) and do the handshake. `cmd` names the
- * subcommand ("pub"); the client calls itself "sockbus CMD" to the broker.
- * On failure prints exactly one line on stderr naming the endpoint and what
- * to try. Returns 0 with *out owning the client, or a negative code (*out
- * untouched).
+ * connect within `timeout_ms` (> 0) and do the handshake. On a default
+ * path the library refuses a broker run by another user (SB_E_UNTRUSTED);
+ * -s and $SOCKBUS_SOCKET name a socket explicitly, and are trusted. `cmd`
+ * names the subcommand ("pub"); the client calls itself "sockbus CMD" to
+ * the broker. On failure prints exactly one line on stderr naming the
+ * endpoint and what to try. Returns 0 with *out owning the client, or a
+ * negative code (*out untouched).
  */
 int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client **out);
 
