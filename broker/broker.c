@@ -272,4 +272,6 @@ void broker_deinit(struct broker *b)
     subtrie_result_deinit(&b->match);
     subtrie_free(b->subs);
     b->subs = NULL;
+    free(b->listed); /* the $SYS.CLIENTS list (sys.c) */
+    b->listed = NULL;
 }

@@ -100,6 +100,12 @@ struct broker {
 
     /* Every connection, for shutdown and introspection. */
     struct conn *conns;
+    /* The connections $SYS.CLIENTS lists (welcomed, not ending), in an
+     * array so that a page starts at its offset in O(1) (sys.c); freed by
+     * broker_deinit(). */
+    struct conn **listed;
+    uint32_t nlisted;
+    uint32_t listed_cap;
     uint32_t nconns;   /* all accepted and not yet closed */
     uint32_t nclients; /* of which past HELLO: what $SYS.STATS counts */
     /* Of which waiting for HELLO (hello_timeout_ms), and closing after a

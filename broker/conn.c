@@ -48,6 +48,7 @@
 #include "router.h"
 #include "sockbus.h"
 #include "sys.h"
+#include "text.h"
 
 #include <arpa/inet.h>
 #include <assert.h>
@@ -304,15 +305,21 @@ bool conn_queue_msg_shared(struct conn *c, uint32_t sid, uint8_t flags, const st
 void conn_queue_err(struct conn *c, uint32_t code, const void *subject, size_t subject_len,
                     const char *fmt, ...)
 {
+    char raw[CONN_ERR_TEXT_MAX];
     char text[CONN_ERR_TEXT_MAX];
     va_list ap;
     va_start(ap, fmt);
-    int n = vsnprintf(text, sizeof(text), fmt, ap);
+    int n = vsnprintf(raw, sizeof(raw), fmt, ap);
     va_end(ap);
-    size_t len = n < 0 ? 0 : (size_t)n >= sizeof(text) ? sizeof(text) - 1 : (size_t)n;
     if (c->draining || c->closing) {
         return;
     }
+    /* The texts quote what the client sent (a subject, a pattern), which
+     * may be any bytes: escaped, the ERR payload is UTF-8 as the protocol
+     * promises and the log line stays one line. Our own words are printable
+     * ASCII without a backslash, so they pass unchanged. */
+    size_t raw_len = n < 0 ? 0 : (size_t)n >= sizeof(raw) ? sizeof(raw) - 1 : (size_t)n;
+    size_t len = text_escape(text, sizeof(text), raw, raw_len);
     if (c->has_cred) {
         log_verbose("client %llu (pid %ld, uid %lu): ERR %u: %s", (unsigned long long)c->id,
                     (long)c->pid, (unsigned long)c->uid, code, text);
@@ -337,6 +344,7 @@ void conn_end(struct conn *c, uint32_t code, const char *text)
     if (c->closing) {
         return;
     }
+    sys_unlist(c->broker, c);
     /* Stop taking input and leave the routing table now; conn_flush()
      * writes what is queued, then closes, or the drain timer closes it if
      * its peer does not take the write within CONN_DRAIN_MS. */
@@ -530,19 +538,26 @@ static void conn_handle_hello(struct conn *c, const struct frame *f)
         conn_end(c, FRAME_ERR_LIMIT, text);
         return;
     }
+    if (sys_list(b, c) < 0) {
+        conn_close(c); /* -ENOMEM */
+        return;
+    }
     c->name = h.has_name ? strdup(h.name) : NULL;
     c->echo = h.echo;
     c->hello_done = true;
     b->nclients++;
     conn_send_welcome(c);
     sys_event(b, c, true);
+    /* The name is printable UTF-8 already (hello_parse()); escaped all the
+     * same, like everything a client sends that reaches the log. */
+    char name[TEXT_ESCAPE_MAX(HELLO_NAME_MAX)];
+    text_escape(name, sizeof(name), h.name, strlen(h.name));
     if (c->has_cred) {
         log_verbose("client %llu connected: %s pid %ld uid %lu gid %lu name '%s'",
                     (unsigned long long)c->id, "unix", (long)c->pid, (unsigned long)c->uid,
-                    (unsigned long)c->gid, c->name ? c->name : "");
+                    (unsigned long)c->gid, name);
     } else {
-        log_verbose("client %llu connected: tcp name '%s'", (unsigned long long)c->id,
-                    c->name ? c->name : "");
+        log_verbose("client %llu connected: tcp name '%s'", (unsigned long long)c->id, name);
     }
 }
 
@@ -584,9 +599,11 @@ static void conn_handle_frame(struct conn *c, const struct frame *f)
         } else if (r == -EPERM) {
             b->stats.denied++;
             conn_queue_err(c, FRAME_ERR_PERMISSION, f->subject, f->subject_len,
-                           "permission denied: cannot use '%.*s' as a reply subject: not your "
-                           "inbox and not a subject you may publish on",
-                           (int)f->reply_len, (const char *)f->reply);
+                           "permission denied: cannot use '%.*s' as a reply subject: %s",
+                           (int)f->reply_len, (const char *)f->reply,
+                           sys_subject(f->reply, f->reply_len)
+                               ? "$SYS. subjects are the broker's own"
+                               : "not your inbox and not a subject you may publish on");
         } else if (r < 0) {
             conn_queue_err(c, errno_to_err(r), f->subject, f->subject_len,
                            "cannot publish on '%.*s': %s", (int)f->subject_len,
@@ -890,6 +907,7 @@ void conn_close(struct conn *c)
     /* Off the timed lists now: their timers must never see it again. */
     deadline_list_remove(&c->wait);
     deadline_list_remove(&c->drain);
+    sys_unlist(c->broker, c);
     if (c->hello_done) {
         /* Announced while its object still shows what it had; `closing`
          * keeps the event from being queued to itself. */

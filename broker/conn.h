@@ -127,6 +127,10 @@ struct conn {
      * ACL. */
     const struct acl_rule *acl_rule;
 
+    /* 1 + its index in broker->listed while $SYS.CLIENTS lists it; 0 when
+     * not listed (sys_list()). */
+    uint32_t listed_slot;
+
     bool hello_done;
     bool echo;
     bool draining; /* a fatal ERR is queued: write it, then close */

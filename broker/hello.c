@@ -4,12 +4,15 @@
  * The payload comes straight from an unauthenticated peer, so nothing in it
  * is trusted: json-c parses exactly `len` bytes (the frame is not NUL
  * terminated), anything after the one object makes it invalid, and the
- * name is copied into a fixed-size field. The result depends only on the
- * bytes; the connection code maps the errors to ERR codes.
+ * name is copied into a fixed-size field, cleaned of what is not printable
+ * UTF-8 (a name is a label: a client is not refused for it). The result
+ * depends only on the bytes; the connection code maps the errors to ERR
+ * codes.
  */
 #include "hello.h"
 
 #include "sockbus.h"
+#include "text.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -37,6 +40,34 @@ static json_object *parse_whole(const uint8_t *buf, size_t len, int *err)
     json_tokener_free(tok);
     *err = -EPROTO;
     return o;
+}
+
+/*
+ * Copy a client's name into out[HELLO_NAME_MAX + 1] as UTF-8 without
+ * control characters: each control character and each ill-formed subpart
+ * becomes one U+FFFD. The name goes out again in $SYS answers and events
+ * (JSON, which must be UTF-8) and in the log, so it is made clean once,
+ * here, rather than at every place it is shown. Stops before a character
+ * that would pass HELLO_NAME_MAX bytes, so a cut never splits one.
+ */
+static void hello_copy_name(char *out, const char *s, size_t len)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp = 0;
+        int n = text_utf8_next(s + i, len - i, &cp);
+        bool replace = n < 0 || text_is_control(cp);
+        size_t take = (size_t)(n < 0 ? -n : n);
+        const char *bytes = replace ? TEXT_REPLACEMENT : s + i;
+        size_t blen = replace ? TEXT_REPLACEMENT_LEN : take;
+        if (o + blen > HELLO_NAME_MAX) {
+            break;
+        }
+        memcpy(out + o, bytes, blen);
+        o += blen;
+        i += take;
+    }
+    out[o] = '\0';
 }
 
 int hello_parse(const uint8_t *json, size_t len, struct hello *out)
@@ -67,18 +98,8 @@ int hello_parse(const uint8_t *json, size_t len, struct hello *out)
         r = -EINVAL;
     } else {
         if (json_object_object_get_ex(o, "name", &name)) {
-            /* Like strndup(): up to the first NUL or HELLO_NAME_MAX bytes,
-             * but a cut never splits a UTF-8 character (the name goes out
-             * again as JSON in $SYS answers and events). */
             const char *s = json_object_get_string(name);
-            size_t n = strnlen(s, HELLO_NAME_MAX);
-            if (n == HELLO_NAME_MAX && s[n] != '\0') {
-                while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80) {
-                    n--; /* s[n] continues a character: cut before its lead */
-                }
-            }
-            memcpy(h.name, s, n);
-            h.name[n] = '\0';
+            hello_copy_name(h.name, s, strlen(s));
             h.has_name = true;
         }
         if (json_object_object_get_ex(o, "echo", &echo)) {

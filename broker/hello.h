@@ -24,8 +24,11 @@ struct hello {
 
 /*
  * Parse `len` bytes of HELLO JSON (no terminator needed; the caller keeps
- * the buffer). A name is copied up to its first NUL byte or HELLO_NAME_MAX
- * bytes. Returns 0 and fills *out, or:
+ * the buffer). A name is copied up to its first NUL byte, with every
+ * control character (C0, DEL, C1) and every ill-formed UTF-8 subpart
+ * replaced by U+FFFD, and cut before a character that would pass
+ * HELLO_NAME_MAX bytes: what is kept is always valid UTF-8 that prints on
+ * one line. Returns 0 and fills *out, or:
  *   -EPROTO           not exactly one JSON object (invalid JSON, another
  *                     type, trailing bytes), or "protocol" missing or not
  *                     an integer

@@ -276,6 +276,13 @@ int router_publish(struct broker *b, struct conn *c, const struct frame *f)
     if (f->reply_len > 0 && !sb_subject_valid((const char *)f->reply, f->reply_len)) {
         return -EINVAL;
     }
+    /* Whoever answers a request publishes on its reply subject, and the
+     * broker answers $SYS requests itself: a $SYS. reply subject would make
+     * it (or a responder) publish where no client may, a forged
+     * $SYS.EVENT.DISCONNECT say. Refused whatever the subject, ACL or not. */
+    if (f->reply_len > 0 && sys_subject(f->reply, f->reply_len)) {
+        return -EPERM;
+    }
     bool sys = sys_subject(subject, f->subject_len);
     bool special = sys || (f->flags & FRAME_PUB_RETAIN);
     if (special && !sb_subject_valid(subject, f->subject_len)) {

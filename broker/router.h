@@ -12,7 +12,8 @@
  * With an ACL (acl.h), a SUB whose pattern is not covered by the
  * connection's rule gets -EACCES, and so does a PUB on a subject it may not
  * publish on; a PUB whose reply subject is neither its own inbox nor
- * publishable by it gets -EPERM (ERR 4 as well).
+ * publishable by it gets -EPERM (ERR 4 as well), and so does, ACL or not,
+ * a PUB whose reply subject is a $SYS. subject.
  */
 #ifndef SOCKBUS_ROUTER_H
 #define SOCKBUS_ROUTER_H
@@ -74,7 +75,8 @@ void router_remove_conn(struct broker *b, struct conn *c);
  * PUB frame from `c`: queue a MSG to every matching subscription; store it
  * first when flagged RETAIN; answer NO_RESPONDERS to a request nobody
  * receives; hand $SYS. subjects to sys.c. Returns 0, -EINVAL, -EACCES (the
- * ACL forbids the subject), -EPERM (the ACL forbids the reply subject),
+ * ACL forbids the subject), -EPERM (a $SYS. reply subject, or one the ACL
+ * forbids),
  * -EDQUOT when a RETAIN value did not fit max_retained_bytes (it was still
  * delivered live), -E2BIG when a $SYS answer exceeds max_frame, or
  * -ENOMEM.

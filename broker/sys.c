@@ -4,6 +4,17 @@
  * Answers are JSON built with json-c and published by the broker like any
  * other message (router_publish_local()), so they reach whoever subscribes
  * to the reply subject. Nothing here is on the message hot path.
+ *
+ * $SYS.CLIENTS is answered a page at a time, so that one request costs the
+ * broker a bounded amount of work and one answer fits max_frame however
+ * many clients there are. The connections it lists are kept in an array
+ * (broker->listed), each knowing its own index: a page starts at its offset
+ * without a walk, a welcomed client is appended, and one that ends is
+ * replaced by the last (swap-remove). The price of O(1) removal is what a
+ * reader paging while clients come and go sees: nobody twice, newcomers at
+ * the end, but a client that was listed all along may be missed when one
+ * listed on an earlier page leaves meanwhile (the last moves into its
+ * place). docs/protocol.md states this.
  */
 #include "sys.h"
 
@@ -14,6 +25,9 @@
 
 #include <errno.h>
 #include <json-c/json.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define SYS_STATS            "$SYS.STATS"
@@ -76,17 +90,6 @@ static json_object *sys_client(const struct conn *c)
     return o;
 }
 
-static json_object *sys_clients(const struct broker *b)
-{
-    json_object *a = json_object_new_array();
-    for (const struct conn *c = b->conns; c != NULL; c = c->next) {
-        if (c->hello_done && !c->closing && !c->draining) {
-            json_object_array_add(a, sys_client(c));
-        }
-    }
-    return a;
-}
-
 /* Publish `o` (consumed) on subject, as the broker. */
 static int sys_publish(struct broker *b, const char *subject, size_t subject_len, json_object *o)
 {
@@ -100,23 +103,203 @@ static int sys_publish(struct broker *b, const char *subject, size_t subject_len
     return r;
 }
 
+/* ---- $SYS.CLIENTS, a page at a time ------------------------------------- */
+
+int sys_list(struct broker *b, struct conn *c)
+{
+    if (b->nlisted == b->listed_cap) {
+        uint32_t cap = b->listed_cap ? b->listed_cap * 2 : 64;
+        struct conn **p = realloc(b->listed, cap * sizeof(*p));
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        b->listed = p;
+        b->listed_cap = cap;
+    }
+    b->listed[b->nlisted++] = c;
+    c->listed_slot = b->nlisted;
+    return 0;
+}
+
+void sys_unlist(struct broker *b, struct conn *c)
+{
+    if (c->listed_slot == 0) {
+        return;
+    }
+    uint32_t i = c->listed_slot - 1;
+    struct conn *last = b->listed[--b->nlisted];
+    b->listed[i] = last;
+    last->listed_slot = i + 1;
+    c->listed_slot = 0;
+}
+
+/* The page a $SYS.CLIENTS request asks for. */
+struct sys_page {
+    uint64_t offset;
+    uint32_t limit;
+};
+
+/*
+ * Parse a $SYS.CLIENTS request's payload: empty, or one JSON object with
+ * "offset" (an integer >= 0, default 0) and "limit" (an integer >= 1,
+ * default SYS_CLIENTS_LIMIT_DEFAULT, at most SYS_CLIENTS_LIMIT_MAX: more is
+ * cut to it), nothing else. Returns 0 and fills *page, or -EINVAL with a
+ * reason in why[len].
+ */
+static int sys_page_parse(const uint8_t *payload, size_t len, struct sys_page *page, char *why,
+                          size_t why_len)
+{
+    struct sys_page p = {.offset = 0, .limit = SYS_CLIENTS_LIMIT_DEFAULT};
+    if (len == 0) {
+        *page = p;
+        return 0;
+    }
+    json_object *o = NULL;
+    json_tokener *tok = len <= INT_MAX ? json_tokener_new() : NULL;
+    if (tok != NULL) {
+        o = json_tokener_parse_ex(tok, (const char *)payload, (int)len);
+        if (o != NULL && json_tokener_get_parse_end(tok) != len) {
+            json_object_put(o); /* something after the object */
+            o = NULL;
+        }
+        json_tokener_free(tok);
+    }
+    int r = 0;
+    if (o == NULL || !json_object_is_type(o, json_type_object)) {
+        snprintf(why, why_len, "the payload is not one JSON object");
+        r = -EINVAL;
+    } else {
+        json_object_object_foreach(o, key, val)
+        {
+            bool is_int = val != NULL && json_object_is_type(val, json_type_int);
+            /* json-c clamps what does not fit an int64; a page past
+             * UINT32_MAX clients is as empty as one at it. */
+            int64_t v = is_int ? json_object_get_int64(val) : 0;
+            if (strcmp(key, "offset") == 0 && is_int && v >= 0) {
+                p.offset = (uint64_t)v;
+            } else if (strcmp(key, "limit") == 0 && is_int && v >= 1) {
+                p.limit = v > SYS_CLIENTS_LIMIT_MAX ? SYS_CLIENTS_LIMIT_MAX : (uint32_t)v;
+            } else if (strcmp(key, "offset") == 0) {
+                snprintf(why, why_len, "\"offset\" must be an integer >= 0");
+                r = -EINVAL;
+                break;
+            } else if (strcmp(key, "limit") == 0) {
+                snprintf(why, why_len, "\"limit\" must be an integer >= 1");
+                r = -EINVAL;
+                break;
+            } else {
+                snprintf(why, why_len, "unknown key \"%.32s\"", key);
+                r = -EINVAL;
+                break;
+            }
+        }
+    }
+    json_object_put(o);
+    if (r == 0) {
+        *page = p;
+    }
+    return r;
+}
+
+/* A growing byte buffer for an answer built by pieces. */
+struct sys_buf {
+    char *data;
+    size_t len;
+    size_t cap;
+};
+
+static int sys_buf_add(struct sys_buf *sb, const char *s, size_t len)
+{
+    if (sb->cap - sb->len < len) {
+        size_t cap = sb->cap ? sb->cap : 4096;
+        while (cap - sb->len < len) {
+            cap *= 2;
+        }
+        char *p = realloc(sb->data, cap);
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        sb->data = p;
+        sb->cap = cap;
+    }
+    memcpy(sb->data + sb->len, s, len);
+    sb->len += len;
+    return 0;
+}
+
+/*
+ * Answer a $SYS.CLIENTS request with one page:
+ * {"clients":[...],"offset":N,"total":T,"more":B}. The clients are
+ * b->listed[offset ..], at most page->limit of them, and fewer when the
+ * next would push the answer past max_frame (room is made for the tail
+ * with its largest numbers); "more" says whether any follow.
+ */
+static int sys_clients_answer(struct broker *b, const struct frame *f, const struct sys_page *page)
+{
+    /* The tail, at its longest: 20 digits for each number. */
+    enum { TAIL_MAX = sizeof("],\"offset\":,\"total\":,\"more\":false}") + 2 * 20 };
+    size_t room = b->cfg.max_frame - FRAME_HEADER_SIZE - f->reply_len;
+    uint64_t total = b->nlisted;
+    uint64_t start = page->offset < total ? page->offset : total;
+    uint64_t end = total - start > page->limit ? start + page->limit : total;
+    struct sys_buf out = {0};
+    int r = sys_buf_add(&out, "{\"clients\":[", strlen("{\"clients\":["));
+    uint64_t i = start;
+    for (; r == 0 && i < end; i++) {
+        json_object *o = sys_client(b->listed[i]);
+        size_t len;
+        const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
+        if (s == NULL) {
+            r = -ENOMEM;
+        } else if (i > start && out.len + 1 + len + TAIL_MAX > room) {
+            json_object_put(o);
+            break; /* cut short: the rest comes in the next page */
+        } else {
+            r = i > start ? sys_buf_add(&out, ",", 1) : 0;
+            r = r == 0 ? sys_buf_add(&out, s, len) : r;
+        }
+        json_object_put(o);
+    }
+    if (r == 0) {
+        char tail[TAIL_MAX];
+        int n = snprintf(tail, sizeof(tail), "],\"offset\":%llu,\"total\":%llu,\"more\":%s}",
+                         (unsigned long long)page->offset, (unsigned long long)total,
+                         i < total ? "true" : "false");
+        r = sys_buf_add(&out, tail, (size_t)n);
+    }
+    if (r == 0) {
+        /* Building the page is work for whoever asked, delivered or not:
+         * it counts toward the asker's slice of this iteration. */
+        b->work += out.len;
+        r = router_publish_local(b, (const char *)f->reply, f->reply_len, out.data, out.len);
+    }
+    free(out.data);
+    return r;
+}
+
 int sys_handle(struct broker *b, struct conn *c, const struct frame *f)
 {
-    (void)c;
     if (f->reply_len == 0) {
         return -EACCES;
     }
-    json_object *o;
+    int r;
     if (subject_is(f, SYS_STATS)) {
-        o = sys_stats(b);
+        r = sys_publish(b, (const char *)f->reply, f->reply_len, sys_stats(b));
     } else if (subject_is(f, SYS_CLIENTS)) {
-        o = sys_clients(b);
+        struct sys_page page;
+        char why[96];
+        if (sys_page_parse(f->payload, f->payload_len, &page, why, sizeof(why)) < 0) {
+            conn_queue_err(c, FRAME_ERR_REQUEST, f->subject, f->subject_len,
+                           "invalid " SYS_CLIENTS " request: %s; send nothing, or "
+                           "{\"offset\":N,\"limit\":M} with N >= 0 and M >= 1",
+                           why);
+            return 0;
+        }
+        r = sys_clients_answer(b, f, &page);
     } else {
         return -EACCES;
     }
-    int r = sys_publish(b, (const char *)f->reply, f->reply_len, o);
-    /* An answer larger than max_frame (thousands of clients against a
-     * small max_frame) is refused as a limit. */
+    /* An answer larger than max_frame is refused as a limit. */
     return r == -EMSGSIZE ? -E2BIG : r;
 }
 

@@ -23,6 +23,7 @@
 
 #include "endpoint.h"
 #include "frame.h"
+#include "text.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -74,6 +75,10 @@ struct client_request {
 struct sb_client {
     int fd;
     int closed_err; /* 0 while open; the error every call returns after */
+
+    /* Who answered: SO_PEERCRED on a Unix socket, -1 on TCP. */
+    pid_t broker_pid;
+    uid_t broker_uid;
 
     /* What WELCOME said. */
     uint64_t client_id;
@@ -840,7 +845,67 @@ static int client_send_hello(sb_client *c, const sb_options *opts)
     return r;
 }
 
-SB_EXPORT int sb_connect(sb_client **out, const sb_options *opts)
+/* Was the endpoint named explicitly (opts->endpoint, $SOCKBUS_SOCKET),
+ * rather than found by the default rule? */
+static bool endpoint_explicit(const sb_options *opts)
+{
+    const char *env = getenv("SOCKBUS_SOCKET");
+    return (opts->endpoint != NULL && opts->endpoint[0] != '\0') || (env != NULL && env[0] != '\0');
+}
+
+/*
+ * Learn who serves the Unix socket just connected (SO_PEERCRED), and with
+ * `check`, refuse a broker that is neither us nor root: on a default path
+ * anyone who can write to the directory (anyone at all, in /tmp) may have
+ * bound the socket first, and what we would send it (publishes, requests)
+ * is ours. Runs before anything is sent. Returns 0, SB_E_UNTRUSTED with a
+ * line in err, or a negative errno.
+ */
+static int client_check_broker(sb_client *c, bool check, char *err, size_t err_len)
+{
+    struct ucred cred;
+    socklen_t len = sizeof(cred);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) < 0) {
+        return check ? -errno : 0; /* cannot tell: trust only a named one */
+    }
+    c->broker_pid = cred.pid;
+    c->broker_uid = cred.uid;
+    if (!check || cred.uid == 0 || cred.uid == getuid() || cred.uid == geteuid()) {
+        return 0;
+    }
+    if (err != NULL && err_len > 0) {
+        snprintf(err, err_len,
+                 "refusing the broker at %s: its socket is served by uid %lu (pid %ld), not by "
+                 "you (uid %lu) or root, so another user may be posing as your broker; if you "
+                 "trust it, name it explicitly (SOCKBUS_SOCKET=%s, or the program's socket "
+                 "option), otherwise start your own on a private socket (with XDG_RUNTIME_DIR "
+                 "set)",
+                 c->endpoint, (unsigned long)cred.uid, (long)cred.pid, (unsigned long)getuid(),
+                 c->endpoint);
+    }
+    return SB_E_UNTRUSTED;
+}
+
+/* The line sb_connect_ex() gives for a failure other than SB_E_UNTRUSTED:
+ * the broker's own words when it refused us, else what went wrong. */
+static void client_connect_error(const sb_client *c, const sb_options *opts, int r, char *err,
+                                 size_t err_len)
+{
+    const char *where = c->endpoint[0] != '\0' ? c->endpoint
+                        : opts->endpoint != NULL && opts->endpoint[0] != '\0'
+                            ? opts->endpoint
+                            : "the default endpoint";
+    if (c->refusal != 0 && c->last_err[0] != '\0') {
+        char text[TEXT_ESCAPE_MAX(CLIENT_ERRTEXT_MAX)];
+        text_escape(text, sizeof(text), c->last_err, strlen(c->last_err));
+        snprintf(err, err_len, "the broker at %s refused the connection: %s (%s)", where, text,
+                 sb_strerror(r));
+    } else {
+        snprintf(err, err_len, "cannot connect to %s: %s", where, sb_strerror(r));
+    }
+}
+
+SB_EXPORT int sb_connect_ex(sb_client **out, const sb_options *opts, char *err, size_t err_len)
 {
     static const sb_options defaults = {0};
     if (opts == NULL) {
@@ -848,18 +913,27 @@ SB_EXPORT int sb_connect(sb_client **out, const sb_options *opts)
     }
     int timeout = opts->timeout_ms == 0 ? CLIENT_CONNECT_TIMEOUT_MS : opts->timeout_ms;
     int64_t deadline = deadline_after(timeout);
+    if (err_len == 0) {
+        err = NULL;
+    }
 
     sb_client *c = calloc(1, sizeof(*c));
     if (c == NULL) {
+        if (err != NULL) {
+            snprintf(err, err_len, "cannot connect: %s", sb_strerror(-ENOMEM));
+        }
         return -ENOMEM;
     }
     c->fd = -1;
+    c->broker_pid = -1;
+    c->broker_uid = (uid_t)-1;
     c->max_frame = SB_MAX_FRAME_DEFAULT;
     c->next_sid = 1;
     c->wbuf = malloc(CLIENT_WBUF_SIZE);
     c->rbuf = malloc(CLIENT_RBUF_SIZE);
     c->rcap = CLIENT_RBUF_SIZE;
     int r = -ENOMEM;
+    bool described = false;
     if (c->wbuf == NULL || c->rbuf == NULL) {
         goto fail;
     }
@@ -871,6 +945,10 @@ SB_EXPORT int sb_connect(sb_client **out, const sb_options *opts)
         r = connect_tcp(c->endpoint, deadline, &c->fd);
     } else {
         r = connect_unix(c->endpoint, deadline, &c->fd);
+        if (r == 0) {
+            r = client_check_broker(c, !endpoint_explicit(opts), err, err_len);
+            described = r == SB_E_UNTRUSTED;
+        }
     }
     if (r < 0) {
         goto fail;
@@ -895,8 +973,16 @@ SB_EXPORT int sb_connect(sb_client **out, const sb_options *opts)
     *out = c;
     return 0;
 fail:
+    if (err != NULL && !described) {
+        client_connect_error(c, opts, r, err, err_len);
+    }
     sb_close(c);
     return r;
+}
+
+SB_EXPORT int sb_connect(sb_client **out, const sb_options *opts)
+{
+    return sb_connect_ex(out, opts, NULL, 0);
 }
 
 SB_EXPORT void sb_close(sb_client *c)
@@ -926,6 +1012,16 @@ SB_EXPORT void sb_close(sb_client *c)
 SB_EXPORT const char *sb_endpoint(const sb_client *c)
 {
     return c->endpoint;
+}
+
+SB_EXPORT pid_t sb_broker_pid(const sb_client *c)
+{
+    return c->broker_pid;
+}
+
+SB_EXPORT uid_t sb_broker_uid(const sb_client *c)
+{
+    return c->broker_uid;
 }
 
 SB_EXPORT uint64_t sb_client_id(const sb_client *c)

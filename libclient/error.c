@@ -30,10 +30,14 @@ SB_EXPORT const char *sb_strerror(int err)
         return "broker shutting down";
     case SB_E_VERSION:
         return "unsupported protocol version";
+    case SB_E_REQUEST:
+        return "invalid request to the broker";
     case SB_E_NO_RESPONDERS:
         return "no responders";
     case SB_E_CLOSED:
         return "connection closed";
+    case SB_E_UNTRUSTED:
+        return "the broker's socket is served by another user";
     default:
         break;
     }

@@ -64,6 +64,7 @@ enum frame_err {
     FRAME_ERR_HELLO_REQUIRED = 8, /* fatal */
     FRAME_ERR_SHUTDOWN = 9,       /* fatal */
     FRAME_ERR_VERSION = 10,       /* fatal */
+    FRAME_ERR_REQUEST = 11,       /* a request to the broker it cannot use */
 };
 
 /* A decoded frame. The pointers point into the buffer given to

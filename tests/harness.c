@@ -382,6 +382,23 @@ int harness_raw(const struct harness_broker *b, bool hello)
     return fd;
 }
 
+int harness_raw_named(const struct harness_broker *b, const char *name)
+{
+    int fd = harness_raw(b, false);
+    char json[1024];
+    int n = snprintf(json, sizeof(json), "{\"protocol\":1,\"name\":\"%s\"}", name);
+    cr_assert(n > 0 && (size_t)n < sizeof(json), "name too long for harness_raw_named()");
+    uint8_t frame[sizeof(json) + FRAME_HEADER_SIZE];
+    size_t len =
+        frame_encode(frame, FRAME_OP_HELLO, 0, 0, NULL, 0, NULL, 0, NULL, 0, json, (size_t)n);
+    harness_write(fd, frame, len);
+    uint8_t hdr[16];
+    uint8_t body[512];
+    long size = harness_read_frame(fd, hdr, body, sizeof(body), HARNESS_IO_MS);
+    cr_assert(size > 0 && hdr[4] == FRAME_OP_WELCOME, "no WELCOME for name [%s]", name);
+    return fd;
+}
+
 static void drain_fd(int fd, char **out, size_t *out_len)
 {
     size_t cap = 4096;

@@ -77,6 +77,11 @@ sb_client *harness_client(const struct harness_broker *b, const char *name, bool
  * malformed frames. Optionally performs the HELLO/WELCOME handshake. */
 int harness_raw(const struct harness_broker *b, bool hello);
 
+/* A raw connected Unix socket that has said HELLO with the name `name`,
+ * spliced into the JSON byte for byte (so it may hold JSON escapes, or
+ * bytes no encoder would write), and received WELCOME. */
+int harness_raw_named(const struct harness_broker *b, const char *name);
+
 /* Write all of buf to fd. */
 void harness_write(int fd, const void *buf, size_t len);
 

@@ -241,7 +241,9 @@ static int clients_named(sb_client *c, const char *name, int64_t subs)
     sb_msg m;
     int r = sb_request(c, "$SYS.CLIENTS", NULL, 0, &m, HARNESS_IO_MS);
     cr_assert_eq(r, 0, "$SYS.CLIENTS: %s", sb_strerror(r));
-    json_object *a = parse_json(m.payload, m.payload_len, "$SYS.CLIENTS");
+    json_object *page = parse_json(m.payload, m.payload_len, "$SYS.CLIENTS");
+    json_object *a = NULL;
+    cr_assert(json_object_object_get_ex(page, "clients", &a), "no clients in the answer");
     int count = 0;
     for (size_t i = 0; i < json_object_array_length(a); i++) {
         json_object *o = json_object_array_get_idx(a, i);
@@ -253,7 +255,7 @@ static int clients_named(sb_client *c, const char *name, int64_t subs)
             count++;
         }
     }
-    json_object_put(a);
+    json_object_put(page);
     return count;
 }
 
@@ -725,6 +727,70 @@ Test(cli_rpc, stat_json_is_one_document_with_stats_and_clients)
 
     sb_close(remote);
     sb_close(local);
+    harness_stop(&broker);
+}
+
+/*
+ * More clients, with longer names, than one frame could list at once:
+ * stat pages through $SYS.CLIENTS and shows every one of them. The names
+ * are 128 characters, 10 that tell them apart and then control characters
+ * (as JSON escapes), which a broker that kept them would list as six bytes
+ * each: 1300 of them made one answer larger than max_frame.
+ */
+Test(cli_rpc, stat_lists_every_client_of_many)
+{
+    enum { N = 1300, NAME_LEN = 128, PREFIX_LEN = 10 };
+    static int fds[N];
+    static char names[N][PREFIX_LEN + 6 * (NAME_LEN - PREFIX_LEN) + 1];
+    for (int i = 0; i < N; i++) {
+        int n = snprintf(names[i], sizeof(names[i]), "many-%04d-", i);
+        for (int k = PREFIX_LEN; k < NAME_LEN; k++) {
+            n += snprintf(names[i] + n, sizeof(names[i]) - (size_t)n, "\\u0001");
+        }
+        fds[i] = harness_raw_named(&broker, names[i]);
+    }
+
+    struct cli_result r;
+    const char *const table[] = {"sockbus", "stat", "-s", broker.socket, NULL};
+    run(&r, table, NULL, 0);
+    cr_assert_eq(r.status, 0, "exit %d, stderr [%s]", r.status, r.err);
+    cr_assert_str_empty(r.err);
+    for (int i = 0; i < N; i++) {
+        char cell[32];
+        snprintf(cell, sizeof(cell), "  many-%04d-\xEF\xBF\xBD", i);
+        cr_assert(strstr(r.out, cell) != NULL, "client %d missing from the table", i);
+    }
+    free(r.out);
+
+    const char *const json[] = {"sockbus", "stat", "-s", broker.socket, "--json", NULL};
+    run(&r, json, NULL, 0);
+    cr_assert_eq(r.status, 0, "exit %d, stderr [%s]", r.status, r.err);
+    json_object *doc = parse_json(r.out, r.out_len, "stat --json");
+    json_object *clients = NULL;
+    cr_assert(json_object_object_get_ex(doc, "clients", &clients));
+    cr_assert_eq(json_object_array_length(clients), N + 1, "us and stat itself");
+    static bool seen[N];
+    memset(seen, 0, sizeof(seen));
+    for (size_t i = 0; i < json_object_array_length(clients); i++) {
+        json_object *name = NULL;
+        json_object_object_get_ex(json_object_array_get_idx(clients, i), "name", &name);
+        const char *s = name ? json_object_get_string(name) : "";
+        int k;
+        if (sscanf(s, "many-%04d-", &k) == 1 && k >= 0 && k < N) {
+            /* Each control character is shown as U+FFFD, up to 128 bytes. */
+            cr_assert(strlen(s) > PREFIX_LEN && strlen(s) <= NAME_LEN, "name [%s]", s);
+            cr_assert_not(seen[k], "client %d listed twice", k);
+            seen[k] = true;
+        }
+    }
+    for (int i = 0; i < N; i++) {
+        cr_assert(seen[i], "client %d missing from --json", i);
+    }
+    json_object_put(doc);
+    free(r.out);
+    for (int i = 0; i < N; i++) {
+        close(fds[i]);
+    }
     harness_stop(&broker);
 }
 

@@ -404,14 +404,14 @@ Test(endpoint, parse_tcp_output_sizes)
 Test(endpoint, strerror_sb_codes)
 {
     static const int codes[] = {
-        SB_E_PROTOCOL, SB_E_TOO_LARGE,     SB_E_SUBJECT,       SB_E_PERMISSION,
-        SB_E_LIMIT,    SB_E_SLOW_CONSUMER, SB_E_SID,           SB_E_HELLO_REQUIRED,
-        SB_E_SHUTDOWN, SB_E_VERSION,       SB_E_NO_RESPONDERS, SB_E_CLOSED,
+        SB_E_PROTOCOL,      SB_E_TOO_LARGE,     SB_E_SUBJECT,        SB_E_PERMISSION, SB_E_LIMIT,
+        SB_E_SLOW_CONSUMER, SB_E_SID,           SB_E_HELLO_REQUIRED, SB_E_SHUTDOWN,   SB_E_VERSION,
+        SB_E_REQUEST,       SB_E_NO_RESPONDERS, SB_E_CLOSED,         SB_E_UNTRUSTED,
     };
     const size_t n = sizeof(codes) / sizeof(codes[0]);
 
-    /* The broker's ERR codes 1..10 map to SB_E_BROKER_BASE - code. */
-    for (int code = 1; code <= 10; code++) {
+    /* The broker's ERR codes 1..11 map to SB_E_BROKER_BASE - code. */
+    for (int code = 1; code <= 11; code++) {
         cr_expect_eq(codes[code - 1], SB_E_BROKER_BASE - code);
     }
     for (size_t i = 0; i < n; i++) {

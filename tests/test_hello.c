@@ -214,3 +214,100 @@ Test(hello, deep_nesting_is_refused)
     cr_assert_eq(parse(json, &h), -EPROTO);
     free(json);
 }
+
+/* ---- names are printable UTF-8 ---- */
+
+/* Parse {"protocol":1,"name":"<raw>"} with `raw` spliced in byte for byte
+ * (JSON escapes and raw bytes alike), and return the name kept. */
+static struct hello expect_name(const void *raw, size_t raw_len)
+{
+    static const char head[] = "{\"protocol\":1,\"name\":\"";
+    static const char tail[] = "\"}";
+    uint8_t json[1024];
+    cr_assert_lt(sizeof(head) + raw_len + sizeof(tail), sizeof(json));
+    size_t n = 0;
+    memcpy(json + n, head, sizeof(head) - 1);
+    n += sizeof(head) - 1;
+    memcpy(json + n, raw, raw_len);
+    n += raw_len;
+    memcpy(json + n, tail, sizeof(tail) - 1);
+    n += sizeof(tail) - 1;
+    struct hello h;
+    int r = parse_len(json, n, &h);
+    cr_assert_eq(r, 0, "hello_parse(name [%.*s]) = %d", (int)raw_len, (const char *)raw, r);
+    cr_assert(h.has_name);
+    return h;
+}
+
+#define FFFD "\xEF\xBF\xBD"
+
+static void expect_clean_name(const char *raw, const char *want)
+{
+    struct hello h = expect_name(raw, strlen(raw));
+    cr_assert_str_eq(h.name, want, "name from [%s]", raw);
+}
+
+Test(hello, name_keeps_printable_utf8)
+{
+    expect_clean_name("caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80",
+                      "caf\xC3\xA9 \xE2\x82\xAC \xF0\x9F\x98\x80");
+    expect_clean_name("caf\\u00e9 \\\"q\\\" a\\\\b", "caf\xC3\xA9 \"q\" a\\b");
+    expect_clean_name("sockbus sub", "sockbus sub");
+}
+
+Test(hello, name_control_characters_become_replacement_characters)
+{
+    /* A newline that would forge a log line, escaped or raw. */
+    expect_clean_name("x\\nsockbusd: client 9 connected", "x" FFFD "sockbusd: client 9 connected");
+    expect_clean_name("x\nsockbusd: client 9 connected", "x" FFFD "sockbusd: client 9 connected");
+    /* ESC [ (a terminal escape), as a JSON escape and raw. */
+    expect_clean_name("\\u001b[31mred", FFFD "[31mred");
+    expect_clean_name("\x1b[31mred", FFFD "[31mred");
+    /* C1 CSI U+009B, escaped and as its two raw UTF-8 bytes; and DEL. */
+    expect_clean_name("\\u009b2J", FFFD "2J");
+    expect_clean_name("\xC2\x9B"
+                      "2J",
+                      FFFD "2J");
+    expect_clean_name("a\x7F"
+                      "b\\t",
+                      "a" FFFD "b" FFFD);
+}
+
+Test(hello, name_invalid_utf8_becomes_replacement_characters)
+{
+    expect_clean_name("\xFF", FFFD);
+    expect_clean_name("a\xFF\xFE"
+                      "b",
+                      "a" FFFD FFFD "b");
+    expect_clean_name("\xC0\xAF", FFFD FFFD);          /* overlong: two subparts */
+    expect_clean_name("\xE2\x82z", FFFD "z");          /* cut short: one subpart */
+    expect_clean_name("\xED\xA0\x80", FFFD FFFD FFFD); /* a surrogate */
+    /* A lone surrogate written as a JSON escape ends up printable too,
+     * whatever json-c makes of it. */
+    struct hello h = expect_name("\\ud800x", 7);
+    cr_assert(strstr(h.name, "x") != NULL);
+    for (const unsigned char *p = (const unsigned char *)h.name; *p != '\0';) {
+        cr_assert(*p >= 0x20 && *p != 0x7F, "control byte %02x in the name", *p);
+        p++;
+    }
+}
+
+Test(hello, name_cut_never_splits_a_character)
+{
+    /* 43 three-byte characters are 129 bytes: the last does not fit. */
+    char raw[256] = "";
+    for (int i = 0; i < 43; i++) {
+        strcat(raw, "\xE2\x82\xAC");
+    }
+    struct hello h = expect_name(raw, strlen(raw));
+    cr_assert_eq(strlen(h.name), 126);
+    cr_assert(memcmp(h.name, raw, 126) == 0);
+    /* Replacements count what they take in the name, not what they stand
+     * for: 128 invalid bytes keep 42 U+FFFD (126 bytes). */
+    memset(raw, 0xFF, 128);
+    h = expect_name(raw, 128);
+    cr_assert_eq(strlen(h.name), 126);
+    for (size_t i = 0; i < 126; i += 3) {
+        cr_assert(memcmp(h.name + i, FFFD, 3) == 0);
+    }
+}

@@ -400,9 +400,13 @@ static long long subscription_bytes(sb_client *asker, uint64_t id)
     int r = sb_request(asker, "$SYS.CLIENTS", NULL, 0, &reply, HARNESS_IO_MS);
     cr_assert_eq(r, 0, "$SYS.CLIENTS: %s", sb_strerror(r));
     json_tokener *tok = json_tokener_new();
-    json_object *list = json_tokener_parse_ex(tok, reply.payload, (int)reply.payload_len);
+    json_object *page = json_tokener_parse_ex(tok, reply.payload, (int)reply.payload_len);
     json_tokener_free(tok);
-    cr_assert(json_object_is_type(list, json_type_array), "$SYS.CLIENTS: not an array");
+    json_object *list = NULL;
+    cr_assert(json_object_is_type(page, json_type_object) &&
+                  json_object_object_get_ex(page, "clients", &list) &&
+                  json_object_is_type(list, json_type_array),
+              "$SYS.CLIENTS: not a page of clients");
     long long bytes = -1;
     for (size_t i = 0; i < json_object_array_length(list); i++) {
         json_object *c = json_object_array_get_idx(list, i);
@@ -413,7 +417,7 @@ static long long subscription_bytes(sb_client *asker, uint64_t id)
             bytes = json_object_get_int64(v);
         }
     }
-    json_object_put(list);
+    json_object_put(page);
     cr_assert_geq(bytes, 0, "client %llu not in $SYS.CLIENTS", (unsigned long long)id);
     return bytes;
 }

@@ -29,6 +29,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -67,9 +68,14 @@ enum {
     SB_E_HELLO_REQUIRED = -2008, /* broker: HELLO required (fatal) */
     SB_E_SHUTDOWN = -2009,       /* broker: shutting down (fatal) */
     SB_E_VERSION = -2010,        /* broker: unsupported protocol (fatal) */
+    SB_E_REQUEST = -2011,        /* broker: a request it cannot use ($SYS) */
     SB_E_NO_RESPONDERS = -2100,  /* a request found no subscriber */
     SB_E_CLOSED = -2101,         /* the connection is closed */
+    SB_E_UNTRUSTED = -2102,      /* a default socket served by another user */
 };
+
+/* Room for the line sb_connect_ex() writes, NUL included. */
+#define SB_CONNECT_ERR_MAX 1024
 
 /* Flags of sb_msg.flags, as on the wire (MSG). */
 #define SB_MSG_NO_RESPONDERS 0x01u
@@ -167,10 +173,29 @@ SB_EXPORT const char *sb_strerror(int err);
  * On success *out owns a new client (release it with sb_close()).
  * Returns 0, -ECONNREFUSED / -ENOENT when no broker listens, -ETIMEDOUT,
  * the broker's refusal (SB_E_LIMIT at max_connections, SB_E_SHUTDOWN,
- * SB_E_VERSION, ...), or another negative code; *out is untouched on
- * failure.
+ * SB_E_VERSION, ...), SB_E_UNTRUSTED (below), or another negative code;
+ * *out is untouched on failure.
+ *
+ * Who answers. A socket on a default path (no opts->endpoint and no
+ * $SOCKBUS_SOCKET: $XDG_RUNTIME_DIR/sockbus.sock or /tmp/sockbus-UID.sock)
+ * may have been created by anyone who can write there, /tmp above all. So
+ * on such a path the client reads the broker's credentials (SO_PEERCRED)
+ * right after connecting, before it sends anything, and refuses a broker
+ * whose uid is neither its own (real or effective) nor 0 (root):
+ * SB_E_UNTRUSTED. An endpoint named explicitly (opts->endpoint, or
+ * $SOCKBUS_SOCKET) is trusted as named, and TCP carries no credentials.
  */
 SB_EXPORT int sb_connect(sb_client **out, const sb_options *opts);
+
+/*
+ * sb_connect(), and on failure one line for a person in err[err_len]
+ * (when err is not NULL and err_len > 0; NUL terminated, no newline, cut
+ * to fit; SB_CONNECT_ERR_MAX bytes always hold it): what failed, on which
+ * endpoint, and what to try. For SB_E_UNTRUSTED it names the socket path
+ * and the uid (and pid) that serves it. Text the broker sent is escaped.
+ * err is written only on failure.
+ */
+SB_EXPORT int sb_connect_ex(sb_client **out, const sb_options *opts, char *err, size_t err_len);
 
 /* Flush what can be flushed without blocking, close the socket and free the
  * client. Accepts NULL. */
@@ -178,6 +203,12 @@ SB_EXPORT void sb_close(sb_client *client);
 
 /* The endpoint this client is connected to, and what WELCOME said. */
 SB_EXPORT const char *sb_endpoint(const sb_client *client);
+
+/* The broker's process id and user id, as the kernel gave them when the
+ * client connected (SO_PEERCRED: the broker's credentials when it began to
+ * listen). Over TCP, which carries none: -1 and (uid_t)-1. */
+SB_EXPORT pid_t sb_broker_pid(const sb_client *client);
+SB_EXPORT uid_t sb_broker_uid(const sb_client *client);
 SB_EXPORT uint64_t sb_client_id(const sb_client *client);
 SB_EXPORT uint32_t sb_max_frame(const sb_client *client);
 SB_EXPORT const char *sb_server_version(const sb_client *client);

@@ -4,12 +4,14 @@
  *
  * Invariants: the result is one of the documented codes; *out is written on
  * success only; an accepted HELLO has protocol 1 and a NUL-terminated name
- * of at most HELLO_NAME_MAX bytes; and writing the accepted values back as
- * JSON and parsing that again gives the same values.
+ * of at most HELLO_NAME_MAX bytes, valid UTF-8 without a control
+ * character; and writing the accepted values back as JSON and parsing that
+ * again gives the same values.
  */
 #include "fuzz.h"
 
 #include "hello.h"
+#include "text.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -49,6 +51,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(memchr(h.name, '\0', sizeof(h.name)) != NULL);
     FUZZ_CHECK(strlen(h.name) <= HELLO_NAME_MAX);
     FUZZ_CHECK(h.has_name || h.name[0] == '\0');
+    for (size_t i = 0, len = strlen(h.name); i < len;) {
+        uint32_t cp = 0;
+        int n = text_utf8_next(h.name + i, len - i, &cp);
+        FUZZ_CHECK(n > 0 && !text_is_control(cp));
+        i += (size_t)n;
+    }
     check_round_trip(&h);
     return 0;
 }

@@ -30,6 +30,7 @@
  * pass for a fast one.
  */
 #include "bench.h"
+#include "cli.h"
 
 #include "frame.h"
 
@@ -78,7 +79,8 @@ static int worker_connect(worker *w, const bench_job *job, bench_shared *sh, con
 /* One line for an error on the connection, with the broker's own text. */
 static int worker_error(worker *w, const char *what, int err)
 {
-    const char *text = sb_last_error(w->client);
+    char escaped[CLI_ESCAPE_MAX(255)];
+    const char *text = cli_escape(sb_last_error(w->client), escaped, sizeof(escaped));
     bool detail = text[0] != '\0' && strcmp(text, sb_strerror(err)) != 0;
 
     return bench_fail(w->sh,
@@ -159,11 +161,13 @@ static int worker_subscribe_scale(worker *w, uint32_t *first_sid)
                           (BENCH_WAIT_MS + job->setup_ms) / 1000);
     }
     if (r == SB_E_LIMIT) {
+        char escaped[CLI_ESCAPE_MAX(255)];
         return bench_fail(w->sh,
                           "%s: the broker at %s refused %u subscriptions on one connection "
                           "(%s); give a smaller --scale-subs, or raise its max_subscriptions and "
                           "max_subscription_bytes",
-                          w->who, sb_endpoint(w->client), job->subjects, sb_last_error(w->client));
+                          w->who, sb_endpoint(w->client), job->subjects,
+                          cli_escape(sb_last_error(w->client), escaped, sizeof(escaped)));
     }
     if (r < 0) {
         return worker_error(w, "subscribing", r);

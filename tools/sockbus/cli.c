@@ -143,12 +143,19 @@ int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client
     if (timeout_ms <= 0) {
         timeout_ms = CLI_TIMEOUT_DEFAULT_MS;
     }
+    /* The library resolves the endpoint itself, the same way: given the
+     * default path rather than our copy of it, it checks who serves it. */
     sb_options opts = {
-        .endpoint = resolved,
+        .endpoint = endpoint,
         .name = name,
         .timeout_ms = timeout_ms,
     };
-    r = sb_connect(&client, &opts);
+    char why[SB_CONNECT_ERR_MAX];
+    r = sb_connect_ex(&client, &opts, why, sizeof(why));
+    if (r == SB_E_UNTRUSTED) {
+        fprintf(stderr, "sockbus: %s\n", why);
+        return r;
+    }
     if (r < 0) {
         connect_error(resolved, endpoint, timeout_ms, r);
         return r;
@@ -157,15 +164,22 @@ int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client
     return 0;
 }
 
+const char *cli_escape(const char *text, char *buf, size_t len)
+{
+    text_escape(buf, len, text, strlen(text));
+    return buf;
+}
+
 const char *cli_broker_detail(sb_client *client, int err, char *buf, size_t len)
 {
     const char *text = sb_last_error(client);
+    char escaped[CLI_ESCAPE_MAX(255)];
 
     /* Leave it out when it would only repeat sb_strerror(). */
     if (text == NULL || *text == '\0' || strcmp(text, sb_strerror(err)) == 0) {
         return "";
     }
-    snprintf(buf, len, " (broker: %s)", text);
+    snprintf(buf, len, " (broker: %s)", cli_escape(text, escaped, sizeof(escaped)));
     return buf;
 }
 
@@ -182,7 +196,8 @@ int cli_connection_error(const char *cmd, sb_client *client, const char *what, i
 
 bool cli_is_broker_refusal(int err)
 {
-    return err == SB_E_SUBJECT || err == SB_E_PERMISSION || err == SB_E_LIMIT || err == SB_E_SID;
+    return err == SB_E_SUBJECT || err == SB_E_PERMISSION || err == SB_E_LIMIT || err == SB_E_SID ||
+           err == SB_E_REQUEST;
 }
 
 int cli_refusal_error(const char *cmd, sb_client *client, int err, const char *hint,

@@ -16,6 +16,7 @@
 #include <stdlib.h>
 
 #include "sockbus.h"
+#include "text.h"
 
 /* Exit codes, the same for every subcommand. 124 is what timeout(1) uses
  * when time runs out, so scripts can treat both alike. */
@@ -50,21 +51,34 @@ int cmd_stat(int argc, char **argv);
 /*
  * Resolve the endpoint (`endpoint` from -s, or NULL for the default rule:
  * $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock, /tmp/sockbus-UID.sock),
- * connect within `timeout_ms` (> 0) and do the handshake. `cmd` names the
- * subcommand ("pub"); the client calls itself "sockbus CMD" to the broker.
- * On failure prints exactly one line on stderr naming the endpoint and what
- * to try. Returns 0 with *out owning the client, or a negative code (*out
- * untouched).
+ * connect within `timeout_ms` (> 0) and do the handshake. On a default
+ * path the library refuses a broker run by another user (SB_E_UNTRUSTED);
+ * -s and $SOCKBUS_SOCKET name a socket explicitly, and are trusted. `cmd`
+ * names the subcommand ("pub"); the client calls itself "sockbus CMD" to
+ * the broker. On failure prints exactly one line on stderr naming the
+ * endpoint and what to try. Returns 0 with *out owning the client, or a
+ * negative code (*out untouched).
  */
 int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client **out);
 
-/* Room for cli_broker_detail(): the broker's text is bounded by the
- * library's copy of it. */
-#define CLI_BROKER_DETAIL_MAX 600
+/* Room for cli_broker_detail(): the library keeps at most 255 bytes of the
+ * broker's text, and each may take four once escaped (cli_escape()). */
+#define CLI_BROKER_DETAIL_MAX (sizeof(" (broker: )") + TEXT_ESCAPE_MAX(255))
 
-/* " (broker: TEXT)" with the text of the broker's last ERR, or "" when
- * there is none or it says no more than sb_strerror(err). Formats into
- * buf[len] and returns buf, or returns "". */
+/* Room for cli_escape() of a text of `len` bytes, NUL included. */
+#define CLI_ESCAPE_MAX(len) TEXT_ESCAPE_MAX(len)
+
+/*
+ * Text that the broker or another client chose (an ERR text, a client
+ * name, the broker's version) made safe for a terminal: escaped into
+ * buf[len] with text_escape(), so control characters, ill-formed UTF-8 and
+ * backslashes show as \xNN, and NUL terminated. Returns buf.
+ */
+const char *cli_escape(const char *text, char *buf, size_t len);
+
+/* " (broker: TEXT)" with the text of the broker's last ERR, escaped
+ * (cli_escape()), or "" when there is none or it says no more than
+ * sb_strerror(err). Formats into buf[len] and returns buf, or returns "". */
 const char *cli_broker_detail(sb_client *client, int err, char *buf, size_t len);
 
 /* One line on stderr for an error on an established connection (`what`
@@ -73,7 +87,7 @@ const char *cli_broker_detail(sb_client *client, int err, char *buf, size_t len)
 int cli_connection_error(const char *cmd, sb_client *client, const char *what, int err);
 
 /* Is `err` a broker refusal that leaves the connection open (invalid
- * subject, permission, limit, sid)? Anything else negative from the
+ * subject, permission, limit, sid, invalid request)? Anything else negative from the
  * library means the connection is unusable. */
 bool cli_is_broker_refusal(int err);
 

@@ -463,8 +463,9 @@ static int reply_send(reply_state *st, const char *reply_to, const void *data, s
 {
     int r = sb_publish(st->client, reply_to, NULL, data, len);
     if (r == -EINVAL) {
+        char escaped[CLI_ESCAPE_MAX(SB_SUBJECT_MAX)];
         fprintf(stderr, "sockbus reply: cannot answer on '%s': not a valid subject; skipped\n",
-                reply_to);
+                cli_escape(reply_to, escaped, sizeof(escaped)));
         return 0;
     }
     if (r < 0) {

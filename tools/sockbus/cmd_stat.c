@@ -2,15 +2,18 @@
  * cmd_stat.c - `sockbus stat`: what the broker says about itself
  * ($SYS.STATS) and its clients ($SYS.CLIENTS), as a table or as JSON.
  *
- * Both requests go out at once (sb_request_send) behind one sb_flush()
- * barrier, so a refusal (a broker whose answer would exceed max_frame
- * refuses it as a limit) is reported at once instead of as a timeout. The
- * answers are parsed with json-c; the table is built from what they hold,
- * so a key a newer broker adds still shows, under its own name. --json
- * prints both answers as one document, {"stats":{...},"clients":[...]},
- * with the broker's values unchanged (clients sorted by id).
+ * $SYS.CLIENTS comes a page at a time; the first page goes out with the
+ * $SYS.STATS request (sb_request_send) behind one sb_flush() barrier, so
+ * a refusal is reported at once instead of as a timeout, and the others
+ * follow until the broker says no more come. The answers are parsed with
+ * json-c; the table is built from what they hold, so a key a newer broker
+ * adds still shows, under its own name, and every string in it is escaped
+ * (it is what the broker or a client chose). --json prints both answers
+ * as one document, {"stats":{...},"clients":[...]}, all pages in one
+ * array, with the broker's values unchanged (clients sorted by id).
  */
 #include "cli.h"
+#include "text.h"
 
 #include <errno.h>
 #include <json-c/json.h>
@@ -30,6 +33,10 @@
 /* Room for one table cell: a number, or a name of STAT_NAME_MAX UTF-8
  * characters and the "..." that says it was cut. */
 #define STAT_CELL_MAX (STAT_NAME_MAX * 4 + 4)
+
+/* Clients asked for in each request for a page of $SYS.CLIENTS: the
+ * broker's largest page (it sends fewer if its own bound is lower). */
+#define STAT_PAGE_LIMIT 250u
 
 /* Between two table columns. */
 #define STAT_GAP "  "
@@ -193,8 +200,9 @@ static int stat_request_error(sb_client *client, const stat_args *args, const ch
     return cli_connection_error(CMD, client, "asking for its statistics", err);
 }
 
-/* Wait for the answer to `token` and parse it as JSON of type `type`.
- * Returns 0 with *out owning the value, or an exit code. */
+/* Wait for the answer to `token` and parse it as JSON of type `type`
+ * (json_type_null: an object or an array). Returns 0 with *out owning the
+ * value, or an exit code. */
 static int stat_answer(sb_client *client, const stat_args *args, const char *subject,
                        uint32_t token, int64_t deadline, json_type type, json_object **out)
 {
@@ -214,30 +222,92 @@ static int stat_answer(sb_client *client, const stat_args *args, const char *sub
         }
     }
     json_tokener_free(tok);
-    if (o == NULL || !json_object_is_type(o, type)) {
+    bool ok = o != NULL && (type == json_type_null ? json_object_is_type(o, json_type_object) ||
+                                                         json_object_is_type(o, json_type_array)
+                                                   : json_object_is_type(o, type));
+    if (!ok) {
         json_object_put(o);
         fprintf(stderr,
                 "sockbus stat: the broker at %s answered %s with something other than a JSON "
                 "%s; use sockbus and sockbusd from the same release\n",
-                sb_endpoint(client), subject, type == json_type_array ? "array" : "object");
+                sb_endpoint(client), subject, type == json_type_object ? "object" : "page");
         return CLI_EXIT_FAILURE;
     }
     *out = o;
     return 0;
 }
 
+/* Ask for the page of $SYS.CLIENTS that starts at `offset`. */
+static int stat_send_page(sb_client *client, uint64_t offset, uint32_t *token)
+{
+    char payload[64];
+    int n = snprintf(payload, sizeof(payload), "{\"offset\":%llu,\"limit\":%u}",
+                     (unsigned long long)offset, STAT_PAGE_LIMIT);
+    sb_pub req = {.subject = STAT_SUBJECT_CLIENTS, .payload = payload, .payload_len = (size_t)n};
+    return sb_request_send(client, &req, token);
+}
+
+/*
+ * Add the clients of one $SYS.CLIENTS answer (`page`, consumed) to `all`.
+ * A page is {"clients":[...],"offset":N,"total":T,"more":B}; a broker from
+ * before paging answers with the array of all its clients. Sets *more
+ * when another page follows. Returns 0 or an exit code.
+ */
+static int stat_take_page(sb_client *client, json_object *page, json_object *all, size_t *taken,
+                          bool *more)
+{
+    json_object *list = page;
+    json_object *more_v = NULL;
+    *more = false;
+    if (json_object_is_type(page, json_type_object)) {
+        list = NULL;
+        json_object_object_get_ex(page, "clients", &list);
+        json_object_object_get_ex(page, "more", &more_v);
+    }
+    if (list == NULL || !json_object_is_type(list, json_type_array) ||
+        (json_object_is_type(page, json_type_object) &&
+         (more_v == NULL || !json_object_is_type(more_v, json_type_boolean)))) {
+        json_object_put(page);
+        fprintf(stderr,
+                "sockbus stat: the broker at %s answered %s with something other than a page "
+                "of clients; use sockbus and sockbusd from the same release\n",
+                sb_endpoint(client), STAT_SUBJECT_CLIENTS);
+        return CLI_EXIT_FAILURE;
+    }
+    size_t n = json_object_array_length(list);
+    for (size_t i = 0; i < n; i++) {
+        json_object_array_add(all, json_object_get(json_object_array_get_idx(list, i)));
+    }
+    *taken = n;
+    *more = more_v != NULL && json_object_get_boolean(more_v);
+    json_object_put(page);
+    if (*more && n == 0) {
+        /* Each page must bring someone, or we would ask for ever. */
+        fprintf(stderr,
+                "sockbus stat: the broker at %s answered %s with an empty page and more to "
+                "come; use sockbus and sockbusd from the same release\n",
+                sb_endpoint(client), STAT_SUBJECT_CLIENTS);
+        return CLI_EXIT_FAILURE;
+    }
+    return 0;
+}
+
+/*
+ * Ask for the counters and every page of clients. The first page goes out
+ * with the counters behind one sb_flush(), so a refusal shows at once; the
+ * next pages one at a time, all within -t counted from the start.
+ */
 static int stat_fetch(sb_client *client, const stat_args *args, json_object **stats,
                       json_object **clients)
 {
     sb_pub stats_req = {.subject = STAT_SUBJECT_STATS};
-    sb_pub clients_req = {.subject = STAT_SUBJECT_CLIENTS};
     uint32_t stats_token;
     uint32_t clients_token;
     int r;
 
     r = sb_request_send(client, &stats_req, &stats_token);
     if (r == 0) {
-        r = sb_request_send(client, &clients_req, &clients_token);
+        r = stat_send_page(client, 0, &clients_token);
     }
     if (r < 0) {
         return cli_connection_error(CMD, client, "asking for its statistics", r);
@@ -249,18 +319,40 @@ static int stat_fetch(sb_client *client, const stat_args *args, json_object **st
         /* Both were sent together; a refusal says which in its text. */
         return stat_request_error(client, args, STAT_SUBJECT_STATS " and " STAT_SUBJECT_CLIENTS, r);
     }
+    STAT_CLEANUP_JSON json_object *got_stats = NULL;
     r = stat_answer(client, args, STAT_SUBJECT_STATS, stats_token, deadline, json_type_object,
-                    stats);
+                    &got_stats);
     if (r != 0) {
         return r;
     }
-    r = stat_answer(client, args, STAT_SUBJECT_CLIENTS, clients_token, deadline, json_type_array,
-                    clients);
-    if (r != 0) {
-        json_object_put(*stats);
-        *stats = NULL;
+    STAT_CLEANUP_JSON json_object *all = json_object_new_array();
+    uint64_t offset = 0;
+    for (;;) {
+        json_object *page = NULL;
+        r = stat_answer(client, args, STAT_SUBJECT_CLIENTS, clients_token, deadline, json_type_null,
+                        &page);
+        size_t taken = 0;
+        bool more = false;
+        if (r == 0) {
+            r = stat_take_page(client, page, all, &taken, &more);
+        }
+        if (r != 0) {
+            return r;
+        }
+        if (!more) {
+            break;
+        }
+        offset += taken;
+        r = stat_send_page(client, offset, &clients_token);
+        if (r < 0) {
+            return cli_connection_error(CMD, client, "asking for its clients", r);
+        }
     }
-    return r;
+    *stats = got_stats;
+    *clients = all;
+    got_stats = NULL;
+    all = NULL;
+    return 0;
 }
 
 static int stat_by_id(const void *a, const void *b)
@@ -288,25 +380,32 @@ static size_t stat_text_width(const char *s)
     return width;
 }
 
-/* A client name as a cell: control bytes shown as '?', at most
- * STAT_NAME_MAX characters, cut on a character boundary with "...". */
+/* A string as a cell: escaped like everything a client or the broker chose
+ * (cli_escape(): control characters, ill-formed UTF-8 and backslashes as
+ * \xNN), at most STAT_NAME_MAX characters wide, cut between two characters
+ * or escapes with "...". */
 static void stat_name_cell(const char *name, char *buf, size_t len)
 {
     size_t o = 0;
     size_t chars = 0;
+    size_t n = strlen(name);
 
-    for (const unsigned char *s = (const unsigned char *)name; *s != '\0'; s++) {
-        bool starts_char = (*s & 0xC0u) != 0x80u;
-        if (starts_char && chars == STAT_NAME_MAX) {
+    for (size_t i = 0; i < n;) {
+        uint32_t cp = 0;
+        int k = text_utf8_next(name + i, n - i, &cp);
+        size_t take = (size_t)(k < 0 ? -k : k);
+        char unit[CLI_ESCAPE_MAX(4)];
+        size_t unit_len = text_escape(unit, sizeof(unit), name + i, take);
+        size_t width = stat_text_width(unit);
+        if (chars + width > STAT_NAME_MAX || o + unit_len + 4 > len) {
             memcpy(buf + o, "...", 3);
             o += 3;
             break;
         }
-        if (o + 4 >= len) {
-            break; /* cannot happen with STAT_CELL_MAX; keeps it safe */
-        }
-        chars += starts_char;
-        buf[o++] = *s < 0x20u || *s == 0x7Fu ? '?' : (char)*s;
+        memcpy(buf + o, unit, unit_len);
+        o += unit_len;
+        chars += width;
+        i += take;
     }
     buf[o] = '\0';
 }
@@ -403,28 +502,44 @@ static void stat_format_uptime(uint64_t s, char *buf, size_t len)
     }
 }
 
+/* The label of a stats key as a cell (a key this version does not know is
+ * the broker's text, so it is escaped). */
+static const char *stat_label_cell(const char *key, char *buf, size_t len)
+{
+    stat_name_cell(stat_label(key), buf, len);
+    return buf;
+}
+
 static void stat_print_stats(sb_client *client, json_object *stats)
 {
-    int width = (int)strlen("broker");
+    size_t width = strlen("broker");
+    char label[STAT_CELL_MAX];
+    char version[CLI_ESCAPE_MAX(64)];
 
     json_object_object_foreach(stats, key, val)
     {
         (void)val;
-        int w = (int)strlen(stat_label(key));
+        size_t w = stat_text_width(stat_label_cell(key, label, sizeof(label)));
         width = w > width ? w : width;
     }
-    printf("%-*s  %s (sockbusd %s)\n", width, "broker", sb_endpoint(client),
-           sb_server_version(client));
+    printf("%-*s  %s (sockbusd %s)\n", (int)width, "broker", sb_endpoint(client),
+           cli_escape(sb_server_version(client), version, sizeof(version)));
     json_object_object_foreach(stats, k, v)
     {
-        char text[64];
+        char text[STAT_CELL_MAX];
         if (strcmp(k, "uptime_s") == 0 && json_object_is_type(v, json_type_int)) {
             stat_format_uptime(json_object_get_uint64(v), text, sizeof(text));
-            printf("%-*s  %s\n", width, stat_label(k), text);
+        } else if (json_object_is_type(v, json_type_string)) {
+            stat_name_cell(json_object_get_string(v), text, sizeof(text));
         } else {
-            printf("%-*s  %s\n", width, stat_label(k),
-                   json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN));
+            /* Numbers as the broker wrote them (escaped all the same: an
+             * object or array may hold any text). */
+            stat_name_cell(json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN), text,
+                           sizeof(text));
         }
+        stat_label_cell(k, label, sizeof(label));
+        stat_print_padded(label, width, false, false);
+        printf("  %s\n", text);
     }
 }
 
