@@ -22,9 +22,11 @@
  *     members.
  *   - chaos clients misbehave, each in a randomly chosen way, and die
  *     abruptly: bursts on "c.*", wildcard and queue-group subscriptions
- *     they never read, requests, retained values, $SYS requests, UNSUB of
- *     random sids, protocol violations, a close in the middle of a frame,
- *     a close with a full queue, a close right after DROPPED, a TCP reset.
+ *     they never read, requests, retained values, $SYS requests (pages of
+ *     $SYS.CLIENTS, and nonsense), UNSUB of random sids, protocol
+ *     violations, silence until the HELLO deadline, a close in the middle
+ *     of a frame, a close with a full queue, a close right after DROPPED,
+ *     a TCP reset.
  *
  * The broker must survive all of it, answer a final barrier, shut down
  * with exit 0 and leave no sanitizer report in its log (harness_stop()).
@@ -435,9 +437,20 @@ static void chaos_act(struct client *c, int64_t now)
         break;
     case C_REQUESTER:
         if (chance(20)) {
+            /* $SYS requests, $SYS.CLIENTS with a page asked for, with
+             * nonsense, or with nothing. */
+            char page[64];
+            int n = 0;
+            if (chance(50)) {
+                n = snprintf(page, sizeof(page), "{\"offset\":%u,\"limit\":%u}", rnd_below(40),
+                             rnd_below(300));
+            } else if (chance(20)) {
+                n = snprintf(page, sizeof(page), "{\"offset\":-%u", rnd_below(9));
+            }
             snprintf(reply, sizeof(reply), "_INBOX.stress.%u", rnd_below(1000));
-            queue_frame(c, FRAME_OP_PUB, 0, 0, chance(50) ? "$SYS.STATS" : "$SYS.CLIENTS", reply,
-                        NULL, 0, NULL, 0);
+            bool stats = chance(30);
+            queue_frame(c, FRAME_OP_PUB, 0, 0, stats ? "$SYS.STATS" : "$SYS.CLIENTS", reply, NULL,
+                        0, page, stats ? 0 : (size_t)n);
         } else {
             snprintf(subject, sizeof(subject), "c.req.%u", rnd_below(4));
             snprintf(reply, sizeof(reply), "_INBOX.stress.%u", rnd_below(1000));
@@ -652,6 +665,17 @@ static void pump(int timeout)
     }
 }
 
+/* Connect a checked client and wait (bounded) for its WELCOME: one at a
+ * time, so that they never crowd max_unwelcomed. */
+static void checked_open(struct client *c, bool tcp)
+{
+    client_open(c, tcp, true);
+    for (int64_t until = harness_now_ms() + DRAIN_MS; !c->welcomed;) {
+        cr_assert_lt(harness_now_ms(), until, "client %d: no WELCOME", c->id);
+        pump(10);
+    }
+}
+
 /* Pump until every checked client has its PONG for its last PING. */
 static void checked_barrier(int64_t deadline)
 {
@@ -701,6 +725,8 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
             " s\n",
             seed, seed, seconds);
 
+    /* Small limits, so that they are reached: silent chaos clients meet
+     * the HELLO deadline, and a crowd of them the bound on those waiting. */
     const char *const args[] = {"--max-frame",
                                 "16384",
                                 "--max-pending",
@@ -709,6 +735,12 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
                                 "262144",
                                 "--max-subscriptions",
                                 "64",
+                                "--max-subscription-bytes",
+                                "65536",
+                                "--hello-timeout-ms",
+                                "300",
+                                "--max-unwelcomed",
+                                "6",
                                 NULL};
     int r = harness_start(&broker, true, args);
     cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
@@ -718,12 +750,12 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
     int n = 0;
     for (int i = 0; i < N_PUBLISHERS; i++, n++) {
         clients[n] = (struct client){.kind = K_PUB, .id = n};
-        client_open(&clients[n], i % 2 == 1, true);
+        checked_open(&clients[n], i % 2 == 1);
     }
     for (int i = 0; i < N_SUBSCRIBERS; i++, n++) {
         struct client *c = &clients[n];
         *c = (struct client){.kind = K_SUB, .id = n};
-        client_open(c, i % 3 == 2, true);
+        checked_open(c, i % 3 == 2);
         c->nsubs = 1 + (int)rnd_below(SUBS_PER_CLIENT);
         for (int s = 0; s < c->nsubs; s++) {
             const char *p = sub_patterns[rnd_below(sizeof(sub_patterns) / sizeof(*sub_patterns))];
@@ -735,7 +767,7 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
         for (int m = 0; m < GROUP_MEMBERS; m++, n++) {
             struct client *c = &clients[n];
             *c = (struct client){.kind = K_GROUP, .id = n, .group = g};
-            client_open(c, m == 1, true);
+            checked_open(c, m == 1);
             char queue[16];
             snprintf(queue, sizeof(queue), "g%d", g);
             c->nsubs = 1;
@@ -747,6 +779,9 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
         clients[n] = (struct client){.kind = K_CHAOS, .id = n, .fd = -1};
     }
     checked_barrier(harness_now_ms() + DRAIN_MS);
+    for (int i = 0; i < N_CLIENTS; i++) {
+        cr_assert(clients[i].kind == K_CHAOS || clients[i].welcomed, "client %d: no WELCOME", i);
+    }
 
     /* The random phase. */
     int64_t end = harness_now_ms() + (int64_t)seconds * 1000;
