@@ -111,8 +111,13 @@ int main(int argc, char **argv)
     if (r < 0) {
         return fail(client, subject, r);
     }
-    printf("loop: answering requests on %s\n", subject);
-    fflush(stdout);
+    /* Said once the subscription is in, so that whoever started us knows
+     * when requests will find us. */
+    if (printf("loop: answering requests on %s\n", subject) < 0 || fflush(stdout) != 0) {
+        perror("loop: stdout");
+        sb_close(client);
+        return EXIT_FAILURE;
+    }
 
     while (count == 0 || state.answered < count) {
         /* Ask sb_events() every time: it adds POLLOUT while output is
