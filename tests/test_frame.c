@@ -1,5 +1,5 @@
 /*
- * test_frame.c - unit tests of the wire codec (libclient/frame.c).
+ * test_frame.c - unit tests of the wire codec (libclient/wire/frame.c).
  *
  * The codec is the one implementation of the format, shared by the broker
  * and the library, so these tests pin it down byte for byte: round trips of

@@ -1,6 +1,6 @@
 /*
  * test_subject.c - unit tests of the subject and pattern rules
- * (libclient/subject.c, DESIGN §3).
+ * (libclient/wire/subject.c, DESIGN §3).
  *
  * Two tables: what sb_subject_valid() and sb_pattern_valid() accept, and
  * what sb_pattern_match() matches, including the '$' rule. A brute-force

@@ -1,5 +1,5 @@
 /*
- * fuzz_subject.c - the subject and pattern rules (libclient/subject.c).
+ * fuzz_subject.c - the subject and pattern rules (libclient/wire/subject.c).
  *
  * The input is split at its first '\n' into a pattern and a subject (with
  * no '\n', the whole input is both). sb_subject_valid() and
