@@ -23,10 +23,10 @@
 
 #include "endpoint.h"
 #include "frame.h"
+#include "handshake.h"
 #include "text.h"
 
 #include <errno.h>
-#include <json-c/json.h>
 #include <limits.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -83,7 +83,7 @@ struct sb_client {
     /* What WELCOME said. */
     uint64_t client_id;
     uint32_t max_frame;
-    char server_version[64];
+    char server_version[WELCOME_TEXT_MAX];
     char endpoint[SB_ENDPOINT_MAX];
 
     /* Output: bytes [woff, wlen) of wbuf are waiting for the socket. */
@@ -118,7 +118,7 @@ struct sb_client {
 
     /* Requests: replies come to one subscription, inbox_prefix + ">", and
      * are told apart by the last token of the subject, a request token. */
-    char inbox_prefix[64];
+    char inbox_prefix[WELCOME_TEXT_MAX];
     uint32_t inbox_sid; /* 0 until the first request */
     uint32_t next_token;
     uint32_t wait_token;             /* what sb_request_wait() waits for */
@@ -470,35 +470,20 @@ static void client_handle_err(sb_client *c, const struct frame *f)
     }
 }
 
+/* WELCOME: what the broker says about itself and this connection. */
 static int client_handle_welcome(sb_client *c, const struct frame *f)
 {
-    json_tokener *tok = json_tokener_new();
-    if (tok == NULL) {
-        return -ENOMEM;
+    struct handshake_welcome w;
+    int r = handshake_welcome_parse(f->payload, f->payload_len, &w);
+    if (r < 0) {
+        return r;
     }
-    json_object *o = json_tokener_parse_ex(tok, (const char *)f->payload, (int)f->payload_len);
-    json_tokener_free(tok);
-    if (o == NULL || !json_object_is_type(o, json_type_object)) {
-        json_object_put(o);
-        return -EPROTO;
+    c->client_id = w.client_id;
+    if (w.max_frame != 0) {
+        c->max_frame = w.max_frame;
     }
-    json_object *v;
-    if (json_object_object_get_ex(o, "client_id", &v)) {
-        c->client_id = (uint64_t)json_object_get_int64(v);
-    }
-    if (json_object_object_get_ex(o, "max_frame", &v)) {
-        int64_t mf = json_object_get_int64(v);
-        if (mf >= (int64_t)FRAME_MIN_SIZE && mf <= (int64_t)UINT32_MAX) {
-            c->max_frame = (uint32_t)mf;
-        }
-    }
-    if (json_object_object_get_ex(o, "inbox_prefix", &v)) {
-        snprintf(c->inbox_prefix, sizeof(c->inbox_prefix), "%s", json_object_get_string(v));
-    }
-    if (json_object_object_get_ex(o, "version", &v)) {
-        snprintf(c->server_version, sizeof(c->server_version), "%s", json_object_get_string(v));
-    }
-    json_object_put(o);
+    memcpy(c->inbox_prefix, w.inbox_prefix, sizeof(c->inbox_prefix));
+    memcpy(c->server_version, w.version, sizeof(c->server_version));
     c->welcomed = true;
     return 0;
 }
@@ -829,19 +814,14 @@ static int connect_tcp(const char *endpoint, int64_t deadline, int *out)
 
 static int client_send_hello(sb_client *c, const sb_options *opts)
 {
-    json_object *o = json_object_new_object();
-    if (o == NULL) {
-        return -ENOMEM;
-    }
-    json_object_object_add(o, "protocol", json_object_new_int(SB_PROTOCOL_VERSION));
-    if (opts->name != NULL) {
-        json_object_object_add(o, "name", json_object_new_string(opts->name));
-    }
-    json_object_object_add(o, "echo", json_object_new_boolean(!opts->no_echo));
+    char *json;
     size_t len;
-    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
-    int r = client_send_frame(c, FRAME_OP_HELLO, 0, 0, NULL, 0, NULL, 0, NULL, 0, s, len);
-    json_object_put(o);
+    int r = handshake_hello_encode(opts->name, !opts->no_echo, &json, &len);
+    if (r < 0) {
+        return r;
+    }
+    r = client_send_frame(c, FRAME_OP_HELLO, 0, 0, NULL, 0, NULL, 0, NULL, 0, json, len);
+    free(json);
     return r;
 }
 
