@@ -1,6 +1,7 @@
 /*
  * test_endpoint.c - unit tests of endpoint resolution and parsing
- * (libclient/endpoint.c, DESIGN §2) and of sb_strerror() (error.c).
+ * (libclient/wire/endpoint.c; docs/security.md, "The socket directory")
+ * and of sb_strerror() (error.c).
  *
  * sb_endpoint_resolve() reads the environment. Criterion runs each test in
  * its own process, so a test sets exactly the variables it needs

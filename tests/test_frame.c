@@ -1,5 +1,5 @@
 /*
- * test_frame.c - unit tests of the wire codec (libclient/frame.c).
+ * test_frame.c - unit tests of the wire codec (libclient/wire/frame.c).
  *
  * The codec is the one implementation of the format, shared by the broker
  * and the library, so these tests pin it down byte for byte: round trips of
@@ -181,7 +181,8 @@ Test(frame, encoded_size)
     cr_assert_eq(frame_encoded_size(0, 0, 0, 0), 16);
     cr_assert_eq(frame_encoded_size(1, 2, 3, 4), 26);
     cr_assert_eq(frame_encoded_size(UINT16_MAX, UINT16_MAX, UINT16_MAX, 0), 16 + 3 * 65535);
-    /* DESIGN §4: a 1 MiB payload fits with a full-length subject and reply. */
+    /* docs/protocol.md, "Framing": a 1 MiB payload fits with a full-length
+     * subject and reply. */
     cr_assert_leq(frame_encoded_size(SB_SUBJECT_MAX, SB_SUBJECT_MAX, 0, 1024 * 1024), MAX_FRAME);
 }
 

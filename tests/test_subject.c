@@ -1,11 +1,13 @@
 /*
  * test_subject.c - unit tests of the subject and pattern rules
- * (libclient/subject.c, DESIGN §3).
+ * (libclient/wire/subject.c; docs/protocol.md, "Subjects and patterns").
  *
  * Two tables: what sb_subject_valid() and sb_pattern_valid() accept, and
  * what sb_pattern_match() matches, including the '$' rule. A brute-force
- * comparison against a small reference matcher written from DESIGN §3 backs
- * the hand-written matching table up.
+ * comparison against a small reference matcher written from the protocol's
+ * rules backs the hand-written matching table up. Then the one tokenizer,
+ * the `$` rule on its own, and subject_pattern_covers(): a table, and a
+ * brute force that holds it to matching in both directions.
  *
  * Every string goes to the code under test as an exact-size heap copy with
  * no terminator, so a read past the given length shows under
@@ -20,6 +22,7 @@
 #include <string.h>
 
 #include "sockbus.h"
+#include "subject.h"
 
 /* An unterminated heap copy of s[0..len), placed so that s + len is the
  * end of the block. */
@@ -492,7 +495,7 @@ Test(subject, matching_memory_safe_on_any_input)
 }
 
 /* ------------------------------------------------------------------------ */
-/* Brute force against a reference matcher written from DESIGN §3.          */
+/* Brute force against a reference matcher written from the protocol.       */
 
 #define MAX_TOKENS 4
 
@@ -619,4 +622,224 @@ Test(subject, matching_agrees_with_reference)
     cr_assert_gt(matched, 1000);
     cr_assert_lt(matched, checked);
     cr_assert_eq(failures, 0);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The tokenizer and the `$` rule.                                          */
+
+/* Split s with subject_next_token() into "tok|tok|..." in out. */
+static void tokens_of(const char *s, char *out, size_t out_len)
+{
+    size_t len = strlen(s);
+    char *copy = exact_new(s, len);
+    size_t pos = 0;
+    size_t o = 0;
+    size_t n = 0;
+    const char *tok;
+    size_t tl;
+    out[0] = '\0';
+    while (subject_next_token(copy, len, &pos, &tok, &tl)) {
+        cr_assert(tok >= copy && tok + tl <= copy + len, "token outside \"%s\"", s);
+        cr_assert(tok < copy + len, "a token of \"%s\" points past it", s);
+        o += (size_t)snprintf(out + o, out_len - o, "%s%.*s", n++ > 0 ? "|" : "", (int)tl, tok);
+        cr_assert_lt(o, out_len);
+    }
+    /* Done means done: *pos past the end, nothing written. */
+    tok = NULL;
+    cr_assert_not(subject_next_token(copy, len, &pos, &tok, &tl));
+    cr_assert_null(tok);
+    exact_free(copy);
+}
+
+Test(subject, tokenizer_splits_at_dots)
+{
+    static const struct {
+        const char *in;
+        const char *tokens;
+    } cases[] = {
+        {"a", "a"},
+        {"a.b.c", "a|b|c"},
+        {"$SYS.STATS", "$SYS|STATS"},
+        {"*.>", "*|>"},
+        {"abc.de", "abc|de"},
+        /* Not valid, but split without reading past the end. */
+        {"", ""},
+        {"a..b", "a||b"},
+        {".a", "|a"},
+        {"a.", "a"},
+        {".", ""},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[64];
+        tokens_of(cases[i].in, out, sizeof(out));
+        cr_expect_str_eq(out, cases[i].tokens, "tokens of \"%s\"", cases[i].in);
+    }
+    /* As many tokens as a subject can have: 512 of one byte. */
+    char big[SB_SUBJECT_MAX];
+    size_t big_len = SB_SUBJECT_MAX - 1;
+    for (size_t i = 0; i < big_len; i++) {
+        big[i] = i % 2 ? '.' : 'x';
+    }
+    cr_assert(sb_subject_valid(big, big_len));
+    size_t pos = 0;
+    size_t n = 0;
+    const char *tok;
+    size_t tl;
+    while (subject_next_token(big, big_len, &pos, &tok, &tl)) {
+        cr_assert_eq(tl, 1);
+        cr_assert_eq(tok, big + 2 * n);
+        n++;
+    }
+    cr_assert_eq(n, SB_SUBJECT_MAX / 2);
+}
+
+Test(subject, dollar_rule_is_about_the_first_token_only)
+{
+    cr_assert_not(subject_wildcard_may_take(true, "$SYS"));
+    cr_assert_not(subject_wildcard_may_take(true, "$"));
+    cr_assert(subject_wildcard_may_take(true, "SYS"));
+    cr_assert(subject_wildcard_may_take(true, "a$"));
+    cr_assert(subject_wildcard_may_take(false, "$b"));
+    cr_assert(subject_token_is(">", 1, '>'));
+    cr_assert_not(subject_token_is(">>", 2, '>'));
+    cr_assert_not(subject_token_is("*", 1, '>'));
+}
+
+/* ------------------------------------------------------------------------ */
+/* subject_pattern_covers().                                                */
+
+static bool covers(const char *allowed, const char *requested)
+{
+    size_t al = strlen(allowed);
+    size_t rl = strlen(requested);
+    char *a = exact_new(allowed, al);
+    char *r = exact_new(requested, rl);
+    bool c = subject_pattern_covers(a, al, r, rl);
+    exact_free(a);
+    exact_free(r);
+    return c;
+}
+
+Test(subject, covers_token_by_token)
+{
+    static const struct {
+        const char *allowed;
+        const char *requested;
+        bool covered;
+    } cases[] = {
+        /* a literal covers only itself */
+        {"a.b", "a.b", true},
+        {"a.b", "a.c", false},
+        {"a.b", "a", false},
+        {"a", "a.b", false},
+        {"a.b", "a.*", false},
+        {"a.b", "a.>", false},
+        {"ab", "a", false},
+        {"a", "ab", false},
+        /* '*' covers one literal or '*' */
+        {"a.*", "a.b", true},
+        {"a.*", "a.*", true},
+        {"a.*", "a.>", false},
+        {"a.*", "a.b.c", false},
+        {"a.*", "a", false},
+        {"*", "x", true},
+        {"*.*", "a.*", true},
+        {"*.b", "a.c", false},
+        {"a.*.c", "a.b.c", true},
+        {"a.*.c", "a.b.d", false},
+        /* '>' covers one or more remaining tokens of any kind */
+        {">", "a", true},
+        {">", "a.b.c", true},
+        {">", "*", true},
+        {">", ">", true},
+        {">", "*.>", true},
+        {"a.>", "a.*", true},
+        {"a.>", "a.b.>", true},
+        {"a.>", "a", false},
+        {"a.>", ">", false},
+        {"a.>", "*.b", false},
+        {"a.b.>", "a.>", false},
+        {"a.*.>", "a.b.c", true},
+        {"a.*.>", "a.b", false},
+        {"*.>", "a", false},
+        /* the `$` rule: a leading wildcard covers no "$..." pattern */
+        {">", "$SYS.STATS", false},
+        {">", "$SYS.>", false},
+        {"*.STATS", "$SYS.STATS", false},
+        {"*", "$x", false},
+        {"$SYS.>", "$SYS.STATS", true},
+        {"$SYS.EVENT.*", "$SYS.EVENT.CONNECT", true},
+        {"$SYS.EVENT.*", "$SYS.>", false},
+        {"a.>", "a.$b", true}, /* only the first token */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        cr_expect_eq(covers(cases[i].allowed, cases[i].requested), cases[i].covered,
+                     "covers(\"%s\", \"%s\") should be %s", cases[i].allowed, cases[i].requested,
+                     cases[i].covered ? "true" : "false");
+    }
+}
+
+/*
+ * Covering is containment of what the patterns match: `allowed` covers
+ * `requested` exactly when every subject `requested` matches is matched by
+ * `allowed`. Every pair of patterns of up to 3 tokens over {a, $a, *, >}
+ * is held to that, over every subject of up to 4 tokens over {a, $a, z}
+ * (a witness that `allowed` misses, when there is one, needs no more).
+ */
+Test(subject, covers_is_containment_of_matches)
+{
+    static const char *const ptokens[] = {"a", "$a", "*", ">"};
+    static const char *const stokens[] = {"a", "$a", "z"};
+    enum { PMAX = 3, SMAX = 4 };
+    size_t npat = 0;
+    size_t nsub = 0;
+    for (size_t n = 1, c = 1; n <= PMAX; n++) {
+        c *= 4;
+        npat += c;
+    }
+    for (size_t n = 1, c = 1; n <= SMAX; n++) {
+        c *= 3;
+        nsub += c;
+    }
+    static char subs[400][32];
+    static size_t sublen[400];
+    cr_assert_leq(nsub, 400);
+    for (size_t si = 0; si < nsub; si++) {
+        const char *st[SMAX];
+        size_t sn = nth_list(si, 3, stokens, st);
+        sublen[si] = join(subs[si], st, sn);
+    }
+    size_t pairs = 0;
+    size_t covered = 0;
+    for (size_t ai = 0; ai < npat; ai++) {
+        const char *at[PMAX];
+        char abuf[32];
+        size_t al = join(abuf, at, nth_list(ai, 4, ptokens, at));
+        if (!sb_pattern_valid(abuf, al)) {
+            continue;
+        }
+        for (size_t ri = 0; ri < npat; ri++) {
+            const char *rt[PMAX];
+            char rbuf[32];
+            size_t rl = join(rbuf, rt, nth_list(ri, 4, ptokens, rt));
+            if (!sb_pattern_valid(rbuf, rl)) {
+                continue;
+            }
+            bool contained = true;
+            for (size_t si = 0; si < nsub && contained; si++) {
+                contained = !sb_pattern_match(rbuf, rl, subs[si], sublen[si]) ||
+                            sb_pattern_match(abuf, al, subs[si], sublen[si]);
+            }
+            bool c = subject_pattern_covers(abuf, al, rbuf, rl);
+            if (c != contained) {
+                cr_assert_fail("covers(\"%s\", \"%s\") = %d, containment %d", show(abuf, al),
+                               show(rbuf, rl), c, contained);
+            }
+            pairs++;
+            covered += c;
+        }
+    }
+    cr_assert_gt(pairs, 1000);
+    cr_assert_gt(covered, 100);
+    cr_assert_lt(covered, pairs);
 }

@@ -1,5 +1,5 @@
 /*
- * test_text.c - unit tests of libclient/text.c: the UTF-8 decoder and the
+ * test_text.c - unit tests of libclient/wire/text.c: the UTF-8 decoder and the
  * escaping of text from a peer before it is printed.
  *
  * The decoder is held to the Unicode standard's table of well-formed

@@ -138,7 +138,7 @@ typedef void (*sb_error_cb)(sb_client *client, int err, const char *subject, con
                             void *arg);
 
 /*
- * Endpoints (DESIGN: socket path rule).
+ * Endpoints (docs/security.md, "The socket directory").
  *
  * sb_endpoint_resolve() writes to `out` (size `len`) the endpoint a client
  * or broker should use: `explicit_endpoint` when neither NULL nor "", else
@@ -153,7 +153,7 @@ SB_EXPORT int sb_endpoint_resolve(const char *explicit_endpoint, char *out, size
 SB_EXPORT bool sb_endpoint_is_tcp(const char *endpoint);
 
 /*
- * Subjects (DESIGN: subjects).
+ * Subjects (docs/protocol.md, "Subjects and patterns").
  *
  * sb_subject_valid(): a publishable subject (no wildcards).
  * sb_pattern_valid(): a subscription pattern ('*' tokens, '>' last).

@@ -1,5 +1,5 @@
 /*
- * fuzz_frame.c - the frame decoder (libclient/frame.c) over arbitrary bytes.
+ * fuzz_frame.c - the frame decoder (libclient/wire/frame.c) over arbitrary bytes.
  *
  * The input is read as a stream, the way the broker and the library read a
  * socket: frame after frame until the decoder wants more bytes or refuses

@@ -1,21 +1,25 @@
 /*
- * fuzz_subject.c - the subject and pattern rules (libclient/subject.c).
+ * fuzz_subject.c - the subject and pattern rules (libclient/wire/subject.c).
  *
  * The input is split at its first '\n' into a pattern and a subject (with
  * no '\n', the whole input is both). sb_subject_valid() and
  * sb_pattern_valid() run on both halves, sb_pattern_match() on the pair
  * when the pattern is a valid pattern and the subject a valid subject (its
  * contract). Each answer is held to a second, deliberately naive
- * implementation of the rules of DESIGN (split into tokens first, judge
+ * implementation of the protocol's rules (split into tokens first, judge
  * them after), and to invariants that follow from the rules:
  *   - a valid subject is a valid pattern, contains no '*' or '>' byte at
  *     all, and matches itself as a pattern;
  *   - a valid pattern that is not a valid subject has a wildcard token;
- *   - a pattern without wildcards matches exactly the subject it spells.
+ *   - a pattern without wildcards matches exactly the subject it spells;
+ *   - subject_pattern_covers(), on two valid patterns: a pattern covers
+ *     itself, and one that covers a subject (a pattern without wildcards)
+ *     matches it.
  */
 #include "fuzz.h"
 
 #include "sockbus.h"
+#include "subject.h"
 
 #include <stdbool.h>
 #include <string.h>
@@ -124,6 +128,9 @@ static void check_one(const char *s, size_t len, bool *subject, bool *pattern)
     if (pv && !sv) {
         FUZZ_CHECK(memchr(s, '*', len) != NULL || memchr(s, '>', len) != NULL);
     }
+    if (pv) {
+        FUZZ_CHECK(subject_pattern_covers(s, len, s, len));
+    }
     *subject = sv;
     *pattern = pv;
 }
@@ -150,6 +157,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             /* No wildcards: it matches exactly itself. */
             FUZZ_CHECK(m == (plen == slen && memcmp(pat, sub, plen) == 0));
         }
+        /* A subject is the pattern of itself alone. */
+        FUZZ_CHECK(subject_pattern_covers(pat, plen, sub, slen) == m);
     }
     return 0;
 }

@@ -6,7 +6,7 @@
  * with: what is left when routing costs nothing.
  *
  * The frames are made and read with the one implementation of the wire
- * format, frame_encode() and frame_parse() from libclient/frame.h. The
+ * format, frame_encode() and frame_parse() from libclient/wire/frame.h. The
  * sender encodes MSG frames, exactly as the broker would deliver them,
  * into a reused buffer and writes it in batches of the library's size
  * (BENCH_RAW_BATCH, like CLIENT_WBUF_SIZE); the receiver reads into a

@@ -1,17 +1,21 @@
 /*
- * subject.c - subject and pattern rules.
+ * subject.c - the subject grammar (docs/protocol.md, "Subjects and
+ * patterns"; see subject.h).
  *
  * A subject is 1..SB_SUBJECT_MAX bytes of tokens separated by '.'; a token
  * is one or more bytes in 0x21..0x7E other than '.', '*' and '>'. A pattern
  * may also use '*' as a whole token (one token) and '>' as the last token
  * (one or more tokens). A pattern whose first token is a wildcard does not
- * match a subject whose first token starts with '$': broker subjects are
- * only seen when asked for by name.
+ * match a subject whose first token starts with '$' (the `$` rule): broker
+ * subjects are only seen when asked for by name.
  *
- * The broker's trie applies the same rules token by token; these functions
- * are the reference the tests hold it to.
+ * Validation is one pass over the bytes with a table (it runs on every
+ * publish); matching and covering walk both strings token by token with
+ * subject_next_token() and apply the `$` rule with
+ * subject_wildcard_may_take(), as the broker's trie does. These functions
+ * are the reference the tests hold the trie to.
  */
-#include "sockbus.h"
+#include "subject.h"
 
 #include <stdint.h>
 #include <string.h>
@@ -103,44 +107,69 @@ SB_EXPORT bool sb_pattern_valid(const char *pattern, size_t len)
     return check(pattern, len, true);
 }
 
-/* Length of the token starting at s[0..len). */
-static size_t token_len(const char *s, size_t len)
-{
-    const char *dot = memchr(s, '.', len);
-    return dot ? (size_t)(dot - s) : len;
-}
-
 SB_EXPORT bool sb_pattern_match(const char *pattern, size_t pattern_len, const char *subject,
                                 size_t subject_len)
 {
     if (pattern_len == 0 || subject_len == 0) {
         return false;
     }
-    bool first = true;
-    size_t p = 0;
-    size_t s = 0;
-    for (;;) {
-        size_t pl = token_len(pattern + p, pattern_len - p);
-        size_t sl = token_len(subject + s, subject_len - s);
-        bool wild = pl == 1 && (pattern[p] == '*' || pattern[p] == '>');
-        if (wild && first && subject[s] == '$') {
+    size_t pp = 0;
+    size_t sp = 0;
+    for (bool first = true;; first = false) {
+        const char *p;
+        const char *s;
+        size_t pl;
+        size_t sl;
+        bool have_p = subject_next_token(pattern, pattern_len, &pp, &p, &pl);
+        bool have_s = subject_next_token(subject, subject_len, &sp, &s, &sl);
+        if (!have_p || !have_s) {
+            return have_p == have_s; /* both ended together */
+        }
+        bool gt = subject_token_is(p, pl, '>');
+        if (gt || subject_token_is(p, pl, '*')) {
+            if (!subject_wildcard_may_take(first, s)) {
+                return false;
+            }
+            if (gt) {
+                return true; /* one or more tokens remain in the subject */
+            }
+        } else if (pl != sl || memcmp(p, s, pl) != 0) {
             return false;
         }
-        if (pl == 1 && pattern[p] == '>') {
-            return true; /* one or more tokens remain in the subject */
+    }
+}
+
+bool subject_pattern_covers(const char *allowed, size_t allowed_len, const char *requested,
+                            size_t requested_len)
+{
+    if (allowed_len == 0 || requested_len == 0) {
+        return false;
+    }
+    size_t ap = 0;
+    size_t rp = 0;
+    for (bool first = true;; first = false) {
+        const char *a;
+        const char *r;
+        size_t al;
+        size_t rl;
+        bool have_a = subject_next_token(allowed, allowed_len, &ap, &a, &al);
+        bool have_r = subject_next_token(requested, requested_len, &rp, &r, &rl);
+        if (!have_a) {
+            return !have_r; /* equal length: covered; `requested` longer: not */
         }
-        if (!wild && (pl != sl || memcmp(pattern + p, subject + s, pl) != 0)) {
-            return false;
+        bool gt = subject_token_is(a, al, '>');
+        bool wild = gt || subject_token_is(a, al, '*');
+        if (wild && have_r && !subject_wildcard_may_take(first, r)) {
+            return false; /* `requested` names subjects `allowed` never sees */
         }
-        first = false;
-        p += pl;
-        s += sl;
-        bool pend = p == pattern_len;
-        bool send = s == subject_len;
-        if (pend || send) {
-            return pend && send;
+        if (gt) {
+            return have_r; /* one or more tokens of any kind */
         }
-        p++; /* skip the dots */
-        s++;
+        if (!have_r || subject_token_is(r, rl, '>')) {
+            return false; /* shorter, or open-ended where `allowed` is not */
+        }
+        if (!wild && (al != rl || memcmp(a, r, al) != 0)) {
+            return false; /* a literal covers only itself; '*' any one token */
+        }
     }
 }
