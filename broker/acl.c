@@ -18,11 +18,13 @@
 #include "acl.h"
 
 #include "config.h"
+#include "errmsg.h"
 #include "sockbus.h"
 
 #include <errno.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pwd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -71,17 +73,16 @@ struct acl {
 
 static const char rule_keys[] = "uid, gid, user, group, tcp, default, publish, subscribe";
 
+/* One line naming the file and the rule: "config FILE: acl[2]: TEXT". */
 __attribute__((format(printf, 5, 6))) static int fail(char *err, size_t err_len, const char *path,
                                                       size_t index, const char *fmt, ...)
 {
-    char text[384];
+    char prefix[PATH_MAX + 32];
+    snprintf(prefix, sizeof(prefix), "config %s: acl[%zu]: ", path, index);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
+    errmsg_v(err, err_len, -EINVAL, prefix, fmt, ap);
     va_end(ap);
-    if (err != NULL && err_len > 0) {
-        snprintf(err, err_len, "config %s: acl[%zu]: %s", path, index, text);
-    }
     return -EINVAL;
 }
 
@@ -286,13 +287,10 @@ static const char *kind_name(enum acl_kind kind)
 int acl_parse(json_object *section, const char *path, struct acl **out, char *err, size_t err_len)
 {
     if (!json_object_is_type(section, json_type_array)) {
-        if (err != NULL && err_len > 0) {
-            snprintf(err, err_len,
-                     "config %s: \"acl\" must be an array of rules (e.g. [{\"uid\": 1000, "
-                     "\"publish\": [\"a.>\"], \"subscribe\": [\"a.>\"]}]), not %s",
-                     path, config_type_name(section));
-        }
-        return -EINVAL;
+        return errmsg(err, err_len, -EINVAL,
+                      "config %s: \"acl\" must be an array of rules (e.g. [{\"uid\": 1000, "
+                      "\"publish\": [\"a.>\"], \"subscribe\": [\"a.>\"]}]), not %s",
+                      path, config_type_name(section));
     }
     size_t n = json_object_array_length(section);
     struct acl *acl = calloc(1, sizeof(*acl));

@@ -105,7 +105,7 @@ struct broker {
      * broker_deinit(). */
     struct conn **listed;
     uint32_t nlisted;
-    uint32_t listed_cap;
+    size_t listed_cap;
     uint32_t nconns;   /* all accepted and not yet closed */
     uint32_t nclients; /* of which past HELLO: what $SYS.STATS counts */
     /* Of which waiting for HELLO (hello_timeout_ms), and closing after a

@@ -13,6 +13,7 @@
 
 #include "acl.h"
 #include "broker.h"
+#include "errmsg.h"
 #include "log.h"
 #include "sockbus.h"
 
@@ -20,6 +21,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -42,16 +44,15 @@ struct config_ctx {
     struct acl *acl; /* from "acl", not yet handed over */
 };
 
+/* One line naming the file: "config FILE: TEXT". */
 __attribute__((format(printf, 2, 3))) static int fail(struct config_ctx *ctx, const char *fmt, ...)
 {
-    char text[384];
+    char prefix[PATH_MAX + 16];
+    snprintf(prefix, sizeof(prefix), "config %s: ", ctx->path);
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(text, sizeof(text), fmt, ap);
+    errmsg_v(ctx->err, ctx->err_len, -EINVAL, prefix, fmt, ap);
     va_end(ap);
-    if (ctx->err != NULL && ctx->err_len > 0) {
-        snprintf(ctx->err, ctx->err_len, "config %s: %s", ctx->path, text);
-    }
     return -EINVAL;
 }
 

@@ -41,6 +41,7 @@
 #include "conn.h"
 
 #include "acl.h"
+#include "array.h"
 #include "broker.h"
 #include "frame.h"
 #include "hello.h"
@@ -82,22 +83,12 @@ static void conn_consume_in(struct conn *c);
 
 /* ---- buffers ------------------------------------------------------------ */
 
+/* A buffer's first allocation; it doubles from there. */
+#define CONN_BUF_MIN 4096u
+
 static int buf_reserve(struct conn_buf *b, size_t need)
 {
-    if (b->cap - b->len >= need) {
-        return 0;
-    }
-    size_t cap = b->cap ? b->cap : 4096;
-    while (cap - b->len < need) {
-        cap *= 2;
-    }
-    uint8_t *p = realloc(b->data, cap);
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    b->data = p;
-    b->cap = cap;
-    return 0;
+    return array_reserve(b->data, b->cap, b->len, need, CONN_BUF_MIN);
 }
 
 struct conn_shared *conn_shared_new(const struct frame *pub)
@@ -146,14 +137,8 @@ static void buf_free(struct conn_buf *b)
 
 static int buf_add_seg(struct conn_buf *b, struct conn_shared *body)
 {
-    if (b->nsegs == b->segs_cap) {
-        size_t cap = b->segs_cap ? b->segs_cap * 2 : 8;
-        struct conn_seg *p = realloc(b->segs, cap * sizeof(*p));
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        b->segs = p;
-        b->segs_cap = cap;
+    if (array_reserve(b->segs, b->segs_cap, b->nsegs, 1, 8) < 0) {
+        return -ENOMEM;
     }
     body->refs++;
     b->segs[b->nsegs++] = (struct conn_seg){.at = b->len, .body = body};
@@ -167,14 +152,8 @@ static int buf_add_seg(struct conn_buf *b, struct conn_shared *body)
  */
 static int buf_iov(struct broker *b, const struct conn_buf *q, size_t skip, uv_buf_t **iov)
 {
-    size_t need = 2 * q->nsegs + 1;
-    if (need > b->iov_cap) {
-        uv_buf_t *p = realloc(b->iov, need * sizeof(*p));
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        b->iov = p;
-        b->iov_cap = need;
+    if (array_reserve(b->iov, b->iov_cap, 0, 2 * q->nsegs + 1, 16) < 0) {
+        return -ENOMEM;
     }
     int n = 0;
     size_t pos = 0;

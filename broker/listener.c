@@ -23,13 +23,13 @@
 #include "listener.h"
 
 #include "endpoint.h"
+#include "errmsg.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,20 +62,6 @@ _Static_assert(sizeof(((struct listener_unix *)0)->path) ==
 /* Longest host and port endpoint_parse_tcp() may hand us. */
 #define TCP_HOST_MAX 256
 #define TCP_PORT_MAX 8
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void set_err(char *err, size_t err_len, const char *fmt, ...)
-{
-    if (err == NULL || err_len == 0) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, err_len, fmt, ap);
-    va_end(ap);
-}
 
 static void listener_unix_reset(struct listener_unix *l)
 {
@@ -136,12 +122,11 @@ static const char *file_kind(mode_t mode)
 static int refuse_foreign(const char *path, const char *what, uid_t owner, char *err,
                           size_t err_len)
 {
-    set_err(err, err_len,
-            "cannot listen on %s: %s belongs to uid %lu, not to us (uid %lu), and is left "
-            "untouched: another user may be squatting the path; set XDG_RUNTIME_DIR or use "
-            "--socket PATH in a directory only you can write",
-            path, what, (unsigned long)owner, (unsigned long)geteuid());
-    return -EPERM;
+    return errmsg(err, err_len, -EPERM,
+                  "cannot listen on %s: %s belongs to uid %lu, not to us (uid %lu), and is left "
+                  "untouched: another user may be squatting the path; set XDG_RUNTIME_DIR or use "
+                  "--socket PATH in a directory only you can write",
+                  path, what, (unsigned long)owner, (unsigned long)geteuid());
 }
 
 /* "--group NAME": a group name, or a numeric gid as chown(1) accepts.
@@ -193,20 +178,20 @@ static int lock_acquire(const char *path, const char *lock_path, char *err, size
             if (e == ENOENT) {
                 char dir[LOCK_PATH_MAX];
                 parent_dir_of(path, dir, sizeof(dir));
-                set_err(err, err_len,
-                        "cannot listen on %s: directory %s does not exist; create it or use "
-                        "--socket PATH",
-                        path, dir);
+                errmsg(err, err_len, -e,
+                       "cannot listen on %s: directory %s does not exist; create it or use "
+                       "--socket PATH",
+                       path, dir);
             } else if (e == ELOOP) {
-                set_err(err, err_len,
-                        "cannot listen on %s: lock file %s is a symbolic link; remove it or "
-                        "use --socket PATH",
-                        path, lock_path);
+                errmsg(err, err_len, -e,
+                       "cannot listen on %s: lock file %s is a symbolic link; remove it or "
+                       "use --socket PATH",
+                       path, lock_path);
             } else {
-                set_err(err, err_len,
-                        "cannot listen on %s: cannot open lock file %s: %s; check the "
-                        "directory's permissions or use --socket PATH",
-                        path, lock_path, strerror(e));
+                errmsg(err, err_len, -e,
+                       "cannot listen on %s: cannot open lock file %s: %s; check the "
+                       "directory's permissions or use --socket PATH",
+                       path, lock_path, strerror(e));
             }
             return -e;
         }
@@ -215,9 +200,8 @@ static int lock_acquire(const char *path, const char *lock_path, char *err, size
         if (fstat(fd, &locked) < 0) {
             int e = errno;
             close(fd);
-            set_err(err, err_len, "cannot listen on %s: cannot stat lock file %s: %s", path,
-                    lock_path, strerror(e));
-            return -e;
+            return errmsg(err, err_len, -e, "cannot listen on %s: cannot stat lock file %s: %s",
+                          path, lock_path, strerror(e));
         }
         /* Before flock(): a lock file someone else made is theirs to hold
          * and ours neither to lock nor, later, to remove. */
@@ -227,26 +211,25 @@ static int lock_acquire(const char *path, const char *lock_path, char *err, size
         }
         if (!S_ISREG(locked.st_mode)) {
             close(fd);
-            set_err(err, err_len,
-                    "cannot listen on %s: lock file %s is %s, not a regular file; remove it or "
-                    "use --socket PATH",
-                    path, lock_path, file_kind(locked.st_mode));
-            return -EEXIST;
+            return errmsg(
+                err, err_len, -EEXIST,
+                "cannot listen on %s: lock file %s is %s, not a regular file; remove it or "
+                "use --socket PATH",
+                path, lock_path, file_kind(locked.st_mode));
         }
 
         if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
             int e = errno;
             close(fd);
             if (e == EWOULDBLOCK) {
-                set_err(err, err_len,
-                        "cannot listen on %s: another sockbusd is running (lock %s is held); "
-                        "stop it or use --socket PATH",
-                        path, lock_path);
-                return -EADDRINUSE;
+                return errmsg(err, err_len, -EADDRINUSE,
+                              "cannot listen on %s: another sockbusd is running (lock %s is held); "
+                              "stop it or use --socket PATH",
+                              path, lock_path);
             }
-            set_err(err, err_len, "cannot listen on %s: cannot lock %s: %s; use --socket PATH",
-                    path, lock_path, strerror(e));
-            return -e;
+            return errmsg(err, err_len, -e,
+                          "cannot listen on %s: cannot lock %s: %s; use --socket PATH", path,
+                          lock_path, strerror(e));
         }
 
         struct stat named;
@@ -256,11 +239,11 @@ static int lock_acquire(const char *path, const char *lock_path, char *err, size
         }
         close(fd);
     }
-    set_err(err, err_len,
-            "cannot listen on %s: lock file %s keeps being replaced; check what else uses it or "
-            "use --socket PATH",
-            path, lock_path);
-    return -EAGAIN;
+    return errmsg(
+        err, err_len, -EAGAIN,
+        "cannot listen on %s: lock file %s keeps being replaced; check what else uses it or "
+        "use --socket PATH",
+        path, lock_path);
 }
 
 /* Unlink PATH.lock if it is still the file we hold locked: only the holder
@@ -293,11 +276,10 @@ static int path_claim(const char *path, const struct stat *st, char *err, size_t
         return refuse_foreign(path, what, st->st_uid, err, err_len);
     }
     if (!S_ISSOCK(st->st_mode)) {
-        set_err(err, err_len,
-                "cannot listen on %s: it is %s, not a socket, and is left untouched; move it "
-                "away or use --socket PATH",
-                path, file_kind(st->st_mode));
-        return -EEXIST;
+        return errmsg(err, err_len, -EEXIST,
+                      "cannot listen on %s: it is %s, not a socket, and is left untouched; move it "
+                      "away or use --socket PATH",
+                      path, file_kind(st->st_mode));
     }
 
     /* The only way to tell a live socket from a stale one is to knock.
@@ -306,8 +288,7 @@ static int path_claim(const char *path, const struct stat *st, char *err, size_t
     int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (probe < 0) {
         int e = errno;
-        set_err(err, err_len, "cannot listen on %s: socket: %s", path, strerror(e));
-        return -e;
+        return errmsg(err, err_len, -e, "cannot listen on %s: socket: %s", path, strerror(e));
     }
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     memcpy(sun.sun_path, path, strlen(path) + 1);
@@ -319,18 +300,16 @@ static int path_claim(const char *path, const struct stat *st, char *err, size_t
     case 0:
     case EAGAIN:
     case EINPROGRESS:
-        set_err(err, err_len,
-                "cannot listen on %s: another broker is accepting connections there; stop it "
-                "or use --socket PATH",
-                path);
-        return -EADDRINUSE;
+        return errmsg(err, err_len, -EADDRINUSE,
+                      "cannot listen on %s: another broker is accepting connections there; stop it "
+                      "or use --socket PATH",
+                      path);
     case EPROTOTYPE:
         /* A datagram or seqpacket socket someone is bound to. */
-        set_err(err, err_len,
-                "cannot listen on %s: another program has a different kind of socket there; "
-                "stop it or use --socket PATH",
-                path);
-        return -EADDRINUSE;
+        return errmsg(err, err_len, -EADDRINUSE,
+                      "cannot listen on %s: another program has a different kind of socket there; "
+                      "stop it or use --socket PATH",
+                      path);
     case ENOENT:
         /* Removed since lstat(): the path is free. */
         return 0;
@@ -339,21 +318,20 @@ static int path_claim(const char *path, const struct stat *st, char *err, size_t
     default:
         /* EACCES and the like: we cannot tell whether someone listens, so
          * the file is not ours to remove. */
-        set_err(err, err_len,
-                "cannot listen on %s: cannot check whether the socket there is in use (%s); "
-                "remove it if no program uses it or use --socket PATH",
-                path, strerror(e));
-        return -e;
+        return errmsg(err, err_len, -e,
+                      "cannot listen on %s: cannot check whether the socket there is in use (%s); "
+                      "remove it if no program uses it or use --socket PATH",
+                      path, strerror(e));
     }
 
     /* Refused: nobody listens, a broker died without cleaning up. */
     if (unlink(path) < 0 && errno != ENOENT) {
         e = errno;
-        set_err(err, err_len,
-                "cannot listen on %s: cannot remove the stale socket there: %s; remove it or use "
-                "--socket PATH",
-                path, strerror(e));
-        return -e;
+        return errmsg(
+            err, err_len, -e,
+            "cannot listen on %s: cannot remove the stale socket there: %s; remove it or use "
+            "--socket PATH",
+            path, strerror(e));
     }
     return 0;
 }
@@ -366,8 +344,7 @@ static int socket_bind(struct listener_unix *l, const char *path, char *err, siz
     l->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (l->fd < 0) {
         int e = errno;
-        set_err(err, err_len, "cannot listen on %s: socket: %s", path, strerror(e));
-        return -e;
+        return errmsg(err, err_len, -e, "cannot listen on %s: socket: %s", path, strerror(e));
     }
 
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
@@ -380,15 +357,15 @@ static int socket_bind(struct listener_unix *l, const char *path, char *err, siz
     umask(old_umask);
     if (r < 0) {
         if (e == EADDRINUSE) {
-            set_err(err, err_len,
-                    "cannot listen on %s: something was created there while we started; "
-                    "retry, or use --socket PATH",
-                    path);
+            errmsg(err, err_len, -e,
+                   "cannot listen on %s: something was created there while we started; "
+                   "retry, or use --socket PATH",
+                   path);
         } else {
-            set_err(err, err_len,
-                    "cannot listen on %s: bind: %s; check the directory's permissions or use "
-                    "--socket PATH",
-                    path, strerror(e));
+            errmsg(err, err_len, -e,
+                   "cannot listen on %s: bind: %s; check the directory's permissions or use "
+                   "--socket PATH",
+                   path, strerror(e));
         }
         return -e;
     }
@@ -398,17 +375,15 @@ static int socket_bind(struct listener_unix *l, const char *path, char *err, siz
     struct stat st;
     if (lstat(path, &st) < 0) {
         e = errno;
-        set_err(err, err_len, "cannot listen on %s: the new socket file vanished: %s", path,
-                strerror(e));
-        return -e;
+        return errmsg(err, err_len, -e, "cannot listen on %s: the new socket file vanished: %s",
+                      path, strerror(e));
     }
     l->dev = st.st_dev;
     l->ino = st.st_ino;
 
     if (listen(l->fd, LISTENER_BACKLOG) < 0) {
         e = errno;
-        set_err(err, err_len, "cannot listen on %s: listen: %s", path, strerror(e));
-        return -e;
+        return errmsg(err, err_len, -e, "cannot listen on %s: listen: %s", path, strerror(e));
     }
     return 0;
 }
@@ -426,31 +401,28 @@ int listener_unix_open(struct listener_unix *l, const char *path, unsigned mode,
 
     /* Arguments first, so that a typo touches nothing on disk. */
     if (path == NULL || *path == '\0') {
-        set_err(err, err_len, "cannot listen: empty socket path; use --socket PATH");
-        return -EINVAL;
+        return errmsg(err, err_len, -EINVAL, "cannot listen: empty socket path; use --socket PATH");
     }
     size_t path_len = strlen(path);
     if (path_len >= sizeof(n.path)) {
-        set_err(err, err_len,
-                "cannot listen on %s: the path is %zu bytes, a Unix socket path holds at most "
-                "%zu; use a shorter --socket PATH",
-                path, path_len, sizeof(n.path) - 1);
-        return -ENAMETOOLONG;
+        return errmsg(
+            err, err_len, -ENAMETOOLONG,
+            "cannot listen on %s: the path is %zu bytes, a Unix socket path holds at most "
+            "%zu; use a shorter --socket PATH",
+            path, path_len, sizeof(n.path) - 1);
     }
     if ((mode & ~0777u) != 0) {
-        set_err(err, err_len,
-                "cannot listen on %s: mode %o is not a file mode; use --mode with permission "
-                "bits only, such as 0600 or 0660",
-                path, mode);
-        return -EINVAL;
+        return errmsg(err, err_len, -EINVAL,
+                      "cannot listen on %s: mode %o is not a file mode; use --mode with permission "
+                      "bits only, such as 0600 or 0660",
+                      path, mode);
     }
     if (group != NULL) {
         r = group_lookup(group, &gid);
         if (r < 0) {
-            set_err(err, err_len,
-                    "cannot listen on %s: unknown group %s; check --group (see getent group)", path,
-                    group);
-            return r;
+            return errmsg(err, err_len, r,
+                          "cannot listen on %s: unknown group %s; check --group (see getent group)",
+                          path, group);
         }
     }
     memcpy(n.path, path, path_len + 1);
@@ -469,7 +441,7 @@ int listener_unix_open(struct listener_unix *l, const char *path, unsigned mode,
         r = 0;
     } else {
         r = -errno;
-        set_err(err, err_len, "cannot listen on %s: %s; use --socket PATH", path, strerror(-r));
+        errmsg(err, err_len, r, "cannot listen on %s: %s; use --socket PATH", path, strerror(-r));
     }
     if (r < 0) {
         goto fail;
@@ -484,18 +456,18 @@ int listener_unix_open(struct listener_unix *l, const char *path, unsigned mode,
      * was born with (ours, or the directory's) rather than the one asked for. */
     if (group != NULL && lchown(path, (uid_t)-1, gid) < 0) {
         r = -errno;
-        set_err(err, err_len,
-                "cannot listen on %s: cannot give it to group %s: %s; you must be root or a "
-                "member of %s",
-                path, group, strerror(-r), group);
+        errmsg(err, err_len, r,
+               "cannot listen on %s: cannot give it to group %s: %s; you must be root or a "
+               "member of %s",
+               path, group, strerror(-r), group);
         goto fail;
     }
     /* Linux has no lchmod(); the path is the socket we just created and
      * identified, in a directory only the lock holder rewrites. */
     if (chmod(path, mode) < 0) {
         r = -errno;
-        set_err(err, err_len, "cannot listen on %s: cannot set mode %o: %s", path, mode,
-                strerror(-r));
+        errmsg(err, err_len, r, "cannot listen on %s: cannot set mode %o: %s", path, mode,
+               strerror(-r));
         goto fail;
     }
 
@@ -543,54 +515,54 @@ int listener_run_dir(const char *dir, char *err, size_t err_len)
     bool created = mkdir(dir, LISTENER_RUN_DIR_MODE) == 0;
     if (!created && errno != EEXIST) {
         int e = errno;
-        set_err(err, err_len,
-                "cannot create the socket directory %s: %s; run --system as root, or create it "
-                "with mode 0755 and use --socket PATH",
-                dir, strerror(e));
-        return -e;
+        return errmsg(
+            err, err_len, -e,
+            "cannot create the socket directory %s: %s; run --system as root, or create it "
+            "with mode 0755 and use --socket PATH",
+            dir, strerror(e));
     }
     int fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0) {
         int e = errno;
         struct stat st;
         if ((e == ENOTDIR || e == ELOOP) && lstat(dir, &st) == 0) {
-            set_err(err, err_len,
-                    "cannot use %s as the socket directory: it is %s, not a directory; remove "
-                    "it or use --socket PATH",
-                    dir, file_kind(st.st_mode));
-            return -ENOTDIR;
+            return errmsg(
+                err, err_len, -ENOTDIR,
+                "cannot use %s as the socket directory: it is %s, not a directory; remove "
+                "it or use --socket PATH",
+                dir, file_kind(st.st_mode));
         }
-        set_err(err, err_len, "cannot open the socket directory %s: %s; use --socket PATH", dir,
-                strerror(e));
-        return -e;
+        return errmsg(err, err_len, -e,
+                      "cannot open the socket directory %s: %s; use --socket PATH", dir,
+                      strerror(e));
     }
     struct stat st;
     int r = 0;
     if (fstat(fd, &st) < 0) {
         r = -errno;
-        set_err(err, err_len, "cannot stat the socket directory %s: %s", dir, strerror(-r));
+        errmsg(err, err_len, r, "cannot stat the socket directory %s: %s", dir, strerror(-r));
     } else if (st.st_uid != 0 && st.st_uid != geteuid()) {
         /* Its owner could replace our socket with theirs at any time. */
         r = -EPERM;
-        set_err(err, err_len,
-                "cannot use %s as the socket directory: it belongs to uid %lu, neither root nor "
-                "us (uid %lu), who could replace the socket; remove it or give it to root "
-                "(chown root: %s)",
-                dir, (unsigned long)st.st_uid, (unsigned long)geteuid(), dir);
+        errmsg(err, err_len, r,
+               "cannot use %s as the socket directory: it belongs to uid %lu, neither root nor "
+               "us (uid %lu), who could replace the socket; remove it or give it to root "
+               "(chown root: %s)",
+               dir, (unsigned long)st.st_uid, (unsigned long)geteuid(), dir);
     } else if ((st.st_mode & (S_IWGRP | S_IWOTH)) != 0 && (st.st_mode & S_ISVTX) == 0) {
         /* Anyone who may write it may remove our socket and put theirs
          * there; the sticky bit (as on /tmp) forbids removing another
          * user's file. */
         r = -EPERM;
-        set_err(err, err_len,
-                "cannot use %s as the socket directory: mode %04o lets %s replace the socket; "
-                "chmod 0755 %s (or add the sticky bit)",
-                dir, (unsigned)(st.st_mode & 07777),
-                (st.st_mode & S_IWOTH) != 0 ? "every user" : "its group", dir);
+        errmsg(err, err_len, r,
+               "cannot use %s as the socket directory: mode %04o lets %s replace the socket; "
+               "chmod 0755 %s (or add the sticky bit)",
+               dir, (unsigned)(st.st_mode & 07777),
+               (st.st_mode & S_IWOTH) != 0 ? "every user" : "its group", dir);
     } else if (created && fchmod(fd, LISTENER_RUN_DIR_MODE) < 0) {
         r = -errno;
-        set_err(err, err_len, "cannot set mode %04o on the socket directory %s: %s",
-                LISTENER_RUN_DIR_MODE, dir, strerror(-r));
+        errmsg(err, err_len, r, "cannot set mode %04o on the socket directory %s: %s",
+               LISTENER_RUN_DIR_MODE, dir, strerror(-r));
     }
     close(fd);
     return r;
@@ -656,11 +628,11 @@ int listener_tcp_open(const char *hostport, int *fd, unsigned *port_out, char *e
     char port[TCP_PORT_MAX];
 
     if (hostport == NULL || tcp_parse(hostport, host, sizeof(host), port, sizeof(port)) < 0) {
-        set_err(err, err_len,
-                "cannot listen on TCP endpoint \"%s\": expected HOST:PORT, tcp://HOST:PORT or "
-                "[IPV6]:PORT with PORT 0 to 65535; fix --tcp",
-                hostport != NULL ? hostport : "");
-        return -EINVAL;
+        return errmsg(
+            err, err_len, -EINVAL,
+            "cannot listen on TCP endpoint \"%s\": expected HOST:PORT, tcp://HOST:PORT or "
+            "[IPV6]:PORT with PORT 0 to 65535; fix --tcp",
+            hostport != NULL ? hostport : "");
     }
 
     struct addrinfo hints = {
@@ -673,11 +645,11 @@ int listener_tcp_open(const char *hostport, int *fd, unsigned *port_out, char *e
     int gai = getaddrinfo(host, port, &hints, &res);
     if (gai != 0) {
         int r = gai_to_errno(gai);
-        set_err(err, err_len,
-                "cannot listen on %s: cannot resolve host %s: %s; use a numeric address such as "
-                "127.0.0.1",
-                hostport, host, gai_strerror(gai));
-        return r;
+        return errmsg(
+            err, err_len, r,
+            "cannot listen on %s: cannot resolve host %s: %s; use a numeric address such as "
+            "127.0.0.1",
+            hostport, host, gai_strerror(gai));
     }
 
     /* One fd per listener: the first address that binds wins ("localhost"
@@ -714,18 +686,18 @@ int listener_tcp_open(const char *hostport, int *fd, unsigned *port_out, char *e
 
     if (s < 0) {
         if (e == EADDRINUSE) {
-            set_err(err, err_len,
-                    "cannot listen on %s: the port is in use; stop the program using it or "
-                    "pick another --tcp HOST:PORT",
-                    hostport);
+            errmsg(err, err_len, -e,
+                   "cannot listen on %s: the port is in use; stop the program using it or "
+                   "pick another --tcp HOST:PORT",
+                   hostport);
         } else if (e == EADDRNOTAVAIL) {
-            set_err(err, err_len,
-                    "cannot listen on %s: no interface of this host has that address; use "
-                    "127.0.0.1 or an address of this host in --tcp HOST:PORT",
-                    hostport);
+            errmsg(err, err_len, -e,
+                   "cannot listen on %s: no interface of this host has that address; use "
+                   "127.0.0.1 or an address of this host in --tcp HOST:PORT",
+                   hostport);
         } else {
-            set_err(err, err_len, "cannot listen on %s: %s: %s; pick another --tcp HOST:PORT",
-                    hostport, step, strerror(e));
+            errmsg(err, err_len, -e, "cannot listen on %s: %s: %s; pick another --tcp HOST:PORT",
+                   hostport, step, strerror(e));
         }
         return -e;
     }
@@ -735,8 +707,8 @@ int listener_tcp_open(const char *hostport, int *fd, unsigned *port_out, char *e
     if (getsockname(s, (struct sockaddr *)&ss, &ss_len) < 0) {
         e = errno;
         close(s);
-        set_err(err, err_len, "cannot listen on %s: getsockname: %s", hostport, strerror(e));
-        return -e;
+        return errmsg(err, err_len, -e, "cannot listen on %s: getsockname: %s", hostport,
+                      strerror(e));
     }
 
     *fd = s;

@@ -22,6 +22,7 @@
 #include "router.h"
 
 #include "acl.h"
+#include "array.h"
 #include "broker.h"
 #include "conn.h"
 #include "frame.h"
@@ -204,13 +205,8 @@ static int router_scratch_frame(struct broker *b, const void *subject, size_t su
     if (subject_len > SB_SUBJECT_MAX || size > b->cfg.max_frame) {
         return -EMSGSIZE;
     }
-    if (size > b->scratch_cap) {
-        uint8_t *p = realloc(b->scratch, size);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        b->scratch = p;
-        b->scratch_cap = size;
+    if (array_reserve(b->scratch, b->scratch_cap, 0, size, 4096) < 0) {
+        return -ENOMEM;
     }
     frame_encode(b->scratch, FRAME_OP_PUB, 0, 0, subject, subject_len, NULL, 0, NULL, 0, payload,
                  payload_len);

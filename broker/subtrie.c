@@ -55,6 +55,7 @@
  */
 #include "subtrie.h"
 
+#include "array.h"
 #include "ctab.h"
 #include "hash.h"
 #include "mem.h"
@@ -516,29 +517,11 @@ size_t subtrie_cost(const char *pattern, size_t pattern_len, size_t queue_len)
     return cost;
 }
 
-/* Make room for one more result: the slow path of result_push(). */
-static int result_grow(struct subtrie_result *res)
-{
-    size_t cap = res->cap ? res->cap * 2 : 16;
-    if (cap > SIZE_MAX / sizeof(*res->items)) {
-        return -ENOMEM;
-    }
-    struct subtrie_sub **items = realloc(res->items, cap * sizeof(*items));
-    if (items == NULL) {
-        return -ENOMEM;
-    }
-    res->items = items;
-    res->cap = cap;
-    return 0;
-}
-
 static inline int result_push(struct subtrie_result *res, struct subtrie_sub *s)
 {
-    if (res->len == res->cap) {
-        int err = result_grow(res);
-        if (err < 0) {
-            return err;
-        }
+    int err = array_reserve(res->items, res->cap, res->len, 1, 16);
+    if (err < 0) {
+        return err;
     }
     res->items[res->len++] = s;
     return 0;
@@ -598,14 +581,8 @@ static int node_emit(const struct subtrie_node *n, subtrie_accept_fn accept, voi
 
 static int walk_push(struct node_list *l, struct subtrie_node *n)
 {
-    if (l->len == l->cap) {
-        size_t cap = l->cap ? l->cap * 2 : 16;
-        struct subtrie_node **v = realloc(l->v, cap * sizeof(*v));
-        if (v == NULL) {
-            return -ENOMEM;
-        }
-        l->v = v;
-        l->cap = cap;
+    if (array_reserve(l->v, l->cap, l->len, 1, 16) < 0) {
+        return -ENOMEM;
     }
     l->v[l->len++] = n;
     return 0;

@@ -18,6 +18,7 @@
  */
 #include "sys.h"
 
+#include "array.h"
 #include "broker.h"
 #include "conn.h"
 #include "frame.h"
@@ -107,14 +108,8 @@ static int sys_publish(struct broker *b, const char *subject, size_t subject_len
 
 int sys_list(struct broker *b, struct conn *c)
 {
-    if (b->nlisted == b->listed_cap) {
-        uint32_t cap = b->listed_cap ? b->listed_cap * 2 : 64;
-        struct conn **p = realloc(b->listed, cap * sizeof(*p));
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        b->listed = p;
-        b->listed_cap = cap;
+    if (array_reserve(b->listed, b->listed_cap, b->nlisted, 1, 64) < 0) {
+        return -ENOMEM;
     }
     b->listed[b->nlisted++] = c;
     c->listed_slot = b->nlisted;
@@ -210,17 +205,8 @@ struct sys_buf {
 
 static int sys_buf_add(struct sys_buf *sb, const char *s, size_t len)
 {
-    if (sb->cap - sb->len < len) {
-        size_t cap = sb->cap ? sb->cap : 4096;
-        while (cap - sb->len < len) {
-            cap *= 2;
-        }
-        char *p = realloc(sb->data, cap);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        sb->data = p;
-        sb->cap = cap;
+    if (array_reserve(sb->data, sb->cap, sb->len, len, 4096) < 0) {
+        return -ENOMEM;
     }
     memcpy(sb->data + sb->len, s, len);
     sb->len += len;

@@ -15,14 +15,21 @@
 
 static void on_deadline_timer(uv_timer_t *h);
 
+static struct deadline_link *deadline_oldest(const struct deadline_list *l)
+{
+    struct list_link *first = list_first(&l->members);
+    return first != NULL ? list_entry(first, struct deadline_link, link) : NULL;
+}
+
 static void deadline_arm(struct deadline_list *l)
 {
-    if (l->head == NULL) {
+    struct deadline_link *oldest = deadline_oldest(l);
+    if (oldest == NULL) {
         uv_timer_stop(&l->timer);
         return;
     }
     uint64_t now = uv_now(l->timer.loop);
-    uint64_t waited = now - l->head->since;
+    uint64_t waited = now - oldest->since;
     uv_timer_start(&l->timer, on_deadline_timer,
                    waited >= l->timeout_ms ? 0 : l->timeout_ms - waited, 0);
 }
@@ -31,8 +38,8 @@ static void on_deadline_timer(uv_timer_t *h)
 {
     struct deadline_list *l = h->data;
     uint64_t now = uv_now(h->loop);
-    while (l->head != NULL && now - l->head->since >= l->timeout_ms) {
-        struct deadline_link *k = l->head;
+    struct deadline_link *k;
+    while ((k = deadline_oldest(l)) != NULL && now - k->since >= l->timeout_ms) {
         deadline_list_remove(k);
         l->expired(k, l->data);
     }
@@ -43,6 +50,7 @@ void deadline_list_init(struct deadline_list *l, uv_loop_t *loop, uint64_t timeo
                         deadline_expired_cb *expired, void *data)
 {
     *l = (struct deadline_list){.timeout_ms = timeout_ms, .expired = expired, .data = data};
+    list_init(&l->members);
     uv_timer_init(loop, &l->timer);
     l->timer.data = l;
 }
@@ -58,14 +66,7 @@ void deadline_list_add(struct deadline_list *l, struct deadline_link *k)
 {
     k->list = l;
     k->since = uv_now(l->timer.loop);
-    k->next = NULL;
-    k->prev = l->tail;
-    if (l->tail != NULL) {
-        l->tail->next = k;
-    } else {
-        l->head = k;
-    }
-    l->tail = k;
+    list_append(&l->members, &k->link);
     l->len++;
     if (!uv_is_active((uv_handle_t *)&l->timer)) {
         deadline_arm(l);
@@ -78,21 +79,10 @@ void deadline_list_remove(struct deadline_link *k)
     if (l == NULL) {
         return;
     }
-    if (k->prev != NULL) {
-        k->prev->next = k->next;
-    } else {
-        l->head = k->next;
-    }
-    if (k->next != NULL) {
-        k->next->prev = k->prev;
-    } else {
-        l->tail = k->prev;
-    }
+    list_unlink(&k->link);
     l->len--;
-    k->prev = NULL;
-    k->next = NULL;
     k->list = NULL;
-    if (l->head == NULL) {
+    if (list_empty(&l->members)) {
         uv_timer_stop(&l->timer);
     }
 }

@@ -9,10 +9,12 @@
  * is then enough, however many wait: no scan over everyone, adding and
  * removing (from anywhere in the list, when a HELLO arrives or a
  * connection closes) cost O(1). The list links objects through a
- * `struct deadline_link` embedded in them, like libuv's queues.
+ * `struct deadline_link` embedded in them, itself a list.h link.
  */
 #ifndef SOCKBUS_DEADLINE_H
 #define SOCKBUS_DEADLINE_H
+
+#include "list.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -22,8 +24,7 @@ struct deadline_list;
 
 /* Embedded in whatever waits; all zero: on no list. */
 struct deadline_link {
-    struct deadline_link *prev;
-    struct deadline_link *next;
+    struct list_link link;      /* valid while `list` is set */
     struct deadline_list *list; /* the list it is on; NULL if none */
     uint64_t since;             /* loop time when it was added */
 };
@@ -34,8 +35,7 @@ typedef void deadline_expired_cb(struct deadline_link *link, void *data);
 
 struct deadline_list {
     uv_timer_t timer;
-    struct deadline_link *head; /* the oldest: the first to expire */
-    struct deadline_link *tail;
+    struct list_link members; /* oldest first: the first to expire */
     uint32_t len;
     uint64_t timeout_ms;
     deadline_expired_cb *expired;
