@@ -25,29 +25,6 @@
 #include <string.h>
 #include <unistd.h>
 
-void broker_config_init(struct broker_config *cfg)
-{
-    *cfg = (struct broker_config){
-        .mode = 0600,
-        .max_frame = BROKER_MAX_FRAME_DEFAULT,
-        .max_connections = BROKER_MAX_CONNECTIONS_DEFAULT,
-        .max_subscriptions = BROKER_MAX_SUBSCRIPTIONS_DEFAULT,
-        .max_subscription_bytes = BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT,
-        .max_pending = BROKER_MAX_PENDING_DEFAULT,
-        .max_retained_bytes = BROKER_MAX_RETAINED_BYTES_DEFAULT,
-        .hello_timeout_ms = BROKER_HELLO_TIMEOUT_MS_DEFAULT,
-    };
-}
-
-void broker_config_finish(struct broker_config *cfg)
-{
-    if (cfg->max_unwelcomed == 0) {
-        uint32_t n = cfg->max_connections / 4;
-        cfg->max_unwelcomed =
-            n > BROKER_MAX_UNWELCOMED_MIN_DEFAULT ? n : BROKER_MAX_UNWELCOMED_MIN_DEFAULT;
-    }
-}
-
 void broker_mark_dirty(struct broker *b, struct conn *c)
 {
     if (!c->closing && !list_linked(&c->dirty)) {
@@ -171,7 +148,7 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
     memset(b, 0, sizeof(*b));
     b->loop = loop;
     b->cfg = *cfg;
-    broker_config_finish(&b->cfg);
+    config_finish(&b->cfg);
     b->unix_listener.fd = -1;
     b->unix_listener.lock_fd = -1;
     b->start_ms = uv_now(loop);

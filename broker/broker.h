@@ -9,6 +9,7 @@
 #define SOCKBUS_BROKER_H
 
 #include "acceptor.h"
+#include "config.h"
 #include "deadline.h"
 #include "listener.h"
 #include "retain.h"
@@ -18,31 +19,6 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
-
-#define BROKER_VERSION "0.1.0"
-#define BROKER_NAME    "sockbusd"
-
-/* Limits (DESIGN §4): each has a default, a flag and a config key. */
-#define BROKER_MAX_FRAME_DEFAULT          1114112u
-#define BROKER_MAX_CONNECTIONS_DEFAULT    4096u
-#define BROKER_MAX_SUBSCRIPTIONS_DEFAULT  65536u
-#define BROKER_MAX_PENDING_DEFAULT        (8u * 1024u * 1024u)
-#define BROKER_MAX_RETAINED_BYTES_DEFAULT (64u * 1024u * 1024u)
-#define BROKER_HELLO_TIMEOUT_MS_DEFAULT   5000u
-
-/* max_unwelcomed is max_connections / 4 unless set, but not below this:
- * a broker with a handful of connections must still take a few clients
- * that connect at the same moment (all are waiting for their HELLO at
- * once) without refusing one. */
-#define BROKER_MAX_UNWELCOMED_MIN_DEFAULT 16u
-/* Heap bytes a connection's subscriptions may cost (router_sub_cost()):
- * enough for max_subscriptions subscriptions of a typical 40-byte,
- * 4-token pattern (about 700 bytes each; a unit test checks that they
- * fit). */
-#define BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT (48u * 1024u * 1024u)
-
-/* The smallest max_frame that still carries a full-length subject. */
-#define BROKER_MAX_FRAME_MIN 4096u
 
 /* How often buffers left large by a burst are given back (conn_trim()). */
 #define BROKER_TRIM_MS 1000u
@@ -54,29 +30,6 @@
 
 /* Size of the read buffer shared by all connections (see conn.c). */
 #define BROKER_READ_CHUNK (64u * 1024u)
-
-struct acl;
-
-struct broker_config {
-    char socket_path[108];
-    char tcp[256];  /* "" for none */
-    unsigned mode;  /* socket file mode, default 0600 */
-    char group[64]; /* "" for none */
-    uint32_t max_frame;
-    uint32_t max_connections; /* welcomed clients (past HELLO) */
-    /* Connections accepted and still waiting for their HELLO; 0 until
-     * broker_config_finish() gives it its default. */
-    uint32_t max_unwelcomed;
-    uint32_t hello_timeout_ms;
-    uint32_t max_subscriptions;
-    uint64_t max_subscription_bytes; /* per connection */
-    uint64_t max_pending;
-    uint64_t max_retained_bytes;
-    /* Access control from the config file's "acl" section; NULL: none,
-     * everything is allowed to whoever can open the socket. Owned by
-     * whoever loaded it (main.c), and must outlive the broker. */
-    struct acl *acl;
-};
 
 struct broker_stats {
     uint64_t msgs_in;
@@ -154,13 +107,6 @@ struct broker {
      * frame (conn.c). One per loop, as libuv runs one read at a time. */
     uint8_t read_chunk[BROKER_READ_CHUNK];
 };
-
-/* Defaults for every field of the config. */
-void broker_config_init(struct broker_config *cfg);
-
-/* Give the settings whose default depends on others their value, once
- * the flags and the config file are applied (max_unwelcomed). Idempotent. */
-void broker_config_finish(struct broker_config *cfg);
 
 /*
  * Set up the broker on `loop`: listen on the Unix socket (and TCP when

@@ -50,6 +50,7 @@
 #include "sockbus.h"
 #include "sys.h"
 #include "text.h"
+#include "version.h"
 
 #include <arpa/inet.h>
 #include <assert.h>

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "version.h"
 #include "sockbus.h"
 #include "stdfds.h"
 
@@ -487,13 +488,13 @@ int main(int argc, char **argv)
     }
     ignore_signals();
     struct broker_config cfg;
-    broker_config_init(&cfg);
+    config_init(&cfg);
     bool run_dir = false;
     if (load_config(argc, argv, &cfg) < 0 || parse_args(argc, argv, &cfg, &run_dir) < 0) {
         acl_free(cfg.acl);
         return 2;
     }
-    broker_config_finish(&cfg);
+    config_finish(&cfg);
     char err[512];
     if (run_dir && listener_run_dir(SYSTEM_SOCKET_DIR, err, sizeof(err)) < 0) {
         fprintf(stderr, "sockbusd: %s\n", err);

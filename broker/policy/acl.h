@@ -15,7 +15,8 @@
  *   5. no rule: the connection may neither publish nor subscribe.
  *
  * Rules do not combine. Without an "acl" section there is no struct acl and
- * nothing is checked (the socket file's mode is the only gate).
+ * nothing is checked (the socket file's mode is the only gate). The
+ * section is read by acl_config.c; this module knows no JSON.
  *
  * Checks are cheap: a connection keeps a pointer to its rule, and a PUB is
  * matched against that rule's short list of patterns, allocating nothing.
@@ -23,14 +24,44 @@
 #ifndef SOCKBUS_ACL_H
 #define SOCKBUS_ACL_H
 
-#include <json-c/json.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
-struct acl;
-struct acl_rule;
+/* Whom a rule is for. */
+enum acl_kind {
+    ACL_UID,
+    ACL_GID,
+    ACL_TCP,
+    ACL_DEFAULT,
+};
+
+struct acl_pattern {
+    char *text; /* NUL terminated, valid pattern */
+    size_t len;
+};
+
+struct acl_list {
+    struct acl_pattern *items;
+    size_t len;
+};
+
+struct acl_rule {
+    enum acl_kind kind;
+    uint32_t id;  /* uid or gid */
+    size_t index; /* position in the file, for messages */
+    struct acl_list publish;
+    struct acl_list subscribe;
+};
+
+/* The rules, in file order. Built by acl_parse() (acl_config.h), freed by
+ * acl_free(); read by the functions below. */
+struct acl {
+    struct acl_rule *rules;
+    size_t len;
+    bool has_gid_rules;
+};
 
 /* Who is asking: what the broker knows of a connection's peer. */
 struct acl_peer {
@@ -42,19 +73,16 @@ struct acl_peer {
     size_t ngroups;
 };
 
-/*
- * Build an ACL from the config file's "acl" value (`section`, an array of
- * rule objects). `path` names the file in error messages. Users and groups
- * given by name are resolved now (getpwnam/getgrnam). On success *out owns
- * a new ACL (free it with acl_free()). On failure returns -EINVAL (or
- * -ENOMEM) and writes one line to err, naming the file and the offending
- * key, e.g. `config /etc/sockbus.json: acl[1]: unknown key "publsh"; ...`;
- * *out is untouched.
- */
-int acl_parse(json_object *section, const char *path, struct acl **out, char *err, size_t err_len);
-
 /* Free an ACL. Accepts NULL. Rules handed out by acl_find() die with it. */
 void acl_free(struct acl *acl);
+
+/* Free what a rule (or one of its lists) holds, not the rule itself; the
+ * rule or list is left empty. */
+void acl_rule_deinit(struct acl_rule *rule);
+void acl_list_deinit(struct acl_list *list);
+
+/* "uid", "gid", "tcp" or "default". */
+const char *acl_kind_name(enum acl_kind kind);
 
 /* Number of rules (for logs and tests). */
 size_t acl_rule_count(const struct acl *acl);
@@ -99,7 +127,8 @@ bool acl_may_subscribe(const struct acl_rule *rule, uint64_t client_id, const ch
  * one or more remaining tokens of any kind, '*' covers one token that is a
  * literal or '*', a literal covers only the same literal. A pattern whose
  * first token is a wildcard does not cover one whose first token starts
- * with '$' (it does not match such subjects, DESIGN §3). Both must be valid
+ * with '$' (it does not match such subjects: docs/protocol.md, Subjects and
+ * patterns). Both must be valid
  * patterns.
  */
 bool acl_pattern_covers(const char *allowed, size_t allowed_len, const char *requested,

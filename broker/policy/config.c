@@ -1,5 +1,5 @@
 /*
- * config.c - reading the broker's JSON config file.
+ * config.c - the broker's settings: their defaults, and the JSON config file.
  *
  * The file is read whole (it is small, CONFIG_FILE_MAX at most), parsed
  * with json-c in strict mode, and applied key by key to a copy of the
@@ -12,8 +12,9 @@
 #include "config.h"
 
 #include "acl.h"
-#include "broker.h"
+#include "acl_config.h"
 #include "errmsg.h"
+#include "jsonval.h"
 #include "log.h"
 #include "sockbus.h"
 
@@ -56,35 +57,29 @@ __attribute__((format(printf, 2, 3))) static int fail(struct config_ctx *ctx, co
     return -EINVAL;
 }
 
-const char *config_type_name(const struct json_object *v)
+/* ---- defaults ------------------------------------------------------------ */
+
+void config_init(struct broker_config *cfg)
 {
-    switch (json_object_get_type(v)) {
-    case json_type_null:
-        return "null";
-    case json_type_boolean:
-        return "a boolean";
-    case json_type_double:
-        return "a number with a fraction";
-    case json_type_int:
-        return "an integer";
-    case json_type_object:
-        return "an object";
-    case json_type_array:
-        return "an array";
-    default:
-        return "a string";
+    *cfg = (struct broker_config){
+        .mode = 0600,
+        .max_frame = BROKER_MAX_FRAME_DEFAULT,
+        .max_connections = BROKER_MAX_CONNECTIONS_DEFAULT,
+        .max_subscriptions = BROKER_MAX_SUBSCRIPTIONS_DEFAULT,
+        .max_subscription_bytes = BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT,
+        .max_pending = BROKER_MAX_PENDING_DEFAULT,
+        .max_retained_bytes = BROKER_MAX_RETAINED_BYTES_DEFAULT,
+        .hello_timeout_ms = BROKER_HELLO_TIMEOUT_MS_DEFAULT,
+    };
+}
+
+void config_finish(struct broker_config *cfg)
+{
+    if (cfg->max_unwelcomed == 0) {
+        uint32_t n = cfg->max_connections / 4;
+        cfg->max_unwelcomed =
+            n > BROKER_MAX_UNWELCOMED_MIN_DEFAULT ? n : BROKER_MAX_UNWELCOMED_MIN_DEFAULT;
     }
-}
-
-static const char *type_name(json_object *v)
-{
-    return config_type_name(v);
-}
-
-/* A value as JSON, for messages ("loud" with its quotes, 12). */
-static const char *value_text(json_object *v)
-{
-    return json_object_to_json_string_ext(v, JSON_C_TO_STRING_PLAIN);
 }
 
 /* ---- one key at a time -------------------------------------------------- */
@@ -94,7 +89,7 @@ static int get_u64(struct config_ctx *ctx, const char *key, json_object *v, uint
 {
     if (!json_object_is_type(v, json_type_int)) {
         return fail(ctx, "\"%s\" must be an integer from %" PRIu64 " to %" PRIu64 ", not %s", key,
-                    min, max, type_name(v));
+                    min, max, jsonval_type_name(v));
     }
     /* json-c keeps integers above INT64_MAX as unsigned; below 0 as signed. */
     bool negative = json_object_get_int64(v) < 0;
@@ -111,7 +106,7 @@ static int get_string(struct config_ctx *ctx, const char *key, json_object *v, c
                       size_t dst_len)
 {
     if (!json_object_is_type(v, json_type_string)) {
-        return fail(ctx, "\"%s\" must be a string, not %s", key, type_name(v));
+        return fail(ctx, "\"%s\" must be a string, not %s", key, jsonval_type_name(v));
     }
     size_t len = (size_t)json_object_get_string_len(v);
     if (len >= dst_len || strlen(json_object_get_string(v)) != len) {
@@ -134,14 +129,14 @@ static int get_mode(struct config_ctx *ctx, json_object *v, unsigned *out)
         snprintf(digits, sizeof(digits), "%s", json_object_get_string(v));
     } else {
         return fail(ctx, "\"mode\" must be octal permission bits like \"0660\", not %s",
-                    value_text(v));
+                    jsonval_text(v));
     }
     char *end;
     errno = 0;
     unsigned long m = strtoul(digits, &end, 8);
     if (digits[0] == '\0' || digits[0] == '-' || *end != '\0' || errno != 0 || m > 0777) {
         return fail(ctx, "\"mode\" must be octal permission bits like \"0660\", not %s",
-                    value_text(v));
+                    jsonval_text(v));
     }
     *out = (unsigned)m;
     return 0;
@@ -161,7 +156,8 @@ static int get_log(struct config_ctx *ctx, json_object *v)
             }
         }
     }
-    return fail(ctx, "\"log\" must be \"quiet\", \"normal\" or \"verbose\", not %s", value_text(v));
+    return fail(ctx, "\"log\" must be \"quiet\", \"normal\" or \"verbose\", not %s",
+                jsonval_text(v));
 }
 
 static int apply_key(struct config_ctx *ctx, const char *key, json_object *v)
@@ -193,7 +189,7 @@ static int apply_key(struct config_ctx *ctx, const char *key, json_object *v)
         }
         if (!json_object_is_type(v, json_type_string)) {
             return fail(ctx, "\"group\" must be a group name or a numeric gid, not %s",
-                        type_name(v));
+                        jsonval_type_name(v));
         }
         return get_string(ctx, key, v, cfg->group, sizeof(cfg->group));
     }
@@ -364,7 +360,7 @@ int config_load(const char *path, struct broker_config *cfg, char *err, size_t e
     }
     if (!json_object_is_type(root, json_type_object)) {
         r = fail(&ctx, "expected a JSON object ({\"key\": value, ...}) at the top, not %s",
-                 type_name(root));
+                 jsonval_type_name(root));
     } else {
         json_object_object_foreach(root, key, v)
         {
