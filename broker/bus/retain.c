@@ -184,7 +184,7 @@ int retain_apply(struct retain_store *s, const struct frame *pub, uint64_t max_b
         }
     }
     if (s->bytes - gone + need > max_bytes) {
-        return -EDQUOT;
+        return RETAIN_E_FULL;
     }
 
     struct retained *r = malloc(value_size(size));

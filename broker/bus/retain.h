@@ -25,6 +25,9 @@
 
 struct frame;
 
+/* retain_apply(): the value does not fit the limit. */
+#define RETAIN_E_FULL 1
+
 struct retained {
     uint32_t size;   /* of frame[] */
     uint8_t frame[]; /* a PUB frame with reply_len 0 */
@@ -47,7 +50,7 @@ void retain_deinit(struct retain_store *s);
 /*
  * Apply a PUB with RETAIN: store its value for its subject (a valid
  * subject), replacing the old one, or delete the subject's value when the
- * payload is empty. Returns 0, -EDQUOT when storing it would take the
+ * payload is empty. Returns 0, RETAIN_E_FULL when storing it would take the
  * store's bytes past `max_bytes` (the old value stays), or -ENOMEM.
  */
 int retain_apply(struct retain_store *s, const struct frame *pub, uint64_t max_bytes);

@@ -1,38 +1,72 @@
 /*
  * router.h - subscriptions and the routing of published messages.
  *
- * A subscription belongs to one connection (its sid map) and sits in the
- * broker's subject trie. router_publish() matches a PUB against the trie
- * and queues one MSG per matching subscription.
+ * A subscription belongs to one peer (its sid map) and sits in the bus's
+ * subject trie. router_publish() matches a PUB against the trie and queues
+ * one MSG per matching subscription (through flow.c).
  *
- * Functions return 0 or a negative errno that conn.c turns into an ERR:
- * -EINVAL (invalid subject or pattern, ERR 3), -EEXIST / -ENOENT (sid in use
- * or unknown, ERR 7), -EDQUOT or -ENOSPC (a limit, ERR 5), -EACCES (ERR 4),
- * -ENOMEM.
- * With an ACL (acl.h), a SUB whose pattern is not covered by the
- * connection's rule gets -EACCES, and so does a PUB on a subject it may not
- * publish on; a PUB whose reply subject is neither its own inbox nor
- * publishable by it gets -EPERM (ERR 4 as well), and so does, ACL or not,
- * a PUB whose reply subject is a $SYS. subject.
+ * Functions return 0, a positive ROUTER_E_* code for a refusal the client
+ * is told about (proto.c maps each to its ERR code and text), or a
+ * negative errno for a real failure (-ENOMEM). With an ACL (acl.h), a SUB
+ * whose pattern is not covered by the peer's rule, a PUB on a subject it
+ * may not publish on, and a PUB whose reply subject is neither its own
+ * inbox nor publishable by it are refused; a PUB whose reply subject is a
+ * $SYS. subject is refused ACL or not.
+ *
+ * $SYS. subjects are the broker's own: router_publish() checks a PUB on
+ * one like any other and then returns ROUTER_SYS, for the caller to hand
+ * it to sys.c, which answers it; it is never routed to subscribers.
  */
 #ifndef SOCKBUS_ROUTER_H
 #define SOCKBUS_ROUTER_H
 
 #include "subtrie.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
-struct broker;
-struct conn;
+/* The broker's own subjects (docs/protocol.md, Broker introspection). */
+#define ROUTER_SYS_PREFIX "$SYS."
+
+/* What a SUB, UNSUB or PUB may be refused for. */
+enum router_error {
+    ROUTER_E_SUBJECT_INVALID = 1, /* PUB: subject or reply subject not valid */
+    ROUTER_E_PATTERN_INVALID,     /* SUB: pattern or queue group not valid */
+    ROUTER_E_PUB_DENIED,          /* PUB: the ACL forbids the subject */
+    ROUTER_E_REPLY_DENIED,        /* PUB: the ACL forbids the reply subject */
+    ROUTER_E_REPLY_SYS,           /* PUB: the reply subject is a $SYS. one */
+    ROUTER_E_SUB_DENIED,          /* SUB: the ACL does not cover the pattern */
+    ROUTER_E_SUB_LIMIT,           /* SUB: max_subscriptions reached */
+    ROUTER_E_SUB_BYTES,           /* SUB: max_subscription_bytes reached */
+    ROUTER_E_SID_IN_USE,          /* SUB: sid 0, or one the peer uses */
+    ROUTER_E_SID_UNKNOWN,         /* UNSUB: no such sid */
+    ROUTER_E_RETAIN_FULL,         /* PUB: delivered, but not retained
+                                   * (max_retained_bytes) */
+    ROUTER_SYS,                   /* PUB: not an error; for sys.c */
+    ROUTER_E_END                  /* the next module's codes start here */
+};
+
+/* Is this subject one of the broker's own? Asked for every publish: it
+ * decides on the first byte when it can. */
+static inline bool router_subject_is_sys(const void *subject, size_t len)
+{
+    const char *s = subject;
+    return len >= sizeof(ROUTER_SYS_PREFIX) - 1 && s[0] == '$' &&
+           memcmp(s, ROUTER_SYS_PREFIX, sizeof(ROUTER_SYS_PREFIX) - 1) == 0;
+}
+
+struct bus;
 struct frame;
+struct peer;
 
 struct sub {
     struct subtrie_sub entry; /* its place in the trie (sub_of() goes back) */
-    struct conn *conn;
+    struct peer *peer;
     uint32_t sid;
     uint32_t remaining; /* deliveries left before auto-unsubscribe; 0: no limit */
-    uint32_t cost;      /* bytes charged to conn->sub_bytes (router_sub_cost()) */
+    uint32_t cost;      /* bytes charged to peer->sub_bytes (router_sub_cost()) */
     uint16_t pattern_len;
     uint16_t queue_len;
     char strings[]; /* pattern NUL queue NUL */
@@ -53,9 +87,12 @@ static inline const char *sub_queue(const struct sub *s)
     return s->strings + s->pattern_len + 1;
 }
 
-/* SUB frame: subscribe `f->sid` to pattern f->subject, queue group f->reply.
- * -EDQUOT: max_subscriptions reached; -ENOSPC: max_subscription_bytes. */
-int router_subscribe(struct broker *b, struct conn *c, const struct frame *f);
+/* SUB frame: subscribe `f->sid` to pattern f->subject, queue group
+ * f->reply, and replay the retained values it matches. Returns 0,
+ * ROUTER_E_SID_IN_USE, ROUTER_E_PATTERN_INVALID, ROUTER_E_SUB_DENIED,
+ * ROUTER_E_SUB_LIMIT, ROUTER_E_SUB_BYTES or -ENOMEM, checked in that
+ * order. */
+int router_subscribe(struct bus *b, struct peer *p, const struct frame *f);
 
 /*
  * What one subscription to `pattern` in a queue group of queue_len bytes
@@ -65,28 +102,27 @@ int router_subscribe(struct broker *b, struct conn *c, const struct frame *f);
  */
 size_t router_sub_cost(const char *pattern, size_t pattern_len, size_t queue_len);
 
-/* UNSUB: remove `sid` now (max_msgs == 0) or after max_msgs more messages. */
-int router_unsubscribe(struct broker *b, struct conn *c, uint32_t sid, uint32_t max_msgs);
+/* UNSUB: remove `sid` now (max_msgs == 0) or after max_msgs more messages.
+ * Returns 0 or ROUTER_E_SID_UNKNOWN. */
+int router_unsubscribe(struct bus *b, struct peer *p, uint32_t sid, uint32_t max_msgs);
 
-/* Remove every subscription of `c` (it is closing). */
-void router_remove_conn(struct broker *b, struct conn *c);
+/* Remove every subscription of `p` (it is ending). */
+void router_remove_peer(struct bus *b, struct peer *p);
 
 /*
- * PUB frame from `c`: queue a MSG to every matching subscription; store it
+ * PUB frame from `p`, counted: queue a MSG to every matching subscription; store it
  * first when flagged RETAIN; answer NO_RESPONDERS to a request nobody
- * receives; hand $SYS. subjects to sys.c. Returns 0, -EINVAL, -EACCES (the
- * ACL forbids the subject), -EPERM (a $SYS. reply subject, or one the ACL
- * forbids),
- * -EDQUOT when a RETAIN value did not fit max_retained_bytes (it was still
- * delivered live), -E2BIG when a $SYS answer exceeds max_frame, or
- * -ENOMEM.
+ * receives. Returns 0, ROUTER_E_SUBJECT_INVALID, ROUTER_E_REPLY_SYS,
+ * ROUTER_E_PUB_DENIED, ROUTER_E_REPLY_DENIED, ROUTER_E_RETAIN_FULL (it was
+ * still delivered live), ROUTER_SYS (a $SYS. subject that passed the
+ * checks: nothing was delivered), or -ENOMEM.
  */
-int router_publish(struct broker *b, struct conn *c, const struct frame *f);
+int router_publish(struct bus *b, struct peer *p, const struct frame *f);
 
 /* Publish a message from the broker itself (no reply, no headers).
  * Returns 0, -EMSGSIZE when it exceeds max_frame, -ENOMEM or -EBUSY (called
  * while routing). */
-int router_publish_local(struct broker *b, const char *subject, size_t subject_len,
+int router_publish_local(struct bus *b, const char *subject, size_t subject_len,
                          const void *payload, size_t payload_len);
 
 #endif /* SOCKBUS_ROUTER_H */

@@ -7,8 +7,8 @@
  *
  * $SYS.CLIENTS is answered a page at a time, so that one request costs the
  * broker a bounded amount of work and one answer fits max_frame however
- * many clients there are. The connections it lists are kept in an array
- * (broker->listed), each knowing its own index: a page starts at its offset
+ * many clients there are. The peers it lists are kept in an array
+ * (bus->listed), each knowing its own index: a page starts at its offset
  * without a walk, a welcomed client is appended, and one that ends is
  * replaced by the last (swap-remove). The price of O(1) removal is what a
  * reader paging while clients come and go sees: nobody twice, newcomers at
@@ -19,9 +19,11 @@
 #include "sys.h"
 
 #include "array.h"
-#include "broker.h"
+#include "bus.h"
+#include "config.h"
 #include "conn.h"
 #include "frame.h"
+#include "peer.h"
 #include "router.h"
 
 #include <errno.h>
@@ -36,14 +38,6 @@
 #define SYS_EVENT_CONNECT    "$SYS.EVENT.CONNECT"
 #define SYS_EVENT_DISCONNECT "$SYS.EVENT.DISCONNECT"
 
-bool sys_subject(const void *subject, size_t len)
-{
-    /* Asked for every publish: decide on the first byte when it can. */
-    const char *s = subject;
-    return len >= strlen(SYS_PREFIX) && s[0] == '$' &&
-           memcmp(s, SYS_PREFIX, strlen(SYS_PREFIX)) == 0;
-}
-
 static bool subject_is(const struct frame *f, const char *name)
 {
     return f->subject_len == strlen(name) && memcmp(f->subject, name, f->subject_len) == 0;
@@ -54,10 +48,10 @@ static json_object *u64(uint64_t v)
     return json_object_new_uint64(v);
 }
 
-static json_object *sys_stats(const struct broker *b)
+static json_object *sys_stats(const struct bus *b)
 {
     json_object *o = json_object_new_object();
-    json_object_object_add(o, "uptime_s", u64((uv_now(b->loop) - b->start_ms) / 1000));
+    json_object_object_add(o, "uptime_s", u64((uv_now(b->net->loop) - b->start_ms) / 1000));
     json_object_object_add(o, "connections", u64(b->nclients));
     json_object_object_add(o, "unwelcomed", u64(b->unwelcomed.len));
     json_object_object_add(o, "subscriptions", u64(b->nsubs));
@@ -72,33 +66,33 @@ static json_object *sys_stats(const struct broker *b)
     return o;
 }
 
-static json_object *sys_client(const struct conn *c)
+static json_object *sys_client(const struct peer *p)
 {
     json_object *o = json_object_new_object();
+    const struct conn *c = &p->conn;
     json_object_object_add(o, "id", u64(c->id));
-    json_object_object_add(o, "name", c->name ? json_object_new_string(c->name) : NULL);
-    json_object_object_add(o, "transport",
-                           json_object_new_string(c->transport == CONN_UNIX ? "unix" : "tcp"));
-    json_object_object_add(o, "pid", c->has_cred ? json_object_new_int64(c->pid) : NULL);
-    json_object_object_add(o, "uid", c->has_cred ? u64(c->uid) : NULL);
-    json_object_object_add(o, "gid", c->has_cred ? u64(c->gid) : NULL);
-    json_object_object_add(o, "subscriptions", u64(c->subs.len));
-    json_object_object_add(o, "subscription_bytes", u64(c->sub_bytes));
+    json_object_object_add(o, "name", p->name ? json_object_new_string(p->name) : NULL);
+    json_object_object_add(o, "transport", json_object_new_string(c->transport->name));
+    json_object_object_add(o, "pid", c->has_cred ? json_object_new_int64(c->cred.pid) : NULL);
+    json_object_object_add(o, "uid", c->has_cred ? u64(c->cred.uid) : NULL);
+    json_object_object_add(o, "gid", c->has_cred ? u64(c->cred.gid) : NULL);
+    json_object_object_add(o, "subscriptions", u64(p->subs.len));
+    json_object_object_add(o, "subscription_bytes", u64(p->sub_bytes));
     json_object_object_add(o, "pending_bytes", u64(conn_pending(c)));
-    json_object_object_add(o, "msgs_in", u64(c->msgs_in));
-    json_object_object_add(o, "msgs_out", u64(c->msgs_out));
-    json_object_object_add(o, "dropped", u64(c->dropped));
+    json_object_object_add(o, "msgs_in", u64(p->msgs_in));
+    json_object_object_add(o, "msgs_out", u64(p->msgs_out));
+    json_object_object_add(o, "dropped", u64(p->dropped));
     return o;
 }
 
 /* Publish `o` (consumed) on subject, as the broker. */
-static int sys_publish(struct broker *b, const char *subject, size_t subject_len, json_object *o)
+static int sys_publish(struct bus *b, const char *subject, size_t subject_len, json_object *o)
 {
     size_t len;
     const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
     /* Building the answer is work for whoever asked, delivered or not:
      * it counts toward the asker's slice of this iteration (CONN_SLICE). */
-    b->work += len;
+    schedule_charge(&b->net->schedule, len);
     int r = router_publish_local(b, subject, subject_len, s, len);
     json_object_put(o);
     return r;
@@ -106,26 +100,26 @@ static int sys_publish(struct broker *b, const char *subject, size_t subject_len
 
 /* ---- $SYS.CLIENTS, a page at a time ------------------------------------- */
 
-int sys_list(struct broker *b, struct conn *c)
+int sys_list(struct bus *b, struct peer *p)
 {
     if (array_reserve(b->listed, b->listed_cap, b->nlisted, 1, 64) < 0) {
         return -ENOMEM;
     }
-    b->listed[b->nlisted++] = c;
-    c->listed_slot = b->nlisted;
+    b->listed[b->nlisted++] = p;
+    p->listed_slot = b->nlisted;
     return 0;
 }
 
-void sys_unlist(struct broker *b, struct conn *c)
+void sys_unlist(struct bus *b, struct peer *p)
 {
-    if (c->listed_slot == 0) {
+    if (p->listed_slot == 0) {
         return;
     }
-    uint32_t i = c->listed_slot - 1;
-    struct conn *last = b->listed[--b->nlisted];
+    uint32_t i = p->listed_slot - 1;
+    struct peer *last = b->listed[--b->nlisted];
     b->listed[i] = last;
     last->listed_slot = i + 1;
-    c->listed_slot = 0;
+    p->listed_slot = 0;
 }
 
 /* The page a $SYS.CLIENTS request asks for. */
@@ -220,11 +214,11 @@ static int sys_buf_add(struct sys_buf *sb, const char *s, size_t len)
  * next would push the answer past max_frame (room is made for the tail
  * with its largest numbers); "more" says whether any follow.
  */
-static int sys_clients_answer(struct broker *b, const struct frame *f, const struct sys_page *page)
+static int sys_clients_answer(struct bus *b, const struct frame *f, const struct sys_page *page)
 {
     /* The tail, at its longest: 20 digits for each number. */
     enum { TAIL_MAX = sizeof("],\"offset\":,\"total\":,\"more\":false}") + 2 * 20 };
-    size_t room = b->cfg.max_frame - FRAME_HEADER_SIZE - f->reply_len;
+    size_t room = b->cfg->max_frame - FRAME_HEADER_SIZE - f->reply_len;
     uint64_t total = b->nlisted;
     uint64_t start = page->offset < total ? page->offset : total;
     uint64_t end = total - start > page->limit ? start + page->limit : total;
@@ -256,41 +250,36 @@ static int sys_clients_answer(struct broker *b, const struct frame *f, const str
     if (r == 0) {
         /* Building the page is work for whoever asked, delivered or not:
          * it counts toward the asker's slice of this iteration. */
-        b->work += out.len;
+        schedule_charge(&b->net->schedule, out.len);
         r = router_publish_local(b, (const char *)f->reply, f->reply_len, out.data, out.len);
     }
     free(out.data);
     return r;
 }
 
-int sys_handle(struct broker *b, struct conn *c, const struct frame *f)
+int sys_handle(struct bus *b, const struct frame *f, char *why, size_t why_len)
 {
     if (f->reply_len == 0) {
-        return -EACCES;
+        return SYS_E_DENIED;
     }
     int r;
     if (subject_is(f, SYS_STATS)) {
         r = sys_publish(b, (const char *)f->reply, f->reply_len, sys_stats(b));
     } else if (subject_is(f, SYS_CLIENTS)) {
         struct sys_page page;
-        char why[96];
-        if (sys_page_parse(f->payload, f->payload_len, &page, why, sizeof(why)) < 0) {
-            conn_queue_err(c, FRAME_ERR_REQUEST, f->subject, f->subject_len,
-                           "invalid " SYS_CLIENTS " request: %s; send nothing, or "
-                           "{\"offset\":N,\"limit\":M} with N >= 0 and M >= 1",
-                           why);
-            return 0;
+        if (sys_page_parse(f->payload, f->payload_len, &page, why, why_len) < 0) {
+            return SYS_E_REQUEST_INVALID;
         }
         r = sys_clients_answer(b, f, &page);
     } else {
-        return -EACCES;
+        return SYS_E_DENIED;
     }
     /* An answer larger than max_frame is refused as a limit. */
-    return r == -EMSGSIZE ? -E2BIG : r;
+    return r == -EMSGSIZE ? SYS_E_ANSWER_TOO_LARGE : r;
 }
 
-void sys_event(struct broker *b, struct conn *c, bool connected)
+void sys_event(struct bus *b, struct peer *p, bool connected)
 {
     const char *subject = connected ? SYS_EVENT_CONNECT : SYS_EVENT_DISCONNECT;
-    sys_publish(b, subject, strlen(subject), sys_client(c));
+    sys_publish(b, subject, strlen(subject), sys_client(p));
 }

@@ -3,7 +3,7 @@
  * why it is not uv_listen()).
  *
  * A readiness event on the listening fd accepts up to ACCEPTOR_BATCH
- * connections with accept4() and hands each fd to conn_accept(); the poll
+ * connections with accept4() and hands each fd to the callback; the poll
  * is level-triggered, so whatever is left waits for the next iteration.
  * Running out of descriptors is the one error that needs care: the
  * listening socket stays readable while clients wait in its backlog, so
@@ -13,9 +13,8 @@
  */
 #include "acceptor.h"
 
-#include "broker.h"
-#include "conn.h"
 #include "frame.h"
+#include "listener.h"
 #include "log.h"
 
 #include <errno.h>
@@ -36,14 +35,15 @@ static int reserve_open(void)
 /* Log the overload once, then at most once per interval with a count. */
 static void acceptor_log_overload(struct acceptor *a, int err)
 {
-    uint64_t now = uv_now(a->broker->loop);
+    uint64_t now = uv_now(a->poll.loop);
     if (!a->overloaded_logged) {
         struct rlimit rl = {0};
         getrlimit(RLIMIT_NOFILE, &rl);
         log_error("accept on %s: %s with %u connections (RLIMIT_NOFILE %llu); refusing new "
                   "clients with ERR 5 until descriptors free up; raise the limit (ulimit -n, "
                   "LimitNOFILE=) or lower --max-connections",
-                  a->name, strerror(err), a->broker->nconns, (unsigned long long)rl.rlim_cur);
+                  a->name, strerror(err), a->nconns != NULL ? *a->nconns : 0,
+                  (unsigned long long)rl.rlim_cur);
         a->overloaded_logged = true;
         a->last_log_ms = now;
         a->refused_unlogged = 0;
@@ -82,7 +82,7 @@ static void on_readable(uv_poll_t *h, int status, int events);
 static void on_retry(uv_timer_t *h)
 {
     struct acceptor *a = h->data;
-    if (a->open && !a->broker->stopping) {
+    if (a->open) {
         uv_poll_start(&a->poll, UV_READABLE, on_readable);
     }
 }
@@ -132,10 +132,10 @@ static void on_readable(uv_poll_t *h, int status, int events)
         acceptor_pause(a);
         return;
     }
-    for (unsigned i = 0; i < ACCEPTOR_BATCH && a->open && !a->broker->stopping; i++) {
+    for (unsigned i = 0; i < ACCEPTOR_BATCH && a->open; i++) {
         int fd = accept4(a->fd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
         if (fd >= 0) {
-            conn_accept(a->broker, fd, a->transport);
+            a->cb(a->data, fd, a->transport);
             continue;
         }
         int e = errno;
@@ -164,16 +164,19 @@ static void on_readable(uv_poll_t *h, int status, int events)
     }
 }
 
-int acceptor_start(struct acceptor *a, struct broker *b, int fd, enum conn_transport transport,
-                   const char *name)
+int acceptor_start(struct acceptor *a, uv_loop_t *loop, int fd,
+                   const struct transport_ops *transport, const char *name, acceptor_cb *cb,
+                   void *data, const uint32_t *nconns)
 {
     memset(a, 0, sizeof(*a));
-    a->broker = b;
+    a->cb = cb;
+    a->data = data;
+    a->nconns = nconns;
     a->transport = transport;
     a->fd = fd;
     a->reserve_fd = reserve_open();
     snprintf(a->name, sizeof(a->name), "%s", name);
-    int r = uv_poll_init(b->loop, &a->poll, fd);
+    int r = uv_poll_init(loop, &a->poll, fd);
     if (r < 0) {
         close(fd);
         a->fd = -1;
@@ -183,7 +186,7 @@ int acceptor_start(struct acceptor *a, struct broker *b, int fd, enum conn_trans
         }
         return r;
     }
-    uv_timer_init(b->loop, &a->retry);
+    uv_timer_init(loop, &a->retry);
     a->poll.data = a;
     a->retry.data = a;
     a->open = true; /* closed by acceptor_close() from here on */

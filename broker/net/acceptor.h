@@ -18,7 +18,7 @@
 #ifndef SOCKBUS_ACCEPTOR_H
 #define SOCKBUS_ACCEPTOR_H
 
-#include "conn.h"
+#include "transport.h"
 
 #include <stdbool.h>
 #include <stdint.h>
@@ -32,13 +32,17 @@
 /* Overload is logged at most this often (with a count in between). */
 #define ACCEPTOR_LOG_INTERVAL_MS 60000
 
-struct broker;
+/* A connection was accepted: `fd` (non-blocking, close-on-exec) is the
+ * callee's from here on, to be opened with `transport`. */
+typedef void acceptor_cb(void *data, int fd, const struct transport_ops *transport);
 
 struct acceptor {
     uv_poll_t poll;
     uv_timer_t retry;
-    struct broker *broker;
-    enum conn_transport transport;
+    acceptor_cb *cb;
+    void *data;
+    const uint32_t *nconns; /* the connections open now, for the log */
+    const struct transport_ops *transport;
     int fd;         /* the listening socket (owned); -1 when none */
     int reserve_fd; /* held to be freed on EMFILE; -1 when none */
     bool open;      /* handles initialized; acceptor_close() closes them */
@@ -51,13 +55,15 @@ struct acceptor {
 };
 
 /*
- * Start accepting on the listening socket `fd` for `b`: each new
- * connection goes to conn_accept(). Takes ownership of fd, also on
- * failure. `name` is copied for log lines. Returns 0 or a negative libuv
- * error (with fd closed).
+ * Start accepting on the listening socket `fd` on `loop`: each new
+ * connection goes to cb(data, fd, transport). Takes ownership of fd, also
+ * on failure. `name` is copied for log lines; *nconns (may be NULL) is
+ * read for them too: how many connections are open when descriptors run
+ * out. Returns 0 or a negative libuv error (with fd closed).
  */
-int acceptor_start(struct acceptor *a, struct broker *b, int fd, enum conn_transport transport,
-                   const char *name);
+int acceptor_start(struct acceptor *a, uv_loop_t *loop, int fd,
+                   const struct transport_ops *transport, const char *name, acceptor_cb *cb,
+                   void *data, const uint32_t *nconns);
 
 /* Stop accepting: close the handles (asynchronously, as uv_close() does)
  * and the fds. Harmless on an acceptor that never started or is closed. */
