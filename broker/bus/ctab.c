@@ -214,28 +214,13 @@ size_t ctab_bytes_after_insert(const struct ctab *t)
     return mem_footprint(table_size(cap));
 }
 
-/*
- * With len >= 2 objects a table has at most 4 * len slots (it is halved
- * below 1/4; CTAB_MIN_CAP = 4 holds 2 or 3), the largest power of two not
- * above that in the worst case. The bytes per object are highest for small
- * tables, where the header and the allocator's rounding weigh most; past
- * CHECK_LEN they tend to 4 slots' bytes, below the maximum found.
- */
+/* With len >= 2 objects a table has at most 4 * len slots (it is halved
+ * below 1/4; CTAB_MIN_CAP = 4 holds 2 or 3). */
 size_t ctab_entry_bytes_max(void)
 {
     static size_t max;
-    enum { CHECK_LEN = 4096 };
     if (max == 0) {
-        for (size_t len = 2; len <= CHECK_LEN; len++) {
-            size_t cap = CTAB_MIN_CAP;
-            while (cap * 2 <= 4 * len) {
-                cap *= 2;
-            }
-            size_t per = (mem_footprint(table_size(cap)) + len - 1) / len;
-            if (per > max) {
-                max = per;
-            }
-        }
+        max = mem_table_entry_bytes_max(2, CTAB_MIN_CAP, table_size);
     }
     return max;
 }

@@ -52,102 +52,67 @@ enum {
     FATAL = 4,         /* ends the connection (conn_end()) */
 };
 
-/* A configured limit the text quotes (%n): its place in broker_config. */
-struct proto_limit {
-    uint16_t offset; /* 0: none */
-    uint8_t size;    /* 4 or 8 */
-};
-
-#define LIMIT(field)                                                                               \
-    {                                                                                              \
-        offsetof(struct broker_config, field), sizeof(((struct broker_config *)0)->field)          \
-    }
-
 struct proto_error_row {
-    uint8_t wire;  /* FRAME_ERR_* */
-    uint8_t flags; /* NAMES_SUBJECT, DENIED, FATAL */
-    struct proto_limit limit;
-    const char *text; /* a template: see the top of this file */
+    uint8_t wire;               /* FRAME_ERR_* */
+    uint8_t flags;              /* NAMES_SUBJECT, DENIED, FATAL */
+    enum config_limit_id limit; /* quoted by %n */
+    const char *text;           /* a template: see the top of this file */
 };
 
 static const struct proto_error_row proto_errors[PROTO_E_END] = {
-    [ROUTER_E_SUBJECT_INVALID] = {FRAME_ERR_SUBJECT,
-                                  NAMES_SUBJECT,
-                                  {0, 0},
+    [ROUTER_E_SUBJECT_INVALID] = {FRAME_ERR_SUBJECT, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
                                   "cannot publish on '%s': invalid subject or reply subject"},
-    [ROUTER_E_PATTERN_INVALID] = {FRAME_ERR_SUBJECT,
-                                  NAMES_SUBJECT,
-                                  {0, 0},
+    [ROUTER_E_PATTERN_INVALID] = {FRAME_ERR_SUBJECT, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
                                   "cannot subscribe to '%s': invalid pattern or queue group"},
-    [ROUTER_E_PUB_DENIED] = {FRAME_ERR_PERMISSION,
-                             NAMES_SUBJECT | DENIED,
-                             {0, 0},
+    [ROUTER_E_PUB_DENIED] = {FRAME_ERR_PERMISSION, NAMES_SUBJECT | DENIED, CONFIG_LIMIT_NONE,
                              "permission denied: cannot publish on '%s'"},
-    [ROUTER_E_REPLY_DENIED] = {FRAME_ERR_PERMISSION,
-                               NAMES_SUBJECT | DENIED,
-                               {0, 0},
+    [ROUTER_E_REPLY_DENIED] = {FRAME_ERR_PERMISSION, NAMES_SUBJECT | DENIED, CONFIG_LIMIT_NONE,
                                "permission denied: cannot use '%r' as a reply subject: not your "
                                "inbox and not a subject you may publish on"},
-    [ROUTER_E_REPLY_SYS] = {FRAME_ERR_PERMISSION,
-                            NAMES_SUBJECT | DENIED,
-                            {0, 0},
+    [ROUTER_E_REPLY_SYS] = {FRAME_ERR_PERMISSION, NAMES_SUBJECT | DENIED, CONFIG_LIMIT_NONE,
                             "permission denied: cannot use '%r' as a reply subject: $SYS. "
                             "subjects are the broker's own"},
-    [ROUTER_E_SUB_DENIED] = {FRAME_ERR_PERMISSION,
-                             NAMES_SUBJECT | DENIED,
-                             {0, 0},
+    [ROUTER_E_SUB_DENIED] = {FRAME_ERR_PERMISSION, NAMES_SUBJECT | DENIED, CONFIG_LIMIT_NONE,
                              "permission denied: cannot subscribe to '%s'"},
-    [ROUTER_E_SUB_LIMIT] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, LIMIT(max_subscriptions),
+    [ROUTER_E_SUB_LIMIT] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_MAX_SUBSCRIPTIONS,
                             "cannot subscribe to '%s': max_subscriptions (%n) reached"},
-    [ROUTER_E_SUB_BYTES] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, LIMIT(max_subscription_bytes),
+    [ROUTER_E_SUB_BYTES] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_MAX_SUBSCRIPTION_BYTES,
                             "cannot subscribe to '%s': max_subscription_bytes (%n) reached"},
-    [ROUTER_E_SID_IN_USE] = {FRAME_ERR_SID,
-                             NAMES_SUBJECT,
-                             {0, 0},
+    [ROUTER_E_SID_IN_USE] = {FRAME_ERR_SID, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
                              "cannot subscribe to '%s': sid %i is zero or in use"},
-    [ROUTER_E_SID_UNKNOWN] = {FRAME_ERR_SID, 0, {0, 0}, "cannot unsubscribe: unknown sid %i"},
-    [ROUTER_E_RETAIN_FULL] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, LIMIT(max_retained_bytes),
+    [ROUTER_E_SID_UNKNOWN] = {FRAME_ERR_SID, 0, CONFIG_LIMIT_NONE,
+                              "cannot unsubscribe: unknown sid %i"},
+    [ROUTER_E_RETAIN_FULL] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_MAX_RETAINED_BYTES,
                               "cannot retain '%s': max_retained_bytes (%n) reached; it was "
                               "delivered but not stored"},
-    [SYS_E_DENIED] = {FRAME_ERR_PERMISSION,
-                      NAMES_SUBJECT | DENIED,
-                      {0, 0},
+    [SYS_E_DENIED] = {FRAME_ERR_PERMISSION, NAMES_SUBJECT | DENIED, CONFIG_LIMIT_NONE,
                       "permission denied: cannot publish on '%s'"},
-    [SYS_E_REQUEST_INVALID] = {FRAME_ERR_REQUEST,
-                               NAMES_SUBJECT,
-                               {0, 0},
+    [SYS_E_REQUEST_INVALID] = {FRAME_ERR_REQUEST, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
                                "invalid $SYS.CLIENTS request: %d; send nothing, or "
                                "{\"offset\":N,\"limit\":M} with N >= 0 and M >= 1"},
-    [SYS_E_ANSWER_TOO_LARGE] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, LIMIT(max_frame),
+    [SYS_E_ANSWER_TOO_LARGE] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_MAX_FRAME,
                                 "the answer to '%s' exceeds max_frame (%n); raise --max-frame"},
-    [PROTO_E_PUB_FAILED] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, {0, 0}, "cannot publish on '%s': %d"},
-    [PROTO_E_SUB_FAILED] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, {0, 0}, "cannot subscribe to '%s': %d"},
-    [PROTO_E_HELLO_REQUIRED] = {FRAME_ERR_HELLO_REQUIRED,
-                                FATAL,
-                                {0, 0},
+    [PROTO_E_PUB_FAILED] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
+                            "cannot publish on '%s': %d"},
+    [PROTO_E_SUB_FAILED] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
+                            "cannot subscribe to '%s': %d"},
+    [PROTO_E_HELLO_REQUIRED] = {FRAME_ERR_HELLO_REQUIRED, FATAL, CONFIG_LIMIT_NONE,
                                 "HELLO required before any other frame"},
-    [PROTO_E_HELLO_TIMEOUT] = {FRAME_ERR_HELLO_REQUIRED, FATAL, LIMIT(hello_timeout_ms),
+    [PROTO_E_HELLO_TIMEOUT] = {FRAME_ERR_HELLO_REQUIRED, FATAL, CONFIG_HELLO_TIMEOUT_MS,
                                "no HELLO within hello_timeout_ms (%n ms)"},
-    [PROTO_E_HELLO_INVALID] = {FRAME_ERR_PROTOCOL,
-                               FATAL,
-                               {0, 0},
+    [PROTO_E_HELLO_INVALID] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_LIMIT_NONE,
                                "invalid HELLO: expected a JSON object with \"protocol\""},
-    [PROTO_E_HELLO_FIELDS] = {FRAME_ERR_PROTOCOL,
-                              FATAL,
-                              {0, 0},
+    [PROTO_E_HELLO_FIELDS] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_LIMIT_NONE,
                               "invalid HELLO: \"name\" must be a string, \"echo\" a boolean"},
-    [PROTO_E_VERSION] = {FRAME_ERR_VERSION,
-                         FATAL,
-                         {0, 0},
+    [PROTO_E_VERSION] = {FRAME_ERR_VERSION, FATAL, CONFIG_LIMIT_NONE,
                          "unsupported protocol version: this broker speaks 1"},
-    [PROTO_E_MAX_CONNECTIONS] = {FRAME_ERR_LIMIT, FATAL, LIMIT(max_connections),
+    [PROTO_E_MAX_CONNECTIONS] = {FRAME_ERR_LIMIT, FATAL, CONFIG_MAX_CONNECTIONS,
                                  "max_connections (%n) reached; try again later"},
-    [PROTO_E_MAX_UNWELCOMED] = {FRAME_ERR_LIMIT,
-                                FATAL,
-                                {0, 0},
+    [PROTO_E_MAX_UNWELCOMED] = {FRAME_ERR_LIMIT, FATAL, CONFIG_LIMIT_NONE,
                                 "too many connections waiting for HELLO; try again later"},
-    [PROTO_E_SECOND_HELLO] = {FRAME_ERR_PROTOCOL, FATAL, {0, 0}, "a second HELLO"},
-    [PROTO_E_OP_FORBIDDEN] = {FRAME_ERR_PROTOCOL, FATAL, {0, 0}, "a client may not send %d"},
+    [PROTO_E_SECOND_HELLO] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_LIMIT_NONE, "a second HELLO"},
+    [PROTO_E_OP_FORBIDDEN] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_LIMIT_NONE,
+                              "a client may not send %d"},
 };
 
 /* Bounded text being built. */
@@ -162,19 +127,6 @@ static void text_put(struct proto_text *t, const void *s, size_t n)
     n = n < room ? n : room;
     memcpy(t->buf + t->len, s, n);
     t->len += n;
-}
-
-static uint64_t limit_value(const struct broker_config *cfg, struct proto_limit l)
-{
-    const char *field = (const char *)cfg + l.offset;
-    if (l.size == sizeof(uint32_t)) {
-        uint32_t v;
-        memcpy(&v, field, sizeof(v));
-        return v;
-    }
-    uint64_t v;
-    memcpy(&v, field, sizeof(v));
-    return v;
 }
 
 /* Fill the template of `e` (see the top of this file). */
@@ -205,7 +157,7 @@ static void proto_format(struct proto_text *t, const struct proto_error_row *e,
         case 'n':
             text_put(t, num,
                      (size_t)snprintf(num, sizeof(num), "%llu",
-                                      (unsigned long long)limit_value(cfg, e->limit)));
+                                      (unsigned long long)config_limit_get(cfg, e->limit)));
             break;
         case 'd':
             if (detail != NULL) {

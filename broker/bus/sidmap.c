@@ -169,23 +169,18 @@ int sidmap_next(const struct sidmap *m, size_t *pos, uint32_t *key, void **value
     return 0;
 }
 
+static size_t slots_size(size_t cap)
+{
+    return cap * sizeof(struct sidmap_slot);
+}
+
 /* With len entries a map has at most 4 * len slots, and at least
- * SIDMAP_MIN_CAP; the bytes per entry are highest for small maps. */
+ * SIDMAP_MIN_CAP. */
 size_t sidmap_entry_bytes_max(void)
 {
     static size_t max;
-    enum { CHECK_LEN = 4096 };
     if (max == 0) {
-        for (size_t len = 1; len <= CHECK_LEN; len++) {
-            size_t cap = SIDMAP_MIN_CAP;
-            while (cap * 2 <= 4 * len) {
-                cap *= 2;
-            }
-            size_t per = (mem_footprint(cap * sizeof(struct sidmap_slot)) + len - 1) / len;
-            if (per > max) {
-                max = per;
-            }
-        }
+        max = mem_table_entry_bytes_max(1, SIDMAP_MIN_CAP, slots_size);
     }
     return max;
 }

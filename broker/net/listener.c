@@ -90,25 +90,20 @@ static void parent_dir_of(const char *path, char *out, size_t len)
     }
 }
 
+/* What is at a path that is not our socket, for messages. */
 static const char *file_kind(mode_t mode)
 {
-    if (S_ISREG(mode)) {
-        return "a regular file";
-    }
-    if (S_ISDIR(mode)) {
-        return "a directory";
-    }
-    if (S_ISLNK(mode)) {
-        return "a symbolic link";
-    }
-    if (S_ISFIFO(mode)) {
-        return "a named pipe";
-    }
-    if (S_ISCHR(mode)) {
-        return "a character device";
-    }
-    if (S_ISBLK(mode)) {
-        return "a block device";
+    static const struct {
+        mode_t type;
+        const char *name;
+    } kinds[] = {
+        {S_IFREG, "a regular file"}, {S_IFDIR, "a directory"},        {S_IFLNK, "a symbolic link"},
+        {S_IFIFO, "a named pipe"},   {S_IFCHR, "a character device"}, {S_IFBLK, "a block device"},
+    };
+    for (size_t i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
+        if ((mode & S_IFMT) == kinds[i].type) {
+            return kinds[i].name;
+        }
     }
     return "not a socket";
 }

@@ -244,18 +244,25 @@ bool acl_in_inbox(uint64_t client_id, const char *s, size_t len)
     return n > 0 && len > (size_t)n && memcmp(s, prefix, (size_t)n) == 0;
 }
 
-bool acl_may_publish(const struct acl_rule *rule, const char *subject, size_t len)
+/* Does a pattern of `list` take s[0..len), as `takes(pattern, s)` judges
+ * (sb_pattern_match() for a subject, acl_pattern_covers() for a pattern)?
+ * Inline, so that each caller gets its test without a call through a
+ * pointer. */
+static inline bool list_takes(const struct acl_list *list,
+                              bool (*takes)(const char *, size_t, const char *, size_t),
+                              const char *s, size_t len)
 {
-    if (rule == NULL) {
-        return false;
-    }
-    for (size_t i = 0; i < rule->publish.len; i++) {
-        const struct acl_pattern *p = &rule->publish.items[i];
-        if (sb_pattern_match(p->text, p->len, subject, len)) {
+    for (size_t i = 0; i < list->len; i++) {
+        if (takes(list->items[i].text, list->items[i].len, s, len)) {
             return true;
         }
     }
     return false;
+}
+
+bool acl_may_publish(const struct acl_rule *rule, const char *subject, size_t len)
+{
+    return rule != NULL && list_takes(&rule->publish, sb_pattern_match, subject, len);
 }
 
 bool acl_may_reply(const struct acl_rule *rule, uint64_t client_id, const char *reply, size_t len)
@@ -266,17 +273,6 @@ bool acl_may_reply(const struct acl_rule *rule, uint64_t client_id, const char *
 bool acl_may_subscribe(const struct acl_rule *rule, uint64_t client_id, const char *pattern,
                        size_t len)
 {
-    if (acl_in_inbox(client_id, pattern, len)) {
-        return true;
-    }
-    if (rule == NULL) {
-        return false;
-    }
-    for (size_t i = 0; i < rule->subscribe.len; i++) {
-        const struct acl_pattern *p = &rule->subscribe.items[i];
-        if (acl_pattern_covers(p->text, p->len, pattern, len)) {
-            return true;
-        }
-    }
-    return false;
+    return acl_in_inbox(client_id, pattern, len) ||
+           (rule != NULL && list_takes(&rule->subscribe, acl_pattern_covers, pattern, len));
 }

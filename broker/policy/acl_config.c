@@ -129,13 +129,39 @@ static int parse_name(json_object *v, const char *key, const char *path, size_t 
     return 0;
 }
 
-static int parse_true(json_object *v, const char *key, const char *path, size_t index, char *err,
-                      size_t err_len)
+static int parse_true(json_object *v, const char *key, const char *path, size_t index,
+                      uint32_t *out, char *err, size_t err_len)
 {
+    (void)out;
     if (!json_object_is_type(v, json_type_boolean) || !json_object_get_boolean(v)) {
         return fail(err, err_len, path, index, "\"%s\" must be true", key);
     }
     return 0;
+}
+
+/* The keys that say whom a rule is for: the kind each gives the rule, and
+ * how its value is read (into the rule's id, for uid and gid). */
+typedef int selector_parse(json_object *v, const char *key, const char *path, size_t index,
+                           uint32_t *id, char *err, size_t err_len);
+
+static const struct selector {
+    const char *key;
+    enum acl_kind kind;
+    selector_parse *parse;
+} selectors[] = {
+    {"uid", ACL_UID, parse_id},    {"gid", ACL_GID, parse_id},
+    {"user", ACL_UID, parse_name}, {"group", ACL_GID, parse_name},
+    {"tcp", ACL_TCP, parse_true},  {"default", ACL_DEFAULT, parse_true},
+};
+
+static const struct selector *selector_find(const char *key)
+{
+    for (size_t i = 0; i < sizeof(selectors) / sizeof(selectors[0]); i++) {
+        if (strcmp(selectors[i].key, key) == 0) {
+            return &selectors[i];
+        }
+    }
+    return NULL;
 }
 
 static int rule_parse(json_object *o, const char *path, size_t index, struct acl_rule *rule,
@@ -152,37 +178,18 @@ static int rule_parse(json_object *o, const char *path, size_t index, struct acl
     int rc = 0;
     json_object_object_foreach(o, key, v)
     {
-        bool is_selector = true;
-        enum acl_kind kind = ACL_DEFAULT;
-        if (strcmp(key, "uid") == 0) {
-            kind = ACL_UID;
-            rc = parse_id(v, key, path, index, &r.id, err, err_len);
-        } else if (strcmp(key, "gid") == 0) {
-            kind = ACL_GID;
-            rc = parse_id(v, key, path, index, &r.id, err, err_len);
-        } else if (strcmp(key, "user") == 0) {
-            kind = ACL_UID;
-            rc = parse_name(v, key, path, index, &r.id, err, err_len);
-        } else if (strcmp(key, "group") == 0) {
-            kind = ACL_GID;
-            rc = parse_name(v, key, path, index, &r.id, err, err_len);
-        } else if (strcmp(key, "tcp") == 0) {
-            kind = ACL_TCP;
-            rc = parse_true(v, key, path, index, err, err_len);
-        } else if (strcmp(key, "default") == 0) {
-            kind = ACL_DEFAULT;
-            rc = parse_true(v, key, path, index, err, err_len);
+        const struct selector *sel = selector_find(key);
+        if (sel != NULL) {
+            rc = sel->parse(v, key, path, index, &r.id, err, err_len);
         } else if (strcmp(key, "publish") == 0) {
-            is_selector = false;
             rc = list_parse(v, key, path, index, &r.publish, err, err_len);
         } else if (strcmp(key, "subscribe") == 0) {
-            is_selector = false;
             rc = list_parse(v, key, path, index, &r.subscribe, err, err_len);
         } else {
             rc = fail(err, err_len, path, index, "unknown key \"%s\"; known keys: %s", key,
                       rule_keys);
         }
-        if (rc == 0 && is_selector) {
+        if (rc == 0 && sel != NULL) {
             if (selector != NULL) {
                 rc = fail(err, err_len, path, index,
                           "\"%s\" and \"%s\" in one rule: a rule is for exactly one of "
@@ -190,7 +197,7 @@ static int rule_parse(json_object *o, const char *path, size_t index, struct acl
                           selector, key);
             }
             selector = key;
-            r.kind = kind;
+            r.kind = sel->kind;
         }
         if (rc < 0) {
             acl_rule_deinit(&r);

@@ -57,20 +57,74 @@ __attribute__((format(printf, 2, 3))) static int fail(struct config_ctx *ctx, co
     return -EINVAL;
 }
 
-/* ---- defaults ------------------------------------------------------------ */
+/* ---- defaults and limits ------------------------------------------------- */
+
+/* A row of config_limits[]: the key is the field's name. */
+#define LIMIT_ROW(name, def, lo, hi)                                                               \
+    {                                                                                              \
+        .key = #name, .default_value = (def), .min = (lo), .max = (hi),                            \
+        .offset = offsetof(struct broker_config, name),                                            \
+        .size = sizeof(((struct broker_config *)0)->name),                                         \
+    }
+
+const struct config_limit config_limits[CONFIG_LIMITS] = {
+    [CONFIG_MAX_FRAME] =
+        LIMIT_ROW(max_frame, BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_FRAME_MIN, UINT32_MAX),
+    [CONFIG_MAX_CONNECTIONS] =
+        LIMIT_ROW(max_connections, BROKER_MAX_CONNECTIONS_DEFAULT, 1, UINT32_MAX),
+    [CONFIG_MAX_UNWELCOMED] = LIMIT_ROW(max_unwelcomed, 0, 1, UINT32_MAX),
+    [CONFIG_HELLO_TIMEOUT_MS] =
+        LIMIT_ROW(hello_timeout_ms, BROKER_HELLO_TIMEOUT_MS_DEFAULT, 1, UINT32_MAX),
+    [CONFIG_MAX_SUBSCRIPTIONS] =
+        LIMIT_ROW(max_subscriptions, BROKER_MAX_SUBSCRIPTIONS_DEFAULT, 1, UINT32_MAX),
+    [CONFIG_MAX_SUBSCRIPTION_BYTES] =
+        LIMIT_ROW(max_subscription_bytes, BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT, 0, UINT64_MAX),
+    [CONFIG_MAX_PENDING] = LIMIT_ROW(max_pending, BROKER_MAX_PENDING_DEFAULT, 1, UINT64_MAX),
+    [CONFIG_MAX_RETAINED_BYTES] =
+        LIMIT_ROW(max_retained_bytes, BROKER_MAX_RETAINED_BYTES_DEFAULT, 0, UINT64_MAX),
+};
+
+const struct config_limit *config_limit_find(const char *key)
+{
+    for (size_t i = CONFIG_LIMIT_NONE + 1; i < CONFIG_LIMITS; i++) {
+        if (strcmp(config_limits[i].key, key) == 0) {
+            return &config_limits[i];
+        }
+    }
+    return NULL;
+}
+
+uint64_t config_limit_get(const struct broker_config *cfg, enum config_limit_id id)
+{
+    const struct config_limit *l = &config_limits[id];
+    const char *field = (const char *)cfg + l->offset;
+    if (l->size == sizeof(uint32_t)) {
+        uint32_t v;
+        memcpy(&v, field, sizeof(v));
+        return v;
+    }
+    uint64_t v;
+    memcpy(&v, field, sizeof(v));
+    return v;
+}
+
+void config_limit_set(struct broker_config *cfg, const struct config_limit *l, uint64_t v)
+{
+    char *field = (char *)cfg + l->offset;
+    if (l->size == sizeof(uint32_t)) {
+        uint32_t v32 = (uint32_t)v;
+        memcpy(field, &v32, sizeof(v32));
+    } else {
+        memcpy(field, &v, sizeof(v));
+    }
+}
 
 void config_init(struct broker_config *cfg)
 {
-    *cfg = (struct broker_config){
-        .mode = 0600,
-        .max_frame = BROKER_MAX_FRAME_DEFAULT,
-        .max_connections = BROKER_MAX_CONNECTIONS_DEFAULT,
-        .max_subscriptions = BROKER_MAX_SUBSCRIPTIONS_DEFAULT,
-        .max_subscription_bytes = BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT,
-        .max_pending = BROKER_MAX_PENDING_DEFAULT,
-        .max_retained_bytes = BROKER_MAX_RETAINED_BYTES_DEFAULT,
-        .hello_timeout_ms = BROKER_HELLO_TIMEOUT_MS_DEFAULT,
-    };
+    *cfg = (struct broker_config){.mode = 0600};
+    for (size_t i = CONFIG_LIMIT_NONE + 1; i < CONFIG_LIMITS; i++) {
+        config_limit_set(cfg, &config_limits[i], config_limits[i].default_value);
+    }
 }
 
 void config_finish(struct broker_config *cfg)
@@ -193,43 +247,13 @@ static int apply_key(struct config_ctx *ctx, const char *key, json_object *v)
         }
         return get_string(ctx, key, v, cfg->group, sizeof(cfg->group));
     }
-    if (strcmp(key, "max_frame") == 0) {
-        r = get_u64(ctx, key, v, BROKER_MAX_FRAME_MIN, UINT32_MAX, &n);
-        cfg->max_frame = (uint32_t)n;
-        return r;
-    }
-    if (strcmp(key, "max_connections") == 0) {
-        r = get_u64(ctx, key, v, 1, UINT32_MAX, &n);
-        cfg->max_connections = (uint32_t)n;
-        return r;
-    }
-    if (strcmp(key, "max_unwelcomed") == 0) {
-        r = get_u64(ctx, key, v, 1, UINT32_MAX, &n);
+    const struct config_limit *l = config_limit_find(key);
+    if (l != NULL) {
+        r = get_u64(ctx, key, v, l->min, l->max, &n);
         if (r == 0) {
-            cfg->max_unwelcomed = (uint32_t)n;
+            config_limit_set(cfg, l, n);
         }
         return r;
-    }
-    if (strcmp(key, "hello_timeout_ms") == 0) {
-        r = get_u64(ctx, key, v, 1, UINT32_MAX, &n);
-        if (r == 0) {
-            cfg->hello_timeout_ms = (uint32_t)n;
-        }
-        return r;
-    }
-    if (strcmp(key, "max_subscriptions") == 0) {
-        r = get_u64(ctx, key, v, 1, UINT32_MAX, &n);
-        cfg->max_subscriptions = (uint32_t)n;
-        return r;
-    }
-    if (strcmp(key, "max_subscription_bytes") == 0) {
-        return get_u64(ctx, key, v, 0, UINT64_MAX, &cfg->max_subscription_bytes);
-    }
-    if (strcmp(key, "max_pending") == 0) {
-        return get_u64(ctx, key, v, 1, UINT64_MAX, &cfg->max_pending);
-    }
-    if (strcmp(key, "max_retained_bytes") == 0) {
-        return get_u64(ctx, key, v, 0, UINT64_MAX, &cfg->max_retained_bytes);
     }
     if (strcmp(key, "log") == 0) {
         return get_log(ctx, v);

@@ -68,6 +68,44 @@ struct broker_config {
     struct acl *acl;
 };
 
+/*
+ * The numeric limits, each one row of config_limits[]: its config key (the
+ * flag is the same with '-' for '_'), its default, its range, and its
+ * field. config_init() sets the defaults, main.c reads the flags,
+ * config.c the keys, and proto.c quotes the values in ERR texts, all
+ * through this one table.
+ */
+enum config_limit_id {
+    CONFIG_LIMIT_NONE, /* no row: for tables that may name none */
+    CONFIG_MAX_FRAME,
+    CONFIG_MAX_CONNECTIONS,
+    CONFIG_MAX_UNWELCOMED,
+    CONFIG_HELLO_TIMEOUT_MS,
+    CONFIG_MAX_SUBSCRIPTIONS,
+    CONFIG_MAX_SUBSCRIPTION_BYTES,
+    CONFIG_MAX_PENDING,
+    CONFIG_MAX_RETAINED_BYTES,
+    CONFIG_LIMITS
+};
+
+struct config_limit {
+    const char *key;        /* "max_frame" */
+    uint64_t default_value; /* 0 for max_unwelcomed: see config_finish() */
+    uint64_t min;
+    uint64_t max;
+    size_t offset; /* of the field in struct broker_config */
+    size_t size;   /* of the field: 4 or 8 */
+};
+
+extern const struct config_limit config_limits[CONFIG_LIMITS];
+
+/* The row whose key is `key`, or NULL. */
+const struct config_limit *config_limit_find(const char *key);
+
+/* A limit's value in cfg, and setting it (v within its range). */
+uint64_t config_limit_get(const struct broker_config *cfg, enum config_limit_id id);
+void config_limit_set(struct broker_config *cfg, const struct config_limit *l, uint64_t v);
+
 /* Every field at its default. */
 void config_init(struct broker_config *cfg);
 

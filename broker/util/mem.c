@@ -70,6 +70,23 @@ size_t mem_footprint(size_t n)
     return probed[n];
 }
 
+size_t mem_table_entry_bytes_max(size_t min_len, size_t min_cap, size_t (*table_bytes)(size_t cap))
+{
+    enum { CHECK_LEN = 4096 };
+    size_t max = 0;
+    for (size_t len = min_len; len <= CHECK_LEN; len++) {
+        size_t cap = min_cap;
+        while (cap * 2 <= 4 * len) {
+            cap *= 2;
+        }
+        size_t per = (mem_footprint(table_bytes(cap)) + len - 1) / len;
+        if (per > max) {
+            max = per;
+        }
+    }
+    return max;
+}
+
 void mem_give_back(void)
 {
 #ifdef __GLIBC__

@@ -22,6 +22,19 @@
  */
 size_t mem_footprint(size_t n);
 
+/*
+ * The most heap bytes per entry of an open-addressing table of a power of
+ * two slots, at least min_cap, and never more than 4 slots per entry (it
+ * doubles past 3/4 full and halves below 1/4), whatever its number of
+ * entries from min_len on: what a limit charges one entry for its place.
+ * `table_bytes(cap)` is what a table of cap slots asks malloc() for. The
+ * bytes per entry are highest for small tables, where the header and the
+ * allocator's rounding weigh most; they are checked up to 4096 entries,
+ * past which they tend to four slots' worth, below the maximum found.
+ * Costs that walk: callers remember the answer.
+ */
+size_t mem_table_entry_bytes_max(size_t min_len, size_t min_cap, size_t (*table_bytes)(size_t cap));
+
 /* Return free heap pages to the system (glibc's malloc_trim(0)); nothing
  * elsewhere. Costs a walk of the allocator's free lists: call it rarely,
  * after much was freed. */
