@@ -16,6 +16,7 @@
 #include "broker.h"
 
 #include "hash.h"
+#include "listener_tcp.h"
 #include "session.h"
 #include "transport.h"
 

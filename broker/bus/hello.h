@@ -1,5 +1,5 @@
 /*
- * hello.h - the HELLO frame's JSON payload (DESIGN §4):
+ * hello.h - the HELLO frame's JSON payload (docs/protocol.md, HELLO):
  * {"protocol":1,"name":"...","echo":true}, name and echo optional.
  *
  * Parsing is a pure function of the bytes, apart from json-c's heap use,

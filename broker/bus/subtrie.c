@@ -45,19 +45,25 @@
  * position does not match a first token that starts with '$', so only the
  * root's '*' and '>' branches check for it.
  *
- * In front of the walk sits a small match cache (see struct cache_entry):
- * publishers tend to repeat subjects, and a hit costs one hash and one
- * memcmp of the subject instead of a walk and a validation.
+ * In front of the walk sits a small match cache (matchcache.h): publishers
+ * tend to repeat subjects, and a hit costs one hash and one memcmp of the
+ * subject instead of a walk and a validation.
  *
  * Every table here is keyed by the process's random key (hash.h), the
  * child and group tables through ctab, the cache through hash_subject():
  * a client cannot make tokens or group names collide on purpose.
+ *
+ * Why one file of about 700 lines: adding, removing, matching and
+ * measuring all work on the node layout below, which no other file needs
+ * to see; what needs none of it (the match cache, the child tables) has a
+ * file of its own.
  */
 #include "subtrie.h"
 
 #include "array.h"
 #include "ctab.h"
 #include "hash.h"
+#include "matchcache.h"
 #include "mem.h"
 #include "sockbus.h"
 
@@ -93,38 +99,6 @@ struct subtrie_group {
     char name[];
 };
 
-/*
- * The match cache: the nodes a recent subject matched, so that publishing
- * on the same subjects again skips the walk and the validation (a subject
- * is cached only once it has been found valid). Direct mapped by the
- * subject's keyed hash; entries hold node pointers, not subscriptions, so
- * queue groups still rotate on every match.
- *
- * Every add or remove bumps `gen`, which invalidates all entries at once:
- * an entry never points at a freed node, and no add has to find the
- * entries it affects. The price: while a client subscribes and
- * unsubscribes in a loop, every publish misses and pays the walk (the
- * validation and one keyed hash per token of its subject, a few hundred
- * nanoseconds for a short subject) instead of the hit (one hash and one
- * memcmp). That bounds the harm a churning client does to a slowdown of
- * each publish by its subject's length, never a stall.
- */
-enum {
-    CACHE_BITS = 8,
-    CACHE_ENTRIES = 1 << CACHE_BITS,
-    CACHE_SUBJECT_MAX = HASH_SUBJECT_MAX, /* longer subjects are not cached */
-    CACHE_NODES_MAX = 8,                  /* subjects matching more are not cached */
-};
-
-struct cache_entry {
-    uint64_t gen; /* 0: empty */
-    uint64_t hash;
-    uint16_t subject_len;
-    uint16_t nnodes;
-    struct subtrie_node *nodes[CACHE_NODES_MAX];
-    char subject[CACHE_SUBJECT_MAX];
-};
-
 /* Where the walk collects the nodes a subject matches. */
 struct node_list {
     struct subtrie_node **v;
@@ -136,11 +110,10 @@ struct subtrie {
     struct subtrie_node *root;
     size_t count; /* subscriptions, plain and grouped */
     size_t nodes; /* nodes besides the root */
-    uint64_t gen; /* starts at 1; bumped by every add and remove */
     struct node_list walk;
     /* The path from the root to a node being added or freed. */
     struct subtrie_node *path[TRIE_DEPTH_MAX + 1];
-    struct cache_entry cache[CACHE_ENTRIES];
+    struct matchcache cache; /* invalidated by every add and remove */
 };
 
 /* --- Tokens ------------------------------------------------------------ */
@@ -387,7 +360,7 @@ int subtrie_new(struct subtrie **out)
         free(t);
         return -ENOMEM;
     }
-    t->gen = 1;
+    matchcache_init(&t->cache);
     *out = t;
     return 0;
 }
@@ -431,7 +404,7 @@ static int group_join(struct node_extra *x, struct subtrie_sub *s, const char *q
 int subtrie_add(struct subtrie *t, struct subtrie_sub *s, const char *pattern, size_t pattern_len,
                 const char *queue, size_t queue_len)
 {
-    t->gen++; /* whatever happens below, cached walks may be stale */
+    matchcache_invalidate(&t->cache); /* whatever happens below */
     /* Checked here, not just assumed: a '>' in the middle would hang
      * children below a bucket that matching never descends into. */
     if (!sb_pattern_valid(pattern, pattern_len) || (queue_len > 0 && queue == NULL) ||
@@ -466,7 +439,7 @@ int subtrie_add(struct subtrie *t, struct subtrie_sub *s, const char *pattern, s
 void subtrie_remove(struct subtrie *t, struct subtrie_sub *s, const char *pattern,
                     size_t pattern_len)
 {
-    t->gen++; /* cached walks may hold the nodes freed below */
+    matchcache_invalidate(&t->cache); /* it may hold the nodes freed below */
     struct subtrie_node *n = s->node;
     struct subtrie_group *g = s->group;
     if (g != NULL) {
@@ -643,15 +616,10 @@ int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_
                          subtrie_accept_fn accept, void *arg, struct subtrie_result *res)
 {
     res->len = 0;
-    struct cache_entry *e = NULL;
     uint64_t hash = 0;
-    if (subject_len - 1 < CACHE_SUBJECT_MAX) { /* 1 to CACHE_SUBJECT_MAX */
-        hash = hash_subject(subject, subject_len);
-        e = &t->cache[hash >> (64 - CACHE_BITS)];
-        if (e->gen == t->gen && e->hash == hash && e->subject_len == subject_len &&
-            memcmp(e->subject, subject, subject_len) == 0) {
-            return emit_nodes(e->nodes, e->nnodes, accept, arg, res);
-        }
+    struct matchcache_entry *e = matchcache_slot(&t->cache, subject, subject_len, &hash);
+    if (e != NULL && matchcache_holds(&t->cache, e, hash, subject, subject_len)) {
+        return emit_nodes(e->nodes, e->nnodes, accept, arg, res);
     }
     /* A miss: validate (which also bounds the recursion), walk, and keep
      * the walk's nodes when they fit an entry. */
@@ -663,15 +631,8 @@ int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_
     if (err < 0) {
         return err;
     }
-    if (e != NULL && t->walk.len <= CACHE_NODES_MAX) {
-        e->gen = t->gen;
-        e->hash = hash;
-        e->subject_len = (uint16_t)subject_len;
-        e->nnodes = (uint16_t)t->walk.len;
-        memcpy(e->subject, subject, subject_len);
-        if (t->walk.len > 0) { /* walk.v is NULL until a walk matched */
-            memcpy(e->nodes, t->walk.v, t->walk.len * sizeof(*t->walk.v));
-        }
+    if (e != NULL) {
+        matchcache_store(&t->cache, e, hash, subject, subject_len, t->walk.v, t->walk.len);
     }
     return emit_nodes(t->walk.v, t->walk.len, accept, arg, res);
 }

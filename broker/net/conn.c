@@ -36,6 +36,11 @@
  * write in flight has not completed CONN_DRAIN_MS later); conn_close()
  * closes at once. The handle's close callback releases the buffers and
  * hands the memory back to its owner (conn_ops.closed).
+ *
+ * Why one file of about 630 lines: reading, writing and ending move one
+ * connection's state between them through a few helpers (pause, resume,
+ * close) that would otherwise have to be public; what needs no connection
+ * state has a file of its own (connbuf.c, schedule.c, transport.c).
  */
 #include "conn.h"
 

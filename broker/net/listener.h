@@ -1,7 +1,8 @@
 /*
- * listener.h - the broker's listening sockets.
+ * listener.h - the broker's Unix socket file.
  *
- * The Unix socket file follows one lifecycle (DESIGN §2): an exclusive
+ * The socket file follows one lifecycle (docs/architecture.md, The socket
+ * file; docs/security.md, The socket directory): an exclusive
  * flock on PATH.lock; a path that accepts a connection is a live broker and
  * is never displaced; a socket that refuses is stale and is replaced; a
  * path that is not a socket is never deleted. The socket is bound here, not
@@ -17,6 +18,8 @@
 #include <stddef.h>
 #include <sys/types.h>
 
+/* Connections the kernel holds for us before accept(), on every
+ * listening socket (Unix and TCP). */
 #define LISTENER_BACKLOG 1024
 
 struct listener_unix {
@@ -72,16 +75,5 @@ void listener_unix_forget_fd(struct listener_unix *l);
  * -EPERM for the owner and the mode, -ENOTDIR, or mkdir()'s error.
  */
 int listener_run_dir(const char *dir, char *err, size_t err_len);
-
-/*
- * Bind and listen on TCP `hostport` ("HOST:PORT", "tcp://HOST:PORT" or
- * "[IPV6]:PORT"; port 0 picks a free port). On success *fd is the
- * non-blocking, close-on-exec listening socket, owned by the caller, and
- * *port_out (if not NULL) the bound port. A host with several addresses is
- * bound on the first that works. On failure a negative errno (-EINVAL for a
- * malformed endpoint or a host that does not resolve, -EADDRINUSE for a port
- * in use) and one line in err; *fd and *port_out are not written.
- */
-int listener_tcp_open(const char *hostport, int *fd, unsigned *port_out, char *err, size_t err_len);
 
 #endif /* SOCKBUS_LISTENER_H */
