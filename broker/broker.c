@@ -1,116 +1,28 @@
 /*
- * broker.c - wiring the broker to its loop: listeners, the per-iteration
- * flush, and the orderly stop.
+ * broker.c - wiring the layers to one loop: start in order, stop in order.
  *
- * The listening sockets are created by listener.c and accepted on by
- * acceptor.c (not uv_listen(), whose EMFILE handling is silent), so libuv
- * never unlinks the socket file: the broker alone decides when it is
- * removed. Output of all connections is written from one check
- * handle, which libuv runs right after it has handled the I/O of an
- * iteration: every frame read in that iteration has been routed by then,
- * so each connection gets at most one write per iteration, however many
- * messages it received.
+ * Start: the hash keys (before any keyed table exists), the connections
+ * (net_init(), with the bus's ops), the bus (session_init()), the trim
+ * timer, then the listeners: the Unix socket file (listener.c) and, when
+ * asked, TCP, each watched by an acceptor (acceptor.c: not uv_listen(),
+ * whose EMFILE handling is silent) that hands new sockets to the bus
+ * (session_accept()). libuv never binds the socket file, so it never
+ * unlinks it: the broker alone decides when it is removed.
+ *
+ * Stop: close the acceptors, end every connection (net_close(): ERR 9,
+ * one attempt to write it); once the last is closed, net closes its
+ * handles and the broker its own, and uv_run() returns.
  */
 #include "broker.h"
 
-#include "conn.h"
-#include "frame.h"
 #include "hash.h"
-#include "log.h"
-#include "mem.h"
+#include "listener_tcp.h"
+#include "session.h"
+#include "transport.h"
 
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-
-void broker_config_init(struct broker_config *cfg)
-{
-    *cfg = (struct broker_config){
-        .mode = 0600,
-        .max_frame = BROKER_MAX_FRAME_DEFAULT,
-        .max_connections = BROKER_MAX_CONNECTIONS_DEFAULT,
-        .max_subscriptions = BROKER_MAX_SUBSCRIPTIONS_DEFAULT,
-        .max_subscription_bytes = BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT,
-        .max_pending = BROKER_MAX_PENDING_DEFAULT,
-        .max_retained_bytes = BROKER_MAX_RETAINED_BYTES_DEFAULT,
-        .hello_timeout_ms = BROKER_HELLO_TIMEOUT_MS_DEFAULT,
-    };
-}
-
-void broker_config_finish(struct broker_config *cfg)
-{
-    if (cfg->max_unwelcomed == 0) {
-        uint32_t n = cfg->max_connections / 4;
-        cfg->max_unwelcomed =
-            n > BROKER_MAX_UNWELCOMED_MIN_DEFAULT ? n : BROKER_MAX_UNWELCOMED_MIN_DEFAULT;
-    }
-}
-
-void broker_mark_dirty(struct broker *b, struct conn *c)
-{
-    if (!c->closing && !list_linked(&c->dirty)) {
-        list_append(&b->dirty, &c->dirty);
-    }
-}
-
-/* Resume the connections that left input for this iteration. The list is
- * taken whole: a connection that uses up its slice again goes back on the
- * (new) list, for the next iteration. */
-static void broker_resume_ready(struct broker *b)
-{
-    struct list_link batch;
-    list_move_all(&b->ready, &batch);
-    struct list_link *l;
-    while ((l = list_first(&batch)) != NULL) {
-        list_unlink(l);
-        conn_resume(list_entry(l, struct conn, ready));
-    }
-}
-
-/*
- * The end of each loop iteration, after its I/O: first the connections
- * that hold input from earlier iterations get their next slice (after
- * everyone who sent something new has had theirs), then the output of
- * every connection that has some is written. The flush list is taken whole
- * too: a flush may close its connection, which takes it off whatever list
- * it is on, and nothing a flush does marks its own connection again
- * (conn_flush() writes its DROPPED notice in the same write), so the walk
- * ends.
- */
-static void on_flush_check(uv_check_t *h)
-{
-    struct broker *b = h->data;
-    b->iteration++; /* a fresh slice for everyone from here on */
-    broker_resume_ready(b);
-    if (list_empty(&b->ready)) {
-        uv_idle_stop(&b->ready_idle);
-    }
-    struct list_link batch;
-    list_move_all(&b->dirty, &batch);
-    struct list_link *l;
-    while ((l = list_first(&batch)) != NULL) {
-        list_unlink(l);
-        conn_flush(list_entry(l, struct conn, dirty));
-    }
-}
-
-/* An active idle handle makes the loop poll without blocking: while input
- * waits on the ready list, the next iteration comes at once. */
-static void on_ready_idle(uv_idle_t *h)
-{
-    (void)h;
-}
-
-void broker_mark_ready(struct broker *b, struct conn *c)
-{
-    if (c->closing || list_linked(&c->ready)) {
-        return;
-    }
-    list_append(&b->ready, &c->ready);
-    uv_idle_start(&b->ready_idle, on_ready_idle);
-}
 
 static int broker_listen_unix(struct broker *b, char *err, size_t err_len)
 {
@@ -123,7 +35,8 @@ static int broker_listen_unix(struct broker *b, char *err, size_t err_len)
      * listener keeps the lock and the file identity for its close. */
     int fd = b->unix_listener.fd;
     listener_unix_forget_fd(&b->unix_listener);
-    r = acceptor_start(&b->unix_acceptor, b, fd, CONN_UNIX, b->cfg.socket_path);
+    r = acceptor_start(&b->unix_acceptor, b->loop, fd, &transport_unix, b->cfg.socket_path,
+                       session_accept, &b->bus, &b->net.nconns);
     if (r < 0) {
         snprintf(err, err_len, "cannot listen on %s: %s", b->cfg.socket_path, uv_strerror(r));
         return r;
@@ -140,7 +53,8 @@ static int broker_listen_tcp(struct broker *b, char *err, size_t err_len)
     }
     char name[sizeof(b->cfg.tcp) + 8];
     snprintf(name, sizeof(name), "tcp %s", b->cfg.tcp);
-    r = acceptor_start(&b->tcp_acceptor, b, fd, CONN_TCP, name);
+    r = acceptor_start(&b->tcp_acceptor, b->loop, fd, &transport_tcp, name, session_accept, &b->bus,
+                       &b->net.nconns);
     if (r < 0) {
         snprintf(err, err_len, "cannot listen on tcp %s: %s", b->cfg.tcp, uv_strerror(r));
         return r;
@@ -151,18 +65,8 @@ static int broker_listen_tcp(struct broker *b, char *err, size_t err_len)
 static void on_trim_timer(uv_timer_t *h)
 {
     struct broker *b = h->data;
-    for (struct conn *c = b->conns; c != NULL; c = c->next) {
-        conn_trim(c);
-    }
-    /* After a client dropped many subscriptions or values, the allocator
-     * holds their pages as free chunks scattered through the heap, where
-     * free() alone never returns them. Once a lot was freed, hand the free
-     * pages back: a walk of the free lists, at most once per tick. */
-    if (b->freed_bytes + b->retained.freed >= BROKER_GIVE_BACK_MIN) {
-        mem_give_back();
-        b->freed_bytes = 0;
-        b->retained.freed = 0;
-    }
+    net_trim(&b->net);
+    bus_give_back(&b->bus);
 }
 
 int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *cfg, char *err,
@@ -171,18 +75,15 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
     memset(b, 0, sizeof(*b));
     b->loop = loop;
     b->cfg = *cfg;
-    broker_config_finish(&b->cfg);
+    config_finish(&b->cfg);
     b->unix_listener.fd = -1;
     b->unix_listener.lock_fd = -1;
-    b->start_ms = uv_now(loop);
-    list_init(&b->dirty);
-    list_init(&b->ready);
 
-    if (cfg->max_pending < cfg->max_frame) {
+    if (b->cfg.max_pending < b->cfg.max_frame) {
         snprintf(err, err_len,
                  "max_pending (%llu) is smaller than max_frame (%u): a message of max_frame "
                  "could never be delivered; raise --max-pending or lower --max-frame",
-                 (unsigned long long)cfg->max_pending, cfg->max_frame);
+                 (unsigned long long)b->cfg.max_pending, b->cfg.max_frame);
         return -EINVAL;
     }
     /* Before any table exists: every keyed table of the broker hashes with
@@ -192,24 +93,17 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
         snprintf(err, err_len, "cannot read random bytes for the hash keys: %s", strerror(-r));
         return r;
     }
-    r = subtrie_new(&b->subs);
-    if (r < 0) {
-        snprintf(err, err_len, "cannot start: out of memory");
-        return r;
-    }
-    uv_check_init(loop, &b->flush_check);
-    b->flush_check.data = b;
-    uv_check_start(&b->flush_check, on_flush_check);
-    uv_idle_init(loop, &b->ready_idle);
-    b->ready_idle.data = b;
-    deadline_list_init(&b->unwelcomed, loop, b->cfg.hello_timeout_ms, conn_hello_expired, NULL);
-    deadline_list_init(&b->draining, loop, CONN_DRAIN_MS, conn_drain_expired, NULL);
+    net_init(&b->net, loop, &session_conn_ops, b->cfg.max_frame);
     uv_timer_init(loop, &b->trim_timer);
     b->trim_timer.data = b;
-    uv_timer_start(&b->trim_timer, on_trim_timer, BROKER_TRIM_MS, BROKER_TRIM_MS);
-
-    r = broker_listen_unix(b, err, err_len);
-    if (r == 0 && cfg->tcp[0] != '\0') {
+    r = session_init(&b->bus, &b->net, &b->cfg);
+    if (r < 0) {
+        snprintf(err, err_len, "cannot start: out of memory");
+    } else {
+        uv_timer_start(&b->trim_timer, on_trim_timer, BROKER_TRIM_MS, BROKER_TRIM_MS);
+        r = broker_listen_unix(b, err, err_len);
+    }
+    if (r == 0 && b->cfg.tcp[0] != '\0') {
         r = broker_listen_tcp(b, err, err_len);
     }
     if (r < 0) {
@@ -221,24 +115,12 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
     return 0;
 }
 
-/* Once stopping and every connection is gone, close the loop's own handles
- * so that uv_run() returns. */
-static void broker_close_handles(struct broker *b)
+/* Every connection is closed: close the rest, so that uv_run() returns. */
+static void on_net_closed(struct net *n)
 {
-    if (!uv_is_closing((uv_handle_t *)&b->flush_check)) {
-        uv_close((uv_handle_t *)&b->flush_check, NULL);
-        uv_close((uv_handle_t *)&b->ready_idle, NULL);
-        deadline_list_close(&b->unwelcomed);
-        deadline_list_close(&b->draining);
-        uv_close((uv_handle_t *)&b->trim_timer, NULL);
-    }
-}
-
-void broker_conn_closed(struct broker *b)
-{
-    if (b->stopping && b->nconns == 0) {
-        broker_close_handles(b);
-    }
+    struct broker *b = (struct broker *)(void *)((char *)n - offsetof(struct broker, net));
+    session_close(&b->bus);
+    uv_close((uv_handle_t *)&b->trim_timer, NULL);
 }
 
 void broker_stop(struct broker *b)
@@ -249,29 +131,12 @@ void broker_stop(struct broker *b)
     b->stopping = true;
     acceptor_close(&b->unix_acceptor);
     acceptor_close(&b->tcp_acceptor);
-    /* Every client gets ERR 9: one attempt to write it, after any write
-     * still in flight, then it is closed. A write in flight is waited for at
-     * most CONN_DRAIN_MS: a peer that does not read cannot hold the
-     * broker. */
-    for (struct conn *c = b->conns; c != NULL; c = c->next) {
-        conn_end(c, FRAME_ERR_SHUTDOWN, "broker shutting down");
-    }
-    if (b->nconns == 0) {
-        broker_close_handles(b);
-    }
+    net_close(&b->net, on_net_closed);
 }
 
 void broker_deinit(struct broker *b)
 {
     listener_unix_close(&b->unix_listener);
-    retain_deinit(&b->retained);
-    free(b->scratch);
-    b->scratch = NULL;
-    free(b->iov);
-    b->iov = NULL;
-    subtrie_result_deinit(&b->match);
-    subtrie_free(b->subs);
-    b->subs = NULL;
-    free(b->listed); /* the $SYS.CLIENTS list (sys.c) */
-    b->listed = NULL;
+    session_deinit(&b->bus);
+    net_deinit(&b->net);
 }

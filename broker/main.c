@@ -16,6 +16,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "version.h"
 #include "sockbus.h"
 #include "stdfds.h"
 
@@ -115,15 +116,9 @@ enum {
     OPT_TCP,
     OPT_MODE,
     OPT_GROUP,
-    OPT_MAX_FRAME,
-    OPT_MAX_CONNECTIONS,
-    OPT_MAX_UNWELCOMED,
-    OPT_HELLO_TIMEOUT,
-    OPT_MAX_SUBSCRIPTIONS,
-    OPT_MAX_SUBSCRIPTION_BYTES,
-    OPT_MAX_PENDING,
-    OPT_MAX_RETAINED,
     OPT_CONFIG,
+    /* A limit: OPT_LIMIT + its row in config_limits[] (config.h). */
+    OPT_LIMIT,
 };
 
 static const struct option long_options[] = {
@@ -132,14 +127,14 @@ static const struct option long_options[] = {
     {"tcp", required_argument, NULL, OPT_TCP},
     {"mode", required_argument, NULL, OPT_MODE},
     {"group", required_argument, NULL, OPT_GROUP},
-    {"max-frame", required_argument, NULL, OPT_MAX_FRAME},
-    {"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
-    {"max-unwelcomed", required_argument, NULL, OPT_MAX_UNWELCOMED},
-    {"hello-timeout-ms", required_argument, NULL, OPT_HELLO_TIMEOUT},
-    {"max-subscriptions", required_argument, NULL, OPT_MAX_SUBSCRIPTIONS},
-    {"max-subscription-bytes", required_argument, NULL, OPT_MAX_SUBSCRIPTION_BYTES},
-    {"max-pending", required_argument, NULL, OPT_MAX_PENDING},
-    {"max-retained-bytes", required_argument, NULL, OPT_MAX_RETAINED},
+    {"max-frame", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_FRAME},
+    {"max-connections", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_CONNECTIONS},
+    {"max-unwelcomed", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_UNWELCOMED},
+    {"hello-timeout-ms", required_argument, NULL, OPT_LIMIT + CONFIG_HELLO_TIMEOUT_MS},
+    {"max-subscriptions", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_SUBSCRIPTIONS},
+    {"max-subscription-bytes", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_SUBSCRIPTION_BYTES},
+    {"max-pending", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_PENDING},
+    {"max-retained-bytes", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_RETAINED_BYTES},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
@@ -198,7 +193,18 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg, bool *ru
     uint64_t v;
     int opt;
     int r = 0;
-    while (r == 0 && (opt = getopt_long(argc, argv, "s:vqhV", long_options, NULL)) != -1) {
+    int index = 0;
+    while (r == 0 && (opt = getopt_long(argc, argv, "s:vqhV", long_options, &index)) != -1) {
+        if (opt >= OPT_LIMIT && opt < OPT_LIMIT + CONFIG_LIMITS) {
+            const struct config_limit *l = &config_limits[opt - OPT_LIMIT];
+            char flag[64];
+            snprintf(flag, sizeof(flag), "--%s", long_options[index].name);
+            r = parse_u64(flag, optarg, l->min, l->max, &v);
+            if (r == 0) {
+                config_limit_set(cfg, l, v);
+            }
+            continue;
+        }
         switch (opt) {
         case 's':
             socket = optarg;
@@ -222,38 +228,6 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg, bool *ru
         }
         case OPT_GROUP:
             r = copy_opt(cfg->group, sizeof(cfg->group), "--group", optarg);
-            break;
-        case OPT_MAX_FRAME:
-            r = parse_u64("--max-frame", optarg, BROKER_MAX_FRAME_MIN, UINT32_MAX, &v);
-            cfg->max_frame = (uint32_t)v;
-            break;
-        case OPT_MAX_CONNECTIONS:
-            r = parse_u64("--max-connections", optarg, 1, UINT32_MAX, &v);
-            cfg->max_connections = (uint32_t)v;
-            break;
-        case OPT_MAX_UNWELCOMED:
-            r = parse_u64("--max-unwelcomed", optarg, 1, UINT32_MAX, &v);
-            cfg->max_unwelcomed = (uint32_t)v;
-            break;
-        case OPT_HELLO_TIMEOUT:
-            r = parse_u64("--hello-timeout-ms", optarg, 1, UINT32_MAX, &v);
-            cfg->hello_timeout_ms = (uint32_t)v;
-            break;
-        case OPT_MAX_SUBSCRIPTIONS:
-            r = parse_u64("--max-subscriptions", optarg, 1, UINT32_MAX, &v);
-            cfg->max_subscriptions = (uint32_t)v;
-            break;
-        case OPT_MAX_SUBSCRIPTION_BYTES:
-            r = parse_u64("--max-subscription-bytes", optarg, 0, UINT64_MAX, &v);
-            cfg->max_subscription_bytes = v;
-            break;
-        case OPT_MAX_PENDING:
-            r = parse_u64("--max-pending", optarg, 1, UINT64_MAX, &v);
-            cfg->max_pending = v;
-            break;
-        case OPT_MAX_RETAINED:
-            r = parse_u64("--max-retained-bytes", optarg, 0, UINT64_MAX, &v);
-            cfg->max_retained_bytes = v;
             break;
         case OPT_CONFIG:
             break; /* loaded before: load_config() */
@@ -487,13 +461,13 @@ int main(int argc, char **argv)
     }
     ignore_signals();
     struct broker_config cfg;
-    broker_config_init(&cfg);
+    config_init(&cfg);
     bool run_dir = false;
     if (load_config(argc, argv, &cfg) < 0 || parse_args(argc, argv, &cfg, &run_dir) < 0) {
         acl_free(cfg.acl);
         return 2;
     }
-    broker_config_finish(&cfg);
+    config_finish(&cfg);
     char err[512];
     if (run_dir && listener_run_dir(SYSTEM_SOCKET_DIR, err, sizeof(err)) < 0) {
         fprintf(stderr, "sockbusd: %s\n", err);

@@ -3,6 +3,7 @@
  * inbox rule, rule resolution and the parser's errors.
  */
 #include "acl.h"
+#include "acl_config.h"
 #include "sockbus.h"
 
 #include <criterion/criterion.h>

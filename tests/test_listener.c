@@ -1,5 +1,5 @@
 /*
- * test_listener.c - the socket file lifecycle (DESIGN §2) and the TCP
+ * test_listener.c - the socket file lifecycle (docs/architecture.md, The socket file) and the TCP
  * listener.
  *
  * Each test runs in its own mkdtemp() directory, removed afterwards, so
@@ -8,6 +8,7 @@
  * "leave nothing behind" are the point of the module.
  */
 #include "listener.h"
+#include "listener_tcp.h"
 
 #include <criterion/criterion.h>
 

@@ -143,7 +143,7 @@ Test(retain, bytes_are_real_and_bounded)
     for (unsigned i = 0; r == 0; i++) {
         snprintf(subject, sizeof(subject), "r.%u", i);
         r = put(subject, "v", LIMIT);
-        cr_assert(r == 0 || r == -EDQUOT);
+        cr_assert(r == 0 || r == RETAIN_E_FULL);
         stored += r == 0;
         cr_assert_leq(store.bytes, LIMIT);
     }
@@ -158,7 +158,7 @@ Test(retain, bytes_are_real_and_bounded)
      * one stays. */
     static char longer[600];
     memset(longer, 'w', sizeof(longer) - 1);
-    cr_assert_eq(put("r.0", longer, LIMIT), -EDQUOT);
+    cr_assert_eq(put("r.0", longer, LIMIT), RETAIN_E_FULL);
     static struct found fd;
     retain_foreach_match(&store, "r.0", 3, collect, &fd);
     cr_assert_str_eq(fd.text, "r.0=v\n");

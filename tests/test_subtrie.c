@@ -13,7 +13,7 @@
  */
 #include <criterion/criterion.h>
 
-#include "broker.h"
+#include "config.h"
 #include "ctab.h"
 #include "hash.h"
 #include "mem.h"

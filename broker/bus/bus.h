@@ -1,0 +1,91 @@
+/*
+ * bus.h - the state of the bus: what every module of bus/ shares.
+ *
+ * One struct bus per broker, on the loop thread. It holds the settings
+ * (read-only), the connections' net (bus/ sits on net/: each client is a
+ * struct peer embedding a struct conn), the subscription trie and its
+ * reused result vector, the retained store, the clients $SYS.CLIENTS
+ * lists, the connections waiting for their HELLO, and the counters of
+ * $SYS.STATS. The modules that act on it are router.c (subscriptions and
+ * routing), flow.c (what a slow consumer loses), sys.c ($SYS), proto.c
+ * (the ops of the protocol) and session.c (a client's life); bus.c only
+ * sets it up and tears it down.
+ */
+#ifndef SOCKBUS_BUS_H
+#define SOCKBUS_BUS_H
+
+#include "deadline.h"
+#include "retain.h"
+#include "subtrie.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+/* Freed subscriptions and retained values worth this many bytes since the
+ * last bus_give_back() make it hand free heap pages back to the system
+ * (mem_give_back()). */
+#define BUS_GIVE_BACK_MIN (1024u * 1024u)
+
+struct broker_config;
+struct net;
+struct peer;
+
+struct bus_stats {
+    uint64_t msgs_in;
+    uint64_t msgs_out;
+    uint64_t bytes_in;
+    uint64_t bytes_out;
+    uint64_t dropped;
+    uint64_t denied; /* PUB and SUB refused by permissions */
+};
+
+struct bus {
+    const struct broker_config *cfg;
+    struct net *net;
+
+    /* Routing. */
+    struct subtrie *subs;
+    struct subtrie_result match; /* reused by every publish */
+    uint64_t nsubs;
+    bool routing; /* `match` is being walked */
+    struct retain_store retained;
+    /* Heap bytes of subscriptions freed since memory was last given back
+     * (the retained store counts its own). */
+    uint64_t freed_bytes;
+
+    /* Frames the broker sends itself ($SYS, NO_RESPONDERS) are built here. */
+    uint8_t *scratch;
+    size_t scratch_cap;
+
+    /* The peers $SYS.CLIENTS lists (welcomed, not ending), in an array so
+     * that a page starts at its offset in O(1) (sys.c). */
+    struct peer **listed;
+    uint32_t nlisted;
+    size_t listed_cap;
+
+    uint32_t nclients; /* peers past HELLO: what $SYS.STATS counts */
+    /* Peers accepted and waiting for their HELLO (session.c), in accept
+     * order, each expiring hello_timeout_ms after it came. */
+    struct deadline_list unwelcomed;
+
+    struct bus_stats stats;
+    uint64_t start_ms;
+};
+
+/*
+ * Set up the bus's data over `net` with the settings `cfg` (which must
+ * outlive it): an empty trie and store. Returns 0 or -ENOMEM. What the
+ * peers' life needs besides (their HELLO deadline, the flow policy) is set
+ * up by session_init(), which calls this.
+ */
+int bus_init(struct bus *b, struct net *net, const struct broker_config *cfg);
+
+/* Release what the bus holds (after every peer is gone). */
+void bus_deinit(struct bus *b);
+
+/* After clients dropped many subscriptions or values, hand the free heap
+ * pages back (at most once per call, when enough was freed). */
+void bus_give_back(struct bus *b);
+
+#endif /* SOCKBUS_BUS_H */

@@ -1,0 +1,335 @@
+/*
+ * router.c - subscriptions and message routing.
+ *
+ * A subscription is allocated once at SUB time with its pattern and queue
+ * group stored inline, indexed twice: by sid in its connection's sid map
+ * (for UNSUB and disconnect) and by pattern in the broker's trie (for
+ * routing), where it carries its own place (struct subtrie_sub), so that
+ * ending it costs O(1) however many subscriptions share its pattern or
+ * queue group. Each subscription is charged what it can cost in memory
+ * (router_sub_cost()) against its connection's max_subscription_bytes, and
+ * refunded exactly that when it ends. Publishing a small message
+ * allocates nothing: the trie fills a result vector that the broker
+ * reuses, and each MSG is copied into its subscriber's output buffer. A
+ * large body going to several subscribers is copied once into a shared
+ * buffer (conn_shared_new()) instead. Whether a MSG is queued or dropped
+ * for a slow consumer is flow.c's call.
+ *
+ * Around that core: retained values (retain.c) are stored before the live
+ * delivery and replayed to each new subscription; a request (a PUB with a
+ * reply subject) that reaches nobody is answered at once with
+ * NO_RESPONDERS; $SYS. subjects are checked here and answered by sys.c.
+ */
+#include "router.h"
+
+#include "acl.h"
+#include "array.h"
+#include "bus.h"
+#include "config.h"
+#include "connbuf.h"
+#include "flow.h"
+#include "frame.h"
+#include "mem.h"
+#include "peer.h"
+#include "retain.h"
+#include "sockbus.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static size_t sub_size(size_t pattern_len, size_t queue_len)
+{
+    return sizeof(struct sub) + pattern_len + queue_len + 2u;
+}
+
+size_t router_sub_cost(const char *pattern, size_t pattern_len, size_t queue_len)
+{
+    return mem_footprint(sub_size(pattern_len, queue_len)) + sidmap_entry_bytes_max() +
+           subtrie_cost(pattern, pattern_len, queue_len);
+}
+
+static void sub_free(struct bus *b, struct sub *s)
+{
+    subtrie_remove(b->subs, &s->entry, sub_pattern(s), s->pattern_len);
+    s->peer->sub_bytes -= s->cost;
+    b->freed_bytes += s->cost;
+    b->nsubs--;
+    free(s);
+}
+
+/* Queue `value` (a retained message) to the subscription being replayed. */
+static void replay_one(const struct frame *value, void *arg)
+{
+    struct sub *s = arg;
+    flow_queue_msg(s->peer->bus, s->peer, s->sid, FRAME_MSG_RETAINED, value, NULL);
+}
+
+int router_subscribe(struct bus *b, struct peer *p, const struct frame *f)
+{
+    const char *pattern = (const char *)f->subject;
+    const char *queue = (const char *)f->reply;
+    if (f->sid == 0 || sidmap_find(&p->subs, f->sid) != NULL) {
+        return ROUTER_E_SID_IN_USE;
+    }
+    if (!sb_pattern_valid(pattern, f->subject_len) ||
+        (f->reply_len > 0 && !sb_subject_valid(queue, f->reply_len))) {
+        return ROUTER_E_PATTERN_INVALID;
+    }
+    if (b->cfg->acl != NULL &&
+        !acl_may_subscribe(p->acl_rule, p->conn.id, pattern, f->subject_len)) {
+        return ROUTER_E_SUB_DENIED;
+    }
+    if (p->subs.len >= b->cfg->max_subscriptions) {
+        return ROUTER_E_SUB_LIMIT;
+    }
+    size_t cost = router_sub_cost(pattern, f->subject_len, f->reply_len);
+    if (p->sub_bytes + cost > b->cfg->max_subscription_bytes) {
+        return ROUTER_E_SUB_BYTES;
+    }
+    struct sub *s = malloc(sub_size(f->subject_len, f->reply_len));
+    if (s == NULL) {
+        return -ENOMEM;
+    }
+    s->peer = p;
+    s->sid = f->sid;
+    s->remaining = 0;
+    s->cost = (uint32_t)cost;
+    s->pattern_len = f->subject_len;
+    s->queue_len = f->reply_len;
+    memcpy(s->strings, pattern, f->subject_len);
+    s->strings[f->subject_len] = '\0';
+    memcpy(s->strings + f->subject_len + 1, queue, f->reply_len);
+    s->strings[f->subject_len + 1 + f->reply_len] = '\0';
+
+    /* Both only fail for memory here: the sid is free and the pattern
+     * valid. */
+    int r = sidmap_insert(&p->subs, s->sid, s);
+    if (r < 0) {
+        free(s);
+        return -ENOMEM;
+    }
+    r = subtrie_add(b->subs, &s->entry, sub_pattern(s), s->pattern_len, sub_queue(s), s->queue_len);
+    if (r < 0) {
+        sidmap_remove(&p->subs, s->sid);
+        free(s);
+        return -ENOMEM;
+    }
+    p->sub_bytes += s->cost;
+    b->nsubs++;
+    /* The new subscription first receives every retained value it matches,
+     * queue group or not, ahead of anything published later. */
+    retain_foreach_match(&b->retained, sub_pattern(s), s->pattern_len, replay_one, s);
+    return 0;
+}
+
+int router_unsubscribe(struct bus *b, struct peer *p, uint32_t sid, uint32_t max_msgs)
+{
+    struct sub *s = sidmap_find(&p->subs, sid);
+    if (s == NULL) {
+        return ROUTER_E_SID_UNKNOWN;
+    }
+    if (max_msgs > 0) {
+        s->remaining = max_msgs;
+        return 0;
+    }
+    sidmap_remove(&p->subs, sid);
+    sub_free(b, s);
+    return 0;
+}
+
+void router_remove_peer(struct bus *b, struct peer *p)
+{
+    uint32_t sid;
+    void *v;
+    for (size_t i = 0; sidmap_next(&p->subs, &i, &sid, &v);) {
+        sub_free(b, v);
+    }
+    sidmap_deinit(&p->subs);
+    sidmap_init(&p->subs);
+}
+
+/* Subscriptions of a publisher that said "echo":false do not receive its
+ * own messages (and do not take a queue group's turn). */
+static bool sub_accepts(struct subtrie_sub *entry, void *origin)
+{
+    return sub_of(entry)->peer != origin;
+}
+
+/*
+ * Deliver the PUB frame `f` to every matching subscription, skipping the
+ * origin's own when it asked for no echo (origin is NULL for the broker's
+ * own messages). Returns how many subscriptions it was delivered to (or
+ * dropped for, which is not the publisher's business), -EINVAL for an
+ * invalid subject, or -ENOMEM. Inlined into both callers: in
+ * router_publish() it is the hot path, one call less per message.
+ */
+__attribute__((always_inline)) static inline int router_route(struct bus *b, struct peer *origin,
+                                                              const struct frame *f)
+{
+    /* Validates the subject too, unless the match cache knows it. The
+     * echo filter is asked only for a publisher that wants no echo: for
+     * the others it would accept every subscription. */
+    subtrie_accept_fn accept = origin != NULL && !origin->echo ? sub_accepts : NULL;
+    int r = subtrie_match_filter(b->subs, (const char *)f->subject, f->subject_len, accept, origin,
+                                 &b->match);
+    if (r < 0) {
+        return r;
+    }
+    int matched = 0;
+    /* A large body going to several queues is copied once and shared. */
+    struct conn_shared *body = NULL;
+    if (b->match.len > 1 && f->size - FRAME_HEADER_SIZE >= CONN_SHARE_MIN) {
+        body = conn_shared_new(f);
+    }
+    b->routing = true;
+    for (size_t i = 0; i < b->match.len; i++) {
+        struct sub *s = sub_of(b->match.items[i]);
+        matched++;
+        flow_queue_msg(b, s->peer, s->sid, 0, f, body);
+        if (s->remaining > 0 && --s->remaining == 0) {
+            /* Auto-unsubscribe: each sub appears once in the result, so
+             * freeing it here cannot leave a dangling entry behind. */
+            sidmap_remove(&s->peer->subs, s->sid);
+            sub_free(b, s);
+        }
+    }
+    b->routing = false;
+    if (body != NULL && body->refs == 0) {
+        conn_shared_release(body); /* every queue dropped it */
+    }
+    return matched;
+}
+
+/* Encode a PUB frame into the broker's scratch buffer and decode it back,
+ * for messages the broker itself sends. */
+static int router_scratch_frame(struct bus *b, const void *subject, size_t subject_len,
+                                const void *payload, size_t payload_len, struct frame *f)
+{
+    size_t size = frame_encoded_size(subject_len, 0, 0, payload_len);
+    if (subject_len > SB_SUBJECT_MAX || size > b->cfg->max_frame) {
+        return -EMSGSIZE;
+    }
+    if (array_reserve(b->scratch, b->scratch_cap, 0, size, 4096) < 0) {
+        return -ENOMEM;
+    }
+    frame_encode(b->scratch, FRAME_OP_PUB, 0, 0, subject, subject_len, NULL, 0, NULL, 0, payload,
+                 payload_len);
+    return frame_parse(b->scratch, size, b->cfg->max_frame, f);
+}
+
+/*
+ * Nobody received a request: tell the requester at once with an empty MSG
+ * flagged NO_RESPONDERS on its reply subject, under the sid of its own
+ * subscription to that subject (0 if it has none).
+ */
+static void router_no_responders(struct bus *b, struct peer *p, const struct frame *f)
+{
+    struct frame msg;
+    if (router_scratch_frame(b, f->reply, f->reply_len, NULL, 0, &msg) < 0) {
+        return;
+    }
+    /* The requester's own subscriptions, not the trie: a match there would
+     * take a turn from every queue group on the reply subject. A miss is
+     * rare (nobody answered), and a requester has few subscriptions. */
+    uint32_t sid = 0;
+    uint32_t key;
+    void *v;
+    for (size_t i = 0; sidmap_next(&p->subs, &i, &key, &v);) {
+        const struct sub *s = v;
+        if (sb_pattern_match(sub_pattern(s), s->pattern_len, (const char *)f->reply,
+                             f->reply_len)) {
+            sid = s->sid;
+            break;
+        }
+    }
+    flow_queue_msg(b, p, sid, FRAME_MSG_NO_RESPONDERS, &msg, NULL);
+}
+
+/*
+ * Access control for a PUB (only when the broker has an ACL):
+ * ROUTER_E_SUBJECT_INVALID for an invalid subject (`valid`: already
+ * checked), ROUTER_E_PUB_DENIED when the subject may not be published on,
+ * ROUTER_E_REPLY_DENIED when the reply subject may not be used. The $SYS.
+ * subjects go through the same rule, so an admin rule grants $SYS.STATS
+ * by naming it.
+ */
+static int router_check_publish(const struct peer *p, const struct frame *f, bool valid)
+{
+    const char *subject = (const char *)f->subject;
+    if (!valid && !sb_subject_valid(subject, f->subject_len)) {
+        return ROUTER_E_SUBJECT_INVALID;
+    }
+    if (!acl_may_publish(p->acl_rule, subject, f->subject_len)) {
+        return ROUTER_E_PUB_DENIED;
+    }
+    if (f->reply_len > 0 &&
+        !acl_may_reply(p->acl_rule, p->conn.id, (const char *)f->reply, f->reply_len)) {
+        return ROUTER_E_REPLY_DENIED;
+    }
+    return 0;
+}
+
+int router_publish(struct bus *b, struct peer *p, const struct frame *f)
+{
+    const char *subject = (const char *)f->subject;
+    p->msgs_in++;
+    b->stats.msgs_in++;
+    /* The subject itself is validated by the match (router_route()), once
+     * per distinct subject; the rarer paths check it here first. */
+    if (f->reply_len > 0 && !sb_subject_valid((const char *)f->reply, f->reply_len)) {
+        return ROUTER_E_SUBJECT_INVALID;
+    }
+    /* Whoever answers a request publishes on its reply subject, and the
+     * broker answers $SYS requests itself: a $SYS. reply subject would make
+     * it (or a responder) publish where no client may, a forged
+     * $SYS.EVENT.DISCONNECT say. Refused whatever the subject, ACL or not. */
+    if (f->reply_len > 0 && router_subject_is_sys(f->reply, f->reply_len)) {
+        return ROUTER_E_REPLY_SYS;
+    }
+    bool sys = router_subject_is_sys(subject, f->subject_len);
+    bool special = sys || (f->flags & FRAME_PUB_RETAIN);
+    if (special && !sb_subject_valid(subject, f->subject_len)) {
+        return ROUTER_E_SUBJECT_INVALID;
+    }
+    if (b->cfg->acl != NULL) {
+        int denied = router_check_publish(p, f, special);
+        if (denied != 0) {
+            return denied;
+        }
+    }
+    if (sys) {
+        return ROUTER_SYS;
+    }
+    int retained = 0;
+    if (f->flags & FRAME_PUB_RETAIN) {
+        retained = retain_apply(&b->retained, f, b->cfg->max_retained_bytes);
+        if (retained == RETAIN_E_FULL) {
+            retained = ROUTER_E_RETAIN_FULL;
+        }
+    }
+    int matched = router_route(b, p, f);
+    if (matched < 0) {
+        return matched == -EINVAL ? ROUTER_E_SUBJECT_INVALID : matched;
+    }
+    if (matched == 0 && f->reply_len > 0) {
+        router_no_responders(b, p, f);
+    }
+    /* A value that could not be retained was still delivered live. */
+    return retained;
+}
+
+int router_publish_local(struct bus *b, const char *subject, size_t subject_len,
+                         const void *payload, size_t payload_len)
+{
+    if (b->routing) {
+        return -EBUSY; /* never re-entered while a match is being walked */
+    }
+    struct frame f;
+    int r = router_scratch_frame(b, subject, subject_len, payload, payload_len, &f);
+    if (r < 0) {
+        return r;
+    }
+    r = router_route(b, NULL, &f);
+    return r < 0 ? r : 0;
+}
