@@ -1,5 +1,5 @@
 /*
- * test_acl_unit.c - the ACL without a broker: pattern containment, the
+ * test_acl_rules.c - the ACL without a broker: pattern containment, the
  * inbox rule, rule resolution and the parser's errors.
  */
 #include "acl.h"
@@ -11,14 +11,14 @@
 #include <json-c/json.h>
 #include <string.h>
 
-TestSuite(acl_unit);
+TestSuite(acl_rules);
 
 static bool covers(const char *allowed, const char *requested)
 {
     return acl_pattern_covers(allowed, strlen(allowed), requested, strlen(requested));
 }
 
-Test(acl_unit, containment_token_by_token)
+Test(acl_rules, containment_token_by_token)
 {
     static const struct {
         const char *allowed;
@@ -87,7 +87,7 @@ Test(acl_unit, containment_token_by_token)
 
 /* Containment agrees with matching: if `allowed` covers `requested`,
  * every subject `requested` matches is matched by `allowed`. */
-Test(acl_unit, containment_agrees_with_matching)
+Test(acl_rules, containment_agrees_with_matching)
 {
     static const char *patterns[] = {"a",   "b",    "a.b",  "a.c",   "*",     ">",
                                      "a.*", "a.>",  "*.b",  "*.>",   "a.*.c", "a.b.>",
@@ -114,7 +114,7 @@ Test(acl_unit, containment_agrees_with_matching)
     }
 }
 
-Test(acl_unit, inbox_is_the_clients_own)
+Test(acl_rules, inbox_is_the_clients_own)
 {
     cr_expect(acl_in_inbox(42, "_INBOX.42.7", 11));
     cr_expect(acl_in_inbox(42, "_INBOX.42.>", 11));
@@ -157,7 +157,7 @@ static void parse_fails(const char *json, const char *want)
     cr_expect(strchr(err, '\n') == NULL, "not one line: %s", err);
 }
 
-Test(acl_unit, parse_errors_name_the_rule_and_key)
+Test(acl_rules, parse_errors_name_the_rule_and_key)
 {
     parse_fails("{}", "\"acl\" must be an array");
     parse_fails("[1]", "acl[0]: a rule must be an object");
@@ -186,7 +186,7 @@ Test(acl_unit, parse_errors_name_the_rule_and_key)
     parse_fails("[{\"tcp\": true}, {\"tcp\": true}]", "acl[1]: a second \"tcp\" rule");
 }
 
-Test(acl_unit, resolution_order_uid_groups_tcp_default)
+Test(acl_rules, resolution_order_uid_groups_tcp_default)
 {
     struct acl *acl = parse_ok("["
                                "{\"default\": true, \"publish\": [\"d\"]},"
@@ -231,7 +231,7 @@ Test(acl_unit, resolution_order_uid_groups_tcp_default)
     acl_free(acl);
 }
 
-Test(acl_unit, no_rule_denies_everything_but_the_inbox)
+Test(acl_rules, no_rule_denies_everything_but_the_inbox)
 {
     struct acl *acl = parse_ok("[{\"uid\": 1000, \"publish\": [\">\"], \"subscribe\": [\">\"]}]");
     struct acl_peer other = {.has_cred = true, .uid = 1001, .gid = 1001};
@@ -248,7 +248,7 @@ Test(acl_unit, no_rule_denies_everything_but_the_inbox)
     cr_assert_null(acl_find(NULL, &other));
 }
 
-Test(acl_unit, publish_subscribe_and_reply_checks)
+Test(acl_rules, publish_subscribe_and_reply_checks)
 {
     struct acl *acl = parse_ok("[{\"uid\": 5, \"publish\": [\"sensors.>\", \"$SYS.STATS\"],"
                                " \"subscribe\": [\"sensors.>\", \"cmd.*\"]}]");
@@ -286,7 +286,7 @@ Test(acl_unit, publish_subscribe_and_reply_checks)
     acl_free(acl);
 }
 
-Test(acl_unit, empty_lists_and_empty_acl)
+Test(acl_rules, empty_lists_and_empty_acl)
 {
     struct acl *acl = parse_ok("[{\"default\": true}]");
     struct acl_peer peer = {.has_cred = true, .uid = 1, .gid = 1};

@@ -34,17 +34,7 @@ LAYERS = [
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.M)
 
-# The wire headers the broker uses, for as long as they sit at the top of
-# libclient/ rather than in libclient/wire/: while that folder does not
-# exist, these count as wire. Once it does, this has no effect.
-WIRE_BEFORE_WIRE_FOLDER = {"frame.h", "text.h", "endpoint.h", "stdfds.h"}
-wire_folder = True
-
-
 def layer_of(path):
-    if (not wire_folder and path.startswith("libclient/") and path.count("/") == 1
-            and os.path.basename(path) in WIRE_BEFORE_WIRE_FOLDER):
-        return "wire"
     for name, prefix, _ in LAYERS:
         if path.startswith(prefix):
             return name
@@ -68,9 +58,7 @@ def sources(root):
 
 
 def main():
-    global wire_folder
     root = sys.argv[1] if len(sys.argv) > 1 else "."
-    wire_folder = os.path.isdir(os.path.join(root, "libclient", "wire"))
     files = sorted(sources(root))
     # Headers by file name: includes name headers without their folder.
     by_name = {}
