@@ -193,9 +193,9 @@ class Connection(_Core):
 
     def _disconnected(self) -> None:
         self._up.clear()
-        self._reconnector = self._loop.create_task(self._reconnect())
+        self._reconnector = self._loop.create_task(self._reconnect_loop())
 
-    async def _reconnect(self) -> None:
+    async def _reconnect_loop(self) -> None:
         while self._state == DISCONNECTED:
             await asyncio.sleep(max(0.0, self._next_attempt - _monotonic()))
             if self._state != DISCONNECTED:
