@@ -169,6 +169,26 @@ def test_publishes_while_disconnected_are_sent_after_the_replay(broker):
     sub_conn.close()
 
 
+def test_publishes_not_yet_written_when_the_broker_went_away_are_kept(broker):
+    # Publishes still in the client's buffer when the broker died were
+    # never sent: they go out after the reconnect, in order.
+    pub = sockbus.connect(broker.socket)
+    sub_conn = sockbus.connect(broker.socket)
+    sub = sub_conn.subscribe("k")
+    sub_conn.flush()
+    pub.flush()
+    broker.kill()
+    for i in range(100):  # buffered, not written: the loss is not known yet
+        pub.publish("k", b"%d" % i)
+    assert pub.state == sockbus.CONNECTED
+    broker.start()
+    resync(sub_conn)
+    resync(pub)
+    assert [sub.next(IO_S).data for _ in range(100)] == [b"%d" % i for i in range(100)]
+    pub.close()
+    sub_conn.close()
+
+
 def test_replay_keeps_sid_queue_group_and_remaining_count(broker):
     with sockbus.connect(broker.socket) as a, sockbus.connect(broker.socket) as b:
         qa = a.subscribe("jobs", queue="w")
@@ -201,6 +221,10 @@ def test_replay_keeps_sid_queue_group_and_remaining_count(broker):
         assert [counted.next(IO_S).data for _ in range(3)] == [b"10", b"11", b"12"]
         with pytest.raises(sockbus.SubscriptionEnded):
             counted.next(0.2)
+        # the broker ended it too: it was replayed with its remaining count
+        with sockbus.connect(broker.socket) as asker:
+            clients = json.loads(asker.request("$SYS.CLIENTS", timeout=IO_S).data)["clients"]
+        assert [c["subscriptions"] for c in clients if c["id"] == a.client_id] == [1]
 
 
 def test_request_in_flight_fails(broker):
