@@ -696,10 +696,11 @@ Test(cli, pub_message_argument)
     expect_payload(sub, "arg.x", "hello world", 11);
     harness_expect_none(sub);
 
-    /* A MESSAGE that starts with '-' is a message, not an option. */
-    const char *dash[] = {"sockbus", "pub", "-s", broker.socket, "arg.y", "-5", NULL};
+    /* A MESSAGE that starts with '-' is a message after "--" (GNU order:
+     * without it, options may follow the operands). */
+    const char *dash[] = {"sockbus", "pub", "-s", broker.socket, "arg.y", "--", "-5", NULL};
     run(&r, dash, NULL, 0, HARNESS_IO_MS);
-    assert_ok(&r, "pub arg.y -5");
+    assert_ok(&r, "pub arg.y -- -5");
     expect_payload(sub, "arg.y", "-5", 2);
     harness_expect_none(sub);
     sb_close(sub);
@@ -1416,5 +1417,56 @@ Test(cli, socket_option_overrides_env)
     expect_payload(sub, "env.z", "explicit", 8);
     harness_expect_none(sub);
     sb_close(sub);
+    harness_stop(&broker);
+}
+
+/* ---- GNU option order ---- */
+
+/* Options may follow the operands, as in every GNU tool: "sub PATTERN -t
+ * 1" reads -t as the timeout, not as a pattern. */
+Test(cli, options_after_the_operands)
+{
+    sb_client *sub = lib_sub("gnu.x");
+    const char *pub[] = {"sockbus", "pub", "gnu.x", "after", "-s", broker.socket, NULL};
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
+    run(&r, pub, NULL, 0, HARNESS_IO_MS);
+    assert_ok(&r, "pub SUBJECT MESSAGE -s PATH");
+    expect_payload(sub, "gnu.x", "after", 5);
+
+    const char *timed[] = {"sockbus", "sub", "gnu.none.>", "-s", broker.socket, "-t", "0.2", NULL};
+    run(&r, timed, NULL, 0, HARNESS_IO_MS);
+    cr_assert_eq(r.status, 124, "sub PATTERN -s PATH -t 0.2: exit %d, stderr [%s]", r.status,
+                 r.err);
+    sb_close(sub);
+    harness_stop(&broker);
+}
+
+/* "--" ends the options: what follows is an operand even if it starts
+ * with '-'. */
+Test(cli, double_dash_ends_the_options)
+{
+    sb_client *sub = lib_sub("gnu.neg");
+    const char *pub[] = {"sockbus", "pub", "-s", broker.socket, "--", "gnu.neg", "-5", NULL};
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
+    run(&r, pub, NULL, 0, HARNESS_IO_MS);
+    assert_ok(&r, "pub -- SUBJECT -5");
+    expect_payload(sub, "gnu.neg", "-5", 2);
+    /* Without "--", -5 is an option, and not one pub knows. */
+    const char *bad[] = {"sockbus", "pub", "-s", broker.socket, "gnu.neg", "-5", NULL};
+    assert_usage_error(bad, "-5", "pub SUBJECT -5");
+    sb_close(sub);
+    harness_stop(&broker);
+}
+
+Test(cli, version_short_and_long)
+{
+    const char *forms[][3] = {{"sockbus", "-V", NULL}, {"sockbus", "--version", NULL}};
+    for (size_t i = 0; i < 2; i++) {
+        struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
+        run(&r, forms[i], NULL, 0, HARNESS_IO_MS);
+        assert_ok(&r, forms[i][1]);
+        cr_assert(r.out_len > 8 && strncmp(r.out, "sockbus ", 8) == 0, "%s printed [%s]",
+                  forms[i][1], r.out);
+    }
     harness_stop(&broker);
 }

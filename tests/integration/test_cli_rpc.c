@@ -854,3 +854,18 @@ Test(cli_rpc, help_usage_errors_and_cannot_connect)
     }
     harness_stop(&broker);
 }
+
+/* GNU order: options after SUBJECT are the service's; after "--" the
+ * arguments are the command's, options included. */
+Test(cli_rpc, reply_options_after_subject_and_command_options_after_dashes)
+{
+    const char *const reply_argv[] = {"sockbus",     "reply", "gnu.svc", "-n", "1",  "-s",
+                                      broker.socket, "--",    "printf",  "%s", "-n", NULL};
+    struct bg *svc = bg_start(reply_argv);
+    sb_client *c = harness_client(&broker, "rpc-requester", true);
+    sb_msg m = wait_responder(c, "gnu.svc", "x");
+    assert_reply(&m, "-n", 2, "printf %s -n");
+    cr_assert_eq(bg_wait(svc), 0, "reply SUBJECT -n 1 did not exit after one request");
+    sb_close(c);
+    harness_stop(&broker);
+}

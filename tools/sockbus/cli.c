@@ -282,41 +282,55 @@ int cli_option_error(const char *cmd, char **argv, int ch, const struct option *
     return cli_usage_error(cmd, "unknown option '-%c'", optopt);
 }
 
-/* Does `arg` name one of the options: "-n", "-nVALUE", "--count",
- * "--cou=5"? */
-static bool names_option(const char *arg, const struct option *opts, const char *optstring)
+/* The long option that `name` (after "--", before any "=") names, as
+ * getopt_long() reads it: exactly, or as the one option it abbreviates. */
+static const struct option *long_option_named(const char *name, size_t len,
+                                              const struct option *opts)
 {
-    if (arg[0] != '-' || arg[1] == '\0') {
-        return false;
-    }
-    if (arg[1] != '-') {
-        return arg[1] != '+' && arg[1] != ':' && strchr(optstring, arg[1]) != NULL;
-    }
-    size_t len = strcspn(arg + 2, "=");
+    const struct option *hit = NULL;
+    int matches = 0;
     for (const struct option *o = opts; len > 0 && o->name != NULL; o++) {
-        if (strncmp(o->name, arg + 2, len) == 0) {
-            return true;
+        if (strncmp(o->name, name, len) == 0) {
+            if (strlen(o->name) == len) {
+                return o;
+            }
+            hit = o;
+            matches++;
         }
     }
-    return false;
+    return matches == 1 ? hit : NULL;
 }
 
-int cli_check_operands(const char *cmd, int argc, char **argv, const struct option *opts,
-                       const char *optstring)
+int cli_options_end(int argc, char **argv, const struct option *opts, const char *optstring)
 {
-    /* After an explicit "--" everything is an operand, by request. */
-    if (optind > 1 && strcmp(argv[optind - 1], "--") == 0) {
-        return 0;
-    }
-    for (int i = optind; i < argc; i++) {
-        if (names_option(argv[i], opts, optstring)) {
-            return cli_usage_error(cmd,
-                                   "option '%s' after '%s': options go first (put '--' "
-                                   "before an argument that starts with '-')",
-                                   argv[i], argv[optind]);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            return i;
+        }
+        if (a[0] != '-' || a[1] == '\0') {
+            continue; /* an operand */
+        }
+        if (a[1] == '-') {
+            const struct option *o = long_option_named(a + 2, strcspn(a + 2, "="), opts);
+            if (o != NULL && o->has_arg == required_argument && strchr(a, '=') == NULL) {
+                i++; /* "--queue GROUP": GROUP is the option's */
+            }
+            continue;
+        }
+        /* A cluster of short options ("-vq GROUP", "-qGROUP"). */
+        for (const char *c = a + 1; *c != '\0'; c++) {
+            const char *p = *c == ':' ? NULL : strchr(optstring, *c);
+            if (p == NULL) {
+                break;
+            }
+            if (p[1] == ':') {
+                i += c[1] == '\0';
+                break;
+            }
         }
     }
-    return 0;
+    return argc;
 }
 
 static bool is_digit(char c)

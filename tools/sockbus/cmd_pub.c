@@ -32,9 +32,9 @@ enum {
     OPT_RAW,
 };
 
-/* "+": options end at the first operand (see cli_check_operands());
+/* GNU order: options may follow the operands, "--" ends them;
  * ":": report a missing argument as ':' rather than '?'. */
-#define PUB_OPTSTRING "+:s:t:h"
+#define PUB_OPTSTRING ":s:t:h"
 
 static const struct option pub_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -121,10 +121,7 @@ static int pub_parse(int argc, char **argv, pub_args *args)
         }
     }
 
-    r = cli_check_operands(CMD, argc, argv, pub_options, PUB_OPTSTRING);
-    if (r == 0) {
-        r = cli_parse_subject_message(CMD, argc, argv, &args->subject, &args->message);
-    }
+    r = cli_parse_subject_message(CMD, argc, argv, &args->subject, &args->message);
     if (r != 0) {
         return r;
     }

@@ -36,9 +36,9 @@
  * of its output we take per read(2). */
 #define REPLY_IO_CHUNK (64u * 1024u)
 
-/* "+": options end at the first operand (see cli_check_operands());
+/* GNU order: options may follow the operands, "--" ends them;
  * ":": report a missing argument as ':' rather than '?'. */
-#define REPLY_OPTSTRING "+:s:q:n:t:vh"
+#define REPLY_OPTSTRING ":s:q:n:t:vh"
 
 static const struct option reply_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -117,47 +117,62 @@ static void reply_usage(FILE *out)
                  "  sockbus reply -q workers text.upper -- tr a-z A-Z\n");
 }
 
-static int reply_parse_operands(int argc, char **argv, reply_args *args)
+/*
+ * The operands, argv[optind..end) once getopt has read the options before
+ * `end`, the "--" that starts COMMAND (cli_options_end(); argc if none):
+ * SUBJECT [MESSAGE], or SUBJECT and then "-- COMMAND...". A "--" with no
+ * operand before it only ends the options, as everywhere: then SUBJECT
+ * follows it, and a second "--" starts COMMAND.
+ */
+static int reply_parse_operands(int argc, char **argv, int end, reply_args *args)
 {
-    int left = argc - optind;
-    if (left < 1) {
-        return cli_usage_error(CMD, "missing SUBJECT");
-    }
-    args->subject = argv[optind];
-    args->message = "";
+    char **ops = argv + optind;
+    int nops = end - optind;
+    char **command = NULL;
+    int ncommand = 0;
 
-    if (left >= 2 && strcmp(argv[optind + 1], "--") == 0) {
-        /* Only SUBJECT is ours to check: the command's arguments are its
-         * own, options included ("sh -c ..."). */
-        int r = cli_check_operands(CMD, optind + 1, argv, reply_options, REPLY_OPTSTRING);
-        if (r != 0) {
-            return r;
-        }
-        if (left == 2) {
-            return cli_usage_error(CMD, "missing COMMAND after '--'");
-        }
-        args->command = argv + optind + 2; /* argv[argc] is NULL */
-        return 0;
-    }
-
-    int r = cli_check_operands(CMD, argc, argv, reply_options, REPLY_OPTSTRING);
-    if (r != 0) {
-        return r;
-    }
-    if (left > 2) {
-        for (int i = optind + 2; i < argc; i++) {
-            if (strcmp(argv[i], "--") == 0) {
-                return cli_usage_error(CMD, "give either MESSAGE or '-- COMMAND' after SUBJECT, "
-                                            "not both");
+    if (end < argc && nops == 0) {
+        ops = argv + end + 1;
+        nops = argc - end - 1;
+        for (int i = 0; i < nops; i++) {
+            if (strcmp(ops[i], "--") == 0) {
+                command = ops + i + 1;
+                ncommand = nops - i - 1;
+                nops = i;
+                break;
             }
         }
+    } else if (end < argc) {
+        command = argv + end + 1;
+        ncommand = argc - end - 1;
+    }
+    if (nops < 1) {
+        return cli_usage_error(CMD, "missing SUBJECT");
+    }
+    args->subject = ops[0];
+    args->message = "";
+
+    if (command != NULL) {
+        /* The command's arguments are its own, options included ("sh -c
+         * ..."): argv[argc] is NULL, so command is NULL-terminated. */
+        if (nops > 1) {
+            return cli_usage_error(CMD, "give either MESSAGE or '-- COMMAND' after SUBJECT, "
+                                        "not both");
+        }
+        if (ncommand == 0) {
+            return cli_usage_error(CMD, "missing COMMAND after '--'");
+        }
+        args->command = command;
+        return 0;
+    }
+    if (nops > 2) {
         return cli_usage_error(CMD,
                                "too many arguments after '%s'; quote a MESSAGE that holds "
                                "spaces, or run a command with 'SUBJECT -- COMMAND ARGS...'",
-                               argv[optind + 1]);
+                               ops[1]);
     }
-    if (left == 2) {
-        args->message = argv[optind + 1];
+    if (nops == 2) {
+        args->message = ops[1];
     }
     return 0;
 }
@@ -166,8 +181,11 @@ static int reply_parse(int argc, char **argv, reply_args *args)
 {
     int ch;
     int r = 0;
+    /* Options are read up to the "--" before COMMAND: what follows it is
+     * the command's. */
+    int end = cli_options_end(argc, argv, reply_options, REPLY_OPTSTRING);
 
-    while ((ch = getopt_long(argc, argv, REPLY_OPTSTRING, reply_options, NULL)) != -1) {
+    while ((ch = getopt_long(end, argv, REPLY_OPTSTRING, reply_options, NULL)) != -1) {
         switch (ch) {
         case 's':
             args->endpoint = optarg;
@@ -195,7 +213,7 @@ static int reply_parse(int argc, char **argv, reply_args *args)
         }
     }
 
-    r = reply_parse_operands(argc, argv, args);
+    r = reply_parse_operands(argc, argv, end, args);
     if (r != 0) {
         return r;
     }

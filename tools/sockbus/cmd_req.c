@@ -25,9 +25,9 @@ enum {
     OPT_RAW = 256,
 };
 
-/* "+": options end at the first operand (see cli_check_operands());
+/* GNU order: options may follow the operands, "--" ends them;
  * ":": report a missing argument as ':' rather than '?'. */
-#define REQ_OPTSTRING "+:s:t:h"
+#define REQ_OPTSTRING ":s:t:h"
 
 static const struct option req_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -102,10 +102,7 @@ static int req_parse(int argc, char **argv, req_args *args)
         }
     }
 
-    r = cli_check_operands(CMD, argc, argv, req_options, REQ_OPTSTRING);
-    if (r == 0) {
-        r = cli_parse_subject_message(CMD, argc, argv, &args->subject, &args->message);
-    }
+    r = cli_parse_subject_message(CMD, argc, argv, &args->subject, &args->message);
     if (r != 0) {
         return r;
     }

@@ -35,9 +35,9 @@ enum {
     OPT_RAW,
 };
 
-/* "+": options end at the first operand (see cli_check_operands());
+/* GNU order: options may follow the operands, "--" ends them;
  * ":": report a missing argument as ':' rather than '?'. */
-#define SUB_OPTSTRING "+:s:n:t:q:vh"
+#define SUB_OPTSTRING ":s:n:t:q:vh"
 
 static const struct option sub_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -176,10 +176,6 @@ static int sub_parse(int argc, char **argv, sub_args *args)
 
     if (optind >= argc) {
         return cli_usage_error(CMD, "missing PATTERN");
-    }
-    r = cli_check_operands(CMD, argc, argv, sub_options, SUB_OPTSTRING);
-    if (r != 0) {
-        return r;
     }
     args->patterns = argv + optind;
     args->pattern_count = argc - optind;

@@ -44,7 +44,7 @@ static void usage(FILE *out)
     fprintf(out, "\n"
                  "Options:\n"
                  "  -h, --help     show this help and exit\n"
-                 "      --version  show the version and exit\n"
+                 "  -V, --version  show the version and exit\n"
                  "\n"
                  "'sockbus COMMAND --help' (or 'sockbus help COMMAND') shows a command's options.\n"
                  "\n"
@@ -101,7 +101,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return CLI_EXIT_OK;
     }
-    if (strcmp(name, "--version") == 0) {
+    if (strcmp(name, "-V") == 0 || strcmp(name, "--version") == 0) {
         printf("sockbus %s\n", SOCKBUS_VERSION);
         return CLI_EXIT_OK;
     }
