@@ -1,0 +1,684 @@
+/*
+ * test_service.c - the broker as a service: socket activation (with
+ * systemd-socket-activate, and with sockets this test passes itself),
+ * readiness and status on a NOTIFY_SOCKET the test reads, SIGHUP reloads
+ * of the config file, --check-config, and the log's timestamps.
+ *
+ * A broker started here by hand (spawn_activated()) gets its listening
+ * sockets as fds 3, 4, ... with LISTEN_PID and LISTEN_FDS, exactly as
+ * systemd passes them; its stderr goes to the harness's log file and its
+ * pid into the harness struct, so that harness_stop() judges its exit and
+ * its sanitizer reports like any other broker's.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static struct harness_broker broker;
+
+static void teardown(void)
+{
+    harness_cleanup(&broker);
+}
+
+TestSuite(service, .fini = teardown, .timeout = 90);
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static void path_in(char *out, size_t len, const char *name)
+{
+    snprintf(out, len, "%s/%s", broker.dir, name);
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return lstat(path, &st) == 0;
+}
+
+static int listen_unix(const char *path)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0, "bind %s: %s", path,
+                 strerror(errno));
+    cr_assert_eq(listen(fd, 16), 0);
+    return fd;
+}
+
+static int listen_tcp(unsigned *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    cr_assert_eq(listen(fd, 16), 0);
+    socklen_t len = sizeof(sin);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    *port = ntohs(sin.sin_port);
+    return fd;
+}
+
+/* A datagram socket at DIR/notify.sock, as systemd's NOTIFY_SOCKET. */
+static int notify_socket(char *path, size_t len)
+{
+    path_in(path, len, "notify.sock");
+    int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", path);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+    return fd;
+}
+
+/* Read notifications until one holds `needle` (within HARNESS_IO_MS);
+ * everything read is appended to seen[]. True if it came. */
+static bool notify_wait(int fd, const char *needle, char *seen, size_t seen_len)
+{
+    int64_t deadline = harness_now_ms() + HARNESS_IO_MS;
+    for (;;) {
+        int left = (int)(deadline - harness_now_ms());
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&p, 1, left) <= 0) {
+            return false;
+        }
+        char buf[512];
+        ssize_t n = recv(fd, buf, sizeof(buf) - 1, 0);
+        if (n <= 0) {
+            return false;
+        }
+        buf[n] = '\0';
+        size_t used = strlen(seen);
+        snprintf(seen + used, seen_len - used, "%s|", buf);
+        if (strstr(buf, needle) != NULL) {
+            return true;
+        }
+    }
+}
+
+/*
+ * Start sockbusd with `args` (after argv[0]) and the `nfds` sockets of
+ * fds[] as its fds 3, 4, ..., with LISTEN_PID (its own pid) and LISTEN_FDS,
+ * plus `env` ("NAME=VALUE" strings, NULL-terminated, may be NULL). Its
+ * stderr goes to broker.log, its pid to broker.pid. The test's copies of
+ * the sockets are closed.
+ */
+static void spawn_activated(const int *fds, int nfds, const char *const *env,
+                            const char *const *args)
+{
+    const char *argv[32];
+    size_t n = 0;
+    argv[n++] = getenv("SOCKBUSD");
+    for (size_t i = 0; args[i] != NULL && n < 31; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int log = open(broker.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(log, STDERR_FILENO);
+        /* Out of the way of 3.. first, then into place (dup2() clears
+         * close-on-exec on the copy). */
+        int high[8];
+        for (int i = 0; i < nfds; i++) {
+            high[i] = fcntl(fds[i], F_DUPFD_CLOEXEC, 64);
+        }
+        for (int i = 0; i < nfds; i++) {
+            dup2(high[i], 3 + i);
+        }
+        char v[32];
+        snprintf(v, sizeof(v), "%d", (int)getpid());
+        setenv("LISTEN_PID", v, 1);
+        snprintf(v, sizeof(v), "%d", nfds);
+        setenv("LISTEN_FDS", v, 1);
+        for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
+            putenv((char *)env[i]);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    for (int i = 0; i < nfds; i++) {
+        close(fds[i]);
+    }
+    broker.pid = pid;
+}
+
+/* Connect to `endpoint` until it answers (bounded). */
+static sb_client *connect_to(const char *endpoint, const char *name)
+{
+    sb_options o = {.endpoint = endpoint, .name = name, .timeout_ms = HARNESS_IO_MS};
+    sb_client *c = NULL;
+    char err[SB_CONNECT_ERR_MAX];
+    int r = sb_connect_ex(&c, &o, err, sizeof(err));
+    cr_assert_eq(r, 0, "connect to %s: %s", endpoint, err);
+    return c;
+}
+
+/* A message published on `subject` by one client reaches another. */
+static void roundtrip(const char *endpoint, const char *subject)
+{
+    sb_client *s = connect_to(endpoint, "svc-sub");
+    sb_client *p = connect_to(endpoint, "svc-pub");
+    cr_assert_eq(sb_subscribe(s, subject, NULL, NULL), 0);
+    cr_assert_eq(sb_flush(s, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_publish(p, subject, NULL, "hi", 2), 0);
+    cr_assert_eq(sb_flush(p, HARNESS_IO_MS), 0);
+    sb_msg m = harness_expect_msg(s);
+    cr_assert_str_eq(m.subject, subject);
+    sb_close(p);
+    sb_close(s);
+}
+
+static void wait_logged(const char *needle)
+{
+    char log[8192];
+    bool ok = harness_wait_logged(&broker, needle);
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert(ok, "the broker did not log '%s'; log: %s", needle, log);
+}
+
+/* Wait until the log holds `needle` at least `count` times. */
+static void wait_logged_n(const char *needle, int count)
+{
+    static char log[64 * 1024];
+    int64_t deadline = harness_now_ms() + HARNESS_IO_MS;
+    for (;;) {
+        harness_read_log(&broker, log, sizeof(log));
+        int n = 0;
+        for (const char *p = log; (p = strstr(p, needle)) != NULL; p += strlen(needle)) {
+            n++;
+        }
+        if (n >= count) {
+            return;
+        }
+        cr_assert(harness_now_ms() < deadline, "the broker logged '%s' %d times, not %d: %s",
+                  needle, n, count, log);
+        poll(NULL, 0, 10);
+    }
+}
+
+static const char *find_program(const char *name, char *buf, size_t len)
+{
+    static const char *const dirs[] = {"/usr/bin", "/bin", "/usr/local/bin", "/usr/sbin"};
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        snprintf(buf, len, "%s/%s", dirs[i], name);
+        if (access(buf, X_OK) == 0) {
+            return buf;
+        }
+    }
+    return NULL;
+}
+
+/* ---- socket activation --------------------------------------------------- */
+
+/*
+ * The real thing: systemd-socket-activate listens on DIR/act.sock and
+ * starts the broker on the first connection with that socket as fd 3.
+ * The broker serves it (a message goes through), says READY=1 and its
+ * client count on the test's NOTIFY_SOCKET, STOPPING=1 on SIGTERM, and
+ * never touches the path it would have bound (--socket DIR/own.sock: no
+ * socket, no lock) nor removes the socket it was given.
+ */
+Test(service, systemd_socket_activate_serves_and_notifies)
+{
+    char prog[64];
+    if (find_program("systemd-socket-activate", prog, sizeof(prog)) == NULL) {
+        cr_skip_test("systemd-socket-activate is not installed (Debian: systemd)");
+    }
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    char act[128];
+    char own[128];
+    char own_lock[140];
+    char notify_path[128];
+    path_in(act, sizeof(act), "act.sock");
+    path_in(own, sizeof(own), "own.sock");
+    snprintf(own_lock, sizeof(own_lock), "%s.lock", own);
+    int nfd = notify_socket(notify_path, sizeof(notify_path));
+
+    char notify_env[160];
+    snprintf(notify_env, sizeof(notify_env), "NOTIFY_SOCKET=%s", notify_path);
+    const char *argv[24];
+    size_t n = 0;
+    argv[n++] = prog;
+    argv[n++] = "-l";
+    argv[n++] = act;
+    argv[n++] = "-E";
+    argv[n++] = notify_env;
+    /* The sanitizers' settings, when the build has them. */
+    static const char *const pass[] = {"ASAN_OPTIONS", "UBSAN_OPTIONS", "LSAN_OPTIONS"};
+    for (size_t i = 0; i < 3; i++) {
+        if (getenv(pass[i]) != NULL) {
+            argv[n++] = "-E";
+            argv[n++] = pass[i];
+        }
+    }
+    argv[n++] = getenv("SOCKBUSD");
+    argv[n++] = "--socket";
+    argv[n++] = own;
+    argv[n] = NULL;
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int log = open(broker.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        dup2(log, STDERR_FILENO);
+        dup2(log, STDOUT_FILENO);
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    /* It execs the broker in the same process: this pid is the broker's. */
+    broker.pid = pid;
+    wait_logged("Listening on");
+
+    roundtrip(act, "act.x");
+    char seen[2048] = "";
+    cr_assert(notify_wait(nfd, "READY=1", seen, sizeof(seen)), "no READY=1; got [%s]", seen);
+    cr_assert(notify_wait(nfd, "STATUS=", seen, sizeof(seen)), "no STATUS=; got [%s]", seen);
+    wait_logged("passed by the service manager");
+    cr_assert(!exists(own) && !exists(own_lock), "an activated broker bound or locked %s", own);
+
+    kill(broker.pid, SIGTERM);
+    cr_assert(notify_wait(nfd, "STOPPING=1", seen, sizeof(seen)), "no STOPPING=1; got [%s]", seen);
+    cr_assert_eq(harness_wait_pid(broker.pid, HARNESS_IO_MS), 0);
+    broker.pid = -1;
+    cr_assert(exists(act), "the broker removed the socket the service manager owns");
+    cr_assert(!exists(own) && !exists(own_lock));
+    close(nfd);
+    harness_stop(&broker);
+}
+
+/* A Unix and a TCP socket passed together are told apart by type and
+ * both served; the client count reaches STATUS= as it changes. */
+Test(service, unix_and_tcp_sockets_by_type)
+{
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    char act[128];
+    char notify_path[128];
+    path_in(act, sizeof(act), "act.sock");
+    int nfd = notify_socket(notify_path, sizeof(notify_path));
+    unsigned port;
+    /* TCP first: the order of the fds says nothing about their kind. */
+    int fds[2] = {listen_tcp(&port), listen_unix(act)};
+    char notify_env[160];
+    snprintf(notify_env, sizeof(notify_env), "NOTIFY_SOCKET=%s", notify_path);
+    const char *env[] = {notify_env, NULL};
+    const char *args[] = {"--socket", broker.socket, NULL};
+    spawn_activated(fds, 2, env, args);
+
+    char seen[2048] = "";
+    cr_assert(notify_wait(nfd, "READY=1", seen, sizeof(seen)), "no READY=1; got [%s]", seen);
+    roundtrip(act, "both.unix");
+    char tcp[64];
+    snprintf(tcp, sizeof(tcp), "tcp://127.0.0.1:%u", port);
+    roundtrip(tcp, "both.tcp");
+
+    /* One client stays: STATUS= says 1 client (sent when the count
+     * changes, at most once a second). */
+    sb_client *c = connect_to(act, "stays");
+    cr_assert(notify_wait(nfd, "STATUS=1 client", seen, sizeof(seen)),
+              "no STATUS= with 1 client; got [%s]", seen);
+    sb_close(c);
+    cr_assert(!exists(broker.socket), "an activated broker bound its own socket too");
+    close(nfd);
+    harness_stop(&broker);
+}
+
+/* LISTEN_PID names another process (the broker's parent was activated,
+ * not the broker): the variables are not for it, and it binds its own
+ * socket as usual. */
+Test(service, listen_pid_of_another_process_is_ignored)
+{
+    cr_assert_eq(setenv("LISTEN_PID", "1", 1), 0);
+    cr_assert_eq(setenv("LISTEN_FDS", "1", 1), 0);
+    int r = harness_start(&broker, false, NULL);
+    unsetenv("LISTEN_PID");
+    unsetenv("LISTEN_FDS");
+    cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
+    roundtrip(broker.socket, "own.x");
+    harness_stop(&broker);
+}
+
+/* An inherited descriptor that is not a listening socket: one line that
+ * says what is wrong, exit 1. */
+Test(service, inherited_fd_that_is_not_a_listening_socket)
+{
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    int fds[1] = {open("/dev/null", O_RDONLY | O_CLOEXEC)};
+    const char *args[] = {"--socket", broker.socket, NULL};
+    spawn_activated(fds, 1, NULL, args);
+    int status = harness_wait_pid(broker.pid, HARNESS_IO_MS);
+    broker.pid = -1;
+    char log[4096];
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert_eq(status, 1, "exit %d; log: %s", status, log);
+    cr_assert(strstr(log, "descriptor 3") != NULL &&
+                  strstr(log, "not a listening Unix or TCP stream socket") != NULL,
+              "log: %s", log);
+    cr_assert(!exists(broker.socket));
+    harness_stop(&broker);
+}
+
+/* ---- SIGHUP reloads the config file ---------------------------------------- */
+
+static char config_path[160];
+
+__attribute__((format(printf, 1, 2))) static void write_config(const char *fmt, ...)
+{
+    char json[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(json, sizeof(json), fmt, ap);
+    va_end(ap);
+    /* Written beside and renamed, as an editor or a deployment would. */
+    char tmp[200];
+    snprintf(tmp, sizeof(tmp), "%s.new", config_path);
+    FILE *f = fopen(tmp, "w");
+    cr_assert_not_null(f);
+    cr_assert_eq(fputs(json, f) >= 0, true);
+    cr_assert_eq(fclose(f), 0);
+    cr_assert_eq(rename(tmp, config_path), 0);
+}
+
+struct err_seen {
+    int count;
+    int err;
+    char subject[256];
+    char text[512];
+};
+
+static void on_error(sb_client *c, int err, const char *subject, const char *text, void *arg)
+{
+    (void)c;
+    struct err_seen *e = arg;
+    e->count++;
+    e->err = err;
+    snprintf(e->subject, sizeof(e->subject), "%s", subject);
+    snprintf(e->text, sizeof(e->text), "%s", text);
+}
+
+static int pub(sb_client *c, const char *subject)
+{
+    cr_assert_eq(sb_publish(c, subject, NULL, "m", 1), 0);
+    return sb_flush(c, HARNESS_IO_MS);
+}
+
+static void reload(int nth)
+{
+    kill(broker.pid, SIGHUP);
+    wait_logged_n("SIGHUP: ", nth);
+}
+
+static void make_config_path(void)
+{
+    snprintf(config_path, sizeof(config_path), "/tmp/sbtest-svc-XXXXXX");
+    int fd = mkstemp(config_path);
+    cr_assert(fd >= 0);
+    close(fd);
+}
+
+static void start_config(const char *json)
+{
+    make_config_path();
+    write_config("%s", json);
+    const char *args[] = {"--config", config_path, NULL};
+    int r = harness_start(&broker, false, args);
+    char log[4096];
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert_eq(r, 0, "sockbusd did not start: %s; log: %s", strerror(-r), log);
+}
+
+static void end_config(void)
+{
+    unlink(config_path);
+}
+
+/*
+ * Change the ACL in the file, SIGHUP: the next PUB of a connected client
+ * is judged by the new rules, and its subscription the new rules deny is
+ * ended with ERR 4 naming the pattern and the sid (and no longer
+ * delivers), while the one they still allow keeps working.
+ */
+Test(service, sighup_applies_the_new_acl_to_connected_clients)
+{
+    start_config("{\"acl\": [{\"default\": true, \"publish\": [\"a.>\", \"b.>\"],"
+                 " \"subscribe\": [\"a.>\", \"b.>\"]}]}");
+    sb_client *c = harness_client(&broker, "reload", true);
+    struct err_seen e = {0};
+    sb_set_error_cb(c, on_error, &e);
+    uint32_t sid_a;
+    uint32_t sid_b;
+    cr_assert_eq(sb_subscribe(c, "a.>", NULL, &sid_a), 0);
+    cr_assert_eq(sb_subscribe(c, "b.x", NULL, &sid_b), 0);
+    cr_assert_eq(pub(c, "a.1"), 0, "a.1 allowed before the reload");
+    cr_assert_eq(pub(c, "b.x"), 0);
+    harness_expect_msg(c);
+    harness_expect_msg(c);
+
+    write_config("{\"acl\": [{\"default\": true, \"publish\": [\"b.>\", \"c.>\"],"
+                 " \"subscribe\": [\"a.>\"]}]}");
+    reload(1);
+    wait_logged("1 subscription ended");
+
+    /* The subscription to b.x was ended, and said so; a.> stays. */
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), SB_E_PERMISSION);
+    cr_assert_str_eq(e.subject, "b.x");
+    cr_assert_eq(pub(c, "a.1"), SB_E_PERMISSION, "a.1 still allowed after the reload");
+    cr_assert_str_eq(e.subject, "a.1");
+    cr_assert_eq(pub(c, "c.1"), 0, "c.1 not allowed after the reload");
+    cr_assert_eq(pub(c, "b.x"), 0);
+    harness_expect_none(c);
+
+    sb_client *d = harness_client(&broker, "reload-2", true);
+    struct err_seen e2 = {0};
+    sb_set_error_cb(d, on_error, &e2);
+    cr_assert_eq(sb_subscribe(d, "b.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(d, HARNESS_IO_MS), SB_E_PERMISSION, "a new SUB uses the new rules");
+    sb_close(d);
+    sb_close(c);
+    harness_stop(&broker);
+    end_config();
+}
+
+/* The ERR that ends a subscription names its pattern and its sid. */
+Test(service, sighup_ends_a_denied_subscription_with_err_4)
+{
+    start_config("{\"acl\": [{\"default\": true, \"publish\": [\">\"],"
+                 " \"subscribe\": [\"keep.>\", \"drop.>\"]}]}");
+    sb_client *c = harness_client(&broker, "revoked", true);
+    struct err_seen e = {0};
+    sb_set_error_cb(c, on_error, &e);
+    uint32_t sid;
+    cr_assert_eq(sb_subscribe(c, "keep.>", NULL, NULL), 0);
+    cr_assert_eq(sb_subscribe(c, "drop.x", NULL, &sid), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+
+    write_config("{\"acl\": [{\"default\": true, \"publish\": [\">\"],"
+                 " \"subscribe\": [\"keep.>\"]}]}");
+    reload(1);
+    wait_logged("1 subscription ended");
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), SB_E_PERMISSION);
+    cr_assert_eq(e.count, 1, "%d errors", e.count);
+    cr_assert_str_eq(e.subject, "drop.x");
+    char want[64];
+    snprintf(want, sizeof(want), "subscription %u to 'drop.x' ended", sid);
+    cr_assert(strstr(e.text, want) != NULL, "ERR text [%s] lacks [%s]", e.text, want);
+
+    sb_client *p = harness_client(&broker, "pub", true);
+    cr_assert_eq(pub(p, "drop.x"), 0);
+    cr_assert_eq(pub(p, "keep.y"), 0);
+    sb_msg m = harness_expect_msg(c);
+    cr_assert_str_eq(m.subject, "keep.y", "the ended subscription still delivered %s", m.subject);
+    harness_expect_none(c);
+    sb_close(p);
+    sb_close(c);
+    harness_stop(&broker);
+    end_config();
+}
+
+/* A file that does not parse keeps every setting in use, and one line
+ * says why. */
+Test(service, sighup_with_a_broken_file_keeps_the_old_rules)
+{
+    start_config("{\"acl\": [{\"default\": true, \"publish\": [\"a.>\"], \"subscribe\": []}]}");
+    sb_client *c = harness_client(&broker, "broken", true);
+    write_config("{\"acl\": [{\"default\": true, \"publish\": [\"b.>\"]");
+    reload(1);
+    wait_logged("keeping the settings in use");
+    char log[8192];
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert(strstr(log, "invalid JSON") != NULL, "the reason is not logged: %s", log);
+    cr_assert_eq(pub(c, "a.1"), 0, "the old rules were dropped");
+    cr_assert_eq(pub(c, "b.1"), SB_E_PERMISSION, "the broken file's rules were applied");
+    /* And a later good file is taken. */
+    write_config("{\"acl\": [{\"default\": true, \"publish\": [\"b.>\"], \"subscribe\": []}]}");
+    reload(2);
+    wait_logged("reloaded");
+    cr_assert_eq(pub(c, "b.1"), 0);
+    sb_close(c);
+    harness_stop(&broker);
+    end_config();
+}
+
+/* Limits apply at once; keys that take a restart are reported and keep
+ * their value. */
+Test(service, sighup_applies_limits_and_reports_restart_keys)
+{
+    start_config("{\"max_subscriptions\": 10}");
+    sb_client *c = harness_client(&broker, "limits", true);
+    cr_assert_eq(sb_subscribe(c, "l.1", NULL, NULL), 0);
+    cr_assert_eq(sb_subscribe(c, "l.2", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    write_config("{\"max_subscriptions\": 2, \"max_frame\": 8192, \"mode\": \"0666\"}");
+    reload(1);
+    wait_logged("reloaded");
+    char log[8192];
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert(strstr(log, "\"max_frame\" changed") != NULL &&
+                  strstr(log, "\"mode\" changed") != NULL && strstr(log, "takes a restart") != NULL,
+              "restart-only keys not reported: %s", log);
+    cr_assert_eq(sb_subscribe(c, "l.3", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), SB_E_LIMIT, "max_subscriptions 2 not applied");
+    /* max_frame kept its value: a 100 KiB message still goes through. */
+    static char big[100 * 1024];
+    cr_assert_eq(sb_publish(c, "l.big", NULL, big, sizeof(big)), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0, "max_frame changed without a restart");
+    struct stat st;
+    cr_assert_eq(stat(broker.socket, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0600, "mode changed without a restart");
+    sb_close(c);
+    harness_stop(&broker);
+    end_config();
+}
+
+/* Without --config, SIGHUP is logged and the broker goes on. */
+Test(service, sighup_without_config_is_logged_and_ignored)
+{
+    int r = harness_start(&broker, false, NULL);
+    cr_assert_eq(r, 0);
+    reload(1);
+    wait_logged("no --config file to reload");
+    roundtrip(broker.socket, "still.here");
+    harness_stop(&broker);
+}
+
+/* RELOADING=1, then READY=1, around a reload, on the NOTIFY_SOCKET. */
+Test(service, reload_is_announced_to_the_service_manager)
+{
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    char act[128];
+    char notify_path[128];
+    path_in(act, sizeof(act), "act.sock");
+    int nfd = notify_socket(notify_path, sizeof(notify_path));
+    snprintf(config_path, sizeof(config_path), "%s/c.json", broker.dir);
+    write_config("{\"log\": \"normal\"}");
+    char notify_env[160];
+    snprintf(notify_env, sizeof(notify_env), "NOTIFY_SOCKET=%s", notify_path);
+    const char *env[] = {notify_env, NULL};
+    int fds[1] = {listen_unix(act)};
+    const char *args[] = {"--config", config_path, NULL};
+    spawn_activated(fds, 1, env, args);
+    char seen[2048] = "";
+    cr_assert(notify_wait(nfd, "READY=1", seen, sizeof(seen)), "no READY=1; got [%s]", seen);
+    seen[0] = '\0';
+    kill(broker.pid, SIGHUP);
+    cr_assert(notify_wait(nfd, "RELOADING=1", seen, sizeof(seen)), "no RELOADING=1; got [%s]",
+              seen);
+    cr_assert(notify_wait(nfd, "READY=1", seen, sizeof(seen)), "no READY=1 after the reload; [%s]",
+              seen);
+    close(nfd);
+    harness_stop(&broker);
+}
+
+/* ---- --check-config -------------------------------------------------------- */
+
+Test(service, check_config_says_valid_or_why_not)
+{
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    snprintf(config_path, sizeof(config_path), "%s/c.json", broker.dir);
+    write_config("{\"max_connections\": 10, \"acl\": [{\"default\": true, \"publish\": [\">\"]}]}");
+    const char *ok[] = {"--check-config", config_path, NULL};
+    cr_assert_eq(harness_run_broker(&broker, ok, HARNESS_IO_MS), 0);
+    write_config("{\"max_conections\": 10}");
+    cr_assert_eq(harness_run_broker(&broker, ok, HARNESS_IO_MS), 1);
+    char log[4096];
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert(strstr(log, "unknown key \"max_conections\"") != NULL, "log: %s", log);
+    cr_assert(!exists(broker.socket), "--check-config started a broker");
+    harness_stop(&broker);
+}
+
+/* ---- the log ----------------------------------------------------------------- */
+
+/* Lines carry a timestamp, unless stderr is the journal (JOURNAL_STREAM
+ * names stderr's device and inode). */
+Test(service, log_lines_carry_a_timestamp_unless_stderr_is_the_journal)
+{
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    char act[128];
+    path_in(act, sizeof(act), "act.sock");
+    int fds[1] = {listen_unix(act)};
+    const char *args[] = {NULL};
+    spawn_activated(fds, 1, NULL, args);
+    wait_logged("listening on");
+    char log[4096];
+    harness_read_log(&broker, log, sizeof(log));
+    /* "2026-12-03T12:13:03.123Z sockbusd: listening on ..." */
+    cr_assert(strlen(log) > 25 && log[4] == '-' && log[10] == 'T' && log[19] == '.' &&
+                  strstr(log, "Z sockbusd: listening on") != NULL,
+              "no timestamp: %s", log);
+    harness_stop(&broker);
+
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    path_in(act, sizeof(act), "act.sock");
+    int lfd = open(broker.log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+    struct stat st;
+    cr_assert_eq(fstat(lfd, &st), 0);
+    close(lfd);
+    char journal[96];
+    snprintf(journal, sizeof(journal), "JOURNAL_STREAM=%llu:%llu", (unsigned long long)st.st_dev,
+             (unsigned long long)st.st_ino);
+    const char *env[] = {journal, NULL};
+    int fds2[1] = {listen_unix(act)};
+    spawn_activated(fds2, 1, env, args);
+    wait_logged("listening on");
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert(strncmp(log, "sockbusd: listening on", 22) == 0,
+              "a timestamp although stderr is the journal: %s", log);
+    harness_stop(&broker);
+}
