@@ -682,3 +682,64 @@ Test(service, log_lines_carry_a_timestamp_unless_stderr_is_the_journal)
               "a timestamp although stderr is the journal: %s", log);
     harness_stop(&broker);
 }
+
+/* ---- settings that work but are probably not what was meant ---------------- */
+
+static void start_args(const char *const *args)
+{
+    int r = harness_start(&broker, false, args);
+    char log[4096];
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert_eq(r, 0, "sockbusd did not start: %s; log: %s", strerror(-r), log);
+}
+
+static bool logged(const char *needle)
+{
+    char log[8192];
+    harness_read_log(&broker, log, sizeof(log));
+    return strstr(log, needle) != NULL;
+}
+
+Test(service, tcp_on_a_non_loopback_address_warns)
+{
+    const char *args[] = {"--tcp", "0.0.0.0:0", NULL};
+    start_args(args);
+    cr_assert(logged("is not a loopback address: TCP clients have no credentials"),
+              "no warning for --tcp 0.0.0.0");
+    harness_stop(&broker);
+    const char *lo[] = {"--tcp", "127.0.0.1:0", NULL};
+    start_args(lo);
+    cr_assert(!logged("loopback"), "a warning for --tcp 127.0.0.1");
+    harness_stop(&broker);
+}
+
+Test(service, group_without_group_access_warns)
+{
+    char gid[16];
+    snprintf(gid, sizeof(gid), "%u", (unsigned)getgid());
+    const char *args[] = {"--group", gid, NULL};
+    start_args(args);
+    cr_assert(logged("does not let the group connect; use --mode 0660"),
+              "no warning for --group with mode 0600");
+    harness_stop(&broker);
+    const char *ok[] = {"--group", gid, "--mode", "0660", NULL};
+    start_args(ok);
+    cr_assert(!logged("warning"), "a warning for --group with --mode 0660");
+    harness_stop(&broker);
+}
+
+/* --system's socket is shared by default: mode 0660 with its group (the
+ * group sockbus when it exists, or the one given), where a private broker
+ * stays at 0600. */
+Test(service, system_socket_is_group_accessible_by_default)
+{
+    char gid[16];
+    snprintf(gid, sizeof(gid), "%u", (unsigned)getgid());
+    const char *args[] = {"--system", "--group", gid, NULL};
+    start_args(args);
+    struct stat st;
+    cr_assert_eq(stat(broker.socket, &st), 0);
+    cr_assert_eq(st.st_mode & 0777, 0660, "--system socket mode %o", st.st_mode & 0777);
+    cr_assert(!logged("warning"), "a warning for --system --group");
+    harness_stop(&broker);
+}
