@@ -61,6 +61,10 @@ int cmd_stat(int argc, char **argv);
  */
 int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client **out);
 
+/* --system was given (before or after the command: main.c takes it out of
+ * the arguments): without -s, commands connect to SB_ENDPOINT_SYSTEM. */
+extern bool cli_system;
+
 /* Room for cli_broker_detail(): the library keeps at most 255 bytes of the
  * broker's text, and each may take four once escaped (cli_escape()). */
 #define CLI_BROKER_DETAIL_MAX (sizeof(" (broker: )") + TEXT_ESCAPE_MAX(255))
