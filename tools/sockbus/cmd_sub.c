@@ -91,7 +91,7 @@ static void sub_usage(FILE *out)
                  "token, '>' (one or more): 'sensors.*.temp', 'logs.>'. Retained messages\n"
                  "that match come first.\n"
                  "\n"
-                 "Options (they come before the first PATTERN; '--' ends them):\n"
+                 "Options (before or after the PATTERNs; '--' ends them):\n"
                  "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
                  "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
                  "                         /tmp/sockbus-UID.sock)\n"
