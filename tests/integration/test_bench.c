@@ -87,3 +87,21 @@ Test(bench, unknown_workload_is_a_usage_error)
     cr_assert_eq(status, 2, "exit %d", status);
     cr_assert(strchr(err, '\n') == err + strlen(err) - 1, "one line on stderr: [%s]", err);
 }
+
+/* The ratios speak to a user: each says what it means, none is judged
+ * against a number the user never set. */
+Test(bench, ratios_say_what_they_mean)
+{
+    const char *const argv[] = {"sockbus", "bench", "thru",     "-z", "128", "-k",
+                                "1",       "-T",    "unix,raw", "-d", "0.2", NULL};
+    char *out = NULL;
+    size_t out_len = 0;
+    char err[4096];
+    int status = harness_cli(argv, NULL, 0, &out, &out_len, err, sizeof(err), 100000);
+    cr_assert_eq(status, 0, "sockbus bench exited %d: %s", status, err);
+    cr_assert_not_null(strstr(out, "what they mean"), "no ratios: %s", out);
+    cr_assert_not_null(strstr(out, "of the messages a bare Unix socket carries"), "%s", out);
+    cr_assert_null(strstr(out, "MISSED"), "%s", out);
+    cr_assert_null(strstr(out, "target"), "%s", out);
+    free(out);
+}
