@@ -229,32 +229,20 @@ static const char *find_program(const char *name, char *buf, size_t len)
 /* ---- socket activation --------------------------------------------------- */
 
 /*
- * The real thing: systemd-socket-activate listens on DIR/act.sock and
- * starts the broker on the first connection with that socket as fd 3.
- * The broker serves it (a message goes through), says READY=1 and its
- * client count on the test's NOTIFY_SOCKET, STOPPING=1 on SIGTERM, and
- * never touches the path it would have bound (--socket DIR/own.sock: no
- * socket, no lock) nor removes the socket it was given.
+ * Start systemd-socket-activate listening on `act`, to run the broker with
+ * `args` (NULL-terminated) on the first connection, with NOTIFY_SOCKET
+ * `notify_path`. It execs the broker in its own process: broker.pid is the
+ * broker's. Skips the test when the program is not installed.
  */
-Test(service, systemd_socket_activate_serves_and_notifies)
+static void spawn_socket_activate(const char *act, const char *notify_path, const char *const *args)
 {
     char prog[64];
     if (find_program("systemd-socket-activate", prog, sizeof(prog)) == NULL) {
         cr_skip_test("systemd-socket-activate is not installed (Debian: systemd)");
     }
-    cr_assert_eq(harness_mkdir(&broker), 0);
-    char act[128];
-    char own[128];
-    char own_lock[140];
-    char notify_path[128];
-    path_in(act, sizeof(act), "act.sock");
-    path_in(own, sizeof(own), "own.sock");
-    snprintf(own_lock, sizeof(own_lock), "%s.lock", own);
-    int nfd = notify_socket(notify_path, sizeof(notify_path));
-
-    char notify_env[160];
+    static char notify_env[160];
     snprintf(notify_env, sizeof(notify_env), "NOTIFY_SOCKET=%s", notify_path);
-    const char *argv[24];
+    const char *argv[40];
     size_t n = 0;
     argv[n++] = prog;
     argv[n++] = "-l";
@@ -270,8 +258,9 @@ Test(service, systemd_socket_activate_serves_and_notifies)
         }
     }
     argv[n++] = getenv("SOCKBUSD");
-    argv[n++] = "--socket";
-    argv[n++] = own;
+    for (size_t i = 0; args[i] != NULL && n < 39; i++) {
+        argv[n++] = args[i];
+    }
     argv[n] = NULL;
     pid_t pid = fork();
     cr_assert(pid >= 0);
@@ -282,9 +271,31 @@ Test(service, systemd_socket_activate_serves_and_notifies)
         execv(argv[0], (char *const *)argv);
         _exit(127);
     }
-    /* It execs the broker in the same process: this pid is the broker's. */
     broker.pid = pid;
     wait_logged("Listening on");
+}
+
+/*
+ * The real thing: systemd-socket-activate listens on DIR/act.sock and
+ * starts the broker on the first connection with that socket as fd 3.
+ * The broker serves it (a message goes through), says READY=1 and its
+ * client count on the test's NOTIFY_SOCKET, STOPPING=1 on SIGTERM, and
+ * never touches the path it would have bound (--socket DIR/own.sock: no
+ * socket, no lock) nor removes the socket it was given.
+ */
+Test(service, systemd_socket_activate_serves_and_notifies)
+{
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    char act[128];
+    char own[128];
+    char own_lock[140];
+    char notify_path[128];
+    path_in(act, sizeof(act), "act.sock");
+    path_in(own, sizeof(own), "own.sock");
+    snprintf(own_lock, sizeof(own_lock), "%s.lock", own);
+    int nfd = notify_socket(notify_path, sizeof(notify_path));
+    const char *args[] = {"--socket", own, NULL};
+    spawn_socket_activate(act, notify_path, args);
 
     roundtrip(act, "act.x");
     char seen[2048] = "";
@@ -301,6 +312,106 @@ Test(service, systemd_socket_activate_serves_and_notifies)
     cr_assert(!exists(own) && !exists(own_lock));
     close(nfd);
     harness_stop(&broker);
+}
+
+/*
+ * The units as written: the command line of ExecStart= in `unit` (under
+ * packaging/systemd/), with @sysconfdir@'s config file taken from the
+ * tree and %t the test's directory, run by systemd-socket-activate as
+ * systemd would run it. It serves, says READY=1, reloads on SIGHUP (the
+ * units' ExecReload=) with RELOADING=1 and READY=1, stops on SIGTERM with
+ * STOPPING=1 and exit 0, and creates nothing of its own: not the socket
+ * its --socket or --system names, not /run/sockbus.
+ */
+static void check_unit(const char *unit)
+{
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    char path[512];
+    snprintf(path, sizeof(path), "%s/%s", getenv("SOCKBUS_UNIT_DIR"), unit);
+    FILE *f = fopen(path, "r");
+    cr_assert_not_null(f, "cannot read %s", path);
+    static char line[1024];
+    bool found = false;
+    while (!found && fgets(line, sizeof(line), f) != NULL) {
+        found = strncmp(line, "ExecStart=", 10) == 0;
+    }
+    fclose(f);
+    cr_assert(found, "no ExecStart= in %s", path);
+    line[strcspn(line, "\n")] = '\0';
+
+    /* The words after the program, with the unit's placeholders filled. */
+    static char words[16][256];
+    const char *args[17];
+    size_t n = 0;
+    char *save = NULL;
+    strtok_r(line + 10, " ", &save); /* @bindir@/sockbusd */
+    for (char *w = strtok_r(NULL, " ", &save); w != NULL && n < 16;
+         w = strtok_r(NULL, " ", &save)) {
+        if (strcmp(w, "@sysconfdir@/sockbus/sockbusd.json") == 0) {
+            snprintf(words[n], sizeof(words[n]), "%s", getenv("SOCKBUS_SYSTEM_CONFIG"));
+        } else if (strncmp(w, "%t/", 3) == 0) {
+            snprintf(words[n], sizeof(words[n]), "%s/%s", broker.dir, w + 3);
+        } else {
+            snprintf(words[n], sizeof(words[n]), "%s", w);
+        }
+        cr_assert(strchr(words[n], '@') == NULL && strchr(words[n], '%') == NULL,
+                  "%s: a placeholder this test does not know: %s", unit, w);
+        args[n] = words[n];
+        n++;
+    }
+    args[n] = NULL;
+
+    bool run_existed = exists("/run/sockbus");
+    char act[128];
+    char own[128];
+    char notify_path[128];
+    path_in(act, sizeof(act), "act.sock");
+    path_in(own, sizeof(own), "sockbus.sock");
+    int nfd = notify_socket(notify_path, sizeof(notify_path));
+    spawn_socket_activate(act, notify_path, args);
+    roundtrip(act, "unit.x");
+    char seen[2048] = "";
+    cr_assert(notify_wait(nfd, "READY=1", seen, sizeof(seen)), "%s: no READY=1; got [%s]", unit,
+              seen);
+    seen[0] = '\0';
+    bool config = false;
+    for (size_t i = 0; i < n; i++) {
+        config = config || strcmp(args[i], "--config") == 0;
+    }
+    kill(broker.pid, SIGHUP);
+    if (config) {
+        cr_assert(notify_wait(nfd, "RELOADING=1", seen, sizeof(seen)), "%s: no RELOADING=1 [%s]",
+                  unit, seen);
+        cr_assert(notify_wait(nfd, "READY=1", seen, sizeof(seen)),
+                  "%s: no READY=1 after reload [%s]", unit, seen);
+        wait_logged("reloaded");
+    } else {
+        wait_logged("no --config file to reload");
+    }
+    roundtrip(act, "unit.y");
+    kill(broker.pid, SIGTERM);
+    cr_assert(notify_wait(nfd, "STOPPING=1", seen, sizeof(seen)), "%s: no STOPPING=1 [%s]", unit,
+              seen);
+    int status = harness_wait_pid(broker.pid, HARNESS_IO_MS);
+    broker.pid = -1;
+    char log[4096];
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert_eq(status, 0, "%s: exit %d; log: %s", unit, status, log);
+    cr_assert(exists(act), "%s: the socket systemd owns was removed", unit);
+    cr_assert(!exists(own), "%s: the broker bound %s besides the socket it was given", unit, own);
+    cr_assert(run_existed || !exists("/run/sockbus"), "%s: the broker created /run/sockbus", unit);
+    close(nfd);
+    harness_stop(&broker);
+}
+
+Test(service, system_unit_as_written)
+{
+    check_unit("sockbusd.service.in");
+}
+
+Test(service, user_unit_as_written)
+{
+    check_unit("user/sockbusd.service.in");
 }
 
 /* A Unix and a TCP socket passed together are told apart by type and
