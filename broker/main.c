@@ -388,14 +388,24 @@ static bool tcp_is_loopback(const char *hostport)
 
 /* Settings that work but probably do not do what was meant: one line
  * each, and the broker starts anyway. */
-static void warn_settings(const struct broker_config *cfg, bool activated)
+static void warn_settings(const struct broker_config *cfg, const struct activation *act)
 {
+    bool activated = act->active;
+    if (act->tcp_fd >= 0 && !act->tcp_loopback) {
+        log_error("warning: the TCP socket passed by the service manager (port %u) is not on a "
+                  "loopback address: TCP clients have no credentials, and %s",
+                  act->tcp_port,
+                  cfg->acl != NULL ? "may do what the acl's \"tcp\" rule (else its \"default\" "
+                                     "rule) allows"
+                                   : "with no acl in --config, anyone who reaches the port may "
+                                     "do everything; add an acl with a \"tcp\" rule");
+    }
     if (!activated && cfg->group[0] != '\0' && (cfg->mode & 0060) != 0060) {
         log_error("warning: group %s was given, but the socket mode %04o does not let the "
                   "group connect; use --mode 0660",
                   cfg->group, cfg->mode);
     }
-    if (cfg->tcp[0] != '\0' && !tcp_is_loopback(cfg->tcp)) {
+    if (act->tcp_fd < 0 && cfg->tcp[0] != '\0' && !tcp_is_loopback(cfg->tcp)) {
         log_error("warning: --tcp %s is not a loopback address: TCP clients have no "
                   "credentials, and %s",
                   cfg->tcp,
@@ -517,7 +527,13 @@ static void reload_config(struct broker *b)
     enum log_level old_level = log_level;
     char err[512];
     bool run_dir;
+    /* From the default, as at start: a "log" key taken out of the file
+     * goes back to it (the flags, read again below, still win). */
+    log_level = LOG_NORMAL;
     int r = config_load(config_path, &next, err, sizeof(err));
+    if (r < 0) {
+        log_level = old_level; /* the line below is logged as before */
+    }
     if (r < 0) {
         log_error("SIGHUP: %s; keeping the settings in use", err);
     } else {
@@ -667,7 +683,7 @@ int main(int argc, char **argv)
         acl_free(cfg.acl);
         return 1;
     }
-    warn_settings(&cfg, act.active);
+    warn_settings(&cfg, &act);
     if (!act.active && run_dir && listener_run_dir(SYSTEM_SOCKET_DIR, err, sizeof(err)) < 0) {
         fprintf(stderr, "sockbusd: %s\n", err);
         acl_free(cfg.acl);

@@ -139,9 +139,15 @@ static void describe(struct activation *a, int fd, enum activation_kind kind)
             }
         }
     } else if (ss.ss_family == AF_INET) {
-        a->tcp_port = ntohs(((const struct sockaddr_in *)&ss)->sin_port);
+        const struct sockaddr_in *sin = (const struct sockaddr_in *)&ss;
+        a->tcp_port = ntohs(sin->sin_port);
+        a->tcp_loopback = (ntohl(sin->sin_addr.s_addr) >> 24) == 127;
     } else if (ss.ss_family == AF_INET6) {
-        a->tcp_port = ntohs(((const struct sockaddr_in6 *)&ss)->sin6_port);
+        const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)&ss;
+        a->tcp_port = ntohs(sin6->sin6_port);
+        a->tcp_loopback =
+            IN6_IS_ADDR_LOOPBACK(&sin6->sin6_addr) ||
+            (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr) && sin6->sin6_addr.s6_addr[12] == 127);
     }
 }
 

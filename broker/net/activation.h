@@ -25,6 +25,7 @@ struct activation {
     int tcp_fd;          /* the listening TCP socket, or -1 */
     char unix_path[108]; /* its bound path ("" if abstract or unnamed) */
     unsigned tcp_port;   /* its bound port */
+    bool tcp_loopback;   /* bound to a loopback address */
 };
 
 /* What an inherited descriptor is. */

@@ -62,17 +62,22 @@ static int listen_unix(const char *path)
     return fd;
 }
 
-static int listen_tcp(unsigned *port)
+static int listen_tcp_on(uint32_t addr, unsigned *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     cr_assert(fd >= 0);
-    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(addr)};
     cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
     cr_assert_eq(listen(fd, 16), 0);
     socklen_t len = sizeof(sin);
     cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
     *port = ntohs(sin.sin_port);
     return fd;
+}
+
+static int listen_tcp(unsigned *port)
+{
+    return listen_tcp_on(INADDR_LOOPBACK, port);
 }
 
 /* A datagram socket at DIR/notify.sock, as systemd's NOTIFY_SOCKET. */
@@ -853,4 +858,53 @@ Test(service, system_socket_is_group_accessible_by_default)
     cr_assert_eq(st.st_mode & 0777, 0660, "--system socket mode %o", st.st_mode & 0777);
     cr_assert(!logged("warning"), "a warning for --system --group");
     harness_stop(&broker);
+}
+
+/* A TCP socket passed on a non-loopback address: the same warning as
+ * --tcp; on loopback, none. */
+Test(service, inherited_tcp_socket_on_a_non_loopback_address_warns)
+{
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    unsigned port;
+    int fds[1] = {listen_tcp_on(INADDR_ANY, &port)};
+    const char *args[] = {"--socket", broker.socket, NULL};
+    spawn_activated(fds, 1, NULL, args);
+    wait_logged("listening on");
+    cr_assert(logged("is not on a loopback address: TCP clients have no credentials"),
+              "no warning for an inherited socket on 0.0.0.0");
+    harness_stop(&broker);
+
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    int lo[1] = {listen_tcp(&port)};
+    spawn_activated(lo, 1, NULL, args);
+    wait_logged("listening on");
+    cr_assert(!logged("warning"), "a warning for an inherited socket on loopback");
+    harness_stop(&broker);
+}
+
+/* The log level applies at once, and a "log" key taken out of the file
+ * goes back to the default. */
+Test(service, sighup_applies_the_log_level)
+{
+    start_config("{\"log\": \"normal\"}");
+    sb_close(harness_client(&broker, "one", true));
+    write_config("{\"log\": \"verbose\"}");
+    reload(1);
+    wait_logged("reloaded");
+    sb_close(harness_client(&broker, "two", true));
+    wait_logged("name 'two'");
+    write_config("{}");
+    reload(2);
+    wait_logged_n("reloaded", 2);
+    sb_close(harness_client(&broker, "three", true));
+    /* A flush barrier through a fourth client, under verbose logging it
+     * would have logged "three" by now: the broker handles the connects in
+     * order. */
+    sb_client *c = harness_client(&broker, "four", true);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    sb_close(c);
+    cr_assert(!logged("name 'one'"), "verbose before the reload");
+    cr_assert(!logged("name 'three'"), "still verbose after the \"log\" key was removed");
+    harness_stop(&broker);
+    end_config();
 }
