@@ -157,9 +157,10 @@ int activation_take(struct activation *a, char *err, size_t err_len)
     int n = listen_fds();
     if (n < 0) {
         return errmsg(err, err_len, -EINVAL,
-                      "LISTEN_FDS is not a number of descriptors from 0 to %d; start sockbusd "
-                      "from a socket unit or without LISTEN_PID and LISTEN_FDS",
-                      ACTIVATION_FDS_MAX);
+                      "cannot use the sockets passed by the service manager (%s): LISTEN_FDS "
+                      "must be a number of descriptors up to %d; start sockbusd from a socket "
+                      "unit, or without LISTEN_PID and LISTEN_FDS",
+                      strerror(-n), ACTIVATION_FDS_MAX);
     }
     if (n == 0) {
         return 0;

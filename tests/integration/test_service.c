@@ -120,7 +120,8 @@ static bool notify_wait(int fd, const char *needle, char *seen, size_t seen_len)
 /*
  * Start sockbusd with `args` (after argv[0]) and the `nfds` sockets of
  * fds[] as its fds 3, 4, ..., with LISTEN_PID (its own pid) and LISTEN_FDS,
- * plus `env` ("NAME=VALUE" strings, NULL-terminated, may be NULL). Its
+ * plus `env` ("NAME=VALUE" strings, NULL-terminated, may be NULL); with no
+ * sockets, no LISTEN_* variables (a broker started by hand). Its
  * stderr goes to broker.log, its pid to broker.pid. The test's copies of
  * the sockets are closed.
  */
@@ -150,9 +151,11 @@ static void spawn_activated(const int *fds, int nfds, const char *const *env,
         }
         char v[32];
         snprintf(v, sizeof(v), "%d", (int)getpid());
-        setenv("LISTEN_PID", v, 1);
-        snprintf(v, sizeof(v), "%d", nfds);
-        setenv("LISTEN_FDS", v, 1);
+        if (nfds > 0) {
+            setenv("LISTEN_PID", v, 1);
+            snprintf(v, sizeof(v), "%d", nfds);
+            setenv("LISTEN_FDS", v, 1);
+        }
         for (size_t i = 0; env != NULL && env[i] != NULL; i++) {
             putenv((char *)env[i]);
         }
@@ -907,4 +910,20 @@ Test(service, sighup_applies_the_log_level)
     cr_assert(!logged("name 'three'"), "still verbose after the \"log\" key was removed");
     harness_stop(&broker);
     end_config();
+}
+
+/* The broker takes unix://PATH for --socket too, as every client does. */
+Test(service, broker_socket_may_be_written_unix_scheme)
+{
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    char endpoint[160];
+    snprintf(endpoint, sizeof(endpoint), "unix://%s", broker.socket);
+    const char *args[] = {"--socket", endpoint, NULL};
+    spawn_activated(NULL, 0, NULL, args); /* no sockets passed: binds its own */
+    wait_logged("listening on");
+    char log[4096];
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert(strstr(log, "unix://") == NULL, "the scheme was taken as part of the path: %s", log);
+    roundtrip(broker.socket, "scheme.x");
+    harness_stop(&broker);
 }
