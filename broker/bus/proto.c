@@ -27,7 +27,7 @@
 #include "config.h"
 #include "conn.h"
 #include "frame.h"
-#include "hello.h"
+#include "handshake.h"
 #include "log.h"
 #include "peer.h"
 #include "router.h"
@@ -37,7 +37,6 @@
 #include "version.h"
 
 #include <errno.h>
-#include <json-c/json.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -247,33 +246,37 @@ static const struct proto_op proto_ops[UINT8_MAX + 1] = {
 static int proto_welcome(struct peer *p)
 {
     const struct broker_config *cfg = p->bus->cfg;
-    char inbox[64];
-    snprintf(inbox, sizeof(inbox), "_INBOX.%llu.", (unsigned long long)p->conn.id);
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "protocol", json_object_new_int(SB_PROTOCOL_VERSION));
-    json_object_object_add(o, "server", json_object_new_string(BROKER_NAME));
-    json_object_object_add(o, "version", json_object_new_string(BROKER_VERSION));
-    json_object_object_add(o, "client_id", json_object_new_int64((int64_t)p->conn.id));
-    json_object_object_add(o, "max_frame", json_object_new_int64(cfg->max_frame));
-    /* Not in the contract, but it lets a client pace itself (a publisher
-     * that stays within it never makes a reading subscriber lose). */
-    json_object_object_add(o, "max_pending", json_object_new_int64((int64_t)cfg->max_pending));
-    json_object_object_add(o, "inbox_prefix", json_object_new_string(inbox));
+    /* max_pending is not in the contract, but it lets a client pace itself
+     * (a publisher that stays within it never makes a reading subscriber
+     * lose). */
+    struct handshake_welcome w = {
+        .protocol = SB_PROTOCOL_VERSION,
+        .client_id = p->conn.id,
+        .max_frame = cfg->max_frame,
+        .max_pending = cfg->max_pending,
+    };
+    snprintf(w.server, sizeof(w.server), "%s", BROKER_NAME);
+    snprintf(w.version, sizeof(w.version), "%s", BROKER_VERSION);
+    snprintf(w.inbox_prefix, sizeof(w.inbox_prefix), "_INBOX.%llu.",
+             (unsigned long long)p->conn.id);
+    char *json;
     size_t len;
-    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
-    int r = conn_queue_frame(&p->conn, FRAME_OP_WELCOME, 0, 0, NULL, 0, s, len);
-    json_object_put(o);
+    if (handshake_welcome_encode(&w, &json, &len) < 0) {
+        return -ENOMEM;
+    }
+    int r = conn_queue_frame(&p->conn, FRAME_OP_WELCOME, 0, 0, NULL, 0, json, len);
+    free(json);
     return r;
 }
 
-/* HELLO: {"protocol":1,"name":"...","echo":true} (hello_parse()). Returns 0,
+/* HELLO: {"protocol":1,"name":"...","echo":true} (handshake_hello_parse()). Returns 0,
  * a PROTO_E_* code or -ENOMEM. */
 static int proto_hello(struct bus *b, struct peer *p, const struct frame *f)
 {
     /* Welcomed or refused below: either way no longer waiting. */
     deadline_list_remove(&p->wait);
-    struct hello h;
-    int r = hello_parse(f->payload, f->payload_len, &h);
+    struct handshake_hello h;
+    int r = handshake_hello_parse(f->payload, f->payload_len, &h);
     if (r == -EPROTO) {
         return PROTO_E_HELLO_INVALID;
     }
@@ -302,7 +305,7 @@ static int proto_hello(struct bus *b, struct peer *p, const struct frame *f)
     }
     sys_event(b, p, true);
     if (log_level >= LOG_VERBOSE) {
-        /* The name is printable UTF-8 already (hello_parse()); escaped all
+        /* The name is printable UTF-8 already (handshake_hello_parse()); escaped all
          * the same, like everything a client sends that reaches the log. */
         char name[TEXT_ESCAPE_MAX(HELLO_NAME_MAX)];
         char peer[TRANSPORT_DESCRIBE_MAX];
