@@ -121,8 +121,8 @@ Test(bench, unknown_workload_is_a_usage_error)
  * against a number the user never set. */
 Test(bench, ratios_say_what_they_mean)
 {
-    const char *const argv[] = {"sockbus", "bench", "thru",     "-z", "128", "-k",
-                                "1",       "-T",    "unix,raw", "-d", "0.2", NULL};
+    const char *const argv[] = {"sockbus", "bench", "thru",           "rtt", "-z",  "128", "-k",
+                                "1",       "-T",    "unix,raw,relay", "-d",  "0.2", NULL};
     char *out = NULL;
     size_t out_len = 0;
     char err[4096];
@@ -132,5 +132,16 @@ Test(bench, ratios_say_what_they_mean)
     cr_assert_not_null(strstr(out, "of the messages a bare Unix socket carries"), "%s", out);
     cr_assert_null(strstr(out, "MISSED"), "%s", out);
     cr_assert_null(strstr(out, "target"), "%s", out);
+    /* Every ratio line goes on past its value with words. */
+    int lines = 0;
+    for (const char *l = strstr(out, "what they mean:\n") + 16; *l == ' ';) {
+        const char *nl = strchr(l, '\n');
+        size_t len = nl ? (size_t)(nl - l) : strlen(l);
+        cr_assert(len > 0 && l[len - 1] != 'x' && l[len - 1] != 'B',
+                  "a ratio without meaning: %.*s", (int)len, l);
+        lines++;
+        l = nl ? nl + 1 : l + len;
+    }
+    cr_assert_geq(lines, 4, "%d ratio lines: %s", lines, out);
     free(out);
 }

@@ -262,14 +262,27 @@ size_t bench_ratios(const bench_report *rep, bench_ratio *out)
                     share((double)tcp->latency.p50 / (double)rtcp->latency.p50, v, sizeof(v)));
             }
             if (ux && lux) {
+                before = n;
                 ratio_add(out, &n, group, "unix / relay-unix p50", (double)ux->latency.p50,
                           (double)lux->latency.p50, BENCH_RATIO_LE, TARGET_RTT_P50_VS_RELAY);
+                ratio_mean(out, n, before,
+                           "a typical round trip through the broker takes %s as long as through "
+                           "a process that only copies bytes",
+                           share((double)ux->latency.p50 / (double)lux->latency.p50, v, sizeof(v)));
+                before = n;
                 ratio_add(out, &n, group, "unix / relay-unix p99", (double)ux->latency.p99,
                           (double)lux->latency.p99, BENCH_RATIO_LE, TARGET_RTT_P99_VS_RELAY);
+                ratio_mean(out, n, before, "the same for the slowest 1%%");
             }
             if (tcp && ltcp) {
+                before = n;
                 ratio_add(out, &n, group, "tcp / relay-tcp p50", (double)tcp->latency.p50,
                           (double)ltcp->latency.p50, BENCH_RATIO_INFO, 0);
+                ratio_mean(
+                    out, n, before,
+                    "over TCP, a round trip through the broker takes %s as long as "
+                    "through a process that only copies bytes",
+                    share((double)tcp->latency.p50 / (double)ltcp->latency.p50, v, sizeof(v)));
             }
             continue;
         }
@@ -300,13 +313,23 @@ size_t bench_ratios(const bench_report *rep, bench_ratio *out)
         }
         if (ux && lux) {
             bool thru = row->workload == BENCH_THRU && small;
+            before = n;
             ratio_add(out, &n, group, "unix / relay-unix msgs/s", ux->rate_spread.median,
                       lux->rate_spread.median, thru ? BENCH_RATIO_GE : BENCH_RATIO_INFO,
                       row->size == 16 ? TARGET_THRU16_VS_RELAY : TARGET_THRU128_VS_RELAY);
+            ratio_mean(out, n, before,
+                       "through the broker, %s of the messages a process that only copies "
+                       "bytes passes on (Unix)",
+                       share(ux->rate_spread.median / lux->rate_spread.median, v, sizeof(v)));
         }
         if (tcp && ltcp) {
+            before = n;
             ratio_add(out, &n, group, "tcp / relay-tcp msgs/s", tcp->rate_spread.median,
                       ltcp->rate_spread.median, BENCH_RATIO_INFO, 0);
+            ratio_mean(out, n, before,
+                       "through the broker, %s of the messages a process that only copies "
+                       "bytes passes on (TCP)",
+                       share(tcp->rate_spread.median / ltcp->rate_spread.median, v, sizeof(v)));
         }
         if (ux && tcp) {
             before = n;
