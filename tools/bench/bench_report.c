@@ -345,8 +345,8 @@ void bench_report_table(const bench_report *rep, FILE *out)
         } else {
             snprintf(value, sizeof(value), "%.2fx", r->value);
         }
-        fprintf(out, "  %-*s  %-*s  %8s  %s\n", (int)gw, r->group, (int)ww, r->what, value,
-                r->meaning);
+        fprintf(out, "  %-*s  %-*s  %8s%s%s\n", (int)gw, r->group, (int)ww, r->what, value,
+                r->meaning[0] != '\0' ? "  " : "", r->meaning);
     }
 }
 
