@@ -112,6 +112,9 @@ static const struct proto_error_row proto_errors[PROTO_E_END] = {
     [PROTO_E_SECOND_HELLO] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_LIMIT_NONE, "a second HELLO"},
     [PROTO_E_OP_FORBIDDEN] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_LIMIT_NONE,
                               "a client may not send %d"},
+    [PROTO_E_SUB_REVOKED] = {FRAME_ERR_PERMISSION, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
+                             "permission denied: subscription %i to '%s' ended: the reloaded "
+                             "access rules no longer allow it"},
 };
 
 /* Bounded text being built. */

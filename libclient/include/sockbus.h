@@ -47,6 +47,10 @@ extern "C" {
 /* Longest subject or pattern, in bytes. */
 #define SB_SUBJECT_MAX 1024
 
+/* The system broker's socket (sockbusd --system, the sockbusd.socket
+ * unit): what a client's --system names. */
+#define SB_ENDPOINT_SYSTEM "/run/sockbus/sockbus.sock"
+
 /* Longest endpoint string sb_endpoint_resolve() produces (a sun_path, or
  * "tcp://HOST:PORT"), terminating NUL included. */
 #define SB_ENDPOINT_MAX 256
@@ -143,8 +147,10 @@ typedef void (*sb_error_cb)(sb_client *client, int err, const char *subject, con
  * sb_endpoint_resolve() writes to `out` (size `len`) the endpoint a client
  * or broker should use: `explicit_endpoint` when neither NULL nor "", else
  * $SOCKBUS_SOCKET, else $XDG_RUNTIME_DIR/sockbus.sock, else
- * /tmp/sockbus-<uid>.sock (empty variables count as unset). Returns 0, or
- * -ENAMETOOLONG if it does not fit (or a Unix path exceeds sun_path); `out`
+ * /tmp/sockbus-<uid>.sock (empty variables count as unset). A path may be
+ * written unix://PATH, in either place; `out` gets the PATH. Returns 0,
+ * -EINVAL for "unix://" with no path, or -ENAMETOOLONG if it does not fit
+ * (or a Unix path exceeds sun_path); `out`
  * is written only on success.
  */
 SB_EXPORT int sb_endpoint_resolve(const char *explicit_endpoint, char *out, size_t len);

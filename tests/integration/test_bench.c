@@ -116,3 +116,36 @@ Test(bench, unknown_workload_is_a_usage_error)
     cr_assert_eq(status, 2, "exit %d", status);
     cr_assert(strchr(err, '\n') == err + strlen(err) - 1, "one line on stderr: [%s]", err);
 }
+
+/* The ratios speak to a user: each says what it means, none is judged
+ * against a number the user never set. */
+Test(bench, ratios_say_what_they_mean)
+{
+    const char *const argv[] = {"sockbus", "bench", "thru",           "rtt", "-z",  "128", "-k",
+                                "1",       "-T",    "unix,raw,relay", "-d",  "0.2", NULL};
+    char *out = NULL;
+    size_t out_len = 0;
+    char err[4096];
+    int status = harness_cli(argv, NULL, 0, &out, &out_len, err, sizeof(err), 100000);
+    cr_assert_eq(status, 0, "sockbus bench exited %d: %s", status, err);
+    cr_assert_not_null(strstr(out, "what they mean"), "no ratios: %s", out);
+    cr_assert_not_null(strstr(out, "of the messages a bare Unix socket carries"), "%s", out);
+    cr_assert_null(strstr(out, "MISSED"), "%s", out);
+    cr_assert_null(strstr(out, "target"), "%s", out);
+    /* Every ratio line goes on past its value with words. */
+    int lines = 0;
+    for (const char *l = strstr(out, "what they mean:\n") + 16; *l == ' ';) {
+        const char *nl = strchr(l, '\n');
+        size_t len = nl ? (size_t)(nl - l) : strlen(l);
+        size_t end = len;
+        while (end > 0 && l[end - 1] == ' ') {
+            end--;
+        }
+        cr_assert(end > 0 && l[end - 1] != 'x' && l[end - 1] != 'B',
+                  "a ratio without meaning: %.*s", (int)len, l);
+        lines++;
+        l = nl ? nl + 1 : l + len;
+    }
+    cr_assert_geq(lines, 4, "%d ratio lines: %s", lines, out);
+    free(out);
+}

@@ -17,7 +17,8 @@
  *                    them, where the broker would be
  *   bench_stats.c    percentiles, median, min and max
  *   bench_report.c   the table and --json
- *   bench_ratios.c   the ratios they end with, and the targets
+ *   bench_ratios.c   the ratios they end with, what each means, and the
+ *                    values the broker is built to reach
  *   bench_svg.c      --svg: the bar chart
  *
  * A measurement ("job") is one workload over one transport at one payload
@@ -419,6 +420,9 @@ typedef struct bench_ratio {
     bool bytes; /* value is bytes, not a ratio */
     bench_ratio_op op;
     double target;
+    /* What the value means, in words: "the broker carries 23% of what a
+     * bare Unix socket does". */
+    char meaning[128];
 } bench_ratio;
 
 /* The ratios the report ends with, into out[BENCH_MAX_RATIOS], from a

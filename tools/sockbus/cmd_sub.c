@@ -35,9 +35,9 @@ enum {
     OPT_RAW,
 };
 
-/* "+": options end at the first operand (see cli_check_operands());
+/* GNU order: options may follow the operands, "--" ends them;
  * ":": report a missing argument as ':' rather than '?'. */
-#define SUB_OPTSTRING "+:s:n:t:q:vh"
+#define SUB_OPTSTRING ":s:n:t:q:vh"
 
 static const struct option sub_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -91,7 +91,7 @@ static void sub_usage(FILE *out)
                  "token, '>' (one or more): 'sensors.*.temp', 'logs.>'. Retained messages\n"
                  "that match come first.\n"
                  "\n"
-                 "Options (they come before the first PATTERN; '--' ends them):\n"
+                 "Options (before or after the PATTERNs; '--' ends them):\n"
                  "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
                  "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
                  "                         /tmp/sockbus-UID.sock)\n"
@@ -176,10 +176,6 @@ static int sub_parse(int argc, char **argv, sub_args *args)
 
     if (optind >= argc) {
         return cli_usage_error(CMD, "missing PATTERN");
-    }
-    r = cli_check_operands(CMD, argc, argv, sub_options, SUB_OPTSTRING);
-    if (r != 0) {
-        return r;
     }
     args->patterns = argv + optind;
     args->pattern_count = argc - optind;
