@@ -598,3 +598,127 @@ Test(lossless, stall_bound_is_checked)
     harness_read_log(&broker, log, sizeof(log));
     cr_assert_not_null(strstr(log, "--lossless-stall-ms"), "%s", log);
 }
+
+/* The first client of $SYS.CLIENTS with a lossless subscription, waited
+ * for (bounded); the id, or 0. */
+static int64_t wait_lossless_client(sb_client *probe)
+{
+    int64_t deadline = harness_now_ms() + HARNESS_READY_MS;
+    while (harness_now_ms() < deadline) {
+        json_object *all = ask(probe, "$SYS.CLIENTS");
+        json_object *list;
+        cr_assert(json_object_object_get_ex(all, "clients", &list));
+        int64_t id = 0;
+        for (size_t i = 0; id == 0 && i < json_object_array_length(list); i++) {
+            json_object *o = json_object_array_get_idx(list, i);
+            if (field(o, "lossless") > 0) {
+                id = field(o, "id");
+            }
+        }
+        json_object_put(all);
+        if (id != 0) {
+            return id;
+        }
+        sleep_ms(10);
+    }
+    return 0;
+}
+
+/* `sockbus sub --lossless` whose output is not read for a while: its
+ * publisher is held back, and it prints every message. */
+Test(lossless, cli_sub_lossless_prints_everything)
+{
+    const char *const args[] = {"--max-frame", "65536", "--max-pending", "1048576", NULL};
+    start(args);
+    enum { SIZE = 4096, TOTAL = 8192 }; /* 32 MiB */
+    char count[16];
+    snprintf(count, sizeof(count), "%d", TOTAL);
+    const char *const argv[] = {"sockbus", "sub", "-s",  broker.socket, "--lossless",
+                                "--raw",   "-n",  count, "cli.x",       NULL};
+    int out;
+    pid_t pid = harness_cli_spawn(argv, &out);
+    sb_client *probe = harness_client(&broker, "probe", true);
+    cr_assert_neq(wait_lossless_client(probe), 0, "sockbus sub --lossless never subscribed");
+    sb_client *pub = harness_client(&broker, "pub", true);
+    struct publisher p;
+    publisher_start(&p, pub, "cli.x", TOTAL, SIZE);
+    /* Not reading its output for a while: it stops reading the broker, and
+     * the publisher is held back instead of anything being dropped. */
+    sleep_ms(300);
+    uint64_t got = 0;
+    static uint8_t buf[65536];
+    for (;;) {
+        struct pollfd pfd = {.fd = out, .events = POLLIN};
+        cr_assert_gt(poll(&pfd, 1, 30000), 0, "sockbus sub stalled after %llu bytes",
+                     (unsigned long long)got);
+        ssize_t n = read(out, buf, sizeof(buf));
+        cr_assert_geq(n, 0);
+        if (n == 0) {
+            break;
+        }
+        got += (uint64_t)n;
+    }
+    close(out);
+    cr_assert_eq(harness_wait_pid(pid, HARNESS_IO_MS), 0);
+    cr_assert_eq(got, (uint64_t)TOTAL * SIZE);
+    cr_assert_eq(publisher_join(&p, 60000), 0);
+    json_object *stats = ask(probe, "$SYS.STATS");
+    cr_assert_eq(field(stats, "dropped"), 0);
+    cr_assert_gt(field(stats, "stalls"), 0, "the publisher was never held: the test did not test");
+    json_object_put(stats);
+    sb_close(pub);
+    sb_close(probe);
+    harness_stop(&broker);
+}
+
+/* `sockbus sub --lossless` that stops reading (its output is not taken) is
+ * cut with ERR 6, and says so in one line and exits 1 once it can. */
+Test(lossless, cli_sub_lossless_cut_says_why)
+{
+    const char *const args[] = {
+        "--max-frame", "65536", "--max-pending", "262144", "--lossless-stall-ms", "500", NULL};
+    start(args);
+    char errpath[] = "/tmp/sbtest-llerr-XXXXXX";
+    int errfd = mkstemp(errpath);
+    cr_assert(errfd >= 0);
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(p[1], STDOUT_FILENO);
+        dup2(errfd, STDERR_FILENO);
+        execl(getenv("SOCKBUS"), "sockbus", "sub", "-s", broker.socket, "--lossless", "--raw",
+              "cut.x", (char *)NULL);
+        _exit(127);
+    }
+    close(p[1]);
+    sb_client *probe = harness_client(&broker, "probe", true);
+    cr_assert_neq(wait_lossless_client(probe), 0, "sockbus sub --lossless never subscribed");
+    sb_client *pub = harness_client(&broker, "pub", true);
+    struct publisher pb;
+    publisher_start(&pb, pub, "cut.x", 4096, 4096); /* 16 MiB, never read */
+    cr_assert_eq(publisher_join(&pb, 60000), 0);
+    /* The publisher went on: the subscriber was cut. Let it go on at once
+     * (its ERR waits at most CONN_DRAIN_MS behind the write in progress):
+     * it prints what it got, then the reason, and exits 1. */
+    static uint8_t buf[65536];
+    struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+    while (poll(&pfd, 1, HARNESS_IO_MS) > 0 && read(p[0], buf, sizeof(buf)) > 0) {
+    }
+    close(p[0]);
+    json_object *stats = ask(probe, "$SYS.STATS");
+    cr_assert_eq(field(stats, "slow_consumers"), 1);
+    json_object_put(stats);
+    cr_assert_eq(harness_wait_pid(pid, HARNESS_IO_MS), 1);
+    char err[2048] = "";
+    ssize_t n = pread(errfd, err, sizeof(err) - 1, 0);
+    close(errfd);
+    unlink(errpath);
+    cr_assert_gt(n, 0);
+    err[n] = '\0';
+    cr_assert_not_null(strstr(err, "slow consumer"), "stderr: %s", err);
+    cr_assert_not_null(strstr(err, "read faster"), "stderr: %s", err);
+    sb_close(pub);
+    sb_close(probe);
+    harness_stop(&broker);
+}
