@@ -200,7 +200,7 @@ __attribute__((always_inline)) static inline int router_route(struct bus *b, str
     for (size_t i = 0; i < b->match.len; i++) {
         struct sub *s = sub_of(b->match.items[i]);
         matched++;
-        if (s->flags & FRAME_SUB_LOSSLESS) {
+        if (__builtin_expect(s->flags & FRAME_SUB_LOSSLESS, 0)) {
             flow_queue_lossless(b, origin, s->peer, s->sid, 0, f, body);
         } else {
             flow_queue_msg(b, s->peer, s->sid, 0, f, body);

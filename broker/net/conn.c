@@ -282,7 +282,14 @@ static void conn_flush(struct conn *c)
 
 void conn_pause(struct conn *c)
 {
+    /* Its slice is used up: conn_process() stops before its next frame,
+     * with no test of its own per frame; and it no longer reads. The
+     * schedule gives it a fresh slice only once conn_unpause() puts it
+     * back on the ready list (or reading). */
     c->paused = true;
+    c->slice.iteration = c->net->schedule.iteration;
+    c->slice.used = SCHEDULE_SLICE;
+    conn_read_stop(c);
 }
 
 void conn_unpause(struct conn *c)
@@ -303,7 +310,7 @@ void conn_discard_output(struct conn *c)
  * replies would pile up unread). */
 static bool conn_may_go_on(struct conn *c)
 {
-    return !c->paused && schedule_slice_left(&c->net->schedule, &c->slice) &&
+    return schedule_slice_left(&c->net->schedule, &c->slice) &&
            conn_pending(c) <= c->net->backlog_max;
 }
 
@@ -484,7 +491,7 @@ static void conn_consume_in(struct conn *c)
 /* The frames a connection on the ready list holds, with a fresh slice. */
 static void conn_resume(struct conn *c)
 {
-    if (!conn_takes_output(c)) {
+    if (!conn_takes_output(c) || c->paused) {
         return;
     }
     conn_consume_in(c);
