@@ -387,6 +387,14 @@ Test(lossless, stopped_reader_is_cut_and_publisher_resumes)
         json_object *v;
         cr_assert(json_object_object_get_ex(held, "paused", &v));
         paused = json_object_get_boolean(v);
+        /* The bound: past max_pending by at most the one message that
+         * went over (a 1047-byte MSG: header, "st.data", 1 KiB). */
+        int64_t pending = field(stopped, "pending_bytes");
+        cr_assert_leq(pending, 262144 + 1047, "the queue grew to %lld bytes", (long long)pending);
+        if (paused) {
+            cr_assert_gt(pending, 262144 - 1047, "paused with %lld bytes queued",
+                         (long long)pending);
+        }
         json_object_put(all);
         if (!paused) {
             sleep_ms(10);
