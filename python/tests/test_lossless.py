@@ -62,6 +62,8 @@ def test_slow_lossless_reader_gets_everything(make_broker):
             assert len(m.data) == SIZE
             if i % 64 == 0:
                 time.sleep(0.002)  # slower than the publisher
+            if i == 256:
+                time.sleep(0.5)  # the publisher fills the queue meanwhile
         assert pub.wait(IO_S) == 0, pub.stderr.read()
         pub.stderr.close()
         bus.flush()
@@ -114,6 +116,11 @@ def test_aio_lossless(make_broker):
                 assert int(m.data[:8]) == i
                 if i % 64 == 0:
                     await asyncio.sleep(0.002)
+                if i == 0:
+                    # The asyncio client reads whatever arrives at once
+                    # (into its own memory): its queue in the broker fills
+                    # only while its loop does not run, as here.
+                    time.sleep(0.5)
             assert await asyncio.get_running_loop().run_in_executor(None, pub.wait, IO_S) == 0
             pub.stderr.close()
             s = json.loads((await bus.request("$SYS.STATS", timeout=IO_S)).data)
