@@ -247,17 +247,17 @@ Test(lossless, slow_reader_receives_everything_in_order)
     sb_client *fpub = harness_client(&broker, "free-pub", true);
     sb_client *fsub = harness_client(&broker, "free-sub", true);
     sb_client *probe = harness_client(&broker, "probe", true);
-    uint32_t sid;
-    cr_assert_eq(sb_subscribe_ex(sub, "ll.>", NULL, SB_SUB_LOSSLESS, &sid), 0);
-    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
     cr_assert_eq(sb_subscribe(fsub, "free.>", NULL, NULL), 0);
     cr_assert_eq(sb_flush(fsub, HARNESS_IO_MS), 0);
 
-    /* The pair alone first, then the same pair while the lossless flow
-     * runs: one run, one ratio. */
+    /* The pair alone first, before any lossless subscription exists, then
+     * the same pair while the lossless flow runs: one run, one ratio. */
     const int64_t window = 500;
     uint64_t alone = pair_rate(fpub, fsub, window);
     cr_assert_gt(alone, 0);
+    uint32_t sid;
+    cr_assert_eq(sb_subscribe_ex(sub, "ll.>", NULL, SB_SUB_LOSSLESS, &sid), 0);
+    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
     struct pair pair = {.pub = fpub, .sub = fsub, .ms = window};
     atomic_init(&pair.done, false);
     bool pair_started = false;
