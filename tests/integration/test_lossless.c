@@ -426,6 +426,17 @@ Test(lossless, stopped_reader_is_cut_and_publisher_resumes)
     char log[65536];
     harness_read_log(&broker, log, sizeof(log));
     cr_assert_not_null(strstr(log, "ERR 6: slow consumer"), "log: %s", log);
+    /* `sockbus stat` shows the counters under their names. */
+    const char *const stat[] = {"sockbus", "stat", "-s", broker.socket, NULL};
+    char *out = NULL;
+    size_t out_len = 0;
+    char err_text[512];
+    cr_assert_eq(
+        harness_cli(stat, NULL, 0, &out, &out_len, err_text, sizeof(err_text), HARNESS_IO_MS), 0,
+        "%s", err_text);
+    cr_assert_not_null(strstr(out, "slow consumers   1"), "%s", out);
+    cr_assert_not_null(strstr(out, "lossless stalls"), "%s", out);
+    free(out);
     fprintf(stderr, "lossless: a stopped reader cut after %lld ms, %llu messages delivered\n",
             (long long)p.elapsed_ms, (unsigned long long)got);
 
