@@ -341,6 +341,60 @@ Test(lossless, slow_reader_receives_everything_in_order)
     harness_stop(&broker);
 }
 
+/*
+ * Several publishers held by one slow lossless subscriber at once: each
+ * waits on it, all go on when it drains, and it receives every message of
+ * each, in each one's order.
+ */
+Test(lossless, many_publishers_wait_and_resume)
+{
+    const char *const args[] = {
+        "--max-frame", "65536", "--max-pending", "262144", "--lossless-stall-ms", "60000", NULL};
+    start(args);
+    enum { PUBS = 8, SIZE = 1024, EACH = 2048 }; /* 16 MiB */
+    sb_client *sub = harness_client(&broker, "sub", true);
+    sb_client *probe = harness_client(&broker, "probe", true);
+    cr_assert_eq(sb_subscribe_ex(sub, "mp.>", NULL, SB_SUB_LOSSLESS, NULL), 0);
+    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
+    static const char *const subjects[PUBS] = {"mp.0", "mp.1", "mp.2", "mp.3",
+                                               "mp.4", "mp.5", "mp.6", "mp.7"};
+    sb_client *pubs[PUBS];
+    struct publisher p[PUBS];
+    for (int k = 0; k < PUBS; k++) {
+        pubs[k] = harness_client(&broker, subjects[k], true);
+        publisher_start(&p[k], pubs[k], subjects[k], EACH, SIZE);
+    }
+    /* Not reading at first: every publisher fills the queue or waits. */
+    sleep_ms(300);
+    uint32_t next[PUBS] = {0};
+    for (uint32_t got = 0; got < PUBS * EACH; got++) {
+        sb_msg m;
+        int r = sb_next_msg(sub, &m, 30000);
+        cr_assert_eq(r, 0, "after %u messages: %s", got, sb_strerror(r));
+        int k = m.subject[3] - '0';
+        cr_assert(k >= 0 && k < PUBS && m.subject_len == 4, "subject %s", m.subject);
+        uint32_t v;
+        memcpy(&v, m.payload, sizeof(v));
+        cr_assert_eq(v, next[k], "publisher %d: message %u arrived as %u", k, v, next[k]);
+        next[k]++;
+        if (got % 256 == 0) {
+            sleep_ms(1);
+        }
+    }
+    for (int k = 0; k < PUBS; k++) {
+        cr_assert_eq(publisher_join(&p[k], 60000), 0);
+        sb_close(pubs[k]);
+    }
+    cr_assert_eq(sb_take_dropped(sub), 0);
+    json_object *stats = ask(probe, "$SYS.STATS");
+    cr_assert_eq(field(stats, "dropped"), 0);
+    cr_assert_geq(field(stats, "stalls"), PUBS, "not every publisher was held");
+    json_object_put(stats);
+    sb_close(probe);
+    sb_close(sub);
+    harness_stop(&broker);
+}
+
 /* Record the error a client is told. */
 static void on_error(sb_client *c, int err, const char *subject, const char *text, void *arg)
 {
