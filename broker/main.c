@@ -83,6 +83,8 @@ static void usage(FILE *out)
             "                             at least --max-frame)\n"
             "      --max-retained-bytes BYTES  memory the retained values may take\n"
             "                             (default %u)\n"
+            "      --lossless-stall-ms MS how long a lossless subscriber's queue may stay\n"
+            "                             over max-pending before ERR 6 cuts it (default %u)\n"
             "  -v, --verbose              log connects, disconnects and client errors\n"
             "  -q, --quiet                log nothing\n"
             "  -h, --help                 show this help\n"
@@ -96,7 +98,8 @@ static void usage(FILE *out)
             "\n"
             "Config file keys: socket, tcp, mode, group, max_frame, max_connections,\n"
             "max_unwelcomed, hello_timeout_ms, max_subscriptions, max_subscription_bytes,\n"
-            "max_pending, max_retained_bytes, log (quiet, normal or verbose) and acl, e.g.\n"
+            "max_pending, max_retained_bytes, lossless_stall_ms, log (quiet, normal or\n"
+            "verbose) and acl, e.g.\n"
             "  {\"mode\": \"0660\", \"group\": \"sockbus\", \"max_connections\": 1024,\n"
             "   \"acl\": [{\"user\": \"alice\", \"publish\": [\"sensors.>\", \"_INBOX.>\"],\n"
             "             \"subscribe\": [\"cmd.*\"]},\n"
@@ -104,12 +107,13 @@ static void usage(FILE *out)
             "An acl rule is for one uid, user, gid, group, tcp or default. The first rule\n"
             "for the client's uid decides, else the first for one of its groups, else\n"
             "tcp (TCP clients), else default; with no rule a client may do nothing. A\n"
-            "client may always subscribe to its own inbox (_INBOX.<id>.>). Details:\n"
-            "docs/security.md.\n",
+            "client may always subscribe to its own inbox (_INBOX.<id>.>). A rule with\n"
+            "\"lossless\": false refuses lossless subscriptions. Details: docs/security.md.\n",
             BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_CONNECTIONS_DEFAULT,
             BROKER_MAX_UNWELCOMED_MIN_DEFAULT, BROKER_HELLO_TIMEOUT_MS_DEFAULT,
             BROKER_MAX_SUBSCRIPTIONS_DEFAULT, BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT,
-            BROKER_MAX_PENDING_DEFAULT, BROKER_MAX_RETAINED_BYTES_DEFAULT);
+            BROKER_MAX_PENDING_DEFAULT, BROKER_MAX_RETAINED_BYTES_DEFAULT,
+            BROKER_LOSSLESS_STALL_MS_DEFAULT);
 }
 
 /* Parse an unsigned number in [min, max]; 0x and 0 prefixes are allowed. */
@@ -153,6 +157,7 @@ static const struct option long_options[] = {
     {"max-subscription-bytes", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_SUBSCRIPTION_BYTES},
     {"max-pending", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_PENDING},
     {"max-retained-bytes", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_RETAINED_BYTES},
+    {"lossless-stall-ms", required_argument, NULL, OPT_LIMIT + CONFIG_LOSSLESS_STALL_MS},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
     {"verbose", no_argument, NULL, 'v'},

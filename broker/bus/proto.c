@@ -73,6 +73,9 @@ static const struct proto_error_row proto_errors[PROTO_E_END] = {
                             "subjects are the broker's own"},
     [ROUTER_E_SUB_DENIED] = {FRAME_ERR_PERMISSION, NAMES_SUBJECT | DENIED, CONFIG_LIMIT_NONE,
                              "permission denied: cannot subscribe to '%s'"},
+    [ROUTER_E_LOSSLESS_DENIED] = {FRAME_ERR_PERMISSION, NAMES_SUBJECT | DENIED, CONFIG_LIMIT_NONE,
+                                  "permission denied: cannot subscribe to '%s' losslessly; "
+                                  "subscribe without LOSSLESS"},
     [ROUTER_E_SUB_LIMIT] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_MAX_SUBSCRIPTIONS,
                             "cannot subscribe to '%s': max_subscriptions (%n) reached"},
     [ROUTER_E_SUB_BYTES] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_MAX_SUBSCRIPTION_BYTES,
@@ -115,6 +118,9 @@ static const struct proto_error_row proto_errors[PROTO_E_END] = {
     [PROTO_E_SUB_REVOKED] = {FRAME_ERR_PERMISSION, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
                              "permission denied: subscription %i to '%s' ended: the reloaded "
                              "access rules no longer allow it"},
+    [PROTO_E_SLOW_CONSUMER] = {FRAME_ERR_SLOW_CONSUMER, FATAL, CONFIG_LOSSLESS_STALL_MS,
+                               "slow consumer: a lossless subscription's queue stayed over "
+                               "max_pending for lossless_stall_ms (%n ms); read faster"},
 };
 
 /* Bounded text being built. */
@@ -329,7 +335,9 @@ proto_answer(struct bus *b, struct peer *p, const struct proto_op *op, int r, co
 {
     char detail[PROTO_DETAIL_MAX] = "";
     if (r == ROUTER_SYS) {
+        b->cause = p; /* a lossless queue its answer fills holds p back */
         r = sys_handle(b, f, detail, sizeof(detail));
+        b->cause = NULL;
         if (r == 0) {
             return;
         }
@@ -348,7 +356,9 @@ proto_answer(struct bus *b, struct peer *p, const struct proto_op *op, int r, co
 __attribute__((noinline)) static void proto_first(struct bus *b, struct peer *p,
                                                   const struct frame *f)
 {
+    b->cause = p; /* for its $SYS.EVENT.CONNECT, as for a $SYS answer */
     int r = f->op == FRAME_OP_HELLO ? proto_hello(b, p, f) : PROTO_E_HELLO_REQUIRED;
+    b->cause = NULL;
     if (r != 0) {
         proto_answer(b, p, NULL, r, f);
     }

@@ -74,7 +74,7 @@ int64_t reload_apply(struct bus *b)
 {
     const struct broker_config *cfg = b->cfg;
     b->unwelcomed.timeout_ms = cfg->hello_timeout_ms;
-    flow_init(b);
+    flow_apply(b);
 
     int64_t ended = 0;
     bool failed = false;

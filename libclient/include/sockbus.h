@@ -67,7 +67,7 @@ enum {
     SB_E_SUBJECT = -2003,        /* broker: invalid subject or pattern */
     SB_E_PERMISSION = -2004,     /* broker: permission denied */
     SB_E_LIMIT = -2005,          /* broker: a limit was reached */
-    SB_E_SLOW_CONSUMER = -2006,  /* broker: slow consumer (reserved) */
+    SB_E_SLOW_CONSUMER = -2006,  /* broker: a lossless subscriber stalled (fatal) */
     SB_E_SID = -2007,            /* broker: unknown, reused or zero sid */
     SB_E_HELLO_REQUIRED = -2008, /* broker: HELLO required (fatal) */
     SB_E_SHUTDOWN = -2009,       /* broker: shutting down (fatal) */
@@ -87,6 +87,9 @@ enum {
 
 /* Flags of sb_pub.flags, as on the wire (PUB). */
 #define SB_PUB_RETAIN 0x01u
+
+/* Flags of sb_subscribe_ex(), as on the wire (SUB). */
+#define SB_SUB_LOSSLESS 0x02u /* never dropped from: the publisher waits */
 
 typedef struct sb_client sb_client;
 
@@ -254,6 +257,17 @@ SB_EXPORT int sb_publish_ex(sb_client *client, const sb_pub *pub);
  */
 SB_EXPORT int sb_subscribe(sb_client *client, const char *pattern, const char *queue,
                            uint32_t *sid);
+
+/*
+ * sb_subscribe() with flags (SB_SUB_*). With SB_SUB_LOSSLESS the broker
+ * never drops a message for this subscription: when this client's queue in
+ * the broker is full, the publisher waits (docs/protocol.md, Lossless
+ * subscriptions). Read steadily: a queue that stays full for the broker's
+ * lossless_stall_ms ends the connection with SB_E_SLOW_CONSUMER. Returns
+ * as sb_subscribe().
+ */
+SB_EXPORT int sb_subscribe_ex(sb_client *client, const char *pattern, const char *queue,
+                              uint32_t flags, uint32_t *sid);
 
 /* Unsubscribe `sid` now (max_msgs == 0), or after `max_msgs` more
  * messages. Returns 0, or -ENOENT for an sid this client never issued. */

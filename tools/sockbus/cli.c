@@ -298,7 +298,10 @@ int cli_connection_error(const char *cmd, sb_client *client, const char *what, i
     fprintf(
         stderr, "sockbus %s: lost connection to %s while %s: %s%s; %s\n", cmd, sb_endpoint(client),
         what, sb_strerror(err), cli_broker_detail(client, err, detail, sizeof(detail)),
-        err == SB_E_SHUTDOWN ? "try again once the broker is back" : "is sockbusd still running?");
+        err == SB_E_SHUTDOWN        ? "try again once the broker is back"
+        : err == SB_E_SLOW_CONSUMER ? "a lossless subscriber must keep reading; read faster, or "
+                                      "subscribe without --lossless"
+                                    : "is sockbusd still running?");
     return CLI_EXIT_FAILURE;
 }
 
@@ -632,7 +635,13 @@ int cli_confirm(const char *cmd, sb_client *client, int wait_ms, const cli_deadl
 int cli_subscribe(const char *cmd, sb_client *client, const char *pattern, const char *queue,
                   int wait_ms, const cli_deadline *deadline)
 {
-    int r = sb_subscribe(client, pattern, queue, NULL);
+    return cli_subscribe_ex(cmd, client, pattern, queue, 0, wait_ms, deadline);
+}
+
+int cli_subscribe_ex(const char *cmd, sb_client *client, const char *pattern, const char *queue,
+                     uint32_t flags, int wait_ms, const cli_deadline *deadline)
+{
+    int r = sb_subscribe_ex(client, pattern, queue, flags, NULL);
 
     if (r < 0) {
         return cli_connection_error(cmd, client, "subscribing", r);

@@ -77,6 +77,8 @@ static const struct {
     {"bytes_out", "bytes out"},
     {"dropped", "dropped"},
     {"denied", "denied"},
+    {"stalls", "lossless stalls"},
+    {"slow_consumers", "slow consumers"},
     {"retained", "retained"},
     {"retained_bytes", "retained bytes"},
 };
