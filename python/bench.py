@@ -173,7 +173,7 @@ def role_sb_sub(a: Dict[str, Any]) -> None:
         c = _Check(n)
         nxt = sub.next
         while c.got < n:
-            msg = nxt(timeout=30.0)
+            msg = nxt(timeout=a.get("timeout", 30.0))
             if unpack(msg.data)[0] != c.got:
                 c.bad += 1
             c.got += 1
@@ -227,7 +227,7 @@ def role_sb_aio_sub(a: Dict[str, Any]) -> None:
             c = _Check(n)
             nxt = sub.next
             while c.got < n:
-                msg = await nxt(timeout=30.0)
+                msg = await nxt(timeout=a.get("timeout", 30.0))
                 if unpack(msg.data)[0] != c.got:
                     c.bad += 1
                 c.got += 1
