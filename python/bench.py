@@ -38,7 +38,6 @@ import asyncio
 import json
 import os
 import shutil
-import signal
 import socket
 import statistics
 import struct
@@ -668,7 +667,9 @@ class Role:
 
     def kill(self) -> None:
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
+            # SIGTERM: a shell that starts this script in the background
+            # has it, and so its roles, ignore SIGINT
+            self.proc.terminate()
             try:
                 self.proc.wait(5)
             except subprocess.TimeoutExpired:
