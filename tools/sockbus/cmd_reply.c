@@ -18,6 +18,11 @@
  * to its timeout because a command failed. An answer that does not fit in
  * one frame, or a command that cannot be started, gets an empty reply and
  * one line on stderr: a truncated reply would look like a valid one.
+ *
+ * Why one file of about 670 lines: the options, running a COMMAND and the
+ * request loop serve this one subcommand and share its reply_state.
+ * Running a COMMAND (exec, the poll exchange, reaping: about 200 lines)
+ * is the seam to split along once another command needs it.
  */
 #include "cli.h"
 
