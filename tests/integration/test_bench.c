@@ -29,9 +29,24 @@ Test(bench, every_row_runs_without_loss)
     cr_assert_not_null(mkdtemp(dir));
     char svg[128];
     snprintf(svg, sizeof(svg), "%s/chart.svg", dir);
-    const char *const argv[] = {"sockbus", "bench",  "thru",  "fanout", "rtt",          "-z",
-                                "128",     "-k",     "2",     "-T",     "unix,tcp,raw", "-d",
-                                "0.2",     "--json", "--svg", svg,      "-q",           NULL};
+    const char *const argv[] = {"sockbus",
+                                "bench",
+                                "thru",
+                                "fanout",
+                                "rtt",
+                                "-z",
+                                "128",
+                                "-k",
+                                "2",
+                                "-T",
+                                "unix,tcp,raw,relay",
+                                "-d",
+                                "0.2",
+                                "--json",
+                                "--svg",
+                                svg,
+                                "-q",
+                                NULL};
     char *out = NULL;
     size_t out_len = 0;
     char err[4096];
@@ -42,8 +57,9 @@ Test(bench, every_row_runs_without_loss)
     cr_assert_not_null(doc, "bench --json printed no JSON: %.200s", out);
     json_object *rows = field(doc, "rows");
     size_t n = json_object_array_length(rows);
-    /* 3 workloads x 4 transports (unix, tcp, raw-unix, raw-tcp). */
-    cr_assert_eq(n, 12, "expected 12 rows, got %zu", n);
+    /* 3 workloads x 6 transports (unix, tcp, raw-unix, raw-tcp, relay-unix,
+     * relay-tcp). */
+    cr_assert_eq(n, 18, "expected 18 rows, got %zu", n);
     for (size_t i = 0; i < n; i++) {
         json_object *row = json_object_array_get_idx(rows, i);
         const char *workload = json_object_get_string(field(row, "workload"));
@@ -60,6 +76,19 @@ Test(bench, every_row_runs_without_loss)
                      json_object_get_int64(field(row, "expected")), "%s %s", workload, transport);
         cr_assert_gt(json_object_get_double(field(field(row, "msgs_per_s"), "median")), 0.0);
     }
+    /* Each broker row is set against its relay row, the same hops with
+     * none of the broker's work. */
+    json_object *ratios = field(doc, "ratios");
+    bool unix_vs_relay = false;
+    bool tcp_vs_relay = false;
+    for (size_t i = 0; i < json_object_array_length(ratios); i++) {
+        const char *what =
+            json_object_get_string(field(json_object_array_get_idx(ratios, i), "ratio"));
+        unix_vs_relay |= strcmp(what, "unix / relay-unix msgs/s") == 0;
+        tcp_vs_relay |= strcmp(what, "tcp / relay-tcp msgs/s") == 0;
+    }
+    cr_assert(unix_vs_relay && tcp_vs_relay, "no broker/relay ratios in %s",
+              json_object_to_json_string(ratios));
     json_object_put(doc);
     free(out);
 

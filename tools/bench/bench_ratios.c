@@ -4,7 +4,9 @@
  * targets of the benchmark issue.
  *
  * Rows are compared within one workload and size: unix and tcp against
- * the raw rows (the gap is the broker), unix against tcp, fanout against
+ * the raw rows (no process in the middle) and the relay rows (a process
+ * that only copies bytes where the broker would be: the gap is the
+ * broker's own work), unix against tcp, fanout against
  * thru, scale N against scale 1; idle gives a size in bytes rather than a
  * ratio. The ratios are computed from the medians over the runs; those
  * with a target carry it, so the table and --json say at a glance which
@@ -19,11 +21,16 @@
 #define TARGET_THRU_VS_RAW    0.40 /* thru 16 B and 128 B: unix >= 40% of raw-unix */
 #define TARGET_RTT_P50_VS_RAW 2.0  /* rtt: unix p50 <= 2x raw-unix p50 */
 #define TARGET_RTT_P99_VS_RAW 3.0  /* rtt: unix p99 <= 3x raw-unix p99 */
-#define TARGET_FANOUT_VS_THRU 1.5  /* fanout 1->4 128 B: >= 1.5x thru msgs/s */
-#define TARGET_FANOUT_SUBS    4u
-#define TARGET_FANOUT_SIZE    128u
-#define TARGET_SCALE_VS_ONE   0.8    /* scale: N subscriptions >= 80% of 1 */
-#define TARGET_IDLE_BYTES     8192.0 /* idle: broker RSS per connection <= 8 KiB */
+/* Against the relay, the broker's process layout with none of its work. */
+#define TARGET_THRU16_VS_RELAY  0.30 /* thru 16 B: unix >= 30% of relay-unix */
+#define TARGET_THRU128_VS_RELAY 0.60 /* thru 128 B: unix >= 60% of relay-unix */
+#define TARGET_RTT_P50_VS_RELAY 1.5  /* rtt: unix p50 <= 1.5x relay-unix p50 */
+#define TARGET_RTT_P99_VS_RELAY 2.0  /* rtt: unix p99 <= 2x relay-unix p99 */
+#define TARGET_FANOUT_VS_THRU   1.5  /* fanout 1->4 128 B: >= 1.5x thru msgs/s */
+#define TARGET_FANOUT_SUBS      4u
+#define TARGET_FANOUT_SIZE      128u
+#define TARGET_SCALE_VS_ONE     0.8    /* scale: N subscriptions >= 80% of 1 */
+#define TARGET_IDLE_BYTES       8192.0 /* idle: broker RSS per connection <= 8 KiB */
 
 /* A scale row of transport t and size: with one subscription (`many`
  * false) or with more. */
@@ -172,6 +179,10 @@ size_t bench_ratios(const bench_report *rep, bench_ratio *out)
             find_row(rep, row->workload, BENCH_RAW_UNIX, row->size, row->receivers);
         const bench_row *rtcp =
             find_row(rep, row->workload, BENCH_RAW_TCP, row->size, row->receivers);
+        const bench_row *lux =
+            find_row(rep, row->workload, BENCH_RELAY_UNIX, row->size, row->receivers);
+        const bench_row *ltcp =
+            find_row(rep, row->workload, BENCH_RELAY_TCP, row->size, row->receivers);
 
         if (row->workload == BENCH_RTT) {
             snprintf(group, sizeof(group), "rtt %s", size);
@@ -191,6 +202,16 @@ size_t bench_ratios(const bench_report *rep, bench_ratio *out)
                 ratio_add(out, &n, group, "tcp / raw-tcp p50", (double)tcp->latency.p50,
                           (double)rtcp->latency.p50, BENCH_RATIO_INFO, 0);
             }
+            if (ux && lux) {
+                ratio_add(out, &n, group, "unix / relay-unix p50", (double)ux->latency.p50,
+                          (double)lux->latency.p50, BENCH_RATIO_LE, TARGET_RTT_P50_VS_RELAY);
+                ratio_add(out, &n, group, "unix / relay-unix p99", (double)ux->latency.p99,
+                          (double)lux->latency.p99, BENCH_RATIO_LE, TARGET_RTT_P99_VS_RELAY);
+            }
+            if (tcp && ltcp) {
+                ratio_add(out, &n, group, "tcp / relay-tcp p50", (double)tcp->latency.p50,
+                          (double)ltcp->latency.p50, BENCH_RATIO_INFO, 0);
+            }
             continue;
         }
 
@@ -209,6 +230,16 @@ size_t bench_ratios(const bench_report *rep, bench_ratio *out)
         if (tcp && rtcp) {
             ratio_add(out, &n, group, "tcp / raw-tcp msgs/s", tcp->rate_spread.median,
                       rtcp->rate_spread.median, BENCH_RATIO_INFO, 0);
+        }
+        if (ux && lux) {
+            bool thru = row->workload == BENCH_THRU && small;
+            ratio_add(out, &n, group, "unix / relay-unix msgs/s", ux->rate_spread.median,
+                      lux->rate_spread.median, thru ? BENCH_RATIO_GE : BENCH_RATIO_INFO,
+                      row->size == 16 ? TARGET_THRU16_VS_RELAY : TARGET_THRU128_VS_RELAY);
+        }
+        if (tcp && ltcp) {
+            ratio_add(out, &n, group, "tcp / relay-tcp msgs/s", tcp->rate_spread.median,
+                      ltcp->rate_spread.median, BENCH_RATIO_INFO, 0);
         }
         if (ux && tcp) {
             ratio_add(out, &n, group, "unix / tcp msgs/s", ux->rate_spread.median,
