@@ -21,7 +21,7 @@
  * tend to repeat subjects, and a hit costs one hash and one memcmp of the
  * subject instead of a walk and a validation.
  *
- * Tokens come from subject_next_token() and the `$` rule from
+ * Where a token ends is subject_token_len(), and the `$` rule is
  * subject_wildcard_may_take() (subject.h): the grammar is written once, in
  * the wire layer, and sb_pattern_match() is the reference the unit tests
  * hold this walk to.
@@ -110,20 +110,15 @@ static int walk_push(struct node_list *l, struct subtrie_node *n)
     return 0;
 }
 
-/* Collect the nodes below n whose patterns match the tokens of the valid
- * subject s[0..len) from `pos` on (pos 0 is the first token, where the '$'
- * rule applies). One level of recursion per token. */
-static int match_below(const struct subtrie_node *n, const char *s, size_t len, size_t pos,
+/* Collect the nodes below n whose patterns match the tokens of s[0..len)
+ * (len > 0, the rest of a valid subject). `first`: s starts the subject,
+ * where the '$' rule applies. One level of recursion per token. */
+static int match_below(const struct subtrie_node *n, const char *s, size_t len, bool first,
                        struct node_list *out)
 {
-    bool first = pos == 0;
-    const char *tok;
-    size_t tl;
-    if (!subject_next_token(s, len, &pos, &tok, &tl)) {
-        return 0;
-    }
-    bool last = pos >= len;
-    const struct node_extra *x = subject_wildcard_may_take(first, tok) ? n->x : NULL;
+    size_t tl = subject_token_len(s, len);
+    bool last = tl == len;
+    const struct node_extra *x = subject_wildcard_may_take(first, s) ? n->x : NULL;
     int err;
 
     /* '>' takes this token and all that follow: one or more, as required. */
@@ -134,7 +129,7 @@ static int match_below(const struct subtrie_node *n, const char *s, size_t len, 
         }
     }
     struct subtrie_node *next[2] = {
-        ctab_find(&n->children, tok, tl, node_key),
+        ctab_find(&n->children, s, tl, node_key),
         x != NULL ? x->star : NULL,
     };
     for (size_t i = 0; i < 2; i++) {
@@ -144,7 +139,7 @@ static int match_below(const struct subtrie_node *n, const char *s, size_t len, 
         if (last) {
             err = walk_push(out, next[i]);
         } else {
-            err = match_below(next[i], s, len, pos, out);
+            err = match_below(next[i], s + tl + 1, len - tl - 1, false, out);
         }
         if (err < 0) {
             return err;
@@ -180,7 +175,7 @@ int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_
         return -EINVAL;
     }
     t->walk.len = 0;
-    int err = match_below(t->root, subject, subject_len, 0, &t->walk);
+    int err = match_below(t->root, subject, subject_len, true, &t->walk);
     if (err < 0) {
         return err;
     }
