@@ -30,6 +30,7 @@
 struct broker_config;
 struct net;
 struct peer;
+struct sub;
 
 struct bus_stats {
     uint64_t msgs_in;
@@ -71,6 +72,18 @@ struct bus {
 
     struct bus_stats stats;
     uint64_t start_ms;
+
+    /* Told of every subscription that starts (`added`) or ends, before it
+     * is freed; NULL: nobody. `s` is NULL once a routing that ended
+     * subscriptions is over: what could not be published during it can
+     * be now. Set by session_init() (interest.c), so that the router
+     * needs to know nothing of $SYS.EVENT.SUBSCRIBE. */
+    void (*sub_event)(struct bus *b, const struct sub *s, bool added);
+    /* Events built while routing, for the next sub_event(b, NULL, ..)
+     * (interest.c). */
+    char *events;
+    size_t events_len;
+    size_t events_cap;
 };
 
 /*

@@ -55,6 +55,14 @@ struct peer {
     /* On bus->unwelcomed from its accept until its HELLO is handled or it
      * ends. */
     struct deadline_link wait;
+
+    /* Text mode (textmode.c): the last sid the broker gave one of its SUBs,
+     * its inbox subscription's sid (0: none yet), the last request token. */
+    struct {
+        uint32_t last_sid;
+        uint32_t inbox_sid;
+        uint64_t last_req;
+    } text;
 };
 
 static inline struct peer *peer_of(struct conn *c)

@@ -51,6 +51,9 @@ size_t router_sub_cost(const char *pattern, size_t pattern_len, size_t queue_len
 
 static void sub_free(struct bus *b, struct sub *s)
 {
+    if (b->sub_event != NULL) {
+        b->sub_event(b, s, false);
+    }
     subtrie_remove(b->subs, &s->entry, sub_pattern(s), s->pattern_len);
     s->peer->sub_bytes -= s->cost;
     b->freed_bytes += s->cost;
@@ -117,6 +120,9 @@ int router_subscribe(struct bus *b, struct peer *p, const struct frame *f)
     }
     p->sub_bytes += s->cost;
     b->nsubs++;
+    if (b->sub_event != NULL) {
+        b->sub_event(b, s, true);
+    }
     /* The new subscription first receives every retained value it matches,
      * queue group or not, ahead of anything published later. */
     retain_foreach_match(&b->retained, sub_pattern(s), s->pattern_len, replay_one, s);
@@ -183,6 +189,7 @@ __attribute__((always_inline)) static inline int router_route(struct bus *b, str
         body = conn_shared_new(f);
     }
     b->routing = true;
+    bool ended = false;
     for (size_t i = 0; i < b->match.len; i++) {
         struct sub *s = sub_of(b->match.items[i]);
         matched++;
@@ -192,9 +199,13 @@ __attribute__((always_inline)) static inline int router_route(struct bus *b, str
              * freeing it here cannot leave a dangling entry behind. */
             sidmap_remove(&s->peer->subs, s->sid);
             sub_free(b, s);
+            ended = true;
         }
     }
     b->routing = false;
+    if (ended && b->sub_event != NULL) {
+        b->sub_event(b, NULL, false); /* the events held back while routing */
+    }
     if (body != NULL && body->refs == 0) {
         conn_shared_release(body); /* every queue dropped it */
     }

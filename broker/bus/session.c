@@ -21,11 +21,13 @@
 #include "bus.h"
 #include "config.h"
 #include "flow.h"
+#include "interest.h"
 #include "log.h"
 #include "peer.h"
 #include "proto.h"
 #include "router.h"
 #include "sys.h"
+#include "textmode.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -43,6 +45,7 @@ int session_init(struct bus *b, struct net *net, const struct broker_config *cfg
     deadline_list_init(&b->unwelcomed, net->loop, cfg->hello_timeout_ms, session_hello_expired,
                        NULL);
     flow_init(b);
+    b->sub_event = interest_sub_event;
     return r;
 }
 
@@ -135,4 +138,6 @@ const struct conn_ops session_conn_ops = {
     .ending = session_ending,
     .closing = session_closing,
     .closed = session_closed,
+    .text_begin = text_begin,
+    .text_line = text_line,
 };

@@ -20,6 +20,7 @@ enum sys_error {
     SYS_E_DENIED = ROUTER_E_END, /* not a request the broker answers */
     SYS_E_REQUEST_INVALID,       /* a $SYS.CLIENTS request it cannot use */
     SYS_E_ANSWER_TOO_LARGE,      /* the answer would exceed max_frame */
+    SYS_E_INTEREST_INVALID,      /* a $SYS.INTEREST payload that is no subject */
     SYS_E_END
 };
 
@@ -40,6 +41,21 @@ enum sys_error {
  * SYS_E_REQUEST_INVALID, with the reason in why[why_len]. -ENOMEM.
  */
 int sys_handle(struct bus *b, const struct frame *f, char *why, size_t why_len);
+
+/* A client object of $SYS.CLIENTS lists at most this many of its
+ * subscriptions in "subs", and only as many as fit in
+ * SYS_CLIENT_SUBS_BYTES of JSON (or an eighth of max_frame, if less): a
+ * page of clients stays within max_frame however many subscriptions each
+ * has. "subs_more": true says that some were left out; "subscriptions"
+ * always counts them all. */
+#define SYS_CLIENT_SUBS_MAX   64u
+#define SYS_CLIENT_SUBS_BYTES (16u * 1024u)
+
+/*
+ * $SYS.STATS as one line of JSON, for text mode's STATS: the string (the
+ * caller frees it) and its length. Returns 0 or -ENOMEM.
+ */
+int sys_stats_json(const struct bus *b, char **json, size_t *len);
 
 /* Publish $SYS.EVENT.CONNECT (after HELLO) or DISCONNECT for `p`. */
 void sys_event(struct bus *b, struct peer *p, bool connected);

@@ -31,6 +31,15 @@
  * queued and which dropped is not decided here (bus/flow.c); a DROPPED
  * notice for those dropped goes out with the next write.
  *
+ * Text mode (docs/protocol.md, Text mode). A connection whose first four
+ * bytes are printable ASCII cannot be sending a frame (its size would pass
+ * any max_frame), so the frame parser refuses it as too large; only on
+ * that error path is the layer above asked whether it is a text client
+ * (conn_ops.text_begin). From then on its input is cut into lines
+ * (conn_process_lines(), with the same slices and holding), and its output
+ * is written as text (textout.c): one test of `text` per read and one per
+ * write, none per message.
+ *
  * Ending. conn_end() queues a fatal ERR, stops reading and closes the
  * connection once the flush has made one attempt to write it (or when a
  * write in flight has not completed CONN_DRAIN_MS later); conn_close()
@@ -47,6 +56,7 @@
 #include "frame.h"
 #include "log.h"
 #include "text.h"
+#include "textout.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -152,7 +162,9 @@ static void conn_read_stop(struct conn *c)
 
 void conn_end(struct conn *c, uint32_t code, const char *text)
 {
-    conn_queue_err(c, code, NULL, 0, "%s", text);
+    if (text != NULL) {
+        conn_queue_err(c, code, NULL, 0, "%s", text);
+    }
     if (c->closing) {
         return;
     }
@@ -227,6 +239,12 @@ static void conn_flush(struct conn *c)
     if (c->dropped_unreported > 0 && !c->draining) {
         conn_append_dropped(c);
     }
+    /* The one place a text-mode connection costs the others anything: its
+     * frames become lines here, once per write (textout.h). */
+    if (c->text && textout_encode(&c->out) < 0) {
+        conn_close(c);
+        return;
+    }
     struct connbuf_iov *iov = &c->net->iov;
     size_t total = c->out.len + c->out.seg_bytes;
     size_t written = 0;
@@ -299,12 +317,74 @@ static void conn_refuse_frame(struct conn *c, const uint8_t *p, int err)
 }
 
 /*
+ * Text mode: hand the complete lines in buf[0..len) to the layer above,
+ * like conn_process() does frames (the same slice, the same holding). A
+ * line, "\n" included, is at most max_frame bytes; a longer one ends the
+ * connection with ERR 2 as soon as that many bytes without a "\n" are
+ * there. Each pass looks for the "\n" from the start of the partial line
+ * again: at most max_frame bytes, a few times over.
+ */
+static size_t conn_process_lines(struct conn *c, const uint8_t *buf, size_t len)
+{
+    struct net *n = c->net;
+    size_t off = 0;
+    c->held = false;
+    while (conn_takes_output(c) && off < len) {
+        size_t left = len - off;
+        size_t look = left < n->max_frame ? left : n->max_frame;
+        const uint8_t *nl = memchr(buf + off, '\n', look);
+        if (nl == NULL) {
+            if (left >= n->max_frame) {
+                char text[96];
+                snprintf(text, sizeof(text), "line of more than max_frame (%u) bytes",
+                         n->max_frame);
+                conn_end(c, FRAME_ERR_TOO_LARGE, text);
+            }
+            break;
+        }
+        if (!conn_may_go_on(c)) {
+            c->held = true;
+            break;
+        }
+        size_t size = (size_t)(nl - (buf + off)) + 1;
+        size_t line = size - 1;
+        if (line > 0 && buf[off + line - 1] == '\r') {
+            line--;
+        }
+        uint64_t work = n->schedule.work;
+        n->ops->text_line(c, buf + off, line);
+        c->slice.used += size + (size_t)(n->schedule.work - work);
+        off += size;
+    }
+    return off;
+}
+
+/* A frame that cannot be parsed: is it rather the first line of a
+ * text-mode connection? Asked only on this error path, so binary frames
+ * pay nothing for it. */
+static bool conn_text_starts(struct conn *c, const uint8_t *p, size_t len)
+{
+    if (len < 4 || !frame_text_start(p) || c->net->ops->text_begin == NULL) {
+        return false;
+    }
+    c->text = true;
+    if (!c->net->ops->text_begin(c)) {
+        c->text = false;
+        return false;
+    }
+    return true;
+}
+
+/*
  * Hand the complete frames in buf[0..len) to the layer above while
  * conn_may_go_on(). Returns the bytes consumed; sets `held` when whole
  * frames are left for later. Stops early when the connection ends.
  */
 static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
 {
+    if (c->text) {
+        return conn_process_lines(c, buf, len);
+    }
     struct net *n = c->net;
     size_t off = 0;
     c->held = false;
@@ -315,6 +395,9 @@ static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
             break;
         }
         if (r < 0) {
+            if (conn_text_starts(c, buf + off, len - off)) {
+                return off + conn_process_lines(c, buf + off, len - off);
+            }
             conn_refuse_frame(c, buf + off, r);
             break;
         }
