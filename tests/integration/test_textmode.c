@@ -570,3 +570,27 @@ Test(textmode, a_slow_text_subscriber_is_told_what_it_lost)
     sb_close(pub);
     harness_stop(&broker);
 }
+
+/* The answer goes in front of what its command queued, also when that is
+ * a large body shared by two subscriptions (net/connbuf.h). */
+Test(textmode, the_answer_comes_before_a_shared_echo)
+{
+    start(NULL);
+    struct tool *t = socat();
+    static char line[6000];
+    memcpy(line, "PUB big ", 8);
+    memset(line + 8, 'z', 5000);
+    memcpy(line + 5008, "\n", 2);
+    tool_send(t, "SUB big\nSUB big\n");
+    tool_send(t, line);
+    expect(t, "+OK 1\r\n+OK 2\r\n+OK\r\n");
+    for (int sid = 1; sid <= 2; sid++) {
+        char head[32];
+        snprintf(head, sizeof(head), "MSG big %d 5000", sid);
+        cr_assert_str_eq(expect_line(t, "MSG big "), head);
+        expect_bytes(t, line + 8, 5000);
+        expect(t, "\r\n");
+    }
+    tool_end(t);
+    harness_stop(&broker);
+}
