@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 /* Freed subscriptions and retained values worth this many bytes since the
  * last bus_give_back() make it hand free heap pages back to the system
@@ -74,16 +75,16 @@ struct bus {
     uint64_t start_ms;
 
     /* Told of every subscription that starts (`added`) or ends, before it
-     * is freed; NULL: nobody. `s` is NULL once a routing that ended
-     * subscriptions is over: what could not be published during it can
-     * be now. Set by session_init() (interest.c), so that the router
-     * needs to know nothing of $SYS.EVENT.SUBSCRIBE. */
+     * is freed; NULL: nobody. Set by session_init() (interest.c), so that
+     * the router needs to know nothing of $SYS.EVENT.SUBSCRIBE. */
     void (*sub_event)(struct bus *b, const struct sub *s, bool added);
-    /* Events built while routing, for the next sub_event(b, NULL, ..)
+    /* Events built while a publish was being routed, published by
+     * `events_idle` once it is over, or before the next event
      * (interest.c). */
     char *events;
     size_t events_len;
     size_t events_cap;
+    uv_idle_t events_idle;
 };
 
 /*

@@ -39,8 +39,12 @@ int interest_count(struct bus *b, const char *subject, size_t len, size_t *count
  */
 int interest_answer(struct bus *b, const struct frame *f);
 
-/* bus->sub_event: announce that `s` starts (`added`) or ends; with `s`
- * NULL, publish the events held back while a match was being routed. */
+/* bus->sub_event: announce that `s` starts (`added`) or ends. */
 void interest_sub_event(struct bus *b, const struct sub *s, bool added);
+
+/* Set up the handle that publishes events held back while routing (after
+ * bus_init()), and close it (with the bus's other handles). */
+void interest_init(struct bus *b);
+void interest_close(struct bus *b);
 
 #endif /* SOCKBUS_INTEREST_H */

@@ -189,7 +189,6 @@ __attribute__((always_inline)) static inline int router_route(struct bus *b, str
         body = conn_shared_new(f);
     }
     b->routing = true;
-    bool ended = false;
     for (size_t i = 0; i < b->match.len; i++) {
         struct sub *s = sub_of(b->match.items[i]);
         matched++;
@@ -199,13 +198,9 @@ __attribute__((always_inline)) static inline int router_route(struct bus *b, str
              * freeing it here cannot leave a dangling entry behind. */
             sidmap_remove(&s->peer->subs, s->sid);
             sub_free(b, s);
-            ended = true;
         }
     }
     b->routing = false;
-    if (ended && b->sub_event != NULL) {
-        b->sub_event(b, NULL, false); /* the events held back while routing */
-    }
     if (body != NULL && body->refs == 0) {
         conn_shared_release(body); /* every queue dropped it */
     }

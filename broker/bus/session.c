@@ -45,6 +45,7 @@ int session_init(struct bus *b, struct net *net, const struct broker_config *cfg
     deadline_list_init(&b->unwelcomed, net->loop, cfg->hello_timeout_ms, session_hello_expired,
                        NULL);
     flow_init(b);
+    interest_init(b);
     b->sub_event = interest_sub_event;
     return r;
 }
@@ -52,6 +53,7 @@ int session_init(struct bus *b, struct net *net, const struct broker_config *cfg
 void session_close(struct bus *b)
 {
     deadline_list_close(&b->unwelcomed);
+    interest_close(b);
 }
 
 void session_deinit(struct bus *b)

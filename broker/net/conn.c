@@ -300,22 +300,6 @@ static bool conn_may_go_on(struct conn *c)
            conn_pending(c) <= c->net->backlog_max;
 }
 
-/* A frame that cannot be parsed ends the connection: why, in one line. */
-static void conn_refuse_frame(struct conn *c, const uint8_t *p, int err)
-{
-    if (err == -EMSGSIZE) {
-        char text[96];
-        snprintf(text, sizeof(text), "frame of %u bytes exceeds max_frame (%u)", frame_get_u32(p),
-                 c->net->max_frame);
-        conn_end(c, FRAME_ERR_TOO_LARGE, text);
-        return;
-    }
-    conn_end(c, FRAME_ERR_PROTOCOL,
-             frame_get_u32(p) < FRAME_MIN_SIZE ? "frame size below 16"
-             : frame_op_known(p[4])            ? "frame lengths overrun the frame"
-                                               : "unknown op");
-}
-
 /*
  * Text mode: hand the complete lines in buf[0..len) to the layer above,
  * like conn_process() does frames (the same slice, the same holding). A
@@ -324,7 +308,8 @@ static void conn_refuse_frame(struct conn *c, const uint8_t *p, int err)
  * there. Each pass looks for the "\n" from the start of the partial line
  * again: at most max_frame bytes, a few times over.
  */
-static size_t conn_process_lines(struct conn *c, const uint8_t *buf, size_t len)
+__attribute__((noinline)) static size_t conn_process_lines(struct conn *c, const uint8_t *buf,
+                                                           size_t len)
 {
     struct net *n = c->net;
     size_t off = 0;
@@ -359,20 +344,40 @@ static size_t conn_process_lines(struct conn *c, const uint8_t *buf, size_t len)
     return off;
 }
 
-/* A frame that cannot be parsed: is it rather the first line of a
- * text-mode connection? Asked only on this error path, so binary frames
- * pay nothing for it. */
-static bool conn_text_starts(struct conn *c, const uint8_t *p, size_t len)
+/*
+ * A frame that cannot be parsed at buf[off..len): either the first line
+ * of a text-mode connection (four printable bytes, before any frame: the
+ * layer above decides, conn_ops.text_begin), whose lines are then handled
+ * here, or the end of the connection, with why in one line. Returns the
+ * bytes consumed. Out of line, and given buf, off and len as the loop of
+ * conn_process_frames() holds them anyway: that loop keeps its registers
+ * whatever text mode needs (buf + off and len - off kept across its call
+ * of frame_parse() cost 4 instructions a frame).
+ */
+__attribute__((noinline)) static size_t conn_refuse_frame(struct conn *c, const uint8_t *buf,
+                                                          size_t off, size_t len, int err)
 {
-    if (len < 4 || !frame_text_start(p) || c->net->ops->text_begin == NULL) {
-        return false;
-    }
-    c->text = true;
-    if (!c->net->ops->text_begin(c)) {
+    const uint8_t *p = buf + off;
+    len -= off;
+    if (err == -EMSGSIZE && len >= 4 && frame_text_start(p) && c->net->ops->text_begin != NULL) {
+        c->text = true;
+        if (c->net->ops->text_begin(c)) {
+            return conn_process_lines(c, p, len);
+        }
         c->text = false;
-        return false;
     }
-    return true;
+    if (err == -EMSGSIZE) {
+        char text[96];
+        snprintf(text, sizeof(text), "frame of %u bytes exceeds max_frame (%u)", frame_get_u32(p),
+                 c->net->max_frame);
+        conn_end(c, FRAME_ERR_TOO_LARGE, text);
+        return 0;
+    }
+    conn_end(c, FRAME_ERR_PROTOCOL,
+             frame_get_u32(p) < FRAME_MIN_SIZE ? "frame size below 16"
+             : frame_op_known(p[4])            ? "frame lengths overrun the frame"
+                                               : "unknown op");
+    return 0;
 }
 
 /*
@@ -380,11 +385,8 @@ static bool conn_text_starts(struct conn *c, const uint8_t *p, size_t len)
  * conn_may_go_on(). Returns the bytes consumed; sets `held` when whole
  * frames are left for later. Stops early when the connection ends.
  */
-static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
+static size_t conn_process_frames(struct conn *c, const uint8_t *buf, size_t len)
 {
-    if (c->text) {
-        return conn_process_lines(c, buf, len);
-    }
     struct net *n = c->net;
     size_t off = 0;
     c->held = false;
@@ -395,10 +397,7 @@ static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
             break;
         }
         if (r < 0) {
-            if (conn_text_starts(c, buf + off, len - off)) {
-                return off + conn_process_lines(c, buf + off, len - off);
-            }
-            conn_refuse_frame(c, buf + off, r);
+            off += conn_refuse_frame(c, buf, off, len, r);
             break;
         }
         if (!conn_may_go_on(c)) {
@@ -411,6 +410,13 @@ static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
         off += f.size;
     }
     return off;
+}
+
+/* The frames, or the lines of a text-mode connection, in buf[0..len):
+ * one test per read. */
+static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
+{
+    return c->text ? conn_process_lines(c, buf, len) : conn_process_frames(c, buf, len);
 }
 
 /*
