@@ -143,6 +143,17 @@ static int text_do(struct peer *p, uint8_t op, uint32_t sid, const void *subject
                    size_t subject_len, const void *reply, size_t reply_len, const void *payload,
                    size_t payload_len)
 {
+    /* max_frame bounds what the broker sends too: a line of max_frame
+     * bytes makes a frame a few bytes longer than its text. */
+    size_t size = frame_encoded_size(text_cut(subject_len), text_cut(reply_len), 0, payload_len);
+    if (size > p->bus->cfg->max_frame) {
+        conn_queue_err(&p->conn, FRAME_ERR_LIMIT, subject, text_cut(subject_len),
+                       "cannot publish on '%.*s': as a frame the message takes %zu bytes, over "
+                       "max_frame (%u); send less",
+                       (int)text_cut(subject_len), (const char *)subject, size,
+                       (unsigned)p->bus->cfg->max_frame);
+        return -EMSGSIZE;
+    }
     struct frame f;
     uint8_t *buf =
         text_frame(op, sid, subject, subject_len, reply, reply_len, payload, payload_len, &f);

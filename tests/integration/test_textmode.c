@@ -429,23 +429,32 @@ Test(textmode, limits_apply)
     tool_send(t, "SUB a\nSUB b\nSUB c\n");
     expect(t, "+OK 1\r\n+OK 2\r\n");
     expect(t, "-ERR 5 cannot subscribe to 'c': max_subscriptions (2) reached\r\n");
-    /* A line of exactly max_frame bytes, "\n" included, is taken... */
+    /* A line of exactly max_frame bytes, "\n" included, is taken, but its
+     * PUB as a frame would be 10 bytes over max_frame, which bounds what
+     * the broker sends too: refused, and the session goes on. */
     char line[4097];
     memcpy(line, "PUB a ", 6);
     memset(line + 6, 'x', 4095 - 6);
     line[4095] = '\n';
     line[4096] = '\0';
     tool_send(t, line);
-    expect(t, "+OK\r\n");
-    expect_line(t, "MSG a 1 4089");
-    char body[4090];
-    memset(body, 'x', 4089);
-    memcpy(body + 4089, "\r", 1);
-    expect_bytes(t, body, 4090);
-    expect(t, "\n");
-    /* ... one byte more is not, and ends the connection. */
-    line[4095] = 'x';
+    expect(t, "-ERR 5 cannot publish on 'a': as a frame the message takes 4106 bytes, over "
+              "max_frame (4096); send less\r\n");
+    /* Ten bytes less is a frame of max_frame exactly: delivered. */
+    memcpy(line + 4085, "\n", 2);
     tool_send(t, line);
+    expect(t, "+OK\r\n");
+    expect_line(t, "MSG a 1 4079");
+    char body[4080];
+    memset(body, 'x', 4079);
+    memcpy(body + 4079, "\r", 1);
+    expect_bytes(t, body, 4080);
+    expect(t, "\n");
+    /* One byte more than max_frame without a "\n" ends the connection. */
+    memset(line + 6, 'x', 4096 - 6);
+    line[4096] = '\0';
+    tool_send(t, line);
+    tool_send(t, "x");
     expect(t, "-ERR 2 line of more than max_frame (4096) bytes\r\n");
     expect_closed(t);
     tool_end(t);
