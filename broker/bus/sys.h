@@ -27,9 +27,11 @@ enum sys_error {
 /* A $SYS.CLIENTS page holds this many clients unless the request asks for
  * fewer or more, and never more than SYS_CLIENTS_LIMIT_MAX. A client
  * object is at most about 570 bytes (a 128-byte name whose every byte JSON
- * escapes, and every counter at its largest), so a full page stays below
- * about 143 KB, far below the default max_frame; a page that would still
- * exceed max_frame is cut shorter (docs/protocol.md, $SYS). */
+ * escapes, and every counter at its largest) besides its "subs" (at most
+ * SYS_CLIENT_SUBS_BYTES, and max_frame / 8), so a page of 250 clients
+ * without subscriptions stays below about 143 KB; a page that would
+ * exceed max_frame is cut shorter (docs/protocol.md, $SYS), and one
+ * object always fits. */
 #define SYS_CLIENTS_LIMIT_DEFAULT 100u
 #define SYS_CLIENTS_LIMIT_MAX     250u
 
