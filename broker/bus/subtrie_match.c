@@ -195,6 +195,45 @@ int subtrie_match(struct subtrie *t, const char *subject, size_t subject_len,
     return subtrie_match_filter(t, subject, subject_len, NULL, NULL, res);
 }
 
+/* What node n contributes to a match, without taking a turn: its plain
+ * subscriptions and one per queue group, counted up to `max`. */
+static size_t node_interest(const struct subtrie_node *n, size_t max)
+{
+    const struct node_extra *x = n->x;
+    if (x == NULL) {
+        return 0;
+    }
+    size_t count = ctab_count(&x->groups);
+    const struct subtrie_sub *first = x->plain;
+    if (first != NULL) {
+        const struct subtrie_sub *s = first;
+        do {
+            count++;
+            s = s->next;
+        } while (s != first && count < max);
+    }
+    return count;
+}
+
+int subtrie_interest(struct subtrie *t, const char *subject, size_t subject_len, size_t max,
+                     size_t *count)
+{
+    if (subject == NULL || !sb_subject_valid(subject, subject_len)) {
+        return -EINVAL;
+    }
+    t->walk.len = 0;
+    int err = match_below(t->root, subject, subject_len, true, &t->walk);
+    if (err < 0) {
+        return err;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < t->walk.len && n < max; i++) {
+        n += node_interest(t->walk.v[i], max - n);
+    }
+    *count = n < max ? n : max;
+    return 0;
+}
+
 void subtrie_result_deinit(struct subtrie_result *res)
 {
     if (res == NULL) {
