@@ -69,6 +69,10 @@ static void usage(FILE *out)
             "                             at least --max-frame)\n"
             "      --max-retained-bytes BYTES  memory the retained values may take\n"
             "                             (default %u)\n"
+            "      --max-fds-per-msg N    file descriptors one message may carry (default\n"
+            "                             %u, at most 253)\n"
+            "      --max-fds N            file descriptors held for messages in flight\n"
+            "                             (default %u)\n"
             "  -v, --verbose              log connects, disconnects and client errors\n"
             "  -q, --quiet                log nothing\n"
             "  -h, --help                 show this help\n"
@@ -79,7 +83,8 @@ static void usage(FILE *out)
             "\n"
             "Config file keys: socket, tcp, mode, group, max_frame, max_connections,\n"
             "max_unwelcomed, hello_timeout_ms, max_subscriptions, max_subscription_bytes,\n"
-            "max_pending, max_retained_bytes, log (quiet, normal or verbose) and acl, e.g.\n"
+            "max_pending, max_retained_bytes, max_fds_per_msg, max_fds, log (quiet, normal\n"
+            "or verbose) and acl, e.g.\n"
             "  {\"mode\": \"0660\", \"group\": \"sockbus\", \"max_connections\": 1024,\n"
             "   \"acl\": [{\"user\": \"alice\", \"publish\": [\"sensors.>\", \"_INBOX.>\"],\n"
             "             \"subscribe\": [\"cmd.*\"]},\n"
@@ -92,7 +97,8 @@ static void usage(FILE *out)
             BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_CONNECTIONS_DEFAULT,
             BROKER_MAX_UNWELCOMED_MIN_DEFAULT, BROKER_HELLO_TIMEOUT_MS_DEFAULT,
             BROKER_MAX_SUBSCRIPTIONS_DEFAULT, BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT,
-            BROKER_MAX_PENDING_DEFAULT, BROKER_MAX_RETAINED_BYTES_DEFAULT);
+            BROKER_MAX_PENDING_DEFAULT, BROKER_MAX_RETAINED_BYTES_DEFAULT,
+            BROKER_MAX_FDS_PER_MSG_DEFAULT, BROKER_MAX_FDS_DEFAULT);
 }
 
 /* Parse an unsigned number in [min, max]; 0x and 0 prefixes are allowed. */
@@ -135,6 +141,8 @@ static const struct option long_options[] = {
     {"max-subscription-bytes", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_SUBSCRIPTION_BYTES},
     {"max-pending", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_PENDING},
     {"max-retained-bytes", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_RETAINED_BYTES},
+    {"max-fds-per-msg", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_FDS_PER_MSG},
+    {"max-fds", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_FDS},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},

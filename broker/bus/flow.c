@@ -41,3 +41,26 @@ bool flow_queue_msg(struct bus *b, struct peer *p, uint32_t sid, uint8_t flags,
     b->stats.bytes_out += pub->size;
     return true;
 }
+
+bool flow_queue_msg_meta(struct bus *b, struct peer *p, uint32_t sid, uint8_t flags,
+                         const struct frame *pub, const uint8_t *meta, struct conn_fds *set)
+{
+    struct conn *c = &p->conn;
+    if (!conn_takes_output(c)) {
+        return false;
+    }
+    size_t size = (size_t)pub->size + FRAME_META_SIZE;
+    schedule_charge(&b->net->schedule, size);
+    if ((set != NULL && !c->transport->fds) || conn_pending(c) + size > b->cfg->max_pending ||
+        conn_queue_msg_meta(c, sid, flags, pub, meta, set) < 0) {
+        p->dropped++;
+        b->stats.dropped++;
+        conn_note_dropped(c);
+        return false;
+    }
+    p->msgs_out++;
+    p->bytes_out += size;
+    b->stats.msgs_out++;
+    b->stats.bytes_out += size;
+    return true;
+}

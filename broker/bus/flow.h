@@ -29,6 +29,7 @@
 #include <stdint.h>
 
 struct bus;
+struct conn_fds;
 struct conn_shared;
 struct frame;
 struct peer;
@@ -44,5 +45,14 @@ void flow_init(struct bus *b);
  */
 bool flow_queue_msg(struct bus *b, struct peer *p, uint32_t sid, uint8_t flags,
                     const struct frame *pub, struct conn_shared *body);
+
+/*
+ * flow_queue_msg() for a MSG with the meta block (`meta`, encoded) and,
+ * when `set` is given, the message's descriptors. A peer whose transport
+ * cannot take descriptors does not receive such a message: it is counted
+ * as dropped for it (docs/protocol.md, "File descriptors").
+ */
+bool flow_queue_msg_meta(struct bus *b, struct peer *p, uint32_t sid, uint8_t flags,
+                         const struct frame *pub, const uint8_t *meta, struct conn_fds *set);
 
 #endif /* SOCKBUS_FLOW_H */

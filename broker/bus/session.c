@@ -43,6 +43,9 @@ int session_init(struct bus *b, struct net *net, const struct broker_config *cfg
     deadline_list_init(&b->unwelcomed, net->loop, cfg->hello_timeout_ms, session_hello_expired,
                        NULL);
     flow_init(b);
+    /* A sender may have the next frame's descriptors in flight before its
+     * current frame is complete: twice what one frame may claim. */
+    net->fdq_max = 2 * cfg->max_fds_per_msg;
     return r;
 }
 

@@ -11,7 +11,8 @@
  * with '_' for '-': "socket", "tcp", "mode", "group", "max_frame",
  * "max_connections", "max_unwelcomed", "hello_timeout_ms",
  * "max_subscriptions", "max_subscription_bytes", "max_pending",
- * "max_retained_bytes", "log", and "acl" (acl_config.h). A flag given on
+ * "max_retained_bytes", "max_fds_per_msg", "max_fds", "log", and "acl"
+ * (acl_config.h). A flag given on
  * the command line wins over the same setting in the file.
  */
 #ifndef SOCKBUS_CONFIG_H
@@ -27,6 +28,8 @@
 #define BROKER_MAX_PENDING_DEFAULT        (8u * 1024u * 1024u)
 #define BROKER_MAX_RETAINED_BYTES_DEFAULT (64u * 1024u * 1024u)
 #define BROKER_HELLO_TIMEOUT_MS_DEFAULT   5000u
+#define BROKER_MAX_FDS_PER_MSG_DEFAULT    16u
+#define BROKER_MAX_FDS_DEFAULT            4096u
 
 /* max_unwelcomed is max_connections / 4 unless set, but not below this:
  * a broker with a handful of connections must still take a few clients
@@ -62,6 +65,8 @@ struct broker_config {
     uint64_t max_subscription_bytes; /* per connection */
     uint64_t max_pending;
     uint64_t max_retained_bytes;
+    uint32_t max_fds_per_msg; /* descriptors one PUB may carry (at most 253) */
+    uint32_t max_fds;         /* descriptors held for messages in flight */
     /* Access control from the config file's "acl" section; NULL: none,
      * everything is allowed to whoever can open the socket. Owned by
      * whoever loaded it (main.c), and must outlive the broker. */
@@ -85,6 +90,8 @@ enum config_limit_id {
     CONFIG_MAX_SUBSCRIPTION_BYTES,
     CONFIG_MAX_PENDING,
     CONFIG_MAX_RETAINED_BYTES,
+    CONFIG_MAX_FDS_PER_MSG,
+    CONFIG_MAX_FDS,
     CONFIG_LIMITS
 };
 

@@ -130,3 +130,20 @@ size_t frame_encode(uint8_t *out, uint8_t op, uint8_t flags, uint32_t sid, const
     put_bytes(p, payload, payload_len);
     return size;
 }
+
+int frame_meta_parse(const struct frame *f, struct frame_meta *m)
+{
+    if (f->op != FRAME_OP_MSG || !(f->flags & FRAME_MSG_META) || f->payload_len < FRAME_META_SIZE) {
+        return -EPROTO;
+    }
+    const uint8_t *p = f->payload; /* the block comes first in what frame_parse() calls payload */
+    *m = (struct frame_meta){
+        .client_id = frame_get_u64(p),
+        .pid = frame_get_u32(p + 8),
+        .uid = frame_get_u32(p + 12),
+        .gid = frame_get_u32(p + 16),
+        .transport = p[20],
+        .nfds = frame_get_u16(p + 22),
+    };
+    return 0;
+}
