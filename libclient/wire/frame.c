@@ -136,14 +136,7 @@ int frame_meta_parse(const struct frame *f, struct frame_meta *m)
     if (f->op != FRAME_OP_MSG || !(f->flags & FRAME_MSG_META) || f->payload_len < FRAME_META_SIZE) {
         return -EPROTO;
     }
-    const uint8_t *p = f->payload; /* the block comes first in what frame_parse() calls payload */
-    *m = (struct frame_meta){
-        .client_id = frame_get_u64(p),
-        .pid = frame_get_u32(p + 8),
-        .uid = frame_get_u32(p + 12),
-        .gid = frame_get_u32(p + 16),
-        .transport = p[20],
-        .nfds = frame_get_u16(p + 22),
-    };
+    /* The block comes first in what frame_parse() calls the payload. */
+    frame_meta_decode(f->payload, m);
     return 0;
 }

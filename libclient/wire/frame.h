@@ -241,6 +241,19 @@ static inline void frame_meta_encode(uint8_t *out, const struct frame_meta *m)
     frame_put_u16(out + 22, m->nfds);
 }
 
+/* Read the meta block at p[0..FRAME_META_SIZE). */
+static inline void frame_meta_decode(const uint8_t *p, struct frame_meta *m)
+{
+    *m = (struct frame_meta){
+        .client_id = frame_get_u64(p),
+        .pid = frame_get_u32(p + 8),
+        .uid = frame_get_u32(p + 12),
+        .gid = frame_get_u32(p + 16),
+        .transport = p[20],
+        .nfds = frame_get_u16(p + 22),
+    };
+}
+
 /*
  * Read the meta block of the MSG `f` (flag FRAME_MSG_META): the
  * FRAME_META_SIZE bytes after its headers. Returns 0 with *m written, or
