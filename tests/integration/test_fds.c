@@ -24,6 +24,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static struct harness_broker broker;
@@ -300,8 +301,8 @@ static void expect_pub_refused(int fd, uint8_t flags, uint32_t count, size_t nfd
                                bool fatal, const char *needle)
 {
     uint8_t frame[64];
-    size_t len = frame_encode(frame, FRAME_OP_PUB, flags, count, "fd.bad", 6, NULL, 0, NULL, 0,
-                              "x", 1);
+    size_t len =
+        frame_encode(frame, FRAME_OP_PUB, flags, count, "fd.bad", 6, NULL, 0, NULL, 0, "x", 1);
     int fds[FRAME_FDS_MAX];
     for (size_t i = 0; i < nfds; i++) {
         fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -337,8 +338,8 @@ static int raw_tcp(void)
     cr_assert_eq(connect(fd, (struct sockaddr *)&in, sizeof(in)), 0);
     static const char json[] = "{\"protocol\":1}";
     uint8_t frame[64];
-    size_t n =
-        frame_encode(frame, FRAME_OP_HELLO, 0, 0, NULL, 0, NULL, 0, NULL, 0, json, sizeof(json) - 1);
+    size_t n = frame_encode(frame, FRAME_OP_HELLO, 0, 0, NULL, 0, NULL, 0, NULL, 0, json,
+                            sizeof(json) - 1);
     harness_write(fd, frame, n);
     uint8_t hdr[16];
     uint8_t body[512];
@@ -399,8 +400,8 @@ Test(fds, every_fatal_case_ends_the_connection)
         many[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
     uint8_t frame[64];
-    size_t len = frame_encode(frame, FRAME_OP_PUB, FRAME_PUB_FDS, 4, "fd.ok", 5, NULL, 0, NULL, 0,
-                              "y", 1);
+    size_t len =
+        frame_encode(frame, FRAME_OP_PUB, FRAME_PUB_FDS, 4, "fd.ok", 5, NULL, 0, NULL, 0, "y", 1);
     raw_send(fd, frame, len, many, 8);
     for (int i = 0; i < 8; i++) {
         close(many[i]);
@@ -557,5 +558,105 @@ Test(fds, nothing_leaks_after_ten_thousand_messages)
     close(p[1]);
     cr_assert_eq(wait_fds(broker.pid, broker_base), broker_base, "the broker keeps descriptors");
     cr_assert_eq(count_fds(getpid()), our_base, "the clients keep descriptors");
+    harness_stop(&broker);
+}
+
+/* ---- the command line ---------------------------------------------------- */
+
+Test(fds, pub_attach_passes_descriptors)
+{
+    start(NULL);
+    sb_client *sub = harness_client(&broker, "sub", true);
+    subscribe(sub, "fd.cli", 0);
+    char path[160];
+    snprintf(path, sizeof(path), "%s/attached", broker.dir);
+    FILE *f = fopen(path, "w");
+    cr_assert(f != NULL);
+    fputs("contents", f);
+    fclose(f);
+    const char *const argv[] = {"sockbus",  "pub",       "-s",     broker.socket, "--attach", path,
+                                "--attach", "/dev/null", "fd.cli", "hello",       NULL};
+    char *out = NULL;
+    size_t out_len = 0;
+    char err[512];
+    int status = harness_cli(argv, NULL, 0, &out, &out_len, err, sizeof(err), HARNESS_IO_MS);
+    cr_assert_eq(status, 0, "%s", err);
+    free(out);
+    sb_msg m = harness_expect_msg(sub);
+    cr_assert_eq(m.payload_len, 5);
+    const int *fds;
+    cr_assert_eq(sb_msg_fds(sub, &m, &fds), 2);
+    char buf[16] = "";
+    cr_assert_eq(pread(fds[0], buf, sizeof(buf) - 1, 0), 8);
+    cr_assert_str_eq(buf, "contents");
+    /* Over TCP: one clear line, exit 1. */
+    const char *const tcp[] = {"sockbus", "pub",    "-s", broker.tcp, "--attach",
+                               path,      "fd.cli", "x",  NULL};
+    status = harness_cli(tcp, NULL, 0, &out, &out_len, err, sizeof(err), HARNESS_IO_MS);
+    cr_assert_eq(status, 1);
+    cr_assert(strstr(err, "Unix socket") != NULL && strchr(err, '\n') == err + strlen(err) - 1,
+              "%s", err);
+    free(out);
+    /* With --retain: a usage error. */
+    const char *const ret[] = {"sockbus",  "pub", "-s",     broker.socket, "--retain",
+                               "--attach", path,  "fd.cli", "x",           NULL};
+    status = harness_cli(ret, NULL, 0, &out, &out_len, err, sizeof(err), HARNESS_IO_MS);
+    cr_assert_eq(status, 2, "%s", err);
+    free(out);
+    sb_close(sub);
+    harness_stop(&broker);
+}
+
+/* Run `sockbus sub -n 1 ARGS... fd.show` while publishing a message with a
+ * memfd until it has one; returns what it printed (malloc'd). */
+static char *sub_output(const char *mode, sb_client *pub)
+{
+    const char *const argv[] = {"sockbus", "sub",      "-s", broker.socket, "-n",
+                                "1",       "--sender", mode, "fd.show",     NULL};
+    int out_fd;
+    pid_t pid = harness_cli_spawn(argv, &out_fd);
+    cr_assert(pid > 0);
+    int mfd = memfd_create("cli-test", MFD_CLOEXEC);
+    cr_assert_eq(write(mfd, "12345", 5), 5);
+    /* Until it has subscribed and taken one (bounded): publish again. */
+    int status = -1;
+    for (int i = 0; i < 200; i++) {
+        cr_assert_eq(publish_fds(pub, "fd.show", "hi", 2, &mfd, 1), 0);
+        cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+        usleep(50000);
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            break;
+        }
+        status = -1;
+    }
+    cr_assert(status >= 0 && WIFEXITED(status) && WEXITSTATUS(status) == 0, "status %d", status);
+    close(mfd);
+    static char buf[4096];
+    ssize_t n = read(out_fd, buf, sizeof(buf) - 1);
+    close(out_fd);
+    cr_assert(n > 0);
+    buf[n] = '\0';
+    return buf;
+}
+
+Test(fds, sub_shows_the_sender_and_the_descriptors)
+{
+    start(NULL);
+    sb_client *pub = harness_client(&broker, "pub", true);
+    char want[256];
+    const char *out = sub_output("-v", pub);
+    snprintf(want, sizeof(want),
+             "fd.show (pid %ld uid %lu gid %lu) <file /memfd:cli-test (deleted) 5 bytes> hi\n",
+             (long)getpid(), (unsigned long)getuid(), (unsigned long)getgid());
+    cr_assert_str_eq(out, want);
+    out = sub_output("--json", pub);
+    snprintf(want, sizeof(want),
+             "{\"subject\":\"fd.show\",\"payload\":\"hi\",\"sender\":{\"client_id\":%llu,"
+             "\"transport\":\"unix\",\"pid\":%ld,\"uid\":%lu,\"gid\":%lu},\"fds\":[{\"type\":"
+             "\"file\",\"target\":\"/memfd:cli-test (deleted)\",\"size\":5}]}\n",
+             (unsigned long long)sb_client_id(pub), (long)getpid(), (unsigned long)getuid(),
+             (unsigned long)getgid());
+    cr_assert_str_eq(out, want);
+    sb_close(pub);
     harness_stop(&broker);
 }

@@ -50,7 +50,10 @@ Test(sender, unix_publisher_is_named_by_the_kernel)
     sb_client *pub = harness_client(&broker, "pub", true);
     subscribe(with, "who.x", SB_SUB_SENDER);
     subscribe(without, "who.x", 0);
-    sb_pub p = {.subject = "who.x", .headers = "h:1", .headers_len = 3, .payload = "hello",
+    sb_pub p = {.subject = "who.x",
+                .headers = "h:1",
+                .headers_len = 3,
+                .payload = "hello",
                 .payload_len = 5};
     cr_assert_eq(sb_publish_ex(pub, &p), 0);
     cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
@@ -130,7 +133,8 @@ Test(sender, the_brokers_own_messages_carry_the_broker)
     sb_client *other = harness_client(&broker, "other", true);
     sb_msg m = harness_expect_msg(sub);
     cr_assert_str_eq(m.subject, "$SYS.EVENT.CONNECT");
-    cr_assert(m.payload_len > 0 && ((const char *)m.payload)[0] == '{', "the JSON follows the block");
+    cr_assert(m.payload_len > 0 && ((const char *)m.payload)[0] == '{',
+              "the JSON follows the block");
     expect_broker(&m);
     /* An answer to $SYS.STATS. */
     cr_assert_eq(sb_publish(sub, "$SYS.STATS", "answer.stats", NULL, 0), 0);

@@ -510,7 +510,13 @@ int cli_confirm(const char *cmd, sb_client *client, int wait_ms, const cli_deadl
 int cli_subscribe(const char *cmd, sb_client *client, const char *pattern, const char *queue,
                   int wait_ms, const cli_deadline *deadline)
 {
-    int r = sb_subscribe(client, pattern, queue, NULL);
+    return cli_subscribe_ex(cmd, client, pattern, queue, 0, wait_ms, deadline);
+}
+
+int cli_subscribe_ex(const char *cmd, sb_client *client, const char *pattern, const char *queue,
+                     uint32_t flags, int wait_ms, const cli_deadline *deadline)
+{
+    int r = sb_subscribe_ex(client, pattern, queue, flags, NULL);
 
     if (r < 0) {
         return cli_connection_error(cmd, client, "subscribing", r);

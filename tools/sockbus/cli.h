@@ -203,6 +203,10 @@ int cli_confirm(const char *cmd, sb_client *client, int wait_ms, const cli_deadl
 int cli_subscribe(const char *cmd, sb_client *client, const char *pattern, const char *queue,
                   int wait_ms, const cli_deadline *deadline);
 
+/* cli_subscribe() with SUB flags (SB_SUB_SENDER, ...). */
+int cli_subscribe_ex(const char *cmd, sb_client *client, const char *pattern, const char *queue,
+                     uint32_t flags, int wait_ms, const cli_deadline *deadline);
+
 /*
  * Read all of stdin, reading at most one byte more than `limit` so that
  * input that can never fit is refused without holding all of it. Returns

@@ -16,6 +16,7 @@
  * it received.
  */
 #include "cli.h"
+#include "cli_fds.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -33,6 +34,7 @@
 enum {
     OPT_JSON = 256,
     OPT_RAW,
+    OPT_SENDER,
 };
 
 /* "+": options end at the first operand (see cli_check_operands());
@@ -47,6 +49,7 @@ static const struct option sub_options[] = {
     {"verbose", no_argument, NULL, 'v'},
     {"json", no_argument, NULL, OPT_JSON},
     {"raw", no_argument, NULL, OPT_RAW},
+    {"sender", no_argument, NULL, OPT_SENDER},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -64,6 +67,7 @@ typedef struct sub_args {
     int64_t timeout_ms;   /* 0: no limit */
     const char *queue;    /* NULL: no queue group */
     sub_format format;
+    bool sender; /* --sender: who sent each message */
     char **patterns;
     int pattern_count;
 } sub_args;
@@ -107,7 +111,13 @@ static void sub_usage(FILE *out)
                  "                         present), \"payload\" (UTF-8 text) or\n"
                  "                         \"payload_base64\", \"retained\": true (when flagged)\n"
                  "      --raw              payload bytes only, nothing added\n"
+                 "      --sender           learn who sent each message, as the kernel says:\n"
+                 "                         with -v \"SUBJECT (pid P uid U gid G) PAYLOAD\",\n"
+                 "                         with --json a \"sender\" object\n"
                  "  -h, --help             show this help and exit\n"
+                 "\n"
+                 "With -v and --json, file descriptors that came with a message are shown\n"
+                 "too: their type and what they refer to (/proc/self/fd/N).\n"
                  "\n"
                  "Without an option, each payload is printed on its own line. Output is\n"
                  "buffered and written whenever no message is waiting. Messages the broker\n"
@@ -163,6 +173,9 @@ static int sub_parse(int argc, char **argv, sub_args *args)
         case OPT_RAW:
             r = sub_set_format(args, SUB_FORMAT_RAW, &format_opt, "--raw");
             break;
+        case OPT_SENDER:
+            args->sender = true;
+            break;
         case 'h':
             sub_usage(stdout);
             return -1;
@@ -204,9 +217,9 @@ static int sub_parse(int argc, char **argv, sub_args *args)
 static int sub_subscribe(sub_state *st, const sub_args *args)
 {
     for (int i = 0; i < args->pattern_count; i++) {
-        int r = cli_subscribe(CMD, st->client, args->patterns[i], args->queue,
-                              cli_deadline_wait_ms(&st->deadline, CLI_TIMEOUT_DEFAULT_MS),
-                              &st->deadline);
+        int r = cli_subscribe_ex(
+            CMD, st->client, args->patterns[i], args->queue, args->sender ? SB_SUB_SENDER : 0,
+            cli_deadline_wait_ms(&st->deadline, CLI_TIMEOUT_DEFAULT_MS), &st->deadline);
         if (r != 0) {
             return r;
         }
@@ -214,7 +227,7 @@ static int sub_subscribe(sub_state *st, const sub_args *args)
     return 0;
 }
 
-static void sub_print(const sub_args *args, const sb_msg *m)
+static void sub_print(const sub_args *args, const sb_client *c, const sb_msg *m)
 {
     FILE *out = stdout;
 
@@ -225,6 +238,9 @@ static void sub_print(const sub_args *args, const sb_msg *m)
         break;
     case SUB_FORMAT_VERBOSE:
         fwrite_unlocked(m->subject, 1, m->subject_len, out);
+        if (m->flags & SB_MSG_META) {
+            cli_print_meta_text(out, c, m, args->sender);
+        }
         putc_unlocked(' ', out);
         fwrite_unlocked(m->payload, 1, m->payload_len, out);
         putc_unlocked('\n', out);
@@ -246,6 +262,9 @@ static void sub_print(const sub_args *args, const sb_msg *m)
         }
         if (m->flags & SB_MSG_RETAINED) {
             fputs_unlocked(",\"retained\":true", out);
+        }
+        if (m->flags & SB_MSG_META) {
+            cli_print_meta_json(out, c, m, args->sender);
         }
         fputs_unlocked("}\n", out);
         break;
@@ -386,7 +405,7 @@ static int sub_loop(sub_state *st, const sub_args *args)
             return sub_finish(st, CLI_EXIT_TIMEOUT);
         }
 
-        sub_print(args, &m);
+        sub_print(args, st->client, &m);
         if (ferror_unlocked(stdout)) {
             return sub_finish(st, CLI_EXIT_FAILURE);
         }
