@@ -302,7 +302,8 @@ static uint64_t client_fds(const struct broker_config *cfg)
 static void raise_nofile_limit(const struct broker_config *cfg)
 {
     struct rlimit rl;
-    rlim_t need = (rlim_t)client_fds(cfg) + NOFILE_MARGIN;
+    /* And the descriptors held for messages in flight (max_fds). */
+    rlim_t need = (rlim_t)client_fds(cfg) + cfg->max_fds + NOFILE_MARGIN;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) {
         return;
     }
