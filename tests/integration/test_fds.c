@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
@@ -658,5 +659,61 @@ Test(fds, sub_shows_the_sender_and_the_descriptors)
              (unsigned long)getgid());
     cr_assert_str_eq(out, want);
     sb_close(pub);
+    harness_stop(&broker);
+}
+
+Test(fds, a_broker_out_of_descriptors_loses_none)
+{
+    /* The broker's soft RLIMIT_NOFILE lowered to what it uses plus 2: of
+     * 8 descriptors sent, the kernel installs 2 and drops the rest
+     * (MSG_CTRUNC). The sender's connection ends with ERR 5, the 2 are
+     * closed, and the broker goes on serving. */
+    start(NULL);
+    sb_client *sub = harness_client(&broker, "sub", true);
+    subscribe(sub, "fd.ctrunc", 0);
+    int fd = harness_raw(&broker, true);
+    int base = count_fds(broker.pid);
+    struct rlimit old;
+    cr_assert_eq(prlimit(broker.pid, RLIMIT_NOFILE, NULL, &old), 0);
+    struct rlimit low = {.rlim_cur = (rlim_t)base + 2, .rlim_max = old.rlim_max};
+    cr_assert_eq(prlimit(broker.pid, RLIMIT_NOFILE, &low, NULL), 0);
+    int fds[8];
+    for (int i = 0; i < 8; i++) {
+        fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    }
+    uint8_t frame[64];
+    size_t len = frame_encode(frame, FRAME_OP_PUB, FRAME_PUB_FDS, 8, "fd.ctrunc", 9, NULL, 0,
+                              NULL, 0, "x", 1);
+    raw_send(fd, frame, len, fds, 8);
+    for (int i = 0; i < 8; i++) {
+        close(fds[i]);
+    }
+    uint8_t hdr[16];
+    uint8_t body[512];
+    long size;
+    do {
+        size = harness_read_frame(fd, hdr, body, sizeof(body) - 1, HARNESS_IO_MS);
+        cr_assert(size > 0, "no ERR for descriptors the broker could not take");
+    } while (hdr[4] != FRAME_OP_ERR);
+    cr_assert_eq(frame_get_u32(hdr + 12), FRAME_ERR_LIMIT);
+    body[size - 16] = '\0';
+    cr_assert(strstr((char *)body, "lost") != NULL, "%s", (char *)body);
+    cr_assert(harness_wait_eof(fd, HARNESS_IO_MS));
+    close(fd);
+    cr_assert_eq(prlimit(broker.pid, RLIMIT_NOFILE, &old, NULL), 0);
+    cr_assert_eq(wait_fds(broker.pid, base - 1), base - 1, "the raw client's socket and no more");
+    harness_expect_none(sub);
+    /* Still serving, descriptors and all. */
+    sb_client *pub = harness_client(&broker, "pub", true);
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    cr_assert_eq(publish_fds(pub, "fd.ctrunc", "ok", 2, p, 2), 0);
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    sb_msg m = harness_expect_msg(sub);
+    cr_assert_eq(sb_msg_fds(sub, &m, NULL), 2);
+    close(p[0]);
+    close(p[1]);
+    sb_close(pub);
+    sb_close(sub);
     harness_stop(&broker);
 }
