@@ -214,3 +214,55 @@ Test(sender, a_client_cannot_say_who_it_is)
     sb_close(sub);
     harness_stop(&broker);
 }
+
+Test(sender, reply_sender_tells_the_command_who_asked)
+{
+    const char *const argv[] = {"sockbus",
+                                "reply",
+                                "-s",
+                                broker.socket,
+                                "--sender",
+                                "-n",
+                                "2",
+                                "svc.who",
+                                "--",
+                                "sh",
+                                "-c",
+                                "echo \"uid=$SOCKBUS_SENDER_UID pid=$SOCKBUS_SENDER_PID "
+                                "client=$SOCKBUS_SENDER_CLIENT_ID\"",
+                                NULL};
+    int out_fd;
+    /* A value in the responder's own environment never reaches COMMAND. */
+    setenv("SOCKBUS_SENDER_UID", "4242", 1);
+    pid_t pid = harness_cli_spawn(argv, &out_fd);
+    unsetenv("SOCKBUS_SENDER_UID");
+    cr_assert(pid > 0);
+    sb_client *c = harness_client(&broker, "asker", true);
+    /* No responder until it has subscribed: ask again (bounded). */
+    sb_msg reply;
+    int r = SB_E_NO_RESPONDERS;
+    for (int i = 0; i < 200 && r == SB_E_NO_RESPONDERS; i++) {
+        r = sb_request(c, "svc.who", "?", 1, &reply, HARNESS_IO_MS);
+        if (r == SB_E_NO_RESPONDERS) {
+            usleep(20000);
+        }
+    }
+    cr_assert_eq(r, 0, "%s", sb_strerror(r));
+    char want[128];
+    snprintf(want, sizeof(want), "uid=%lu pid=%ld client=%llu\n", (unsigned long)getuid(),
+             (long)getpid(), (unsigned long long)sb_client_id(c));
+    cr_assert(reply.payload_len == strlen(want) && memcmp(reply.payload, want, strlen(want)) == 0,
+              "'%.*s'", (int)reply.payload_len, (const char *)reply.payload);
+    /* Over TCP: nothing to tell. */
+    sb_client *t = tcp_client("tcp-asker");
+    r = sb_request(t, "svc.who", "?", 1, &reply, HARNESS_IO_MS);
+    cr_assert_eq(r, 0, "%s", sb_strerror(r));
+    const char *none = "uid= pid= client=\n";
+    cr_assert(reply.payload_len == strlen(none) && memcmp(reply.payload, none, strlen(none)) == 0,
+              "'%.*s'", (int)reply.payload_len, (const char *)reply.payload);
+    cr_assert_eq(harness_wait_pid(pid, HARNESS_IO_MS), 0);
+    close(out_fd);
+    sb_close(t);
+    sb_close(c);
+    harness_stop(&broker);
+}
