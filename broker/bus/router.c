@@ -241,7 +241,7 @@ router_route(struct bus *b, struct peer *origin, const struct frame *f, struct c
     for (size_t i = 0; i < b->match.len; i++) {
         struct sub *s = sub_of(b->match.items[i]);
         matched++;
-        if (s->flags == 0 && set == NULL) {
+        if (!(s->flags & FRAME_SUB_SENDER) && set == NULL) {
             flow_queue_msg(b, s->peer, s->sid, 0, f, body);
         } else {
             router_queue_meta(b, origin, s, f, set, meta, &have_meta);
