@@ -243,7 +243,7 @@ static void on_write(struct conn *c)
     conn_maybe_resume(c);
 }
 
-/* Write what is queued: one attempt now, the rest through uv_write(). */
+/* Write what is queued: one attempt now, the rest once the socket is writable. */
 static void conn_flush(struct conn *c)
 {
     if (c->closing) {

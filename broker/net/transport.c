@@ -17,10 +17,18 @@
  * writev(), which cannot pass any; its IPC pipe passes one descriptor per
  * write, as a handle to accept. So the Unix transport needs its own reads
  * and writes, and once it has them, the TCP transport doing the same with
- * read() and writev() keeps conn.c to one path instead of two. It costs
- * nothing measurable: uv_read_start()/uv_try_write() were a read() and a
- * writev() per readiness event too (scripts/cost and `sockbus bench` in
- * docs/benchmarks.md, before and after).
+ * read() and writev() keeps conn.c to one path instead of two (one set of
+ * pause, resume and partial-write rules), where two models would differ in
+ * exactly the places that are hard to test. It costs about nothing:
+ * uv_read_start()/uv_try_write() were a read() and a writev() per
+ * readiness event too. Measured against libuv's streams, scripts/cost
+ * (broker instructions per message, three runs each): thru16 454-459
+ * before, 460-461 after; thru128 477-492 before, 486-487 after; fanout128
+ * 910-979 before, 927-952 after. System calls of the broker for 100,000
+ * messages of 64 bytes, one publisher to one subscriber (strace -c): 160
+ * read() and 42 write() before, 143 recvmsg() and 28 sendmsg() after;
+ * epoll_ctl() 31 before, 53 after (the poll handle's events change with
+ * reading and writing, as libuv's did for its streams).
  */
 #include "transport.h"
 
