@@ -86,6 +86,10 @@ static void usage(FILE *out)
             "                             (default %u)\n"
             "      --lossless-stall-ms MS how long a lossless subscriber's queue may stay\n"
             "                             over max-pending before ERR 6 cuts it (default %u)\n"
+            "      --max-fds-per-msg N    file descriptors one message may carry (default\n"
+            "                             %u, at most 253)\n"
+            "      --max-fds N            file descriptors held for messages in flight\n"
+            "                             (default %u)\n"
             "  -v, --verbose              log connects, disconnects and client errors\n"
             "  -q, --quiet                log nothing\n"
             "  -h, --help                 show this help\n"
@@ -102,8 +106,8 @@ static void usage(FILE *out)
             "\n"
             "Config file keys: socket, tcp, mode, group, max_frame, max_connections,\n"
             "max_unwelcomed, hello_timeout_ms, max_subscriptions, max_subscription_bytes,\n"
-            "max_pending, max_retained_bytes, lossless_stall_ms, log (quiet, normal or\n"
-            "verbose) and acl, e.g.\n"
+            "max_pending, max_retained_bytes, lossless_stall_ms, max_fds_per_msg, max_fds,\n"
+            "log (quiet, normal or verbose) and acl, e.g.\n"
             "  {\"mode\": \"0660\", \"group\": \"sockbus\", \"max_connections\": 1024,\n"
             "   \"acl\": [{\"user\": \"alice\", \"publish\": [\"sensors.>\", \"_INBOX.>\"],\n"
             "             \"subscribe\": [\"cmd.*\"]},\n"
@@ -117,7 +121,8 @@ static void usage(FILE *out)
             BROKER_MAX_UNWELCOMED_MIN_DEFAULT, BROKER_HELLO_TIMEOUT_MS_DEFAULT,
             BROKER_MAX_SUBSCRIPTIONS_DEFAULT, BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT,
             BROKER_MAX_PENDING_DEFAULT, BROKER_MAX_RETAINED_BYTES_DEFAULT,
-            BROKER_LOSSLESS_STALL_MS_DEFAULT);
+            BROKER_LOSSLESS_STALL_MS_DEFAULT, BROKER_MAX_FDS_PER_MSG_DEFAULT,
+            BROKER_MAX_FDS_DEFAULT);
 }
 
 /* Parse an unsigned number in [min, max]; 0x and 0 prefixes are allowed. */
@@ -162,6 +167,8 @@ static const struct option long_options[] = {
     {"max-pending", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_PENDING},
     {"max-retained-bytes", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_RETAINED_BYTES},
     {"lossless-stall-ms", required_argument, NULL, OPT_LIMIT + CONFIG_LOSSLESS_STALL_MS},
+    {"max-fds-per-msg", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_FDS_PER_MSG},
+    {"max-fds", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_FDS},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
     {"verbose", no_argument, NULL, 'v'},
@@ -438,7 +445,8 @@ static uint64_t client_fds(const struct broker_config *cfg)
 static void raise_nofile_limit(const struct broker_config *cfg)
 {
     struct rlimit rl;
-    rlim_t need = (rlim_t)client_fds(cfg) + NOFILE_MARGIN;
+    /* And the descriptors held for messages in flight (max_fds). */
+    rlim_t need = (rlim_t)client_fds(cfg) + cfg->max_fds + NOFILE_MARGIN;
     if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= need) {
         return;
     }

@@ -47,7 +47,8 @@ SB_EXPORT int sb_subscribe_ex(sb_client *c, const char *pattern, const char *que
 {
     size_t pl = pattern ? strlen(pattern) : 0;
     size_t ql = queue ? strlen(queue) : 0;
-    if (!sb_pattern_valid(pattern, pl) || (ql > 0 && !sb_subject_valid(queue, ql))) {
+    if (!sb_pattern_valid(pattern, pl) || (ql > 0 && !sb_subject_valid(queue, ql)) ||
+        (flags & ~SB_SUB_FLAGS_KNOWN) != 0) {
         return -EINVAL;
     }
     if (c->next_sid == 0) {

@@ -26,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 /* Output is batched into this much before a write. */
 #define CLIENT_WBUF_SIZE (128u * 1024u)
@@ -116,6 +117,19 @@ struct sb_client {
     /* NUL-terminated copies of the current message's subject and reply. */
     char subject[SB_SUBJECT_MAX + 1];
     char reply[SB_SUBJECT_MAX + 1];
+
+    /* Descriptors received (client_fds.c): fds[0..fds_len) in arrival
+     * order, the first fds_claimed of them belonging to MSGs scanned and
+     * not yet handed out. */
+    int *fds;
+    size_t fds_len;
+    size_t fds_cap;
+    size_t fds_claimed;
+    /* The descriptors of the message handed out last (closed when the
+     * next one is), and its payload, which tells that message apart. */
+    int cur_fds[FRAME_FDS_MAX];
+    uint32_t cur_nfds;
+    const void *cur_payload;
 };
 
 /* ---- client_io.c -------------------------------------------------------- */
@@ -139,6 +153,10 @@ int client_write_some(sb_client *c);
 /* Write everything buffered, waiting (and reading) until the deadline (-1:
  * as long as it takes). A timeout leaves the rest buffered. */
 int client_write_all(sb_client *c, int64_t deadline);
+
+/* Write iov[0..iovcnt) with sendmsg() until all is written, waiting for
+ * the socket. Returns 0 or a connection error. */
+int client_write_iov(sb_client *c, struct iovec *iov, int iovcnt);
 
 /* Queue one frame: copied into the write buffer, or written at once when
  * it is large. Returns 0, -EMSGSIZE, or a connection error. */
@@ -169,6 +187,25 @@ void client_fill_msg(sb_client *c, const struct frame *f, sb_msg *m);
 /* Write out what is buffered, then read and scan until `done(c)` holds or
  * the deadline passes (-ETIMEDOUT). */
 int client_pump(sb_client *c, bool (*done)(const sb_client *), int64_t deadline);
+
+/* ---- client_fds.c ------------------------------------------------------- */
+
+/* recv() on the socket, with the descriptors that come along queued
+ * (close-on-exec). Returns the bytes read, 0 at the end, or a negative
+ * errno. */
+ssize_t client_recv(sb_client *c, void *buf, size_t len);
+
+/* A MSG with the meta block was scanned: check the block, and claim its
+ * descriptors for it (`keep`) or close them (a reply taken out of the
+ * stream). Returns 0 or -EPROTO. */
+int client_fds_scanned(sb_client *c, const struct frame *f, bool keep);
+
+/* The MSG `f` is being handed out: the previous message's descriptors are
+ * closed and this one's become current. */
+void client_fds_take(sb_client *c, const struct frame *f);
+
+/* Close every descriptor the client holds (for sb_close()). */
+void client_fds_free(sb_client *c);
 
 /* ---- client_connect.c --------------------------------------------------- */
 

@@ -323,6 +323,7 @@ SB_EXPORT void sb_close(sb_client *c)
         close(c->fd);
     }
     client_requests_deinit(c);
+    client_fds_free(c);
     free(c->wbuf);
     free(c->rbuf);
     free(c);

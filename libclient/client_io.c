@@ -161,7 +161,7 @@ int client_write_all(sb_client *c, int64_t deadline)
 
 /* Send a frame's parts with sendmsg() until all is written. Used for frames
  * too big for the write buffer; the buffer is empty when this is called. */
-static int client_write_iov(sb_client *c, struct iovec *iov, int iovcnt)
+int client_write_iov(sb_client *c, struct iovec *iov, int iovcnt)
 {
     while (iovcnt > 0) {
         struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
@@ -276,7 +276,7 @@ int client_read_some(sb_client *c)
     size_t need = c->rtail - c->rhead + 4096;
     if (c->rtail - c->rscan >= 4) {
         uint32_t size = frame_get_u32(c->rbuf + c->rscan);
-        if (size <= c->max_frame) {
+        if (size <= (uint64_t)c->max_frame + FRAME_META_SIZE) {
             size_t frame_need = c->rscan - c->rhead + size;
             need = frame_need > need ? frame_need : need;
         }
@@ -286,7 +286,11 @@ int client_read_some(sb_client *c)
         return client_fail(c, r);
     }
     for (;;) {
-        ssize_t n = recv(c->fd, c->rbuf + c->rtail, c->rcap - c->rtail, 0);
+        ssize_t n = client_recv(c, c->rbuf + c->rtail, c->rcap - c->rtail);
+        if (n < 0) {
+            errno = (int)-n;
+            n = -1;
+        }
         if (n > 0) {
             c->rtail += (size_t)n;
             return (int)(n > INT_MAX ? INT_MAX : n);
@@ -360,7 +364,10 @@ int client_scan(sb_client *c)
     while (c->rscan < c->rtail) {
         struct frame f;
         uint8_t *p = c->rbuf + c->rscan;
-        int r = frame_parse(p, c->rtail - c->rscan, c->max_frame, &f);
+        /* A MSG with the meta block may be that much over max_frame. */
+        uint32_t max = c->max_frame > UINT32_MAX - FRAME_META_SIZE ? UINT32_MAX
+                                                                   : c->max_frame + FRAME_META_SIZE;
+        int r = frame_parse(p, c->rtail - c->rscan, max, &f);
         if (r == FRAME_NEED_MORE) {
             return 0;
         }
@@ -372,10 +379,14 @@ int client_scan(sb_client *c)
         case FRAME_OP_MSG:
             /* Subjects are copied to be NUL terminated: hold a peer that is
              * not a real broker to the limit before copying anything. */
-            if (f.subject_len > SB_SUBJECT_MAX || f.reply_len > SB_SUBJECT_MAX) {
+            if (f.subject_len > SB_SUBJECT_MAX || f.reply_len > SB_SUBJECT_MAX ||
+                ((f.flags & FRAME_MSG_META) && f.payload_len < FRAME_META_SIZE)) {
                 return client_fail(c, -EPROTO);
             }
             keep = f.sid == 0 || f.sid != c->inbox_sid || client_take_reply(c, &f) == 0;
+            if ((f.flags & FRAME_MSG_META) && (r = client_fds_scanned(c, &f, keep)) < 0) {
+                return client_fail(c, r);
+            }
             break;
         case FRAME_OP_PONG:
             c->pong_seen = f.sid;
@@ -438,6 +449,12 @@ void client_fill_msg(sb_client *c, const struct frame *f, sb_msg *m)
         .sid = f->sid,
         .flags = f->flags,
     };
+    if (f->flags & FRAME_MSG_META) {
+        /* The meta block (checked by client_scan()) stays right before the
+         * payload, where sb_msg_sender() finds it. */
+        m->payload = f->payload + FRAME_META_SIZE;
+        m->payload_len = f->payload_len - FRAME_META_SIZE;
+    }
 }
 
 /* Hand out the first pending MSG, if any: tombstones are skipped. */
@@ -466,6 +483,7 @@ bool client_take_msg(sb_client *c, sb_msg *m)
         f.payload = f.headers + f.header_len;
         f.payload_len = size - (uint32_t)(f.payload - p);
         c->rhead += size;
+        client_fds_take(c, &f);
         client_fill_msg(c, &f, m);
         return true;
     }

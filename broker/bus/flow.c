@@ -143,6 +143,34 @@ bool flow_queue_lossless(struct bus *b, struct peer *origin, struct peer *p, uin
     return true;
 }
 
+bool flow_queue_msg_meta(struct bus *b, struct peer *origin, struct peer *p, uint32_t sid,
+                         uint8_t flags, bool lossless, const struct frame *pub, const uint8_t *meta,
+                         struct conn_fds *set)
+{
+    struct conn *c = &p->conn;
+    if (!conn_takes_output(c)) {
+        return false;
+    }
+    size_t size = (size_t)pub->size + FRAME_META_SIZE;
+    schedule_charge(&b->net->schedule, size);
+    bool over = conn_pending(c) + size > b->cfg->max_pending;
+    /* Descriptors reach Unix connections only, and not one in text mode,
+     * whose lines could not carry them. */
+    if ((set != NULL && (!c->transport->fds || c->text)) || (over && !lossless) ||
+        conn_queue_msg_meta(c, sid, flags, pub, meta, set) < 0) {
+        flow_drop(b, p);
+        return false;
+    }
+    p->msgs_out++;
+    p->bytes_out += size;
+    b->stats.msgs_out++;
+    b->stats.bytes_out += size;
+    if (over) {
+        flow_hold(b, origin != NULL ? origin : b->cause, p);
+    }
+    return true;
+}
+
 /* Everyone waiting for `sub` goes on. */
 static void flow_release(struct peer *sub)
 {

@@ -33,6 +33,7 @@
 
 struct bus;
 struct conn;
+struct conn_fds;
 struct conn_shared;
 struct frame;
 struct peer;
@@ -80,5 +81,17 @@ void flow_drained(struct conn *c);
 /* `p` is ending or closing: it no longer stalls, and whoever waits for it
  * resumes; it no longer waits for anyone. */
 void flow_forget(struct bus *b, struct peer *p);
+
+/*
+ * flow_queue_msg() for a MSG with the meta block (`meta`, encoded) and,
+ * when `set` is given, the message's descriptors; with `lossless`, as
+ * flow_queue_lossless() (queued past max_pending, `origin` held back). A
+ * peer whose transport cannot take descriptors does not receive such a
+ * message: it is counted as dropped for it (docs/protocol.md, "File
+ * descriptors").
+ */
+bool flow_queue_msg_meta(struct bus *b, struct peer *origin, struct peer *p, uint32_t sid,
+                         uint8_t flags, bool lossless, const struct frame *pub, const uint8_t *meta,
+                         struct conn_fds *set);
 
 #endif /* SOCKBUS_FLOW_H */

@@ -87,6 +87,21 @@ static const struct proto_error_row proto_errors[PROTO_E_END] = {
     [ROUTER_E_RETAIN_FULL] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_MAX_RETAINED_BYTES,
                               "cannot retain '%s': max_retained_bytes (%n) reached; it was "
                               "delivered but not stored"},
+    [ROUTER_E_FDS_TCP] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_LIMIT_NONE,
+                          "a PUB with FDS on a TCP connection: file descriptors travel only over "
+                          "a Unix socket"},
+    [ROUTER_E_FDS_RETAIN] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_LIMIT_NONE,
+                             "a PUB with both FDS and RETAIN on '%s': descriptors are never "
+                             "retained"},
+    [ROUTER_E_FDS_COUNT] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_MAX_FDS_PER_MSG,
+                            "a PUB with FDS on '%s' claims %i file descriptors: 1 to "
+                            "max_fds_per_msg (%n)"},
+    [ROUTER_E_FDS_MISSING] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_LIMIT_NONE,
+                              "a PUB with FDS on '%s' claims %i file descriptors, more than were "
+                              "received with it"},
+    [ROUTER_E_FDS_LIMIT] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_MAX_FDS,
+                            "cannot publish on '%s': the broker holds max_fds (%n) file "
+                            "descriptors; its descriptors were closed, try again later"},
     [SYS_E_DENIED] = {FRAME_ERR_PERMISSION, NAMES_SUBJECT | DENIED, CONFIG_LIMIT_NONE,
                       "permission denied: cannot publish on '%s'"},
     [SYS_E_REQUEST_INVALID] = {FRAME_ERR_REQUEST, NAMES_SUBJECT, CONFIG_LIMIT_NONE,

@@ -137,6 +137,12 @@ static void value_free(struct retain_store *s, struct retained *r)
 
 int retain_apply(struct retain_store *s, const struct frame *pub, uint64_t max_bytes)
 {
+    return retain_apply_meta(s, pub, NULL, max_bytes);
+}
+
+int retain_apply_meta(struct retain_store *s, const struct frame *pub, const uint8_t *meta,
+                      uint64_t max_bytes)
+{
     const char *subject = (const char *)pub->subject;
     size_t len = pub->subject_len;
     struct retain_node *path[RETAIN_DEPTH_MAX + 1];
@@ -186,6 +192,11 @@ int retain_apply(struct retain_store *s, const struct frame *pub, uint64_t max_b
         return -ENOMEM;
     }
     r->size = (uint32_t)size;
+    if (meta != NULL) {
+        memcpy(r->meta, meta, FRAME_META_SIZE);
+    } else {
+        memset(r->meta, 0, FRAME_META_SIZE);
+    }
     frame_encode(r->frame, FRAME_OP_PUB, 0, 0, pub->subject, pub->subject_len, NULL, 0,
                  pub->headers, pub->header_len, pub->payload, pub->payload_len);
     while (subject_next_token(subject, len, &pos, &tok, &tl)) {

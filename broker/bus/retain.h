@@ -19,6 +19,7 @@
 #define SOCKBUS_RETAIN_H
 
 #include "ctab.h"
+#include "frame.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -29,9 +30,20 @@ struct frame;
 #define RETAIN_E_FULL 1
 
 struct retained {
-    uint32_t size;   /* of frame[] */
+    uint32_t size; /* of frame[] */
+    /* The meta block of the publish that stored it (frame.h), nfds 0: a
+     * replay says who sent the value (docs/protocol.md, "Sender
+     * credentials"). Right before frame[]: retain_value_meta(). */
+    uint8_t meta[FRAME_META_SIZE];
     uint8_t frame[]; /* a PUB frame with reply_len 0 */
 };
+
+/* The meta block stored with a value that retain_foreach_match() handed
+ * out. */
+static inline const uint8_t *retain_value_meta(const struct frame *value)
+{
+    return value->subject - FRAME_HEADER_SIZE - FRAME_META_SIZE;
+}
 
 struct retain_store {
     struct ctab top; /* the nodes of first tokens */
@@ -54,6 +66,11 @@ void retain_deinit(struct retain_store *s);
  * store's bytes past `max_bytes` (the old value stays), or -ENOMEM.
  */
 int retain_apply(struct retain_store *s, const struct frame *pub, uint64_t max_bytes);
+
+/* retain_apply(), storing the encoded meta block `meta` (FRAME_META_SIZE
+ * bytes; NULL: zeros) with the value. */
+int retain_apply_meta(struct retain_store *s, const struct frame *pub, const uint8_t *meta,
+                      uint64_t max_bytes);
 
 /* Call fn for every value whose subject matches `pattern` (a valid
  * pattern), with the value decoded as a frame, in no particular order. fn

@@ -27,6 +27,7 @@
 #include "bus.h"
 #include "config.h"
 #include "connbuf.h"
+#include "fdpass.h"
 #include "flow.h"
 #include "frame.h"
 #include "mem.h"
@@ -37,6 +38,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static size_t sub_size(size_t pattern_len, size_t queue_len)
 {
@@ -62,12 +64,45 @@ static void sub_free(struct bus *b, struct sub *s)
     free(s);
 }
 
-/* Queue `value` (a retained message) to the subscription being replayed.
- * A lossless one gets all of it: the subscriber's own SUB asked for it, so
- * it is the one held back (by its own backlog) while it drains. */
+/* The meta block of a message from `origin`, or from the broker itself
+ * when NULL (docs/protocol.md, "Sender credentials"): what the kernel said
+ * when the publisher connected, never anything it sent. */
+static void router_meta(const struct peer *origin, uint8_t *out)
+{
+    struct frame_meta m;
+    if (origin == NULL) {
+        m = (struct frame_meta){.client_id = 0,
+                                .pid = (uint32_t)getpid(),
+                                .uid = (uint32_t)getuid(),
+                                .gid = (uint32_t)getgid(),
+                                .transport = FRAME_META_BROKER};
+    } else {
+        const struct conn *c = &origin->conn;
+        m = (struct frame_meta){
+            .client_id = c->id,
+            .pid = c->has_cred ? (uint32_t)c->cred.pid : FRAME_META_NONE,
+            .uid = c->has_cred ? (uint32_t)c->cred.uid : FRAME_META_NONE,
+            .gid = c->has_cred ? (uint32_t)c->cred.gid : FRAME_META_NONE,
+            .transport = c->transport->meta_id,
+        };
+    }
+    m.nfds = 0;
+    frame_meta_encode(out, &m);
+}
+
+/* Queue `value` (a retained message) to the subscription being replayed,
+ * with the meta of the publish that stored it if the subscription wants
+ * it. A lossless one gets all of it: the subscriber's own SUB asked for
+ * it, so it is the one held back (by its own backlog) while it drains. */
 static void replay_one(const struct frame *value, void *arg)
 {
     struct sub *s = arg;
+    if (s->flags & FRAME_SUB_SENDER) {
+        flow_queue_msg_meta(s->peer->bus, s->peer, s->peer, s->sid, FRAME_MSG_RETAINED,
+                            (s->flags & FRAME_SUB_LOSSLESS) != 0, value, retain_value_meta(value),
+                            NULL);
+        return;
+    }
     if (s->flags & FRAME_SUB_LOSSLESS) {
         flow_queue_lossless(s->peer->bus, s->peer, s->peer, s->sid, FRAME_MSG_RETAINED, value,
                             NULL);
@@ -91,7 +126,7 @@ int router_subscribe(struct bus *b, struct peer *p, const struct frame *f)
         !acl_may_subscribe(p->acl_rule, p->conn.id, pattern, f->subject_len)) {
         return ROUTER_E_SUB_DENIED;
     }
-    uint8_t flags = f->flags & FRAME_SUB_LOSSLESS;
+    uint8_t flags = f->flags & (FRAME_SUB_SENDER | FRAME_SUB_LOSSLESS);
     if ((flags & FRAME_SUB_LOSSLESS) && b->cfg->acl != NULL && !acl_may_lossless(p->acl_rule)) {
         return ROUTER_E_LOSSLESS_DENIED;
     }
@@ -176,16 +211,34 @@ static bool sub_accepts(struct subtrie_sub *entry, void *origin)
     return sub_of(entry)->peer != origin;
 }
 
+/* Queue `f` to `s` with the meta block (built once per message, in
+ * meta[], when *have is false) and `set`'s descriptors if any. Out of
+ * line: only subscriptions with SENDER and messages with descriptors come
+ * here. */
+__attribute__((noinline)) static void router_queue_meta(struct bus *b, struct peer *origin,
+                                                        struct sub *s, const struct frame *f,
+                                                        struct conn_fds *set, uint8_t *meta,
+                                                        bool *have)
+{
+    if (!*have) {
+        router_meta(origin, meta);
+        *have = true;
+    }
+    flow_queue_msg_meta(b, origin, s->peer, s->sid, 0, (s->flags & FRAME_SUB_LOSSLESS) != 0, f, meta,
+                        set);
+}
+
 /*
  * Deliver the PUB frame `f` to every matching subscription, skipping the
  * origin's own when it asked for no echo (origin is NULL for the broker's
- * own messages). Returns how many subscriptions it was delivered to (or
- * dropped for, which is not the publisher's business), -EINVAL for an
- * invalid subject, or -ENOMEM. Inlined into both callers: in
- * router_publish() it is the hot path, one call less per message.
+ * own messages), with the descriptors `set` (NULL: none). Returns how many
+ * subscriptions it was delivered to (or dropped for, which is not the
+ * publisher's business), -EINVAL for an invalid subject, or -ENOMEM.
+ * Inlined into its callers: in router_publish() it is the hot path, one
+ * call less per message, and `set` is NULL there.
  */
-__attribute__((always_inline)) static inline int router_route(struct bus *b, struct peer *origin,
-                                                              const struct frame *f)
+__attribute__((always_inline)) static inline int
+router_route(struct bus *b, struct peer *origin, const struct frame *f, struct conn_fds *set)
 {
     /* Validates the subject too, unless the match cache knows it. The
      * echo filter is asked only for a publisher that wants no echo: for
@@ -202,14 +255,18 @@ __attribute__((always_inline)) static inline int router_route(struct bus *b, str
     if (b->match.len > 1 && f->size - FRAME_HEADER_SIZE >= CONN_SHARE_MIN) {
         body = conn_shared_new(f);
     }
+    uint8_t meta[FRAME_META_SIZE];
+    bool have_meta = false;
     b->routing = true;
     for (size_t i = 0; i < b->match.len; i++) {
         struct sub *s = sub_of(b->match.items[i]);
         matched++;
-        if (__builtin_expect(s->flags & FRAME_SUB_LOSSLESS, 0)) {
+        if (__builtin_expect(s->flags == 0 && set == NULL, 1)) {
+            flow_queue_msg(b, s->peer, s->sid, 0, f, body);
+        } else if (!(s->flags & FRAME_SUB_SENDER) && set == NULL) {
             flow_queue_lossless(b, origin, s->peer, s->sid, 0, f, body);
         } else {
-            flow_queue_msg(b, s->peer, s->sid, 0, f, body);
+            router_queue_meta(b, origin, s, f, set, meta, &have_meta);
         }
         if (s->remaining > 0 && --s->remaining == 0) {
             /* Auto-unsubscribe: each sub appears once in the result, so
@@ -257,6 +314,7 @@ static void router_no_responders(struct bus *b, struct peer *p, const struct fra
      * take a turn from every queue group on the reply subject. A miss is
      * rare (nobody answered), and a requester has few subscriptions. */
     uint32_t sid = 0;
+    uint8_t flags = 0;
     uint32_t key;
     void *v;
     for (size_t i = 0; sidmap_next(&p->subs, &i, &key, &v);) {
@@ -264,8 +322,15 @@ static void router_no_responders(struct bus *b, struct peer *p, const struct fra
         if (sb_pattern_match(sub_pattern(s), s->pattern_len, (const char *)f->reply,
                              f->reply_len)) {
             sid = s->sid;
+            flags = s->flags;
             break;
         }
+    }
+    if (flags & FRAME_SUB_SENDER) {
+        uint8_t meta[FRAME_META_SIZE];
+        router_meta(NULL, meta); /* the broker's own message */
+        flow_queue_msg_meta(b, NULL, p, sid, FRAME_MSG_NO_RESPONDERS, false, &msg, meta, NULL);
+        return;
     }
     flow_queue_msg(b, p, sid, FRAME_MSG_NO_RESPONDERS, &msg, NULL);
 }
@@ -294,9 +359,70 @@ static int router_check_publish(const struct peer *p, const struct frame *f, boo
     return 0;
 }
 
+/*
+ * A PUB with FDS (docs/protocol.md, "File descriptors"): the descriptors
+ * it claims come off the front of its connection's queue, as one set that
+ * every Unix subscriber's MSG carries, closed once the last of them is
+ * written or dropped. Refusals of the frame itself are fatal; a refusal of
+ * the publish (subject, ACL) closes the descriptors and goes on. Out of
+ * line: the ordinary publish never comes here.
+ */
+__attribute__((noinline)) static int router_publish_fds(struct bus *b, struct peer *p,
+                                                        const struct frame *f)
+{
+    struct conn *c = &p->conn;
+    if (!c->transport->fds) {
+        return ROUTER_E_FDS_TCP;
+    }
+    if (f->flags & FRAME_PUB_RETAIN) {
+        return ROUTER_E_FDS_RETAIN;
+    }
+    if (f->sid == 0 || f->sid > b->cfg->max_fds_per_msg) {
+        return ROUTER_E_FDS_COUNT;
+    }
+    struct conn_fds *set;
+    int r = fdq_take(&c->fdq, f->sid, &set);
+    if (r < 0) {
+        return r == -ENOENT ? ROUTER_E_FDS_MISSING : r;
+    }
+    p->msgs_in++;
+    b->stats.msgs_in++;
+    if (fdpass_held > b->cfg->max_fds) {
+        fdpass_release(set);
+        return ROUTER_E_FDS_LIMIT;
+    }
+    const char *subject = (const char *)f->subject;
+    bool sys = router_subject_is_sys(subject, f->subject_len);
+    if (!sb_subject_valid(subject, f->subject_len) ||
+        (f->reply_len > 0 && !sb_subject_valid((const char *)f->reply, f->reply_len))) {
+        r = ROUTER_E_SUBJECT_INVALID;
+    } else if (f->reply_len > 0 && router_subject_is_sys(f->reply, f->reply_len)) {
+        r = ROUTER_E_REPLY_SYS;
+    } else if (b->cfg->acl != NULL) {
+        r = router_check_publish(p, f, true);
+    }
+    if (r == 0 && sys) {
+        r = ROUTER_SYS; /* the broker answers; it takes no descriptors */
+    }
+    if (r == 0) {
+        r = router_route(b, p, f, set);
+        if (r == 0 && f->reply_len > 0) {
+            router_no_responders(b, p, f);
+        }
+        r = r < 0 ? (r == -EINVAL ? ROUTER_E_SUBJECT_INVALID : r) : 0;
+    }
+    if (set->refs == 0) {
+        fdpass_release(set); /* no queue took them */
+    }
+    return r;
+}
+
 int router_publish(struct bus *b, struct peer *p, const struct frame *f)
 {
     const char *subject = (const char *)f->subject;
+    if (f->flags & FRAME_PUB_FDS) {
+        return router_publish_fds(b, p, f);
+    }
     p->msgs_in++;
     b->stats.msgs_in++;
     /* The subject itself is validated by the match (router_route()), once
@@ -327,12 +453,14 @@ int router_publish(struct bus *b, struct peer *p, const struct frame *f)
     }
     int retained = 0;
     if (f->flags & FRAME_PUB_RETAIN) {
-        retained = retain_apply(&b->retained, f, b->cfg->max_retained_bytes);
+        uint8_t meta[FRAME_META_SIZE];
+        router_meta(p, meta); /* a replay says who stored the value */
+        retained = retain_apply_meta(&b->retained, f, meta, b->cfg->max_retained_bytes);
         if (retained == RETAIN_E_FULL) {
             retained = ROUTER_E_RETAIN_FULL;
         }
     }
-    int matched = router_route(b, p, f);
+    int matched = router_route(b, p, f, NULL);
     if (matched < 0) {
         return matched == -EINVAL ? ROUTER_E_SUBJECT_INVALID : matched;
     }
@@ -354,6 +482,6 @@ int router_publish_local(struct bus *b, const char *subject, size_t subject_len,
     if (r < 0) {
         return r;
     }
-    r = router_route(b, NULL, &f);
+    r = router_route(b, NULL, &f, NULL);
     return r < 0 ? r : 0;
 }

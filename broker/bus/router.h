@@ -45,6 +45,11 @@ enum router_error {
     ROUTER_E_SID_UNKNOWN,         /* UNSUB: no such sid */
     ROUTER_E_RETAIN_FULL,         /* PUB: delivered, but not retained
                                    * (max_retained_bytes) */
+    ROUTER_E_FDS_TCP,             /* PUB with FDS on a TCP connection (fatal) */
+    ROUTER_E_FDS_RETAIN,          /* PUB with both FDS and RETAIN (fatal) */
+    ROUTER_E_FDS_COUNT,           /* PUB with FDS: 0 or over max_fds_per_msg (fatal) */
+    ROUTER_E_FDS_MISSING,         /* PUB with FDS: more than were received (fatal) */
+    ROUTER_E_FDS_LIMIT,           /* PUB with FDS: max_fds held (descriptors closed) */
     ROUTER_SYS,                   /* PUB: not an error; for sys.c */
     ROUTER_E_END                  /* the next module's codes start here */
 };
@@ -70,7 +75,7 @@ struct sub {
     uint32_t cost;      /* bytes charged to peer->sub_bytes (router_sub_cost()) */
     uint16_t pattern_len;
     uint16_t queue_len;
-    uint8_t flags;  /* the SUB's flags it keeps: FRAME_SUB_LOSSLESS */
+    uint8_t flags;  /* the SUB's FRAME_SUB_SENDER and FRAME_SUB_LOSSLESS */
     char strings[]; /* pattern NUL queue NUL */
 };
 

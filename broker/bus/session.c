@@ -53,6 +53,9 @@ int session_init(struct bus *b, struct net *net, const struct broker_config *cfg
     flow_init(b, session_cut_slow);
     interest_init(b);
     b->sub_event = interest_sub_event;
+    /* A sender may have the next frame's descriptors in flight before its
+     * current frame is complete: twice what one frame may claim. */
+    net->fdq_max = 2 * cfg->max_fds_per_msg;
     return r;
 }
 

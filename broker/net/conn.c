@@ -26,10 +26,10 @@
  * (conn_watch_drain()).
  *
  * Writing. Output is appended to `out` and written once per loop iteration
- * by conn_flush(), called from the schedule's check handle: first with
- * uv_try_write(), and if the socket takes less than all of it, the rest is
- * handed to uv_write() and new output goes to the other buffer until the
- * write completes. A small message is copied into `out`; the body of a
+ * by conn_flush(), called from the schedule's check handle: one write at
+ * once, and if the socket takes less than all of it, the rest waits in
+ * `wbuf` for the socket to be writable and new output goes to the other
+ * buffer until it is all written. A small message is copied into `out`; the body of a
  * large one sent to several subscribers is shared (connbuf.h) and goes out
  * through the same writev as the bytes around it. Which messages are
  * queued and which dropped is not decided here (bus/flow.c); a DROPPED
@@ -49,6 +49,12 @@
  * write in flight has not completed CONN_DRAIN_MS later); conn_close()
  * closes at once. The handle's close callback releases the buffers and
  * hands the memory back to its owner (conn_ops.closed).
+ *
+ * The socket itself is the transport's (transport.h): libuv only says when
+ * it is readable or writable (a uv_poll_t), and the transport's recv() and
+ * send() move the bytes, with the descriptors that travel with them on a
+ * Unix socket (fdpass.h). A message with descriptors starts a write of its
+ * own, which carries them (connbuf_iov_cut()).
  *
  * Why one file of about 630 lines: reading, writing and ending move one
  * connection's state between them through a few helpers (pause, resume,
@@ -75,6 +81,8 @@
 #define CONN_ERR_TEXT_MAX 256u
 
 static void conn_consume_in(struct conn *c);
+static void conn_poll_update(struct conn *c);
+static void on_poll(uv_poll_t *h, int status, int events);
 
 /* ---- output ------------------------------------------------------------- */
 
@@ -111,7 +119,7 @@ void conn_note_dropped(struct conn *c)
 
 void conn_describe(const struct conn *c, char *buf, size_t len)
 {
-    c->transport->describe(&c->h, c->has_cred ? &c->cred : NULL, buf, len);
+    c->transport->describe(c->opened ? c->fd : -1, c->has_cred ? &c->cred : NULL, buf, len);
 }
 
 void conn_queue_err_text(struct conn *c, uint32_t code, const void *subject, size_t subject_len,
@@ -159,8 +167,8 @@ void conn_queue_err(struct conn *c, uint32_t code, const void *subject, size_t s
 static void conn_read_stop(struct conn *c)
 {
     if (c->reading) {
-        uv_read_stop(&c->h.stream);
         c->reading = false;
+        conn_poll_update(c);
     }
 }
 
@@ -215,17 +223,39 @@ static void conn_maybe_resume(struct conn *c)
     }
 }
 
-static void on_write(uv_write_t *req, int status)
+/* Write what `b` holds from byte `skip` on: one write (a message with
+ * descriptors starts one of its own). Returns the bytes written or a
+ * negative errno. */
+static ssize_t conn_send(struct conn *c, struct conn_buf *b, size_t skip)
 {
-    struct conn *c = req->data;
+    struct connbuf_iov *iov = &c->net->iov;
+    int n = connbuf_iov(b, skip, iov);
+    if (n <= 0) {
+        return n;
+    }
+    /* writev() takes at most IOV_MAX entries; the next write carries on
+     * from wherever this one stopped. */
+    n = n < IOV_MAX ? n : IOV_MAX;
+    const int *fds = NULL;
+    uint32_t nfds = 0;
+    if (b->marks_sent < b->nmarks) {
+        n = connbuf_iov_cut(b, skip, iov, n, &fds, &nfds);
+    }
+    /* uv_buf_t is laid out as struct iovec on Unix. */
+    ssize_t r = c->transport->send(c->fd, (const struct iovec *)iov->v, n, fds, nfds);
+    if (r > 0 && nfds > 0) {
+        b->marks_sent++; /* they went with the first byte */
+    }
+    return r;
+}
+
+/* All of `wbuf` is written. */
+static void on_write(struct conn *c)
+{
     c->writing = false;
     connbuf_clear(&c->wbuf);
     c->wbuf_off = 0;
-    if (status < 0) {
-        /* UV_ECANCELED: closing already. Otherwise the peer is gone. */
-        conn_close(c);
-        return;
-    }
+    conn_poll_update(c);
     /* The queue has room again: DROPPED goes out now, and a connection that
      * was paused for its backlog reads again. */
     if (c->out.len > 0 || c->dropped_unreported > 0 || c->draining) {
@@ -234,7 +264,7 @@ static void on_write(uv_write_t *req, int status)
     conn_maybe_resume(c);
 }
 
-/* Write what is queued: one attempt now, the rest through uv_write(). */
+/* Write what is queued: one attempt now, the rest once the socket is writable. */
 static void conn_flush(struct conn *c)
 {
     if (c->closing) {
@@ -254,18 +284,12 @@ static void conn_flush(struct conn *c)
         conn_close(c);
         return;
     }
-    struct connbuf_iov *iov = &c->net->iov;
     size_t total = c->out.len + c->out.seg_bytes;
     size_t written = 0;
     if (total > 0) {
         /* One writev for the whole queue: own bytes and shared bodies. */
-        int n = connbuf_iov(&c->out, 0, iov);
-        if (n > 0) {
-            /* writev() takes at most IOV_MAX entries; uv_write() below
-             * carries on from wherever this one stopped. */
-            n = uv_try_write(&c->h.stream, iov->v, (unsigned)(n < IOV_MAX ? n : IOV_MAX));
-        }
-        if (n < 0 && n != UV_EAGAIN) {
+        ssize_t n = conn_send(c, &c->out, 0);
+        if (n < 0 && n != -EAGAIN) {
             conn_close(c);
             return;
         }
@@ -282,20 +306,36 @@ static void conn_flush(struct conn *c)
         conn_maybe_resume(c);
         return;
     }
-    /* The socket is full: hand the rest to libuv and fill the other buffer
-     * meanwhile. The in-flight bytes keep counting as pending. */
+    /* The socket is full (or the write stopped at a message with
+     * descriptors): the rest waits for the socket to be writable, and the
+     * other buffer fills meanwhile. The bytes not written keep counting as
+     * pending. */
     struct conn_buf tmp = c->wbuf;
     c->wbuf = c->out;
     c->wbuf_off = written; /* no memmove of what is left: write from here */
     c->out = tmp;
-    int n = connbuf_iov(&c->wbuf, written, iov);
-    c->wreq.data = c;
-    int r = n < 0 ? n : uv_write(&c->wreq, &c->h.stream, iov->v, (unsigned)n, on_write);
-    if (r < 0) {
-        conn_close(c);
-        return;
-    }
     c->writing = true;
+    conn_poll_update(c);
+}
+
+/* The socket is writable: go on with `wbuf`. */
+static void conn_write_more(struct conn *c)
+{
+    while (c->writing && !c->closing) {
+        ssize_t n = conn_send(c, &c->wbuf, c->wbuf_off);
+        if (n == -EAGAIN) {
+            return;
+        }
+        if (n < 0) {
+            conn_close(c); /* the peer is gone */
+            return;
+        }
+        c->wbuf_off += (size_t)n;
+        if (c->wbuf_off == c->wbuf.len + c->wbuf.seg_bytes) {
+            on_write(c);
+            return;
+        }
+    }
 }
 
 void conn_pause(struct conn *c)
@@ -493,11 +533,9 @@ static bool conn_in_small(const struct conn *c)
     return c->in.len < 4 || frame_get_u32(c->in.data) <= NET_READ_CHUNK / 2;
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+static void on_alloc(struct conn *c, uv_buf_t *buf)
 {
-    struct conn *c = h->data;
     uint8_t *chunk = c->net->read_chunk;
-    (void)suggested;
     if (c->in.len == 0) {
         *buf = uv_buf_init((char *)chunk, NET_READ_CHUNK);
         return;
@@ -531,18 +569,38 @@ static void conn_keep_partial(struct conn *c, const uint8_t *p, size_t len)
     c->in.len += len;
 }
 
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+/* A peer sent descriptors that no frame claims, more than the bound; or
+ * some were lost on the way in (this process is out of descriptors). */
+static void conn_fdq_refuse(struct conn *c)
 {
-    struct conn *c = s->data;
-    if (nread < 0) {
-        if (nread != UV_EOF) {
+    if (c->fdq.lost) {
+        conn_end(c, FRAME_ERR_LIMIT,
+                 "file descriptors sent were lost: the broker is out of descriptors; try again "
+                 "later");
+        return;
+    }
+    char text[128];
+    snprintf(text, sizeof(text),
+             "more than %u file descriptors sent and not claimed by a PUB with FDS",
+             c->net->fdq_max);
+    conn_end(c, FRAME_ERR_PROTOCOL, text);
+}
+
+static void on_read(struct conn *c, ssize_t nread, const uv_buf_t *buf)
+{
+    if (nread <= 0) {
+        if (nread < 0) {
             log_verbose("client %llu: read failed: %s", (unsigned long long)c->id,
-                        uv_strerror((int)nread));
+                        strerror((int)-nread));
         }
         conn_close(c);
         return;
     }
-    if (nread == 0 || c->closing) {
+    if (c->closing) {
+        return;
+    }
+    if (c->fdq.len > c->net->fdq_max || c->fdq.lost) {
+        conn_fdq_refuse(c);
         return;
     }
     uint8_t *chunk = c->net->read_chunk;
@@ -591,12 +649,67 @@ static void conn_resume(struct conn *c)
 
 void conn_read_start(struct conn *c)
 {
-    int r = uv_read_start(&c->h.stream, on_alloc, on_read);
+    c->reading = true;
+    conn_poll_update(c);
+}
+
+/* Reads per readiness event at most, as libuv's streams do: a connection
+ * that always has more does not keep the loop to itself. */
+#define CONN_READS_PER_EVENT 32
+
+/* The socket is readable: read until it has no more, up to
+ * CONN_READS_PER_EVENT times, handling the frames of each read. */
+static void conn_read_ready(struct conn *c)
+{
+    for (int i = 0; i < CONN_READS_PER_EVENT && c->reading && !c->closing; i++) {
+        uv_buf_t buf;
+        on_alloc(c, &buf);
+        if (buf.len == 0) {
+            conn_close(c); /* out of memory for a large frame */
+            return;
+        }
+        ssize_t n = c->transport->recv(c->fd, buf.base, buf.len, &c->fdq);
+        if (n == -EAGAIN) {
+            return;
+        }
+        on_read(c, n, &buf);
+        if (n > 0 && (size_t)n < buf.len) {
+            return; /* the socket had no more */
+        }
+    }
+}
+
+static void on_poll(uv_poll_t *h, int status, int events)
+{
+    struct conn *c = h->data;
+    if (status < 0) {
+        conn_close(c);
+        return;
+    }
+    if (events & UV_WRITABLE) {
+        conn_write_more(c);
+    }
+    if ((events & (UV_READABLE | UV_DISCONNECT)) && c->reading) {
+        conn_read_ready(c);
+    }
+}
+
+/* Ask the poll handle for what the connection waits for now. */
+static void conn_poll_update(struct conn *c)
+{
+    if (c->closing || !c->opened) {
+        return;
+    }
+    int events = (c->reading ? UV_READABLE : 0) | (c->writing ? UV_WRITABLE : 0);
+    if (events == c->poll_events) {
+        return;
+    }
+    int r = events == 0 ? uv_poll_stop(&c->h.poll) : uv_poll_start(&c->h.poll, events, on_poll);
     if (r < 0) {
         conn_close(c);
         return;
     }
-    c->reading = true;
+    c->poll_events = events;
 }
 
 /* ---- lifecycle ---------------------------------------------------------- */
@@ -612,15 +725,18 @@ static void net_close_handles(struct net *n)
     }
 }
 
-static void on_close(uv_handle_t *h)
+static void conn_closed(struct conn *c)
 {
-    struct conn *c = h->data;
     struct net *n = c->net;
     list_unlink(&c->all);
     n->nconns--;
     /* conn_close() took it off every other list, and nothing links a
      * closing connection again (conn_mark_dirty(), conn_after_process()). */
     assert(!list_linked(&c->dirty) && !list_linked(&c->ready) && !deadline_linked(&c->drain));
+    if (c->opened) {
+        close(c->fd); /* the poll handle is closed: nothing watches it */
+    }
+    fdq_free(&c->fdq);
     connbuf_free(&c->in);
     connbuf_free(&c->out);
     connbuf_free(&c->wbuf);
@@ -628,6 +744,11 @@ static void on_close(uv_handle_t *h)
     if (n->closing && n->nconns == 0) {
         net_close_handles(n);
     }
+}
+
+static void on_close(uv_handle_t *h)
+{
+    conn_closed(h->data);
 }
 
 void conn_close(struct conn *c)
@@ -644,7 +765,11 @@ void conn_close(struct conn *c)
      * before the next walk of either. */
     list_unlink(&c->dirty);
     list_unlink(&c->ready);
-    uv_close(&c->h.handle, on_close);
+    if (c->opened) {
+        uv_close(&c->h.handle, on_close);
+    } else {
+        conn_closed(c); /* no handle to wait for */
+    }
 }
 
 int conn_init(struct conn *c, struct net *n, const struct transport_ops *transport)
@@ -655,11 +780,7 @@ int conn_init(struct conn *c, struct net *n, const struct transport_ops *transpo
     list_init(&c->all);
     list_init(&c->dirty);
     list_init(&c->ready);
-    int r = transport->init(n->loop, &c->h);
-    if (r < 0) {
-        return r;
-    }
-    c->h.handle.data = c;
+    c->fd = -1;
     c->id = ++n->next_id;
     list_append(&n->conns, &c->all);
     n->nconns++;
@@ -668,20 +789,21 @@ int conn_init(struct conn *c, struct net *n, const struct transport_ops *transpo
 
 int conn_open(struct conn *c, int fd)
 {
-    int r = c->transport->open(&c->h, fd);
+    int r = uv_poll_init_socket(c->net->loop, &c->h.poll, fd);
     if (r < 0) {
         return r;
     }
+    c->h.handle.data = c;
+    c->fd = fd;
     c->opened = true;
     c->has_cred = c->transport->credentials(fd, &c->cred) == 0;
-    c->transport->tune(&c->h, fd);
+    c->transport->tune(fd);
     return 0;
 }
 
 int conn_fd(const struct conn *c)
 {
-    uv_os_fd_t fd;
-    return c->opened && uv_fileno(&c->h.handle, &fd) == 0 ? fd : -1;
+    return c->opened ? c->fd : -1;
 }
 
 static void conn_drain_expired(struct deadline_link *drain, void *data)
@@ -705,6 +827,7 @@ void net_init(struct net *n, uv_loop_t *loop, const struct conn_ops *ops, uint32
     n->loop = loop;
     n->ops = ops;
     n->max_frame = max_frame;
+    n->fdq_max = 0;
     n->backlog_max = UINT64_MAX;
     n->drain_mark = 0;
     n->nconns = 0;

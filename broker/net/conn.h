@@ -33,6 +33,7 @@
 
 #include "connbuf.h"
 #include "deadline.h"
+#include "fdpass.h"
 #include "frame.h"
 #include "list.h"
 #include "schedule.h"
@@ -98,6 +99,9 @@ struct net {
     /* The largest frame a peer may send (judged as soon as its size is
      * read). */
     uint32_t max_frame;
+    /* Descriptors a connection may hold that no frame has claimed; more
+     * end it with ERR 1 (the layer above sets it: 2 x max_fds_per_msg). */
+    uint32_t fdq_max;
     /* A connection whose queued output is over this many bytes handles no
      * more of its frames and is not read from until writes bring it back
      * under: the layer above sets it (bus/flow.c); UINT64_MAX: never. */
@@ -125,16 +129,18 @@ struct conn {
     bool has_cred; /* `cred` holds the peer's credentials */
     struct transport_cred cred;
 
-    bool opened;   /* conn_open() succeeded */
-    bool draining; /* a fatal ERR is queued: write it, then close */
-    bool closing;  /* uv_close() called */
-    bool reading;  /* uv_read_start() in effect */
-    bool writing;  /* a uv_write() is in flight on `wbuf` */
-    bool held;     /* `in` holds whole frames not handled yet */
-    bool paused;   /* conn_pause(): no frames handled, no reading */
-    bool watched;  /* conn_watch_drain(): ops->drained() is owed */
-    bool text;     /* speaks lines (conn_ops.text_begin); output is encoded
-                    * as text when it is written (textout.h) */
+    bool opened; /* conn_open() succeeded: `fd` and the poll handle are ours */
+    int fd;
+    bool draining;   /* a fatal ERR is queued: write it, then close */
+    bool closing;    /* uv_close() called */
+    bool reading;    /* reading frames (the poll handle wants UV_READABLE) */
+    bool writing;    /* `wbuf` waits for the socket to be writable */
+    int poll_events; /* what the poll handle was last started with */
+    bool held;       /* `in` holds whole frames not handled yet */
+    bool paused;     /* conn_pause(): no frames handled, no reading */
+    bool watched;    /* conn_watch_drain(): ops->drained() is owed */
+    bool text;       /* speaks lines (conn_ops.text_begin); output is encoded
+                      * as text when it is written (textout.h) */
 
     struct schedule_slice slice;
 
@@ -145,8 +151,10 @@ struct conn {
     /* Output: `out` is being filled; `wbuf` is being written. */
     struct conn_buf out;
     struct conn_buf wbuf;
-    size_t wbuf_off; /* bytes of wbuf written before uv_write() took the rest */
-    uv_write_t wreq;
+    size_t wbuf_off; /* bytes of wbuf written */
+
+    /* Descriptors received and not yet claimed by a frame (fdpass.h). */
+    struct fdq fdq;
 
     /* Messages lost for this connection since the last DROPPED notice. */
     uint64_t dropped_unreported;
@@ -281,6 +289,16 @@ static inline void conn_watch_drain(struct conn *c)
 {
     c->watched = true;
 }
+
+/*
+ * conn_queue_msg() with the meta block (FRAME_META_SIZE bytes at `meta`,
+ * its nfds set here) after the headers and flag FRAME_MSG_META, and, when
+ * `set` is given, its descriptors with the write that starts this MSG (a
+ * reference taken). Always a copy (conn_meta.c). Returns 0 or -ENOMEM
+ * (nothing queued).
+ */
+int conn_queue_msg_meta(struct conn *c, uint32_t sid, uint8_t flags, const struct frame *pub,
+                        const uint8_t *meta, struct conn_fds *set);
 
 /* A message was dropped for this connection: a DROPPED notice with the
  * count goes out with its next write. */

@@ -42,6 +42,11 @@ static void connbuf_release_shared(struct conn_buf *b)
     }
     b->nsegs = 0;
     b->seg_bytes = 0;
+    for (size_t i = 0; i < b->nmarks; i++) {
+        fdpass_release(b->marks[i].set);
+    }
+    b->nmarks = 0;
+    b->marks_sent = 0;
 }
 
 void connbuf_clear(struct conn_buf *b)
@@ -54,6 +59,7 @@ void connbuf_free(struct conn_buf *b)
 {
     connbuf_release_shared(b);
     free(b->segs);
+    free(b->marks);
     free(b->data);
     *b = (struct conn_buf){0};
 }
@@ -100,4 +106,45 @@ int connbuf_iov(const struct conn_buf *b, size_t skip, struct connbuf_iov *iov)
         pos = end;
     }
     return n;
+}
+
+int connbuf_add_fds(struct conn_buf *b, struct conn_fds *set)
+{
+    if (array_reserve(b->marks, b->marks_cap, b->nmarks, 1, 4) < 0) {
+        return -ENOMEM;
+    }
+    set->refs++;
+    b->marks[b->nmarks++] = (struct conn_fdmark){.at = b->len + b->seg_bytes, .set = set};
+    return 0;
+}
+
+int connbuf_iov_cut(const struct conn_buf *b, size_t skip, struct connbuf_iov *iov, int n,
+                    const int **fds, uint32_t *nfds)
+{
+    const struct conn_fdmark *m = &b->marks[b->marks_sent];
+    size_t limit;
+    if (m->at <= skip) {
+        /* This write starts the message: its descriptors ride along, and
+         * it stops before the next message that has some. */
+        *fds = m->set->fd;
+        *nfds = m->set->n;
+        limit = b->marks_sent + 1 < b->nmarks ? b->marks[b->marks_sent + 1].at : SIZE_MAX;
+    } else {
+        limit = m->at;
+    }
+    if (limit == SIZE_MAX) {
+        return n;
+    }
+    size_t room = limit - skip;
+    int k = 0;
+    while (k < n && room > 0) {
+        if (iov->v[k].len >= room) {
+            iov->v[k].len = room;
+            room = 0;
+        } else {
+            room -= iov->v[k].len;
+        }
+        k++;
+    }
+    return k;
 }

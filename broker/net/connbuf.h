@@ -9,7 +9,9 @@
  * queues that refer to it. A queue drops its references when what it holds
  * has been written or it is freed; the last reference frees the body. What
  * a buffer holds, in order, is `len + seg_bytes` bytes, which
- * connbuf_iov() describes for one writev().
+ * connbuf_iov() describes for one writev(). A buffer also records where in
+ * that stream a message's file descriptors go (fdpass.h): each such
+ * message starts a sendmsg() of its own (connbuf_iov_cut()).
  *
  * Buffers of up to CONNBUF_KEEP stay with their connection for good. A
  * larger one, left by a burst, is kept while it is in use, since freeing
@@ -20,6 +22,7 @@
 #define SOCKBUS_CONNBUF_H
 
 #include "array.h"
+#include "fdpass.h"
 
 #include <stddef.h>
 #include <stdint.h>
@@ -60,6 +63,13 @@ struct conn_seg {
     struct conn_shared *body;
 };
 
+/* The descriptors that go with the message starting at byte `at` of the
+ * stream (own bytes and shared bodies). */
+struct conn_fdmark {
+    size_t at;
+    struct conn_fds *set;
+};
+
 /* Zero-initialised: empty, nothing allocated. */
 struct conn_buf {
     uint8_t *data;
@@ -69,6 +79,10 @@ struct conn_buf {
     size_t nsegs;
     size_t segs_cap;
     size_t seg_bytes;
+    struct conn_fdmark *marks;
+    size_t nmarks;
+    size_t marks_cap;
+    size_t marks_sent; /* marks[0 .. marks_sent) went out with their bytes */
 };
 
 /* A reused array of iovecs, for describing a buffer (connbuf_iov()). */
@@ -86,6 +100,19 @@ static inline int connbuf_reserve(struct conn_buf *b, size_t need)
 /* Splice a reference to `body` in after the own bytes so far. Returns 0 or
  * -ENOMEM (no reference taken). */
 int connbuf_add_shared(struct conn_buf *b, struct conn_shared *body);
+
+/* The message about to be appended starts with `set`'s descriptors.
+ * Returns 0 or -ENOMEM (no reference taken). */
+int connbuf_add_fds(struct conn_buf *b, struct conn_fds *set);
+
+/*
+ * Cut the n iovecs connbuf_iov(b, skip, iov) described so that one
+ * sendmsg() does not pass the start of a message with descriptors, unless
+ * it starts there: then *fds and *nfds are that message's. Returns the
+ * entries left. Call only when b has marks not yet sent.
+ */
+int connbuf_iov_cut(const struct conn_buf *b, size_t skip, struct connbuf_iov *iov, int n,
+                    const int **fds, uint32_t *nfds);
 
 /* Empty the buffer, keeping its memory (its references are dropped). */
 void connbuf_clear(struct conn_buf *b);

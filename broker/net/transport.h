@@ -17,7 +17,9 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <uv.h>
 
 /* The kernel's word on who is at the other end (SO_PEERCRED). */
@@ -27,35 +29,42 @@ struct transport_cred {
     gid_t gid;
 };
 
-/* The libuv handle of a connection: the one its transport opens. */
+/* The libuv handle of a connection: a uv_poll_t on its socket, for both
+ * transports (transport.c says why). */
 union transport_handle {
     uv_handle_t handle;
-    uv_stream_t stream;
-    uv_pipe_t pipe;
-    uv_tcp_t tcp;
+    uv_poll_t poll;
 };
+
+struct fdq;
 
 struct transport_ops {
     /* "unix" or "tcp": $SYS.CLIENTS "transport", log lines. */
     const char *name;
+    /* The meta block's transport byte (frame.h, FRAME_META_UNIX, ...). */
+    uint8_t meta_id;
     /* Its peers fall under the ACL's "tcp" rule: they come with no
      * credentials and may be anywhere the listening address reaches. */
     bool acl_tcp;
-    /* Initialize the handle on `loop`. Returns 0 or a libuv error. */
-    int (*init)(uv_loop_t *loop, union transport_handle *h);
-    /* Give the initialized handle the accepted socket `fd`. Returns 0 (the
-     * handle owns fd) or a libuv error (fd stays the caller's). */
-    int (*open)(union transport_handle *h, int fd);
+    /* Descriptors can travel with frames (SCM_RIGHTS): recv() queues
+     * those that arrive, send() passes those it is given. */
+    bool fds;
     /* The peer's credentials: 0 and *out written, or a negative errno
      * (-ENOTSUP where the transport has none). */
     int (*credentials)(int fd, struct transport_cred *out);
     /* Set the socket options the broker wants on this kind of socket. */
-    void (*tune)(union transport_handle *h, int fd);
+    void (*tune)(int fd);
     /* The peer for a log line, into buf[len]: "unix pid 42 uid 1000 gid
      * 1000", "tcp 127.0.0.1:51234". `cred`: what credentials() gave, or
      * NULL. */
-    void (*describe)(const union transport_handle *h, const struct transport_cred *cred, char *buf,
-                     size_t len);
+    void (*describe)(int fd, const struct transport_cred *cred, char *buf, size_t len);
+    /* Read up to len bytes: their number, 0 at the end, or a negative
+     * errno (-EAGAIN). Descriptors that came with them go to q. */
+    ssize_t (*recv)(int fd, void *buf, size_t len, struct fdq *q);
+    /* Write iov[0..iovcnt): the bytes written or a negative errno. With
+     * nfds > 0 (only where `fds`), the descriptors go with the first
+     * byte. */
+    ssize_t (*send)(int fd, const struct iovec *iov, int iovcnt, const int *fds, uint32_t nfds);
 };
 
 extern const struct transport_ops transport_unix;

@@ -34,7 +34,7 @@
 static const char known_keys[] = "socket, tcp, mode, group, max_frame, max_connections, "
                                  "max_unwelcomed, hello_timeout_ms, max_subscriptions, "
                                  "max_subscription_bytes, max_pending, max_retained_bytes, "
-                                 "lossless_stall_ms, log, acl";
+                                 "lossless_stall_ms, max_fds_per_msg, max_fds, log, acl";
 
 /* What is being built, and where errors go. */
 struct config_ctx {
@@ -85,6 +85,10 @@ const struct config_limit config_limits[CONFIG_LIMITS] = {
         LIMIT_ROW(max_retained_bytes, BROKER_MAX_RETAINED_BYTES_DEFAULT, 0, UINT64_MAX),
     [CONFIG_LOSSLESS_STALL_MS] =
         LIMIT_ROW(lossless_stall_ms, BROKER_LOSSLESS_STALL_MS_DEFAULT, 1, UINT32_MAX),
+    /* The kernel passes at most 253 (SCM_MAX_FD) with one sendmsg(). */
+    [CONFIG_MAX_FDS_PER_MSG] =
+        LIMIT_ROW(max_fds_per_msg, BROKER_MAX_FDS_PER_MSG_DEFAULT, 1, FRAME_FDS_MAX),
+    [CONFIG_MAX_FDS] = LIMIT_ROW(max_fds, BROKER_MAX_FDS_DEFAULT, 1, UINT32_MAX),
 };
 
 const struct config_limit *config_limit_find(const char *key)

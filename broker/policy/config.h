@@ -11,7 +11,8 @@
  * with '_' for '-': "socket", "tcp", "mode", "group", "max_frame",
  * "max_connections", "max_unwelcomed", "hello_timeout_ms",
  * "max_subscriptions", "max_subscription_bytes", "max_pending",
- * "max_retained_bytes", "lossless_stall_ms", "log", and "acl"
+ * "max_retained_bytes", "lossless_stall_ms", "max_fds_per_msg", "max_fds",
+ * "log", and "acl"
  * (acl_config.h). A flag given on
  * the command line wins over the same setting in the file.
  */
@@ -31,6 +32,8 @@
 /* How long a lossless subscriber's queue may stay over max_pending (until
  * it falls below half of it) before ERR 6 cuts it. */
 #define BROKER_LOSSLESS_STALL_MS_DEFAULT 5000u
+#define BROKER_MAX_FDS_PER_MSG_DEFAULT    16u
+#define BROKER_MAX_FDS_DEFAULT            4096u
 
 /* max_unwelcomed is max_connections / 4 unless set, but not below this:
  * a broker with a handful of connections must still take a few clients
@@ -67,6 +70,8 @@ struct broker_config {
     uint64_t max_pending;
     uint64_t max_retained_bytes;
     uint32_t lossless_stall_ms;
+    uint32_t max_fds_per_msg; /* descriptors one PUB may carry (at most 253) */
+    uint32_t max_fds;         /* descriptors held for messages in flight */
     /* Access control from the config file's "acl" section; NULL: none,
      * everything is allowed to whoever can open the socket. Owned by
      * whoever loaded it (main.c), and must outlive the broker. */
@@ -91,6 +96,8 @@ enum config_limit_id {
     CONFIG_MAX_PENDING,
     CONFIG_MAX_RETAINED_BYTES,
     CONFIG_LOSSLESS_STALL_MS,
+    CONFIG_MAX_FDS_PER_MSG,
+    CONFIG_MAX_FDS,
     CONFIG_LIMITS
 };
 

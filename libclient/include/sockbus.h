@@ -84,12 +84,15 @@ enum {
 /* Flags of sb_msg.flags, as on the wire (MSG). */
 #define SB_MSG_NO_RESPONDERS 0x01u
 #define SB_MSG_RETAINED      0x02u
+#define SB_MSG_META          0x04u /* it says who sent it: sb_msg_sender() */
+
+/* Flags of sb_subscribe_ex(), as on the wire (SUB). */
+#define SB_SUB_SENDER      0x01u /* every message says who sent it */
+#define SB_SUB_LOSSLESS    0x02u /* never dropped from: the publisher waits */
+#define SB_SUB_FLAGS_KNOWN 0x03u
 
 /* Flags of sb_pub.flags, as on the wire (PUB). */
 #define SB_PUB_RETAIN 0x01u
-
-/* Flags of sb_subscribe_ex(), as on the wire (SUB). */
-#define SB_SUB_LOSSLESS 0x02u /* never dropped from: the publisher waits */
 
 typedef struct sb_client sb_client;
 
@@ -129,6 +132,17 @@ typedef struct sb_pub {
     size_t payload_len;
     uint32_t flags; /* SB_PUB_* */
 } sb_pub;
+
+/* Who sent a message, as the kernel said when the sender connected
+ * (sb_msg_sender(); docs/protocol.md, "Sender credentials"). */
+typedef struct sb_sender {
+    uint64_t client_id; /* the sender's client id; 0: the broker itself */
+    pid_t pid;          /* -1 over TCP */
+    uid_t uid;          /* (uid_t)-1 over TCP */
+    gid_t gid;          /* (gid_t)-1 over TCP */
+    int transport;      /* 0 the broker, 1 unix, 2 tcp */
+    unsigned nfds;      /* file descriptors that came with the message */
+} sb_sender;
 
 /* Called by sb_process() for each message. The message is valid only
  * during the call. */
@@ -259,15 +273,46 @@ SB_EXPORT int sb_subscribe(sb_client *client, const char *pattern, const char *q
                            uint32_t *sid);
 
 /*
- * sb_subscribe() with flags (SB_SUB_*). With SB_SUB_LOSSLESS the broker
- * never drops a message for this subscription: when this client's queue in
- * the broker is full, the publisher waits (docs/protocol.md, Lossless
- * subscriptions). Read steadily: a queue that stays full for the broker's
- * lossless_stall_ms ends the connection with SB_E_SLOW_CONSUMER. Returns
- * as sb_subscribe().
+ * sb_subscribe() with flags (SB_SUB_*). SB_SUB_SENDER makes every message
+ * of this subscription say who sent it (sb_msg_sender()). With
+ * SB_SUB_LOSSLESS the broker never drops a message for this subscription:
+ * when this client's queue in the broker is full, the publisher waits
+ * (docs/protocol.md, Lossless subscriptions). Read steadily: a queue that
+ * stays full for the broker's lossless_stall_ms ends the connection with
+ * SB_E_SLOW_CONSUMER. Returns 0, or -EINVAL for a bad pattern, queue group
+ * or flag, or as sb_subscribe().
  */
 SB_EXPORT int sb_subscribe_ex(sb_client *client, const char *pattern, const char *queue,
                               uint32_t flags, uint32_t *sid);
+
+/*
+ * Who sent `msg`: its sender's client id, and the pid, uid and gid the
+ * kernel gave the broker when that client connected (never anything the
+ * sender said), for a message of a subscription made with SB_SUB_SENDER
+ * or one that carries descriptors. Works on any message or reply while it
+ * is valid. Returns 0 and *out, or -ENOENT when the message does not say
+ * (no SB_MSG_META).
+ */
+SB_EXPORT int sb_msg_sender(const sb_msg *msg, sb_sender *out);
+
+/*
+ * Publish with file descriptors (Unix sockets only): the kernel passes
+ * copies of fds[0..nfds) (1 to the broker's max_fds_per_msg, default 16)
+ * to every Unix subscriber; the caller keeps its own. Writes out what is
+ * buffered first, and the frame before it returns. Returns what
+ * sb_publish_ex() does, -EINVAL for nfds 0 or over 253 or with
+ * SB_PUB_RETAIN (descriptors are never retained), or -EOPNOTSUPP over TCP.
+ */
+SB_EXPORT int sb_publish_fds(sb_client *client, const sb_pub *pub, const int *fds, size_t nfds);
+
+/*
+ * The file descriptors that came with `msg`, the message sb_next_msg() or
+ * the message callback handed out last: their number, and in *fds (may be
+ * NULL) a pointer to them. They belong to the message: they are closed
+ * when the next message is handed out or the client closes; dup() those
+ * you keep. 0 for any other message.
+ */
+SB_EXPORT size_t sb_msg_fds(const sb_client *client, const sb_msg *msg, const int **fds);
 
 /* Unsubscribe `sid` now (max_msgs == 0), or after `max_msgs` more
  * messages. Returns 0, or -ENOENT for an sid this client never issued. */

@@ -130,3 +130,13 @@ size_t frame_encode(uint8_t *out, uint8_t op, uint8_t flags, uint32_t sid, const
     put_bytes(p, payload, payload_len);
     return size;
 }
+
+int frame_meta_parse(const struct frame *f, struct frame_meta *m)
+{
+    if (f->op != FRAME_OP_MSG || !(f->flags & FRAME_MSG_META) || f->payload_len < FRAME_META_SIZE) {
+        return -EPROTO;
+    }
+    /* The block comes first in what frame_parse() calls the payload. */
+    frame_meta_decode(f->payload, m);
+    return 0;
+}

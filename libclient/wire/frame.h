@@ -48,11 +48,42 @@ enum frame_op {
 
 /* PUB flags. */
 #define FRAME_PUB_RETAIN 0x01u
+#define FRAME_PUB_FDS    0x02u /* descriptors travel with it; sid = their count */
 /* SUB flags. */
+#define FRAME_SUB_SENDER   0x01u /* every MSG of it carries the meta block */
 #define FRAME_SUB_LOSSLESS 0x02u /* never dropped from: the publisher waits */
 /* MSG flags. */
 #define FRAME_MSG_NO_RESPONDERS 0x01u
 #define FRAME_MSG_RETAINED      0x02u
+#define FRAME_MSG_META          0x04u /* a meta block follows the headers */
+
+/*
+ * The meta block of a MSG with FRAME_MSG_META (docs/protocol.md, "Sender
+ * credentials"): FRAME_META_SIZE bytes after the headers, before the
+ * payload. pid, uid and gid are the kernel's (SO_PEERCRED at connect);
+ * FRAME_META_NONE where there are none (TCP).
+ *
+ *   0 u64 client_id (0: the broker)   8 u32 pid   12 u32 uid   16 u32 gid
+ *   20 u8 transport   21 u8 0   22 u16 nfds   24 u64 0 (reserved)
+ */
+#define FRAME_META_SIZE 32u
+#define FRAME_META_NONE 0xFFFFFFFFu
+enum frame_meta_transport {
+    FRAME_META_BROKER = 0,
+    FRAME_META_UNIX = 1,
+    FRAME_META_TCP = 2,
+};
+/* The most descriptors one frame may carry (the kernel's SCM_MAX_FD). */
+#define FRAME_FDS_MAX 253u
+
+struct frame_meta {
+    uint64_t client_id;
+    uint32_t pid;
+    uint32_t uid;
+    uint32_t gid;
+    uint8_t transport;
+    uint16_t nfds;
+};
 
 /* Text mode (docs/protocol.md, Text mode): a connection whose first four
  * bytes are all printable ASCII speaks lines, not frames. No binary frame
@@ -217,5 +248,38 @@ static inline void frame_encode_header(uint8_t *out, uint32_t size, uint8_t op, 
 size_t frame_encode(uint8_t *out, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
                     size_t subject_len, const void *reply, size_t reply_len, const void *headers,
                     size_t header_len, const void *payload, size_t payload_len);
+
+/* Write the meta block `m` at out[0..FRAME_META_SIZE). */
+static inline void frame_meta_encode(uint8_t *out, const struct frame_meta *m)
+{
+    memset(out, 0, FRAME_META_SIZE);
+    frame_put_u64(out, m->client_id);
+    frame_put_u32(out + 8, m->pid);
+    frame_put_u32(out + 12, m->uid);
+    frame_put_u32(out + 16, m->gid);
+    out[20] = m->transport;
+    frame_put_u16(out + 22, m->nfds);
+}
+
+/* Read the meta block at p[0..FRAME_META_SIZE). */
+static inline void frame_meta_decode(const uint8_t *p, struct frame_meta *m)
+{
+    *m = (struct frame_meta){
+        .client_id = frame_get_u64(p),
+        .pid = frame_get_u32(p + 8),
+        .uid = frame_get_u32(p + 12),
+        .gid = frame_get_u32(p + 16),
+        .transport = p[20],
+        .nfds = frame_get_u16(p + 22),
+    };
+}
+
+/*
+ * Read the meta block of the MSG `f` (flag FRAME_MSG_META): the
+ * FRAME_META_SIZE bytes after its headers. Returns 0 with *m written, or
+ * -EPROTO when the flag is missing, the frame is not a MSG, or the block
+ * does not fit before the end of the frame.
+ */
+int frame_meta_parse(const struct frame *f, struct frame_meta *m);
 
 #endif /* SOCKBUS_FRAME_H */

@@ -5,7 +5,8 @@
 #   and the version script), besides the version node itself;
 # - the exported functions are exactly those the header declares with
 #   SB_EXPORT, and exactly those the version script lists;
-# - each carries the version node's name (sb_close@@SOCKBUS_0.1).
+# - each carries the name of one of the version nodes (sb_close@@SOCKBUS_0.1,
+#   sb_publish_fds@@SOCKBUS_0.2), the one that lists it.
 set -eu
 lib=$1
 header=$2
@@ -19,10 +20,13 @@ if [ -n "$others" ]; then
     echo "check_exports: $lib exports symbols outside sb_: $others" >&2
     status=1
 fi
-node=$(sed -n 's/^\([A-Z_0-9.]*\) *{.*/\1/p' "$map" | tail -n 1)
-unversioned=$(printf '%s\n' "$symbols" | grep -v "@@$node\$" || true)
+# Each node, and the functions it lists: NAME NODE per line.
+listed_in=$(awk '/^[A-Z_0-9.]+ *\{/ { node = $1 } /^ *sb_[a-z0-9_]*;/ { sub(/;.*/, ""); print $1 "@@" node }' "$map" | sort)
+node=$(sed -n 's/^\([A-Z_0-9.]*\) *{.*/\1/p' "$map" | tr '\n' ' ')
+unversioned=$(printf '%s\n' "$symbols" | sort | comm -23 - "$(printf '%s\n' "$listed_in" >"${TMPDIR:-/tmp}/sb-listed.$$"; echo "${TMPDIR:-/tmp}/sb-listed.$$")" || true)
+rm -f "${TMPDIR:-/tmp}/sb-listed.$$"
 if [ -n "$unversioned" ]; then
-    echo "check_exports: symbols without the version $node: $unversioned" >&2
+    echo "check_exports: symbols without the version node that lists them ($node): $unversioned" >&2
     status=1
 fi
 

@@ -14,12 +14,19 @@
  * cut one byte short must be "need more", never an error or a frame (a
  * receiver that gets it in two reads must not judge it differently).
  * For every refusal, the code must be the one the first bytes call for.
+ *
+ * The meta block (docs/protocol.md, "Sender credentials") is read from
+ * every accepted frame too: frame_meta_parse() must accept exactly the
+ * MSGs with flag META and room for the block, read each field from its
+ * place, and frame_meta_encode() must write back the same block (but for
+ * the bytes the format says are 0).
  */
 #include "fuzz.h"
 
 #include "frame.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 static const uint32_t max_frames[] = {
@@ -65,6 +72,29 @@ static void check_frame(const uint8_t *buf, size_t len, uint32_t max_frame, cons
                          f->reply_len, f->headers, f->header_len, f->payload, f->payload_len);
         FUZZ_CHECK(w == n);
         FUZZ_CHECK(memcmp(reencoded, buf, n) == 0);
+    }
+
+    /* The meta block. */
+    struct frame_meta m;
+    memset(&m, 0x5A, sizeof(m));
+    int mr = frame_meta_parse(f, &m);
+    bool has = f->op == FRAME_OP_MSG && (f->flags & FRAME_MSG_META) &&
+               f->payload_len >= FRAME_META_SIZE;
+    FUZZ_CHECK((mr == 0) == has);
+    FUZZ_CHECK(mr == 0 || mr == -EPROTO);
+    if (has) {
+        const uint8_t *p = f->payload;
+        FUZZ_CHECK(m.client_id == frame_get_u64(p));
+        FUZZ_CHECK(m.pid == frame_get_u32(p + 8) && m.uid == frame_get_u32(p + 12) &&
+                   m.gid == frame_get_u32(p + 16));
+        FUZZ_CHECK(m.transport == p[20] && m.nfds == frame_get_u16(p + 22));
+        uint8_t block[FRAME_META_SIZE];
+        memcpy(block, p, sizeof(block));
+        block[21] = 0;
+        memset(block + 24, 0, 8);
+        uint8_t again[FRAME_META_SIZE];
+        frame_meta_encode(again, &m);
+        FUZZ_CHECK(memcmp(again, block, sizeof(block)) == 0);
     }
 
     /* One byte short: not a frame yet, and not an error either. */

@@ -173,6 +173,48 @@ Test(examples, loop_answers_requests_from_its_callback, .fini = teardown)
     harness_stop(&broker);
 }
 
+Test(examples, whoami_answers_by_the_kernels_uid, .fini = teardown)
+{
+    int r = harness_start(&broker, true, NULL);
+    cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
+    cr_assert_eq(setenv("SOCKBUS_SOCKET", broker.socket, 1), 0);
+    use_example("SOCKBUS_EXAMPLE_WHOAMI");
+    const char *argv[] = {"whoami", "example.whoami", "2", NULL};
+    int out_fd;
+    loop_pid = harness_cli_spawn(argv, &out_fd);
+    char line[256];
+    cr_assert(read_line(out_fd, line, sizeof(line), 2 * harness_ready_ms()),
+              "whoami did not say it was ready: '%s'", line);
+    char want[128];
+    if (getuid() == 0) {
+        snprintf(want, sizeof(want), "you are root (pid %ld): yes", (long)getpid());
+    } else {
+        snprintf(want, sizeof(want), "you are uid %lu, as I am: welcome", (unsigned long)getuid());
+    }
+    /* Over the Unix socket: by uid; over TCP: no credentials. */
+    sb_client *u = harness_client(&broker, "requester", true);
+    sb_client *t = NULL;
+    sb_options o = {.endpoint = broker.tcp, .name = "tcp-requester"};
+    cr_assert_eq(sb_connect(&t, &o), 0);
+    sb_client *who[2] = {u, t};
+    const char *answers[2] = {want, "I cannot tell who you are (no credentials over TCP): no"};
+    for (int i = 0; i < 2; i++) {
+        sb_msg reply;
+        r = sb_request(who[i], "example.whoami", "?", 1, &reply, HARNESS_IO_MS);
+        cr_assert_eq(r, 0, "request %d: %s", i, sb_strerror(r));
+        cr_expect(reply.payload_len == strlen(answers[i]) &&
+                      memcmp(reply.payload, answers[i], reply.payload_len) == 0,
+                  "reply %d: '%.*s'", i, (int)reply.payload_len, (const char *)reply.payload);
+    }
+    int status = harness_wait_pid(loop_pid, HARNESS_IO_MS);
+    loop_pid = -1;
+    cr_expect_eq(status, 0, "whoami exit status %d", status);
+    close(out_fd);
+    sb_close(u);
+    sb_close(t);
+    harness_stop(&broker);
+}
+
 /* Start a broker with the config file named by `var`, plus --group with
  * our own group, and check that it serves: a message goes round, and the
  * socket has the file's mode. */

@@ -674,9 +674,9 @@ static int count_of(const char *haystack, const char *needle)
     return n;
 }
 
-/* The soft limit is raised to max_connections + max_unwelcomed + 64: the
- * descriptors of the welcomed clients, of those waiting for their HELLO,
- * and the broker's own. */
+/* The soft limit is raised to max_connections + max_unwelcomed + max_fds
+ * + 64: the descriptors of the welcomed clients, of those waiting for their
+ * HELLO, of the messages in flight, and the broker's own. */
 static void check_nofile_raised(const char *const *extra, long want)
 {
     struct rlimit rl;
@@ -697,13 +697,14 @@ Test(limits, nofile_soft_limit_is_raised_for_max_connections)
 {
     /* max_unwelcomed defaults to a quarter of max_connections. */
     const char *const extra[] = {"--max-connections", "1000", NULL};
-    check_nofile_raised(extra, 1000 + 250 + 64);
+    check_nofile_raised(extra, 1000 + 250 + 4096 + 64);
 }
 
 Test(limits, nofile_soft_limit_is_raised_for_max_unwelcomed)
 {
-    const char *const extra[] = {"--max-connections", "1000", "--max-unwelcomed", "700", NULL};
-    check_nofile_raised(extra, 1000 + 700 + 64);
+    const char *const extra[] = {"--max-connections", "1000", "--max-unwelcomed", "700",
+                                 "--max-fds",         "100",  NULL};
+    check_nofile_raised(extra, 1000 + 700 + 100 + 64);
 }
 
 Test(limits, nofile_hard_limit_too_low_is_said_once)

@@ -36,6 +36,15 @@
  *     ERR 6 so that the publishers it holds go on; and text mode: random
  *     verbs in any case, mistakes, lines too long, a line cut by the close.
  *
+ * File descriptors travel too (docs/protocol.md, "File descriptors"): Unix
+ * publishers attach a memfd to some of their counted messages (a TCP
+ * subscriber counts those as dropped, so the sums above still hold), some
+ * checked subscriptions ask for the sender (SENDER) and check that the
+ * meta block names a real publisher as the kernel saw it, and a chaos kind
+ * passes descriptors every way the rules allow and forbid (unclaimed,
+ * too many, a count of 0, more claimed than sent). At the end the broker
+ * holds no descriptor beyond those it had before the first client.
+ *
  * The broker must survive all of it, answer a final barrier, shut down
  * with exit 0 and leave no sanitizer report in its log (harness_stop()).
  *
@@ -56,7 +65,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -113,11 +125,13 @@ enum chaos {
     C_SILENT,       /* connects and says nothing */
     C_LOSSLESS,     /* a lossless subscriber that never reads: cut by ERR 6 */
     C_TEXT,         /* text mode: random commands, mistakes, long and cut lines */
+    C_FDS,          /* passes descriptors, by the rules and against them */
     C_KINDS,
 };
 
 struct sub_info {
     uint32_t sid;
+    bool sender; /* subscribed with SENDER */
     char pattern[32];
 };
 
@@ -162,6 +176,11 @@ struct client {
 
 static struct harness_broker broker;
 static struct client clients[N_CLIENTS];
+/* Descriptors: the memfd publishers attach, how many went out with
+ * messages, and how many the clients received (and closed). */
+static int stress_memfd = -1;
+static uint64_t fds_sent;
+static uint64_t fds_received;
 static uint64_t rng_state;
 static uint64_t seed;
 
@@ -366,6 +385,38 @@ static uint32_t subscribe(struct client *c, const char *pattern, const char *que
     return subscribe_flags(c, pattern, queue, 0);
 }
 
+/* Send the frame at buf[0..len) now with `nfds` descriptors on its first
+ * byte, the rest (if the socket took part of it) queued behind. Only with
+ * nothing queued before it. Returns false (nothing sent) if the socket
+ * took nothing. */
+static bool send_with_fds(struct client *c, const uint8_t *buf, size_t len, const int *fds,
+                          size_t nfds)
+{
+    union {
+        char buf[CMSG_SPACE(32 * sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds > 0) {
+        mh.msg_control = control.buf;
+        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+        struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(h), fds, nfds * sizeof(int));
+    }
+    ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n <= 0) {
+        return false;
+    }
+    grow(&c->out, &c->out_cap, c->out_len + len - (size_t)n);
+    memcpy(c->out + c->out_len, buf + n, len - (size_t)n);
+    c->out_len += len - (size_t)n;
+    return true;
+}
+
 /* ---- checked clients ---------------------------------------------------- */
 
 /* A message was published on `subject`: count it for every checked
@@ -408,22 +459,65 @@ static void publisher_burst(struct client *c, int pub_index)
         memcpy(payload + 8, &seq, 8);
         uint8_t flags = chance(3) ? FRAME_PUB_RETAIN : 0;
         const char *hdr = chance(10) ? "h:1" : NULL;
-        queue_frame(c, FRAME_OP_PUB, flags, 0, subject, NULL, hdr, hdr ? 3 : 0, payload, len);
         count_published(subject);
+        if (!c->tcp && flags == 0 && c->out_off == c->out_len && chance(5)) {
+            /* With the memfd, when nothing is queued before it. */
+            static uint8_t frame[MAX_FRAME];
+            size_t size = frame_encode(frame, FRAME_OP_PUB, FRAME_PUB_FDS, 1, subject,
+                                       strlen(subject), NULL, 0, hdr, hdr ? 3 : 0, payload, len);
+            if (send_with_fds(c, frame, size, &stress_memfd, 1)) {
+                fds_sent++;
+                continue;
+            }
+        }
+        queue_frame(c, FRAME_OP_PUB, flags, 0, subject, NULL, hdr, hdr ? 3 : 0, payload, len);
     }
+}
+
+/* The meta block of a MSG to a checked subscriber: it names the
+ * publisher as the kernel saw it. Returns the payload after it. */
+static const uint8_t *checked_meta(struct client *c, const struct frame *f, bool sender,
+                                   uint32_t *payload_len)
+{
+    if (!(f->flags & FRAME_MSG_META)) {
+        cr_assert(!sender, "client %d sid %u: SENDER, and no meta block", c->id, f->sid);
+        *payload_len = f->payload_len;
+        return f->payload;
+    }
+    struct frame_meta m;
+    cr_assert_eq(frame_meta_parse(f, &m), 0, "client %d: a short meta block", c->id);
+    cr_assert(sender || m.nfds > 0, "client %d sid %u: a meta block not asked for", c->id, f->sid);
+    cr_assert_neq(m.client_id, 0);
+    if (f->payload_len >= FRAME_META_SIZE + 8) {
+        uint64_t who;
+        memcpy(&who, f->payload + FRAME_META_SIZE, 8);
+        bool tcp = clients[who % N_PUBLISHERS].tcp;
+        cr_assert_eq(m.transport, tcp ? FRAME_META_TCP : FRAME_META_UNIX);
+        cr_assert_eq(m.pid, tcp ? FRAME_META_NONE : (uint32_t)getpid());
+        cr_assert_eq(m.uid, tcp ? FRAME_META_NONE : (uint32_t)getuid());
+        cr_assert(m.nfds == 0 || (!tcp && m.nfds == 1));
+    }
+    *payload_len = f->payload_len - FRAME_META_SIZE;
+    return f->payload + FRAME_META_SIZE;
 }
 
 /* A MSG reached a checked subscriber: count it and check its order. */
 static void checked_msg(struct client *c, const struct frame *f)
 {
     c->received++;
-    if (f->payload_len < 16) {
+    bool sender = false;
+    for (int s = 0; s < c->nsubs; s++) {
+        sender |= c->subs[s].sid == f->sid && c->subs[s].sender;
+    }
+    uint32_t payload_len;
+    const uint8_t *payload = checked_meta(c, f, sender, &payload_len);
+    if (payload_len < 16) {
         return; /* an empty retained delete, live: counted, no sequence */
     }
     uint64_t who;
     uint64_t seq;
-    memcpy(&who, f->payload, 8);
-    memcpy(&seq, f->payload + 8, 8);
+    memcpy(&who, payload, 8);
+    memcpy(&seq, payload + 8, 8);
     cr_assert_lt(who, N_PUBLISHERS, "client %d: bad payload", c->id);
     for (int s = 0; s < c->nsubs; s++) {
         if (c->subs[s].sid == f->sid) {
@@ -470,6 +564,9 @@ static void chaos_start(struct client *c, int64_t now)
         c->reading = false;
         c->resume_at = now; /* when it began to hold on */
         c->die_at = now + LOSSLESS_STALL_MS * 3;
+        break;
+    case C_FDS:
+        subscribe_flags(c, "c.fd.*", NULL, chance(50) ? FRAME_SUB_SENDER : 0);
         break;
     case C_RETAINER:
         subscribe(c, "c.ret.>", NULL);
@@ -644,6 +741,45 @@ static void chaos_act(struct client *c, int64_t now)
     case C_TEXT:
         text_act(c, now);
         return;
+    case C_FDS:
+        if (c->out_off == c->out_len) {
+            /* Mostly by the rules (1 to 4 claimed, as many sent), else a
+             * count of 0, too many, more claimed than sent, or
+             * descriptors no frame claims. */
+            unsigned k = 1 + rnd_below(4);
+            unsigned count = k;
+            uint8_t flags = FRAME_PUB_FDS;
+            switch (rnd_below(12)) {
+            case 0:
+                count = 0;
+                break;
+            case 1:
+                count = k = 17 + rnd_below(8); /* over max_fds_per_msg */
+                break;
+            case 2:
+                count = k + 1;
+                break;
+            case 3:
+                flags = 0; /* unclaimed */
+                break;
+            case 4:
+                flags |= FRAME_PUB_RETAIN;
+                break;
+            default:
+                break;
+            }
+            int fds[32];
+            for (unsigned i = 0; i < k; i++) {
+                fds[i] = i % 2 ? stress_memfd : c->fd;
+            }
+            /* On c.fd.*, never s.*: the checked counts stay exact. */
+            snprintf(subject, sizeof(subject), "c.fd.%u", rnd_below(4));
+            uint8_t frame[128];
+            size_t size = frame_encode(frame, FRAME_OP_PUB, flags, count, subject, strlen(subject),
+                                       NULL, 0, NULL, 0, "chaos", 5);
+            send_with_fds(c, frame, size, fds, k);
+        }
+        break;
     default:
         break;
     }
@@ -806,11 +942,42 @@ static size_t text_lines(struct client *c)
     return off;
 }
 
+/* recv() that takes (and closes) descriptors that come along. */
+static ssize_t recv_fds(int fd, void *buf, size_t len)
+{
+    union {
+        char buf[CMSG_SPACE(253 * sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    struct iovec iov = {.iov_base = buf, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = control.buf,
+                        .msg_controllen = sizeof(control.buf)};
+    ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+    if (n < 0) {
+        return n;
+    }
+    cr_assert_eq(mh.msg_flags & MSG_CTRUNC, 0);
+    for (struct cmsghdr *h = CMSG_FIRSTHDR(&mh); h != NULL; h = CMSG_NXTHDR(&mh, h)) {
+        if (h->cmsg_level == SOL_SOCKET && h->cmsg_type == SCM_RIGHTS) {
+            size_t k = (h->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+            for (size_t i = 0; i < k; i++) {
+                int d;
+                memcpy(&d, CMSG_DATA(h) + i * sizeof(int), sizeof(int));
+                close(d);
+                fds_received++;
+            }
+        }
+    }
+    return n;
+}
+
 static void client_read(struct client *c)
 {
     for (;;) {
         grow(&c->in, &c->in_cap, c->in_len + 65536);
-        ssize_t n = recv(c->fd, c->in + c->in_len, c->in_cap - c->in_len, 0);
+        ssize_t n = recv_fds(c->fd, c->in + c->in_len, c->in_cap - c->in_len);
         if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
             if (c->kind != K_CHAOS) {
                 checked_lost(c, n == 0 ? "the broker closed its connection" : strerror(errno));
@@ -940,6 +1107,21 @@ static void checked_barrier(int64_t deadline)
     }
 }
 
+/* Descriptors open in process `pid` (/proc/PID/fd). */
+static int count_fds(pid_t pid)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
+    DIR *d = opendir(path);
+    cr_assert_not_null(d);
+    int n = 0;
+    for (struct dirent *e; (e = readdir(d)) != NULL;) {
+        n += e->d_name[0] != '.';
+    }
+    closedir(d);
+    return n;
+}
+
 static uint64_t env_u64(const char *name, uint64_t dflt)
 {
     const char *v = getenv(name);
@@ -987,6 +1169,10 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
                                 NULL};
     int r = harness_start(&broker, true, args);
     cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
+    int broker_fds = count_fds(broker.pid);
+    stress_memfd = memfd_create("stress", MFD_CLOEXEC);
+    cr_assert(stress_memfd >= 0);
+    cr_assert_eq(write(stress_memfd, "attached", 8), 8);
 
     /* Checked clients first, subscribed and confirmed before anything is
      * published, so that what each should receive is known exactly. */
@@ -1003,13 +1189,17 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
         for (int s = 0; s < c->nsubs; s++) {
             const char *p = sub_patterns[rnd_below(sizeof(sub_patterns) / sizeof(*sub_patterns))];
             snprintf(c->subs[s].pattern, sizeof(c->subs[s].pattern), "%s", p);
-            c->subs[s].sid = subscribe(c, p, NULL);
+            c->subs[s].sender = chance(50);
+            c->subs[s].sid = subscribe_flags(c, p, NULL, c->subs[s].sender ? FRAME_SUB_SENDER : 0);
         }
     }
     for (int i = 0; i < N_LOSSLESS; i++, n++) {
         struct client *c = &clients[n];
         *c = (struct client){.kind = K_LOSSLESS, .id = n};
-        checked_open(c, i == 1);
+        /* Over Unix: a message with descriptors cannot reach a TCP
+         * subscriber, lossless or not (it is counted as dropped), and a
+         * lossless one here must see no DROPPED at all. */
+        checked_open(c, false);
         c->nsubs = 1 + (int)rnd_below(2);
         for (int s = 0; s < c->nsubs; s++) {
             const char *p = sub_patterns[rnd_below(sizeof(sub_patterns) / sizeof(*sub_patterns))];
@@ -1160,11 +1350,25 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
             rounds, chaos_started, published, received, dropped, lossless_cut, lossless_due);
     cr_expect_gt(lossless_cut, 0, "no stuck lossless subscriber was cut (seed %" PRIu64 ")", seed);
     cr_expect_gt(dropped, 0, "no message was dropped: the test did not exercise slow consumers");
+    fprintf(stderr,
+            "stress: %" PRIu64 " counted messages sent with a descriptor, %" PRIu64
+            " descriptors received\n",
+            fds_sent, fds_received);
 
     for (int i = 0; i < N_CLIENTS; i++) {
         client_kill(&clients[i]);
         free(clients[i].in);
         free(clients[i].out);
     }
+    /* Every descriptor that came in with a message, claimed or not, is
+     * closed once its connections are. */
+    int64_t until = harness_now_ms() + 10000;
+    while (count_fds(broker.pid) != broker_fds && harness_now_ms() < until) {
+        poll(NULL, 0, 20);
+    }
+    cr_expect_eq(count_fds(broker.pid), broker_fds,
+                 "the broker holds descriptors it had not before the clients (seed %" PRIu64 ")",
+                 seed);
+    close(stress_memfd);
     harness_stop(&broker);
 }

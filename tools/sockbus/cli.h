@@ -207,7 +207,7 @@ int cli_confirm(const char *cmd, sb_client *client, int wait_ms, const cli_deadl
 int cli_subscribe(const char *cmd, sb_client *client, const char *pattern, const char *queue,
                   int wait_ms, const cli_deadline *deadline);
 
-/* cli_subscribe() with sb_subscribe_ex() flags (SB_SUB_LOSSLESS). */
+/* cli_subscribe() with SUB flags (SB_SUB_SENDER, SB_SUB_LOSSLESS). */
 int cli_subscribe_ex(const char *cmd, sb_client *client, const char *pattern, const char *queue,
                      uint32_t flags, int wait_ms, const cli_deadline *deadline);
 

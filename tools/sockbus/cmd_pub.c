@@ -13,6 +13,7 @@
  * means the broker has processed every message.
  */
 #include "cli.h"
+#include "cli_fds.h"
 
 #include <errno.h>
 #include <poll.h>
@@ -30,6 +31,7 @@ enum {
     OPT_RETAIN = 256,
     OPT_REPLY,
     OPT_RAW,
+    OPT_ATTACH,
 };
 
 /* GNU order: options may follow the operands, "--" ends them;
@@ -42,6 +44,7 @@ static const struct option pub_options[] = {
     {"retain", no_argument, NULL, OPT_RETAIN},
     {"reply", required_argument, NULL, OPT_REPLY},
     {"raw", no_argument, NULL, OPT_RAW},
+    {"attach", required_argument, NULL, OPT_ATTACH},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -54,6 +57,8 @@ typedef struct pub_args {
     bool retain;
     bool raw;
     int timeout_ms;
+    int fds[CLI_ATTACH_MAX]; /* --attach: opened, passed with every message */
+    size_t nfds;
 } pub_args;
 
 static void pub_usage(FILE *out)
@@ -72,6 +77,8 @@ static void pub_usage(FILE *out)
                  "                         to every later subscriber (empty MESSAGE: delete it)\n"
                  "      --reply SUBJECT    ask receivers to answer on SUBJECT\n"
                  "      --raw              all of stdin, byte for byte, is one message\n"
+                 "      --attach PATH      pass an open file descriptor of PATH (read-only)\n"
+                 "                         with every message; repeatable (Unix socket only)\n"
                  "  -t, --timeout SECONDS  longest wait to connect and for the broker to\n"
                  "                         confirm the messages (default 5; 0.5, 250ms, 1m)\n"
                  "  -h, --help             show this help and exit\n"
@@ -110,6 +117,9 @@ static int pub_parse(int argc, char **argv, pub_args *args)
         case OPT_RAW:
             args->raw = true;
             break;
+        case OPT_ATTACH:
+            r = cli_attach_open(CMD, optarg, args->fds, &args->nfds);
+            break;
         case 'h':
             pub_usage(stdout);
             return -1;
@@ -127,6 +137,9 @@ static int pub_parse(int argc, char **argv, pub_args *args)
     }
     if (args->raw && args->message != NULL) {
         return cli_usage_error(CMD, "--raw reads the message from stdin; leave out MESSAGE");
+    }
+    if (args->retain && args->nfds > 0) {
+        return cli_usage_error(CMD, "--attach and --retain: file descriptors are never retained");
     }
 
     /* Checked before connecting: a typo should not depend on a broker. */
@@ -169,6 +182,11 @@ static int pub_too_large(sb_client *client, const pub_args *args, const char *wh
 
 static int pub_one(sb_client *client, const pub_args *args, const void *data, size_t len)
 {
+    if (args->nfds > 0) {
+        sb_pub pub = {
+            .subject = args->subject, .reply = args->reply, .payload = data, .payload_len = len};
+        return sb_publish_fds(client, &pub, args->fds, args->nfds);
+    }
     if (!args->retain) {
         return sb_publish(client, args->subject, args->reply, data, len);
     }
@@ -403,6 +421,13 @@ int cmd_pub(int argc, char **argv)
         return CLI_EXIT_FAILURE;
     }
     sb_set_msg_cb(client, pub_discard_msg, NULL);
+    if (args.nfds > 0 && sb_endpoint_is_tcp(sb_endpoint(client))) {
+        fprintf(stderr,
+                "sockbus pub: cannot --attach over TCP (%s): file descriptors travel only over "
+                "a Unix socket; use the broker's socket path\n",
+                sb_endpoint(client));
+        return CLI_EXIT_FAILURE;
+    }
 
     if (args.message != NULL) {
         r = pub_one(client, &args, args.message, strlen(args.message));

@@ -25,6 +25,11 @@
  * frame gets an empty reply and one line on stderr: a truncated reply
  * would look like a valid one.
  *
+ * With --sender, the subscription asks who sent each request, and a
+ * COMMAND finds it in its environment (SOCKBUS_SENDER_UID and the like):
+ * what the kernel said of the requester, never what it wrote, so that a
+ * script can answer by uid.
+ *
  * Why one file of this size: the options, running a COMMAND and the
  * request loop serve this one subcommand and share its reply_state.
  * Running a COMMAND (exec, the poll exchange, the stderr tail, reaping) is
@@ -56,12 +61,17 @@
  * ":": report a missing argument as ':' rather than '?'. */
 #define REPLY_OPTSTRING ":s:q:n:t:vh"
 
+enum {
+    OPT_SENDER = 256,
+};
+
 static const struct option reply_options[] = {
     {"socket", required_argument, NULL, 's'},
     {"queue", required_argument, NULL, 'q'},
     {"count", required_argument, NULL, 'n'},
     {"timeout", required_argument, NULL, 't'},
     {"verbose", no_argument, NULL, 'v'},
+    {"sender", no_argument, NULL, OPT_SENDER},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -72,6 +82,7 @@ typedef struct reply_args {
     uint64_t count;       /* 0: no limit */
     int64_t timeout_ms;   /* 0: no limit */
     bool verbose;
+    bool sender;         /* --sender: COMMAND learns who asked */
     const char *subject; /* a subject, or a pattern */
     const char *message; /* the fixed answer ("" when none is given) */
     char **command;      /* NULL, or execvp() arguments, NULL terminated */
@@ -84,7 +95,8 @@ typedef struct reply_state {
     char *out;             /* the command's output, reused from request to request */
     size_t out_cap;
     uint64_t answered;
-    bool told_ignored; /* -v: said once that messages without reply are skipped */
+    bool told_ignored;     /* -v: said once that messages without reply are skipped */
+    const sb_msg *request; /* the request being answered (--sender) */
 } reply_state;
 
 /* One run of COMMAND. */
@@ -129,6 +141,9 @@ static void reply_usage(FILE *out)
                  "                         (fractional, or with a unit: 0.5, 250ms, 1m)\n"
                  "  -v, --verbose          log each request answered on stderr, and (once)\n"
                  "                         that messages without a reply subject are ignored\n"
+                 "      --sender           learn who sent each request, as the kernel says:\n"
+                 "                         COMMAND gets SOCKBUS_SENDER_PID, _UID, _GID and\n"
+                 "                         _CLIENT_ID in its environment (none over TCP)\n"
                  "  -h, --help             show this help and exit\n"
                  "\n"
                  "Exit status: 0 after COUNT requests, 1 on failure (refused subscription,\n"
@@ -221,6 +236,9 @@ static int reply_parse(int argc, char **argv, reply_args *args)
             break;
         case 't':
             r = cli_parse_deadline(CMD, optarg, &args->timeout_ms);
+            break;
+        case OPT_SENDER:
+            args->sender = true;
             break;
         case 'v':
             args->verbose = true;
@@ -387,6 +405,30 @@ static int reply_exchange(reply_state *st, reply_run *run, int in_fd, int out_fd
     return r;
 }
 
+/* In the child: who sent the request, in COMMAND's environment. */
+static void reply_set_sender(const sb_msg *request)
+{
+    static const char *const names[] = {"SOCKBUS_SENDER_PID", "SOCKBUS_SENDER_UID",
+                                        "SOCKBUS_SENDER_GID", "SOCKBUS_SENDER_CLIENT_ID"};
+    sb_sender s;
+    bool known = request != NULL && sb_msg_sender(request, &s) == 0 && s.transport != 2;
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        unsetenv(names[i]); /* never one inherited from our own environment */
+    }
+    if (!known) {
+        return;
+    }
+    char v[24];
+    snprintf(v, sizeof(v), "%ld", (long)s.pid);
+    setenv(names[0], v, 1);
+    snprintf(v, sizeof(v), "%lu", (unsigned long)s.uid);
+    setenv(names[1], v, 1);
+    snprintf(v, sizeof(v), "%lu", (unsigned long)s.gid);
+    setenv(names[2], v, 1);
+    snprintf(v, sizeof(v), "%llu", (unsigned long long)s.client_id);
+    setenv(names[3], v, 1);
+}
+
 /* In the child: become COMMAND, or report why not through err_fd. */
 static void reply_exec(char **command, int in_fd, int out_fd, int stderr_fd, int err_fd)
 {
@@ -479,6 +521,9 @@ static int reply_run_command(reply_state *st, reply_run *run, const void *in, si
 
     pid_t pid = fork();
     if (pid == 0) {
+        if (st->args->sender) {
+            reply_set_sender(st->request);
+        }
         reply_exec(st->args->command, p[0][0], p[1][1], p[2][1], p[3][1]);
     }
     r = pid < 0 ? -errno : 0;
@@ -635,7 +680,9 @@ static int reply_answer(reply_state *st, const sb_msg *m)
     }
 
     reply_run run;
+    st->request = m;
     int r = reply_run_command(st, &run, m->payload, m->payload_len, limit);
+    st->request = NULL;
     char name[CLI_ESCAPE_MAX(64)];
     char why[sizeof(name) + 128];
     /* The command's name goes into a header line: escaped, and cut. */
@@ -779,8 +826,8 @@ int cmd_reply(int argc, char **argv)
     }
 
     /* Confirmed before we claim to serve anything. */
-    r = cli_subscribe(CMD, client, args.subject, args.queue, cli_deadline_bounded_ms(&st.deadline),
-                      &st.deadline);
+    r = cli_subscribe_ex(CMD, client, args.subject, args.queue, args.sender ? SB_SUB_SENDER : 0,
+                         cli_deadline_bounded_ms(&st.deadline), &st.deadline);
     if (r == 0) {
         r = reply_loop(&st);
     }

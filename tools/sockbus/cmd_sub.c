@@ -16,6 +16,7 @@
  * it received.
  */
 #include "cli.h"
+#include "cli_fds.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -34,6 +35,7 @@ enum {
     OPT_JSON = 256,
     OPT_RAW,
     OPT_LOSSLESS,
+    OPT_SENDER,
 };
 
 /* GNU order: options may follow the operands, "--" ends them;
@@ -49,6 +51,7 @@ static const struct option sub_options[] = {
     {"json", no_argument, NULL, OPT_JSON},
     {"raw", no_argument, NULL, OPT_RAW},
     {"lossless", no_argument, NULL, OPT_LOSSLESS}, /* SB_SUB_LOSSLESS */
+    {"sender", no_argument, NULL, OPT_SENDER},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -67,6 +70,7 @@ typedef struct sub_args {
     const char *queue;    /* NULL: no queue group */
     uint32_t flags;       /* SB_SUB_LOSSLESS with --lossless */
     sub_format format;
+    bool sender; /* --sender: who sent each message */
     char **patterns;
     int pattern_count;
 } sub_args;
@@ -114,7 +118,13 @@ static void sub_usage(FILE *out)
                  "                         subscriber: a publisher waits while its queue is\n"
                  "                         full (read steadily: one that stalls too long is\n"
                  "                         disconnected, 'slow consumer')\n"
+                 "      --sender           learn who sent each message, as the kernel says:\n"
+                 "                         with -v \"SUBJECT (pid P uid U gid G) PAYLOAD\",\n"
+                 "                         with --json a \"sender\" object\n"
                  "  -h, --help             show this help and exit\n"
+                 "\n"
+                 "With -v and --json, file descriptors that came with a message are shown\n"
+                 "too: their type and what they refer to (/proc/self/fd/N).\n"
                  "\n"
                  "Without an option, each payload is printed on its own line. Output is\n"
                  "buffered and written whenever no message is waiting. Messages the broker\n"
@@ -173,6 +183,9 @@ static int sub_parse(int argc, char **argv, sub_args *args)
         case OPT_LOSSLESS:
             args->flags |= SB_SUB_LOSSLESS;
             break;
+        case OPT_SENDER:
+            args->sender = true;
+            break;
         case 'h':
             sub_usage(stdout);
             return -1;
@@ -210,9 +223,10 @@ static int sub_parse(int argc, char **argv, sub_args *args)
 static int sub_subscribe(sub_state *st, const sub_args *args)
 {
     for (int i = 0; i < args->pattern_count; i++) {
-        int r = cli_subscribe_ex(CMD, st->client, args->patterns[i], args->queue, args->flags,
-                                 cli_deadline_wait_ms(&st->deadline, CLI_TIMEOUT_DEFAULT_MS),
-                                 &st->deadline);
+        int r = cli_subscribe_ex(
+            CMD, st->client, args->patterns[i], args->queue,
+            args->flags | (args->sender ? SB_SUB_SENDER : 0),
+            cli_deadline_wait_ms(&st->deadline, CLI_TIMEOUT_DEFAULT_MS), &st->deadline);
         if (r != 0) {
             return r;
         }
@@ -220,7 +234,7 @@ static int sub_subscribe(sub_state *st, const sub_args *args)
     return 0;
 }
 
-static void sub_print(const sub_args *args, const sb_msg *m)
+static void sub_print(const sub_args *args, const sb_client *c, const sb_msg *m)
 {
     FILE *out = stdout;
 
@@ -231,6 +245,9 @@ static void sub_print(const sub_args *args, const sb_msg *m)
         break;
     case SUB_FORMAT_VERBOSE:
         fwrite_unlocked(m->subject, 1, m->subject_len, out);
+        if (m->flags & SB_MSG_META) {
+            cli_print_meta_text(out, c, m, args->sender);
+        }
         putc_unlocked(' ', out);
         fwrite_unlocked(m->payload, 1, m->payload_len, out);
         putc_unlocked('\n', out);
@@ -252,6 +269,9 @@ static void sub_print(const sub_args *args, const sb_msg *m)
         }
         if (m->flags & SB_MSG_RETAINED) {
             fputs_unlocked(",\"retained\":true", out);
+        }
+        if (m->flags & SB_MSG_META) {
+            cli_print_meta_json(out, c, m, args->sender);
         }
         fputs_unlocked("}\n", out);
         break;
@@ -392,7 +412,7 @@ static int sub_loop(sub_state *st, const sub_args *args)
             return sub_finish(st, CLI_EXIT_TIMEOUT);
         }
 
-        sub_print(args, &m);
+        sub_print(args, st->client, &m);
         if (ferror_unlocked(stdout)) {
             return sub_finish(st, CLI_EXIT_FAILURE);
         }
