@@ -98,7 +98,8 @@ static json_object *sys_client_subs(const struct peer *p, size_t room, bool *mor
             s->queue_len > 0 ? json_object_new_string_len(sub_queue(s), s->queue_len) : NULL);
         json_object_object_add(o, "lossless",
                                json_object_new_boolean((s->flags & FRAME_SUB_LOSSLESS) != 0));
-        json_object_object_add(o, "sender", json_object_new_boolean(false));
+        json_object_object_add(o, "sender",
+                               json_object_new_boolean((s->flags & FRAME_SUB_SENDER) != 0));
         json_object_array_add(a, o);
     }
     return a;

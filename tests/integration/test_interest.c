@@ -254,6 +254,26 @@ Test(interest, clients_list_their_subscriptions_up_to_a_bound)
     cr_assert(saw_queue);
     json_object_put(o);
 
+    /* The flags a subscription was made with show. */
+    uint32_t sid;
+    cr_assert_eq(sb_subscribe_ex(c, "three", NULL, SB_SUB_SENDER | SB_SUB_LOSSLESS, &sid), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    o = client_object(ask, sb_client_id(c));
+    subs = get(o, "subs");
+    bool saw_flags = false;
+    for (size_t i = 0; i < json_object_array_length(subs); i++) {
+        json_object *s = json_object_array_get_idx(subs, i);
+        bool three = strcmp(json_object_get_string(get(s, "pattern")), "three") == 0;
+        cr_assert_eq(json_object_get_boolean(get(s, "lossless")), three, "%s",
+                     json_object_to_json_string(s));
+        cr_assert_eq(json_object_get_boolean(get(s, "sender")), three, "%s",
+                     json_object_to_json_string(s));
+        saw_flags |= three;
+    }
+    cr_assert(saw_flags, "%s", json_object_to_json_string(o));
+    json_object_put(o);
+    cr_assert_eq(sb_unsubscribe(c, sid, 0), 0);
+
     /* Many: the first ones, and "subs_more". */
     for (int i = 0; i < 200; i++) {
         char p[32];
