@@ -5,7 +5,8 @@
 #   and the version script), besides the version node itself;
 # - the exported functions are exactly those the header declares with
 #   SB_EXPORT, and exactly those the version script lists;
-# - each carries the version node's name (sb_close@@SOCKBUS_0.1).
+# - each carries the name of a version node of the script
+#   (sb_close@@SOCKBUS_0.1, sb_state@@SOCKBUS_0.2).
 set -eu
 lib=$1
 header=$2
@@ -19,10 +20,12 @@ if [ -n "$others" ]; then
     echo "check_exports: $lib exports symbols outside sb_: $others" >&2
     status=1
 fi
-node=$(sed -n 's/^\([A-Z_0-9.]*\) *{.*/\1/p' "$map" | tail -n 1)
-unversioned=$(printf '%s\n' "$symbols" | grep -v "@@$node\$" || true)
+nodes=$(sed -n 's/^\([A-Z_0-9.]*\) *{.*/\1/p' "$map")
+node=$(printf '%s\n' "$nodes" | tail -n 1)
+pattern=$(printf '%s\n' "$nodes" | sed 's/\./\\./g; s/^/@@/; s/$/$/' | paste -sd '|' -)
+unversioned=$(printf '%s\n' "$symbols" | grep -Ev "$pattern" || true)
 if [ -n "$unversioned" ]; then
-    echo "check_exports: symbols without the version $node: $unversioned" >&2
+    echo "check_exports: symbols without a version of $(basename "$map"): $unversioned" >&2
     status=1
 fi
 
@@ -46,5 +49,5 @@ fi
 count=$(printf '%s\n' "$exported" | grep -c '^sb_' || true)
 [ "$count" -gt 0 ] || status=1
 [ $status -eq 0 ] &&
-    echo "check_exports: $lib exports the $count sb_ functions of $(basename "$header"), version $node, and nothing else"
+    echo "check_exports: $lib exports the $count sb_ functions of $(basename "$header"), versions up to $node, and nothing else"
 exit $status
