@@ -199,8 +199,7 @@ Test(examples, loop_survives_a_broker_restart, .fini = teardown)
     int64_t deadline = harness_now_ms() + HARNESS_IO_MS;
     do {
         r = sb_request(c, "example.upper", "two", 3, &reply, HARNESS_IO_MS);
-    } while (r == SB_E_NO_RESPONDERS && harness_now_ms() < deadline &&
-             poll(NULL, 0, 10) == 0);
+    } while (r == SB_E_NO_RESPONDERS && harness_now_ms() < deadline && poll(NULL, 0, 10) == 0);
     cr_assert_eq(r, 0, "request after the restart: %s", sb_strerror(r));
     cr_expect(reply.payload_len == 3 && memcmp(reply.payload, "TWO", 3) == 0);
     int status = harness_wait_pid(loop_pid, HARNESS_IO_MS);

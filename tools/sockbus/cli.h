@@ -61,6 +61,16 @@ int cmd_stat(int argc, char **argv);
  */
 int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client **out);
 
+/*
+ * cli_connect(), for the commands that survive a broker restart (sub,
+ * reply, pub reading lines): with `reconnect`, the client reconnects and
+ * replays its subscriptions (docs/protocol.md, "Reconnecting"), and says
+ * so on stderr, one line when the broker goes away (naming the endpoint)
+ * and one when it is back, unless `quiet`. `cmd` must outlive the client.
+ */
+int cli_connect_reconnecting(const char *cmd, const char *endpoint, int timeout_ms, bool reconnect,
+                             bool quiet, sb_client **out);
+
 /* Room for cli_broker_detail(): the library keeps at most 255 bytes of the
  * broker's text, and each may take four once escaped (cli_escape()). */
 #define CLI_BROKER_DETAIL_MAX (sizeof(" (broker: )") + TEXT_ESCAPE_MAX(255))
