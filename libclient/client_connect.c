@@ -424,23 +424,26 @@ int client_subs_add(sb_client *c, uint32_t sid, uint8_t flags, const char *patte
     return 0;
 }
 
-/* Forget a subscription; the array is compacted once most of it is dead,
- * so that unsubscribing many is not quadratic. */
+/* Forget a subscription; the array is compacted (and the patterns of the
+ * dead freed) once most of it is dead, so that unsubscribing many is not
+ * quadratic. Not during the replay, which walks the array and sends from
+ * the patterns while it may read (an auto-unsubscribe count running out). */
 static void client_subs_end(sb_client *c, struct client_sub *s)
 {
     if (s->remaining > 0) {
         c->subs_counted--;
+        s->remaining = 0;
     }
-    free(s->pattern);
-    s->pattern = NULL;
     s->live = false;
-    if (++c->subs_dead * 2 < c->nsubs) {
+    if (++c->subs_dead * 2 < c->nsubs || c->replaying) {
         return;
     }
     size_t n = 0;
     for (size_t i = 0; i < c->nsubs; i++) {
         if (c->subs[i].live) {
             c->subs[n++] = c->subs[i];
+        } else {
+            free(c->subs[i].pattern);
         }
     }
     c->nsubs = n;
@@ -659,19 +662,22 @@ static void client_give_up(sb_client *c, int err)
 static int client_replay(sb_client *c)
 {
     int r = 0;
+    /* By index: a send may read, and a count running out ends an entry
+     * (it stays in place, pattern and all, while replaying). */
     for (size_t i = 0; r == 0 && i < c->nsubs; i++) {
-        const struct client_sub *s = &c->subs[i];
-        if (!s->live) {
+        if (!c->subs[i].live) {
             continue;
         }
-        size_t pl = strlen(s->pattern);
-        size_t ql = s->queue != NULL ? strlen(s->queue) : 0;
-        r = client_send_frame(c, FRAME_OP_SUB, s->flags, s->sid, s->pattern, pl, s->queue, ql, NULL,
-                              0, NULL, 0);
-        if (r == 0 && s->remaining > 0) {
+        const char *pattern = c->subs[i].pattern;
+        const char *queue = c->subs[i].queue;
+        uint32_t sid = c->subs[i].sid;
+        r = client_send_frame(c, FRAME_OP_SUB, c->subs[i].flags, sid, pattern, strlen(pattern),
+                              queue, queue != NULL ? strlen(queue) : 0, NULL, 0, NULL, 0);
+        uint32_t remaining = c->subs[i].remaining;
+        if (r == 0 && remaining > 0) {
             uint8_t count[4];
-            frame_put_u32(count, s->remaining);
-            r = client_send_frame(c, FRAME_OP_UNSUB, 0, s->sid, NULL, 0, NULL, 0, NULL, 0, count,
+            frame_put_u32(count, remaining);
+            r = client_send_frame(c, FRAME_OP_UNSUB, 0, sid, NULL, 0, NULL, 0, NULL, 0, count,
                                   sizeof(count));
         }
     }

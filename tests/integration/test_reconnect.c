@@ -506,3 +506,43 @@ Test(reconnect, event_loop_learns_the_new_socket)
     sb_close(c);
     harness_stop(&broker);
 }
+
+/* More subscriptions than the write buffer holds at once (128 KiB): the
+ * replay is written while it is made, reading meanwhile, and every one of
+ * them comes back, counts included. */
+Test(reconnect, a_replay_larger_than_the_write_buffer)
+{
+    enum { N = 6000 };
+    sb_client *c = reconnecting("many", NULL, 0, 0);
+    static uint32_t sids[N];
+    char pattern[64];
+    for (int i = 0; i < N; i++) {
+        snprintf(pattern, sizeof(pattern), "many.subscriptions.number.%d", i);
+        cr_assert_eq(sb_subscribe(c, pattern, NULL, &sids[i]), 0);
+        if (i % 2 == 0) {
+            cr_assert_eq(sb_unsubscribe(c, sids[i], 2), 0);
+        }
+    }
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    cr_assert_eq(harness_kill(&broker, SIGKILL), 128 + SIGKILL);
+    notice_loss(c);
+    restart();
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    sb_client *p = harness_client(&broker, "pub", true);
+    /* Three to each of a sample: the counted ones take two. */
+    for (int i = 0; i < N; i += 97) {
+        snprintf(pattern, sizeof(pattern), "many.subscriptions.number.%d", i);
+        for (int k = 0; k < 3; k++) {
+            cr_assert_eq(sb_publish(p, pattern, NULL, "x", 1), 0);
+        }
+        cr_assert_eq(sb_flush(p, HARNESS_IO_MS), 0);
+        for (int k = 0; k < (i % 2 == 0 ? 2 : 3); k++) {
+            sb_msg m = harness_expect_msg(c);
+            cr_assert_eq(m.sid, sids[i]);
+        }
+        harness_expect_none(c);
+    }
+    sb_close(p);
+    sb_close(c);
+    harness_stop(&broker);
+}
