@@ -546,3 +546,27 @@ Test(reconnect, a_replay_larger_than_the_write_buffer)
     sb_close(c);
     harness_stop(&broker);
 }
+
+/* A flush whose barrier the broker can no longer answer fails with
+ * SB_E_DISCONNECTED; the publish buffered before it, which the dead socket
+ * never took, is kept and sent after the replay. */
+Test(reconnect, a_flush_in_flight_fails_and_unwritten_publishes_are_kept)
+{
+    struct states st = {0};
+    sb_client *c = reconnecting("flusher", &st, 0, 0);
+    uint32_t sid;
+    cr_assert_eq(sb_subscribe(c, "f.x", NULL, &sid), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    cr_assert_eq(harness_kill(&broker, SIGKILL), 128 + SIGKILL);
+    cr_assert_eq(sb_publish(c, "f.x", NULL, "kept", 4), 0); /* buffered, not yet written */
+    cr_assert_eq(sb_state(c), SB_STATE_CONNECTED);          /* nothing noticed yet */
+    int r = sb_flush(c, HARNESS_IO_MS);
+    cr_assert_eq(r, SB_E_DISCONNECTED, "the flush gave %s", sb_strerror(r));
+    cr_assert_eq(st.n, 1);
+    restart();
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    expect_payload(c, sid, "kept");
+    harness_expect_none(c);
+    sb_close(c);
+    harness_stop(&broker);
+}
