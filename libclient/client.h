@@ -230,6 +230,10 @@ int client_pump(sb_client *c, bool (*done)(const sb_client *), int64_t deadline)
 
 /* ---- client_connect.c --------------------------------------------------- */
 
+/* sb_connect_ex(), which client_connect_api.c (the static library) and
+ * client_compat.c (the shared library, with symbol versions) export. */
+int client_connect(sb_client **out, const sb_options *opts, char *err, size_t err_len);
+
 /* A new client with its buffers and no connection yet (fd -1): what
  * sb_connect_ex() starts from. Free it with sb_close(). Returns 0 or
  * -ENOMEM; *out is written only on success. */

@@ -278,7 +278,7 @@ static void client_connect_error(const sb_client *c, const sb_options *opts, int
     }
 }
 
-SB_EXPORT int sb_connect_ex(sb_client **out, const sb_options *opts, char *err, size_t err_len)
+int client_connect(sb_client **out, const sb_options *opts, char *err, size_t err_len)
 {
     static const sb_options defaults = {0};
     if (opts == NULL) {
@@ -343,11 +343,6 @@ fail:
     }
     sb_close(c);
     return r;
-}
-
-SB_EXPORT int sb_connect(sb_client **out, const sb_options *opts)
-{
-    return sb_connect_ex(out, opts, NULL, 0);
 }
 
 SB_EXPORT void sb_close(sb_client *c)

@@ -6,7 +6,9 @@
 # - the exported functions are exactly those the header declares with
 #   SB_EXPORT, and exactly those the version script lists;
 # - each carries the name of a version node of the script
-#   (sb_close@@SOCKBUS_0.1, sb_state@@SOCKBUS_0.2).
+#   (sb_close@@SOCKBUS_0.1, sb_state@@SOCKBUS_0.2; an older version of a
+#   function that changed: sb_connect@SOCKBUS_0.1 beside
+#   sb_connect@@SOCKBUS_0.2).
 set -eu
 lib=$1
 header=$2
@@ -22,16 +24,16 @@ if [ -n "$others" ]; then
 fi
 nodes=$(sed -n 's/^\([A-Z_0-9.]*\) *{.*/\1/p' "$map")
 node=$(printf '%s\n' "$nodes" | tail -n 1)
-pattern=$(printf '%s\n' "$nodes" | sed 's/\./\\./g; s/^/@@/; s/$/$/' | paste -sd '|' -)
+pattern=$(printf '%s\n' "$nodes" | sed 's/\./\\./g; s/^/@@?/; s/$/$/' | paste -sd '|' -)
 unversioned=$(printf '%s\n' "$symbols" | grep -Ev "$pattern" || true)
 if [ -n "$unversioned" ]; then
     echo "check_exports: symbols without a version of $(basename "$map"): $unversioned" >&2
     status=1
 fi
 
-exported=$(printf '%s\n' "$symbols" | sed 's/@.*//' | sort)
+exported=$(printf '%s\n' "$symbols" | sed 's/@.*//' | sort -u)
 declared=$(sed -n 's/^SB_EXPORT .*[ *]\(sb_[a-z0-9_]*\)(.*/\1/p' "$header" | sort)
-listed=$(sed -n 's/^ *\(sb_[a-z0-9_]*\);.*/\1/p' "$map" | sort)
+listed=$(sed -n 's/^ *\(sb_[a-z0-9_]*\);.*/\1/p' "$map" | sort -u)
 if [ "$exported" != "$declared" ]; then
     echo "check_exports: exported but not declared in $(basename "$header"), or the reverse:" >&2
     printf '%s\n' "$exported" >"${TMPDIR:-/tmp}/sb-exported.$$"
