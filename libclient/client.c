@@ -57,6 +57,12 @@ SB_EXPORT int sb_publish(sb_client *c, const char *subject, const char *reply, c
 
 SB_EXPORT int sb_subscribe(sb_client *c, const char *pattern, const char *queue, uint32_t *sid)
 {
+    return sb_subscribe_ex(c, pattern, queue, 0, sid);
+}
+
+SB_EXPORT int sb_subscribe_ex(sb_client *c, const char *pattern, const char *queue, uint32_t flags,
+                              uint32_t *sid)
+{
     size_t pl = pattern ? strlen(pattern) : 0;
     size_t ql = queue ? strlen(queue) : 0;
     if (!sb_pattern_valid(pattern, pl) || (ql > 0 && !sb_subject_valid(queue, ql))) {
@@ -71,13 +77,14 @@ SB_EXPORT int sb_subscribe(sb_client *c, const char *pattern, const char *queue,
     }
     uint32_t id = c->next_sid;
     if (c->reconnect) {
-        r = client_subs_add(c, id, 0, pattern, ql > 0 ? queue : NULL);
+        r = client_subs_add(c, id, (uint8_t)flags, pattern, ql > 0 ? queue : NULL);
         if (r < 0) {
             return r;
         }
     }
     if (c->state != SB_STATE_DISCONNECTED) {
-        r = client_send_frame(c, FRAME_OP_SUB, 0, id, pattern, pl, queue, ql, NULL, 0, NULL, 0);
+        r = client_send_frame(c, FRAME_OP_SUB, (uint8_t)flags, id, pattern, pl, queue, ql, NULL, 0,
+                              NULL, 0);
         if (r < 0 && !client_lost_check(c)) {
             client_subs_unsubscribe(c, id, 0);
             return r;

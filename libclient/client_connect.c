@@ -530,12 +530,15 @@ static int client_hold_front(sb_client *c, const uint8_t *frames, size_t len)
 
 /* Can a new connection help? Not when the broker judged us (a protocol
  * violation, a frame too large, a version it does not speak), nor when we
- * ran out of memory or buffer. */
+ * ran out of memory or buffer. Nor after ERR 6: a lossless subscriber cut
+ * for stalling has lost messages it was promised, and a reconnect would
+ * hide that from an application that asked for no loss at all. */
 static bool client_error_reconnectable(int err)
 {
     switch (err) {
     case SB_E_PROTOCOL:
     case SB_E_TOO_LARGE:
+    case SB_E_SLOW_CONSUMER:
     case SB_E_VERSION:
     case SB_E_UNTRUSTED:
     case -EPROTO:

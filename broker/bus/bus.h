@@ -38,6 +38,10 @@ struct bus_stats {
     uint64_t bytes_out;
     uint64_t dropped;
     uint64_t denied; /* PUB and SUB refused by permissions */
+    /* Publishers paused for a lossless queue; lossless subscribers cut
+     * with ERR 6 (flow.c). */
+    uint64_t stalls;
+    uint64_t slow_consumers;
 };
 
 struct bus {
@@ -68,6 +72,15 @@ struct bus {
     /* Peers accepted and waiting for their HELLO (session.c), in accept
      * order, each expiring hello_timeout_ms after it came. */
     struct deadline_list unwelcomed;
+    /* Peers whose queue went over max_pending for a lossless subscription
+     * and has not yet fallen below half of it, in that order, each cut
+     * lossless_stall_ms after it went over (flow.c). */
+    struct deadline_list stalled;
+    void (*cut_stalled)(struct peer *p); /* ends one with ERR 6 (session.c) */
+    /* The peer whose frame is being handled when the broker publishes its
+     * own message in answer to it ($SYS, HELLO's event): the one paused if
+     * the answer fills a lossless queue. NULL otherwise. */
+    struct peer *cause;
 
     struct bus_stats stats;
     uint64_t start_ms;

@@ -55,6 +55,13 @@ struct peer {
     /* On bus->unwelcomed from its accept until its HELLO is handled or it
      * ends. */
     struct deadline_link wait;
+
+    /* Lossless subscriptions (flow.c). */
+    uint32_t lossless;          /* how many of its subscriptions are */
+    struct peer *paused_on;     /* the subscriber it waits for; NULL: none */
+    struct list_link waiting;   /* on paused_on->waiters */
+    struct list_link waiters;   /* publishers waiting for this one's queue */
+    struct deadline_link stall; /* on bus->stalled while its queue is over */
 };
 
 static inline struct peer *peer_of(struct conn *c)

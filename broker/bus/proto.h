@@ -35,6 +35,8 @@ enum proto_error {
     PROTO_E_MAX_UNWELCOMED,         /* fatal: max_unwelcomed wait for HELLO */
     PROTO_E_SECOND_HELLO,           /* fatal */
     PROTO_E_OP_FORBIDDEN,           /* fatal: an op only the broker sends */
+    PROTO_E_SUB_REVOKED,            /* a reloaded ACL ended a subscription */
+    PROTO_E_SLOW_CONSUMER,          /* fatal: over max_pending past lossless_stall_ms */
     PROTO_E_END
 };
 

@@ -61,6 +61,8 @@ static json_object *sys_stats(const struct bus *b)
     json_object_object_add(o, "bytes_out", u64(b->stats.bytes_out));
     json_object_object_add(o, "dropped", u64(b->stats.dropped));
     json_object_object_add(o, "denied", u64(b->stats.denied));
+    json_object_object_add(o, "stalls", u64(b->stats.stalls));
+    json_object_object_add(o, "slow_consumers", u64(b->stats.slow_consumers));
     json_object_object_add(o, "retained", u64(b->retained.count));
     json_object_object_add(o, "retained_bytes", u64(b->retained.bytes));
     return o;
@@ -82,6 +84,8 @@ static json_object *sys_client(const struct peer *p)
     json_object_object_add(o, "msgs_in", u64(p->msgs_in));
     json_object_object_add(o, "msgs_out", u64(p->msgs_out));
     json_object_object_add(o, "dropped", u64(p->dropped));
+    json_object_object_add(o, "paused", json_object_new_boolean(p->paused_on != NULL));
+    json_object_object_add(o, "lossless", u64(p->lossless));
     return o;
 }
 

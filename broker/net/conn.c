@@ -20,6 +20,10 @@
  * their turn. The same holding keeps a connection whose own output is over
  * net->backlog_max (its replies pile up unread: bus/flow.c) from handling
  * more until a write makes room: backpressure on that connection only.
+ * The layer above may hold a connection the same way for the sake of
+ * another (conn_pause(): a publisher waits for a lossless subscriber's
+ * queue, bus/flow.c), and asks to hear when a queue has drained
+ * (conn_watch_drain()).
  *
  * Writing. Output is appended to `out` and written once per loop iteration
  * by conn_flush(), called from the schedule's check handle: first with
@@ -181,10 +185,15 @@ static void conn_append_dropped(struct conn *c)
 }
 
 /* A connection paused for its backlog goes on once the backlog fits: with
- * the frames it holds, in the next iteration, else by reading again. */
+ * the frames it holds, in the next iteration, else by reading again. One
+ * whose drain is watched says when its output has fallen to the mark. */
 static void conn_maybe_resume(struct conn *c)
 {
-    if (!conn_takes_output(c) || conn_pending(c) > c->net->backlog_max) {
+    if (c->watched && conn_takes_output(c) && conn_pending(c) <= c->net->drain_mark) {
+        c->watched = false;
+        c->net->ops->drained(c); /* may unpause others, or end c */
+    }
+    if (!conn_takes_output(c) || c->paused || conn_pending(c) > c->net->backlog_max) {
         return;
     }
     if (c->held) {
@@ -271,6 +280,29 @@ static void conn_flush(struct conn *c)
     c->writing = true;
 }
 
+void conn_pause(struct conn *c)
+{
+    /* Its slice is used up: conn_process() stops before its next frame,
+     * with no test of its own per frame; and it no longer reads. The
+     * schedule gives it a fresh slice only once conn_unpause() puts it
+     * back on the ready list (or reading). */
+    c->paused = true;
+    c->slice.iteration = c->net->schedule.iteration;
+    c->slice.used = SCHEDULE_SLICE;
+    conn_read_stop(c);
+}
+
+void conn_unpause(struct conn *c)
+{
+    c->paused = false;
+    conn_maybe_resume(c);
+}
+
+void conn_discard_output(struct conn *c)
+{
+    connbuf_clear(&c->out);
+}
+
 /* ---- frames ------------------------------------------------------------- */
 
 /* May `c` handle another frame now? Not once it has used up its slice of
@@ -342,10 +374,10 @@ static void conn_after_process(struct conn *c)
         return;
     }
     bool full = conn_pending(c) > c->net->backlog_max;
-    if (c->held || full) {
+    if (c->held || full || c->paused) {
         conn_read_stop(c);
     }
-    if (c->held && !full) {
+    if (c->held && !full && !c->paused) {
         schedule_mark_ready(&c->net->schedule, &c->ready);
     }
 }
@@ -459,7 +491,7 @@ static void conn_consume_in(struct conn *c)
 /* The frames a connection on the ready list holds, with a fresh slice. */
 static void conn_resume(struct conn *c)
 {
-    if (!conn_takes_output(c)) {
+    if (!conn_takes_output(c) || c->paused) {
         return;
     }
     conn_consume_in(c);
@@ -585,6 +617,7 @@ void net_init(struct net *n, uv_loop_t *loop, const struct conn_ops *ops, uint32
     n->ops = ops;
     n->max_frame = max_frame;
     n->backlog_max = UINT64_MAX;
+    n->drain_mark = 0;
     n->nconns = 0;
     n->next_id = 0;
     n->iov = (struct connbuf_iov){0};

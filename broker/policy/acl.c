@@ -276,3 +276,8 @@ bool acl_may_subscribe(const struct acl_rule *rule, uint64_t client_id, const ch
     return acl_in_inbox(client_id, pattern, len) ||
            (rule != NULL && list_takes(&rule->subscribe, acl_pattern_covers, pattern, len));
 }
+
+bool acl_may_lossless(const struct acl_rule *rule)
+{
+    return rule != NULL && !rule->no_lossless;
+}

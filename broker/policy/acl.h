@@ -53,6 +53,7 @@ struct acl_rule {
     size_t index; /* position in the file, for messages */
     struct acl_list publish;
     struct acl_list subscribe;
+    bool no_lossless; /* "lossless": false: no lossless subscriptions */
 };
 
 /* The rules, in file order. Built by acl_parse() (acl_config.h), freed by
@@ -120,6 +121,10 @@ bool acl_may_publish(const struct acl_rule *rule, const char *subject, size_t le
 bool acl_may_reply(const struct acl_rule *rule, uint64_t client_id, const char *reply, size_t len);
 bool acl_may_subscribe(const struct acl_rule *rule, uint64_t client_id, const char *pattern,
                        size_t len);
+
+/* acl_may_lossless(): may a SUB be lossless (docs/protocol.md, Lossless
+ * subscriptions)? Unless the rule says "lossless": false. */
+bool acl_may_lossless(const struct acl_rule *rule);
 
 /*
  * Does pattern `allowed` cover pattern `requested`: is every subject that

@@ -32,8 +32,8 @@
 
 static const char known_keys[] = "socket, tcp, mode, group, max_frame, max_connections, "
                                  "max_unwelcomed, hello_timeout_ms, max_subscriptions, "
-                                 "max_subscription_bytes, max_pending, max_retained_bytes, log, "
-                                 "acl";
+                                 "max_subscription_bytes, max_pending, max_retained_bytes, "
+                                 "lossless_stall_ms, log, acl";
 
 /* What is being built, and where errors go. */
 struct config_ctx {
@@ -82,6 +82,8 @@ const struct config_limit config_limits[CONFIG_LIMITS] = {
     [CONFIG_MAX_PENDING] = LIMIT_ROW(max_pending, BROKER_MAX_PENDING_DEFAULT, 1, UINT64_MAX),
     [CONFIG_MAX_RETAINED_BYTES] =
         LIMIT_ROW(max_retained_bytes, BROKER_MAX_RETAINED_BYTES_DEFAULT, 0, UINT64_MAX),
+    [CONFIG_LOSSLESS_STALL_MS] =
+        LIMIT_ROW(lossless_stall_ms, BROKER_LOSSLESS_STALL_MS_DEFAULT, 1, UINT32_MAX),
 };
 
 const struct config_limit *config_limit_find(const char *key)

@@ -48,6 +48,10 @@ extern "C" {
 /* Longest subject or pattern, in bytes. */
 #define SB_SUBJECT_MAX 1024
 
+/* The system broker's socket (sockbusd --system, the sockbusd.socket
+ * unit): what a client's --system names. */
+#define SB_ENDPOINT_SYSTEM "/run/sockbus/sockbus.sock"
+
 /* Longest endpoint string sb_endpoint_resolve() produces (a sun_path, or
  * "tcp://HOST:PORT"), terminating NUL included. */
 #define SB_ENDPOINT_MAX 256
@@ -64,7 +68,7 @@ enum {
     SB_E_SUBJECT = -2003,        /* broker: invalid subject or pattern */
     SB_E_PERMISSION = -2004,     /* broker: permission denied */
     SB_E_LIMIT = -2005,          /* broker: a limit was reached */
-    SB_E_SLOW_CONSUMER = -2006,  /* broker: slow consumer (reserved) */
+    SB_E_SLOW_CONSUMER = -2006,  /* broker: a lossless subscriber stalled (fatal) */
     SB_E_SID = -2007,            /* broker: unknown, reused or zero sid */
     SB_E_HELLO_REQUIRED = -2008, /* broker: HELLO required (fatal) */
     SB_E_SHUTDOWN = -2009,       /* broker: shutting down (fatal) */
@@ -85,6 +89,9 @@ enum {
 
 /* Flags of sb_pub.flags, as on the wire (PUB). */
 #define SB_PUB_RETAIN 0x01u
+
+/* Flags of sb_subscribe_ex(), as on the wire (SUB). */
+#define SB_SUB_LOSSLESS 0x02u /* never dropped from: the publisher waits */
 
 typedef struct sb_client sb_client;
 
@@ -149,8 +156,10 @@ typedef void (*sb_error_cb)(sb_client *client, int err, const char *subject, con
  * sb_endpoint_resolve() writes to `out` (size `len`) the endpoint a client
  * or broker should use: `explicit_endpoint` when neither NULL nor "", else
  * $SOCKBUS_SOCKET, else $XDG_RUNTIME_DIR/sockbus.sock, else
- * /tmp/sockbus-<uid>.sock (empty variables count as unset). Returns 0, or
- * -ENAMETOOLONG if it does not fit (or a Unix path exceeds sun_path); `out`
+ * /tmp/sockbus-<uid>.sock (empty variables count as unset). A path may be
+ * written unix://PATH, in either place; `out` gets the PATH. Returns 0,
+ * -EINVAL for "unix://" with no path, or -ENAMETOOLONG if it does not fit
+ * (or a Unix path exceeds sun_path); `out`
  * is written only on success.
  */
 SB_EXPORT int sb_endpoint_resolve(const char *explicit_endpoint, char *out, size_t len);
@@ -255,6 +264,17 @@ SB_EXPORT int sb_publish_ex(sb_client *client, const sb_pub *pub);
 SB_EXPORT int sb_subscribe(sb_client *client, const char *pattern, const char *queue,
                            uint32_t *sid);
 
+/*
+ * sb_subscribe() with flags (SB_SUB_*). With SB_SUB_LOSSLESS the broker
+ * never drops a message for this subscription: when this client's queue in
+ * the broker is full, the publisher waits (docs/protocol.md, Lossless
+ * subscriptions). Read steadily: a queue that stays full for the broker's
+ * lossless_stall_ms ends the connection with SB_E_SLOW_CONSUMER. Returns
+ * as sb_subscribe().
+ */
+SB_EXPORT int sb_subscribe_ex(sb_client *client, const char *pattern, const char *queue,
+                              uint32_t flags, uint32_t *sid);
+
 /* Unsubscribe `sid` now (max_msgs == 0), or after `max_msgs` more
  * messages. Returns 0, or -ENOENT for an sid this client never issued. */
 SB_EXPORT int sb_unsubscribe(sb_client *client, uint32_t sid, uint32_t max_msgs);
@@ -333,8 +353,9 @@ SB_EXPORT void sb_set_error_cb(sb_client *client, sb_error_cb cb, void *arg);
  * Reconnecting (docs/protocol.md, "Reconnecting").
  *
  * With sb_options.reconnect, a client that loses its broker (end of file,
- * a reset or write error, ERR 9 "shutting down", or any fatal ERR but a
- * protocol violation, a frame too large or an unsupported version) does
+ * a reset or write error, ERR 9 "shutting down", or ERR 8; not ERR 6,
+ * "slow consumer", which tells a lossless subscriber it lost messages, nor
+ * a protocol violation, a frame too large or an unsupported version) does
  * not fail: it becomes DISCONNECTED and dials again, from 10 ms doubling
  * to 1 s between attempts (with jitter). Each attempt connects, checks
  * the broker as sb_connect() does, and waits for WELCOME up to

@@ -48,6 +48,8 @@ enum frame_op {
 
 /* PUB flags. */
 #define FRAME_PUB_RETAIN 0x01u
+/* SUB flags. */
+#define FRAME_SUB_LOSSLESS 0x02u /* never dropped from: the publisher waits */
 /* MSG flags. */
 #define FRAME_MSG_NO_RESPONDERS 0x01u
 #define FRAME_MSG_RETAINED      0x02u
@@ -59,7 +61,7 @@ enum frame_err {
     FRAME_ERR_SUBJECT = 3,
     FRAME_ERR_PERMISSION = 4,
     FRAME_ERR_LIMIT = 5,
-    FRAME_ERR_SLOW_CONSUMER = 6, /* fatal; reserved */
+    FRAME_ERR_SLOW_CONSUMER = 6, /* fatal: a lossless subscriber stalled */
     FRAME_ERR_SID = 7,
     FRAME_ERR_HELLO_REQUIRED = 8, /* fatal */
     FRAME_ERR_SHUTDOWN = 9,       /* fatal */

@@ -48,19 +48,38 @@ def _left(deadline: Optional[float]) -> Optional[float]:
     return None if deadline is None else deadline - _monotonic()
 
 
+# What a timed-out wait leaves in its future.
+_EXPIRED = object()
+
+
+def _expire(fut: "asyncio.Future[Any]") -> None:
+    if not fut.done():
+        fut.set_result(_EXPIRED)
+
+
 async def _wait(fut: "asyncio.Future[Any]", deadline: Optional[float]) -> bool:
-    """Wait for a future until the deadline; False on timeout."""
-    if deadline is None:
+    """Wait for a future until the deadline; False on timeout. A plain
+    future gets a timer that completes it with _EXPIRED: unlike
+    asyncio.wait_for(), that wakes the waiting task in the iteration that
+    completes the future, not one later (a request's round trip)."""
+    if deadline is None or fut.done():
         await fut
         return True
     left = deadline - _monotonic()
-    if left <= 0 and not fut.done():
+    if left <= 0:
         return False
+    if isinstance(fut, asyncio.Task):
+        try:
+            await asyncio.wait_for(fut, left)
+        except asyncio.TimeoutError:
+            return False
+        return True
+    timer = fut.get_loop().call_later(left, _expire, fut)
     try:
-        await asyncio.wait_for(fut, left)
-    except asyncio.TimeoutError:
-        return False
-    return True
+        await fut
+    finally:
+        timer.cancel()
+    return fut.result() is not _EXPIRED
 
 
 class Subscription:
@@ -392,7 +411,9 @@ class Connection(_Core):
         await self._await_connection(deadline, f"send a request on {subject!r}")
         req = self._new_request(subject, data, headers)
         req.waiter = self._loop.create_future()
-        self._kick()
+        # At once, not at the end of the iteration: a request waits for
+        # its answer, so its latency is worth a write of its own.
+        self._write_now()
         try:
             await _wait(req.waiter, deadline)
         finally:

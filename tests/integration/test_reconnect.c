@@ -14,6 +14,7 @@
 
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <json-c/json.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -567,6 +568,55 @@ Test(reconnect, a_flush_in_flight_fails_and_unwritten_publishes_are_kept)
     cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
     expect_payload(c, sid, "kept");
     harness_expect_none(c);
+    sb_close(c);
+    harness_stop(&broker);
+}
+
+/* The subscription's flags come back with it: a lossless one is lossless
+ * on the new broker ($SYS.CLIENTS counts it). */
+static int64_t client_field(sb_client *probe, uint64_t id, const char *key)
+{
+    sb_msg reply;
+    int r = sb_request(probe, "$SYS.CLIENTS", NULL, 0, &reply, HARNESS_IO_MS);
+    cr_assert_eq(r, 0, "$SYS.CLIENTS: %s", sb_strerror(r));
+    char *text = strndup(reply.payload, reply.payload_len);
+    cr_assert_not_null(text);
+    json_object *all = json_tokener_parse(text);
+    free(text);
+    cr_assert_not_null(all);
+    json_object *list;
+    cr_assert(json_object_object_get_ex(all, "clients", &list));
+    int64_t value = -1;
+    for (size_t i = 0; i < json_object_array_length(list); i++) {
+        json_object *o = json_object_array_get_idx(list, i);
+        json_object *v;
+        if (json_object_object_get_ex(o, "id", &v) && (uint64_t)json_object_get_int64(v) == id &&
+            json_object_object_get_ex(o, key, &v)) {
+            value = json_object_get_int64(v);
+        }
+    }
+    json_object_put(all);
+    return value;
+}
+
+Test(reconnect, flags_are_replayed)
+{
+    sb_client *c = reconnecting("lossless", NULL, 0, 0);
+    uint32_t sid;
+    cr_assert_eq(sb_subscribe_ex(c, "ll.x", NULL, SB_SUB_LOSSLESS, &sid), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    sb_client *probe = harness_client(&broker, "probe", true);
+    cr_assert_eq(client_field(probe, sb_client_id(c), "lossless"), 1);
+    sb_close(probe);
+    cr_assert_eq(harness_kill(&broker, SIGKILL), 128 + SIGKILL);
+    notice_loss(c);
+    restart();
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+    probe = harness_client(&broker, "probe", true);
+    cr_assert_eq(client_field(probe, sb_client_id(c), "subscriptions"), 1);
+    cr_assert_eq(client_field(probe, sb_client_id(c), "lossless"), 1,
+                 "the subscription came back without its flag");
+    sb_close(probe);
     sb_close(c);
     harness_stop(&broker);
 }

@@ -19,14 +19,19 @@
  *     subscriber, messages received + DROPPED counts must equal what was
  *     published to its patterns, and each publisher's messages must have
  *     arrived in order; for a queue group, the same holds summed over its
- *     members.
+ *     members. Lossless subscribers (SUB flag LOSSLESS) pause their
+ *     reading too, but must receive exactly what was published to them, in
+ *     order, and never a DROPPED: the broker holds the publishers back
+ *     instead.
  *   - chaos clients misbehave, each in a randomly chosen way, and die
  *     abruptly: bursts on "c.*", wildcard and queue-group subscriptions
  *     they never read, requests, retained values, $SYS requests (pages of
  *     $SYS.CLIENTS, and nonsense), UNSUB of random sids, protocol
  *     violations, silence until the HELLO deadline, a close in the middle
  *     of a frame, a close with a full queue, a close right after DROPPED,
- *     a TCP reset.
+ *     a TCP reset, and a lossless subscriber that stops reading for good,
+ *     which the stall bound (a short --lossless-stall-ms) must cut with
+ *     ERR 6 so that the publishers it holds go on.
  *
  * The broker must survive all of it, answer a final barrier, shut down
  * with exit 0 and leave no sanitizer report in its log (harness_stop()).
@@ -62,10 +67,11 @@
 #define N_GROUPS        2
 #define GROUP_MEMBERS   3
 #define SUBS_PER_CLIENT 3
+#define N_LOSSLESS      2
 /* Chaos clients alive at once. */
 #define N_CHAOS 24
 
-#define N_CLIENTS (N_PUBLISHERS + N_SUBSCRIBERS + N_GROUPS * GROUP_MEMBERS + N_CHAOS)
+#define N_CLIENTS (N_PUBLISHERS + N_SUBSCRIBERS + N_LOSSLESS + N_GROUPS * GROUP_MEMBERS + N_CHAOS)
 
 /* Small limits, so that queues fill and messages drop often. */
 #define MAX_FRAME   16384
@@ -75,11 +81,16 @@
 #define PUB_BACKLOG_MAX (256 * 1024)
 /* How long the final drain may take, at most. */
 #define DRAIN_MS 60000
+/* The broker's lossless_stall_ms: longer than any pause of a checked
+ * lossless subscriber (LOSSLESS_PAUSE_MS), on a loaded machine too. */
+#define LOSSLESS_STALL_MS 2000
+#define LOSSLESS_PAUSE_MS 200
 
 enum kind {
     K_PUB,
     K_SUB,
     K_GROUP,
+    K_LOSSLESS, /* checked, lossless: nothing may be dropped */
     K_CHAOS,
 };
 
@@ -95,6 +106,7 @@ enum chaos {
     C_HALF_FRAME,   /* starts a frame and closes in the middle of it */
     C_GARBAGE,      /* protocol violations */
     C_SILENT,       /* connects and says nothing */
+    C_LOSSLESS,     /* a lossless subscriber that never reads: cut by ERR 6 */
     C_KINDS,
 };
 
@@ -152,6 +164,10 @@ static const char *const sub_patterns[] = {
 };
 static const char *const group_patterns[N_GROUPS] = {"s.>", "s.1.*"};
 static uint64_t group_expected[N_GROUPS];
+/* Stuck lossless chaos clients that found themselves cut (EOF) at their
+ * end, and those that lived long enough that they must have been. */
+static uint64_t lossless_cut;
+static uint64_t lossless_due;
 
 /* ---- randomness --------------------------------------------------------- */
 
@@ -260,11 +276,37 @@ static void client_open(struct client *c, bool tcp, bool hello)
     }
 }
 
+/* A stuck lossless chaos client at its end: was it cut? Everything the
+ * broker wrote is read; an end of file means it was. */
+static void lossless_check_cut(struct client *c)
+{
+    int64_t now = harness_now_ms();
+    bool eof = false;
+    static uint8_t sink[65536];
+    for (;;) {
+        ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            eof = true;
+            break;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            break;
+        }
+    }
+    /* Two stall bounds after it subscribed, its queue has been over for
+     * a whole one, if anyone published there meanwhile. */
+    lossless_due += now - c->resume_at >= 2 * LOSSLESS_STALL_MS;
+    lossless_cut += eof;
+}
+
 /* Close abruptly; over TCP, sometimes with a reset instead of a FIN. */
 static void client_kill(struct client *c)
 {
     if (c->fd < 0) {
         return;
+    }
+    if (c->kind == K_CHAOS && c->chaos == C_LOSSLESS) {
+        lossless_check_cut(c); /* however it ends: by its time, or a failed write */
     }
     if (c->tcp && chance(50)) {
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
@@ -280,11 +322,17 @@ static void ping(struct client *c)
     queue_frame(c, FRAME_OP_PING, 0, c->pings, NULL, NULL, NULL, 0, NULL, 0);
 }
 
-static uint32_t subscribe(struct client *c, const char *pattern, const char *queue)
+static uint32_t subscribe_flags(struct client *c, const char *pattern, const char *queue,
+                                uint8_t flags)
 {
     uint32_t sid = c->next_sid++;
-    queue_frame(c, FRAME_OP_SUB, 0, sid, pattern, queue, NULL, 0, NULL, 0);
+    queue_frame(c, FRAME_OP_SUB, flags, sid, pattern, queue, NULL, 0, NULL, 0);
     return sid;
+}
+
+static uint32_t subscribe(struct client *c, const char *pattern, const char *queue)
+{
+    return subscribe_flags(c, pattern, queue, 0);
 }
 
 /* ---- checked clients ---------------------------------------------------- */
@@ -296,7 +344,7 @@ static void count_published(const char *subject)
     size_t sl = strlen(subject);
     for (int i = 0; i < N_CLIENTS; i++) {
         struct client *c = &clients[i];
-        if (c->kind != K_SUB) {
+        if (c->kind != K_SUB && c->kind != K_LOSSLESS) {
             continue;
         }
         for (int s = 0; s < c->nsubs; s++) {
@@ -382,6 +430,15 @@ static void chaos_start(struct client *c, int64_t now)
         break;
     case C_RESPONDER:
         subscribe(c, "c.req.*", chance(50) ? "responders" : NULL);
+        break;
+    case C_LOSSLESS:
+        /* Holds whoever publishes there, until the stall bound cuts it;
+         * the checked publishers only now and then, so that they still
+         * publish enough for the plain subscribers to lose some. */
+        subscribe_flags(c, chance(25) ? "s.>" : "c.>", NULL, FRAME_SUB_LOSSLESS);
+        c->reading = false;
+        c->resume_at = now; /* when it began to hold on */
+        c->die_at = now + LOSSLESS_STALL_MS * 3;
         break;
     case C_RETAINER:
         subscribe(c, "c.ret.>", NULL);
@@ -741,6 +798,8 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
                                 "300",
                                 "--max-unwelcomed",
                                 "6",
+                                "--lossless-stall-ms",
+                                "2000",
                                 NULL};
     int r = harness_start(&broker, true, args);
     cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
@@ -761,6 +820,17 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
             const char *p = sub_patterns[rnd_below(sizeof(sub_patterns) / sizeof(*sub_patterns))];
             snprintf(c->subs[s].pattern, sizeof(c->subs[s].pattern), "%s", p);
             c->subs[s].sid = subscribe(c, p, NULL);
+        }
+    }
+    for (int i = 0; i < N_LOSSLESS; i++, n++) {
+        struct client *c = &clients[n];
+        *c = (struct client){.kind = K_LOSSLESS, .id = n};
+        checked_open(c, i == 1);
+        c->nsubs = 1 + (int)rnd_below(2);
+        for (int s = 0; s < c->nsubs; s++) {
+            const char *p = sub_patterns[rnd_below(sizeof(sub_patterns) / sizeof(*sub_patterns))];
+            snprintf(c->subs[s].pattern, sizeof(c->subs[s].pattern), "%s", p);
+            c->subs[s].sid = subscribe_flags(c, p, NULL, FRAME_SUB_LOSSLESS);
         }
     }
     for (int g = 0; g < N_GROUPS; g++) {
@@ -799,11 +869,14 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
                 break;
             case K_SUB:
             case K_GROUP:
+            case K_LOSSLESS:
                 /* Paused about a fifth of the time, in spells of up to
-                 * 300 ms (a round takes well under a millisecond). */
+                 * 300 ms (a round takes well under a millisecond); a
+                 * lossless one for less than its stall bound. */
                 if (c->reading && rnd_below(10000) < 5) {
                     c->reading = false; /* stop reading for a while */
-                    c->resume_at = now + 10 + rnd_below(300);
+                    c->resume_at =
+                        now + 10 + rnd_below(c->kind == K_LOSSLESS ? LOSSLESS_PAUSE_MS : 300);
                 } else if (!c->reading && now >= c->resume_at) {
                     c->reading = true;
                 }
@@ -862,6 +935,14 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
                          "subscriber %d: received %" PRIu64 " + dropped %" PRIu64
                          " != published to it %" PRIu64 " (seed %" PRIu64 ")",
                          i, c->received, c->dropped, c->expected, seed);
+        } else if (c->kind == K_LOSSLESS) {
+            cr_expect_eq(c->dropped, 0,
+                         "lossless subscriber %d was told DROPPED %" PRIu64 " (seed %" PRIu64 ")",
+                         i, c->dropped, seed);
+            cr_expect_eq(c->received, c->expected,
+                         "lossless subscriber %d: received %" PRIu64 " != published to it %" PRIu64
+                         " (seed %" PRIu64 ")",
+                         i, c->received, c->expected, seed);
         } else if (c->kind == K_GROUP) {
             group_got[c->group] += c->received + c->dropped;
         }
@@ -874,8 +955,10 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
     }
     fprintf(stderr,
             "stress: %" PRIu64 " rounds, %" PRIu64 " chaos clients, %" PRIu64
-            " counted messages published, %" PRIu64 " received, %" PRIu64 " dropped\n",
-            rounds, chaos_started, published, received, dropped);
+            " counted messages published, %" PRIu64 " received, %" PRIu64 " dropped; %" PRIu64
+            " stuck lossless subscribers cut, of %" PRIu64 " that lived long enough\n",
+            rounds, chaos_started, published, received, dropped, lossless_cut, lossless_due);
+    cr_expect_gt(lossless_cut, 0, "no stuck lossless subscriber was cut (seed %" PRIu64 ")", seed);
     cr_expect_gt(dropped, 0, "no message was dropped: the test did not exercise slow consumers");
 
     for (int i = 0; i < N_CLIENTS; i++) {

@@ -43,7 +43,7 @@ size_t bench_frame_size(const bench_job *job)
 
 int bench_raw_pair(bench_transport t, int fds[2])
 {
-    if (t == BENCH_RAW_UNIX) {
+    if (t == BENCH_RAW_UNIX || t == BENCH_RELAY_UNIX) {
         return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0 ? -errno : 0;
     }
 
@@ -205,7 +205,8 @@ static int raw_output_flush(raw_output *out, bench_shared *sh)
             if (bench_aborted(sh)) {
                 return -1; /* the receiver stopped because of another error */
             }
-            return bench_fail(sh, "sender: cannot write to receiver %u: %s", i + 1, strerror(-r));
+            return bench_fail(sh, "sender: cannot write to %s %u: %s",
+                              out->count == 1 ? "its peer" : "receiver", i + 1, strerror(-r));
         }
     }
     out->len = 0;
@@ -228,7 +229,9 @@ int bench_raw_sender_run(const bench_job *job, bench_shared *sh, const int *fds,
         bench_fail(sh, "sender: out of memory for a %zu-byte batch", out.cap);
         goto done;
     }
-    if (bench_wait_ready(sh, count, "receivers", BENCH_WAIT_MS) < 0) {
+    /* Through a relay, `count` is 1 (the relay's socket) while the
+     * receivers, whose readiness and credit count, are job->receivers. */
+    if (bench_wait_ready(sh, job->receivers, "receivers", BENCH_WAIT_MS) < 0) {
         goto done;
     }
 
@@ -252,7 +255,7 @@ int bench_raw_sender_run(const bench_job *job, bench_shared *sh, const int *fds,
             if (raw_output_flush(&out, sh) < 0) {
                 goto done;
             }
-            int64_t min = bench_credit_wait(sh, count, seq - window / 2, NULL, NULL);
+            int64_t min = bench_credit_wait(sh, job->receivers, seq - window / 2, NULL, NULL);
             if (min < 0) {
                 goto done;
             }

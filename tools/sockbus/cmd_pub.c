@@ -33,9 +33,9 @@ enum {
     OPT_NO_RECONNECT,
 };
 
-/* "+": options end at the first operand (see cli_check_operands());
+/* GNU order: options may follow the operands, "--" ends them;
  * ":": report a missing argument as ':' rather than '?'. */
-#define PUB_OPTSTRING "+:s:t:qh"
+#define PUB_OPTSTRING ":s:t:qh"
 
 static const struct option pub_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -71,7 +71,7 @@ static void pub_usage(FILE *out)
                  "restart: it says so on stderr, keeps the lines read meanwhile (up to 8 MiB,\n"
                  "then it waits for the broker) and sends them once it is back.\n"
                  "\n"
-                 "Options (they come before SUBJECT):\n"
+                 "Options (before or after SUBJECT; '--' ends them):\n"
                  "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
                  "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
                  "                         /tmp/sockbus-UID.sock)\n"
@@ -87,8 +87,8 @@ static void pub_usage(FILE *out)
                  "                         when it is back\n"
                  "  -h, --help             show this help and exit\n"
                  "\n"
-                 "A MESSAGE may start with '-' (\"-5\"); one that names an option of this\n"
-                 "command needs '--' before SUBJECT: sockbus pub -- SUBJECT --raw\n"
+                 "A MESSAGE that starts with '-' needs '--' before it:\n"
+                 "sockbus pub SUBJECT -- -5\n"
                  "\n"
                  "Exit status: 0 once the broker has processed every message, 1 on failure,\n"
                  "2 on a bad command line.\n"
@@ -138,10 +138,7 @@ static int pub_parse(int argc, char **argv, pub_args *args)
         }
     }
 
-    r = cli_check_operands(CMD, argc, argv, pub_options, PUB_OPTSTRING);
-    if (r == 0) {
-        r = cli_parse_subject_message(CMD, argc, argv, &args->subject, &args->message);
-    }
+    r = cli_parse_subject_message(CMD, argc, argv, &args->subject, &args->message);
     if (r != 0) {
         return r;
     }

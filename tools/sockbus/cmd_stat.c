@@ -45,9 +45,9 @@ enum {
     OPT_JSON = 256,
 };
 
-/* "+": options end at the first operand; ":": report a missing argument
- * as ':' rather than '?'. */
-#define STAT_OPTSTRING "+:s:t:h"
+/* GNU order: options may follow the operands, "--" ends them; ":":
+ * report a missing argument as ':' rather than '?'. */
+#define STAT_OPTSTRING ":s:t:h"
 
 static const struct option stat_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -77,6 +77,8 @@ static const struct {
     {"bytes_out", "bytes out"},
     {"dropped", "dropped"},
     {"denied", "denied"},
+    {"stalls", "lossless stalls"},
+    {"slow_consumers", "slow consumers"},
     {"retained", "retained"},
     {"retained_bytes", "retained bytes"},
 };

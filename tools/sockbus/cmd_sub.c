@@ -35,11 +35,12 @@ enum {
     OPT_RAW,
     OPT_NO_RECONNECT,
     OPT_QUIET,
+    OPT_LOSSLESS,
 };
 
-/* "+": options end at the first operand (see cli_check_operands());
+/* GNU order: options may follow the operands, "--" ends them;
  * ":": report a missing argument as ':' rather than '?'. */
-#define SUB_OPTSTRING "+:s:n:t:q:vh"
+#define SUB_OPTSTRING ":s:n:t:q:vh"
 
 static const struct option sub_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -51,6 +52,7 @@ static const struct option sub_options[] = {
     {"raw", no_argument, NULL, OPT_RAW},
     {"no-reconnect", no_argument, NULL, OPT_NO_RECONNECT},
     {"quiet", no_argument, NULL, OPT_QUIET},
+    {"lossless", no_argument, NULL, OPT_LOSSLESS}, /* SB_SUB_LOSSLESS */
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -67,6 +69,7 @@ typedef struct sub_args {
     uint64_t count;       /* 0: no limit */
     int64_t timeout_ms;   /* 0: no limit */
     const char *queue;    /* NULL: no queue group */
+    uint32_t flags;       /* SB_SUB_LOSSLESS with --lossless */
     sub_format format;
     bool no_reconnect; /* --no-reconnect: a lost broker ends the command */
     bool quiet;        /* --quiet: no lines about reconnecting */
@@ -97,7 +100,7 @@ static void sub_usage(FILE *out)
                  "token, '>' (one or more): 'sensors.*.temp', 'logs.>'. Retained messages\n"
                  "that match come first.\n"
                  "\n"
-                 "Options (they come before the first PATTERN; '--' ends them):\n"
+                 "Options (before or after the PATTERNs; '--' ends them):\n"
                  "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
                  "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
                  "                         /tmp/sockbus-UID.sock)\n"
@@ -117,6 +120,10 @@ static void sub_usage(FILE *out)
                  "                         reconnecting and subscribing again\n"
                  "      --quiet            no line on stderr when the broker goes away and\n"
                  "                         when it is back\n"
+                 "      --lossless         the broker never drops a message for this\n"
+                 "                         subscriber: a publisher waits while its queue is\n"
+                 "                         full (read steadily: one that stalls too long is\n"
+                 "                         disconnected, 'slow consumer')\n"
                  "  -h, --help             show this help and exit\n"
                  "\n"
                  "Without an option, each payload is printed on its own line. Output is\n"
@@ -183,6 +190,9 @@ static int sub_parse(int argc, char **argv, sub_args *args)
         case OPT_QUIET:
             args->quiet = true;
             break;
+        case OPT_LOSSLESS:
+            args->flags |= SB_SUB_LOSSLESS;
+            break;
         case 'h':
             sub_usage(stdout);
             return -1;
@@ -196,10 +206,6 @@ static int sub_parse(int argc, char **argv, sub_args *args)
 
     if (optind >= argc) {
         return cli_usage_error(CMD, "missing PATTERN");
-    }
-    r = cli_check_operands(CMD, argc, argv, sub_options, SUB_OPTSTRING);
-    if (r != 0) {
-        return r;
     }
     args->patterns = argv + optind;
     args->pattern_count = argc - optind;
@@ -224,9 +230,9 @@ static int sub_parse(int argc, char **argv, sub_args *args)
 static int sub_subscribe(sub_state *st, const sub_args *args)
 {
     for (int i = 0; i < args->pattern_count; i++) {
-        int r = cli_subscribe(CMD, st->client, args->patterns[i], args->queue,
-                              cli_deadline_wait_ms(&st->deadline, CLI_TIMEOUT_DEFAULT_MS),
-                              &st->deadline);
+        int r = cli_subscribe_ex(CMD, st->client, args->patterns[i], args->queue, args->flags,
+                                 cli_deadline_wait_ms(&st->deadline, CLI_TIMEOUT_DEFAULT_MS),
+                                 &st->deadline);
         if (r != 0) {
             return r;
         }

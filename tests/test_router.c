@@ -1,0 +1,548 @@
+/*
+ * test_router.c - the bus without sockets: subscribing, unsubscribing,
+ * routing, queue groups, NO_RESPONDERS, auto-unsubscribe, echo, the
+ * limits a SUB is held to, retained values, ACL refusals, and the ERR a
+ * refusal becomes.
+ *
+ * Each client is a real peer (peer_new()) on a real net and bus, but its
+ * connection is never opened: what the bus queues for it stays in its
+ * output buffer, where the test reads it back as frames. Frames reach the
+ * bus through the same entry net uses (conn_ops.frame), or straight
+ * through router_*() to see the codes they return. At the end every peer
+ * is closed through net_close(), as at a broker's stop.
+ */
+#include "acl.h"
+#include "acl_config.h"
+#include "bus.h"
+#include "config.h"
+#include "conn.h"
+#include "frame.h"
+#include "hash.h"
+#include "peer.h"
+#include "proto.h"
+#include "router.h"
+#include "session.h"
+#include "sockbus.h"
+#include "transport.h"
+
+#include <criterion/criterion.h>
+#include <json-c/json.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static uv_loop_t loop;
+static struct net net; /* large: its read chunk */
+static struct bus bus;
+static struct broker_config cfg;
+
+static void setup(void)
+{
+    cr_assert_eq(uv_loop_init(&loop), 0);
+    hash_seed_fixed(9);
+    config_init(&cfg);
+    config_finish(&cfg);
+}
+
+/* Start the bus with `cfg` as the test has set it. */
+static void start(void)
+{
+    net_init(&net, &loop, &session_conn_ops, cfg.max_frame);
+    cr_assert_eq(session_init(&bus, &net, &cfg), 0);
+}
+
+static void on_net_closed(struct net *n)
+{
+    (void)n;
+    session_close(&bus);
+}
+
+static void teardown(void)
+{
+    net_close(&net, on_net_closed);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    cr_assert_eq(net.nconns, 0u);
+    cr_assert_eq(bus.nsubs, 0u, "subscriptions left: %llu", (unsigned long long)bus.nsubs);
+    session_deinit(&bus);
+    net_deinit(&net);
+    cr_assert_eq(uv_loop_close(&loop), 0);
+    acl_free(cfg.acl);
+    cfg.acl = NULL;
+}
+
+TestSuite(router, .init = setup, .fini = teardown, .timeout = 60);
+
+/* ---- building frames ---------------------------------------------------- */
+
+static uint8_t frame_buf[64 * 1024];
+
+/* Encode a frame into frame_buf and parse it back. */
+static struct frame make(uint8_t op, uint8_t flags, uint32_t sid, const char *subject,
+                         const char *reply, const char *payload)
+{
+    size_t sl = subject ? strlen(subject) : 0;
+    size_t rl = reply ? strlen(reply) : 0;
+    size_t pl = payload ? strlen(payload) : 0;
+    size_t size = frame_encode(frame_buf, op, flags, sid, subject, sl, reply, rl, NULL, 0, payload,
+                               pl);
+    struct frame f;
+    cr_assert_eq(frame_parse(frame_buf, size, UINT32_MAX, &f), 0);
+    return f;
+}
+
+/* A welcomed client named `name`, with "echo" as given. */
+static struct peer *client(const char *name, bool echo)
+{
+    struct peer *p;
+    cr_assert_eq(peer_new(&bus, &net, &transport_unix, &p), 0);
+    char hello[128];
+    snprintf(hello, sizeof(hello), "{\"protocol\":1,\"name\":\"%s\",\"echo\":%s}", name,
+             echo ? "true" : "false");
+    struct frame f = make(FRAME_OP_HELLO, 0, 0, NULL, NULL, hello);
+    session_conn_ops.frame(&p->conn, &f);
+    cr_assert(p->hello_done, "HELLO refused");
+    connbuf_clear(&p->conn.out); /* the WELCOME */
+    return p;
+}
+
+static int sub(struct peer *p, uint32_t sid, const char *pattern, const char *queue)
+{
+    struct frame f = make(FRAME_OP_SUB, 0, sid, pattern, queue, NULL);
+    return router_subscribe(&bus, p, &f);
+}
+
+static int pub(struct peer *p, const char *subject, const char *reply, const char *payload)
+{
+    struct frame f = make(FRAME_OP_PUB, 0, 0, subject, reply, payload);
+    return router_publish(&bus, p, &f);
+}
+
+static int unsub(struct peer *p, uint32_t sid, uint32_t max)
+{
+    return router_unsubscribe(&bus, p, sid, max);
+}
+
+/* Hand a frame to the bus as net would. */
+static void send_frame(struct peer *p, uint8_t op, uint8_t flags, uint32_t sid,
+                       const char *subject, const char *reply, const char *payload)
+{
+    struct frame f = make(op, flags, sid, subject, reply, payload);
+    session_conn_ops.frame(&p->conn, &f);
+}
+
+/* ---- reading what a client was sent ------------------------------------- */
+
+struct sent {
+    uint8_t op;
+    uint8_t flags;
+    uint32_t sid;
+    char subject[256];
+    char payload[512];
+};
+
+/* Take every frame queued to `p` (its own bytes and shared bodies, in
+ * order) into out[], at most `max`; the queue is emptied. Returns how
+ * many. */
+static size_t take(struct peer *p, struct sent *out, size_t max)
+{
+    struct conn_buf *q = &p->conn.out;
+    size_t total = q->len + q->seg_bytes;
+    uint8_t *flat = malloc(total ? total : 1);
+    cr_assert_not_null(flat);
+    size_t at = 0;
+    size_t pos = 0;
+    for (size_t i = 0; i <= q->nsegs; i++) {
+        size_t end = i < q->nsegs ? q->segs[i].at : q->len;
+        memcpy(flat + at, q->data + pos, end - pos);
+        at += end - pos;
+        if (i < q->nsegs) {
+            memcpy(flat + at, q->segs[i].body->data, q->segs[i].body->len);
+            at += q->segs[i].body->len;
+        }
+        pos = end;
+    }
+    size_t n = 0;
+    for (size_t off = 0; off < total;) {
+        struct frame f;
+        cr_assert_eq(frame_parse(flat + off, total - off, UINT32_MAX, &f), 0);
+        cr_assert_lt(n, max, "more than %zu frames queued", max);
+        struct sent *s = &out[n++];
+        s->op = f.op;
+        s->flags = f.flags;
+        s->sid = f.sid;
+        snprintf(s->subject, sizeof(s->subject), "%.*s", (int)f.subject_len,
+                 (const char *)f.subject);
+        snprintf(s->payload, sizeof(s->payload), "%.*s", (int)f.payload_len,
+                 (const char *)f.payload);
+        off += f.size;
+    }
+    free(flat);
+    connbuf_clear(q);
+    return n;
+}
+
+/* The one frame queued to `p`; fails unless there is exactly one. */
+static struct sent take_one(struct peer *p)
+{
+    struct sent s[8];
+    size_t n = take(p, s, 8);
+    cr_assert_eq(n, 1, "%zu frames queued, expected 1", n);
+    return s[0];
+}
+
+static size_t count(struct peer *p)
+{
+    struct sent s[64];
+    return take(p, s, 64);
+}
+
+/* ---- subscribe, publish, unsubscribe ------------------------------------ */
+
+Test(router, a_message_reaches_each_matching_subscription_once)
+{
+    start();
+    struct peer *a = client("a", true);
+    struct peer *b = client("b", true);
+    cr_assert_eq(sub(a, 1, "sensors.temp", NULL), 0);
+    cr_assert_eq(sub(a, 2, "sensors.*", NULL), 0);
+    cr_assert_eq(sub(a, 3, "sensors.>", NULL), 0);
+    cr_assert_eq(sub(a, 4, "other.>", NULL), 0);
+    cr_assert_eq(bus.nsubs, 4u);
+
+    cr_assert_eq(pub(b, "sensors.temp", NULL, "21.5"), 0);
+    struct sent s[8];
+    cr_assert_eq(take(a, s, 8), 3);
+    bool seen[5] = {false};
+    for (size_t i = 0; i < 3; i++) {
+        cr_assert_eq(s[i].op, FRAME_OP_MSG);
+        cr_assert_str_eq(s[i].subject, "sensors.temp");
+        cr_assert_str_eq(s[i].payload, "21.5");
+        cr_assert_lt(s[i].sid, 5u);
+        cr_assert(!seen[s[i].sid], "sid %u twice", s[i].sid);
+        seen[s[i].sid] = true;
+    }
+    cr_assert(seen[1] && seen[2] && seen[3] && !seen[4]);
+    cr_assert_eq(count(b), 0, "the publisher has no subscription");
+
+    /* '*' is one token, '>' one or more. */
+    cr_assert_eq(pub(b, "sensors.temp.inside", NULL, "x"), 0);
+    struct sent one = take_one(a);
+    cr_assert_eq(one.sid, 3u);
+    cr_assert_eq(pub(b, "sensors", NULL, "x"), 0);
+    cr_assert_eq(count(a), 0);
+    cr_assert_eq(a->msgs_out, 4u);
+    cr_assert_eq(b->msgs_in, 3u);
+}
+
+Test(router, unsubscribe_stops_delivery_and_unknown_sids_are_refused)
+{
+    start();
+    struct peer *a = client("a", true);
+    cr_assert_eq(sub(a, 7, "t", NULL), 0);
+    cr_assert_gt(a->sub_bytes, 0u);
+    cr_assert_eq(unsub(a, 7, 0), 0);
+    cr_assert_eq(a->sub_bytes, 0u, "the subscription's charge is refunded");
+    cr_assert_eq(bus.nsubs, 0u);
+    cr_assert_eq(pub(a, "t", NULL, "x"), 0);
+    cr_assert_eq(count(a), 0);
+    cr_assert_eq(unsub(a, 7, 0), ROUTER_E_SID_UNKNOWN);
+    cr_assert_eq(unsub(a, 8, 3), ROUTER_E_SID_UNKNOWN);
+}
+
+Test(router, sids_patterns_and_subjects_are_checked)
+{
+    start();
+    struct peer *a = client("a", true);
+    cr_assert_eq(sub(a, 0, "t", NULL), ROUTER_E_SID_IN_USE);
+    cr_assert_eq(sub(a, 1, "t", NULL), 0);
+    cr_assert_eq(sub(a, 1, "u", NULL), ROUTER_E_SID_IN_USE);
+    cr_assert_eq(sub(a, 2, "a..b", NULL), ROUTER_E_PATTERN_INVALID);
+    cr_assert_eq(sub(a, 2, "a.>.b", NULL), ROUTER_E_PATTERN_INVALID);
+    cr_assert_eq(sub(a, 2, "a", "bad queue"), ROUTER_E_PATTERN_INVALID);
+    cr_assert_eq(pub(a, "a.*", NULL, "x"), ROUTER_E_SUBJECT_INVALID);
+    cr_assert_eq(pub(a, "t", "bad reply", "x"), ROUTER_E_SUBJECT_INVALID);
+    cr_assert_eq(count(a), 0, "nothing delivered for a refused PUB");
+    cr_assert_eq(bus.nsubs, 1u);
+}
+
+/* ---- queue groups, echo, auto-unsubscribe ------------------------------- */
+
+Test(router, a_queue_group_takes_turns_beside_plain_subscriptions)
+{
+    start();
+    struct peer *w[3];
+    for (int i = 0; i < 3; i++) {
+        char name[8];
+        snprintf(name, sizeof(name), "w%d", i);
+        w[i] = client(name, true);
+        cr_assert_eq(sub(w[i], 10, "work", "q"), 0);
+    }
+    struct peer *watcher = client("watcher", true);
+    cr_assert_eq(sub(watcher, 1, "work", NULL), 0);
+    struct peer *boss = client("boss", true);
+    for (int i = 0; i < 9; i++) {
+        cr_assert_eq(pub(boss, "work", NULL, "job"), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(count(w[i]), 3, "member %d: its share, in turn", i);
+    }
+    cr_assert_eq(count(watcher), 9, "a plain subscription gets everything");
+}
+
+Test(router, a_publisher_without_echo_is_skipped_and_passes_its_turn)
+{
+    start();
+    struct peer *quiet = client("quiet", false);
+    struct peer *other = client("other", true);
+    cr_assert_eq(sub(quiet, 1, "t", NULL), 0);
+    cr_assert_eq(sub(quiet, 2, "t", "g"), 0);
+    cr_assert_eq(sub(other, 1, "t", "g"), 0);
+    for (int i = 0; i < 4; i++) {
+        cr_assert_eq(pub(quiet, "t", NULL, "x"), 0);
+    }
+    cr_assert_eq(count(quiet), 0, "no echo: neither plain nor group");
+    cr_assert_eq(count(other), 4, "the group's turn passes to the other member");
+    /* Its messages from others still arrive. */
+    cr_assert_eq(pub(other, "t", NULL, "x"), 0);
+    cr_assert_eq(count(quiet), 2, "the plain one, and the group's turn");
+}
+
+Test(router, an_unsub_count_ends_the_subscription_after_that_many_messages)
+{
+    start();
+    struct peer *a = client("a", true);
+    struct peer *b = client("b", true);
+    cr_assert_eq(sub(a, 5, "t", NULL), 0);
+    cr_assert_eq(unsub(a, 5, 2), 0);
+    cr_assert_eq(bus.nsubs, 1u, "still there until its messages are through");
+    cr_assert_eq(pub(b, "t", NULL, "1"), 0);
+    cr_assert_eq(pub(b, "t", NULL, "2"), 0);
+    cr_assert_eq(pub(b, "t", NULL, "3"), 0);
+    struct sent s[8];
+    cr_assert_eq(take(a, s, 8), 2);
+    cr_assert_str_eq(s[0].payload, "1");
+    cr_assert_str_eq(s[1].payload, "2");
+    cr_assert_eq(bus.nsubs, 0u);
+    cr_assert_eq(a->subs.len, 0u);
+    cr_assert_eq(a->sub_bytes, 0u);
+    cr_assert_eq(unsub(a, 5, 0), ROUTER_E_SID_UNKNOWN);
+}
+
+/* ---- request/reply ------------------------------------------------------ */
+
+Test(router, a_request_nobody_receives_is_answered_no_responders)
+{
+    start();
+    struct peer *asker = client("asker", true);
+    cr_assert_eq(sub(asker, 3, "_INBOX.asker.>", NULL), 0);
+    cr_assert_eq(pub(asker, "service.none", "_INBOX.asker.1", "q"), 0);
+    struct sent s = take_one(asker);
+    cr_assert_eq(s.op, FRAME_OP_MSG);
+    cr_assert(s.flags & FRAME_MSG_NO_RESPONDERS);
+    cr_assert_eq(s.sid, 3u, "under its own subscription to the reply subject");
+    cr_assert_str_eq(s.subject, "_INBOX.asker.1");
+    cr_assert_str_eq(s.payload, "");
+
+    /* Without a subscription to the reply subject: sid 0. */
+    struct peer *bare = client("bare", true);
+    cr_assert_eq(pub(bare, "service.none", "_INBOX.bare.1", "q"), 0);
+    s = take_one(bare);
+    cr_assert(s.flags & FRAME_MSG_NO_RESPONDERS);
+    cr_assert_eq(s.sid, 0u);
+
+    /* A request someone receives gets no such answer. */
+    struct peer *server = client("server", true);
+    cr_assert_eq(sub(server, 1, "service.echo", NULL), 0);
+    cr_assert_eq(pub(asker, "service.echo", "_INBOX.asker.2", "q"), 0);
+    cr_assert_eq(count(asker), 0);
+    cr_assert_eq(count(server), 1);
+}
+
+Test(router, sys_subjects_are_not_routed)
+{
+    start();
+    struct peer *a = client("a", true);
+    cr_assert_eq(sub(a, 1, "$SYS.>", NULL), 0);
+    cr_assert_eq(pub(a, "$SYS.STATS", "_INBOX.a.1", ""), ROUTER_SYS);
+    cr_assert_eq(pub(a, "$SYS.EVENT.CONNECT", NULL, "{}"), ROUTER_SYS);
+    cr_assert_eq(count(a), 0, "a $SYS. subject never reaches subscribers from a client");
+    cr_assert_eq(pub(a, "t", "$SYS.EVENT.DISCONNECT", "x"), ROUTER_E_REPLY_SYS);
+}
+
+/* ---- limits ------------------------------------------------------------- */
+
+Test(router, max_subscriptions_and_max_subscription_bytes_are_held)
+{
+    cfg.max_subscriptions = 2;
+    start();
+    struct peer *a = client("a", true);
+    cr_assert_eq(sub(a, 1, "a", NULL), 0);
+    cr_assert_eq(sub(a, 2, "b", NULL), 0);
+    cr_assert_eq(sub(a, 3, "c", NULL), ROUTER_E_SUB_LIMIT);
+    cr_assert_eq(unsub(a, 1, 0), 0);
+    cr_assert_eq(sub(a, 3, "c", NULL), 0, "a slot freed is a slot");
+    cr_assert_eq(a->sub_bytes, router_sub_cost("b", 1, 0) + router_sub_cost("c", 1, 0));
+}
+
+Test(router, max_subscription_bytes_counts_what_subscriptions_cost)
+{
+    cfg.max_subscription_bytes = router_sub_cost("a.b", 3, 0) * 2;
+    start();
+    struct peer *a = client("a", true);
+    cr_assert_eq(sub(a, 1, "a.b", NULL), 0);
+    cr_assert_eq(sub(a, 2, "a.c", NULL), 0);
+    cr_assert_eq(sub(a, 3, "a.d", NULL), ROUTER_E_SUB_BYTES);
+    cr_assert_eq(a->sub_bytes, cfg.max_subscription_bytes);
+}
+
+/* ---- retained values ---------------------------------------------------- */
+
+Test(router, retained_values_are_replayed_to_new_subscriptions)
+{
+    start();
+    struct peer *a = client("a", true);
+    struct frame f = make(FRAME_OP_PUB, FRAME_PUB_RETAIN, 0, "state.door", NULL, "open");
+    cr_assert_eq(router_publish(&bus, a, &f), 0);
+    cr_assert_eq(bus.retained.count, 1u);
+    cr_assert_eq(sub(a, 4, "state.*", NULL), 0);
+    struct sent s = take_one(a);
+    cr_assert(s.flags & FRAME_MSG_RETAINED);
+    cr_assert_eq(s.sid, 4u);
+    cr_assert_str_eq(s.subject, "state.door");
+    cr_assert_str_eq(s.payload, "open");
+}
+
+Test(router, a_value_over_max_retained_bytes_is_delivered_but_not_kept)
+{
+    cfg.max_retained_bytes = 64;
+    start();
+    struct peer *a = client("a", true);
+    cr_assert_eq(sub(a, 1, "big", NULL), 0);
+    char payload[200];
+    memset(payload, 'x', sizeof(payload) - 1);
+    payload[sizeof(payload) - 1] = '\0';
+    struct frame f = make(FRAME_OP_PUB, FRAME_PUB_RETAIN, 0, "big", NULL, payload);
+    cr_assert_eq(router_publish(&bus, a, &f), ROUTER_E_RETAIN_FULL);
+    cr_assert_eq(count(a), 1, "delivered live all the same");
+    cr_assert_eq(bus.retained.count, 0u);
+}
+
+/* ---- access control ----------------------------------------------------- */
+
+static void load_acl(const char *json)
+{
+    json_object *o = json_tokener_parse(json);
+    cr_assert_not_null(o);
+    char err[256];
+    cr_assert_eq(acl_parse(o, "test.json", &cfg.acl, err, sizeof(err)), 0, "%s", err);
+    json_object_put(o);
+}
+
+Test(router, the_acl_refuses_subjects_patterns_and_reply_subjects)
+{
+    load_acl("[{\"default\": true, \"publish\": [\"out.>\"], \"subscribe\": [\"in.*\"]}]");
+    start();
+    struct peer *a = client("a", true);
+    a->acl_rule = acl_find(cfg.acl, &(struct acl_peer){.has_cred = false});
+    cr_assert_not_null(a->acl_rule);
+    cr_assert_eq(sub(a, 1, "in.x", NULL), 0);
+    cr_assert_eq(sub(a, 2, "in.>", NULL), ROUTER_E_SUB_DENIED);
+    char inbox[64];
+    snprintf(inbox, sizeof(inbox), "_INBOX.%llu.>", (unsigned long long)a->conn.id);
+    cr_assert_eq(sub(a, 3, inbox, NULL), 0, "its own inbox is always its own");
+    cr_assert_eq(pub(a, "out.x", NULL, "x"), 0);
+    cr_assert_eq(pub(a, "in.x", NULL, "x"), ROUTER_E_PUB_DENIED);
+    cr_assert_eq(pub(a, "out.x", "other.reply", "x"), ROUTER_E_REPLY_DENIED);
+}
+
+/* ---- what a refusal looks like on the wire ------------------------------- */
+
+Test(router, refusals_become_their_err_code_and_text)
+{
+    cfg.max_subscriptions = 1;
+    start();
+    struct peer *a = client("a", true);
+    send_frame(a, FRAME_OP_SUB, 0, 1, "t", NULL, NULL);
+    cr_assert_eq(count(a), 0, "a SUB is not acknowledged");
+
+    send_frame(a, FRAME_OP_SUB, 0, 1, "u", NULL, NULL);
+    struct sent s = take_one(a);
+    cr_assert_eq(s.op, FRAME_OP_ERR);
+    cr_assert_eq(s.sid, FRAME_ERR_SID, "the ERR code rides in the sid field");
+    cr_assert_str_eq(s.subject, "u");
+    cr_assert_str_eq(s.payload, "cannot subscribe to 'u': sid 1 is zero or in use");
+
+    send_frame(a, FRAME_OP_SUB, 0, 2, "v", NULL, NULL);
+    s = take_one(a);
+    cr_assert_eq(s.sid, FRAME_ERR_LIMIT);
+    cr_assert_str_eq(s.payload, "cannot subscribe to 'v': max_subscriptions (1) reached");
+
+    send_frame(a, FRAME_OP_UNSUB, 0, 9, NULL, NULL, NULL);
+    s = take_one(a);
+    cr_assert_eq(s.sid, FRAME_ERR_SID);
+    cr_assert_str_eq(s.subject, "");
+    cr_assert_str_eq(s.payload, "cannot unsubscribe: unknown sid 9");
+
+    send_frame(a, FRAME_OP_PUB, 0, 0, "t", "$SYS.X", "x");
+    s = take_one(a);
+    cr_assert_eq(s.sid, FRAME_ERR_PERMISSION);
+    cr_assert_str_eq(s.subject, "t", "a refused reply subject names the PUB's subject");
+    cr_assert_str_eq(s.payload, "permission denied: cannot use '$SYS.X' as a reply subject: "
+                                "$SYS. subjects are the broker's own");
+    cr_assert_eq(bus.stats.denied, 1u);
+
+    send_frame(a, FRAME_OP_PUB, 0, 0, "$SYS.CLIENTS", "_INBOX.a.1", "[]");
+    s = take_one(a);
+    cr_assert_eq(s.sid, FRAME_ERR_REQUEST);
+    cr_assert_str_eq(s.payload, "invalid $SYS.CLIENTS request: the payload is not one JSON "
+                                "object; send nothing, or {\"offset\":N,\"limit\":M} with N >= 0 "
+                                "and M >= 1");
+
+    send_frame(a, FRAME_OP_PING, 0, 42, NULL, NULL, NULL);
+    s = take_one(a);
+    cr_assert_eq(s.op, FRAME_OP_PONG);
+    cr_assert_eq(s.sid, 42u);
+
+    /* An op only the broker sends ends the connection. */
+    send_frame(a, FRAME_OP_MSG, 0, 0, "t", NULL, "x");
+    s = take_one(a);
+    cr_assert_eq(s.sid, FRAME_ERR_PROTOCOL);
+    cr_assert_str_eq(s.payload, "a client may not send MSG (op 0x20)");
+    cr_assert(a->conn.draining);
+    cr_assert_eq(bus.nsubs, 0u, "an ending peer leaves the routing table at once");
+}
+
+Test(router, a_frame_before_hello_ends_the_connection)
+{
+    start();
+    struct peer *p;
+    cr_assert_eq(peer_new(&bus, &net, &transport_unix, &p), 0);
+    send_frame(p, FRAME_OP_SUB, 0, 1, "t", NULL, NULL);
+    struct sent s = take_one(p);
+    cr_assert_eq(s.sid, FRAME_ERR_HELLO_REQUIRED);
+    cr_assert_str_eq(s.payload, "HELLO required before any other frame");
+    cr_assert(p->conn.draining);
+}
+
+/* ---- a peer's end ------------------------------------------------------- */
+
+Test(router, removing_a_peer_frees_its_subscriptions_and_their_charge)
+{
+    start();
+    struct peer *a = client("a", true);
+    struct peer *b = client("b", true);
+    for (uint32_t sid = 1; sid <= 50; sid++) {
+        char pattern[32];
+        snprintf(pattern, sizeof(pattern), "p.%u.>", sid);
+        cr_assert_eq(sub(a, sid, pattern, sid % 2 ? "g" : NULL), 0);
+    }
+    cr_assert_eq(sub(b, 1, "p.1.x", NULL), 0);
+    cr_assert_eq(bus.nsubs, 51u);
+    router_remove_peer(&bus, a);
+    cr_assert_eq(bus.nsubs, 1u);
+    cr_assert_eq(a->subs.len, 0u);
+    cr_assert_eq(a->sub_bytes, 0u);
+    cr_assert_eq(pub(b, "p.1.x", NULL, "x"), 0);
+    cr_assert_eq(count(a), 0);
+    cr_assert_eq(count(b), 1);
+}
