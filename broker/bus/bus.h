@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 /* Freed subscriptions and retained values worth this many bytes since the
  * last bus_give_back() make it hand free heap pages back to the system
@@ -30,6 +31,7 @@
 struct broker_config;
 struct net;
 struct peer;
+struct sub;
 
 struct bus_stats {
     uint64_t msgs_in;
@@ -84,6 +86,18 @@ struct bus {
 
     struct bus_stats stats;
     uint64_t start_ms;
+
+    /* Told of every subscription that starts (`added`) or ends, before it
+     * is freed; NULL: nobody. Set by session_init() (interest.c), so that
+     * the router needs to know nothing of $SYS.EVENT.SUBSCRIBE. */
+    void (*sub_event)(struct bus *b, const struct sub *s, bool added);
+    /* Events built while a publish was being routed, published by
+     * `events_idle` once it is over, or before the next event
+     * (interest.c). */
+    char *events;
+    size_t events_len;
+    size_t events_cap;
+    uv_idle_t events_idle;
 };
 
 /*

@@ -92,6 +92,9 @@ static const struct proto_error_row proto_errors[PROTO_E_END] = {
     [SYS_E_REQUEST_INVALID] = {FRAME_ERR_REQUEST, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
                                "invalid $SYS.CLIENTS request: %d; send nothing, or "
                                "{\"offset\":N,\"limit\":M} with N >= 0 and M >= 1"},
+    [SYS_E_INTEREST_INVALID] = {FRAME_ERR_REQUEST, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
+                                "invalid $SYS.INTEREST request: the payload must be a subject "
+                                "(1 to 1024 bytes, no wildcards)"},
     [SYS_E_ANSWER_TOO_LARGE] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_MAX_FRAME,
                                 "the answer to '%s' exceeds max_frame (%n); raise --max-frame"},
     [PROTO_E_PUB_FAILED] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
@@ -275,6 +278,23 @@ static int proto_welcome(struct peer *p)
     return r;
 }
 
+int proto_admit(struct peer *p, const char *name, bool echo)
+{
+    struct bus *b = p->bus;
+    /* max_connections bounds the welcomed clients (see session_accept()). */
+    if (b->nclients >= b->cfg->max_connections) {
+        return PROTO_E_MAX_CONNECTIONS;
+    }
+    if (sys_list(b, p) < 0) {
+        return -ENOMEM;
+    }
+    p->name = name != NULL ? strdup(name) : NULL;
+    p->echo = echo;
+    p->hello_done = true;
+    b->nclients++;
+    return 0;
+}
+
 /* HELLO: {"protocol":1,"name":"...","echo":true} (handshake_hello_parse()). Returns 0,
  * a PROTO_E_* code or -ENOMEM. */
 static int proto_hello(struct bus *b, struct peer *p, const struct frame *f)
@@ -295,17 +315,10 @@ static int proto_hello(struct bus *b, struct peer *p, const struct frame *f)
     if (r < 0) {
         return r;
     }
-    /* max_connections bounds the welcomed clients (see session_accept()). */
-    if (b->nclients >= b->cfg->max_connections) {
-        return PROTO_E_MAX_CONNECTIONS;
+    r = proto_admit(p, h.has_name ? h.name : NULL, h.echo);
+    if (r != 0) {
+        return r;
     }
-    if (sys_list(b, p) < 0) {
-        return -ENOMEM;
-    }
-    p->name = h.has_name ? strdup(h.name) : NULL;
-    p->echo = h.echo;
-    p->hello_done = true;
-    b->nclients++;
     if (proto_welcome(p) < 0) {
         return -ENOMEM;
     }
@@ -330,7 +343,7 @@ static int proto_hello(struct bus *b, struct peer *p, const struct frame *f)
  * to answer (ROUTER_SYS), a refusal to tell, or a failure. Out of line, so
  * that the hot path, where handlers answer 0, keeps a small frame.
  */
-__attribute__((noinline)) static void
+__attribute__((noinline)) static int
 proto_answer(struct bus *b, struct peer *p, const struct proto_op *op, int r, const struct frame *f)
 {
     char detail[PROTO_DETAIL_MAX] = "";
@@ -339,7 +352,7 @@ proto_answer(struct bus *b, struct peer *p, const struct proto_op *op, int r, co
         r = sys_handle(b, f, detail, sizeof(detail));
         b->cause = NULL;
         if (r == 0) {
-            return;
+            return 0;
         }
     }
     if (r > 0) {
@@ -350,6 +363,7 @@ proto_answer(struct bus *b, struct peer *p, const struct proto_op *op, int r, co
     } else {
         conn_close(&p->conn); /* out of memory for a reply: nothing to say it with */
     }
+    return r;
 }
 
 /* The first frame of a peer: its HELLO, or a fatal ERR. */
@@ -370,6 +384,13 @@ __attribute__((noinline)) static void proto_forbidden(struct peer *p, const stru
     char detail[PROTO_DETAIL_MAX];
     snprintf(detail, sizeof(detail), "%s (op 0x%02x)", frame_op_name(f->op), f->op);
     proto_fail(p, PROTO_E_OP_FORBIDDEN, f, detail);
+}
+
+int proto_dispatch(struct peer *p, const struct frame *f)
+{
+    const struct proto_op *op = &proto_ops[f->op];
+    int r = op->handle(p->bus, p, f);
+    return r == 0 ? 0 : proto_answer(p->bus, p, op, r, f);
 }
 
 void proto_frame(struct conn *c, const struct frame *f)

@@ -51,6 +51,9 @@ size_t router_sub_cost(const char *pattern, size_t pattern_len, size_t queue_len
 
 static void sub_free(struct bus *b, struct sub *s)
 {
+    if (b->sub_event != NULL) {
+        b->sub_event(b, s, false);
+    }
     subtrie_remove(b->subs, &s->entry, sub_pattern(s), s->pattern_len);
     s->peer->sub_bytes -= s->cost;
     s->peer->lossless -= (s->flags & FRAME_SUB_LOSSLESS) != 0;
@@ -131,6 +134,9 @@ int router_subscribe(struct bus *b, struct peer *p, const struct frame *f)
     p->sub_bytes += s->cost;
     p->lossless += (flags & FRAME_SUB_LOSSLESS) != 0;
     b->nsubs++;
+    if (b->sub_event != NULL) {
+        b->sub_event(b, s, true);
+    }
     /* The new subscription first receives every retained value it matches,
      * queue group or not, ahead of anything published later. */
     retain_foreach_match(&b->retained, sub_pattern(s), s->pattern_len, replay_one, s);

@@ -21,11 +21,13 @@
 #include "bus.h"
 #include "config.h"
 #include "flow.h"
+#include "interest.h"
 #include "log.h"
 #include "peer.h"
 #include "proto.h"
 #include "router.h"
 #include "sys.h"
+#include "textmode.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -49,6 +51,8 @@ int session_init(struct bus *b, struct net *net, const struct broker_config *cfg
     deadline_list_init(&b->unwelcomed, net->loop, cfg->hello_timeout_ms, session_hello_expired,
                        NULL);
     flow_init(b, session_cut_slow);
+    interest_init(b);
+    b->sub_event = interest_sub_event;
     return r;
 }
 
@@ -56,6 +60,7 @@ void session_close(struct bus *b)
 {
     deadline_list_close(&b->unwelcomed);
     flow_close(b);
+    interest_close(b);
 }
 
 void session_deinit(struct bus *b)
@@ -145,4 +150,6 @@ const struct conn_ops session_conn_ops = {
     .closing = session_closing,
     .closed = session_closed,
     .drained = flow_drained,
+    .text_begin = text_begin,
+    .text_line = text_line,
 };

@@ -35,6 +35,15 @@
  * queued and which dropped is not decided here (bus/flow.c); a DROPPED
  * notice for those dropped goes out with the next write.
  *
+ * Text mode (docs/protocol.md, Text mode). A connection whose first four
+ * bytes are printable ASCII cannot be sending a frame (its size would pass
+ * any max_frame), so the frame parser refuses it as too large; only on
+ * that error path is the layer above asked whether it is a text client
+ * (conn_ops.text_begin). From then on its input is cut into lines
+ * (conn_process_lines(), with the same slices and holding), and its output
+ * is written as text (textout.c): one test of `text` per read and one per
+ * write, none per message.
+ *
  * Ending. conn_end() queues a fatal ERR, stops reading and closes the
  * connection once the flush has made one attempt to write it (or when a
  * write in flight has not completed CONN_DRAIN_MS later); conn_close()
@@ -51,6 +60,7 @@
 #include "frame.h"
 #include "log.h"
 #include "text.h"
+#include "textout.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -156,7 +166,9 @@ static void conn_read_stop(struct conn *c)
 
 void conn_end(struct conn *c, uint32_t code, const char *text)
 {
-    conn_queue_err(c, code, NULL, 0, "%s", text);
+    if (text != NULL) {
+        conn_queue_err(c, code, NULL, 0, "%s", text);
+    }
     if (c->closing) {
         return;
     }
@@ -236,6 +248,12 @@ static void conn_flush(struct conn *c)
     if (c->dropped_unreported > 0 && !c->draining) {
         conn_append_dropped(c);
     }
+    /* The one place a text-mode connection costs the others anything: its
+     * frames become lines here, once per write (textout.h). */
+    if (c->text && textout_encode(&c->out) < 0) {
+        conn_close(c);
+        return;
+    }
     struct connbuf_iov *iov = &c->net->iov;
     size_t total = c->out.len + c->out.seg_bytes;
     size_t written = 0;
@@ -314,20 +332,84 @@ static bool conn_may_go_on(struct conn *c)
            conn_pending(c) <= c->net->backlog_max;
 }
 
-/* A frame that cannot be parsed ends the connection: why, in one line. */
-static void conn_refuse_frame(struct conn *c, const uint8_t *p, int err)
+/*
+ * Text mode: hand the complete lines in buf[0..len) to the layer above,
+ * like conn_process() does frames (the same slice, the same holding). A
+ * line, "\n" included, is at most max_frame bytes; a longer one ends the
+ * connection with ERR 2 as soon as that many bytes without a "\n" are
+ * there. Each pass looks for the "\n" from the start of the partial line
+ * again: at most max_frame bytes, a few times over.
+ */
+__attribute__((noinline)) static size_t conn_process_lines(struct conn *c, const uint8_t *buf,
+                                                           size_t len)
 {
+    struct net *n = c->net;
+    size_t off = 0;
+    c->held = false;
+    while (conn_takes_output(c) && off < len) {
+        size_t left = len - off;
+        size_t look = left < n->max_frame ? left : n->max_frame;
+        const uint8_t *nl = memchr(buf + off, '\n', look);
+        if (nl == NULL) {
+            if (left >= n->max_frame) {
+                char text[96];
+                snprintf(text, sizeof(text), "line of more than max_frame (%u) bytes",
+                         n->max_frame);
+                conn_end(c, FRAME_ERR_TOO_LARGE, text);
+            }
+            break;
+        }
+        if (!conn_may_go_on(c)) {
+            c->held = true;
+            break;
+        }
+        size_t size = (size_t)(nl - (buf + off)) + 1;
+        size_t line = size - 1;
+        if (line > 0 && buf[off + line - 1] == '\r') {
+            line--;
+        }
+        uint64_t work = n->schedule.work;
+        n->ops->text_line(c, buf + off, line);
+        c->slice.used += size + (size_t)(n->schedule.work - work);
+        off += size;
+    }
+    return off;
+}
+
+/*
+ * A frame that cannot be parsed at buf[off..len): either the first line
+ * of a text-mode connection (four printable bytes, before any frame: the
+ * layer above decides, conn_ops.text_begin), whose lines are then handled
+ * here, or the end of the connection, with why in one line. Returns the
+ * bytes consumed. Out of line, and given buf, off and len as the loop of
+ * conn_process_frames() holds them anyway: that loop keeps its registers
+ * whatever text mode needs (buf + off and len - off kept across its call
+ * of frame_parse() cost 4 instructions a frame).
+ */
+__attribute__((noinline)) static size_t conn_refuse_frame(struct conn *c, const uint8_t *buf,
+                                                          size_t off, size_t len, int err)
+{
+    const uint8_t *p = buf + off;
+    len -= off;
+    if (err == -EMSGSIZE && len >= 4 && frame_text_start(p) && c->net->ops->text_begin != NULL) {
+        c->text = true;
+        if (c->net->ops->text_begin(c)) {
+            return conn_process_lines(c, p, len);
+        }
+        c->text = false;
+    }
     if (err == -EMSGSIZE) {
         char text[96];
         snprintf(text, sizeof(text), "frame of %u bytes exceeds max_frame (%u)", frame_get_u32(p),
                  c->net->max_frame);
         conn_end(c, FRAME_ERR_TOO_LARGE, text);
-        return;
+        return 0;
     }
     conn_end(c, FRAME_ERR_PROTOCOL,
              frame_get_u32(p) < FRAME_MIN_SIZE ? "frame size below 16"
              : frame_op_known(p[4])            ? "frame lengths overrun the frame"
                                                : "unknown op");
+    return 0;
 }
 
 /*
@@ -335,7 +417,7 @@ static void conn_refuse_frame(struct conn *c, const uint8_t *p, int err)
  * conn_may_go_on(). Returns the bytes consumed; sets `held` when whole
  * frames are left for later. Stops early when the connection ends.
  */
-static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
+static size_t conn_process_frames(struct conn *c, const uint8_t *buf, size_t len)
 {
     struct net *n = c->net;
     size_t off = 0;
@@ -347,7 +429,7 @@ static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
             break;
         }
         if (r < 0) {
-            conn_refuse_frame(c, buf + off, r);
+            off += conn_refuse_frame(c, buf, off, len, r);
             break;
         }
         if (!conn_may_go_on(c)) {
@@ -360,6 +442,13 @@ static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
         off += f.size;
     }
     return off;
+}
+
+/* The frames, or the lines of a text-mode connection, in buf[0..len):
+ * one test per read. */
+static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
+{
+    return c->text ? conn_process_lines(c, buf, len) : conn_process_frames(c, buf, len);
 }
 
 /*

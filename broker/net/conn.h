@@ -75,6 +75,14 @@ struct conn_ops {
      * fallen to net->drain_mark or below (writes made room). Called once
      * per conn_watch_drain(). */
     void (*drained)(struct conn *c);
+    /* Text mode (docs/protocol.md, Text mode; may be NULL: never). The
+     * first four bytes of `c` are printable ASCII: may it speak lines from
+     * now on? Called once, before any frame was handed up; `c->text` is
+     * already true and stays so when it answers true. */
+    bool (*text_begin)(struct conn *c);
+    /* One line of a text-mode connection, without its "\n" and a "\r"
+     * before it: valid until the call returns. */
+    void (*text_line)(struct conn *c, const uint8_t *line, size_t len);
 };
 
 typedef void net_close_cb(struct net *n);
@@ -125,6 +133,8 @@ struct conn {
     bool held;     /* `in` holds whole frames not handled yet */
     bool paused;   /* conn_pause(): no frames handled, no reading */
     bool watched;  /* conn_watch_drain(): ops->drained() is owed */
+    bool text;     /* speaks lines (conn_ops.text_begin); output is encoded
+                    * as text when it is written (textout.h) */
 
     struct schedule_slice slice;
 
@@ -292,7 +302,8 @@ void conn_queue_err(struct conn *c, uint32_t code, const void *subject, size_t s
 /*
  * End the connection with a fatal ERR `code`: queue it, stop taking
  * input, tell ops->ending(), and close once the queue is written (or
- * CONN_DRAIN_MS later).
+ * CONN_DRAIN_MS later). With `text` NULL no ERR is queued: the end a
+ * client asked for (text mode's QUIT).
  */
 void conn_end(struct conn *c, uint32_t code, const char *text);
 

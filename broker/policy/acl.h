@@ -134,7 +134,7 @@ bool acl_may_lossless(const struct acl_rule *rule);
  * first token is a wildcard does not cover one whose first token starts
  * with '$' (it does not match such subjects: docs/protocol.md, Subjects and
  * patterns). Both must be valid
- * patterns.
+ * patterns. The ACL's name for subject_pattern_covers() (wire/subject.h).
  */
 bool acl_pattern_covers(const char *allowed, size_t allowed_len, const char *requested,
                         size_t requested_len);

@@ -14,6 +14,7 @@
 #include "acl.h"
 #include "acl_config.h"
 #include "errmsg.h"
+#include "frame.h"
 #include "jsonval.h"
 #include "log.h"
 #include "sockbus.h"
@@ -69,7 +70,7 @@ __attribute__((format(printf, 2, 3))) static int fail(struct config_ctx *ctx, co
 
 const struct config_limit config_limits[CONFIG_LIMITS] = {
     [CONFIG_MAX_FRAME] =
-        LIMIT_ROW(max_frame, BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_FRAME_MIN, UINT32_MAX),
+        LIMIT_ROW(max_frame, BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_FRAME_MIN, FRAME_MAX_FRAME_CAP),
     [CONFIG_MAX_CONNECTIONS] =
         LIMIT_ROW(max_connections, BROKER_MAX_CONNECTIONS_DEFAULT, 1, UINT32_MAX),
     [CONFIG_MAX_UNWELCOMED] = LIMIT_ROW(max_unwelcomed, 0, 1, UINT32_MAX),

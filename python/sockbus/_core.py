@@ -38,7 +38,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 from . import _wire
 from ._types import (CLOSED, CONNECTED, DISCONNECTED, RECONNECTED, BrokerError, ConnectError,
-                     ConnectionClosed, InvalidSubject, Message, MessageTooLarge, NoResponders,
+                     ConnectionClosed, Error, InvalidSubject, Message, MessageTooLarge, NoResponders,
                      Sender, StateChange, UntrustedBroker)
 
 _HEADER = _wire.HEADER
@@ -922,3 +922,30 @@ class _Core:
 
     def _sub_ended(self, sub: _Sub) -> None:
         """A subscription ended (its waiter may need waking)."""
+
+
+# ---- who listens (docs/protocol.md, Who listens) --------------------------------
+
+INTEREST_SUBJECT = "$SYS.INTEREST"
+SUBSCRIBE_EVENT = "$SYS.EVENT.SUBSCRIBE"
+
+
+def interest_count(reply: Message) -> int:
+    """The count of a $SYS.INTEREST answer."""
+    try:
+        n = json.loads(reply.data)["subscriptions"]
+    except (ValueError, KeyError, TypeError):
+        n = None
+    if not isinstance(n, int) or isinstance(n, bool):
+        raise Error(f"the broker answered {INTEREST_SUBJECT} with no count: {reply.data[:80]!r}")
+    return n
+
+
+def event_matches(event: Message, subject: str) -> bool:
+    """Does the subscription a $SYS.EVENT.SUBSCRIBE announces reach
+    `subject`?"""
+    try:
+        pattern = json.loads(event.data)["pattern"]
+    except (ValueError, KeyError, TypeError):
+        return False
+    return isinstance(pattern, str) and _wire.pattern_match(pattern, subject)

@@ -24,7 +24,8 @@ import time
 from typing import Any, Callable, Iterable, List, Optional, Set
 
 from . import _wire
-from ._core import RECONNECT_BUFFER, _Core, _Request, _Sub
+from ._core import (INTEREST_SUBJECT, RECONNECT_BUFFER, SUBSCRIBE_EVENT, _Core, _Request, _Sub,
+                    event_matches, interest_count)
 from ._types import (CLOSED, CONNECTED, DISCONNECTED, RECONNECTED, BrokerError, ConnectError,
                      ConnectionClosed, Error, InvalidSubject, Message, MessageTooLarge,
                      NoResponders, Sender, StateChange, SubscriptionEnded, UntrustedBroker)
@@ -423,6 +424,35 @@ class Connection(_Core):
         if req.error is not None:
             raise req.error
         return req.reply  # type: ignore[return-value]
+
+    async def interest(self, subject: str, timeout: Optional[float] = 5.0) -> int:
+        """As sockbus.Connection.interest()."""
+        if not _wire.subject_valid(subject):
+            raise InvalidSubject(f"invalid subject {subject!r}")
+        reply = await self.request(INTEREST_SUBJECT, subject.encode(), timeout=timeout)
+        return interest_count(reply)
+
+    async def wait_for_interest(self, subject: str, timeout: Optional[float] = None) -> None:
+        """As sockbus.Connection.wait_for_interest()."""
+        deadline = _deadline(timeout)
+        if not _wire.subject_valid(subject):
+            raise InvalidSubject(f"invalid subject {subject!r}")
+        events = await self.subscribe(SUBSCRIBE_EVENT)
+        try:
+            await self.flush(5.0 if deadline is None else _left(deadline))
+            left = _left(deadline)
+            if await self.interest(subject, 5.0 if left is None else left) > 0:
+                return
+            while True:
+                try:
+                    event = await events.next(_left(deadline))
+                except TimeoutError:
+                    raise TimeoutError(f"nobody subscribed to {subject!r} within {timeout} s") \
+                        from None
+                if event_matches(event, subject):
+                    return
+        finally:
+            await events.unsubscribe()
 
     async def close(self) -> None:
         """Write what is buffered (waiting at most the connection's timeout)

@@ -15,7 +15,9 @@
  *   - checked clients behave: publishers count every message they send
  *     on "s.<k>.<j>"; subscribers hold plain or queue-group subscriptions
  *     on patterns under "s.", pause their reading at random (so the broker
- *     drops messages for them) and resume. At the end, for every checked
+ *     drops messages for them) and resume. Some subscribers speak text
+ *     mode (docs/protocol.md, Text mode): their MSG and DROPPED lines are
+ *     counted like the frames of the others. At the end, for every checked
  *     subscriber, messages received + DROPPED counts must equal what was
  *     published to its patterns, and each publisher's messages must have
  *     arrived in order; for a queue group, the same holds summed over its
@@ -31,7 +33,8 @@
  *     of a frame, a close with a full queue, a close right after DROPPED,
  *     a TCP reset, and a lossless subscriber that stops reading for good,
  *     which the stall bound (a short --lossless-stall-ms) must cut with
- *     ERR 6 so that the publishers it holds go on.
+ *     ERR 6 so that the publishers it holds go on; and text mode: random
+ *     verbs in any case, mistakes, lines too long, a line cut by the close.
  *
  * The broker must survive all of it, answer a final barrier, shut down
  * with exit 0 and leave no sanitizer report in its log (harness_stop()).
@@ -64,6 +67,7 @@
 /* Checked clients. */
 #define N_PUBLISHERS    4
 #define N_SUBSCRIBERS   6
+#define N_TEXT_SUBS     2
 #define N_GROUPS        2
 #define GROUP_MEMBERS   3
 #define SUBS_PER_CLIENT 3
@@ -71,7 +75,8 @@
 /* Chaos clients alive at once. */
 #define N_CHAOS 24
 
-#define N_CLIENTS (N_PUBLISHERS + N_SUBSCRIBERS + N_LOSSLESS + N_GROUPS * GROUP_MEMBERS + N_CHAOS)
+#define N_CLIENTS                                                                                  \
+    (N_PUBLISHERS + N_SUBSCRIBERS + N_LOSSLESS + N_TEXT_SUBS + N_GROUPS * GROUP_MEMBERS + N_CHAOS)
 
 /* Small limits, so that queues fill and messages drop often. */
 #define MAX_FRAME   16384
@@ -88,7 +93,7 @@
 
 enum kind {
     K_PUB,
-    K_SUB,
+    K_SUB, /* binary, or text mode (`text`) */
     K_GROUP,
     K_LOSSLESS, /* checked, lossless: nothing may be dropped */
     K_CHAOS,
@@ -107,6 +112,7 @@ enum chaos {
     C_GARBAGE,      /* protocol violations */
     C_SILENT,       /* connects and says nothing */
     C_LOSSLESS,     /* a lossless subscriber that never reads: cut by ERR 6 */
+    C_TEXT,         /* text mode: random commands, mistakes, long and cut lines */
     C_KINDS,
 };
 
@@ -120,6 +126,7 @@ struct client {
     enum chaos chaos;
     int fd; /* -1: not connected */
     bool tcp;
+    bool text; /* speaks text mode: lines, not frames */
     bool welcomed;
     bool reading;
     int64_t resume_at; /* when a paused reader reads again */
@@ -270,6 +277,7 @@ static void client_open(struct client *c, bool tcp, bool hello)
     c->pings = 0;
     c->pongs = 0;
     c->saw_dropped = false;
+    c->text = false;
     if (hello) {
         static const char json[] = "{\"protocol\":1,\"name\":\"stress\"}";
         queue_frame(c, FRAME_OP_HELLO, 0, 0, NULL, NULL, NULL, 0, json, sizeof(json) - 1);
@@ -316,9 +324,25 @@ static void client_kill(struct client *c)
     c->fd = -1;
 }
 
+static void queue_text(struct client *c, const void *text, size_t len)
+{
+    grow(&c->out, &c->out_cap, c->out_len + len);
+    memcpy(c->out + c->out_len, text, len);
+    c->out_len += len;
+}
+
+static void queue_line(struct client *c, const char *line)
+{
+    queue_text(c, line, strlen(line));
+}
+
 static void ping(struct client *c)
 {
     c->pings++;
+    if (c->text) {
+        queue_line(c, chance(50) ? "PING\r\n" : "ping\n");
+        return;
+    }
     queue_frame(c, FRAME_OP_PING, 0, c->pings, NULL, NULL, NULL, 0, NULL, 0);
 }
 
@@ -326,6 +350,13 @@ static uint32_t subscribe_flags(struct client *c, const char *pattern, const cha
                                 uint8_t flags)
 {
     uint32_t sid = c->next_sid++;
+    if (c->text) {
+        /* The broker numbers a text client's subscriptions 1, 2, ... */
+        char line[96];
+        snprintf(line, sizeof(line), "SUB %s%s%s\n", pattern, queue ? " " : "", queue ? queue : "");
+        queue_line(c, line);
+        return sid;
+    }
     queue_frame(c, FRAME_OP_SUB, flags, sid, pattern, queue, NULL, 0, NULL, 0);
     return sid;
 }
@@ -463,19 +494,93 @@ static void chaos_start(struct client *c, int64_t now)
         for (size_t i = 0; i < sizeof(junk); i++) {
             junk[i] = (uint8_t)rnd();
         }
-        if (chance(50)) {
+        bool hello = chance(50);
+        if (hello) {
             /* A valid HELLO first, then the junk. */
             static const char json[] = "{\"protocol\":1}";
             queue_frame(c, FRAME_OP_HELLO, 0, 0, NULL, NULL, NULL, 0, json, sizeof(json) - 1);
         }
         size_t n = 1 + rnd_below(sizeof(junk));
+        /* Four printable bytes first make it a text client. */
+        c->text = !hello && n >= 4 && frame_text_start(junk);
         grow(&c->out, &c->out_cap, c->out_len + n);
         memcpy(c->out + c->out_len, junk, n);
         c->out_len += n;
         break;
     }
+    case C_TEXT:
+        c->text = true;
+        if (chance(50)) {
+            subscribe(c, chance(50) ? "s.>" : "c.>", chance(30) ? "tq" : NULL);
+        }
+        break;
     default:
         break;
+    }
+}
+
+/* A random text-mode command, well formed or not. */
+static void text_act(struct client *c, int64_t now)
+{
+    static char line[2 * MAX_FRAME];
+    static const char *const wrong[] = {"FOO bar",          "PUB",     "SUB",
+                                        "SUB a b c",        "UNSUB x", "PUB a.* x",
+                                        "PUB $SYS.STATS x", "   ",     ""};
+    unsigned k = rnd_below(16);
+    int n = 0;
+    switch (k) {
+    case 0:
+        n = snprintf(line, sizeof(line), "sUb c.%u.* %s\n", rnd_below(8), chance(30) ? "tq" : "");
+        break;
+    case 1:
+        n = snprintf(line, sizeof(line), "UNSUB %u\n", rnd_below(6));
+        break;
+    case 2:
+    case 3:
+        n = snprintf(line, sizeof(line), "PUB c.%u.%u text %u\r\n", rnd_below(8), rnd_below(8),
+                     rnd_below(1000));
+        break;
+    case 4:
+        n = snprintf(line, sizeof(line), "req c.req.%u please\n", rnd_below(4));
+        break;
+    case 5:
+        n = snprintf(line, sizeof(line), "REQ nobody.%u\n", rnd_below(4));
+        break;
+    case 6:
+        n = snprintf(line, sizeof(line), "%s\n", chance(50) ? "STATS" : "help");
+        break;
+    case 7:
+        n = snprintf(line, sizeof(line), "%s\n", wrong[rnd_below(sizeof(wrong) / sizeof(*wrong))]);
+        break;
+    case 8: {
+        /* A long line: over max_frame now and then, which ends it. */
+        size_t len = chance(20) ? MAX_FRAME - 8 + rnd_below(16) : rnd_below(MAX_FRAME / 2);
+        memcpy(line, "PUB c.long ", 11);
+        memset(line + 11, 'y', len);
+        line[11 + len] = '\n';
+        n = (int)(12 + len);
+        break;
+    }
+    case 9:
+        /* A line cut by the close. */
+        n = snprintf(line, sizeof(line), "PUB c.cut unfinish");
+        c->die_at = now;
+        break;
+    case 10:
+        if (chance(10)) {
+            n = snprintf(line, sizeof(line), "QUIT\n");
+        }
+        break;
+    case 11:
+        /* A binary frame after text: more (odd) text. */
+        queue_frame(c, FRAME_OP_PING, 0, 1, NULL, NULL, NULL, 0, NULL, 0);
+        break;
+    default:
+        n = snprintf(line, sizeof(line), "PING\n");
+        break;
+    }
+    if (n > 0) {
+        queue_text(c, line, (size_t)n);
     }
 }
 
@@ -536,10 +641,13 @@ static void chaos_act(struct client *c, int64_t now)
             c->reading = true;
         }
         break;
+    case C_TEXT:
+        text_act(c, now);
+        return;
     default:
         break;
     }
-    if (chance(5)) {
+    if (chance(5) && !c->text) {
         ping(c);
     }
 }
@@ -628,6 +736,76 @@ static void handle_frame(struct client *c, const struct frame *f)
     }
 }
 
+/* A line the broker sent a text client: what it says, checked for the
+ * checked ones. `payload` is the body of a MSG. */
+static void text_line(struct client *c, const char *line, size_t len, const uint8_t *payload,
+                      size_t payload_len)
+{
+    if (len >= 4 && memcmp(line, "PONG", 4) == 0) {
+        c->pongs++;
+        return;
+    }
+    if (len >= 8 && memcmp(line, "DROPPED ", 8) == 0) {
+        if (c->kind != K_CHAOS) {
+            c->dropped += strtoull(line + 8, NULL, 10);
+        }
+        return;
+    }
+    if (len >= 4 && memcmp(line, "MSG ", 4) == 0) {
+        if (c->kind != K_CHAOS) {
+            /* MSG <subject> <sid> <nbytes>: the sid is the third word. */
+            const char *sp = memchr(line + 4, ' ', len - 4);
+            cr_assert_not_null(sp, "client %d: bad MSG line", c->id);
+            struct frame f = {.sid = (uint32_t)strtoul(sp + 1, NULL, 10),
+                              .payload = payload,
+                              .payload_len = (uint32_t)payload_len};
+            checked_msg(c, &f);
+        }
+        return;
+    }
+    cr_assert(len >= 2 &&
+                  (memcmp(line, "+OK", len < 3 ? len : 3) == 0 ||
+                   memcmp(line, "-ERR ", len < 5 ? len : 5) == 0 || memcmp(line, "# ", 2) == 0),
+              "client %d: the broker sent an unknown line [%.*s]", c->id, (int)len, line);
+    cr_assert(c->kind == K_CHAOS || line[0] == '+', "checked text client %d got [%.*s]", c->id,
+              (int)len, line);
+}
+
+/* The lines (and MSG bodies) in c->in; returns the bytes used. */
+static size_t text_lines(struct client *c)
+{
+    size_t off = 0;
+    while (c->fd >= 0) {
+        const uint8_t *end = memmem(c->in + off, c->in_len - off, "\r\n", 2);
+        if (end == NULL) {
+            cr_assert_lt(c->in_len - off, 4096, "client %d: a line without end", c->id);
+            break;
+        }
+        size_t len = (size_t)(end - (c->in + off));
+        const char *line = (const char *)c->in + off;
+        size_t body = 0;
+        if (len >= 4 && memcmp(line, "MSG ", 4) == 0) {
+            const char *last = line + len;
+            while (last > line && last[-1] != ' ') {
+                last--;
+            }
+            body = strtoull(last, NULL, 10);
+            cr_assert_leq(body, MAX_FRAME, "client %d: MSG of %zu bytes", c->id, body);
+            if (c->in_len - off < len + 2 + body + 2) {
+                break; /* the body is not all here yet */
+            }
+            cr_assert(memcmp(c->in + off + len + 2 + body, "\r\n", 2) == 0,
+                      "client %d: a MSG body not followed by CR LF", c->id);
+            text_line(c, line, len, c->in + off + len + 2, body);
+            off += len + 2 + body + 2;
+            continue;
+        }
+        text_line(c, line, len, NULL, 0);
+        off += len + 2;
+    }
+    return off;
+}
+
 static void client_read(struct client *c)
 {
     for (;;) {
@@ -645,7 +823,13 @@ static void client_read(struct client *c)
         }
         c->in_len += (size_t)n;
         size_t off = 0;
-        for (;;) {
+        if (c->text) {
+            off = text_lines(c);
+            if (c->fd < 0) {
+                return;
+            }
+        }
+        while (!c->text) {
             struct frame f;
             int r = frame_parse(c->in + off, c->in_len - off, MAX_FRAME + 64, &f);
             if (r == FRAME_NEED_MORE) {
@@ -831,6 +1015,22 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
             const char *p = sub_patterns[rnd_below(sizeof(sub_patterns) / sizeof(*sub_patterns))];
             snprintf(c->subs[s].pattern, sizeof(c->subs[s].pattern), "%s", p);
             c->subs[s].sid = subscribe_flags(c, p, NULL, FRAME_SUB_LOSSLESS);
+        }
+    }
+    for (int i = 0; i < N_TEXT_SUBS; i++, n++) {
+        /* Text mode, over Unix and TCP: let in at its first line, so
+         * "welcomed" at once; its subscriptions are confirmed by the
+         * barrier below (PONG comes after their +OK). */
+        struct client *c = &clients[n];
+        *c = (struct client){.kind = K_SUB, .id = n};
+        client_open(c, i % 2 == 1, false);
+        c->text = true;
+        c->welcomed = true;
+        c->nsubs = 1 + (int)rnd_below(SUBS_PER_CLIENT);
+        for (int s = 0; s < c->nsubs; s++) {
+            const char *p = sub_patterns[rnd_below(sizeof(sub_patterns) / sizeof(*sub_patterns))];
+            snprintf(c->subs[s].pattern, sizeof(c->subs[s].pattern), "%s", p);
+            c->subs[s].sid = subscribe(c, p, NULL);
         }
     }
     for (int g = 0; g < N_GROUPS; g++) {

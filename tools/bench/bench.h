@@ -249,6 +249,10 @@ int bench_raw_requester_run(const bench_job *job, bench_shared *sh, int fd);
  * Owns the fds it is given. */
 int bench_relay_run(const bench_job *job, bench_shared *sh, int in, const int *out, unsigned count);
 
+/* Write all of buf[0..len) to a blocking socket (no SIGPIPE). Returns 0 or
+ * -errno. */
+int bench_write_all(int fd, const uint8_t *buf, size_t len);
+
 /* A connected pair of stream sockets for a raw or relay job:
  * socketpair(AF_UNIX) or a TCP loopback connection (TCP_NODELAY on both
  * ends). Returns 0 with

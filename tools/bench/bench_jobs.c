@@ -17,6 +17,11 @@
  * other rows keeps freed memory that new connections would reuse unseen)
  * and one client process that opens its connections in stages, while the
  * orchestrator reads the broker's VmRSS before and after.
+ *
+ * Why one file of about 620 lines: the idle run (the last 130) starts its
+ * process and reaps it with the same job_spawn() and job_wait() as every
+ * other row; a file of its own would make the job's context and those
+ * functions public for it alone.
  */
 #include "bench_cmd.h"
 #include "cli.h"

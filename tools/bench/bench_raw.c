@@ -94,8 +94,7 @@ out:
     return err;
 }
 
-/* Write all of buf[0..len) to a blocking socket. Returns 0 or -errno. */
-static int raw_write_all(int fd, const uint8_t *buf, size_t len)
+int bench_write_all(int fd, const uint8_t *buf, size_t len)
 {
     while (len > 0) {
         ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
@@ -200,7 +199,7 @@ typedef struct raw_output {
 static int raw_output_flush(raw_output *out, bench_shared *sh)
 {
     for (unsigned i = 0; i < out->count; i++) {
-        int r = raw_write_all(out->fds[i], out->buf, out->len);
+        int r = bench_write_all(out->fds[i], out->buf, out->len);
         if (r < 0) {
             if (bench_aborted(sh)) {
                 return -1; /* the receiver stopped because of another error */
@@ -386,7 +385,7 @@ int bench_raw_responder_run(const bench_job *job, bench_shared *sh, int fd)
          * requester's reply subject, the payload copied once. */
         size_t n = frame_encode(out, FRAME_OP_MSG, 0, BENCH_RAW_SID, f.reply, f.reply_len, NULL, 0,
                                 NULL, 0, f.payload, f.payload_len);
-        int r = raw_write_all(fd, out, n);
+        int r = bench_write_all(fd, out, n);
         if (r < 0) {
             bench_fail(sh, "responder: cannot write to the requester: %s", strerror(-r));
             goto done;
@@ -427,7 +426,7 @@ int bench_raw_requester_run(const bench_job *job, bench_shared *sh, int fd)
         /* Encoded inside the timed span, as sb_publish() encodes. */
         size_t n = frame_encode(out, FRAME_OP_MSG, 0, BENCH_RAW_SID, job->subject, subject_len,
                                 job->reply, reply_len, NULL, 0, payload, job->size);
-        int r = raw_write_all(fd, out, n);
+        int r = bench_write_all(fd, out, n);
         if (r < 0) {
             bench_fail(sh, "requester: cannot write to the responder: %s", strerror(-r));
             goto done;
@@ -453,7 +452,7 @@ int bench_raw_requester_run(const bench_job *job, bench_shared *sh, int fd)
     /* End marker: an empty request. */
     size_t n = frame_encode(out, FRAME_OP_MSG, 0, BENCH_RAW_SID, job->subject, subject_len, NULL, 0,
                             NULL, 0, NULL, 0);
-    if (raw_write_all(fd, out, n) < 0 && !bench_aborted(sh)) {
+    if (bench_write_all(fd, out, n) < 0 && !bench_aborted(sh)) {
         bench_fail(sh, "requester: cannot write the end marker to the responder");
         goto done;
     }

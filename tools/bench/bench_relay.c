@@ -27,23 +27,6 @@
 /* One read, as much as a raw receiver reads at once (BENCH_RAW_READ). */
 #define BENCH_RELAY_READ (256u * 1024u)
 
-/* Write all of buf[0..len) to a blocking socket. Returns 0 or -errno. */
-static int relay_write_all(int fd, const uint8_t *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
-
 /* Read once from a blocking socket. Returns the bytes read, 0 at the end
  * of the stream, or -errno. */
 static ssize_t relay_read(int fd, uint8_t *buf, size_t cap)
@@ -79,7 +62,7 @@ static int relay_one_way(bench_shared *sh, uint8_t *buf, int in, const int *out,
             return relay_fail(sh, "cannot read from the sender", (int)-n);
         }
         for (unsigned i = 0; i < count; i++) {
-            int r = relay_write_all(out[i], buf, (size_t)n);
+            int r = bench_write_all(out[i], buf, (size_t)n);
             if (r < 0) {
                 return relay_fail(sh, "cannot write to a receiver", -r);
             }
@@ -115,7 +98,7 @@ static int relay_two_way(bench_shared *sh, uint8_t *buf, int requester, int resp
                                          : "cannot read from the responder",
                                   (int)-n);
             }
-            int r = relay_write_all(pfd[1 - i].fd, buf, (size_t)n);
+            int r = bench_write_all(pfd[1 - i].fd, buf, (size_t)n);
             if (r < 0) {
                 return relay_fail(
                     sh, i == 0 ? "cannot write to the responder" : "cannot write to the requester",

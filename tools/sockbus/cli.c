@@ -12,6 +12,13 @@
  * and UTF-8 validation for `sub --json`. These run once per message on the
  * hot path, so they work on runs of bytes and write through the stdio
  * buffer with the unlocked calls (the command is single-threaded).
+ *
+ * Why one file of about 750 lines: it is the one place where what the
+ * commands share lives (cli.h is its table of contents), and its parts
+ * share the wording of an error line (cli_escape(), the broker's detail).
+ * The output encoders at its end (JSON strings, base64, UTF-8, about 150
+ * lines) need nothing else here: they are the part to move out when it
+ * grows.
  */
 #include "cli.h"
 

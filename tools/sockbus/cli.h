@@ -47,6 +47,7 @@ int cmd_sub(int argc, char **argv);
 int cmd_req(int argc, char **argv);
 int cmd_reply(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
+int cmd_wait(int argc, char **argv);
 
 /*
  * Resolve the endpoint (`endpoint` from -s, or NULL for the default rule:

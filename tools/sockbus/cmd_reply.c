@@ -24,6 +24,11 @@
  * (docs/protocol.md, Request/reply). An answer that does not fit in one
  * frame gets an empty reply and one line on stderr: a truncated reply
  * would look like a valid one.
+ *
+ * Why one file of this size: the options, running a COMMAND and the
+ * request loop serve this one subcommand and share its reply_state.
+ * Running a COMMAND (exec, the poll exchange, the stderr tail, reaping) is
+ * the seam to split along once another command needs it.
  */
 #include "cli.h"
 

@@ -23,6 +23,7 @@ static const cli_command commands[] = {
     {"req", cmd_req, "send a request and print the reply"},
     {"reply", cmd_reply, "answer requests with a message or a command's output"},
     {"stat", cmd_stat, "show the broker's counters and clients"},
+    {"wait", cmd_wait, "wait until a subject has a subscriber"},
     {"bench", cmd_bench, "measure throughput and latency: unix vs tcp vs no broker"},
     /* --help lists the rows in this order. A new subcommand is a cmd_<name>.c,
      * its prototype in cli.h (bench keeps its own in bench.h) and a row here. */
