@@ -5,8 +5,9 @@
  *
  * Answers every request on SUBJECT (default "example.upper") with its
  * payload in upper case, and exits 0 after COUNT requests (default: runs
- * until the broker goes away or it is killed). Try it with a broker
- * running:
+ * until it is killed). It survives a restart of the broker: the library
+ * reconnects and subscribes again, and the loop follows the socket as it
+ * changes. Try it with a broker running:
  *
  *     ./loop &
  *     sockbus req example.upper 'hello'        # prints HELLO
@@ -17,6 +18,12 @@
  * callback publishes the reply, which only buffers it; the comments in
  * main() show where it leaves. A real program puts its other descriptors
  * in the same poll() set.
+ *
+ * When the broker goes away, sb_fd() becomes -1 until the library is
+ * back: the loop then polls nothing but waits sb_timeout_ms(), after which
+ * sb_process() tries again. The state callback says when that happens (a
+ * loop that registers the socket with epoll or libuv would stop watching
+ * the old one there, and watch change->fd on RECONNECTED).
  *
  * Build it against the installed library:
  *
@@ -73,6 +80,22 @@ static void on_request(sb_client *client, const sb_msg *msg, void *arg)
     state->answered++;
 }
 
+/* The state callback: one line when the broker goes away and one when it
+ * is back. This loop asks sb_fd() on every turn, so it needs nothing else
+ * from here. */
+static void on_state(sb_client *client, const sb_state_change *change, void *arg)
+{
+    (void)arg;
+    if (change->state == SB_STATE_DISCONNECTED) {
+        fprintf(stderr, "loop: lost the broker at %s (%s); reconnecting\n", sb_endpoint(client),
+                sb_strerror(change->err));
+    } else if (change->state == SB_STATE_RECONNECTED) {
+        long long gap = (long long)(change->back_at.tv_sec - change->lost_at.tv_sec) * 1000 +
+                        (change->back_at.tv_nsec - change->lost_at.tv_nsec) / 1000000;
+        fprintf(stderr, "loop: the broker at %s is back after %lld ms\n", sb_endpoint(client), gap);
+    }
+}
+
 static int fail(sb_client *client, const char *what, int err)
 {
     fprintf(stderr, "loop: %s: %s\n", what, sb_strerror(err));
@@ -89,7 +112,7 @@ int main(int argc, char **argv)
         return 2;
     }
 
-    sb_options opts = {.name = "loop-example", .timeout_ms = STEP_TIMEOUT_MS};
+    sb_options opts = {.name = "loop-example", .timeout_ms = STEP_TIMEOUT_MS, .reconnect = true};
     char why[SB_CONNECT_ERR_MAX];
     sb_client *client = NULL;
     int r = sb_connect_ex(&client, &opts, why, sizeof(why));
@@ -100,6 +123,7 @@ int main(int argc, char **argv)
 
     struct responder state = {0};
     sb_set_msg_cb(client, on_request, &state);
+    sb_set_state_cb(client, on_state, NULL);
     r = sb_subscribe(client, subject, NULL, NULL);
     if (r < 0) {
         return fail(client, subject, r);
@@ -123,8 +147,11 @@ int main(int argc, char **argv)
         /* Ask sb_events() every time: it adds POLLOUT while output is
          * buffered, which is how a reply published in the callback gets
          * written. */
+        /* While the broker is away sb_fd() is -1, which poll() skips, and
+         * sb_timeout_ms() says when sb_process() wants to dial again
+         * (otherwise it is -1: wait for the socket only). */
         struct pollfd pfd = {.fd = sb_fd(client), .events = sb_events(client)};
-        if (poll(&pfd, 1, -1) < 0) {
+        if (poll(&pfd, 1, sb_timeout_ms(client)) < 0) {
             if (errno == EINTR) {
                 continue;
             }
@@ -138,6 +165,9 @@ int main(int argc, char **argv)
         r = sb_process(client);
         if (r < 0) {
             return fail(client, "connection", r);
+        }
+        if (state.err == SB_E_DISCONNECTED) {
+            state.err = 0; /* a reply lost with the broker: its requester learns */
         }
         if (state.err < 0) {
             return fail(client, "reply", state.err);

@@ -8,6 +8,12 @@
  * client_pump() for what it needs. The buffers, reading and scanning are
  * client_io.c's; connecting and the handshake client_connect.c's; the
  * requests client_request.c's; struct sb_client is in client.h.
+ *
+ * A client that reconnects (client_connect.c, the dialer) changes each
+ * call at its boundary: client_ready() first (an attempt, when one is
+ * due), and after a connection error client_lost_check(), which turns it
+ * into the DISCONNECTED state: a publish is then held for the replay, a
+ * subscription waits for it, a flush fails with SB_E_DISCONNECTED.
  */
 #include "client.h"
 
@@ -26,8 +32,20 @@ SB_EXPORT int sb_publish_ex(sb_client *c, const sb_pub *pub)
         (pub->payload_len > 0 && pub->payload == NULL)) {
         return -EINVAL;
     }
-    return client_send_frame(c, FRAME_OP_PUB, (uint8_t)pub->flags, 0, pub->subject, sl, pub->reply,
-                             rl, pub->headers, pub->headers_len, pub->payload, pub->payload_len);
+    int r = client_ready(c);
+    if (r == 0 && c->state != SB_STATE_DISCONNECTED) {
+        r = client_send_frame(c, FRAME_OP_PUB, (uint8_t)pub->flags, 0, pub->subject, sl, pub->reply,
+                              rl, pub->headers, pub->headers_len, pub->payload, pub->payload_len);
+        if (r >= 0 || !client_lost_check(c)) {
+            return r;
+        }
+    }
+    if (r == 0 || c->state == SB_STATE_DISCONNECTED) {
+        /* The broker is away (or went while this was written): held. */
+        r = client_hold_frame(c, FRAME_OP_PUB, (uint8_t)pub->flags, 0, pub->subject, sl, pub->reply,
+                              rl, pub->headers, pub->headers_len, pub->payload, pub->payload_len);
+    }
+    return r;
 }
 
 SB_EXPORT int sb_publish(sb_client *c, const char *subject, const char *reply, const void *data,
@@ -54,11 +72,24 @@ SB_EXPORT int sb_subscribe_ex(sb_client *c, const char *pattern, const char *que
     if (c->next_sid == 0) {
         return -ENOSPC; /* 2^32 - 1 subscriptions issued on one connection */
     }
-    uint32_t id = c->next_sid;
-    int r = client_send_frame(c, FRAME_OP_SUB, (uint8_t)flags, id, pattern, pl, queue, ql, NULL, 0,
-                              NULL, 0);
+    int r = client_ready(c);
     if (r < 0) {
         return r;
+    }
+    uint32_t id = c->next_sid;
+    if (c->reconnect) {
+        r = client_subs_add(c, id, (uint8_t)flags, pattern, ql > 0 ? queue : NULL);
+        if (r < 0) {
+            return r;
+        }
+    }
+    if (c->state != SB_STATE_DISCONNECTED) {
+        r = client_send_frame(c, FRAME_OP_SUB, (uint8_t)flags, id, pattern, pl, queue, ql, NULL, 0,
+                              NULL, 0);
+        if (r < 0 && !client_lost_check(c)) {
+            client_subs_unsubscribe(c, id, 0);
+            return r;
+        }
     }
     c->next_sid++;
     if (sid != NULL) {
@@ -72,10 +103,19 @@ SB_EXPORT int sb_unsubscribe(sb_client *c, uint32_t sid, uint32_t max_msgs)
     if (sid == 0 || (c->next_sid != 0 && sid >= c->next_sid)) {
         return -ENOENT;
     }
+    int r = client_ready(c);
+    if (r < 0) {
+        return r;
+    }
+    client_subs_unsubscribe(c, sid, max_msgs);
+    if (c->state == SB_STATE_DISCONNECTED) {
+        return 0; /* the replay leaves it out, or replays its count */
+    }
     uint8_t count[4];
     frame_put_u32(count, max_msgs);
-    return client_send_frame(c, FRAME_OP_UNSUB, 0, sid, NULL, 0, NULL, 0, NULL, 0, count,
-                             max_msgs > 0 ? sizeof(count) : 0);
+    r = client_send_frame(c, FRAME_OP_UNSUB, 0, sid, NULL, 0, NULL, 0, NULL, 0, count,
+                          max_msgs > 0 ? sizeof(count) : 0);
+    return r < 0 && client_lost_check(c) ? 0 : r;
 }
 
 static bool have_pong(const sb_client *c)
@@ -86,13 +126,24 @@ static bool have_pong(const sb_client *c)
 
 SB_EXPORT int sb_flush(sb_client *c, int timeout_ms)
 {
-    uint32_t token = c->ping_sent + 1;
-    int r = client_send_frame(c, FRAME_OP_PING, 0, token, NULL, 0, NULL, 0, NULL, 0, NULL, 0);
+    int64_t deadline = client_deadline_after(timeout_ms);
+    /* While the broker is away, wait for it (and the replay) first. */
+    int r = client_await(c, deadline);
     if (r < 0) {
         return r;
     }
+    uint32_t losses = c->losses;
+    uint32_t token = c->ping_sent + 1;
+    r = client_send_frame(c, FRAME_OP_PING, 0, token, NULL, 0, NULL, 0, NULL, 0, NULL, 0);
+    if (r < 0) {
+        return client_lost_check(c) ? SB_E_DISCONNECTED : r;
+    }
     c->ping_sent = token;
-    r = client_pump(c, have_pong, client_deadline_after(timeout_ms));
+    r = client_pump(c, have_pong, deadline);
+    if (c->losses != losses) {
+        /* Lost before the PONG: what the barrier covered may be lost. */
+        return SB_E_DISCONNECTED;
+    }
     if (r < 0) {
         return r;
     }
@@ -106,7 +157,7 @@ SB_EXPORT int sb_next_msg(sb_client *c, sb_msg *msg, int timeout_ms)
     if (client_take_msg(c, msg)) {
         return 0;
     }
-    if (c->closed_err) {
+    if (c->closed_err && !client_lost_check(c)) {
         return c->closed_err;
     }
     int r = client_pump(c, client_have_msg, client_deadline_after(timeout_ms));
@@ -119,7 +170,14 @@ SB_EXPORT int sb_next_msg(sb_client *c, sb_msg *msg, int timeout_ms)
 
 SB_EXPORT int sb_process(sb_client *c)
 {
-    int r = client_write_some(c);
+    int r = client_ready(c); /* dials when sb_timeout_ms() has passed */
+    if (r < 0) {
+        return r;
+    }
+    if (c->state == SB_STATE_DISCONNECTED) {
+        return 0;
+    }
+    r = c->closed_err ? c->closed_err : client_write_some(c);
     /* Bounded: a fast sender must not keep us here forever. */
     for (int i = 0; r >= 0 && i < 16; i++) {
         r = client_read_some(c);
@@ -137,6 +195,9 @@ SB_EXPORT int sb_process(sb_client *c)
             c->msg_cb(c, &m, c->msg_arg);
         }
         c->dispatching = false;
+    }
+    if (r < 0 && client_lost_check(c)) {
+        return 0; /* disconnected: sb_timeout_ms() says when to call again */
     }
     return r < 0 ? r : 0;
 }
@@ -192,6 +253,9 @@ SB_EXPORT int sb_fd(const sb_client *c)
 
 SB_EXPORT short sb_events(const sb_client *c)
 {
+    if (c->fd < 0) {
+        return 0;
+    }
     return (short)(POLLIN | (c->wlen > c->woff ? POLLOUT : 0));
 }
 

@@ -7,12 +7,15 @@
  *   client_io.c       the buffers, writing, reading and scanning frames,
  *                     waiting with poll()
  *   client_connect.c  connecting (Unix, TCP), the trust check, the
- *                     handshake, closing
+ *                     handshake, closing; reconnecting (the dialer): the
+ *                     live subscriptions, the publishes held meanwhile
  *   client_request.c  the inbox and the requests in flight
  *
  * Functions return 0 or a negative code (-errno or SB_E_*) unless said
  * otherwise. A connection error is sticky: client_fail() records the first
- * one in closed_err, and every call returns it from then on.
+ * one in closed_err, and every call returns it from then on; unless the
+ * client reconnects, when client_lost_check() turns it into the
+ * DISCONNECTED state at the next call's boundary.
  */
 #ifndef SOCKBUS_CLIENT_H
 #define SOCKBUS_CLIENT_H
@@ -27,6 +30,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
+#include <time.h>
 
 /* Output is batched into this much before a write. */
 #define CLIENT_WBUF_SIZE (128u * 1024u)
@@ -40,6 +44,11 @@
 #define CLIENT_RBUF_MAX           (256u * 1024u * 1024u)
 #define CLIENT_CONNECT_TIMEOUT_MS 5000
 #define CLIENT_ERRTEXT_MAX        256
+/* Reconnecting: the first wait, doubled up to the last, each with jitter;
+ * and the publishes held while disconnected, unless the options say. */
+#define CLIENT_BACKOFF_MIN_MS       10
+#define CLIENT_BACKOFF_MAX_MS       1000
+#define CLIENT_RECONNECT_BUFFER_DEF (8u * 1024u * 1024u)
 
 /* A byte buffer reused across requests. */
 struct client_buf {
@@ -57,6 +66,17 @@ struct client_request {
     size_t subject_len; /* its subject, to match such an ERR */
     struct client_buf subject;
     struct client_buf reply;
+};
+
+/* A live subscription, as the dialer replays it (tracked only by a client
+ * that reconnects). */
+struct client_sub {
+    uint32_t sid;
+    uint8_t flags;
+    bool live;          /* false: unsubscribed, waiting to be compacted */
+    uint32_t remaining; /* auto-unsubscribe: messages still to take; 0: none */
+    char *pattern;      /* pattern, then the queue group, in one allocation */
+    char *queue;        /* NULL: none */
 };
 
 struct sb_client {
@@ -114,6 +134,37 @@ struct sb_client {
     size_t requests_cap;
     struct client_buf reply_held; /* the reply last handed out */
 
+    /* Staying connected (client_connect.c). `state` is SB_STATE_CONNECTED,
+     * _DISCONNECTED or _CLOSED (given up); `dialing` while an attempt
+     * waits for WELCOME. What a new connection needs is kept from the
+     * options: the name, echo, the trust check, the timeout. */
+    int state;
+    bool reconnect;
+    bool dialing;
+    bool replaying;
+    bool no_echo;
+    bool trust_check;
+    char *name;
+    int connect_timeout_ms;
+    int reconnect_max_ms;
+    size_t reconnect_buffer;
+    int lost_err;            /* what lost the connection */
+    uint32_t losses;         /* connections lost so far */
+    struct timespec lost_at; /* CLOCK_REALTIME of the loss */
+    int64_t lost_ms;         /* the same, on the monotonic clock */
+    int64_t next_attempt_ms; /* monotonic */
+    int backoff_ms;
+    uint64_t jitter;        /* xorshift state */
+    struct client_buf held; /* PUB frames kept while disconnected */
+    size_t held_len;
+    struct client_sub *subs; /* by increasing sid */
+    size_t nsubs;
+    size_t subs_cap;
+    size_t subs_dead;
+    size_t subs_counted; /* live ones with an auto-unsubscribe count */
+    sb_state_cb state_cb;
+    void *state_arg;
+
     /* NUL-terminated copies of the current message's subject and reply. */
     char subject[SB_SUBJECT_MAX + 1];
     char reply[SB_SUBJECT_MAX + 1];
@@ -133,6 +184,9 @@ struct sb_client {
 };
 
 /* ---- client_io.c -------------------------------------------------------- */
+
+/* CLOCK_MONOTONIC in milliseconds. */
+int64_t client_now_ms(void);
 
 /* A deadline `timeout_ms` from now (-1 for "forever", timeout_ms < 0), and
  * the milliseconds left until one, for poll(). */
@@ -157,6 +211,9 @@ int client_write_all(sb_client *c, int64_t deadline);
 /* Write iov[0..iovcnt) with sendmsg() until all is written, waiting for
  * the socket. Returns 0 or a connection error. */
 int client_write_iov(sb_client *c, struct iovec *iov, int iovcnt);
+/* Queue one encoded frame (the publishes held while disconnected), as
+ * client_send_frame() does. */
+int client_send_encoded(sb_client *c, const uint8_t *frame, size_t size);
 
 /* Queue one frame: copied into the write buffer, or written at once when
  * it is large. Returns 0, -EMSGSIZE, or a connection error. */
@@ -204,10 +261,18 @@ int client_fds_scanned(sb_client *c, const struct frame *f, bool keep);
  * closed and this one's become current. */
 void client_fds_take(sb_client *c, const struct frame *f);
 
+/* The connection was lost: close the descriptors received that no scanned
+ * frame claimed (they came with a frame the loss cut). */
+void client_fds_lost(sb_client *c);
+
 /* Close every descriptor the client holds (for sb_close()). */
 void client_fds_free(sb_client *c);
 
 /* ---- client_connect.c --------------------------------------------------- */
+
+/* sb_connect_ex(), which client_connect_api.c (the static library) and
+ * client_compat.c (the shared library, with symbol versions) export. */
+int client_connect(sb_client **out, const sb_options *opts, char *err, size_t err_len);
 
 /* A new client with its buffers and no connection yet (fd -1): what
  * sb_connect_ex() starts from. Free it with sb_close(). Returns 0 or
@@ -219,6 +284,38 @@ int client_new(sb_client **out);
  * -ENOMEM. */
 int client_handle_welcome(sb_client *c, const struct frame *f);
 
+/*
+ * The dialer. client_lost_check(): if the connection just failed (a
+ * closed_err) and the client reconnects and the error allows it, become
+ * DISCONNECTED (true): keep the publishes not written in full, fail the
+ * flush and requests in flight, report the loss. client_ready(): at the
+ * start of a call, try to reconnect if disconnected and an attempt is due
+ * (not from a message callback); returns 0 or the error of a client
+ * closed for good. client_reconnect_wait(): for client_pump(), wait for
+ * the next attempt (bounded by the deadline) and make it; returns 0,
+ * -ETIMEDOUT or the error of a client that gave up.
+ */
+bool client_lost_check(sb_client *c);
+int client_ready(sb_client *c);
+/* Wait until connected (at once when it is), within the deadline:
+ * returns 0, -ETIMEDOUT, or the error of a client closed for good. */
+int client_await(sb_client *c, int64_t deadline);
+int client_reconnect_wait(sb_client *c, int64_t deadline);
+
+/* While disconnected: keep one publish for the replay. Returns 0,
+ * -EMSGSIZE, or SB_E_DISCONNECTED when the reconnect buffer is full. */
+int client_hold_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
+                      size_t subject_len, const void *reply, size_t reply_len, const void *headers,
+                      size_t header_len, const void *payload, size_t payload_len);
+
+/* The live subscriptions (a client that reconnects): a new one, an
+ * UNSUB (max_msgs 0: now), and a MSG counted against an auto-unsubscribe
+ * count. */
+int client_subs_add(sb_client *c, uint32_t sid, uint8_t flags, const char *pattern,
+                    const char *queue);
+void client_subs_unsubscribe(sb_client *c, uint32_t sid, uint32_t max_msgs);
+void client_subs_count(sb_client *c, uint32_t sid);
+
 /* ---- client_request.c --------------------------------------------------- */
 
 /* A MSG on the inbox subscription: take it if it is a reply (1), keep it
@@ -228,6 +325,9 @@ int client_take_reply(sb_client *c, const struct frame *f);
 /* An ERR naming subject[0..len): fail the oldest request in flight on that
  * subject with `err`, if there is one. */
 void client_refuse_request(sb_client *c, int err, const char *subject, size_t len);
+
+/* Fail every request in flight with `err` (the broker went away). */
+void client_fail_requests(sb_client *c, int err);
 
 /* Free the request slots and their buffers (for sb_close()). */
 void client_requests_deinit(sb_client *c);

@@ -5,6 +5,23 @@
  * wire/handshake.c, and closing. This is where reconnecting will live too,
  * as in a dialer: what a connection needs to start over is all here.
  *
+ * The dialer (docs/protocol.md, "Reconnecting"). A client made with
+ * sb_options.reconnect keeps what a new connection needs: its name, echo,
+ * the trust check, the live subscriptions (`subs`, by increasing sid, with
+ * the messages an auto-unsubscribe count still allows, counted as they
+ * arrive) and, while disconnected, the publishes made meanwhile (`held`,
+ * encoded frames, up to reconnect_buffer bytes). A connection error
+ * becomes the DISCONNECTED state at the boundary of the call that met it
+ * (client_lost_check()): the publishes not written in full are kept,
+ * control frames dropped (the replay redoes what matters), the flush and
+ * requests in flight fail. Attempts are made by the calls themselves,
+ * never by a thread or a timer of ours: a blocking call waits for the next
+ * attempt within its timeout, sb_process() makes one once sb_timeout_ms()
+ * has passed. A successful attempt says HELLO, waits for WELCOME, replays
+ * the subscriptions, the inbox (under the new client id's prefix) and the
+ * held publishes, in that order, before anything the application sends
+ * next.
+ *
  * Connecting never blocks past the deadline given in sb_options: the socket
  * is non-blocking from its creation, a TCP connect is waited for with
  * poll(), and the handshake is one client_pump() for WELCOME. A broker
@@ -27,6 +44,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ---- a client ----------------------------------------------------------- */
@@ -42,6 +60,7 @@ int client_new(sb_client **out)
     c->broker_uid = (uid_t)-1;
     c->max_frame = SB_MAX_FRAME_DEFAULT;
     c->next_sid = 1;
+    c->state = SB_STATE_CONNECTED;
     c->wbuf = malloc(CLIENT_WBUF_SIZE);
     c->rbuf = malloc(CLIENT_RBUF_SIZE);
     c->rcap = CLIENT_RBUF_SIZE;
@@ -183,14 +202,31 @@ static int client_check_broker(sb_client *c, bool check, char *err, size_t err_l
     return SB_E_UNTRUSTED;
 }
 
+/* A socket to the endpoint, checked when `trust_check` (SB_E_UNTRUSTED
+ * with a line in err: *described). */
+static int client_open(sb_client *c, int64_t deadline, char *err, size_t err_len, bool *described)
+{
+    int r;
+    if (sb_endpoint_is_tcp(c->endpoint)) {
+        r = connect_tcp(c->endpoint, deadline, &c->fd);
+    } else {
+        r = connect_unix(c->endpoint, deadline, &c->fd);
+        if (r == 0) {
+            r = client_check_broker(c, c->trust_check, err, err_len);
+            *described = r == SB_E_UNTRUSTED;
+        }
+    }
+    return r;
+}
+
 /* ---- the handshake ------------------------------------------------------ */
 
 /* HELLO, through wire/handshake.c. */
-static int client_send_hello(sb_client *c, const sb_options *opts)
+static int client_send_hello(sb_client *c)
 {
     char *json;
     size_t len;
-    int r = handshake_hello_encode(opts->name, !opts->no_echo, &json, &len);
+    int r = handshake_hello_encode(c->name, !c->no_echo, &json, &len);
     if (r < 0) {
         return r;
     }
@@ -242,7 +278,7 @@ static void client_connect_error(const sb_client *c, const sb_options *opts, int
     }
 }
 
-SB_EXPORT int sb_connect_ex(sb_client **out, const sb_options *opts, char *err, size_t err_len)
+int client_connect(sb_client **out, const sb_options *opts, char *err, size_t err_len)
 {
     static const sb_options defaults = {0};
     if (opts == NULL) {
@@ -263,23 +299,26 @@ SB_EXPORT int sb_connect_ex(sb_client **out, const sb_options *opts, char *err, 
         return r;
     }
     bool described = false;
+    c->trust_check = !endpoint_explicit(opts);
+    c->no_echo = opts->no_echo;
+    c->connect_timeout_ms = timeout;
+    c->reconnect = opts->reconnect;
+    c->reconnect_max_ms = opts->reconnect_max_ms > 0 ? opts->reconnect_max_ms : 0;
+    c->reconnect_buffer =
+        opts->reconnect_buffer > 0 ? opts->reconnect_buffer : CLIENT_RECONNECT_BUFFER_DEF;
+    if (opts->name != NULL && (c->name = strdup(opts->name)) == NULL) {
+        r = -ENOMEM;
+        goto fail;
+    }
     r = sb_endpoint_resolve(opts->endpoint, c->endpoint, sizeof(c->endpoint));
     if (r < 0) {
         goto fail;
     }
-    if (sb_endpoint_is_tcp(c->endpoint)) {
-        r = connect_tcp(c->endpoint, deadline, &c->fd);
-    } else {
-        r = connect_unix(c->endpoint, deadline, &c->fd);
-        if (r == 0) {
-            r = client_check_broker(c, !endpoint_explicit(opts), err, err_len);
-            described = r == SB_E_UNTRUSTED;
-        }
-    }
+    r = client_open(c, deadline, err, err_len, &described);
     if (r < 0) {
         goto fail;
     }
-    r = client_send_hello(c, opts);
+    r = client_send_hello(c);
     if (r == 0) {
         r = client_pump(c, have_welcome, deadline);
     }
@@ -306,11 +345,6 @@ fail:
     return r;
 }
 
-SB_EXPORT int sb_connect(sb_client **out, const sb_options *opts)
-{
-    return sb_connect_ex(out, opts, NULL, 0);
-}
-
 SB_EXPORT void sb_close(sb_client *c)
 {
     if (c == NULL) {
@@ -324,7 +358,513 @@ SB_EXPORT void sb_close(sb_client *c)
     }
     client_requests_deinit(c);
     client_fds_free(c);
+    for (size_t i = 0; i < c->nsubs; i++) {
+        free(c->subs[i].pattern);
+    }
+    free(c->subs);
+    free(c->held.data);
+    free(c->name);
     free(c->wbuf);
     free(c->rbuf);
     free(c);
+}
+
+/* ---- the live subscriptions --------------------------------------------- */
+
+/* The tracked subscription with this sid, or NULL: sids only grow, so the
+ * array is sorted by them and a MSG finds its own in O(log n). */
+static struct client_sub *client_subs_find(sb_client *c, uint32_t sid)
+{
+    size_t lo = 0;
+    size_t hi = c->nsubs;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (c->subs[mid].sid < sid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo < c->nsubs && c->subs[lo].sid == sid && c->subs[lo].live ? &c->subs[lo] : NULL;
+}
+
+int client_subs_add(sb_client *c, uint32_t sid, uint8_t flags, const char *pattern,
+                    const char *queue)
+{
+    if (c->nsubs == c->subs_cap) {
+        size_t cap = c->subs_cap ? c->subs_cap * 2 : 8;
+        struct client_sub *p = realloc(c->subs, cap * sizeof(*p));
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        c->subs = p;
+        c->subs_cap = cap;
+    }
+    size_t pl = strlen(pattern);
+    size_t ql = queue != NULL ? strlen(queue) : 0;
+    char *text = malloc(pl + 1 + ql + 1);
+    if (text == NULL) {
+        return -ENOMEM;
+    }
+    memcpy(text, pattern, pl + 1);
+    if (queue != NULL) {
+        memcpy(text + pl + 1, queue, ql + 1);
+    }
+    c->subs[c->nsubs++] = (struct client_sub){
+        .sid = sid,
+        .flags = flags,
+        .live = true,
+        .pattern = text,
+        .queue = queue != NULL ? text + pl + 1 : NULL,
+    };
+    return 0;
+}
+
+/* Forget a subscription; the array is compacted (and the patterns of the
+ * dead freed) once most of it is dead, so that unsubscribing many is not
+ * quadratic. Not during the replay, which walks the array and sends from
+ * the patterns while it may read (an auto-unsubscribe count running out). */
+static void client_subs_end(sb_client *c, struct client_sub *s)
+{
+    if (s->remaining > 0) {
+        c->subs_counted--;
+        s->remaining = 0;
+    }
+    s->live = false;
+    if (++c->subs_dead * 2 < c->nsubs || c->replaying) {
+        return;
+    }
+    size_t n = 0;
+    for (size_t i = 0; i < c->nsubs; i++) {
+        if (c->subs[i].live) {
+            c->subs[n++] = c->subs[i];
+        } else {
+            free(c->subs[i].pattern);
+        }
+    }
+    c->nsubs = n;
+    c->subs_dead = 0;
+}
+
+void client_subs_unsubscribe(sb_client *c, uint32_t sid, uint32_t max_msgs)
+{
+    struct client_sub *s = client_subs_find(c, sid);
+    if (s == NULL) {
+        return;
+    }
+    if (max_msgs == 0) {
+        client_subs_end(c, s);
+        return;
+    }
+    if (s->remaining == 0) {
+        c->subs_counted++;
+    }
+    s->remaining = max_msgs;
+}
+
+void client_subs_count(sb_client *c, uint32_t sid)
+{
+    struct client_sub *s = client_subs_find(c, sid);
+    if (s != NULL && s->remaining > 0 && --s->remaining == 0) {
+        client_subs_end(c, s); /* the broker has ended it too */
+    }
+}
+
+/* ---- the publishes held while disconnected ------------------------------ */
+
+int client_hold_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
+                      size_t subject_len, const void *reply, size_t reply_len, const void *headers,
+                      size_t header_len, const void *payload, size_t payload_len)
+{
+    size_t size = frame_encoded_size(subject_len, reply_len, header_len, payload_len);
+    if (subject_len > UINT16_MAX || reply_len > UINT16_MAX || header_len > UINT16_MAX ||
+        size > c->max_frame) {
+        return -EMSGSIZE;
+    }
+    if (size > c->reconnect_buffer - c->held_len || c->held_len > c->reconnect_buffer) {
+        return SB_E_DISCONNECTED;
+    }
+    if (c->held_len + size > c->held.cap) {
+        size_t cap = c->held.cap ? c->held.cap * 2 : 64u * 1024u;
+        while (cap < c->held_len + size) {
+            cap *= 2;
+        }
+        uint8_t *p = realloc(c->held.data, cap);
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        c->held.data = p;
+        c->held.cap = cap;
+    }
+    c->held_len += frame_encode(c->held.data + c->held_len, op, flags, sid, subject, subject_len,
+                                reply, reply_len, headers, header_len, payload, payload_len);
+    return 0;
+}
+
+/* Put `len` bytes of whole frames in front of what is held (the publishes
+ * a lost connection had not written in full come before the later ones).
+ * The reconnect buffer may be exceeded by them: they were accepted. */
+static int client_hold_front(sb_client *c, const uint8_t *frames, size_t len)
+{
+    if (len == 0) {
+        return 0;
+    }
+    if (c->held_len + len > c->held.cap) {
+        size_t cap = c->held.cap ? c->held.cap : 64u * 1024u;
+        while (cap < c->held_len + len) {
+            cap *= 2;
+        }
+        uint8_t *p = realloc(c->held.data, cap);
+        if (p == NULL) {
+            return -ENOMEM;
+        }
+        c->held.data = p;
+        c->held.cap = cap;
+    }
+    memmove(c->held.data + len, c->held.data, c->held_len);
+    memcpy(c->held.data, frames, len);
+    c->held_len += len;
+    return 0;
+}
+
+/* ---- losing the broker ---------------------------------------------------- */
+
+/* Can a new connection help? Not when the broker judged us (a protocol
+ * violation, a frame too large, a version it does not speak), nor when we
+ * ran out of memory or buffer. Nor after ERR 6: a lossless subscriber cut
+ * for stalling has lost messages it was promised, and a reconnect would
+ * hide that from an application that asked for no loss at all. */
+static bool client_error_reconnectable(int err)
+{
+    switch (err) {
+    case SB_E_PROTOCOL:
+    case SB_E_TOO_LARGE:
+    case SB_E_SLOW_CONSUMER:
+    case SB_E_VERSION:
+    case SB_E_UNTRUSTED:
+    case -EPROTO:
+    case -ENOBUFS:
+    case -ENOMEM:
+        return false;
+    default:
+        return true;
+    }
+}
+
+/* The wait before the next attempt: the backoff, times 0.5 to 1 (so that
+ * clients of a restarted broker do not all come back at once), and the
+ * backoff doubled up to its bound. */
+static int client_next_backoff(sb_client *c)
+{
+    uint64_t x = c->jitter;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    c->jitter = x;
+    int wait = c->backoff_ms / 2 + (int)(x % (uint64_t)(c->backoff_ms / 2 + 1));
+    c->backoff_ms =
+        c->backoff_ms * 2 > CLIENT_BACKOFF_MAX_MS ? CLIENT_BACKOFF_MAX_MS : c->backoff_ms * 2;
+    return wait;
+}
+
+static void client_report(sb_client *c, int state, int err, const struct timespec *back_at)
+{
+    if (c->state_cb == NULL) {
+        return;
+    }
+    sb_state_change change = {
+        .state = state,
+        .err = err,
+        .fd = state == SB_STATE_RECONNECTED ? c->fd : -1,
+        .lost_at = c->lost_at,
+    };
+    if (back_at != NULL) {
+        change.back_at = *back_at;
+    }
+    c->state_cb(c, &change, c->state_arg);
+}
+
+/* Keep the PUB frames of the write buffer that were not written in full:
+ * the broker saw none of them (a frame cut short is discarded with the
+ * connection). The other frames (SUB, UNSUB, PING) are redone by the
+ * replay, or were for a flush that fails. */
+static void client_keep_unsent(sb_client *c)
+{
+    size_t keep = 0;
+    for (size_t at = 0; at + FRAME_HEADER_SIZE <= c->wlen;) {
+        uint32_t size = frame_get_u32(c->wbuf + at);
+        if (at + size > c->woff && c->wbuf[at + 4] == FRAME_OP_PUB) {
+            memmove(c->wbuf + keep, c->wbuf + at, size);
+            keep += size;
+        }
+        at += size;
+    }
+    if (client_hold_front(c, c->wbuf, keep) < 0) {
+        c->pending_err = c->pending_err ? c->pending_err : -ENOMEM;
+    }
+    c->woff = 0;
+    c->wlen = 0;
+}
+
+bool client_lost_check(sb_client *c)
+{
+    int err = c->closed_err;
+    if (err == 0 || !c->reconnect || c->state != SB_STATE_CONNECTED || !c->welcomed ||
+        !client_error_reconnectable(err)) {
+        return false;
+    }
+    client_keep_unsent(c);
+    c->rtail = c->rscan; /* a frame cut by the loss; what was scanned stays */
+    client_fds_lost(c);
+    c->welcomed = false;
+    c->pong_seen = c->ping_sent; /* the flush in flight is over: it failed */
+    c->losses++;
+    client_fail_requests(c, SB_E_DISCONNECTED);
+    c->state = SB_STATE_DISCONNECTED;
+    c->closed_err = 0;
+    c->lost_err = err;
+    int64_t now = client_now_ms();
+    if (!c->replaying) {
+        /* Lost again while replaying: the gap goes on from the first loss. */
+        clock_gettime(CLOCK_REALTIME, &c->lost_at);
+        c->lost_ms = now;
+        c->backoff_ms = CLIENT_BACKOFF_MIN_MS;
+        if (c->jitter == 0) {
+            c->jitter = (uint64_t)now ^ ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
+            c->jitter |= 1;
+        }
+    }
+    c->next_attempt_ms = now + client_next_backoff(c);
+    if (!c->replaying) {
+        client_report(c, SB_STATE_DISCONNECTED, err, NULL); /* the old socket still open */
+    }
+    close(c->fd);
+    c->fd = -1;
+    return true;
+}
+
+/* Give up: from now on every call returns `err`, as without reconnect. */
+static void client_give_up(sb_client *c, int err)
+{
+    c->state = SB_STATE_CLOSED;
+    c->closed_err = err;
+    c->held_len = 0;
+    client_report(c, SB_STATE_CLOSED, err, NULL);
+}
+
+/* ---- getting it back --------------------------------------------------------- */
+
+/* Replay what the new connection must know before anything else: every
+ * live subscription with its count, the inbox under the new prefix, then
+ * the held publishes in order. The held frames are taken out first; if
+ * the connection is lost again meanwhile, those not yet queued go back
+ * behind the ones the loss keeps. */
+static int client_replay(sb_client *c)
+{
+    int r = 0;
+    /* By index: a send may read, and a count running out ends an entry
+     * (it stays in place, pattern and all, while replaying). */
+    for (size_t i = 0; r == 0 && i < c->nsubs; i++) {
+        if (!c->subs[i].live) {
+            continue;
+        }
+        const char *pattern = c->subs[i].pattern;
+        const char *queue = c->subs[i].queue;
+        uint32_t sid = c->subs[i].sid;
+        r = client_send_frame(c, FRAME_OP_SUB, c->subs[i].flags, sid, pattern, strlen(pattern),
+                              queue, queue != NULL ? strlen(queue) : 0, NULL, 0, NULL, 0);
+        uint32_t remaining = c->subs[i].remaining;
+        if (r == 0 && remaining > 0) {
+            uint8_t count[4];
+            frame_put_u32(count, remaining);
+            r = client_send_frame(c, FRAME_OP_UNSUB, 0, sid, NULL, 0, NULL, 0, NULL, 0, count,
+                                  sizeof(count));
+        }
+    }
+    if (r == 0 && c->inbox_sid != 0) {
+        char pattern[sizeof(c->inbox_prefix) + 1];
+        int n = snprintf(pattern, sizeof(pattern), "%s>", c->inbox_prefix);
+        r = client_send_frame(c, FRAME_OP_SUB, 0, c->inbox_sid, pattern, (size_t)n, NULL, 0, NULL,
+                              0, NULL, 0);
+    }
+    if (r < 0) {
+        return r;
+    }
+    struct client_buf held = c->held;
+    size_t held_len = c->held_len;
+    c->held = (struct client_buf){0};
+    c->held_len = 0;
+    size_t at = 0;
+    while (at < held_len) {
+        uint32_t size = frame_get_u32(held.data + at);
+        if (size > c->max_frame) {
+            /* The broker came back with a smaller max_frame: sending it
+             * would be fatal. The next flush says so. */
+            if (c->pending_err == 0) {
+                c->pending_err = SB_E_TOO_LARGE;
+            }
+        } else if ((r = client_send_encoded(c, held.data + at, size)) < 0) {
+            break;
+        }
+        at += size;
+    }
+    if (at < held_len) {
+        /* Lost again: what was not queued stays held, and the loss puts
+         * what it keeps of the write buffer in front of it. */
+        memmove(held.data, held.data + at, held_len - at);
+        free(c->held.data);
+        c->held = held;
+        c->held_len = held_len - at;
+        return r;
+    }
+    if (c->held.data == NULL) {
+        c->held = held; /* reuse it, unless it grew large */
+        if (held.cap > CLIENT_WBUF_SIZE) {
+            free(c->held.data);
+            c->held = (struct client_buf){0};
+        }
+    } else {
+        free(held.data);
+    }
+    return 0;
+}
+
+/* One attempt: connect, check, HELLO, WELCOME, replay. */
+static void client_attempt(sb_client *c)
+{
+    c->dialing = true;
+    c->refusal = 0;
+    c->welcomed = false;
+    bool described = false;
+    int64_t deadline = client_deadline_after(c->connect_timeout_ms);
+    int r = client_open(c, deadline, NULL, 0, &described);
+    if (r == 0) {
+        r = client_send_hello(c);
+    }
+    if (r == 0) {
+        r = client_pump(c, have_welcome, deadline);
+    }
+    c->dialing = false;
+    if (r < 0) {
+        if (c->fd >= 0) {
+            client_read_some(c); /* a refusal comes as ERR, then EOF */
+            client_scan(c);
+            if (c->refusal != 0) {
+                r = c->refusal;
+            }
+            close(c->fd);
+            c->fd = -1;
+        }
+        c->closed_err = 0;
+        c->rtail = c->rscan;
+        c->woff = 0;
+        c->wlen = 0;
+        int64_t now = client_now_ms();
+        bool retry =
+            r == SB_E_LIMIT || r == SB_E_SHUTDOWN || r == SB_E_HELLO_REQUIRED || c->refusal == 0;
+        if (!retry || r == SB_E_UNTRUSTED) {
+            client_give_up(c, r); /* it would refuse us again */
+        } else if (c->reconnect_max_ms > 0 && now - c->lost_ms >= c->reconnect_max_ms) {
+            client_give_up(c, c->lost_err);
+        } else {
+            c->next_attempt_ms = now + client_next_backoff(c);
+        }
+        return;
+    }
+    struct timespec back_at;
+    clock_gettime(CLOCK_REALTIME, &back_at);
+    c->state = SB_STATE_CONNECTED;
+    c->replaying = true;
+    r = client_replay(c);
+    c->replaying = false;
+    if (r < 0) {
+        client_lost_check(c); /* lost again: the gap goes on */
+        return;
+    }
+    client_report(c, SB_STATE_RECONNECTED, c->lost_err, &back_at);
+}
+
+int client_ready(sb_client *c)
+{
+    if (c->closed_err != 0) {
+        client_lost_check(c);
+    }
+    if (c->state == SB_STATE_DISCONNECTED && !c->dialing && !c->dispatching &&
+        client_now_ms() >= c->next_attempt_ms) {
+        client_attempt(c);
+    }
+    return c->state == SB_STATE_CLOSED ? c->closed_err : 0;
+}
+
+int client_reconnect_wait(sb_client *c, int64_t deadline)
+{
+    if (c->state == SB_STATE_CLOSED) {
+        return c->closed_err;
+    }
+    if (c->dispatching) {
+        return SB_E_DISCONNECTED; /* no attempt from a message callback */
+    }
+    int64_t now = client_now_ms();
+    if (now < c->next_attempt_ms) {
+        int64_t wake = c->next_attempt_ms;
+        if (deadline >= 0 && deadline < wake) {
+            if (now >= deadline) {
+                return -ETIMEDOUT;
+            }
+            wake = deadline;
+        }
+        poll(NULL, 0, (int)(wake - now)); /* the backoff, within the deadline */
+        return 0;
+    }
+    client_attempt(c);
+    return c->state == SB_STATE_CLOSED ? c->closed_err : 0;
+}
+
+static bool client_connected(const sb_client *c)
+{
+    return c->state != SB_STATE_DISCONNECTED;
+}
+
+int client_await(sb_client *c, int64_t deadline)
+{
+    if (c->closed_err != 0) {
+        client_lost_check(c);
+    }
+    if (c->state == SB_STATE_DISCONNECTED) {
+        int r = client_pump(c, client_connected, deadline);
+        if (r < 0) {
+            return r;
+        }
+    }
+    return c->state == SB_STATE_CLOSED ? c->closed_err : 0;
+}
+
+/* ---- the API of staying connected ------------------------------------- */
+
+SB_EXPORT void sb_set_state_cb(sb_client *c, sb_state_cb cb, void *arg)
+{
+    c->state_cb = cb;
+    c->state_arg = arg;
+}
+
+SB_EXPORT int sb_state(const sb_client *c)
+{
+    if (c->state == SB_STATE_CONNECTED && c->closed_err != 0) {
+        return c->reconnect && c->welcomed && client_error_reconnectable(c->closed_err)
+                   ? SB_STATE_DISCONNECTED
+                   : SB_STATE_CLOSED;
+    }
+    return c->state;
+}
+
+SB_EXPORT int sb_timeout_ms(const sb_client *c)
+{
+    if (c->state != SB_STATE_DISCONNECTED) {
+        return c->state == SB_STATE_CONNECTED && c->closed_err != 0 &&
+                       sb_state(c) == SB_STATE_DISCONNECTED
+                   ? 0
+                   : -1;
+    }
+    int64_t left = c->next_attempt_ms - client_now_ms();
+    return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
 }

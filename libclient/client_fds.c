@@ -159,6 +159,13 @@ void client_fds_take(sb_client *c, const struct frame *f)
     fds_remove(c, 0, m.nfds, false);
 }
 
+void client_fds_lost(sb_client *c)
+{
+    /* Those no scanned frame claimed came with a frame the loss cut: the
+     * broker discards it, so nothing will ever claim them. */
+    fds_remove(c, c->fds_claimed, c->fds_len - c->fds_claimed, true);
+}
+
 void client_fds_free(sb_client *c)
 {
     fds_close_current(c);

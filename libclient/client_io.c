@@ -34,7 +34,7 @@
 
 /* ---- time ------------------------------------------------------------- */
 
-static int64_t now_ms(void)
+int64_t client_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -44,7 +44,7 @@ static int64_t now_ms(void)
 /* Deadline for a timeout: -1 for "forever". */
 int64_t client_deadline_after(int timeout_ms)
 {
-    return timeout_ms < 0 ? -1 : now_ms() + timeout_ms;
+    return timeout_ms < 0 ? -1 : client_now_ms() + timeout_ms;
 }
 
 /* Milliseconds left until the deadline, for poll(). */
@@ -53,7 +53,7 @@ int client_remaining_ms(int64_t deadline)
     if (deadline < 0) {
         return -1;
     }
-    int64_t left = deadline - now_ms();
+    int64_t left = deadline - client_now_ms();
     if (left <= 0) {
         return 0;
     }
@@ -202,6 +202,9 @@ int client_send_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, con
     if (c->closed_err) {
         return c->closed_err;
     }
+    if (c->fd < 0) {
+        return SB_E_DISCONNECTED; /* callers hold frames meanwhile */
+    }
     size_t size = frame_encoded_size(subject_len, reply_len, header_len, payload_len);
     if (subject_len > UINT16_MAX || reply_len > UINT16_MAX || header_len > UINT16_MAX ||
         size > c->max_frame) {
@@ -235,6 +238,30 @@ int client_send_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, con
     }
     c->wlen += frame_encode(c->wbuf + c->wlen, op, flags, sid, subject, subject_len, reply,
                             reply_len, headers, header_len, payload, payload_len);
+    return 0;
+}
+
+int client_send_encoded(sb_client *c, const uint8_t *frame, size_t size)
+{
+    if (c->closed_err) {
+        return c->closed_err;
+    }
+    if (size >= CLIENT_DIRECT_MIN) {
+        int r = client_write_all(c, -1);
+        if (r < 0) {
+            return r;
+        }
+        struct iovec iov = {(void *)frame, size};
+        return client_write_iov(c, &iov, 1);
+    }
+    if (CLIENT_WBUF_SIZE - c->wlen < size) {
+        int r = client_write_all(c, -1);
+        if (r < 0) {
+            return r;
+        }
+    }
+    memcpy(c->wbuf + c->wlen, frame, size);
+    c->wlen += size;
     return 0;
 }
 
@@ -387,6 +414,9 @@ int client_scan(sb_client *c)
             if ((f.flags & FRAME_MSG_META) && (r = client_fds_scanned(c, &f, keep)) < 0) {
                 return client_fail(c, r);
             }
+            if (c->subs_counted > 0 && f.sid != c->inbox_sid) {
+                client_subs_count(c, f.sid); /* to replay what is left */
+            }
             break;
         case FRAME_OP_PONG:
             c->pong_seen = f.sid;
@@ -490,11 +520,8 @@ bool client_take_msg(sb_client *c, sb_msg *m)
     return false;
 }
 
-/*
- * Read and scan until `done(c)` holds or the deadline passes. Output is
- * flushed first: nobody blocks for input with requests unsent.
- */
-int client_pump(sb_client *c, bool (*done)(const sb_client *), int64_t deadline)
+/* client_pump() on a connection: see below. */
+static int client_pump_connected(sb_client *c, bool (*done)(const sb_client *), int64_t deadline)
 {
     /* Right after sending (a request, a PING) the answer cannot be there
      * yet: wait first instead of a read that would say EAGAIN. A round trip
@@ -526,6 +553,34 @@ int client_pump(sb_client *c, bool (*done)(const sb_client *), int64_t deadline)
             return r == -ETIMEDOUT ? r : client_fail(c, r);
         }
         try_read = true;
+    }
+}
+
+/*
+ * Read and scan until `done(c)` holds or the deadline passes. Output is
+ * flushed first: nobody blocks for input with requests unsent. A client
+ * that reconnects goes on across a lost connection: it waits for the
+ * broker (client_reconnect_wait()) and pumps the new connection; the loss
+ * itself makes a flush or request in flight done (it failed).
+ */
+int client_pump(sb_client *c, bool (*done)(const sb_client *), int64_t deadline)
+{
+    for (;;) {
+        if (c->state == SB_STATE_DISCONNECTED && !c->dialing) {
+            if (done(c)) {
+                return 0;
+            }
+            int r = client_reconnect_wait(c, deadline);
+            if (r < 0) {
+                return r;
+            }
+            continue;
+        }
+        int r = client_pump_connected(c, done, deadline);
+        if (r < 0 && client_lost_check(c)) {
+            continue;
+        }
+        return r;
     }
 }
 

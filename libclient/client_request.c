@@ -96,6 +96,16 @@ void client_refuse_request(sb_client *c, int err, const char *subject, size_t le
     }
 }
 
+void client_fail_requests(sb_client *c, int err)
+{
+    for (size_t i = 0; i < c->nrequests; i++) {
+        if (!c->requests[i].done) {
+            c->requests[i].done = true;
+            c->requests[i].err = err;
+        }
+    }
+}
+
 void client_requests_deinit(sb_client *c)
 {
     for (size_t i = 0; i < c->requests_cap; i++) {
@@ -121,9 +131,20 @@ static int client_inbox(sb_client *c)
     if (c->inbox_prefix[0] == '\0') {
         return -EPROTO; /* the broker did not say where replies go */
     }
+    if (c->next_sid == 0) {
+        return -ENOSPC;
+    }
+    /* Not through sb_subscribe(): the dialer replays the inbox on its own,
+     * under the prefix of the new connection. */
     char pattern[sizeof(c->inbox_prefix) + 1];
-    snprintf(pattern, sizeof(pattern), "%s>", c->inbox_prefix);
-    return sb_subscribe(c, pattern, NULL, &c->inbox_sid);
+    int n = snprintf(pattern, sizeof(pattern), "%s>", c->inbox_prefix);
+    int r = client_send_frame(c, FRAME_OP_SUB, 0, c->next_sid, pattern, (size_t)n, NULL, 0, NULL, 0,
+                              NULL, 0);
+    if (r < 0) {
+        return r;
+    }
+    c->inbox_sid = c->next_sid++;
+    return 0;
 }
 
 /* A slot for a new request; slots past nrequests keep their buffers for
@@ -155,9 +176,16 @@ static void client_end_request(sb_client *c, struct client_request *req)
 
 SB_EXPORT int sb_request_send(sb_client *c, const sb_pub *req, uint32_t *token)
 {
-    int r = client_inbox(c);
+    int r = client_ready(c);
     if (r < 0) {
         return r;
+    }
+    if (c->state == SB_STATE_DISCONNECTED) {
+        return SB_E_DISCONNECTED; /* its reply would go to a lost inbox */
+    }
+    r = client_inbox(c);
+    if (r < 0) {
+        return client_lost_check(c) ? SB_E_DISCONNECTED : r;
     }
     struct client_request *slot = client_new_request(c);
     if (slot == NULL) {
@@ -179,6 +207,9 @@ SB_EXPORT int sb_request_send(sb_client *c, const sb_pub *req, uint32_t *token)
     sb_pub pub = *req;
     pub.reply = reply;
     r = sb_publish_ex(c, &pub);
+    if (r == 0 && c->state == SB_STATE_DISCONNECTED) {
+        r = SB_E_DISCONNECTED; /* lost while it was sent: it is held, not in flight */
+    }
     if (r < 0) {
         client_end_request(c, slot);
         return r;
@@ -232,12 +263,19 @@ SB_EXPORT int sb_request_wait(sb_client *c, uint32_t token, sb_msg *reply, int t
 
 SB_EXPORT int sb_request_ex(sb_client *c, const sb_pub *req, sb_msg *reply, int timeout_ms)
 {
-    uint32_t token;
-    int r = sb_request_send(c, req, &token);
+    /* While the broker is away, wait for it within the timeout first. */
+    int64_t deadline = client_deadline_after(timeout_ms);
+    int r = client_await(c, deadline);
     if (r < 0) {
         return r;
     }
-    return sb_request_wait(c, token, reply, timeout_ms);
+    uint32_t token;
+    r = sb_request_send(c, req, &token);
+    if (r < 0) {
+        return r;
+    }
+    int left = deadline < 0 ? -1 : client_remaining_ms(deadline);
+    return sb_request_wait(c, token, reply, left);
 }
 
 SB_EXPORT int sb_request(sb_client *c, const char *subject, const void *data, size_t len,

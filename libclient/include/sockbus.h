@@ -30,6 +30,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -76,6 +77,7 @@ enum {
     SB_E_NO_RESPONDERS = -2100,  /* a request found no subscriber */
     SB_E_CLOSED = -2101,         /* the connection is closed */
     SB_E_UNTRUSTED = -2102,      /* a default socket served by another user */
+    SB_E_DISCONNECTED = -2103,   /* the broker is gone; reconnecting (below) */
 };
 
 /* Room for the line sb_connect_ex() writes, NUL included. */
@@ -120,6 +122,10 @@ typedef struct sb_options {
     const char *name;     /* client name shown by the broker; may be NULL */
     bool no_echo;         /* do not receive our own publishes */
     int timeout_ms;       /* connect + handshake; 0: 5000, <0: forever */
+    /* Staying connected (below, "Reconnecting"). */
+    bool reconnect;          /* reconnect when the broker goes away */
+    int reconnect_max_ms;    /* give up after this long without it; 0: never */
+    size_t reconnect_buffer; /* bytes of publishes held meanwhile; 0: 8 MiB */
 } sb_options;
 
 /* A publish with everything the wire allows. reply and headers optional. */
@@ -387,6 +393,77 @@ SB_EXPORT int sb_process(sb_client *client);
 SB_EXPORT void sb_set_msg_cb(sb_client *client, sb_msg_cb cb, void *arg);
 SB_EXPORT void sb_set_dropped_cb(sb_client *client, sb_dropped_cb cb, void *arg);
 SB_EXPORT void sb_set_error_cb(sb_client *client, sb_error_cb cb, void *arg);
+
+/*
+ * Reconnecting (docs/protocol.md, "Reconnecting").
+ *
+ * With sb_options.reconnect, a client that loses its broker (end of file,
+ * a reset or write error, ERR 9 "shutting down", or ERR 8; not ERR 6,
+ * "slow consumer", which tells a lossless subscriber it lost messages, nor
+ * a protocol violation, a frame too large or an unsupported version) does
+ * not fail: it becomes DISCONNECTED and dials again, from 10 ms doubling
+ * to 1 s between attempts (with jitter). Each attempt connects, checks
+ * the broker as sb_connect() does, and waits for WELCOME up to
+ * sb_options.timeout_ms. Once back it replays every live subscription
+ * with its sid, pattern, queue group and flags (and, for one with an
+ * auto-unsubscribe count, the messages it still has to take), the inbox
+ * of requests on the new client id, and then the publishes made
+ * meanwhile, in order.
+ *
+ * While disconnected: sb_publish() keeps the message (up to
+ * sb_options.reconnect_buffer bytes, 8 MiB by default; beyond that it
+ * fails with SB_E_DISCONNECTED); sb_subscribe() and sb_unsubscribe()
+ * take effect on the replay; sb_request_send() fails with
+ * SB_E_DISCONNECTED; sb_next_msg(), sb_flush() and sb_request() wait for
+ * the broker within their timeouts (-ETIMEDOUT if it is not back). A
+ * flush or request in flight when the broker goes away fails with
+ * SB_E_DISCONNECTED: what it covered may be lost. Messages published by
+ * others during the gap are lost; how many is not knowable, so the gap
+ * itself is what is reported, through the state callback.
+ *
+ * After reconnect_max_ms without a broker (or a broker that refuses the
+ * client for good), the client gives up: every call returns the error
+ * that lost the connection, as without reconnect, and sb_state() says
+ * SB_STATE_CLOSED.
+ *
+ * Event loops: the socket changes. While disconnected sb_fd() is -1 and
+ * sb_events() 0; sb_timeout_ms() says when sb_process() wants to be called
+ * to try again (like curl_multi_timeout()): poll with that timeout and
+ * call sb_process() when it passes. The state callback says when to stop
+ * watching the old socket (on DISCONNECTED it is still open during the
+ * callback, and closed right after) and which one to watch next (on
+ * RECONNECTED, `fd` is the new sb_fd()). Attempts are made from the
+ * calls, never from a message callback.
+ */
+enum sb_state {
+    SB_STATE_CONNECTED = 1,    /* sb_state(): connected */
+    SB_STATE_DISCONNECTED = 2, /* lost the broker, reconnecting */
+    SB_STATE_RECONNECTED = 3,  /* callback only: back, replayed */
+    SB_STATE_CLOSED = 4,       /* closed for good (the callback: gave up) */
+};
+
+/* What the state callback is told. Times are CLOCK_REALTIME. */
+typedef struct sb_state_change {
+    int state;               /* SB_STATE_DISCONNECTED, _RECONNECTED or _CLOSED */
+    int err;                 /* what lost the connection (or, for CLOSED, why
+                                the client gave up) */
+    int fd;                  /* the socket to watch from now on; -1 if none */
+    struct timespec lost_at; /* when the broker went away */
+    struct timespec back_at; /* RECONNECTED: when it was back; else zero */
+} sb_state_change;
+
+/* Called on each change of state; do not call sb_close() from it. */
+typedef void (*sb_state_cb)(sb_client *client, const sb_state_change *change, void *arg);
+
+SB_EXPORT void sb_set_state_cb(sb_client *client, sb_state_cb cb, void *arg);
+
+/* SB_STATE_CONNECTED, SB_STATE_DISCONNECTED or SB_STATE_CLOSED (the
+ * connection failed for good, with or without reconnect). */
+SB_EXPORT int sb_state(const sb_client *client);
+
+/* Milliseconds until sb_process() wants to be called again, to dial the
+ * broker (0: now), or -1 when it only needs sb_fd() to be ready. */
+SB_EXPORT int sb_timeout_ms(const sb_client *client);
 
 #ifdef __cplusplus
 }

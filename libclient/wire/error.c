@@ -38,6 +38,8 @@ SB_EXPORT const char *sb_strerror(int err)
         return "connection closed";
     case SB_E_UNTRUSTED:
         return "the broker's socket is served by another user";
+    case SB_E_DISCONNECTED:
+        return "disconnected from the broker";
     default:
         break;
     }

@@ -224,6 +224,46 @@ int harness_terminate(struct harness_broker *b, int timeout_ms)
     return status;
 }
 
+int harness_kill(struct harness_broker *b, int sig)
+{
+    if (b->pid <= 0) {
+        return -1;
+    }
+    kill(b->pid, sig);
+    int status = harness_wait_pid(b->pid, HARNESS_IO_MS);
+    b->pid = -1;
+    return status;
+}
+
+int harness_restart(struct harness_broker *b, const char *const *extra)
+{
+    const char *args[HARNESS_MAX_ARGS];
+    size_t n = 0;
+    args[n++] = "--socket";
+    args[n++] = b->socket;
+    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < HARNESS_MAX_ARGS - 1; i++) {
+        args[n++] = extra[i];
+    }
+    args[n] = NULL;
+    b->pid = spawn_broker(b, args);
+    if (b->pid < 0) {
+        return -errno;
+    }
+    int64_t deadline = harness_now_ms() + harness_ready_ms();
+    while (harness_now_ms() < deadline) {
+        int status;
+        if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
+            b->pid = -1;
+            return -ECHILD;
+        }
+        if (socket_accepts(b->socket)) {
+            return 0;
+        }
+        poll(NULL, 0, 5); /* bounded polling, not a guess at start-up time */
+    }
+    return -ETIMEDOUT;
+}
+
 static void remove_dir(const char *dir)
 {
     char cmd[256];

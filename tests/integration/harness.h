@@ -62,6 +62,16 @@ void harness_cleanup(struct harness_broker *b);
  * directory. */
 int harness_terminate(struct harness_broker *b, int timeout_ms);
 
+/* Send `sig` (SIGTERM, SIGKILL) and wait, bounded, for the broker to exit;
+ * keeps the directory, so that harness_restart() can start another on
+ * the same socket path. Returns the exit status or -1. */
+int harness_kill(struct harness_broker *b, int sig);
+
+/* Start a new broker on b->socket (after harness_kill()), with the same
+ * rule for readiness as harness_start(): 0 once the socket accepts
+ * connections, or a negative errno. */
+int harness_restart(struct harness_broker *b, const char *const *extra);
+
 /* Wait (bounded by HARNESS_READY_MS) until the broker's log contains
  * `needle`; true if it did. The socket accepts connections from listen()
  * on, before the broker has logged the rest of its start-up. */

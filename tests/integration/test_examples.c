@@ -215,6 +215,43 @@ Test(examples, whoami_answers_by_the_kernels_uid, .fini = teardown)
     harness_stop(&broker);
 }
 
+/* The loop follows the library across a broker restart: sb_fd() changes,
+ * sb_timeout_ms() paces the attempts, the subscription is replayed. */
+Test(examples, loop_survives_a_broker_restart, .fini = teardown)
+{
+    start_broker();
+    use_example("SOCKBUS_EXAMPLE_LOOP");
+    const char *argv[] = {"loop", "example.upper", "2", NULL};
+    int out_fd;
+    loop_pid = harness_cli_spawn(argv, &out_fd);
+    char line[256];
+    cr_assert(read_line(out_fd, line, sizeof(line), 2 * harness_ready_ms()),
+              "loop did not say it was ready: '%s'", line);
+
+    sb_client *c = harness_client(&broker, "requester", true);
+    sb_msg reply;
+    int r = sb_request(c, "example.upper", "one", 3, &reply, HARNESS_IO_MS);
+    cr_assert_eq(r, 0, "request before the restart: %s", sb_strerror(r));
+    sb_close(c);
+    cr_assert_eq(harness_kill(&broker, SIGKILL), 128 + SIGKILL);
+    r = harness_restart(&broker, NULL);
+    cr_assert_eq(r, 0, "sockbusd did not start again: %s", strerror(-r));
+    c = harness_client(&broker, "requester", true);
+    /* No responders until the loop is back: within its backoff (1 s). */
+    int64_t deadline = harness_now_ms() + HARNESS_IO_MS;
+    do {
+        r = sb_request(c, "example.upper", "two", 3, &reply, HARNESS_IO_MS);
+    } while (r == SB_E_NO_RESPONDERS && harness_now_ms() < deadline && poll(NULL, 0, 10) == 0);
+    cr_assert_eq(r, 0, "request after the restart: %s", sb_strerror(r));
+    cr_expect(reply.payload_len == 3 && memcmp(reply.payload, "TWO", 3) == 0);
+    int status = harness_wait_pid(loop_pid, HARNESS_IO_MS);
+    loop_pid = -1;
+    cr_expect_eq(status, 0, "loop exit status %d", status);
+    close(out_fd);
+    sb_close(c);
+    harness_stop(&broker);
+}
+
 /* Start a broker with the config file named by `var`, plus --group with
  * our own group, and check that it serves: a message goes round, and the
  * socket has the file's mode. */

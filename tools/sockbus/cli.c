@@ -207,7 +207,32 @@ static void connect_error(const char *endpoint, const char *explicit_endpoint, i
     }
 }
 
+/* The two lines of a command that reconnects: the broker went away, and
+ * it is back (with how long it was away: what may have been missed). */
+static void cli_on_state(sb_client *client, const sb_state_change *change, void *arg)
+{
+    const char *cmd = arg;
+    if (change->state == SB_STATE_DISCONNECTED) {
+        fprintf(stderr, "sockbus %s: lost the connection to %s (%s); reconnecting\n", cmd,
+                sb_endpoint(client), sb_strerror(change->err));
+    } else if (change->state == SB_STATE_RECONNECTED) {
+        int64_t gap = ((int64_t)change->back_at.tv_sec - change->lost_at.tv_sec) * 1000 +
+                      (change->back_at.tv_nsec - change->lost_at.tv_nsec) / 1000000;
+        gap = gap < 0 ? 0 : gap;
+        fprintf(stderr,
+                "sockbus %s: reconnected to %s after %lld.%03lld s (messages published "
+                "meanwhile were missed)\n",
+                cmd, sb_endpoint(client), (long long)(gap / 1000), (long long)(gap % 1000));
+    }
+}
+
 int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client **out)
+{
+    return cli_connect_reconnecting(cmd, endpoint, timeout_ms, false, false, out);
+}
+
+int cli_connect_reconnecting(const char *cmd, const char *endpoint, int timeout_ms, bool reconnect,
+                             bool quiet, sb_client **out)
 {
     char resolved[SB_ENDPOINT_MAX];
     char name[CLI_CLIENT_NAME_MAX];
@@ -264,6 +289,7 @@ int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client
         .endpoint = endpoint,
         .name = name,
         .timeout_ms = timeout_ms,
+        .reconnect = reconnect,
     };
     char why[SB_CONNECT_ERR_MAX];
     r = sb_connect_ex(&client, &opts, why, sizeof(why));
@@ -274,6 +300,9 @@ int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client
     if (r < 0) {
         connect_error(resolved, endpoint, timeout_ms, r);
         return r;
+    }
+    if (reconnect && !quiet) {
+        sb_set_state_cb(client, cli_on_state, (void *)cmd);
     }
     *out = client;
     return 0;

@@ -62,6 +62,15 @@ int cmd_wait(int argc, char **argv);
  */
 int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client **out);
 
+/*
+ * cli_connect(), for the commands that survive a broker restart (sub,
+ * reply, pub reading lines): with `reconnect`, the client reconnects and
+ * replays its subscriptions (docs/protocol.md, "Reconnecting"), and says
+ * so on stderr, one line when the broker goes away (naming the endpoint)
+ * and one when it is back, unless `quiet`. `cmd` must outlive the client.
+ */
+int cli_connect_reconnecting(const char *cmd, const char *endpoint, int timeout_ms, bool reconnect,
+                             bool quiet, sb_client **out);
 /* --system was given (before or after the command: main.c takes it out of
  * the arguments): without -s, commands connect to SB_ENDPOINT_SYSTEM. */
 extern bool cli_system;

@@ -32,11 +32,12 @@ enum {
     OPT_REPLY,
     OPT_RAW,
     OPT_ATTACH,
+    OPT_NO_RECONNECT,
 };
 
 /* GNU order: options may follow the operands, "--" ends them;
  * ":": report a missing argument as ':' rather than '?'. */
-#define PUB_OPTSTRING ":s:t:h"
+#define PUB_OPTSTRING ":s:t:qh"
 
 static const struct option pub_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -45,6 +46,8 @@ static const struct option pub_options[] = {
     {"reply", required_argument, NULL, OPT_REPLY},
     {"raw", no_argument, NULL, OPT_RAW},
     {"attach", required_argument, NULL, OPT_ATTACH},
+    {"no-reconnect", no_argument, NULL, OPT_NO_RECONNECT},
+    {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -56,6 +59,8 @@ typedef struct pub_args {
     const char *message; /* NULL: the messages come from stdin */
     bool retain;
     bool raw;
+    bool no_reconnect; /* --no-reconnect: a lost broker ends the command */
+    bool quiet;        /* -q: no lines about reconnecting */
     int timeout_ms;
     int fds[CLI_ATTACH_MAX]; /* --attach: opened, passed with every message */
     size_t nfds;
@@ -67,7 +72,9 @@ static void pub_usage(FILE *out)
                  "\n"
                  "Publish MESSAGE on SUBJECT. Without MESSAGE, every line of stdin is a\n"
                  "message, without its newline (and a \\r before it); empty lines and a last\n"
-                 "line without a newline count too.\n"
+                 "line without a newline count too. Reading lines, pub survives a broker\n"
+                 "restart: it says so on stderr, keeps the lines read meanwhile (up to 8 MiB,\n"
+                 "then it waits for the broker) and sends them once it is back.\n"
                  "\n"
                  "Options (before or after SUBJECT; '--' ends them):\n"
                  "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
@@ -81,6 +88,10 @@ static void pub_usage(FILE *out)
                  "                         with every message; repeatable (Unix socket only)\n"
                  "  -t, --timeout SECONDS  longest wait to connect and for the broker to\n"
                  "                         confirm the messages (default 5; 0.5, 250ms, 1m)\n"
+                 "      --no-reconnect     reading lines: exit 1 when the broker goes away,\n"
+                 "                         instead of reconnecting\n"
+                 "  -q, --quiet            no line on stderr when the broker goes away and\n"
+                 "                         when it is back\n"
                  "  -h, --help             show this help and exit\n"
                  "\n"
                  "A MESSAGE that starts with '-' needs '--' before it:\n"
@@ -119,6 +130,12 @@ static int pub_parse(int argc, char **argv, pub_args *args)
             break;
         case OPT_ATTACH:
             r = cli_attach_open(CMD, optarg, args->fds, &args->nfds);
+            break;
+        case OPT_NO_RECONNECT:
+            args->no_reconnect = true;
+            break;
+        case 'q':
+            args->quiet = true;
             break;
         case 'h':
             pub_usage(stdout);
@@ -200,12 +217,30 @@ static int pub_one(sb_client *client, const pub_args *args, const void *data, si
     return sb_publish_ex(client, &pub);
 }
 
+/* Reading lines while the broker is away, with the reconnect buffer full:
+ * wait for it to be back (as long as it takes: the stream goes on), the
+ * lines held so far sent and confirmed. */
+static int pub_wait_broker(sb_client *client)
+{
+    int r;
+    do {
+        r = sb_flush(client, -1);
+    } while (r == SB_E_DISCONNECTED);
+    return r;
+}
+
 /* Publish one line; `line_no` (from 1) names it in errors. */
 static int pub_line(sb_client *client, const pub_args *args, const char *line, size_t len,
                     uint64_t line_no)
 {
     char what[64];
     int r = pub_one(client, args, line, len);
+    while (r == SB_E_DISCONNECTED) {
+        r = pub_wait_broker(client);
+        if (r == 0) {
+            r = pub_one(client, args, line, len);
+        }
+    }
 
     if (r == -EMSGSIZE) {
         snprintf(what, sizeof(what), "stdin line %llu", (unsigned long long)line_no);
@@ -225,7 +260,10 @@ static void pub_discard_msg(sb_client *client, const sb_msg *msg, void *arg)
 }
 
 /*
- * Wait until stdin is readable, pushing buffered publishes out meanwhile.
+ * Wait until stdin is readable, pushing buffered publishes out meanwhile;
+ * while the broker is away, sb_timeout_ms() says when sb_process() tries
+ * to reconnect, so that the lines held are sent as soon as it is back,
+ * not only when the next line comes.
  * The library writes when its buffer fills or on a flush, so with a slow
  * producer (tail -F | sockbus pub) lines would sit in the buffer while we
  * block in read(). While output is pending, poll both: stdin readable ends
@@ -234,12 +272,13 @@ static void pub_discard_msg(sb_client *client, const sb_msg *msg, void *arg)
  */
 static int pub_wait_stdin(sb_client *client)
 {
-    while (sb_events(client) & POLLOUT) {
+    while ((sb_events(client) & POLLOUT) || sb_timeout_ms(client) >= 0) {
         struct pollfd fds[2] = {
             {.fd = STDIN_FILENO, .events = POLLIN},
             {.fd = sb_fd(client), .events = sb_events(client)},
         };
-        if (poll(fds, 2, -1) < 0) {
+        int n = poll(fds, 2, sb_timeout_ms(client));
+        if (n < 0) {
             if (errno == EINTR) {
                 continue;
             }
@@ -248,7 +287,7 @@ static int pub_wait_stdin(sb_client *client)
         if (fds[0].revents != 0) {
             return 0;
         }
-        if (fds[1].revents != 0) {
+        if (fds[1].revents != 0 || n == 0) {
             int r = sb_process(client);
             if (r < 0) {
                 return r;
@@ -379,10 +418,23 @@ static int pub_raw(sb_client *client, const pub_args *args)
 /* The barrier at the end: success means the broker processed everything. */
 static int pub_confirm(sb_client *client, const pub_args *args)
 {
-    int r = sb_flush(client, args->timeout_ms);
+    int r;
+    do {
+        /* Lost during the barrier: what it covered is held or lost; the
+         * held part goes out after the reconnect, and a new barrier
+         * covers it. */
+        r = sb_flush(client, args->timeout_ms);
+    } while (r == SB_E_DISCONNECTED);
 
     if (r == 0) {
         return CLI_EXIT_OK;
+    }
+    if (r == -ETIMEDOUT && sb_state(client) == SB_STATE_DISCONNECTED) {
+        fprintf(stderr,
+                "sockbus pub: the broker at %s did not come back within %d.%03d s; the "
+                "messages read since it went away were not sent (-t SECONDS waits longer)\n",
+                sb_endpoint(client), args->timeout_ms / 1000, args->timeout_ms % 1000);
+        return CLI_EXIT_FAILURE;
     }
     if (r == -ETIMEDOUT) {
         fprintf(stderr,
@@ -417,7 +469,10 @@ int cmd_pub(int argc, char **argv)
      * stdout after this, so nothing else depends on SIGPIPE. */
     signal(SIGPIPE, SIG_IGN);
 
-    if (cli_connect(CMD, args.endpoint, args.timeout_ms, &client) < 0) {
+    /* Reading lines, pub is a stream that survives a broker restart. */
+    bool reconnect = !args.no_reconnect && args.message == NULL && !args.raw;
+    if (cli_connect_reconnecting(CMD, args.endpoint, args.timeout_ms, reconnect, args.quiet,
+                                 &client) < 0) {
         return CLI_EXIT_FAILURE;
     }
     sb_set_msg_cb(client, pub_discard_msg, NULL);

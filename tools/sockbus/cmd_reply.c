@@ -63,6 +63,8 @@
 
 enum {
     OPT_SENDER = 256,
+    OPT_NO_RECONNECT,
+    OPT_QUIET,
 };
 
 static const struct option reply_options[] = {
@@ -72,6 +74,8 @@ static const struct option reply_options[] = {
     {"timeout", required_argument, NULL, 't'},
     {"verbose", no_argument, NULL, 'v'},
     {"sender", no_argument, NULL, OPT_SENDER},
+    {"no-reconnect", no_argument, NULL, OPT_NO_RECONNECT},
+    {"quiet", no_argument, NULL, OPT_QUIET},
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -83,6 +87,8 @@ typedef struct reply_args {
     int64_t timeout_ms;   /* 0: no limit */
     bool verbose;
     bool sender;         /* --sender: COMMAND learns who asked */
+    bool no_reconnect;   /* --no-reconnect: a lost broker ends the command */
+    bool quiet;          /* --quiet: no lines about reconnecting */
     const char *subject; /* a subject, or a pattern */
     const char *message; /* the fixed answer ("" when none is given) */
     char **command;      /* NULL, or execvp() arguments, NULL terminated */
@@ -127,6 +133,8 @@ static void reply_usage(FILE *out)
                  "('sockbus req' shows both and exits 1). A reply that does not fit in one\n"
                  "message gets an empty reply and one line on stderr. Messages without a\n"
                  "reply subject are ignored.\n"
+                 "When the broker goes away, reply says so on stderr, reconnects as soon as\n"
+                 "it is back, subscribes again and goes on.\n"
                  "\n"
                  "Options (before or after SUBJECT; after '--', they are COMMAND's):\n"
                  "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
@@ -144,10 +152,15 @@ static void reply_usage(FILE *out)
                  "      --sender           learn who sent each request, as the kernel says:\n"
                  "                         COMMAND gets SOCKBUS_SENDER_PID, _UID, _GID and\n"
                  "                         _CLIENT_ID in its environment (none over TCP)\n"
+                 "      --no-reconnect     exit 1 when the broker goes away, instead of\n"
+                 "                         reconnecting and subscribing again\n"
+                 "      --quiet            no line on stderr when the broker goes away and\n"
+                 "                         when it is back\n"
                  "  -h, --help             show this help and exit\n"
                  "\n"
                  "Exit status: 0 after COUNT requests, 1 on failure (refused subscription,\n"
-                 "lost connection), 2 on a bad command line, 124 when SECONDS pass first.\n"
+                 "lost connection with --no-reconnect), 2 on a bad command line, 124 when\n"
+                 "SECONDS pass first.\n"
                  "\n"
                  "Examples:\n"
                  "  sockbus reply service.ping pong\n"
@@ -242,6 +255,12 @@ static int reply_parse(int argc, char **argv, reply_args *args)
             break;
         case 'v':
             args->verbose = true;
+            break;
+        case OPT_NO_RECONNECT:
+            args->no_reconnect = true;
+            break;
+        case OPT_QUIET:
+            args->quiet = true;
             break;
         case 'h':
             reply_usage(stdout);
@@ -593,13 +612,18 @@ static int reply_send_ex(reply_state *st, const char *reply_to, const char *head
                 cli_escape(reply_to, escaped, sizeof(escaped)));
         return 0;
     }
+    if (r == SB_E_DISCONNECTED || (r == 0 && sb_state(st->client) == SB_STATE_DISCONNECTED)) {
+        /* The broker went away with the request: its requester has
+         * failed (or will time out), and a reply to it goes nowhere. */
+        return 0;
+    }
     if (r < 0) {
         return cli_connection_error(CMD, st->client, "replying", r);
     }
     r = cli_confirm(CMD, st->client, cli_deadline_bounded_ms(&st->deadline), &st->deadline,
                     "a reply");
-    if (r >= 0) {
-        return r;
+    if (r >= 0 || r == SB_E_DISCONNECTED) {
+        return r >= 0 ? r : 0; /* lost with the broker, as above */
     }
     if (cli_is_broker_refusal(r)) {
         cli_refusal_error(CMD, st->client, r, "", "the reply on '%s'", reply_to);
@@ -809,7 +833,8 @@ int cmd_reply(int argc, char **argv)
     /* -t bounds the connect too, but never below 1 ms: 0 would mean the
      * library's default. */
     int connect_ms = cli_deadline_bounded_ms(&st.deadline);
-    if (cli_connect(CMD, args.endpoint, connect_ms < 1 ? 1 : connect_ms, &client) < 0) {
+    if (cli_connect_reconnecting(CMD, args.endpoint, connect_ms < 1 ? 1 : connect_ms,
+                                 !args.no_reconnect, args.quiet, &client) < 0) {
         return CLI_EXIT_FAILURE;
     }
     st.client = client;

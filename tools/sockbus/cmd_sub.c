@@ -34,6 +34,8 @@
 enum {
     OPT_JSON = 256,
     OPT_RAW,
+    OPT_NO_RECONNECT,
+    OPT_QUIET,
     OPT_LOSSLESS,
     OPT_SENDER,
 };
@@ -50,6 +52,8 @@ static const struct option sub_options[] = {
     {"verbose", no_argument, NULL, 'v'},
     {"json", no_argument, NULL, OPT_JSON},
     {"raw", no_argument, NULL, OPT_RAW},
+    {"no-reconnect", no_argument, NULL, OPT_NO_RECONNECT},
+    {"quiet", no_argument, NULL, OPT_QUIET},
     {"lossless", no_argument, NULL, OPT_LOSSLESS}, /* SB_SUB_LOSSLESS */
     {"sender", no_argument, NULL, OPT_SENDER},
     {"help", no_argument, NULL, 'h'},
@@ -70,7 +74,9 @@ typedef struct sub_args {
     const char *queue;    /* NULL: no queue group */
     uint32_t flags;       /* SB_SUB_LOSSLESS with --lossless */
     sub_format format;
-    bool sender; /* --sender: who sent each message */
+    bool sender;       /* --sender: who sent each message */
+    bool no_reconnect; /* --no-reconnect: a lost broker ends the command */
+    bool quiet;        /* --quiet: no lines about reconnecting */
     char **patterns;
     int pattern_count;
 } sub_args;
@@ -114,6 +120,10 @@ static void sub_usage(FILE *out)
                  "                         present), \"payload\" (UTF-8 text) or\n"
                  "                         \"payload_base64\", \"retained\": true (when flagged)\n"
                  "      --raw              payload bytes only, nothing added\n"
+                 "      --no-reconnect     exit 1 when the broker goes away, instead of\n"
+                 "                         reconnecting and subscribing again\n"
+                 "      --quiet            no line on stderr when the broker goes away and\n"
+                 "                         when it is back\n"
                  "      --lossless         the broker never drops a message for this\n"
                  "                         subscriber: a publisher waits while its queue is\n"
                  "                         full (read steadily: one that stalls too long is\n"
@@ -129,9 +139,13 @@ static void sub_usage(FILE *out)
                  "Without an option, each payload is printed on its own line. Output is\n"
                  "buffered and written whenever no message is waiting. Messages the broker\n"
                  "dropped because this subscriber was too slow are counted on stderr.\n"
+                 "When the broker goes away, sub says so on stderr, reconnects as soon as\n"
+                 "it is back, subscribes again and goes on (what was published meanwhile\n"
+                 "is missed).\n"
                  "\n"
                  "Exit status: 0 after COUNT messages, 1 on failure (refused subscription,\n"
-                 "lost connection), 2 on a bad command line, 124 when SECONDS pass first.\n"
+                 "lost connection with --no-reconnect), 2 on a bad command line, 124 when\n"
+                 "SECONDS pass first.\n"
                  "\n"
                  "Examples:\n"
                  "  sockbus sub 'sensors.>'\n"
@@ -180,6 +194,12 @@ static int sub_parse(int argc, char **argv, sub_args *args)
         case OPT_RAW:
             r = sub_set_format(args, SUB_FORMAT_RAW, &format_opt, "--raw");
             break;
+        case OPT_NO_RECONNECT:
+            args->no_reconnect = true;
+            break;
+        case OPT_QUIET:
+            args->quiet = true;
+            break;
         case OPT_LOSSLESS:
             args->flags |= SB_SUB_LOSSLESS;
             break;
@@ -223,10 +243,10 @@ static int sub_parse(int argc, char **argv, sub_args *args)
 static int sub_subscribe(sub_state *st, const sub_args *args)
 {
     for (int i = 0; i < args->pattern_count; i++) {
-        int r = cli_subscribe_ex(
-            CMD, st->client, args->patterns[i], args->queue,
-            args->flags | (args->sender ? SB_SUB_SENDER : 0),
-            cli_deadline_wait_ms(&st->deadline, CLI_TIMEOUT_DEFAULT_MS), &st->deadline);
+        int r = cli_subscribe_ex(CMD, st->client, args->patterns[i], args->queue,
+                                 args->flags | (args->sender ? SB_SUB_SENDER : 0),
+                                 cli_deadline_wait_ms(&st->deadline, CLI_TIMEOUT_DEFAULT_MS),
+                                 &st->deadline);
         if (r != 0) {
             return r;
         }
@@ -447,7 +467,8 @@ int cmd_sub(int argc, char **argv)
     /* -t bounds the connect too, but never below 1 ms: 0 would mean the
      * library's default. */
     int connect_ms = cli_deadline_bounded_ms(&st.deadline);
-    if (cli_connect(CMD, args.endpoint, connect_ms < 1 ? 1 : connect_ms, &client) < 0) {
+    if (cli_connect_reconnecting(CMD, args.endpoint, connect_ms < 1 ? 1 : connect_ms,
+                                 !args.no_reconnect, args.quiet, &client) < 0) {
         return CLI_EXIT_FAILURE;
     }
     st.client = client;
