@@ -65,6 +65,9 @@ static void fds_remove(sb_client *c, size_t at, size_t n, bool close_them)
             close(c->fds[at + i]);
         }
     }
+    if (n == 0) {
+        return; /* fds may be NULL: memmove() must not see it */
+    }
     memmove(c->fds + at, c->fds + at + n, (c->fds_len - at - n) * sizeof(int));
     c->fds_len -= n;
 }
