@@ -182,11 +182,13 @@ __attribute__((always_inline)) static inline int router_route(struct bus *b, str
     if (b->match.len > 1 && f->size - FRAME_HEADER_SIZE >= CONN_SHARE_MIN) {
         body = conn_shared_new(f);
     }
+    /* A live MSG carries no flag, but one relaying "no responders". */
+    uint8_t msg_flags = (f->flags & FRAME_PUB_NO_RESPONDERS) ? FRAME_MSG_NO_RESPONDERS : 0;
     b->routing = true;
     for (size_t i = 0; i < b->match.len; i++) {
         struct sub *s = sub_of(b->match.items[i]);
         matched++;
-        flow_queue_msg(b, s->peer, s->sid, 0, f, body);
+        flow_queue_msg(b, s->peer, s->sid, msg_flags, f, body);
         if (s->remaining > 0 && --s->remaining == 0) {
             /* Auto-unsubscribe: each sub appears once in the result, so
              * freeing it here cannot leave a dangling entry behind. */

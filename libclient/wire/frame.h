@@ -48,6 +48,9 @@ enum frame_op {
 
 /* PUB flags. */
 #define FRAME_PUB_RETAIN 0x01u
+/* An answer relaying "no responders" from elsewhere (a bridge): its MSGs
+ * carry FRAME_MSG_NO_RESPONDERS. */
+#define FRAME_PUB_NO_RESPONDERS 0x04u
 /* MSG flags. */
 #define FRAME_MSG_NO_RESPONDERS 0x01u
 #define FRAME_MSG_RETAINED      0x02u
