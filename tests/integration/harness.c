@@ -183,6 +183,28 @@ int harness_start(struct harness_broker *b, bool tcp, const char *const *extra)
     return -ETIMEDOUT;
 }
 
+int harness_restart(struct harness_broker *b)
+{
+    const char *args[] = {"--socket", b->socket, NULL};
+    b->pid = spawn_broker(b, args);
+    if (b->pid < 0) {
+        return -errno;
+    }
+    int64_t deadline = harness_now_ms() + harness_ready_ms();
+    while (harness_now_ms() < deadline) {
+        int status;
+        if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
+            b->pid = -1;
+            return -ECHILD;
+        }
+        if (socket_accepts(b->socket)) {
+            return 0;
+        }
+        poll(NULL, 0, 5);
+    }
+    return -ETIMEDOUT;
+}
+
 int harness_wait_pid(pid_t pid, int timeout_ms)
 {
     int64_t deadline = harness_now_ms() + timeout_ms;

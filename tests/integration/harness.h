@@ -62,6 +62,11 @@ void harness_cleanup(struct harness_broker *b);
  * directory. */
 int harness_terminate(struct harness_broker *b, int timeout_ms);
 
+/* Start the broker again on the same socket, after harness_terminate()
+ * (a broker restarted under its clients); its log is appended to. Returns
+ * 0 once the socket accepts connections, or a negative errno. */
+int harness_restart(struct harness_broker *b);
+
 /* Wait (bounded by HARNESS_READY_MS) until the broker's log contains
  * `needle`; true if it did. The socket accepts connections from listen()
  * on, before the broker has logged the rest of its start-up. */

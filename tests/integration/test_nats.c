@@ -1,0 +1,421 @@
+/*
+ * test_nats.c - sockbus-nats against real servers: two nats-servers
+ * clustered with routes on loopback ports picked here, two sockbusd on
+ * private sockets standing for two hosts, A and B, and a bridge on each
+ * (A's to the first nats-server, B's to the second, so that messages cross
+ * the route).
+ *
+ * The bridges (bridge_args()) both export and import t.>, h.> and ready.>,
+ * the same subjects both ways, so that a loop would show as extra
+ * messages; requests for services on A go to svc.a.> (exported by B,
+ * imported by A), for services on B to svc.b.>, and nsvc.> (exported by
+ * A, imported by nobody) reaches plain NATS clients only.
+ *
+ * Every wait is bounded; processes are started and killed by pid. The
+ * programs come from $SOCKBUSD, $SOCKBUS, $SOCKBUS_NATS and $NATS_SERVER.
+ */
+#include "harness.h"
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <nats/nats.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#define WAIT_MS 15000
+
+struct nats_server {
+    pid_t pid;
+    int port;
+    int cluster_port;
+    int peer_cluster_port;
+    char url[64];
+    char log[160];
+};
+
+static struct harness_broker bus_a, bus_b;
+static struct nats_server nats1, nats2;
+static pid_t bridge_a = -1, bridge_b = -1;
+static char bridge_a_log[160], bridge_b_log[160];
+
+static int free_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    cr_assert(fd >= 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    cr_assert_eq(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
+    socklen_t len = sizeof(sin);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&sin, &len), 0);
+    close(fd);
+    return ntohs(sin.sin_port);
+}
+
+static bool tcp_accepts(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    bool ok = connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+    close(fd);
+    return ok;
+}
+
+static pid_t spawn(const char *const *argv, const char *log)
+{
+    pid_t pid = fork();
+    cr_assert(pid >= 0);
+    if (pid == 0) {
+        int fd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600);
+        if (fd >= 0) {
+            dup2(fd, STDERR_FILENO);
+            dup2(fd, STDOUT_FILENO);
+            close(fd);
+        }
+        execv(argv[0], (char *const *)argv);
+        _exit(127);
+    }
+    return pid;
+}
+
+/* Start (or restart, on the same ports) a nats-server; bounded wait until
+ * it accepts clients. */
+static void nats_start(struct nats_server *s)
+{
+    char port[16], cluster[64], routes[64];
+    snprintf(port, sizeof(port), "%d", s->port);
+    snprintf(cluster, sizeof(cluster), "nats://127.0.0.1:%d", s->cluster_port);
+    snprintf(routes, sizeof(routes), "nats://127.0.0.1:%d", s->peer_cluster_port);
+    const char *argv[] = {
+        getenv("NATS_SERVER"), "-a",           "127.0.0.1", "-p",   port, "--cluster", cluster,
+        "--cluster_name",      "sockbus-test", "--routes",  routes, NULL};
+    s->pid = spawn(argv, s->log);
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    while (!tcp_accepts(s->port)) {
+        int status;
+        cr_assert_neq(waitpid(s->pid, &status, WNOHANG), s->pid, "nats-server exited; see %s",
+                      s->log);
+        cr_assert_lt(harness_now_ms(), deadline, "nats-server did not listen on %d", s->port);
+        poll(NULL, 0, 10);
+    }
+}
+
+static void nats_kill(struct nats_server *s)
+{
+    if (s->pid > 0) {
+        kill(s->pid, SIGKILL);
+        harness_wait_pid(s->pid, WAIT_MS);
+        s->pid = -1;
+    }
+}
+
+static natsConnection *nats_client(const struct nats_server *s)
+{
+    natsConnection *nc = NULL;
+    natsStatus st = natsConnection_ConnectTo(&nc, s->url);
+    cr_assert_eq(st, NATS_OK, "cannot connect to %s: %s", s->url, natsStatus_GetText(st));
+    return nc;
+}
+
+/* The route between the two servers carries interest: a subscriber on
+ * the second receives what is published on the first. */
+static void nats_wait_route(void)
+{
+    natsConnection *c1 = nats_client(&nats1);
+    natsConnection *c2 = nats_client(&nats2);
+    natsSubscription *sub;
+    cr_assert_eq(natsConnection_SubscribeSync(&sub, c2, "route.probe"), NATS_OK);
+    cr_assert_eq(natsConnection_Flush(c2), NATS_OK);
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    for (;;) {
+        cr_assert_eq(natsConnection_PublishString(c1, "route.probe", "x"), NATS_OK);
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, sub, 50) == NATS_OK) {
+            natsMsg_Destroy(m);
+            break;
+        }
+        cr_assert_lt(harness_now_ms(), deadline, "the nats-servers' route did not come up");
+    }
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(c1);
+    natsConnection_Destroy(c2);
+}
+
+/* Counters of a bridge, asked on its bus: $BRIDGE.<name>.STATS. */
+static json_object *bridge_stats(sb_client *c, const char *name)
+{
+    char subject[64];
+    snprintf(subject, sizeof(subject), "$BRIDGE.%s.STATS", name);
+    sb_msg reply;
+    int r = sb_request(c, subject, NULL, 0, &reply, 2000);
+    if (r < 0) {
+        return NULL;
+    }
+    return json_tokener_parse((const char *)reply.payload);
+}
+
+static int64_t stat_of(json_object *o, const char *key)
+{
+    json_object *v;
+    cr_assert(json_object_object_get_ex(o, key, &v), "no '%s' in the stats", key);
+    if (json_object_is_type(v, json_type_boolean)) {
+        return json_object_get_boolean(v);
+    }
+    return json_object_get_int64(v);
+}
+
+static int64_t stat(sb_client *c, const char *name, const char *key)
+{
+    json_object *o = bridge_stats(c, name);
+    cr_assert_not_null(o, "bridge %s did not answer its STATS", name);
+    int64_t v = stat_of(o, key);
+    json_object_put(o);
+    return v;
+}
+
+/* Wait (bounded) until the bridge answers on its bus and says it is
+ * connected to NATS. */
+static void bridge_wait_ready(const struct harness_broker *bus, const char *name)
+{
+    sb_client *c = harness_client(bus, "probe", true);
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    for (;;) {
+        json_object *o = bridge_stats(c, name);
+        bool ready = o != NULL && stat_of(o, "nats_connected") && stat_of(o, "bus_connected");
+        json_object_put(o);
+        if (ready) {
+            break;
+        }
+        cr_assert_lt(harness_now_ms(), deadline, "bridge %s did not become ready", name);
+        poll(NULL, 0, 20);
+    }
+    sb_close(c);
+}
+
+/* A message on `subject` published on `from` reaches a subscriber on `to`
+ * (retried, bounded): the whole path is up, interest crossed the route. */
+static void wait_path(const struct harness_broker *from, const struct harness_broker *to,
+                      const char *subject)
+{
+    sb_client *pub = harness_client(from, "probe-pub", true);
+    sb_client *sub = harness_client(to, "probe-sub", true);
+    cr_assert_eq(sb_subscribe(sub, subject, NULL, NULL), 0);
+    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    for (;;) {
+        cr_assert_eq(sb_publish(pub, subject, NULL, "x", 1), 0);
+        cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+        sb_msg m;
+        if (sb_next_msg(sub, &m, 50) == 0) {
+            break;
+        }
+        cr_assert_lt(harness_now_ms(), deadline, "%s did not cross from %s to %s", subject,
+                     from->socket, to->socket);
+    }
+    sb_close(pub);
+    sb_close(sub);
+}
+
+static pid_t bridge_start(const struct harness_broker *bus, const char *name, const char *urls,
+                          const char *mine, const char *theirs, const char *extra, const char *log)
+{
+    const char *argv[40];
+    size_t n = 0;
+    argv[n++] = getenv("SOCKBUS_NATS");
+    argv[n++] = "-s";
+    argv[n++] = bus->socket;
+    argv[n++] = "--nats";
+    argv[n++] = urls;
+    argv[n++] = "--name";
+    argv[n++] = name;
+    argv[n++] = "-v";
+    const char *both[] = {"t.>", "h.>", "ready.>"};
+    for (size_t i = 0; i < 3; i++) {
+        argv[n++] = "--export";
+        argv[n++] = both[i];
+        argv[n++] = "--import";
+        argv[n++] = both[i];
+    }
+    argv[n++] = "--import";
+    argv[n++] = mine; /* requests for services here */
+    argv[n++] = "--export";
+    argv[n++] = theirs; /* requests for services there */
+    argv[n++] = "--export";
+    argv[n++] = "nsvc.>"; /* plain NATS services */
+    if (extra != NULL) {
+        argv[n++] = "--reconnect-buffer";
+        argv[n++] = extra;
+    }
+    argv[n] = NULL;
+    pid_t pid = spawn(argv, log);
+    bridge_wait_ready(bus, name);
+    return pid;
+}
+
+static void start_bridges(const char *a_urls, const char *a_buffer)
+{
+    bridge_a = bridge_start(&bus_a, "A", a_urls, "svc.a.>", "svc.b.>", a_buffer, bridge_a_log);
+    bridge_b = bridge_start(&bus_b, "B", nats2.url, "svc.b.>", "svc.a.>", NULL, bridge_b_log);
+    wait_path(&bus_a, &bus_b, "ready.ab");
+    wait_path(&bus_b, &bus_a, "ready.ba");
+}
+
+static void setup(void)
+{
+    cr_assert_eq(harness_start(&bus_a, false, NULL), 0);
+    cr_assert_eq(harness_start(&bus_b, false, NULL), 0);
+    snprintf(bridge_a_log, sizeof(bridge_a_log), "%s/bridge.log", bus_a.dir);
+    snprintf(bridge_b_log, sizeof(bridge_b_log), "%s/bridge.log", bus_b.dir);
+    nats1.port = free_port();
+    nats1.cluster_port = free_port();
+    nats2.port = free_port();
+    nats2.cluster_port = free_port();
+    nats1.peer_cluster_port = nats2.cluster_port;
+    nats2.peer_cluster_port = nats1.cluster_port;
+    snprintf(nats1.url, sizeof(nats1.url), "nats://127.0.0.1:%d", nats1.port);
+    snprintf(nats2.url, sizeof(nats2.url), "nats://127.0.0.1:%d", nats2.port);
+    snprintf(nats1.log, sizeof(nats1.log), "%s/nats.log", bus_a.dir);
+    snprintf(nats2.log, sizeof(nats2.log), "%s/nats.log", bus_b.dir);
+    nats_start(&nats1);
+    nats_start(&nats2);
+    nats_wait_route();
+}
+
+static void stop_bridge(pid_t *pid)
+{
+    if (*pid > 0) {
+        kill(*pid, SIGTERM);
+        harness_wait_pid(*pid, WAIT_MS);
+        *pid = -1;
+    }
+}
+
+static void teardown(void)
+{
+    stop_bridge(&bridge_a);
+    stop_bridge(&bridge_b);
+    nats_kill(&nats1);
+    nats_kill(&nats2);
+    harness_cleanup(&bus_a);
+    harness_cleanup(&bus_b);
+    nats_Close();
+}
+
+/* A bridge stops cleanly on SIGTERM, and says nothing a sanitizer
+ * reported. */
+static void stop_bridges_checked(void)
+{
+    pid_t pids[2] = {bridge_a, bridge_b};
+    const char *logs[2] = {bridge_a_log, bridge_b_log};
+    for (int i = 0; i < 2; i++) {
+        kill(pids[i], SIGTERM);
+        int status = harness_wait_pid(pids[i], WAIT_MS);
+        char buf[65536] = "";
+        FILE *f = fopen(logs[i], "r");
+        if (f != NULL) {
+            buf[fread(buf, 1, sizeof(buf) - 1, f)] = '\0';
+            fclose(f);
+        }
+        cr_expect_eq(status, 0, "sockbus-nats exited %d:\n%s", status, buf);
+        cr_expect_null(strstr(buf, "Sanitizer"), "%s", buf);
+        cr_expect_null(strstr(buf, "runtime error"), "%s", buf);
+    }
+    bridge_a = bridge_b = -1;
+}
+
+TestSuite(nats, .init = setup, .fini = teardown, .timeout = 240);
+
+/* ---- streams ------------------------------------------------------------- */
+
+#define STREAM_N      100000
+#define STREAM_WINDOW 2000
+
+/*
+ * STREAM_N messages of 128 bytes from `from` to a subscriber on `to`, in
+ * order, exactly once. The publisher stays within STREAM_WINDOW messages
+ * of the subscriber (a credit window, as a real application would pace
+ * itself), so that the count measures the bridges, not a queue's drop
+ * policy. Then an end marker, and nothing after it: a loop would bring
+ * copies back.
+ */
+static void stream(const struct harness_broker *from, const struct harness_broker *to,
+                   const char *subject)
+{
+    sb_client *pub = harness_client(from, "stream-pub", true);
+    sb_client *sub = harness_client(to, "stream-sub", true);
+    cr_assert_eq(sb_subscribe(sub, "t.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
+    char payload[128];
+    memset(payload, 'p', sizeof(payload));
+    uint64_t sent = 0, got = 0;
+    while (got < STREAM_N) {
+        while (sent < STREAM_N && sent < got + STREAM_WINDOW) {
+            memcpy(payload, &sent, sizeof(sent));
+            cr_assert_eq(sb_publish(pub, subject, NULL, payload, sizeof(payload)), 0);
+            sent++;
+        }
+        cr_assert_eq(sb_process(pub), 0);
+        sb_msg m;
+        int r = sb_next_msg(sub, &m, 0);
+        if (r == -ETIMEDOUT) {
+            cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+            r = sb_next_msg(sub, &m, WAIT_MS);
+        }
+        cr_assert_eq(r, 0, "message %llu of %d did not arrive: %s", (unsigned long long)got,
+                     STREAM_N, sb_strerror(r));
+        cr_assert_str_eq(m.subject, subject);
+        cr_assert_eq(m.payload_len, sizeof(payload));
+        uint64_t seq;
+        memcpy(&seq, m.payload, sizeof(seq));
+        cr_assert_eq(seq, got, "message %llu came as number %llu", (unsigned long long)seq,
+                     (unsigned long long)got);
+        got++;
+    }
+    cr_assert_eq(sb_publish(pub, subject, NULL, "end", 3), 0);
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    sb_msg m;
+    cr_assert_eq(sb_next_msg(sub, &m, WAIT_MS), 0);
+    cr_assert_eq(m.payload_len, 3, "a copy arrived after the last message");
+    /* A loop would have sent the stream round again by the time a request
+     * has crossed both ways: wait for one, then there must be nothing. */
+    sb_client *probe = harness_client(from, "probe", true);
+    json_object *o = bridge_stats(probe, from == &bus_a ? "A" : "B");
+    json_object_put(o);
+    sb_close(probe);
+    wait_path(from, to, "ready.more");
+    wait_path(to, from, "ready.back");
+    harness_expect_none(sub);
+    sb_close(pub);
+    sb_close(sub);
+}
+
+Test(nats, stream_a_to_b_and_back_exact_in_order_no_loops)
+{
+    start_bridges(nats1.url, NULL);
+    stream(&bus_a, &bus_b, "t.ab");
+    stream(&bus_b, &bus_a, "t.ba");
+    sb_client *ca = harness_client(&bus_a, "stats", true);
+    sb_client *cb = harness_client(&bus_b, "stats", true);
+    /* Exact counts: the stream, its end marker, and the probes. */
+    cr_assert_geq(stat(ca, "A", "exported"), STREAM_N + 1);
+    cr_assert_geq(stat(cb, "B", "imported"), STREAM_N + 1);
+    cr_assert_eq(stat(ca, "A", "dropped"), 0);
+    cr_assert_eq(stat(cb, "B", "dropped"), 0);
+    cr_assert_eq(stat(ca, "A", "exported") - stat(ca, "A", "imported"),
+                 stat(cb, "B", "imported") - stat(cb, "B", "exported"),
+                 "what A sent is what B received");
+    sb_close(ca);
+    sb_close(cb);
+    stop_bridges_checked();
+    harness_stop(&bus_a);
+    harness_stop(&bus_b);
+}
