@@ -419,3 +419,288 @@ Test(nats, stream_a_to_b_and_back_exact_in_order_no_loops)
     harness_stop(&bus_a);
     harness_stop(&bus_b);
 }
+
+/* ---- requests ------------------------------------------------------------ */
+
+/* sb_request(), retried while the far side is not there yet (NO_RESPONDERS
+ * at once), bounded. */
+static int request_retry(sb_client *c, const char *subject, const char *payload, sb_msg *reply)
+{
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    for (;;) {
+        int r = sb_request(c, subject, payload, strlen(payload), reply, WAIT_MS);
+        if (r != SB_E_NO_RESPONDERS || harness_now_ms() > deadline) {
+            return r;
+        }
+        poll(NULL, 0, 20);
+    }
+}
+
+static bool payload_is(const void *p, size_t len, const char *text)
+{
+    return len == strlen(text) && memcmp(p, text, len) == 0;
+}
+
+Test(nats, request_across_answered_by_sockbus_reply_and_back)
+{
+    start_bridges(nats1.url, NULL);
+    /* A request on A answered by `sockbus reply` on B. */
+    const char *argv[] = {"sockbus",    "reply",        "-s", bus_b.socket,
+                          "svc.b.echo", "hello from B", NULL};
+    int out_fd;
+    pid_t reply = harness_cli_spawn(argv, &out_fd);
+    sb_client *ca = harness_client(&bus_a, "requester", true);
+    sb_msg m;
+    int r = request_retry(ca, "svc.b.echo", "hi", &m);
+    cr_assert_eq(r, 0, "request across: %s", sb_strerror(r));
+    cr_assert(payload_is(m.payload, m.payload_len, "hello from B"), "reply '%.*s'",
+              (int)m.payload_len, (const char *)m.payload);
+    kill(reply, SIGTERM);
+    harness_wait_pid(reply, WAIT_MS);
+    close(out_fd);
+
+    /* A request on B answered by a library responder on A, several in
+     * flight, each reply back to its own request. */
+    sb_client *svc = harness_client(&bus_a, "svc", true);
+    cr_assert_eq(sb_subscribe(svc, "svc.a.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(svc, HARNESS_IO_MS), 0);
+    sb_client *cb = harness_client(&bus_b, "requester", true);
+    /* The first one waits for interest to cross the route. */
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    uint32_t tokens[3];
+    for (;;) {
+        sb_pub req = {.subject = "svc.a.first", .payload = "0", .payload_len = 1};
+        cr_assert_eq(sb_request_send(cb, &req, &tokens[0]), 0);
+        cr_assert_eq(sb_flush(cb, HARNESS_IO_MS), 0);
+        sb_msg in;
+        if (sb_next_msg(svc, &in, 200) == 0) {
+            char to[SB_SUBJECT_MAX + 1];
+            memcpy(to, in.reply, in.reply_len + 1);
+            cr_assert_eq(sb_publish(svc, to, NULL, "r0", 2), 0);
+            cr_assert_eq(sb_flush(svc, HARNESS_IO_MS), 0);
+            break;
+        }
+        cr_assert_lt(harness_now_ms(), deadline, "requests from B never reached A");
+    }
+    int r0 = sb_request_wait(cb, tokens[0], &m, WAIT_MS);
+    cr_assert_eq(r0, 0, "%s", sb_strerror(r0));
+    cr_assert(payload_is(m.payload, m.payload_len, "r0"));
+    for (int i = 1; i < 3; i++) {
+        char p[2] = {(char)('0' + i), 0};
+        sb_pub req = {.subject = "svc.a.more", .payload = p, .payload_len = 1};
+        cr_assert_eq(sb_request_send(cb, &req, &tokens[i]), 0);
+    }
+    cr_assert_eq(sb_flush(cb, HARNESS_IO_MS), 0);
+    /* Answer in reverse order. */
+    char replies[2][SB_SUBJECT_MAX + 1];
+    char payloads[2];
+    for (int i = 0; i < 2; i++) {
+        sb_msg in = harness_expect_msg(svc);
+        memcpy(replies[i], in.reply, in.reply_len + 1);
+        payloads[i] = ((const char *)in.payload)[0];
+    }
+    for (int i = 1; i >= 0; i--) {
+        char out[3] = {'r', payloads[i], 0};
+        cr_assert_eq(sb_publish(svc, replies[i], NULL, out, 2), 0);
+    }
+    cr_assert_eq(sb_flush(svc, HARNESS_IO_MS), 0);
+    for (int i = 1; i < 3; i++) {
+        cr_assert_eq(sb_request_wait(cb, tokens[i], &m, WAIT_MS), 0);
+        char want[3] = {'r', (char)('0' + i), 0};
+        cr_assert(payload_is(m.payload, m.payload_len, want));
+    }
+    cr_assert_geq(stat(ca, "A", "requests"), 3);
+    cr_assert_geq(stat(cb, "B", "replies"), 3);
+    sb_close(ca);
+    sb_close(cb);
+    sb_close(svc);
+    stop_bridges_checked();
+    harness_stop(&bus_a);
+    harness_stop(&bus_b);
+}
+
+static void nats_echo(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+    char out[256];
+    int n = snprintf(out, sizeof(out), "nats:%.*s", natsMsg_GetDataLength(m), natsMsg_GetData(m));
+    natsConnection_Publish(nc, natsMsg_GetReply(m), out, n);
+    natsMsg_Destroy(m);
+}
+
+Test(nats, requests_to_and_from_plain_nats_clients)
+{
+    start_bridges(nats1.url, NULL);
+    /* A request on A answered by a plain NATS responder on the other
+     * server. */
+    natsConnection *nc = nats_client(&nats2);
+    natsSubscription *sub;
+    cr_assert_eq(natsConnection_Subscribe(&sub, nc, "nsvc.echo", nats_echo, NULL), NATS_OK);
+    cr_assert_eq(natsConnection_Flush(nc), NATS_OK);
+    sb_client *ca = harness_client(&bus_a, "requester", true);
+    sb_msg m;
+    int r = request_retry(ca, "nsvc.echo", "hi", &m);
+    cr_assert_eq(r, 0, "%s", sb_strerror(r));
+    cr_assert(payload_is(m.payload, m.payload_len, "nats:hi"), "reply '%.*s'", (int)m.payload_len,
+              (const char *)m.payload);
+
+    /* A plain NATS request answered by `sockbus reply` on A. */
+    const char *argv[] = {"sockbus", "reply", "-s", bus_a.socket, "svc.a.echo", "from A", NULL};
+    int out_fd;
+    pid_t reply = harness_cli_spawn(argv, &out_fd);
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    natsMsg *rep = NULL;
+    natsStatus st;
+    while ((st = natsConnection_RequestString(&rep, nc, "svc.a.echo", "hi", WAIT_MS)) ==
+               NATS_NO_RESPONDERS &&
+           harness_now_ms() < deadline) {
+        poll(NULL, 0, 20);
+    }
+    cr_assert_eq(st, NATS_OK, "NATS request: %s", natsStatus_GetText(st));
+    cr_assert(payload_is(natsMsg_GetData(rep), (size_t)natsMsg_GetDataLength(rep), "from A"));
+    natsMsg_Destroy(rep);
+    kill(reply, SIGTERM);
+    harness_wait_pid(reply, WAIT_MS);
+    close(out_fd);
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(nc);
+    sb_close(ca);
+    stop_bridges_checked();
+    harness_stop(&bus_a);
+    harness_stop(&bus_b);
+}
+
+Test(nats, no_responders_is_fast_both_ways)
+{
+    start_bridges(nats1.url, NULL);
+    sb_client *ca = harness_client(&bus_a, "requester", true);
+    sb_msg m;
+    /* Nobody on B's bus: B's broker says so, B's bridge answers NATS with
+     * status 503, A's bridge makes it NO_RESPONDERS. */
+    int64_t start = harness_now_ms();
+    int r = sb_request(ca, "svc.b.nobody", "x", 1, &m, 20000);
+    cr_assert_eq(r, SB_E_NO_RESPONDERS, "got %s", sb_strerror(r));
+    cr_assert_lt(harness_now_ms() - start, 5000, "no responders took %lld ms against 20 s",
+                 (long long)(harness_now_ms() - start));
+    /* Nobody on NATS at all: the server's own 503. */
+    start = harness_now_ms();
+    r = sb_request(ca, "nsvc.nobody", "x", 1, &m, 20000);
+    cr_assert_eq(r, SB_E_NO_RESPONDERS, "got %s", sb_strerror(r));
+    cr_assert_lt(harness_now_ms() - start, 5000);
+    /* A plain NATS requester, nobody on A's bus. */
+    natsConnection *nc = nats_client(&nats2);
+    natsMsg *rep = NULL;
+    start = harness_now_ms();
+    natsStatus st = natsConnection_RequestString(&rep, nc, "svc.a.nobody", "x", 20000);
+    cr_assert_eq(st, NATS_NO_RESPONDERS, "NATS request: %s", natsStatus_GetText(st));
+    cr_assert_lt(harness_now_ms() - start, 5000);
+    natsConnection_Destroy(nc);
+    cr_assert_geq(stat(ca, "A", "no_responders"), 2);
+    sb_close(ca);
+    stop_bridges_checked();
+    harness_stop(&bus_a);
+    harness_stop(&bus_b);
+}
+
+/* ---- headers ------------------------------------------------------------- */
+
+Test(nats, headers_round_trip_byte_exact)
+{
+    start_bridges(nats1.url, NULL);
+    /* Every byte value, NUL, CR and LF among them, and a length that is
+     * not a multiple of 3 (base64 padding). */
+    uint8_t hdr[1000];
+    for (size_t i = 0; i < sizeof(hdr); i++) {
+        hdr[i] = (uint8_t)(i * 7 + 3);
+    }
+    sb_client *ca = harness_client(&bus_a, "a", true);
+    sb_client *cb = harness_client(&bus_b, "b", true);
+    cr_assert_eq(sb_subscribe(cb, "h.ab", NULL, NULL), 0);
+    cr_assert_eq(sb_subscribe(ca, "h.ba", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(cb, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_flush(ca, HARNESS_IO_MS), 0);
+    /* A plain NATS subscriber sees the mapping. */
+    natsConnection *nc = nats_client(&nats2);
+    natsSubscription *nsub;
+    cr_assert_eq(natsConnection_SubscribeSync(&nsub, nc, "h.ab"), NATS_OK);
+    cr_assert_eq(natsConnection_Flush(nc), NATS_OK);
+    wait_path(&bus_a, &bus_b, "ready.h");
+
+    size_t lens[] = {1, 2, 3, 4, 5, 1000};
+    for (size_t k = 0; k < sizeof(lens) / sizeof(lens[0]); k++) {
+        sb_pub pub = {.subject = "h.ab",
+                      .headers = hdr,
+                      .headers_len = lens[k],
+                      .payload = "body",
+                      .payload_len = 4};
+        cr_assert_eq(sb_publish_ex(ca, &pub), 0);
+        cr_assert_eq(sb_flush(ca, HARNESS_IO_MS), 0);
+        sb_msg m = harness_expect_msg(cb);
+        cr_assert_eq(m.headers_len, lens[k]);
+        cr_assert_eq(memcmp(m.headers, hdr, lens[k]), 0, "headers of %zu bytes changed", lens[k]);
+        cr_assert(payload_is(m.payload, m.payload_len, "body"));
+        natsMsg *nm = NULL;
+        cr_assert_eq(natsSubscription_NextMsg(&nm, nsub, WAIT_MS), NATS_OK);
+        const char *v = NULL;
+        cr_assert_eq(natsMsgHeader_Get(nm, "Sockbus-Headers", &v), NATS_OK);
+        cr_assert_eq(strlen(v), (lens[k] + 2) / 3 * 4, "base64 of %zu bytes", lens[k]);
+        cr_assert_eq(natsMsgHeader_Get(nm, "Sockbus-Bridge", &v), NATS_OK);
+        cr_assert_eq(strncmp(v, "A/", 2), 0, "Sockbus-Bridge: %s", v);
+        natsMsg_Destroy(nm);
+    }
+    /* The other way, and without headers: none arrive. */
+    sb_pub back = {.subject = "h.ba",
+                   .headers = hdr + 1,
+                   .headers_len = 500,
+                   .payload = "x",
+                   .payload_len = 1};
+    cr_assert_eq(sb_publish_ex(cb, &back), 0);
+    cr_assert_eq(sb_publish(cb, "h.ba", NULL, "plain", 5), 0);
+    cr_assert_eq(sb_flush(cb, HARNESS_IO_MS), 0);
+    sb_msg m = harness_expect_msg(ca);
+    cr_assert_eq(m.headers_len, 500);
+    cr_assert_eq(memcmp(m.headers, hdr + 1, 500), 0);
+    m = harness_expect_msg(ca);
+    cr_assert_eq(m.headers_len, 0);
+    cr_assert(payload_is(m.payload, m.payload_len, "plain"));
+
+    /* A reply's headers come back too. */
+    sb_client *svc = harness_client(&bus_b, "svc", true);
+    cr_assert_eq(sb_subscribe(svc, "svc.b.hdr", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(svc, HARNESS_IO_MS), 0);
+    uint32_t token;
+    sb_pub req = {.subject = "svc.b.hdr",
+                  .headers = hdr,
+                  .headers_len = 77,
+                  .payload = "q",
+                  .payload_len = 1};
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    sb_msg in;
+    for (;;) {
+        cr_assert_eq(sb_request_send(ca, &req, &token), 0);
+        cr_assert_eq(sb_flush(ca, HARNESS_IO_MS), 0);
+        if (sb_next_msg(svc, &in, 200) == 0) {
+            break;
+        }
+        cr_assert_lt(harness_now_ms(), deadline);
+    }
+    cr_assert_eq(in.headers_len, 77);
+    cr_assert_eq(memcmp(in.headers, hdr, 77), 0);
+    char to[SB_SUBJECT_MAX + 1];
+    memcpy(to, in.reply, in.reply_len + 1);
+    sb_pub rep = {
+        .subject = to, .headers = hdr + 5, .headers_len = 65, .payload = "a", .payload_len = 1};
+    cr_assert_eq(sb_publish_ex(svc, &rep), 0);
+    cr_assert_eq(sb_flush(svc, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_request_wait(ca, token, &m, WAIT_MS), 0);
+    cr_assert_eq(m.headers_len, 65);
+    cr_assert_eq(memcmp(m.headers, hdr + 5, 65), 0);
+
+    natsSubscription_Destroy(nsub);
+    natsConnection_Destroy(nc);
+    sb_close(svc);
+    sb_close(ca);
+    sb_close(cb);
+    stop_bridges_checked();
+    harness_stop(&bus_a);
+    harness_stop(&bus_b);
+}
