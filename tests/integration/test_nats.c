@@ -704,3 +704,229 @@ Test(nats, headers_round_trip_byte_exact)
     harness_stop(&bus_a);
     harness_stop(&bus_b);
 }
+
+/* ---- failures ------------------------------------------------------------ */
+
+/* Wait (bounded) until bridge `name` on `bus` reports `key` >= `min`. */
+static void wait_stat(const struct harness_broker *bus, const char *name, const char *key,
+                      int64_t min)
+{
+    sb_client *c = harness_client(bus, "stats", true);
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    int64_t v;
+    while ((v = stat(c, name, key)) < min) {
+        cr_assert_lt(harness_now_ms(), deadline, "bridge %s: %s stayed %lld, below %lld", name, key,
+                     (long long)v, (long long)min);
+        poll(NULL, 0, 20);
+    }
+    sb_close(c);
+}
+
+static void wait_logged(const char *log, const char *needle)
+{
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    for (;;) {
+        char buf[65536] = "";
+        FILE *f = fopen(log, "r");
+        if (f != NULL) {
+            buf[fread(buf, 1, sizeof(buf) - 1, f)] = '\0';
+            fclose(f);
+        }
+        if (strstr(buf, needle) != NULL) {
+            return;
+        }
+        cr_assert_lt(harness_now_ms(), deadline, "'%s' not in %s:\n%s", needle, log, buf);
+        poll(NULL, 0, 10);
+    }
+}
+
+#define OUTAGE_N 2000
+
+/*
+ * The nats-server of bridge A is killed, and restarted. Bridge A, given
+ * both servers, reconnects (to the other one first); what was published
+ * on A meanwhile is either delivered to B after it, in order and once, or
+ * counted as dropped by bridge A: received + dropped is exactly what was
+ * sent.
+ */
+Test(nats, nats_server_killed_and_restarted_nothing_silently_lost)
+{
+    char urls[160];
+    snprintf(urls, sizeof(urls), "%s,%s", nats1.url, nats2.url);
+    start_bridges(urls, NULL);
+    sb_client *pub = harness_client(&bus_a, "pub", true);
+    sb_client *sub = harness_client(&bus_b, "sub", true);
+    cr_assert_eq(sb_subscribe(sub, "t.outage", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(sub, HARNESS_IO_MS), 0);
+    sb_client *sa = harness_client(&bus_a, "stats", true);
+    int64_t dropped_before = stat(sa, "A", "dropped");
+
+    nats_kill(&nats1);
+    /* Bridge A has seen the connection go: from here on, what it sends is
+     * buffered by libnats or refused (and counted), not written into a
+     * dead socket. */
+    wait_stat(&bus_a, "A", "nats_disconnects", 1);
+    for (uint32_t i = 0; i < OUTAGE_N; i++) {
+        cr_assert_eq(sb_publish(pub, "t.outage", NULL, &i, sizeof(i)), 0);
+    }
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    nats_start(&nats1);
+    wait_stat(&bus_a, "A", "nats_reconnects", 1);
+
+    uint32_t got = 0, next = 0;
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    for (;;) {
+        int64_t dropped = stat(sa, "A", "dropped") - dropped_before;
+        if (got + dropped >= OUTAGE_N) {
+            cr_assert_eq(got + dropped, OUTAGE_N, "%u received + %lld dropped", got,
+                         (long long)dropped);
+            break;
+        }
+        sb_msg m;
+        if (sb_next_msg(sub, &m, 50) == 0) {
+            uint32_t seq;
+            memcpy(&seq, m.payload, sizeof(seq));
+            cr_assert_geq(seq, next, "message %u came again or out of order", seq);
+            next = seq + 1;
+            got++;
+        }
+        cr_assert_lt(harness_now_ms(), deadline,
+                     "%u received + %lld dropped of %d: messages silently gone", got,
+                     (long long)dropped, OUTAGE_N);
+    }
+    cr_assert(stat(sa, "A", "nats_connected"));
+    /* And the path works after it. */
+    wait_path(&bus_a, &bus_b, "ready.after");
+    wait_path(&bus_b, &bus_a, "ready.after");
+    harness_expect_none(sub);
+    sb_close(sa);
+    sb_close(pub);
+    sb_close(sub);
+    stop_bridges_checked();
+    harness_stop(&bus_a);
+    harness_stop(&bus_b);
+}
+
+/*
+ * NATS is away and libnats' buffer is small: what does not fit is counted
+ * as dropped, message by message; after the restart the bridge is back.
+ */
+Test(nats, nats_away_with_a_full_buffer_counts_every_drop)
+{
+    start_bridges(nats1.url, "4096");
+    sb_client *pub = harness_client(&bus_a, "pub", true);
+    sb_client *sa = harness_client(&bus_a, "stats", true);
+    int64_t exported = stat(sa, "A", "exported");
+    int64_t dropped = stat(sa, "A", "dropped_export");
+
+    /* Both servers: a client learns of the cluster's other servers and
+     * would go there. */
+    nats_kill(&nats1);
+    nats_kill(&nats2);
+    wait_stat(&bus_a, "A", "nats_disconnects", 1);
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    while (stat(sa, "A", "nats_connected")) {
+        cr_assert_lt(harness_now_ms(), deadline, "bridge A still says it is connected");
+        poll(NULL, 0, 20);
+    }
+    char payload[128] = {0};
+    for (int i = 0; i < OUTAGE_N; i++) {
+        cr_assert_eq(sb_publish(pub, "t.lost", NULL, payload, sizeof(payload)), 0);
+    }
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    /* The bridge has taken all of them: each is exported (into libnats'
+     * buffer) or counted as dropped. */
+    deadline = harness_now_ms() + WAIT_MS;
+    int64_t e, d;
+    for (;;) {
+        e = stat(sa, "A", "exported") - exported;
+        d = stat(sa, "A", "dropped_export") - dropped;
+        if (e + d >= OUTAGE_N) {
+            break;
+        }
+        cr_assert_lt(harness_now_ms(), deadline, "%lld exported + %lld dropped of %d", (long long)e,
+                     (long long)d, OUTAGE_N);
+        poll(NULL, 0, 20);
+    }
+    cr_assert_eq(e + d, OUTAGE_N);
+    cr_assert_gt(d, 0, "a 4 KiB buffer took %d messages of 128 bytes", OUTAGE_N);
+    cr_assert_lt(e, 4096 / 128 + 1, "more buffered than the buffer holds: %lld", (long long)e);
+    cr_assert_eq(stat(sa, "A", "dropped"), stat(sa, "A", "dropped_export"));
+
+    nats_start(&nats1);
+    nats_start(&nats2);
+    wait_stat(&bus_a, "A", "nats_reconnects", 1);
+    nats_wait_route();
+    wait_path(&bus_a, &bus_b, "ready.after");
+    sb_close(sa);
+    sb_close(pub);
+    stop_bridges_checked();
+    harness_stop(&bus_a);
+    harness_stop(&bus_b);
+}
+
+/*
+ * Broker B is restarted under its bridge: the bridge reconnects and
+ * subscribes again (its exports, its STATS, its inbox), and what came
+ * from NATS while the bus was away is counted as dropped.
+ */
+Test(nats, local_broker_restarted_bridge_reconnects_and_resubscribes)
+{
+    start_bridges(nats1.url, NULL);
+    sb_client *sa = harness_client(&bus_a, "stats", true);
+    sb_client *sb = harness_client(&bus_b, "stats", true);
+    int64_t imported = stat(sb, "B", "imported");
+    int64_t dropped = stat(sb, "B", "dropped_import");
+    sb_close(sb);
+
+    cr_assert_eq(harness_terminate(&bus_b, WAIT_MS), 0);
+    wait_logged(bridge_b_log, "bus connection lost");
+    sb_client *pub = harness_client(&bus_a, "pub", true);
+    for (int i = 0; i < 100; i++) {
+        cr_assert_eq(sb_publish(pub, "t.away", NULL, "x", 1), 0);
+    }
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    int64_t exported_at = stat(sa, "A", "exported");
+    cr_assert_eq(harness_restart(&bus_b), 0);
+    bridge_wait_ready(&bus_b, "B");
+    sb = harness_client(&bus_b, "stats", true);
+    cr_assert_geq(stat(sb, "B", "bus_reconnects"), 1);
+    /* Every message A exported until then reached bridge B: each was
+     * published on the bus or counted as dropped while it was away. */
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    for (;;) {
+        int64_t i = stat(sb, "B", "imported") - imported;
+        int64_t d = stat(sb, "B", "dropped_import") - dropped;
+        if (i + d >= 100) {
+            cr_assert_gt(d, 0, "nothing was counted while the bus was away");
+            break;
+        }
+        cr_assert_lt(harness_now_ms(), deadline, "%lld imported + %lld dropped of 100",
+                     (long long)i, (long long)d);
+        poll(NULL, 0, 20);
+    }
+    (void)exported_at;
+    /* The exports are subscribed again: B to A works, and A to B. */
+    wait_path(&bus_b, &bus_a, "ready.b-back");
+    wait_path(&bus_a, &bus_b, "ready.a-to-b");
+    /* And requests: B's inbox is subscribed again. */
+    sb_client *svc = harness_client(&bus_a, "svc", true);
+    cr_assert_eq(sb_subscribe(svc, "svc.a.x", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(svc, HARNESS_IO_MS), 0);
+    const char *argv[] = {"sockbus", "reply", "-s", bus_b.socket, "svc.b.echo", "again", NULL};
+    int out_fd;
+    pid_t reply = harness_cli_spawn(argv, &out_fd);
+    sb_msg m;
+    cr_assert_eq(request_retry(sa, "svc.b.echo", "hi", &m), 0);
+    cr_assert(payload_is(m.payload, m.payload_len, "again"));
+    kill(reply, SIGTERM);
+    harness_wait_pid(reply, WAIT_MS);
+    close(out_fd);
+    sb_close(svc);
+    sb_close(sa);
+    sb_close(sb);
+    sb_close(pub);
+    stop_bridges_checked();
+    harness_stop(&bus_a);
+    harness_stop(&bus_b);
+}
