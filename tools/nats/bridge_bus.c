@@ -117,6 +117,12 @@ void bridge_bus_import(struct bridge *b, natsMsg *m)
     }
     if (b->bus == NULL) {
         b->stats.dropped_import++;
+        if (!b->bus_told_drops) {
+            bridge_log(b, BRIDGE_LOG_NORMAL,
+                       "the bus is away: messages from NATS are dropped "
+                       "(and counted) until it is back");
+            b->bus_told_drops = true;
+        }
         return;
     }
     size_t hlen;

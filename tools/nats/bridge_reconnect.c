@@ -83,6 +83,7 @@ int bridge_reconnect_poll(struct bridge *b, int64_t now_ms)
     }
     b->bus_was_up = true;
     b->bus_told_down = false;
+    b->bus_told_drops = false;
     b->stats.bus_connected = true;
     b->backoff_ms = BACKOFF_MIN_MS;
     return 0;
