@@ -351,6 +351,9 @@ static void stop_bridges_checked(void)
     bridge_a = bridge_b = -1;
 }
 
+static void wait_stat(const struct harness_broker *bus, const char *name, const char *key,
+                      int64_t min);
+
 TestSuite(nats, .init = setup, .fini = teardown, .timeout = 240);
 
 /* ---- streams ------------------------------------------------------------- */
@@ -429,6 +432,9 @@ Test(nats, stream_a_to_b_and_back_exact_in_order_no_loops)
     cr_assert_geq(stat(cb, "B", "imported"), STREAM_N + 1);
     cr_assert_eq(stat(ca, "A", "dropped"), 0);
     cr_assert_eq(stat(cb, "B", "dropped"), 0);
+    /* NATS never handed a bridge its own messages (its echo is off). */
+    cr_assert_eq(stat(ca, "A", "loops"), 0);
+    cr_assert_eq(stat(cb, "B", "loops"), 0);
     /* Everything one bridge sent, the other received, and no more (the
      * probes' extra copies may still be on their way: bounded wait). */
     int64_t deadline = harness_now_ms() + WAIT_MS;
@@ -723,6 +729,28 @@ Test(nats, headers_round_trip_byte_exact)
     cr_assert_eq(sb_request_wait(ca, token, &m, WAIT_MS), 0);
     cr_assert_eq(m.headers_len, 65);
     cr_assert_eq(memcmp(m.headers, hdr + 5, 65), 0);
+
+    /* A NATS client that sends one of A's messages back (a reflector, or
+     * a second path) does not make it come back in: A knows its own id. */
+    sb_client *probe = harness_client(&bus_a, "stats", true);
+    int64_t loops = stat(probe, "A", "loops");
+    cr_assert_eq(sb_publish(ca, "h.ab", NULL, "echo me", 7), 0);
+    cr_assert_eq(sb_flush(ca, HARNESS_IO_MS), 0);
+    natsMsg *own = NULL;
+    cr_assert_eq(natsSubscription_NextMsg(&own, nsub, WAIT_MS), NATS_OK);
+    harness_expect_msg(cb); /* B has it, once */
+    const char *id = NULL;
+    cr_assert_eq(natsMsgHeader_Get(own, "Sockbus-Bridge", &id), NATS_OK);
+    natsMsg *reflected = NULL;
+    cr_assert_eq(natsMsg_Create(&reflected, "h.ba", NULL, "echo me", 7), NATS_OK);
+    cr_assert_eq(natsMsgHeader_Set(reflected, "Sockbus-Bridge", id), NATS_OK);
+    cr_assert_eq(natsConnection_PublishMsg(nc, reflected), NATS_OK);
+    cr_assert_eq(natsConnection_Flush(nc), NATS_OK);
+    natsMsg_Destroy(reflected);
+    natsMsg_Destroy(own);
+    wait_stat(&bus_a, "A", "loops", loops + 1);
+    harness_expect_none(ca);
+    sb_close(probe);
 
     natsSubscription_Destroy(nsub);
     natsConnection_Destroy(nc);
