@@ -159,7 +159,8 @@ struct bridge {
     size_t scratch_cap;
 };
 
-/* bridge_log.c-free logging: one line on stderr, "sockbus-nats: " first. */
+/* main.c: one line on stderr, "sockbus-nats: " first, escaped; shown when
+ * `level` is at most the -v/-q level. */
 void bridge_log(const struct bridge *b, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
