@@ -29,6 +29,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #define WAIT_MS 15000
@@ -46,6 +47,9 @@ static struct harness_broker bus_a, bus_b;
 static struct nats_server nats1, nats2;
 static pid_t bridge_a = -1, bridge_b = -1;
 static char bridge_a_log[160], bridge_b_log[160];
+/* More arguments for both bridges, NULL terminated, set by a test before
+ * start_bridges(). */
+static const char *bridge_extra[4];
 
 static int free_port(void)
 {
@@ -274,6 +278,9 @@ static pid_t bridge_start(const struct harness_broker *bus, const char *name, co
         argv[n++] = "--reconnect-buffer";
         argv[n++] = extra;
     }
+    for (size_t i = 0; bridge_extra[i] != NULL; i++) {
+        argv[n++] = bridge_extra[i];
+    }
     argv[n] = NULL;
     pid_t pid = spawn(argv, log);
     bridge_wait_ready(bus, name);
@@ -320,6 +327,7 @@ static void stop_bridge(pid_t *pid)
 
 static void teardown(void)
 {
+    bridge_extra[0] = NULL;
     stop_bridge(&bridge_a);
     stop_bridge(&bridge_b);
     nats_kill(&nats1);
@@ -631,6 +639,55 @@ Test(nats, no_responders_is_fast_both_ways)
     natsConnection_Destroy(nc);
     cr_assert_geq(stat(ca, "A", "no_responders"), 2);
     sb_close(ca);
+    stop_bridges_checked();
+    harness_stop(&bus_a);
+    harness_stop(&bus_b);
+}
+
+static void nats_echo_slowly(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+    /* An answer that takes a while, as real ones do. */
+    struct timespec ts = {.tv_nsec = 100 * 1000 * 1000};
+    nanosleep(&ts, NULL);
+    natsConnection_PublishString(nc, natsMsg_GetReply(m), "slow but there");
+    natsMsg_Destroy(m);
+}
+
+/*
+ * A request that a NATS responder answers and a bridge also receives,
+ * with nobody on its bus: the bridge holds its "no responders" back
+ * (--no-responders-delay), so the real answer comes first.
+ */
+Test(nats, no_responders_from_a_bridge_does_not_beat_a_real_answer)
+{
+    bridge_extra[0] = "--no-responders-delay";
+    bridge_extra[1] = "2000";
+    start_bridges(nats1.url, NULL);
+    natsConnection *svc = nats_client(&nats2);
+    natsSubscription *sub;
+    cr_assert_eq(natsConnection_Subscribe(&sub, svc, "svc.a.shared", nats_echo_slowly, NULL),
+                 NATS_OK);
+    cr_assert_eq(natsConnection_Flush(svc), NATS_OK);
+    natsConnection *nc = nats_client(&nats2);
+    for (int i = 0; i < 3; i++) {
+        natsMsg *rep = NULL;
+        natsStatus st = natsConnection_RequestString(&rep, nc, "svc.a.shared", "x", WAIT_MS);
+        cr_assert_eq(st, NATS_OK, "request %d: %s", i, natsStatus_GetText(st));
+        cr_assert(
+            payload_is(natsMsg_GetData(rep), (size_t)natsMsg_GetDataLength(rep), "slow but there"));
+        natsMsg_Destroy(rep);
+    }
+    /* Alone, the bridge still says "no responders", after the delay. */
+    natsMsg *rep = NULL;
+    int64_t start = harness_now_ms();
+    natsStatus st = natsConnection_RequestString(&rep, nc, "svc.a.alone", "x", 20000);
+    cr_assert_eq(st, NATS_NO_RESPONDERS, "%s", natsStatus_GetText(st));
+    cr_assert_geq(harness_now_ms() - start, 2000, "the bridge did not hold it back");
+    cr_assert_lt(harness_now_ms() - start, 10000);
+    natsSubscription_Destroy(sub);
+    natsConnection_Destroy(svc);
+    natsConnection_Destroy(nc);
+    bridge_extra[0] = NULL;
     stop_bridges_checked();
     harness_stop(&bus_a);
     harness_stop(&bus_b);

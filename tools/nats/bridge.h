@@ -42,6 +42,8 @@
 #define BRIDGE_RECONNECT_BUFFER_DEFAULT (8 * 1024 * 1024)
 #define BRIDGE_MAX_REQUESTS_DEFAULT     65536u
 #define BRIDGE_QUEUE_DEFAULT            65536u
+#define BRIDGE_NO_RESPONDERS_DELAY_MS   50
+#define BRIDGE_NO_RESPONDERS_MAX        4096u
 
 enum bridge_log { BRIDGE_LOG_QUIET = 0, BRIDGE_LOG_NORMAL = 1, BRIDGE_LOG_VERBOSE = 2 };
 
@@ -58,8 +60,9 @@ struct bridge_options {
     struct bridge_list imports;
     char *name;
     int log;
-    int64_t reconnect_buffer; /* libnats' buffer while NATS is away, bytes */
-    uint32_t max_requests;    /* requests in flight remembered each way */
+    int64_t reconnect_buffer;   /* libnats' buffer while NATS is away, bytes */
+    uint32_t max_requests;      /* requests in flight remembered each way */
+    int no_responders_delay_ms; /* before "no responders" goes to NATS */
 };
 
 /* Parse argv (and the config file it names). Returns 0, 1 when the
@@ -154,6 +157,15 @@ struct bridge {
     struct bridge_replies to_bus;
     struct bridge_replies to_nats;
 
+    /* "No responders" answers for NATS, held back for
+     * no_responders_delay_ms (bridge_nats.c): a FIFO, as they all wait
+     * the same time. */
+    struct {
+        char **to;
+        int64_t *due_ms;
+        size_t head, len;
+    } nr;
+
     /* Scratch for headers, reused. */
     char *scratch;
     size_t scratch_cap;
@@ -190,6 +202,9 @@ void bridge_nats_export(struct bridge *b, const sb_msg *m);
 void bridge_nats_reply_from_bus(struct bridge *b, const sb_msg *m);
 /* Messages libnats dropped for its pending limits, all subscriptions. */
 uint64_t bridge_nats_dropped(struct bridge *b);
+/* Send the "no responders" answers that are due; returns how long until
+ * the next one is (-1: none waits). */
+int bridge_nats_no_responders_due(struct bridge *b, int64_t now_ms);
 
 /* bridge_map.c */
 /* The NATS message for bus message `m`, sent to `subject` with `reply`

@@ -314,6 +314,14 @@ void bridge_nats_stop(struct bridge *b)
     }
     natsSubscription_Destroy(b->reply_sub);
     b->reply_sub = NULL;
+    for (size_t i = 0; i < b->nr.len; i++) {
+        free(b->nr.to[(b->nr.head + i) % BRIDGE_NO_RESPONDERS_MAX]);
+    }
+    free(b->nr.to);
+    free(b->nr.due_ms);
+    b->nr.to = NULL;
+    b->nr.due_ms = NULL;
+    b->nr.len = 0;
     if (b->nc != NULL) {
         natsConnection_Close(b->nc);
         natsConnection_Destroy(b->nc);
@@ -380,6 +388,76 @@ void bridge_nats_export(struct bridge *b, const sb_msg *m)
     publish(b, nm, &b->stats.exported, &b->stats.dropped_export);
 }
 
+/* Nobody here: NATS' own way of saying so, an empty message with status
+ * 503, which NATS requesters take as "no responders". */
+static void no_responders_send(struct bridge *b, const char *to)
+{
+    natsMsg *nm = NULL;
+    natsStatus s = natsMsg_Create(&nm, to, NULL, NULL, 0);
+    if (s == NATS_OK) {
+        s = natsMsgHeader_Set(nm, BRIDGE_HDR_STATUS, "503");
+    }
+    if (s == NATS_OK) {
+        s = natsMsgHeader_Set(nm, BRIDGE_HDR_ID, b->id);
+    }
+    if (s != NATS_OK) {
+        natsMsg_Destroy(nm);
+        b->stats.dropped_replies++;
+        return;
+    }
+    publish(b, nm, &b->stats.no_responders, &b->stats.dropped_replies);
+}
+
+/*
+ * A request imported from NATS found nobody on this bus. Others may still
+ * answer it: a NATS responder, or another bridge's bus. The first answer
+ * wins at the requester, so "no responders" is held back for
+ * --no-responders-delay ms, and a real answer within that time comes
+ * first (the requester then ignores the late "no responders"). With no
+ * delay, or the holding queue full, it goes at once.
+ */
+static void no_responders_later(struct bridge *b, const char *to)
+{
+    int delay = b->opt.no_responders_delay_ms;
+    if (delay <= 0 || b->nr.len == BRIDGE_NO_RESPONDERS_MAX) {
+        no_responders_send(b, to);
+        return;
+    }
+    if (b->nr.to == NULL) {
+        b->nr.to = calloc(BRIDGE_NO_RESPONDERS_MAX, sizeof(*b->nr.to));
+        b->nr.due_ms = calloc(BRIDGE_NO_RESPONDERS_MAX, sizeof(*b->nr.due_ms));
+        if (b->nr.to == NULL || b->nr.due_ms == NULL) {
+            no_responders_send(b, to);
+            return;
+        }
+    }
+    char *copy = strdup(to);
+    if (copy == NULL) {
+        no_responders_send(b, to);
+        return;
+    }
+    size_t tail = (b->nr.head + b->nr.len) % BRIDGE_NO_RESPONDERS_MAX;
+    b->nr.to[tail] = copy;
+    b->nr.due_ms[tail] = bridge_now_ms() + delay;
+    b->nr.len++;
+}
+
+int bridge_nats_no_responders_due(struct bridge *b, int64_t now_ms)
+{
+    while (b->nr.len > 0) {
+        size_t h = b->nr.head;
+        if (b->nr.due_ms[h] > now_ms) {
+            return (int)(b->nr.due_ms[h] - now_ms);
+        }
+        no_responders_send(b, b->nr.to[h]);
+        free(b->nr.to[h]);
+        b->nr.to[h] = NULL;
+        b->nr.head = (h + 1) % BRIDGE_NO_RESPONDERS_MAX;
+        b->nr.len--;
+    }
+    return -1;
+}
+
 void bridge_nats_reply_from_bus(struct bridge *b, const sb_msg *m)
 {
     uint64_t token;
@@ -393,25 +471,12 @@ void bridge_nats_reply_from_bus(struct bridge *b, const sb_msg *m)
         bridge_log(b, BRIDGE_LOG_VERBOSE, "dropped a reply for a forgotten request");
         return;
     }
-    natsMsg *nm = NULL;
-    natsStatus s;
     if (m->flags & SB_MSG_NO_RESPONDERS) {
-        /* Nobody here: NATS' own way of saying so, an empty message with
-         * status 503, which NATS requesters take as "no responders". */
-        s = natsMsg_Create(&nm, to, NULL, NULL, 0);
-        if (s == NATS_OK) {
-            s = natsMsgHeader_Set(nm, BRIDGE_HDR_STATUS, "503");
-        }
-        if (s == NATS_OK) {
-            s = natsMsgHeader_Set(nm, BRIDGE_HDR_ID, b->id);
-        }
-        if (s != NATS_OK) {
-            natsMsg_Destroy(nm);
-        }
-        b->stats.no_responders++;
-    } else {
-        s = bridge_map_to_nats(b, &nm, to, NULL, m);
+        no_responders_later(b, to);
+        return;
     }
+    natsMsg *nm = NULL;
+    natsStatus s = bridge_map_to_nats(b, &nm, to, NULL, m);
     if (s != NATS_OK) {
         b->stats.dropped_replies++;
         return;

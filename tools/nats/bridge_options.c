@@ -25,7 +25,7 @@
 #define SOCKBUS_VERSION "unknown"
 #endif
 
-enum { OPT_RECONNECT_BUFFER = 256, OPT_MAX_REQUESTS };
+enum { OPT_RECONNECT_BUFFER = 256, OPT_MAX_REQUESTS, OPT_NO_RESPONDERS_DELAY };
 
 static const struct option long_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -36,6 +36,7 @@ static const struct option long_options[] = {
     {"config", required_argument, NULL, 'c'},
     {"reconnect-buffer", required_argument, NULL, OPT_RECONNECT_BUFFER},
     {"max-requests", required_argument, NULL, OPT_MAX_REQUESTS},
+    {"no-responders-delay", required_argument, NULL, OPT_NO_RESPONDERS_DELAY},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -72,6 +73,10 @@ static void usage(FILE *out)
             "                            8388608); beyond it messages are counted as dropped\n"
             "      --max-requests N      requests in flight remembered each way, for their\n"
             "                            replies (default 65536)\n"
+            "      --no-responders-delay MS\n"
+            "                            hold back \"no responders\" for a NATS request this\n"
+            "                            long, so that an answer from elsewhere comes first\n"
+            "                            (default 50; 0: at once)\n"
             "  -v, --verbose             log connections, reconnects and every drop\n"
             "  -q, --quiet               log nothing but fatal errors\n"
             "  -h, --help                show this help\n"
@@ -256,6 +261,11 @@ static int load_config(struct bridge_options *o, const char *path)
             if (r == 0) {
                 o->max_requests = (uint32_t)n;
             }
+        } else if (strcmp(key, "no_responders_delay") == 0) {
+            r = config_number(v, key, 0, 60000, &n);
+            if (r == 0) {
+                o->no_responders_delay_ms = (int)n;
+            }
         } else if (strcmp(key, "log") == 0) {
             const char *s = json_object_get_string(v);
             if (strcmp(s, "quiet") == 0) {
@@ -271,8 +281,9 @@ static int load_config(struct bridge_options *o, const char *path)
             }
         } else {
             fprintf(stderr,
-                    BRIDGE_PROG ": unknown config key '%s' in '%s' (keys: socket, nats, export, "
-                                "import, name, reconnect_buffer, max_requests, log)\n",
+                    BRIDGE_PROG
+                    ": unknown config key '%s' in '%s' (keys: socket, nats, export, "
+                    "import, name, reconnect_buffer, max_requests, no_responders_delay, log)\n",
                     key, path);
             r = -EINVAL;
         }
@@ -309,6 +320,7 @@ int bridge_options_parse(struct bridge_options *o, int argc, char **argv)
     o->log = BRIDGE_LOG_NORMAL;
     o->reconnect_buffer = BRIDGE_RECONNECT_BUFFER_DEFAULT;
     o->max_requests = BRIDGE_MAX_REQUESTS_DEFAULT;
+    o->no_responders_delay_ms = BRIDGE_NO_RESPONDERS_DELAY_MS;
 
     /* Pass 1: --config, --help and --version, and the usage errors. */
     const char *config = NULL;
@@ -371,6 +383,12 @@ int bridge_options_parse(struct bridge_options *o, int argc, char **argv)
             r = parse_u64("--max-requests", optarg, 1, 1u << 24, &n);
             if (r == 0) {
                 o->max_requests = (uint32_t)n;
+            }
+            break;
+        case OPT_NO_RESPONDERS_DELAY:
+            r = parse_u64("--no-responders-delay", optarg, 0, 60000, &n);
+            if (r == 0) {
+                o->no_responders_delay_ms = (int)n;
             }
             break;
         case 'v':

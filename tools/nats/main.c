@@ -103,6 +103,10 @@ static int run(struct bridge *b, int sfd)
             p[2].events = sb_events(b->bus);
         }
         int timeout = more ? 0 : bridge_reconnect_wait_ms(b, bridge_now_ms());
+        int due = bridge_nats_no_responders_due(b, bridge_now_ms());
+        if (due >= 0 && (timeout < 0 || due < timeout)) {
+            timeout = due;
+        }
         if (poll(p, 3, timeout) < 0 && errno != EINTR) {
             bridge_log(b, BRIDGE_LOG_QUIET, "poll: %s", strerror(errno));
             return 1;
