@@ -15,44 +15,69 @@
  */
 #include "broker.h"
 
+#include "acl.h"
 #include "hash.h"
 #include "listener_tcp.h"
+#include "log.h"
+#include "notify.h"
+#include "reload.h"
 #include "session.h"
 #include "transport.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
-static int broker_listen_unix(struct broker *b, char *err, size_t err_len)
+static int broker_listen_unix(struct broker *b, struct activation *act, char *err, size_t err_len)
 {
-    int r = listener_unix_open(&b->unix_listener, b->cfg.socket_path, b->cfg.mode,
+    int fd;
+    int r;
+    const char *name = b->cfg.socket_path;
+    if (act != NULL && act->active) {
+        /* Inherited: no lock, no file of ours (unix_listener stays
+         * closed, so its close removes nothing). Logs and $SYS name the
+         * path the socket is bound to. */
+        fd = act->unix_fd;
+        act->unix_fd = -1;
+        name = act->unix_path[0] != '\0' ? act->unix_path : "an inherited socket";
+    } else {
+        r = listener_unix_open(&b->unix_listener, b->cfg.socket_path, b->cfg.mode,
                                b->cfg.group[0] ? b->cfg.group : NULL, err, err_len);
-    if (r < 0) {
-        return r;
+        if (r < 0) {
+            return r;
+        }
+        /* The acceptor owns the fd from here on, also on failure; the
+         * listener keeps the lock and the file identity for its close. */
+        fd = b->unix_listener.fd;
+        listener_unix_forget_fd(&b->unix_listener);
     }
-    /* The acceptor owns the fd from here on, also on failure; the
-     * listener keeps the lock and the file identity for its close. */
-    int fd = b->unix_listener.fd;
-    listener_unix_forget_fd(&b->unix_listener);
-    r = acceptor_start(&b->unix_acceptor, b->loop, fd, &transport_unix, b->cfg.socket_path,
-                       session_accept, &b->bus, &b->net.nconns);
+    r = acceptor_start(&b->unix_acceptor, b->loop, fd, &transport_unix, name, session_accept,
+                       &b->bus, &b->net.nconns);
     if (r < 0) {
-        snprintf(err, err_len, "cannot listen on %s: %s", b->cfg.socket_path, uv_strerror(r));
+        snprintf(err, err_len, "cannot listen on %s: %s", name, uv_strerror(r));
         return r;
     }
     return 0;
 }
 
-static int broker_listen_tcp(struct broker *b, char *err, size_t err_len)
+static int broker_listen_tcp(struct broker *b, struct activation *act, char *err, size_t err_len)
 {
     int fd;
-    int r = listener_tcp_open(b->cfg.tcp, &fd, &b->tcp_port, err, err_len);
-    if (r < 0) {
-        return r;
-    }
+    int r;
     char name[sizeof(b->cfg.tcp) + 8];
-    snprintf(name, sizeof(name), "tcp %s", b->cfg.tcp);
+    if (act != NULL && act->tcp_fd >= 0) {
+        fd = act->tcp_fd;
+        act->tcp_fd = -1;
+        b->tcp_port = act->tcp_port;
+        snprintf(name, sizeof(name), "tcp port %u", b->tcp_port);
+    } else {
+        r = listener_tcp_open(b->cfg.tcp, &fd, &b->tcp_port, err, err_len);
+        if (r < 0) {
+            return r;
+        }
+        snprintf(name, sizeof(name), "tcp %s", b->cfg.tcp);
+    }
     r = acceptor_start(&b->tcp_acceptor, b->loop, fd, &transport_tcp, name, session_accept, &b->bus,
                        &b->net.nconns);
     if (r < 0) {
@@ -62,15 +87,35 @@ static int broker_listen_tcp(struct broker *b, char *err, size_t err_len)
     return 0;
 }
 
+/* STATUS= for the service manager, when the client count changed since
+ * the last one: at most once per trim tick, so that clients coming and
+ * going cost no message each. */
+static void broker_notify_status(struct broker *b, bool force)
+{
+    uint32_t n = b->bus.nclients;
+    if (!force && n == b->status_clients) {
+        return;
+    }
+    b->status_clients = n;
+    notify_sendf("STATUS=%" PRIu32 " client%s", n, n == 1 ? "" : "s");
+}
+
 static void on_trim_timer(uv_timer_t *h)
 {
     struct broker *b = h->data;
     net_trim(&b->net);
     bus_give_back(&b->bus);
+    broker_notify_status(b, false);
 }
 
-int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *cfg, char *err,
-                size_t err_len)
+void broker_ready(struct broker *b)
+{
+    notify_send("READY=1");
+    broker_notify_status(b, true);
+}
+
+int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *cfg,
+                struct activation *act, char *err, size_t err_len)
 {
     memset(b, 0, sizeof(*b));
     b->loop = loop;
@@ -101,10 +146,12 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
         snprintf(err, err_len, "cannot start: out of memory");
     } else {
         uv_timer_start(&b->trim_timer, on_trim_timer, BROKER_TRIM_MS, BROKER_TRIM_MS);
-        r = broker_listen_unix(b, err, err_len);
+        if (act == NULL || !act->active || act->unix_fd >= 0) {
+            r = broker_listen_unix(b, act, err, err_len);
+        }
     }
-    if (r == 0 && b->cfg.tcp[0] != '\0') {
-        r = broker_listen_tcp(b, err, err_len);
+    if (r == 0 && (b->cfg.tcp[0] != '\0' || (act != NULL && act->tcp_fd >= 0))) {
+        r = broker_listen_tcp(b, act, err, err_len);
     }
     if (r < 0) {
         broker_stop(b);
@@ -113,6 +160,48 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
         return r;
     }
     return 0;
+}
+
+/* A setting that takes a restart: report a change, keep the value in use. */
+static void keep_restart_only(const char *key, char *next, const char *cur, size_t len)
+{
+    if (strcmp(next, cur) != 0) {
+        log_error("reload: \"%s\" changed from \"%s\" to \"%s\"; it takes a restart, ignored", key,
+                  cur, next);
+        snprintf(next, len, "%s", cur);
+    }
+}
+
+int64_t broker_reload(struct broker *b, struct broker_config *next)
+{
+    keep_restart_only("socket", next->socket_path, b->cfg.socket_path, sizeof(next->socket_path));
+    keep_restart_only("tcp", next->tcp, b->cfg.tcp, sizeof(next->tcp));
+    keep_restart_only("group", next->group, b->cfg.group, sizeof(next->group));
+    if (next->mode != b->cfg.mode) {
+        log_error("reload: \"mode\" changed from %04o to %04o; it takes a restart, ignored",
+                  b->cfg.mode, next->mode);
+        next->mode = b->cfg.mode;
+    }
+    if (next->max_frame != b->cfg.max_frame) {
+        log_error("reload: \"max_frame\" changed from %u to %u; it takes a restart, ignored",
+                  b->cfg.max_frame, next->max_frame);
+        next->max_frame = b->cfg.max_frame;
+    }
+    if (next->max_pending < next->max_frame) {
+        log_error("reload: max_pending (%llu) is smaller than max_frame (%u); keeping %llu",
+                  (unsigned long long)next->max_pending, next->max_frame,
+                  (unsigned long long)b->cfg.max_pending);
+        next->max_pending = b->cfg.max_pending;
+    }
+    struct acl *old = b->cfg.acl;
+    b->cfg = *next;
+    /* Every connection is pointed at its rule in the new ACL before the
+     * old one is freed (reload.c). */
+    int64_t ended = reload_apply(&b->bus);
+    if (old != b->cfg.acl) {
+        acl_free(old);
+    }
+    return ended;
 }
 
 /* Every connection is closed: close the rest, so that uv_run() returns. */
@@ -129,6 +218,7 @@ void broker_stop(struct broker *b)
         return;
     }
     b->stopping = true;
+    notify_send("STOPPING=1");
     acceptor_close(&b->unix_acceptor);
     acceptor_close(&b->tcp_acceptor);
     net_close(&b->net, on_net_closed);

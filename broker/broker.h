@@ -11,6 +11,7 @@
 #define SOCKBUS_BROKER_H
 
 #include "acceptor.h"
+#include "activation.h"
 #include "bus.h"
 #include "config.h"
 #include "conn.h"
@@ -38,16 +39,36 @@ struct broker {
 
     uv_timer_t trim_timer;
     bool stopping;
+    uint32_t status_clients; /* the count in the last STATUS= sent */
 };
 
 /*
  * Set up the broker on `loop` with `cfg` (copied; its ACL must outlive the
- * broker): listen on the Unix socket (and TCP when configured). On failure
+ * broker): listen on the Unix socket (and TCP when configured). With `act`
+ * active (socket activation: activation.h), serve its sockets instead of
+ * binding (TCP is still bound for cfg->tcp when none was inherited); the
+ * sockets taken are set to -1 in *act. `act` may be NULL. On failure
  * returns a negative errno and writes one line to err; nothing is left
  * open.
  */
-int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *cfg, char *err,
-                size_t err_len);
+int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *cfg,
+                struct activation *act, char *err, size_t err_len);
+
+/* Tell the service manager the broker accepts clients (READY=1) and how
+ * many it has (STATUS=); later counts go with the trim timer, when they
+ * change (notify.h). */
+void broker_ready(struct broker *b);
+
+/*
+ * Apply a reloaded configuration `next` (a complete one: file, then flags)
+ * to the running broker: limits, log level and ACL at once. Settings that
+ * take a restart (socket, tcp, mode, group, max_frame) are logged when
+ * they differ and keep their value (written back into *next). The broker
+ * takes next->acl and frees the ACL it had, once no connection points into
+ * it (reload.h). Returns the number of subscriptions the new ACL ended, or
+ * -ENOMEM (see reload_apply()).
+ */
+int64_t broker_reload(struct broker *b, struct broker_config *next);
 
 /* Begin an orderly stop: close the listeners, tell every client (ERR 9)
  * and close the connections; the loop ends when all handles are closed.

@@ -4,25 +4,30 @@
  * Signals. No signal a user may send leaves the socket or lock file
  * behind: SIGINT, SIGTERM, SIGQUIT and SIGXCPU (the soft CPU limit, before
  * the kernel kills at the hard one) stop the broker in order, like
- * broker_stop(); SIGHUP is logged and ignored, so a terminal hangup does
- * not end a broker started in the foreground; every other signal whose
+ * broker_stop(); SIGHUP reloads the --config file (reload_config()), and
+ * without one is logged and ignored, so a terminal hangup does not end a
+ * broker started in the foreground; every other signal whose
  * default action ends the process is ignored (SIGPIPE, SIGUSR1, SIGUSR2,
  * SIGALRM, every real-time signal, ...). The faults (SIGSEGV, SIGBUS,
  * SIGFPE, SIGILL, SIGABRT, SIGTRAP, SIGSYS) keep their default action: a
  * broker that hits one must not carry on.
  */
 #include "acl.h"
+#include "activation.h"
 #include "broker.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "notify.h"
 #include "version.h"
 #include "sockbus.h"
 #include "stdfds.h"
 
 #include <dirent.h>
 #include <errno.h>
+#include <arpa/inet.h>
 #include <getopt.h>
+#include <grp.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
@@ -34,6 +39,12 @@
 
 #define SYSTEM_SOCKET_DIR  "/run/sockbus"
 #define SYSTEM_SOCKET_PATH SYSTEM_SOCKET_DIR "/sockbus.sock"
+/* The group whose members may use the system socket, when it exists
+ * (packaging/sysusers.d). */
+#define SYSTEM_GROUP "sockbus"
+/* cfg.mode before a flag or the file set it: the default depends on
+ * --system (apply_mode_default()). */
+#define MODE_UNSET (~0u)
 
 /* File descriptors the broker needs besides its connections: stdio, the
  * loop's own (epoll, eventfd, signal pipe), the listeners and their lock,
@@ -53,11 +64,15 @@ static void usage(FILE *out)
             "                             else /tmp/sockbus-<uid>.sock)\n"
             "      --system               listen on " SYSTEM_SOCKET_PATH "\n"
             "      --tcp HOST:PORT        also listen on TCP (e.g. 127.0.0.1:7447)\n"
-            "      --mode OCTAL           socket file mode (default 0600)\n"
+            "      --mode OCTAL           socket file mode (default 0600; with --system,\n"
+            "                             0660 and group " SYSTEM_GROUP " when that group exists)\n"
             "      --group NAME           socket file group (with --mode 0660 to share)\n"
             "      --config FILE          read settings and access rules from a JSON file;\n"
-            "                             flags given here override it\n"
-            "      --max-frame BYTES      largest frame accepted (default %u)\n"
+            "                             flags given here override it; SIGHUP reloads it\n"
+            "      --check-config FILE    check a config file, print what is wrong, and\n"
+            "                             exit 0 (valid) or 1\n"
+            "      --max-frame BYTES      largest frame accepted, and longest line of a\n"
+            "                             text-mode client (default %u, at most 256 MiB)\n"
             "      --max-connections N    clients past HELLO (default %u)\n"
             "      --max-unwelcomed N     connections waiting for their HELLO (default\n"
             "                             max-connections/4, at least %u)\n"
@@ -69,17 +84,26 @@ static void usage(FILE *out)
             "                             at least --max-frame)\n"
             "      --max-retained-bytes BYTES  memory the retained values may take\n"
             "                             (default %u)\n"
+            "      --lossless-stall-ms MS how long a lossless subscriber's queue may stay\n"
+            "                             over max-pending before ERR 6 cuts it (default %u)\n"
             "  -v, --verbose              log connects, disconnects and client errors\n"
             "  -q, --quiet                log nothing\n"
             "  -h, --help                 show this help\n"
             "  -V, --version              show the version\n"
             "\n"
+            "A connection that starts with four printable bytes speaks text mode (nc -U\n"
+            "SOCKET, then HELP), under the same limits and access rules.\n"
+            "\n"
             "SIGINT, SIGTERM and SIGQUIT stop the broker (clients get ERR 9, the socket\n"
-            "file is removed); SIGHUP is logged and ignored (no reload yet).\n"
+            "file is removed). SIGHUP reloads the --config file: access rules, limits and\n"
+            "log level apply at once; socket, tcp, mode, group and max_frame take a\n"
+            "restart. Started by systemd, the broker serves the sockets it is given\n"
+            "(LISTEN_FDS) and reports readiness (NOTIFY_SOCKET).\n"
             "\n"
             "Config file keys: socket, tcp, mode, group, max_frame, max_connections,\n"
             "max_unwelcomed, hello_timeout_ms, max_subscriptions, max_subscription_bytes,\n"
-            "max_pending, max_retained_bytes, log (quiet, normal or verbose) and acl, e.g.\n"
+            "max_pending, max_retained_bytes, lossless_stall_ms, log (quiet, normal or\n"
+            "verbose) and acl, e.g.\n"
             "  {\"mode\": \"0660\", \"group\": \"sockbus\", \"max_connections\": 1024,\n"
             "   \"acl\": [{\"user\": \"alice\", \"publish\": [\"sensors.>\", \"_INBOX.>\"],\n"
             "             \"subscribe\": [\"cmd.*\"]},\n"
@@ -87,12 +111,13 @@ static void usage(FILE *out)
             "An acl rule is for one uid, user, gid, group, tcp or default. The first rule\n"
             "for the client's uid decides, else the first for one of its groups, else\n"
             "tcp (TCP clients), else default; with no rule a client may do nothing. A\n"
-            "client may always subscribe to its own inbox (_INBOX.<id>.>). Details:\n"
-            "docs/security.md.\n",
+            "client may always subscribe to its own inbox (_INBOX.<id>.>). A rule with\n"
+            "\"lossless\": false refuses lossless subscriptions. Details: docs/security.md.\n",
             BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_CONNECTIONS_DEFAULT,
             BROKER_MAX_UNWELCOMED_MIN_DEFAULT, BROKER_HELLO_TIMEOUT_MS_DEFAULT,
             BROKER_MAX_SUBSCRIPTIONS_DEFAULT, BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT,
-            BROKER_MAX_PENDING_DEFAULT, BROKER_MAX_RETAINED_BYTES_DEFAULT);
+            BROKER_MAX_PENDING_DEFAULT, BROKER_MAX_RETAINED_BYTES_DEFAULT,
+            BROKER_LOSSLESS_STALL_MS_DEFAULT);
 }
 
 /* Parse an unsigned number in [min, max]; 0x and 0 prefixes are allowed. */
@@ -117,6 +142,7 @@ enum {
     OPT_MODE,
     OPT_GROUP,
     OPT_CONFIG,
+    OPT_CHECK_CONFIG,
     /* A limit: OPT_LIMIT + its row in config_limits[] (config.h). */
     OPT_LIMIT,
 };
@@ -135,7 +161,9 @@ static const struct option long_options[] = {
     {"max-subscription-bytes", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_SUBSCRIPTION_BYTES},
     {"max-pending", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_PENDING},
     {"max-retained-bytes", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_RETAINED_BYTES},
+    {"lossless-stall-ms", required_argument, NULL, OPT_LIMIT + CONFIG_LOSSLESS_STALL_MS},
     {"config", required_argument, NULL, OPT_CONFIG},
+    {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
     {"verbose", no_argument, NULL, 'v'},
     {"quiet", no_argument, NULL, 'q'},
     {"help", no_argument, NULL, 'h'},
@@ -153,27 +181,64 @@ static int copy_opt(char *dst, size_t len, const char *opt, const char *value)
     return 0;
 }
 
+/* The --config file, kept for SIGHUP; NULL without one. */
+static const char *config_path;
+/* --system was given (the default mode and group: apply_mode_default()). */
+static bool opt_system;
+
+/* `sockbusd --check-config FILE`: the file read as the broker would read
+ * it at start, and the settings checked together; exit 0 or 1. */
+static int check_config(const char *path)
+{
+    struct broker_config cfg;
+    config_init(&cfg);
+    char err[512];
+    int r = config_load(path, &cfg, err, sizeof(err));
+    if (r == 0 && cfg.max_pending < cfg.max_frame) {
+        snprintf(err, sizeof(err),
+                 "config %s: max_pending (%llu) is smaller than max_frame (%u): a message of "
+                 "max_frame could never be delivered",
+                 path, (unsigned long long)cfg.max_pending, cfg.max_frame);
+        r = -EINVAL;
+    }
+    acl_free(cfg.acl);
+    if (r < 0) {
+        fprintf(stderr, "sockbusd: %s\n", err);
+        return 1;
+    }
+    printf("sockbusd: config %s: valid\n", path);
+    return 0;
+}
+
 /*
  * First pass over the arguments: find --config FILE (the last one counts)
  * and load it, so that the flags, applied after it by parse_args(), win
- * over the file. Nothing is loaded for --help or --version. Errors in the
- * other arguments are left for parse_args() to report.
+ * over the file. Nothing is loaded for --help or --version;
+ * --check-config FILE checks the file and exits. Errors in the other
+ * arguments are left for parse_args() to report.
  */
 static int load_config(int argc, char **argv, struct broker_config *cfg)
 {
     const char *path = NULL;
+    const char *check = NULL;
     bool info = false;
     int opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "s:vqhV", long_options, NULL)) != -1) {
         if (opt == OPT_CONFIG) {
             path = optarg;
+        } else if (opt == OPT_CHECK_CONFIG) {
+            check = optarg;
         } else if (opt == 'h' || opt == 'V') {
             info = true;
         }
     }
     opterr = 1;
     optind = 0; /* glibc: scan again from the start */
+    if (check != NULL && !info) {
+        exit(check_config(check));
+    }
+    config_path = path;
     if (path == NULL || info) {
         return 0;
     }
@@ -211,6 +276,7 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg, bool *ru
             break;
         case OPT_SYSTEM:
             system = true;
+            opt_system = true;
             break;
         case OPT_TCP:
             r = copy_opt(cfg->tcp, sizeof(cfg->tcp), "--tcp", optarg);
@@ -230,6 +296,7 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg, bool *ru
             r = copy_opt(cfg->group, sizeof(cfg->group), "--group", optarg);
             break;
         case OPT_CONFIG:
+        case OPT_CHECK_CONFIG:
             break; /* loaded before: load_config() */
         case 'v':
             log_level = LOG_VERBOSE;
@@ -279,6 +346,83 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg, bool *ru
         return -EINVAL;
     }
     return 0;
+}
+
+/* The socket file's mode when neither a flag nor the file set it: 0600,
+ * or for --system 0660 with the group sockbus when that group exists (or
+ * with the group given). */
+static void apply_mode_default(struct broker_config *cfg)
+{
+    if (cfg->mode != MODE_UNSET) {
+        return;
+    }
+    cfg->mode = 0600;
+    if (!opt_system) {
+        return;
+    }
+    if (cfg->group[0] == '\0' && getgrnam(SYSTEM_GROUP) != NULL) {
+        snprintf(cfg->group, sizeof(cfg->group), "%s", SYSTEM_GROUP);
+    }
+    if (cfg->group[0] != '\0') {
+        cfg->mode = 0660;
+    }
+}
+
+/* Is the host of "HOST:PORT" a loopback address (or localhost)? */
+static bool tcp_is_loopback(const char *hostport)
+{
+    const char *hp = strncmp(hostport, "tcp://", 6) == 0 ? hostport + 6 : hostport;
+    const char *colon = strrchr(hp, ':');
+    size_t len = colon != NULL ? (size_t)(colon - hp) : strlen(hp);
+    char host[256];
+    if (len >= 2 && hp[0] == '[' && hp[len - 1] == ']') {
+        hp++;
+        len -= 2;
+    }
+    if (len >= sizeof(host)) {
+        return false;
+    }
+    memcpy(host, hp, len);
+    host[len] = '\0';
+    struct in_addr a4;
+    struct in6_addr a6;
+    if (inet_pton(AF_INET, host, &a4) == 1) {
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    }
+    if (inet_pton(AF_INET6, host, &a6) == 1) {
+        return IN6_IS_ADDR_LOOPBACK(&a6) || (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    }
+    return strcmp(host, "localhost") == 0;
+}
+
+/* Settings that work but probably do not do what was meant: one line
+ * each, and the broker starts anyway. */
+static void warn_settings(const struct broker_config *cfg, const struct activation *act)
+{
+    bool activated = act->active;
+    if (act->tcp_fd >= 0 && !act->tcp_loopback) {
+        log_error("warning: the TCP socket passed by the service manager (port %u) is not on a "
+                  "loopback address: TCP clients have no credentials, and %s",
+                  act->tcp_port,
+                  cfg->acl != NULL ? "may do what the acl's \"tcp\" rule (else its \"default\" "
+                                     "rule) allows"
+                                   : "with no acl in --config, anyone who reaches the port may "
+                                     "do everything; add an acl with a \"tcp\" rule");
+    }
+    if (!activated && cfg->group[0] != '\0' && (cfg->mode & 0060) != 0060) {
+        log_error("warning: group %s was given, but the socket mode %04o does not let the "
+                  "group connect; use --mode 0660",
+                  cfg->group, cfg->mode);
+    }
+    if (act->tcp_fd < 0 && cfg->tcp[0] != '\0' && !tcp_is_loopback(cfg->tcp)) {
+        log_error("warning: --tcp %s is not a loopback address: TCP clients have no "
+                  "credentials, and %s",
+                  cfg->tcp,
+                  cfg->acl != NULL ? "may do what the acl's \"tcp\" rule (else its \"default\" "
+                                     "rule) allows"
+                                   : "with no acl in --config, anyone who reaches the port may "
+                                     "do everything; add an acl with a \"tcp\" rule");
+    }
 }
 
 /* Descriptors for clients: the welcomed ones and those waiting for HELLO. */
@@ -368,6 +512,71 @@ static const struct {
 
 static uv_signal_t signal_handles[HANDLED_SIGNALS];
 
+/* The command line, read again at each reload: flags win over the file. */
+static int saved_argc;
+static char **saved_argv;
+
+/*
+ * SIGHUP: read the --config file again, then the flags over it, as at
+ * start, and apply the result (broker_reload()). A file that cannot be
+ * read or parsed, or a setting that is wrong, keeps every setting in use
+ * and says why in one line. The service manager hears RELOADING=1 and
+ * READY=1 around it.
+ */
+static void reload_config(struct broker *b)
+{
+    if (config_path == NULL) {
+        log_info("SIGHUP: no --config file to reload; ignored");
+        return;
+    }
+    notify_send("RELOADING=1");
+    struct broker_config next;
+    config_init(&next);
+    next.mode = MODE_UNSET;
+    enum log_level old_level = log_level;
+    char err[512];
+    bool run_dir;
+    /* From the default, as at start: a "log" key taken out of the file
+     * goes back to it (the flags, read again below, still win). */
+    log_level = LOG_NORMAL;
+    int r = config_load(config_path, &next, err, sizeof(err));
+    if (r < 0) {
+        log_level = old_level; /* the line below is logged as before */
+    }
+    if (r < 0) {
+        log_error("SIGHUP: %s; keeping the settings in use", err);
+    } else {
+        optind = 0;
+        r = parse_args(saved_argc, saved_argv, &next, &run_dir);
+        if (r < 0) {
+            log_error("SIGHUP: the command line no longer applies; keeping the settings in use");
+        }
+    }
+    if (r < 0) {
+        acl_free(next.acl);
+        log_level = old_level;
+        notify_send("READY=1");
+        return;
+    }
+    config_finish(&next);
+    apply_mode_default(&next);
+    size_t rules = acl_rule_count(next.acl);
+    bool has_acl = next.acl != NULL;
+    int64_t ended = broker_reload(b, &next);
+    if (ended < 0) {
+        log_error("SIGHUP: config %s applied, but out of memory while checking subscriptions: "
+                  "their clients were disconnected",
+                  config_path);
+    } else if (has_acl) {
+        log_info("SIGHUP: config %s reloaded: %zu acl rule%s, %lld subscription%s ended",
+                 config_path, rules, rules == 1 ? "" : "s", (long long)ended,
+                 ended == 1 ? "" : "s");
+    } else {
+        log_info("SIGHUP: config %s reloaded: no acl", config_path);
+    }
+    notify_send("READY=1");
+}
+
 /* Signals that end the process by default and mean nothing to the broker:
  * ignored from the start (the real-time ones too, see ignore_signals()).
  * SIGPIPE first of all: a peer that closes while we write must not kill
@@ -438,7 +647,9 @@ static void on_signal(uv_signal_t *h, int signum)
     const char *name = handled_signals[i].name;
     (void)signum;
     if (handled_signals[i].action == SIGNAL_NOTE) {
-        log_info("%s: no config reload yet; ignored", name);
+        if (!b->stopping) {
+            reload_config(b);
+        }
         return;
     }
     if (b->stopping) {
@@ -462,14 +673,27 @@ int main(int argc, char **argv)
     ignore_signals();
     struct broker_config cfg;
     config_init(&cfg);
+    cfg.mode = MODE_UNSET;
     bool run_dir = false;
+    saved_argc = argc;
+    saved_argv = argv;
     if (load_config(argc, argv, &cfg) < 0 || parse_args(argc, argv, &cfg, &run_dir) < 0) {
         acl_free(cfg.acl);
         return 2;
     }
     config_finish(&cfg);
+    apply_mode_default(&cfg);
     char err[512];
-    if (run_dir && listener_run_dir(SYSTEM_SOCKET_DIR, err, sizeof(err)) < 0) {
+    /* Sockets inherited from systemd replace the socket file: no
+     * directory to prepare, no lock, nothing to remove (activation.h). */
+    struct activation act;
+    if (activation_take(&act, err, sizeof(err)) < 0) {
+        fprintf(stderr, "sockbusd: %s\n", err);
+        acl_free(cfg.acl);
+        return 1;
+    }
+    warn_settings(&cfg, &act);
+    if (!act.active && run_dir && listener_run_dir(SYSTEM_SOCKET_DIR, err, sizeof(err)) < 0) {
         fprintf(stderr, "sockbusd: %s\n", err);
         acl_free(cfg.acl);
         return 1;
@@ -486,11 +710,13 @@ int main(int argc, char **argv)
     sigset_t old_set;
     handled_signal_set(&handled_set);
     sigprocmask(SIG_BLOCK, &handled_set, &old_set);
-    if (broker_init(&broker, loop, &cfg, err, sizeof(err)) < 0) {
+    if (broker_init(&broker, loop, &cfg, &act, err, sizeof(err)) < 0) {
         fprintf(stderr, "sockbusd: %s\n", err);
+        activation_close(&act);
         acl_free(cfg.acl);
         return 1;
     }
+    activation_close(&act); /* none left: broker_init() took what it serves */
     for (size_t i = 0; i < HANDLED_SIGNALS; i++) {
         uv_signal_init(loop, &signal_handles[i]);
         signal_handles[i].data = &broker;
@@ -499,11 +725,22 @@ int main(int argc, char **argv)
     sigprocmask(SIG_SETMASK, &old_set, NULL);
     check_nofile_limit(&cfg);
 
-    if (cfg.tcp[0] != '\0') {
+    if (act.active) {
+        char tcp[32] = "";
+        if (broker.tcp_acceptor.open) {
+            snprintf(tcp, sizeof(tcp), " and tcp port %u", broker.tcp_port);
+        }
+        log_info("listening on %s%s, passed by the service manager",
+                 act.unix_path[0] != '\0'    ? act.unix_path
+                 : broker.unix_acceptor.open ? "an unnamed Unix socket"
+                                             : "no Unix socket",
+                 tcp);
+    } else if (cfg.tcp[0] != '\0') {
         log_info("listening on %s and tcp port %u", cfg.socket_path, broker.tcp_port);
     } else {
         log_info("listening on %s", cfg.socket_path);
     }
+    broker_ready(&broker);
     uv_run(loop, UV_RUN_DEFAULT);
     /* Closing a uv_signal_t puts back the default action; blocked, a late
      * signal waits and dies with the process instead of killing it before
@@ -514,7 +751,7 @@ int main(int argc, char **argv)
     }
     uv_run(loop, UV_RUN_DEFAULT); /* their close callbacks */
     broker_deinit(&broker);
-    acl_free(cfg.acl);
+    acl_free(broker.cfg.acl); /* cfg's, or the last reload's */
     uv_loop_close(loop);
     log_info("stopped");
     return 0;

@@ -39,6 +39,12 @@ SB_EXPORT int sb_publish(sb_client *c, const char *subject, const char *reply, c
 
 SB_EXPORT int sb_subscribe(sb_client *c, const char *pattern, const char *queue, uint32_t *sid)
 {
+    return sb_subscribe_ex(c, pattern, queue, 0, sid);
+}
+
+SB_EXPORT int sb_subscribe_ex(sb_client *c, const char *pattern, const char *queue, uint32_t flags,
+                              uint32_t *sid)
+{
     size_t pl = pattern ? strlen(pattern) : 0;
     size_t ql = queue ? strlen(queue) : 0;
     if (!sb_pattern_valid(pattern, pl) || (ql > 0 && !sb_subject_valid(queue, ql))) {
@@ -48,7 +54,8 @@ SB_EXPORT int sb_subscribe(sb_client *c, const char *pattern, const char *queue,
         return -ENOSPC; /* 2^32 - 1 subscriptions issued on one connection */
     }
     uint32_t id = c->next_sid;
-    int r = client_send_frame(c, FRAME_OP_SUB, 0, id, pattern, pl, queue, ql, NULL, 0, NULL, 0);
+    int r = client_send_frame(c, FRAME_OP_SUB, (uint8_t)flags, id, pattern, pl, queue, ql, NULL, 0,
+                              NULL, 0);
     if (r < 0) {
         return r;
     }

@@ -30,6 +30,8 @@ void bus_deinit(struct bus *b)
 {
     retain_deinit(&b->retained);
     free(b->scratch);
+    free(b->events);
+    b->events = NULL;
     b->scratch = NULL;
     subtrie_result_deinit(&b->match);
     subtrie_free(b->subs);

@@ -21,6 +21,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
 
 /* Freed subscriptions and retained values worth this many bytes since the
  * last bus_give_back() make it hand free heap pages back to the system
@@ -30,6 +31,7 @@
 struct broker_config;
 struct net;
 struct peer;
+struct sub;
 
 struct bus_stats {
     uint64_t msgs_in;
@@ -38,6 +40,10 @@ struct bus_stats {
     uint64_t bytes_out;
     uint64_t dropped;
     uint64_t denied; /* PUB and SUB refused by permissions */
+    /* Publishers paused for a lossless queue; lossless subscribers cut
+     * with ERR 6 (flow.c). */
+    uint64_t stalls;
+    uint64_t slow_consumers;
 };
 
 struct bus {
@@ -68,9 +74,30 @@ struct bus {
     /* Peers accepted and waiting for their HELLO (session.c), in accept
      * order, each expiring hello_timeout_ms after it came. */
     struct deadline_list unwelcomed;
+    /* Peers whose queue went over max_pending for a lossless subscription
+     * and has not yet fallen below half of it, in that order, each cut
+     * lossless_stall_ms after it went over (flow.c). */
+    struct deadline_list stalled;
+    void (*cut_stalled)(struct peer *p); /* ends one with ERR 6 (session.c) */
+    /* The peer whose frame is being handled when the broker publishes its
+     * own message in answer to it ($SYS, HELLO's event): the one paused if
+     * the answer fills a lossless queue. NULL otherwise. */
+    struct peer *cause;
 
     struct bus_stats stats;
     uint64_t start_ms;
+
+    /* Told of every subscription that starts (`added`) or ends, before it
+     * is freed; NULL: nobody. Set by session_init() (interest.c), so that
+     * the router needs to know nothing of $SYS.EVENT.SUBSCRIBE. */
+    void (*sub_event)(struct bus *b, const struct sub *s, bool added);
+    /* Events built while a publish was being routed, published by
+     * `events_idle` once it is over, or before the next event
+     * (interest.c). */
+    char *events;
+    size_t events_len;
+    size_t events_cap;
+    uv_idle_t events_idle;
 };
 
 /*

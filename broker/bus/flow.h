@@ -2,8 +2,8 @@
  * flow.h - what happens to a client that does not keep up: the drop,
  * pause and resume policy of slow consumers.
  *
- * Two rules keep one client from hurting the others (docs/protocol.md,
- * Slow consumers and DROPPED; Backpressure):
+ * Three rules keep one client from hurting the others (docs/protocol.md,
+ * Slow consumers and DROPPED; Backpressure; Lossless subscriptions):
  *
  * - MSGs are dropped, never waited for. A MSG that would take a peer's
  *   queued output past max_pending is dropped for that peer only, counted
@@ -17,10 +17,13 @@
  *   frames and is not read from until writes bring it back under
  *   (net->backlog_max, which flow_init() sets; net/conn.c pauses and
  *   resumes). Only the client that does not read its own replies is slowed.
- *
- * This is also where a lossless subscription would go: one that pauses
- * the publisher (its conn, through the same backlog mechanism) instead of
- * dropping for the subscriber.
+ * - A lossless subscription is the exception to the first rule: its MSG is
+ *   queued past max_pending, and the publisher waits instead
+ *   (flow_queue_lossless()): it is paused (conn_pause()) on that one
+ *   subscriber, and resumed when the subscriber's queue has fallen to
+ *   max_pending/2 (conn_watch_drain(), flow_drained()). A subscriber whose
+ *   queue does not get there within lossless_stall_ms of going over is cut
+ *   with ERR 6, and its waiting publishers resume.
  */
 #ifndef SOCKBUS_FLOW_H
 #define SOCKBUS_FLOW_H
@@ -29,12 +32,26 @@
 #include <stdint.h>
 
 struct bus;
+struct conn;
 struct conn_shared;
 struct frame;
 struct peer;
 
-/* Apply the policy to the bus's connections (the pause threshold). */
-void flow_init(struct bus *b);
+/* Ends a subscriber that stalled past lossless_stall_ms (with ERR 6). */
+typedef void flow_cut_fn(struct peer *p);
+
+/* Apply the policy to the bus's connections (the pause threshold, the
+ * drain mark) and start the stall timer, which calls `cut`. Does not
+ * allocate. */
+void flow_init(struct bus *b, flow_cut_fn *cut);
+
+/* Apply the configuration again (after a reload): the pause threshold,
+ * the drain mark and the stall bound, for the stalls that start from now
+ * on. */
+void flow_apply(struct bus *b);
+
+/* Close the stall timer (every peer has ended). */
+void flow_close(struct bus *b);
 
 /*
  * Queue a MSG to `p` for subscription `sid`, built from the PUB frame
@@ -44,5 +61,24 @@ void flow_init(struct bus *b);
  */
 bool flow_queue_msg(struct bus *b, struct peer *p, uint32_t sid, uint8_t flags,
                     const struct frame *pub, struct conn_shared *body);
+
+/*
+ * The same for a lossless subscription: queued even past max_pending
+ * (false only for memory, counted as a drop, or when `p` is ending). When
+ * it went past, `origin` (the publisher; NULL: the broker's own message,
+ * which holds back bus->cause if set) is paused until p's queue has
+ * drained, unless it is p itself or waits already, and p's stall clock
+ * starts if it was not running.
+ */
+bool flow_queue_lossless(struct bus *b, struct peer *origin, struct peer *p, uint32_t sid,
+                         uint8_t flags, const struct frame *pub, struct conn_shared *body);
+
+/* conn_ops.drained: `c`'s queue has fallen to max_pending/2: its stall
+ * ends and the publishers waiting for it resume. */
+void flow_drained(struct conn *c);
+
+/* `p` is ending or closing: it no longer stalls, and whoever waits for it
+ * resumes; it no longer waits for anyone. */
+void flow_forget(struct bus *b, struct peer *p);
 
 #endif /* SOCKBUS_FLOW_H */

@@ -18,6 +18,8 @@ int peer_new(struct bus *bus, struct net *net, const struct transport_ops *trans
     }
     p->bus = bus;
     sidmap_init(&p->subs);
+    list_init(&p->waiting);
+    list_init(&p->waiters);
     int r = conn_init(&p->conn, net, transport);
     if (r < 0) {
         free(p);

@@ -55,6 +55,20 @@ struct peer {
     /* On bus->unwelcomed from its accept until its HELLO is handled or it
      * ends. */
     struct deadline_link wait;
+
+    /* Lossless subscriptions (flow.c). */
+    uint32_t lossless;          /* how many of its subscriptions are */
+    struct peer *paused_on;     /* the subscriber it waits for; NULL: none */
+    struct list_link waiting;   /* on paused_on->waiters */
+    struct list_link waiters;   /* publishers waiting for this one's queue */
+    struct deadline_link stall; /* on bus->stalled while its queue is over */
+    /* Text mode (textmode.c): the last sid the broker gave one of its SUBs,
+     * its inbox subscription's sid (0: none yet), the last request token. */
+    struct {
+        uint32_t last_sid;
+        uint32_t inbox_sid;
+        uint64_t last_req;
+    } text;
 };
 
 static inline struct peer *peer_of(struct conn *c)

@@ -27,7 +27,7 @@
 #include "config.h"
 #include "conn.h"
 #include "frame.h"
-#include "hello.h"
+#include "handshake.h"
 #include "log.h"
 #include "peer.h"
 #include "router.h"
@@ -37,7 +37,6 @@
 #include "version.h"
 
 #include <errno.h>
-#include <json-c/json.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -74,6 +73,9 @@ static const struct proto_error_row proto_errors[PROTO_E_END] = {
                             "subjects are the broker's own"},
     [ROUTER_E_SUB_DENIED] = {FRAME_ERR_PERMISSION, NAMES_SUBJECT | DENIED, CONFIG_LIMIT_NONE,
                              "permission denied: cannot subscribe to '%s'"},
+    [ROUTER_E_LOSSLESS_DENIED] = {FRAME_ERR_PERMISSION, NAMES_SUBJECT | DENIED, CONFIG_LIMIT_NONE,
+                                  "permission denied: cannot subscribe to '%s' losslessly; "
+                                  "subscribe without LOSSLESS"},
     [ROUTER_E_SUB_LIMIT] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_MAX_SUBSCRIPTIONS,
                             "cannot subscribe to '%s': max_subscriptions (%n) reached"},
     [ROUTER_E_SUB_BYTES] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_MAX_SUBSCRIPTION_BYTES,
@@ -90,6 +92,9 @@ static const struct proto_error_row proto_errors[PROTO_E_END] = {
     [SYS_E_REQUEST_INVALID] = {FRAME_ERR_REQUEST, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
                                "invalid $SYS.CLIENTS request: %d; send nothing, or "
                                "{\"offset\":N,\"limit\":M} with N >= 0 and M >= 1"},
+    [SYS_E_INTEREST_INVALID] = {FRAME_ERR_REQUEST, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
+                                "invalid $SYS.INTEREST request: the payload must be a subject "
+                                "(1 to 1024 bytes, no wildcards)"},
     [SYS_E_ANSWER_TOO_LARGE] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_MAX_FRAME,
                                 "the answer to '%s' exceeds max_frame (%n); raise --max-frame"},
     [PROTO_E_PUB_FAILED] = {FRAME_ERR_LIMIT, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
@@ -113,6 +118,12 @@ static const struct proto_error_row proto_errors[PROTO_E_END] = {
     [PROTO_E_SECOND_HELLO] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_LIMIT_NONE, "a second HELLO"},
     [PROTO_E_OP_FORBIDDEN] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_LIMIT_NONE,
                               "a client may not send %d"},
+    [PROTO_E_SUB_REVOKED] = {FRAME_ERR_PERMISSION, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
+                             "permission denied: subscription %i to '%s' ended: the reloaded "
+                             "access rules no longer allow it"},
+    [PROTO_E_SLOW_CONSUMER] = {FRAME_ERR_SLOW_CONSUMER, FATAL, CONFIG_LOSSLESS_STALL_MS,
+                               "slow consumer: a lossless subscription's queue stayed over "
+                               "max_pending for lossless_stall_ms (%n ms); read faster"},
 };
 
 /* Bounded text being built. */
@@ -244,33 +255,54 @@ static const struct proto_op proto_ops[UINT8_MAX + 1] = {
 static int proto_welcome(struct peer *p)
 {
     const struct broker_config *cfg = p->bus->cfg;
-    char inbox[64];
-    snprintf(inbox, sizeof(inbox), "_INBOX.%llu.", (unsigned long long)p->conn.id);
-    json_object *o = json_object_new_object();
-    json_object_object_add(o, "protocol", json_object_new_int(SB_PROTOCOL_VERSION));
-    json_object_object_add(o, "server", json_object_new_string(BROKER_NAME));
-    json_object_object_add(o, "version", json_object_new_string(BROKER_VERSION));
-    json_object_object_add(o, "client_id", json_object_new_int64((int64_t)p->conn.id));
-    json_object_object_add(o, "max_frame", json_object_new_int64(cfg->max_frame));
-    /* Not in the contract, but it lets a client pace itself (a publisher
-     * that stays within it never makes a reading subscriber lose). */
-    json_object_object_add(o, "max_pending", json_object_new_int64((int64_t)cfg->max_pending));
-    json_object_object_add(o, "inbox_prefix", json_object_new_string(inbox));
+    /* max_pending is not in the contract, but it lets a client pace itself
+     * (a publisher that stays within it never makes a reading subscriber
+     * lose). */
+    struct handshake_welcome w = {
+        .protocol = SB_PROTOCOL_VERSION,
+        .client_id = p->conn.id,
+        .max_frame = cfg->max_frame,
+        .max_pending = cfg->max_pending,
+    };
+    snprintf(w.server, sizeof(w.server), "%s", BROKER_NAME);
+    snprintf(w.version, sizeof(w.version), "%s", BROKER_VERSION);
+    snprintf(w.inbox_prefix, sizeof(w.inbox_prefix), "_INBOX.%llu.",
+             (unsigned long long)p->conn.id);
+    char *json;
     size_t len;
-    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &len);
-    int r = conn_queue_frame(&p->conn, FRAME_OP_WELCOME, 0, 0, NULL, 0, s, len);
-    json_object_put(o);
+    if (handshake_welcome_encode(&w, &json, &len) < 0) {
+        return -ENOMEM;
+    }
+    int r = conn_queue_frame(&p->conn, FRAME_OP_WELCOME, 0, 0, NULL, 0, json, len);
+    free(json);
     return r;
 }
 
-/* HELLO: {"protocol":1,"name":"...","echo":true} (hello_parse()). Returns 0,
+int proto_admit(struct peer *p, const char *name, bool echo)
+{
+    struct bus *b = p->bus;
+    /* max_connections bounds the welcomed clients (see session_accept()). */
+    if (b->nclients >= b->cfg->max_connections) {
+        return PROTO_E_MAX_CONNECTIONS;
+    }
+    if (sys_list(b, p) < 0) {
+        return -ENOMEM;
+    }
+    p->name = name != NULL ? strdup(name) : NULL;
+    p->echo = echo;
+    p->hello_done = true;
+    b->nclients++;
+    return 0;
+}
+
+/* HELLO: {"protocol":1,"name":"...","echo":true} (handshake_hello_parse()). Returns 0,
  * a PROTO_E_* code or -ENOMEM. */
 static int proto_hello(struct bus *b, struct peer *p, const struct frame *f)
 {
     /* Welcomed or refused below: either way no longer waiting. */
     deadline_list_remove(&p->wait);
-    struct hello h;
-    int r = hello_parse(f->payload, f->payload_len, &h);
+    struct handshake_hello h;
+    int r = handshake_hello_parse(f->payload, f->payload_len, &h);
     if (r == -EPROTO) {
         return PROTO_E_HELLO_INVALID;
     }
@@ -283,23 +315,16 @@ static int proto_hello(struct bus *b, struct peer *p, const struct frame *f)
     if (r < 0) {
         return r;
     }
-    /* max_connections bounds the welcomed clients (see session_accept()). */
-    if (b->nclients >= b->cfg->max_connections) {
-        return PROTO_E_MAX_CONNECTIONS;
+    r = proto_admit(p, h.has_name ? h.name : NULL, h.echo);
+    if (r != 0) {
+        return r;
     }
-    if (sys_list(b, p) < 0) {
-        return -ENOMEM;
-    }
-    p->name = h.has_name ? strdup(h.name) : NULL;
-    p->echo = h.echo;
-    p->hello_done = true;
-    b->nclients++;
     if (proto_welcome(p) < 0) {
         return -ENOMEM;
     }
     sys_event(b, p, true);
     if (log_level >= LOG_VERBOSE) {
-        /* The name is printable UTF-8 already (hello_parse()); escaped all
+        /* The name is printable UTF-8 already (handshake_hello_parse()); escaped all
          * the same, like everything a client sends that reaches the log. */
         char name[TEXT_ESCAPE_MAX(HELLO_NAME_MAX)];
         char peer[TRANSPORT_DESCRIBE_MAX];
@@ -318,14 +343,16 @@ static int proto_hello(struct bus *b, struct peer *p, const struct frame *f)
  * to answer (ROUTER_SYS), a refusal to tell, or a failure. Out of line, so
  * that the hot path, where handlers answer 0, keeps a small frame.
  */
-__attribute__((noinline)) static void
+__attribute__((noinline)) static int
 proto_answer(struct bus *b, struct peer *p, const struct proto_op *op, int r, const struct frame *f)
 {
     char detail[PROTO_DETAIL_MAX] = "";
     if (r == ROUTER_SYS) {
+        b->cause = p; /* a lossless queue its answer fills holds p back */
         r = sys_handle(b, f, detail, sizeof(detail));
+        b->cause = NULL;
         if (r == 0) {
-            return;
+            return 0;
         }
     }
     if (r > 0) {
@@ -336,13 +363,16 @@ proto_answer(struct bus *b, struct peer *p, const struct proto_op *op, int r, co
     } else {
         conn_close(&p->conn); /* out of memory for a reply: nothing to say it with */
     }
+    return r;
 }
 
 /* The first frame of a peer: its HELLO, or a fatal ERR. */
 __attribute__((noinline)) static void proto_first(struct bus *b, struct peer *p,
                                                   const struct frame *f)
 {
+    b->cause = p; /* for its $SYS.EVENT.CONNECT, as for a $SYS answer */
     int r = f->op == FRAME_OP_HELLO ? proto_hello(b, p, f) : PROTO_E_HELLO_REQUIRED;
+    b->cause = NULL;
     if (r != 0) {
         proto_answer(b, p, NULL, r, f);
     }
@@ -354,6 +384,13 @@ __attribute__((noinline)) static void proto_forbidden(struct peer *p, const stru
     char detail[PROTO_DETAIL_MAX];
     snprintf(detail, sizeof(detail), "%s (op 0x%02x)", frame_op_name(f->op), f->op);
     proto_fail(p, PROTO_E_OP_FORBIDDEN, f, detail);
+}
+
+int proto_dispatch(struct peer *p, const struct frame *f)
+{
+    const struct proto_op *op = &proto_ops[f->op];
+    int r = op->handle(p->bus, p, f);
+    return r == 0 ? 0 : proto_answer(p->bus, p, op, r, f);
 }
 
 void proto_frame(struct conn *c, const struct frame *f)

@@ -16,6 +16,7 @@
 
 #include "sys.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct conn;
@@ -35,6 +36,8 @@ enum proto_error {
     PROTO_E_MAX_UNWELCOMED,         /* fatal: max_unwelcomed wait for HELLO */
     PROTO_E_SECOND_HELLO,           /* fatal */
     PROTO_E_OP_FORBIDDEN,           /* fatal: an op only the broker sends */
+    PROTO_E_SUB_REVOKED,            /* a reloaded ACL ended a subscription */
+    PROTO_E_SLOW_CONSUMER,          /* fatal: over max_pending past lossless_stall_ms */
     PROTO_E_END
 };
 
@@ -43,6 +46,22 @@ enum proto_error {
 
 /* conn_ops.frame: handle frame `f` of the peer whose connection is `c`. */
 void proto_frame(struct conn *c, const struct frame *f);
+
+/*
+ * Let the welcomed peer `p` in, as its HELLO does (text mode: with name
+ * "text" and echo on, at its first line): it counts against
+ * max_connections and is listed in $SYS.CLIENTS. Returns 0,
+ * PROTO_E_MAX_CONNECTIONS or -ENOMEM; the caller tells it and announces
+ * it ($SYS.EVENT.CONNECT).
+ */
+int proto_admit(struct peer *p, const char *name, bool echo);
+
+/*
+ * Handle frame `f` (PUB, SUB, UNSUB or PING, built by the broker for a
+ * welcomed peer: text mode) as if `p` had sent it, refusals told as for a
+ * frame. Returns 0 when it was done, nonzero when it was refused.
+ */
+int proto_dispatch(struct peer *p, const struct frame *f);
 
 /*
  * Tell `p` it was refused for `code` (a positive code above): queue the

@@ -20,6 +20,7 @@
 #include "frame.h"
 #include "mem.h"
 #include "sockbus.h"
+#include "subject.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -41,12 +42,6 @@ static const char *node_key(const void *obj, size_t *len)
     const struct retain_node *n = obj;
     *len = n->token_len;
     return n->token;
-}
-
-static size_t token_len(const char *s, size_t len)
-{
-    const char *dot = memchr(s, '.', len);
-    return dot ? (size_t)(dot - s) : len;
 }
 
 static size_t node_size(size_t tok_len)
@@ -147,17 +142,18 @@ int retain_apply(struct retain_store *s, const struct frame *pub, uint64_t max_b
     struct retain_node *path[RETAIN_DEPTH_MAX + 1];
     path[0] = NULL;
 
-    /* As far as the subject's nodes exist. */
+    /* As far as the subject's nodes exist; `pos` is then where the first
+     * token without a node starts. */
     size_t depth = 0;
     size_t pos = 0;
-    while (pos < len) {
-        size_t tl = token_len(subject + pos, len - pos);
-        struct retain_node *c = ctab_find(children_of(s, path, depth), subject + pos, tl, node_key);
+    const char *tok;
+    size_t tl;
+    for (size_t next = pos; subject_next_token(subject, len, &next, &tok, &tl); pos = next) {
+        struct retain_node *c = ctab_find(children_of(s, path, depth), tok, tl, node_key);
         if (c == NULL) {
             break;
         }
         path[++depth] = c;
-        pos += tl + 1;
     }
     bool found = pos >= len; /* every token has its node */
     struct retained *old = found ? path[depth]->value : NULL;
@@ -177,10 +173,8 @@ int retain_apply(struct retain_store *s, const struct frame *pub, uint64_t max_b
     if (!found) {
         struct ctab *tab = children_of(s, path, depth);
         need += ctab_bytes_after_insert(tab) - ctab_bytes(tab);
-        for (size_t p = pos; p < len;) {
-            size_t tl = token_len(subject + p, len - p);
+        for (size_t p = pos; subject_next_token(subject, len, &p, &tok, &tl);) {
             need += mem_footprint(node_size(tl));
-            p += tl + 1;
         }
     }
     if (s->bytes - gone + need > max_bytes) {
@@ -194,14 +188,13 @@ int retain_apply(struct retain_store *s, const struct frame *pub, uint64_t max_b
     r->size = (uint32_t)size;
     frame_encode(r->frame, FRAME_OP_PUB, 0, 0, pub->subject, pub->subject_len, NULL, 0,
                  pub->headers, pub->header_len, pub->payload, pub->payload_len);
-    while (pos < len) {
-        size_t tl = token_len(subject + pos, len - pos);
+    while (subject_next_token(subject, len, &pos, &tok, &tl)) {
         struct retain_node *c = malloc(node_size(tl));
         if (c != NULL) {
             c->children = (struct ctab){0};
             c->value = NULL;
             c->token_len = (uint16_t)tl;
-            memcpy(c->token, subject + pos, tl);
+            memcpy(c->token, tok, tl);
         }
         if (c == NULL || table_insert(s, children_of(s, path, depth), c) < 0) {
             free(c);
@@ -212,7 +205,6 @@ int retain_apply(struct retain_store *s, const struct frame *pub, uint64_t max_b
         s->bytes += mem_footprint(node_size(tl));
         s->nodes++;
         path[++depth] = c;
-        pos += tl + 1;
     }
     struct retain_node *n = path[depth];
     if (old != NULL) {
@@ -247,16 +239,22 @@ static void visit_tree(const struct retain_node *n, void (*fn)(const struct fram
     }
 }
 
-/* The values below the table `tab` that match the pattern p[0..len).
- * `first`: p starts the pattern, where the '$' rule applies. */
-static void match_below(const struct ctab *tab, const char *p, size_t len, bool first,
+/* The values below the table `tab` that match the tokens of the pattern
+ * p[0..len) from `pos` on (pos 0 is the first token, where the '$' rule
+ * applies). */
+static void match_below(const struct ctab *tab, const char *p, size_t len, size_t pos,
                         void (*fn)(const struct frame *, void *), void *arg)
 {
-    size_t tl = token_len(p, len);
-    bool last = tl == len;
-    bool star = tl == 1 && p[0] == '*';
-    if (!star && !(tl == 1 && p[0] == '>')) {
-        const struct retain_node *c = ctab_find(tab, p, tl, node_key);
+    bool first = pos == 0;
+    const char *tok;
+    size_t tl;
+    if (!subject_next_token(p, len, &pos, &tok, &tl)) {
+        return;
+    }
+    bool last = pos >= len;
+    bool star = subject_token_is(tok, tl, '*');
+    if (!star && !subject_token_is(tok, tl, '>')) {
+        const struct retain_node *c = ctab_find(tab, tok, tl, node_key);
         if (c == NULL) {
             return;
         }
@@ -265,14 +263,14 @@ static void match_below(const struct ctab *tab, const char *p, size_t len, bool 
                 visit(c->value, fn, arg);
             }
         } else {
-            match_below(&c->children, p + tl + 1, len - tl - 1, false, fn, arg);
+            match_below(&c->children, p, len, pos, fn, arg);
         }
         return;
     }
     /* A wildcard: every child, but not a first token starting with '$'. */
     struct retain_node *c;
-    for (size_t pos = 0; (c = ctab_next(tab, &pos)) != NULL;) {
-        if (first && c->token[0] == '$') {
+    for (size_t at = 0; (c = ctab_next(tab, &at)) != NULL;) {
+        if (!subject_wildcard_may_take(first, c->token)) {
             continue;
         }
         if (!star) {
@@ -282,7 +280,7 @@ static void match_below(const struct ctab *tab, const char *p, size_t len, bool 
                 visit(c->value, fn, arg);
             }
         } else {
-            match_below(&c->children, p + tl + 1, len - tl - 1, false, fn, arg);
+            match_below(&c->children, p, len, pos, fn, arg);
         }
     }
 }
@@ -293,5 +291,5 @@ void retain_foreach_match(const struct retain_store *s, const char *pattern, siz
     if (s->count == 0 || pattern_len == 0) {
         return;
     }
-    match_below(&s->top, pattern, pattern_len, true, fn, arg);
+    match_below(&s->top, pattern, pattern_len, 0, fn, arg);
 }

@@ -51,17 +51,28 @@ size_t router_sub_cost(const char *pattern, size_t pattern_len, size_t queue_len
 
 static void sub_free(struct bus *b, struct sub *s)
 {
+    if (b->sub_event != NULL) {
+        b->sub_event(b, s, false);
+    }
     subtrie_remove(b->subs, &s->entry, sub_pattern(s), s->pattern_len);
     s->peer->sub_bytes -= s->cost;
+    s->peer->lossless -= (s->flags & FRAME_SUB_LOSSLESS) != 0;
     b->freed_bytes += s->cost;
     b->nsubs--;
     free(s);
 }
 
-/* Queue `value` (a retained message) to the subscription being replayed. */
+/* Queue `value` (a retained message) to the subscription being replayed.
+ * A lossless one gets all of it: the subscriber's own SUB asked for it, so
+ * it is the one held back (by its own backlog) while it drains. */
 static void replay_one(const struct frame *value, void *arg)
 {
     struct sub *s = arg;
+    if (s->flags & FRAME_SUB_LOSSLESS) {
+        flow_queue_lossless(s->peer->bus, s->peer, s->peer, s->sid, FRAME_MSG_RETAINED, value,
+                            NULL);
+        return;
+    }
     flow_queue_msg(s->peer->bus, s->peer, s->sid, FRAME_MSG_RETAINED, value, NULL);
 }
 
@@ -80,6 +91,10 @@ int router_subscribe(struct bus *b, struct peer *p, const struct frame *f)
         !acl_may_subscribe(p->acl_rule, p->conn.id, pattern, f->subject_len)) {
         return ROUTER_E_SUB_DENIED;
     }
+    uint8_t flags = f->flags & FRAME_SUB_LOSSLESS;
+    if ((flags & FRAME_SUB_LOSSLESS) && b->cfg->acl != NULL && !acl_may_lossless(p->acl_rule)) {
+        return ROUTER_E_LOSSLESS_DENIED;
+    }
     if (p->subs.len >= b->cfg->max_subscriptions) {
         return ROUTER_E_SUB_LIMIT;
     }
@@ -97,6 +112,7 @@ int router_subscribe(struct bus *b, struct peer *p, const struct frame *f)
     s->cost = (uint32_t)cost;
     s->pattern_len = f->subject_len;
     s->queue_len = f->reply_len;
+    s->flags = flags;
     memcpy(s->strings, pattern, f->subject_len);
     s->strings[f->subject_len] = '\0';
     memcpy(s->strings + f->subject_len + 1, queue, f->reply_len);
@@ -116,7 +132,11 @@ int router_subscribe(struct bus *b, struct peer *p, const struct frame *f)
         return -ENOMEM;
     }
     p->sub_bytes += s->cost;
+    p->lossless += (flags & FRAME_SUB_LOSSLESS) != 0;
     b->nsubs++;
+    if (b->sub_event != NULL) {
+        b->sub_event(b, s, true);
+    }
     /* The new subscription first receives every retained value it matches,
      * queue group or not, ahead of anything published later. */
     retain_foreach_match(&b->retained, sub_pattern(s), s->pattern_len, replay_one, s);
@@ -188,7 +208,11 @@ __attribute__((always_inline)) static inline int router_route(struct bus *b, str
     for (size_t i = 0; i < b->match.len; i++) {
         struct sub *s = sub_of(b->match.items[i]);
         matched++;
-        flow_queue_msg(b, s->peer, s->sid, msg_flags, f, body);
+        if (__builtin_expect(s->flags & FRAME_SUB_LOSSLESS, 0)) {
+            flow_queue_lossless(b, origin, s->peer, s->sid, msg_flags, f, body);
+        } else {
+            flow_queue_msg(b, s->peer, s->sid, msg_flags, f, body);
+        }
         if (s->remaining > 0 && --s->remaining == 0) {
             /* Auto-unsubscribe: each sub appears once in the result, so
              * freeing it here cannot leave a dangling entry behind. */

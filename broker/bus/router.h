@@ -38,6 +38,7 @@ enum router_error {
     ROUTER_E_REPLY_DENIED,        /* PUB: the ACL forbids the reply subject */
     ROUTER_E_REPLY_SYS,           /* PUB: the reply subject is a $SYS. one */
     ROUTER_E_SUB_DENIED,          /* SUB: the ACL does not cover the pattern */
+    ROUTER_E_LOSSLESS_DENIED,     /* SUB: the ACL forbids lossless ones */
     ROUTER_E_SUB_LIMIT,           /* SUB: max_subscriptions reached */
     ROUTER_E_SUB_BYTES,           /* SUB: max_subscription_bytes reached */
     ROUTER_E_SID_IN_USE,          /* SUB: sid 0, or one the peer uses */
@@ -69,6 +70,7 @@ struct sub {
     uint32_t cost;      /* bytes charged to peer->sub_bytes (router_sub_cost()) */
     uint16_t pattern_len;
     uint16_t queue_len;
+    uint8_t flags;  /* the SUB's flags it keeps: FRAME_SUB_LOSSLESS */
     char strings[]; /* pattern NUL queue NUL */
 };
 
@@ -88,8 +90,9 @@ static inline const char *sub_queue(const struct sub *s)
 }
 
 /* SUB frame: subscribe `f->sid` to pattern f->subject, queue group
- * f->reply, and replay the retained values it matches. Returns 0,
- * ROUTER_E_SID_IN_USE, ROUTER_E_PATTERN_INVALID, ROUTER_E_SUB_DENIED,
+ * f->reply, lossless with FRAME_SUB_LOSSLESS, and replay the retained
+ * values it matches. Returns 0, ROUTER_E_SID_IN_USE,
+ * ROUTER_E_PATTERN_INVALID, ROUTER_E_SUB_DENIED, ROUTER_E_LOSSLESS_DENIED,
  * ROUTER_E_SUB_LIMIT, ROUTER_E_SUB_BYTES or -ENOMEM, checked in that
  * order. */
 int router_subscribe(struct bus *b, struct peer *p, const struct frame *f);

@@ -21,11 +21,13 @@
 #include "bus.h"
 #include "config.h"
 #include "flow.h"
+#include "interest.h"
 #include "log.h"
 #include "peer.h"
 #include "proto.h"
 #include "router.h"
 #include "sys.h"
+#include "textmode.h"
 
 #include <errno.h>
 #include <unistd.h>
@@ -37,18 +39,28 @@ static void session_hello_expired(struct deadline_link *wait, void *data)
     proto_fail(p, PROTO_E_HELLO_TIMEOUT, NULL, NULL); /* logged at -v, as every ERR */
 }
 
+/* A lossless subscriber stalled past lossless_stall_ms (flow.c). */
+static void session_cut_slow(struct peer *p)
+{
+    proto_fail(p, PROTO_E_SLOW_CONSUMER, NULL, NULL);
+}
+
 int session_init(struct bus *b, struct net *net, const struct broker_config *cfg)
 {
     int r = bus_init(b, net, cfg);
     deadline_list_init(&b->unwelcomed, net->loop, cfg->hello_timeout_ms, session_hello_expired,
                        NULL);
-    flow_init(b);
+    flow_init(b, session_cut_slow);
+    interest_init(b);
+    b->sub_event = interest_sub_event;
     return r;
 }
 
 void session_close(struct bus *b)
 {
     deadline_list_close(&b->unwelcomed);
+    flow_close(b);
+    interest_close(b);
 }
 
 void session_deinit(struct bus *b)
@@ -105,6 +117,7 @@ static void session_ending(struct conn *c)
     deadline_list_remove(&p->wait);
     sys_unlist(p->bus, p);
     router_remove_peer(p->bus, p);
+    flow_forget(p->bus, p);
 }
 
 static void session_closing(struct conn *c)
@@ -118,6 +131,7 @@ static void session_closing(struct conn *c)
         sys_event(b, p, false);
     }
     router_remove_peer(b, p);
+    flow_forget(b, p);
     if (p->hello_done && log_level >= LOG_VERBOSE) {
         char peer[TRANSPORT_DESCRIBE_MAX];
         conn_describe(c, peer, sizeof(peer));
@@ -135,4 +149,7 @@ const struct conn_ops session_conn_ops = {
     .ending = session_ending,
     .closing = session_closing,
     .closed = session_closed,
+    .drained = flow_drained,
+    .text_begin = text_begin,
+    .text_line = text_line,
 };

@@ -112,6 +112,17 @@ typedef bool (*subtrie_accept_fn)(struct subtrie_sub *s, void *arg);
 int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_len,
                          subtrie_accept_fn accept, void *arg, struct subtrie_result *res);
 
+/*
+ * How many subscriptions a publish on `subject` would reach now: each
+ * plain one that matches, and each matching queue group once; counted up
+ * to `max` (a caller that only asks whether anyone listens passes 1).
+ * Unlike a match it takes no group's turn and leaves the match cache
+ * alone, so it may be asked while a match's result is being walked.
+ * Returns 0 and *count, -EINVAL for an invalid subject, or -ENOMEM.
+ */
+int subtrie_interest(struct subtrie *t, const char *subject, size_t subject_len, size_t max,
+                     size_t *count);
+
 /* Number of subscriptions in the trie. */
 size_t subtrie_count(const struct subtrie *t);
 

@@ -23,6 +23,7 @@
 #include "config.h"
 #include "conn.h"
 #include "frame.h"
+#include "interest.h"
 #include "peer.h"
 #include "router.h"
 
@@ -61,9 +62,46 @@ static json_object *sys_stats(const struct bus *b)
     json_object_object_add(o, "bytes_out", u64(b->stats.bytes_out));
     json_object_object_add(o, "dropped", u64(b->stats.dropped));
     json_object_object_add(o, "denied", u64(b->stats.denied));
+    json_object_object_add(o, "stalls", u64(b->stats.stalls));
+    json_object_object_add(o, "slow_consumers", u64(b->stats.slow_consumers));
     json_object_object_add(o, "retained", u64(b->retained.count));
     json_object_object_add(o, "retained_bytes", u64(b->retained.bytes));
     return o;
+}
+
+/* "subs" of a client object: its subscriptions, at most
+ * SYS_CLIENT_SUBS_MAX and within `room` bytes of JSON; *more is set when
+ * some are left out. */
+static json_object *sys_client_subs(const struct peer *p, size_t room, bool *more)
+{
+    json_object *a = json_object_new_array();
+    size_t used = 2;
+    uint32_t sid;
+    void *v;
+    *more = false;
+    for (size_t i = 0; sidmap_next(&p->subs, &i, &sid, &v);) {
+        const struct sub *s = v;
+        /* Its JSON, at most: every byte of pattern and queue escaped to
+         * two, the keys and the numbers. */
+        size_t size = 2 * (s->pattern_len + s->queue_len) + 96;
+        if (json_object_array_length(a) >= SYS_CLIENT_SUBS_MAX || used + size > room) {
+            *more = true;
+            break;
+        }
+        used += size;
+        json_object *o = json_object_new_object();
+        json_object_object_add(o, "sid", u64(s->sid));
+        json_object_object_add(o, "pattern",
+                               json_object_new_string_len(sub_pattern(s), s->pattern_len));
+        json_object_object_add(
+            o, "queue",
+            s->queue_len > 0 ? json_object_new_string_len(sub_queue(s), s->queue_len) : NULL);
+        json_object_object_add(o, "lossless",
+                               json_object_new_boolean((s->flags & FRAME_SUB_LOSSLESS) != 0));
+        json_object_object_add(o, "sender", json_object_new_boolean(false));
+        json_object_array_add(a, o);
+    }
+    return a;
 }
 
 static json_object *sys_client(const struct peer *p)
@@ -82,7 +120,30 @@ static json_object *sys_client(const struct peer *p)
     json_object_object_add(o, "msgs_in", u64(p->msgs_in));
     json_object_object_add(o, "msgs_out", u64(p->msgs_out));
     json_object_object_add(o, "dropped", u64(p->dropped));
+    json_object_object_add(o, "paused", json_object_new_boolean(p->paused_on != NULL));
+    json_object_object_add(o, "lossless", u64(p->lossless));
+    size_t room = p->bus->cfg->max_frame / 8;
+    bool more;
+    json_object_object_add(
+        o, "subs",
+        sys_client_subs(p, room < SYS_CLIENT_SUBS_BYTES ? room : SYS_CLIENT_SUBS_BYTES, &more));
+    json_object_object_add(o, "subs_more", json_object_new_boolean(more));
     return o;
+}
+
+int sys_stats_json(const struct bus *b, char **json, size_t *len)
+{
+    json_object *o = sys_stats(b);
+    size_t n;
+    const char *s = json_object_to_json_string_length(o, JSON_C_TO_STRING_PLAIN, &n);
+    char *copy = s != NULL ? strdup(s) : NULL;
+    json_object_put(o);
+    if (copy == NULL) {
+        return -ENOMEM;
+    }
+    *json = copy;
+    *len = n;
+    return 0;
 }
 
 /* Publish `o` (consumed) on subject, as the broker. */
@@ -271,6 +332,11 @@ int sys_handle(struct bus *b, const struct frame *f, char *why, size_t why_len)
             return SYS_E_REQUEST_INVALID;
         }
         r = sys_clients_answer(b, f, &page);
+    } else if (subject_is(f, INTEREST_SUBJECT)) {
+        r = interest_answer(b, f);
+        if (r == -EINVAL) {
+            return SYS_E_INTEREST_INVALID;
+        }
     } else {
         return SYS_E_DENIED;
     }

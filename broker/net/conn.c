@@ -20,6 +20,10 @@
  * their turn. The same holding keeps a connection whose own output is over
  * net->backlog_max (its replies pile up unread: bus/flow.c) from handling
  * more until a write makes room: backpressure on that connection only.
+ * The layer above may hold a connection the same way for the sake of
+ * another (conn_pause(): a publisher waits for a lossless subscriber's
+ * queue, bus/flow.c), and asks to hear when a queue has drained
+ * (conn_watch_drain()).
  *
  * Writing. Output is appended to `out` and written once per loop iteration
  * by conn_flush(), called from the schedule's check handle: first with
@@ -30,6 +34,15 @@
  * through the same writev as the bytes around it. Which messages are
  * queued and which dropped is not decided here (bus/flow.c); a DROPPED
  * notice for those dropped goes out with the next write.
+ *
+ * Text mode (docs/protocol.md, Text mode). A connection whose first four
+ * bytes are printable ASCII cannot be sending a frame (its size would pass
+ * any max_frame), so the frame parser refuses it as too large; only on
+ * that error path is the layer above asked whether it is a text client
+ * (conn_ops.text_begin). From then on its input is cut into lines
+ * (conn_process_lines(), with the same slices and holding), and its output
+ * is written as text (textout.c): one test of `text` per read and one per
+ * write, none per message.
  *
  * Ending. conn_end() queues a fatal ERR, stops reading and closes the
  * connection once the flush has made one attempt to write it (or when a
@@ -47,6 +60,7 @@
 #include "frame.h"
 #include "log.h"
 #include "text.h"
+#include "textout.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -152,7 +166,9 @@ static void conn_read_stop(struct conn *c)
 
 void conn_end(struct conn *c, uint32_t code, const char *text)
 {
-    conn_queue_err(c, code, NULL, 0, "%s", text);
+    if (text != NULL) {
+        conn_queue_err(c, code, NULL, 0, "%s", text);
+    }
     if (c->closing) {
         return;
     }
@@ -181,10 +197,15 @@ static void conn_append_dropped(struct conn *c)
 }
 
 /* A connection paused for its backlog goes on once the backlog fits: with
- * the frames it holds, in the next iteration, else by reading again. */
+ * the frames it holds, in the next iteration, else by reading again. One
+ * whose drain is watched says when its output has fallen to the mark. */
 static void conn_maybe_resume(struct conn *c)
 {
-    if (!conn_takes_output(c) || conn_pending(c) > c->net->backlog_max) {
+    if (c->watched && conn_takes_output(c) && conn_pending(c) <= c->net->drain_mark) {
+        c->watched = false;
+        c->net->ops->drained(c); /* may unpause others, or end c */
+    }
+    if (!conn_takes_output(c) || c->paused || conn_pending(c) > c->net->backlog_max) {
         return;
     }
     if (c->held) {
@@ -226,6 +247,12 @@ static void conn_flush(struct conn *c)
     }
     if (c->dropped_unreported > 0 && !c->draining) {
         conn_append_dropped(c);
+    }
+    /* The one place a text-mode connection costs the others anything: its
+     * frames become lines here, once per write (textout.h). */
+    if (c->text && textout_encode(&c->out) < 0) {
+        conn_close(c);
+        return;
     }
     struct connbuf_iov *iov = &c->net->iov;
     size_t total = c->out.len + c->out.seg_bytes;
@@ -271,6 +298,29 @@ static void conn_flush(struct conn *c)
     c->writing = true;
 }
 
+void conn_pause(struct conn *c)
+{
+    /* Its slice is used up: conn_process() stops before its next frame,
+     * with no test of its own per frame; and it no longer reads. The
+     * schedule gives it a fresh slice only once conn_unpause() puts it
+     * back on the ready list (or reading). */
+    c->paused = true;
+    c->slice.iteration = c->net->schedule.iteration;
+    c->slice.used = SCHEDULE_SLICE;
+    conn_read_stop(c);
+}
+
+void conn_unpause(struct conn *c)
+{
+    c->paused = false;
+    conn_maybe_resume(c);
+}
+
+void conn_discard_output(struct conn *c)
+{
+    connbuf_clear(&c->out);
+}
+
 /* ---- frames ------------------------------------------------------------- */
 
 /* May `c` handle another frame now? Not once it has used up its slice of
@@ -282,20 +332,84 @@ static bool conn_may_go_on(struct conn *c)
            conn_pending(c) <= c->net->backlog_max;
 }
 
-/* A frame that cannot be parsed ends the connection: why, in one line. */
-static void conn_refuse_frame(struct conn *c, const uint8_t *p, int err)
+/*
+ * Text mode: hand the complete lines in buf[0..len) to the layer above,
+ * like conn_process() does frames (the same slice, the same holding). A
+ * line, "\n" included, is at most max_frame bytes; a longer one ends the
+ * connection with ERR 2 as soon as that many bytes without a "\n" are
+ * there. Each pass looks for the "\n" from the start of the partial line
+ * again: at most max_frame bytes, a few times over.
+ */
+__attribute__((noinline)) static size_t conn_process_lines(struct conn *c, const uint8_t *buf,
+                                                           size_t len)
 {
+    struct net *n = c->net;
+    size_t off = 0;
+    c->held = false;
+    while (conn_takes_output(c) && off < len) {
+        size_t left = len - off;
+        size_t look = left < n->max_frame ? left : n->max_frame;
+        const uint8_t *nl = memchr(buf + off, '\n', look);
+        if (nl == NULL) {
+            if (left >= n->max_frame) {
+                char text[96];
+                snprintf(text, sizeof(text), "line of more than max_frame (%u) bytes",
+                         n->max_frame);
+                conn_end(c, FRAME_ERR_TOO_LARGE, text);
+            }
+            break;
+        }
+        if (!conn_may_go_on(c)) {
+            c->held = true;
+            break;
+        }
+        size_t size = (size_t)(nl - (buf + off)) + 1;
+        size_t line = size - 1;
+        if (line > 0 && buf[off + line - 1] == '\r') {
+            line--;
+        }
+        uint64_t work = n->schedule.work;
+        n->ops->text_line(c, buf + off, line);
+        c->slice.used += size + (size_t)(n->schedule.work - work);
+        off += size;
+    }
+    return off;
+}
+
+/*
+ * A frame that cannot be parsed at buf[off..len): either the first line
+ * of a text-mode connection (four printable bytes, before any frame: the
+ * layer above decides, conn_ops.text_begin), whose lines are then handled
+ * here, or the end of the connection, with why in one line. Returns the
+ * bytes consumed. Out of line, and given buf, off and len as the loop of
+ * conn_process_frames() holds them anyway: that loop keeps its registers
+ * whatever text mode needs (buf + off and len - off kept across its call
+ * of frame_parse() cost 4 instructions a frame).
+ */
+__attribute__((noinline)) static size_t conn_refuse_frame(struct conn *c, const uint8_t *buf,
+                                                          size_t off, size_t len, int err)
+{
+    const uint8_t *p = buf + off;
+    len -= off;
+    if (err == -EMSGSIZE && len >= 4 && frame_text_start(p) && c->net->ops->text_begin != NULL) {
+        c->text = true;
+        if (c->net->ops->text_begin(c)) {
+            return conn_process_lines(c, p, len);
+        }
+        c->text = false;
+    }
     if (err == -EMSGSIZE) {
         char text[96];
         snprintf(text, sizeof(text), "frame of %u bytes exceeds max_frame (%u)", frame_get_u32(p),
                  c->net->max_frame);
         conn_end(c, FRAME_ERR_TOO_LARGE, text);
-        return;
+        return 0;
     }
     conn_end(c, FRAME_ERR_PROTOCOL,
              frame_get_u32(p) < FRAME_MIN_SIZE ? "frame size below 16"
              : frame_op_known(p[4])            ? "frame lengths overrun the frame"
                                                : "unknown op");
+    return 0;
 }
 
 /*
@@ -303,7 +417,7 @@ static void conn_refuse_frame(struct conn *c, const uint8_t *p, int err)
  * conn_may_go_on(). Returns the bytes consumed; sets `held` when whole
  * frames are left for later. Stops early when the connection ends.
  */
-static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
+static size_t conn_process_frames(struct conn *c, const uint8_t *buf, size_t len)
 {
     struct net *n = c->net;
     size_t off = 0;
@@ -315,7 +429,7 @@ static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
             break;
         }
         if (r < 0) {
-            conn_refuse_frame(c, buf + off, r);
+            off += conn_refuse_frame(c, buf, off, len, r);
             break;
         }
         if (!conn_may_go_on(c)) {
@@ -330,6 +444,13 @@ static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
     return off;
 }
 
+/* The frames, or the lines of a text-mode connection, in buf[0..len):
+ * one test per read. */
+static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
+{
+    return c->text ? conn_process_lines(c, buf, len) : conn_process_frames(c, buf, len);
+}
+
 /*
  * After conn_process(): a connection that holds frames stops reading until
  * they are handled, in the next iteration or, when its own output is over
@@ -342,10 +463,10 @@ static void conn_after_process(struct conn *c)
         return;
     }
     bool full = conn_pending(c) > c->net->backlog_max;
-    if (c->held || full) {
+    if (c->held || full || c->paused) {
         conn_read_stop(c);
     }
-    if (c->held && !full) {
+    if (c->held && !full && !c->paused) {
         schedule_mark_ready(&c->net->schedule, &c->ready);
     }
 }
@@ -459,7 +580,7 @@ static void conn_consume_in(struct conn *c)
 /* The frames a connection on the ready list holds, with a fresh slice. */
 static void conn_resume(struct conn *c)
 {
-    if (!conn_takes_output(c)) {
+    if (!conn_takes_output(c) || c->paused) {
         return;
     }
     conn_consume_in(c);
@@ -585,6 +706,7 @@ void net_init(struct net *n, uv_loop_t *loop, const struct conn_ops *ops, uint32
     n->ops = ops;
     n->max_frame = max_frame;
     n->backlog_max = UINT64_MAX;
+    n->drain_mark = 0;
     n->nconns = 0;
     n->next_id = 0;
     n->iov = (struct connbuf_iov){0};

@@ -71,6 +71,18 @@ struct conn_ops {
     void (*closing)(struct conn *c);
     /* The handle is closed and the conn on no list: its memory may go. */
     void (*closed)(struct conn *c);
+    /* conn_watch_drain() was called and the connection's queued output has
+     * fallen to net->drain_mark or below (writes made room). Called once
+     * per conn_watch_drain(). */
+    void (*drained)(struct conn *c);
+    /* Text mode (docs/protocol.md, Text mode; may be NULL: never). The
+     * first four bytes of `c` are printable ASCII: may it speak lines from
+     * now on? Called once, before any frame was handed up; `c->text` is
+     * already true and stays so when it answers true. */
+    bool (*text_begin)(struct conn *c);
+    /* One line of a text-mode connection, without its "\n" and a "\r"
+     * before it: valid until the call returns. */
+    void (*text_line)(struct conn *c, const uint8_t *line, size_t len);
 };
 
 typedef void net_close_cb(struct net *n);
@@ -90,6 +102,8 @@ struct net {
      * more of its frames and is not read from until writes bring it back
      * under: the layer above sets it (bus/flow.c); UINT64_MAX: never. */
     uint64_t backlog_max;
+    /* What ops->drained() waits for: queued output at or below this. */
+    uint64_t drain_mark;
     struct deadline_list draining; /* struct conn.drain */
     struct connbuf_iov iov;        /* conn_flush() describes a queue here */
     net_close_cb *close_cb;        /* net_close() was called */
@@ -117,6 +131,10 @@ struct conn {
     bool reading;  /* uv_read_start() in effect */
     bool writing;  /* a uv_write() is in flight on `wbuf` */
     bool held;     /* `in` holds whole frames not handled yet */
+    bool paused;   /* conn_pause(): no frames handled, no reading */
+    bool watched;  /* conn_watch_drain(): ops->drained() is owed */
+    bool text;     /* speaks lines (conn_ops.text_begin); output is encoded
+                    * as text when it is written (textout.h) */
 
     struct schedule_slice slice;
 
@@ -240,6 +258,30 @@ static inline int conn_queue_msg(struct conn *c, uint32_t sid, uint8_t flags,
     return 0;
 }
 
+/*
+ * Pause: handle no more of this connection's frames (those read already
+ * wait in `in`) and stop reading from it, until conn_unpause(). The layer
+ * above's backpressure (bus/flow.c): called while one of its frames is
+ * being handled, it takes effect at the next frame.
+ */
+void conn_pause(struct conn *c);
+
+/* Go on after conn_pause(): the frames held first, in the next iteration
+ * (unless the connection's own output holds it back, as always). */
+void conn_unpause(struct conn *c);
+
+/* Forget the output queued and not yet handed to a write: for a
+ * connection about to be ended (conn_end()), so that its ERR goes out
+ * right behind what is being written. */
+void conn_discard_output(struct conn *c);
+
+/* Have ops->drained(c) called once the connection's queued output falls to
+ * net->drain_mark or below. */
+static inline void conn_watch_drain(struct conn *c)
+{
+    c->watched = true;
+}
+
 /* A message was dropped for this connection: a DROPPED notice with the
  * count goes out with its next write. */
 void conn_note_dropped(struct conn *c);
@@ -260,7 +302,8 @@ void conn_queue_err(struct conn *c, uint32_t code, const void *subject, size_t s
 /*
  * End the connection with a fatal ERR `code`: queue it, stop taking
  * input, tell ops->ending(), and close once the queue is written (or
- * CONN_DRAIN_MS later).
+ * CONN_DRAIN_MS later). With `text` NULL no ERR is queued: the end a
+ * client asked for (text mode's QUIT).
  */
 void conn_end(struct conn *c, uint32_t code, const char *text);
 

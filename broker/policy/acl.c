@@ -18,6 +18,7 @@
 #include "acl.h"
 
 #include "sockbus.h"
+#include "subject.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -177,64 +178,11 @@ const char *acl_rule_name(const struct acl_rule *rule, char *buf, size_t len)
 
 /* ---- checks ------------------------------------------------------------- */
 
-/* The next token of s[0..len) from *pos: writes it and moves *pos past its
- * dot. Returns false when no token is left. */
-static bool next_token(const char *s, size_t len, size_t *pos, const char **tok, size_t *tok_len)
-{
-    if (*pos >= len) {
-        return false;
-    }
-    const char *start = s + *pos;
-    const char *dot = memchr(start, '.', len - *pos);
-    size_t n = dot ? (size_t)(dot - start) : len - *pos;
-    *tok = start;
-    *tok_len = n;
-    *pos += n + 1; /* past the dot, or past the end */
-    return true;
-}
-
-static bool is_token(const char *tok, size_t len, char c)
-{
-    return len == 1 && tok[0] == c;
-}
-
 bool acl_pattern_covers(const char *allowed, size_t allowed_len, const char *requested,
                         size_t requested_len)
 {
-    if (allowed_len == 0 || requested_len == 0) {
-        return false;
-    }
-    /* The '$' rule: a leading wildcard never matches "$..." subjects, so it
-     * cannot cover a pattern that names them. */
-    if ((allowed[0] == '*' || allowed[0] == '>') && (allowed_len == 1 || allowed[1] == '.') &&
-        requested[0] == '$') {
-        return false;
-    }
-    size_t pa = 0;
-    size_t pr = 0;
-    for (;;) {
-        const char *a;
-        const char *r;
-        size_t alen;
-        size_t rlen;
-        bool have_a = next_token(allowed, allowed_len, &pa, &a, &alen);
-        bool have_r = next_token(requested, requested_len, &pr, &r, &rlen);
-        if (!have_a) {
-            return !have_r; /* equal length: covered; `requested` longer: not */
-        }
-        if (is_token(a, alen, '>')) {
-            return have_r; /* one or more tokens of any kind */
-        }
-        if (!have_r || is_token(r, rlen, '>')) {
-            return false; /* shorter, or open-ended where `allowed` is not */
-        }
-        if (is_token(a, alen, '*')) {
-            continue; /* a literal or '*' */
-        }
-        if (alen != rlen || memcmp(a, r, alen) != 0) {
-            return false; /* a literal covers only itself */
-        }
-    }
+    /* The grammar's own answer, `$` rule included (wire/subject.h). */
+    return subject_pattern_covers(allowed, allowed_len, requested, requested_len);
 }
 
 bool acl_in_inbox(uint64_t client_id, const char *s, size_t len)
@@ -275,4 +223,9 @@ bool acl_may_subscribe(const struct acl_rule *rule, uint64_t client_id, const ch
 {
     return acl_in_inbox(client_id, pattern, len) ||
            (rule != NULL && list_takes(&rule->subscribe, acl_pattern_covers, pattern, len));
+}
+
+bool acl_may_lossless(const struct acl_rule *rule)
+{
+    return rule != NULL && !rule->no_lossless;
 }

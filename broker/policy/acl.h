@@ -53,6 +53,7 @@ struct acl_rule {
     size_t index; /* position in the file, for messages */
     struct acl_list publish;
     struct acl_list subscribe;
+    bool no_lossless; /* "lossless": false: no lossless subscriptions */
 };
 
 /* The rules, in file order. Built by acl_parse() (acl_config.h), freed by
@@ -121,6 +122,10 @@ bool acl_may_reply(const struct acl_rule *rule, uint64_t client_id, const char *
 bool acl_may_subscribe(const struct acl_rule *rule, uint64_t client_id, const char *pattern,
                        size_t len);
 
+/* acl_may_lossless(): may a SUB be lossless (docs/protocol.md, Lossless
+ * subscriptions)? Unless the rule says "lossless": false. */
+bool acl_may_lossless(const struct acl_rule *rule);
+
 /*
  * Does pattern `allowed` cover pattern `requested`: is every subject that
  * `requested` matches also matched by `allowed`? Token by token: '>' covers
@@ -129,7 +134,7 @@ bool acl_may_subscribe(const struct acl_rule *rule, uint64_t client_id, const ch
  * first token is a wildcard does not cover one whose first token starts
  * with '$' (it does not match such subjects: docs/protocol.md, Subjects and
  * patterns). Both must be valid
- * patterns.
+ * patterns. The ACL's name for subject_pattern_covers() (wire/subject.h).
  */
 bool acl_pattern_covers(const char *allowed, size_t allowed_len, const char *requested,
                         size_t requested_len);

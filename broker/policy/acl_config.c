@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char rule_keys[] = "uid, gid, user, group, tcp, default, publish, subscribe";
+static const char rule_keys[] = "uid, gid, user, group, tcp, default, publish, subscribe, lossless";
 
 /* One line naming the file and the rule: "config FILE: acl[2]: TEXT". */
 __attribute__((format(printf, 5, 6))) static int fail(char *err, size_t err_len, const char *path,
@@ -185,6 +185,12 @@ static int rule_parse(json_object *o, const char *path, size_t index, struct acl
             rc = list_parse(v, key, path, index, &r.publish, err, err_len);
         } else if (strcmp(key, "subscribe") == 0) {
             rc = list_parse(v, key, path, index, &r.subscribe, err, err_len);
+        } else if (strcmp(key, "lossless") == 0) {
+            if (!json_object_is_type(v, json_type_boolean)) {
+                rc = fail(err, err_len, path, index, "\"lossless\" must be true or false, not %s",
+                          jsonval_type_name(v));
+            }
+            r.no_lossless = !json_object_get_boolean(v);
         } else {
             rc = fail(err, err_len, path, index, "unknown key \"%s\"; known keys: %s", key,
                       rule_keys);

@@ -14,6 +14,7 @@
 #include "acl.h"
 #include "acl_config.h"
 #include "errmsg.h"
+#include "frame.h"
 #include "jsonval.h"
 #include "log.h"
 #include "sockbus.h"
@@ -32,8 +33,8 @@
 
 static const char known_keys[] = "socket, tcp, mode, group, max_frame, max_connections, "
                                  "max_unwelcomed, hello_timeout_ms, max_subscriptions, "
-                                 "max_subscription_bytes, max_pending, max_retained_bytes, log, "
-                                 "acl";
+                                 "max_subscription_bytes, max_pending, max_retained_bytes, "
+                                 "lossless_stall_ms, log, acl";
 
 /* What is being built, and where errors go. */
 struct config_ctx {
@@ -69,7 +70,7 @@ __attribute__((format(printf, 2, 3))) static int fail(struct config_ctx *ctx, co
 
 const struct config_limit config_limits[CONFIG_LIMITS] = {
     [CONFIG_MAX_FRAME] =
-        LIMIT_ROW(max_frame, BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_FRAME_MIN, UINT32_MAX),
+        LIMIT_ROW(max_frame, BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_FRAME_MIN, FRAME_MAX_FRAME_CAP),
     [CONFIG_MAX_CONNECTIONS] =
         LIMIT_ROW(max_connections, BROKER_MAX_CONNECTIONS_DEFAULT, 1, UINT32_MAX),
     [CONFIG_MAX_UNWELCOMED] = LIMIT_ROW(max_unwelcomed, 0, 1, UINT32_MAX),
@@ -82,6 +83,8 @@ const struct config_limit config_limits[CONFIG_LIMITS] = {
     [CONFIG_MAX_PENDING] = LIMIT_ROW(max_pending, BROKER_MAX_PENDING_DEFAULT, 1, UINT64_MAX),
     [CONFIG_MAX_RETAINED_BYTES] =
         LIMIT_ROW(max_retained_bytes, BROKER_MAX_RETAINED_BYTES_DEFAULT, 0, UINT64_MAX),
+    [CONFIG_LOSSLESS_STALL_MS] =
+        LIMIT_ROW(lossless_stall_ms, BROKER_LOSSLESS_STALL_MS_DEFAULT, 1, UINT32_MAX),
 };
 
 const struct config_limit *config_limit_find(const char *key)

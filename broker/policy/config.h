@@ -11,7 +11,8 @@
  * with '_' for '-': "socket", "tcp", "mode", "group", "max_frame",
  * "max_connections", "max_unwelcomed", "hello_timeout_ms",
  * "max_subscriptions", "max_subscription_bytes", "max_pending",
- * "max_retained_bytes", "log", and "acl" (acl_config.h). A flag given on
+ * "max_retained_bytes", "lossless_stall_ms", "log", and "acl"
+ * (acl_config.h). A flag given on
  * the command line wins over the same setting in the file.
  */
 #ifndef SOCKBUS_CONFIG_H
@@ -27,6 +28,9 @@
 #define BROKER_MAX_PENDING_DEFAULT        (8u * 1024u * 1024u)
 #define BROKER_MAX_RETAINED_BYTES_DEFAULT (64u * 1024u * 1024u)
 #define BROKER_HELLO_TIMEOUT_MS_DEFAULT   5000u
+/* How long a lossless subscriber's queue may stay over max_pending (until
+ * it falls below half of it) before ERR 6 cuts it. */
+#define BROKER_LOSSLESS_STALL_MS_DEFAULT 5000u
 
 /* max_unwelcomed is max_connections / 4 unless set, but not below this:
  * a broker with a handful of connections must still take a few clients
@@ -62,6 +66,7 @@ struct broker_config {
     uint64_t max_subscription_bytes; /* per connection */
     uint64_t max_pending;
     uint64_t max_retained_bytes;
+    uint32_t lossless_stall_ms;
     /* Access control from the config file's "acl" section; NULL: none,
      * everything is allowed to whoever can open the socket. Owned by
      * whoever loaded it (main.c), and must outlive the broker. */
@@ -85,6 +90,7 @@ enum config_limit_id {
     CONFIG_MAX_SUBSCRIPTION_BYTES,
     CONFIG_MAX_PENDING,
     CONFIG_MAX_RETAINED_BYTES,
+    CONFIG_LOSSLESS_STALL_MS,
     CONFIG_LIMITS
 };
 

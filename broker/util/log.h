@@ -1,5 +1,6 @@
 /*
  * log.h - the broker's log: one line per event on stderr.
+ * Each line carries its time unless stderr is the journal (log.c).
  *
  * -q logs nothing, the default logs errors and start/stop, -v adds
  * connects, disconnects and client errors.

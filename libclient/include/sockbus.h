@@ -47,6 +47,10 @@ extern "C" {
 /* Longest subject or pattern, in bytes. */
 #define SB_SUBJECT_MAX 1024
 
+/* The system broker's socket (sockbusd --system, the sockbusd.socket
+ * unit): what a client's --system names. */
+#define SB_ENDPOINT_SYSTEM "/run/sockbus/sockbus.sock"
+
 /* Longest endpoint string sb_endpoint_resolve() produces (a sun_path, or
  * "tcp://HOST:PORT"), terminating NUL included. */
 #define SB_ENDPOINT_MAX 256
@@ -63,7 +67,7 @@ enum {
     SB_E_SUBJECT = -2003,        /* broker: invalid subject or pattern */
     SB_E_PERMISSION = -2004,     /* broker: permission denied */
     SB_E_LIMIT = -2005,          /* broker: a limit was reached */
-    SB_E_SLOW_CONSUMER = -2006,  /* broker: slow consumer (reserved) */
+    SB_E_SLOW_CONSUMER = -2006,  /* broker: a lossless subscriber stalled (fatal) */
     SB_E_SID = -2007,            /* broker: unknown, reused or zero sid */
     SB_E_HELLO_REQUIRED = -2008, /* broker: HELLO required (fatal) */
     SB_E_SHUTDOWN = -2009,       /* broker: shutting down (fatal) */
@@ -88,6 +92,9 @@ enum {
  * sockbus-nats) that learns elsewhere that nobody answered; publish it,
  * with an empty payload, on the request's reply subject. */
 #define SB_PUB_NO_RESPONDERS 0x04u
+
+/* Flags of sb_subscribe_ex(), as on the wire (SUB). */
+#define SB_SUB_LOSSLESS 0x02u /* never dropped from: the publisher waits */
 
 typedef struct sb_client sb_client;
 
@@ -148,8 +155,10 @@ typedef void (*sb_error_cb)(sb_client *client, int err, const char *subject, con
  * sb_endpoint_resolve() writes to `out` (size `len`) the endpoint a client
  * or broker should use: `explicit_endpoint` when neither NULL nor "", else
  * $SOCKBUS_SOCKET, else $XDG_RUNTIME_DIR/sockbus.sock, else
- * /tmp/sockbus-<uid>.sock (empty variables count as unset). Returns 0, or
- * -ENAMETOOLONG if it does not fit (or a Unix path exceeds sun_path); `out`
+ * /tmp/sockbus-<uid>.sock (empty variables count as unset). A path may be
+ * written unix://PATH, in either place; `out` gets the PATH. Returns 0,
+ * -EINVAL for "unix://" with no path, or -ENAMETOOLONG if it does not fit
+ * (or a Unix path exceeds sun_path); `out`
  * is written only on success.
  */
 SB_EXPORT int sb_endpoint_resolve(const char *explicit_endpoint, char *out, size_t len);
@@ -253,6 +262,17 @@ SB_EXPORT int sb_publish_ex(sb_client *client, const sb_pub *pub);
  */
 SB_EXPORT int sb_subscribe(sb_client *client, const char *pattern, const char *queue,
                            uint32_t *sid);
+
+/*
+ * sb_subscribe() with flags (SB_SUB_*). With SB_SUB_LOSSLESS the broker
+ * never drops a message for this subscription: when this client's queue in
+ * the broker is full, the publisher waits (docs/protocol.md, Lossless
+ * subscriptions). Read steadily: a queue that stays full for the broker's
+ * lossless_stall_ms ends the connection with SB_E_SLOW_CONSUMER. Returns
+ * as sb_subscribe().
+ */
+SB_EXPORT int sb_subscribe_ex(sb_client *client, const char *pattern, const char *queue,
+                              uint32_t flags, uint32_t *sid);
 
 /* Unsubscribe `sid` now (max_msgs == 0), or after `max_msgs` more
  * messages. Returns 0, or -ENOENT for an sid this client never issued. */

@@ -11,7 +11,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#define TCP_PREFIX "tcp://"
+#define TCP_PREFIX  "tcp://"
+#define UNIX_PREFIX "unix://"
 
 SB_EXPORT bool sb_endpoint_is_tcp(const char *endpoint)
 {
@@ -34,6 +35,12 @@ SB_EXPORT int sb_endpoint_resolve(const char *explicit_endpoint, char *out, size
         e = getenv("SOCKBUS_SOCKET");
     }
     const char *xdg = getenv("XDG_RUNTIME_DIR");
+    if (e != NULL && strncmp(e, UNIX_PREFIX, strlen(UNIX_PREFIX)) == 0) {
+        e += strlen(UNIX_PREFIX); /* unix://PATH is PATH */
+        if (*e == '\0') {
+            return -EINVAL;
+        }
+    }
     if (e != NULL && *e != '\0') {
         r = fit(snprintf(buf, sizeof(buf), "%s", e), sizeof(buf));
     } else if (xdg != NULL && *xdg != '\0') {

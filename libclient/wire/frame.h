@@ -51,9 +51,30 @@ enum frame_op {
 /* An answer relaying "no responders" from elsewhere (a bridge): its MSGs
  * carry FRAME_MSG_NO_RESPONDERS. */
 #define FRAME_PUB_NO_RESPONDERS 0x04u
+/* SUB flags. */
+#define FRAME_SUB_LOSSLESS 0x02u /* never dropped from: the publisher waits */
 /* MSG flags. */
 #define FRAME_MSG_NO_RESPONDERS 0x01u
 #define FRAME_MSG_RETAINED      0x02u
+
+/* Text mode (docs/protocol.md, Text mode): a connection whose first four
+ * bytes are all printable ASCII speaks lines, not frames. No binary frame
+ * can begin so: its size field would be at least 0x20202020 (514 MiB),
+ * above FRAME_MAX_FRAME_CAP, the largest max_frame a broker takes. */
+#define FRAME_TEXT_BYTE_MIN 0x20u
+#define FRAME_TEXT_BYTE_MAX 0x7Eu
+#define FRAME_MAX_FRAME_CAP (256u * 1024u * 1024u)
+
+/* Are the four bytes at p the start of a text-mode connection? */
+static inline bool frame_text_start(const uint8_t *p)
+{
+    for (int i = 0; i < 4; i++) {
+        if (p[i] < FRAME_TEXT_BYTE_MIN || p[i] > FRAME_TEXT_BYTE_MAX) {
+            return false;
+        }
+    }
+    return true;
+}
 
 /* ERR codes (the sid field of ERR). */
 enum frame_err {
@@ -62,7 +83,7 @@ enum frame_err {
     FRAME_ERR_SUBJECT = 3,
     FRAME_ERR_PERMISSION = 4,
     FRAME_ERR_LIMIT = 5,
-    FRAME_ERR_SLOW_CONSUMER = 6, /* fatal; reserved */
+    FRAME_ERR_SLOW_CONSUMER = 6, /* fatal: a lossless subscriber stalled */
     FRAME_ERR_SID = 7,
     FRAME_ERR_HELLO_REQUIRED = 8, /* fatal */
     FRAME_ERR_SHUTDOWN = 9,       /* fatal */

@@ -6,10 +6,10 @@
  *
  * Everything that walks a subject or pattern token by token (the matcher
  * here, the broker's subscription trie, retained store and ACL) splits it
- * with subject_next_token() and asks subject_wildcard_may_take() whether a
- * wildcard may stand for a token, so that the grammar is written once.
- * Both are inline: the broker's trie runs them for every token of every
- * message it routes.
+ * with subject_next_token() (or subject_token_len(), on which it is built,
+ * where a walk moves its own pointer: the trie's match) and asks subject_wildcard_may_take()
+ * whether a wildcard may stand for a token, so that the grammar is written once. Both are inline:
+ * the broker's trie runs them for every token of every message it routes.
  */
 #ifndef SOCKBUS_SUBJECT_H
 #define SOCKBUS_SUBJECT_H
@@ -19,6 +19,16 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <string.h>
+
+/*
+ * The length of the token that starts s[0..len): up to the first dot, or
+ * all of it. The one place where a token ends.
+ */
+static inline size_t subject_token_len(const char *s, size_t len)
+{
+    const char *dot = memchr(s, '.', len);
+    return dot != NULL ? (size_t)(dot - s) : len;
+}
 
 /*
  * The next token of s[0..len) from *pos: writes it to *tok and *tok_len
@@ -36,8 +46,7 @@ static inline bool subject_next_token(const char *s, size_t len, size_t *pos, co
         return false;
     }
     const char *start = s + *pos;
-    const char *dot = memchr(start, '.', len - *pos);
-    size_t n = dot != NULL ? (size_t)(dot - start) : len - *pos;
+    size_t n = subject_token_len(start, len - *pos);
     *tok = start;
     *tok_len = n;
     *pos += n + 1; /* past the dot, or one past the end */

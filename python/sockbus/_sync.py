@@ -22,9 +22,10 @@ import time
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from . import _wire
-from ._core import RECONNECT_BUFFER, _Core, _Sub
+from ._core import (INTEREST_SUBJECT, RECONNECT_BUFFER, SUBSCRIBE_EVENT, _Core, _Sub,
+                    event_matches, interest_count)
 from ._types import (CLOSED, CONNECTED, DISCONNECTED, BrokerError, ConnectError, ConnectionClosed,
-                     Error, Message, StateChange, SubscriptionEnded)
+                     Error, InvalidSubject, Message, StateChange, SubscriptionEnded)
 
 _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
@@ -359,6 +360,39 @@ class Connection(_Core):
         if req.error is not None:
             raise req.error
         return req.reply  # type: ignore[return-value]
+
+    def interest(self, subject: str, timeout: Optional[float] = 5.0) -> int:
+        """How many subscriptions a publish on `subject` would reach now
+        ($SYS.INTEREST): each matching plain subscription once, each
+        matching queue group once. Raises InvalidSubject for a pattern,
+        TimeoutError, BrokerError when the broker refused the question."""
+        if not _wire.subject_valid(subject):
+            raise InvalidSubject(f"invalid subject {subject!r}")
+        return interest_count(self.request(INTEREST_SUBJECT, subject.encode(), timeout=timeout))
+
+    def wait_for_interest(self, subject: str, timeout: Optional[float] = None) -> None:
+        """Return as soon as a publish on `subject` would reach at least one
+        subscription, now or later (as `sockbus wait`): between starting a
+        service and using it. Subscribes to $SYS.EVENT.SUBSCRIBE first,
+        then asks $SYS.INTEREST, so that nothing made in between is missed.
+        Raises TimeoutError after `timeout` seconds (None: no limit)."""
+        deadline = _deadline(timeout)
+        if not _wire.subject_valid(subject):
+            raise InvalidSubject(f"invalid subject {subject!r}")
+        with self.subscribe(SUBSCRIBE_EVENT) as events:
+            self.flush(5.0 if deadline is None else max(0.0, deadline - _monotonic()))
+            left = None if deadline is None else max(0.0, deadline - _monotonic())
+            if self.interest(subject, 5.0 if left is None else left) > 0:
+                return
+            while True:
+                left = None if deadline is None else max(0.0, deadline - _monotonic())
+                try:
+                    event = events.next(left)
+                except TimeoutError:
+                    raise TimeoutError(f"nobody subscribed to {subject!r} within {timeout} s") \
+                        from None
+                if event_matches(event, subject):
+                    return
 
     def close(self) -> None:
         """Write what is buffered (waiting at most the connection's timeout

@@ -24,7 +24,8 @@ import time
 from typing import Any, Callable, Iterable, List, Optional, Set
 
 from . import _wire
-from ._core import RECONNECT_BUFFER, _Core, _Request, _Sub
+from ._core import (INTEREST_SUBJECT, RECONNECT_BUFFER, SUBSCRIBE_EVENT, _Core, _Request, _Sub,
+                    event_matches, interest_count)
 from ._types import (CLOSED, CONNECTED, DISCONNECTED, RECONNECTED, BrokerError, ConnectError,
                      ConnectionClosed, Error, InvalidSubject, Message, MessageTooLarge,
                      NoResponders, Sender, StateChange, SubscriptionEnded, UntrustedBroker)
@@ -48,19 +49,38 @@ def _left(deadline: Optional[float]) -> Optional[float]:
     return None if deadline is None else deadline - _monotonic()
 
 
+# What a timed-out wait leaves in its future.
+_EXPIRED = object()
+
+
+def _expire(fut: "asyncio.Future[Any]") -> None:
+    if not fut.done():
+        fut.set_result(_EXPIRED)
+
+
 async def _wait(fut: "asyncio.Future[Any]", deadline: Optional[float]) -> bool:
-    """Wait for a future until the deadline; False on timeout."""
-    if deadline is None:
+    """Wait for a future until the deadline; False on timeout. A plain
+    future gets a timer that completes it with _EXPIRED: unlike
+    asyncio.wait_for(), that wakes the waiting task in the iteration that
+    completes the future, not one later (a request's round trip)."""
+    if deadline is None or fut.done():
         await fut
         return True
     left = deadline - _monotonic()
-    if left <= 0 and not fut.done():
+    if left <= 0:
         return False
+    if isinstance(fut, asyncio.Task):
+        try:
+            await asyncio.wait_for(fut, left)
+        except asyncio.TimeoutError:
+            return False
+        return True
+    timer = fut.get_loop().call_later(left, _expire, fut)
     try:
-        await asyncio.wait_for(fut, left)
-    except asyncio.TimeoutError:
-        return False
-    return True
+        await fut
+    finally:
+        timer.cancel()
+    return fut.result() is not _EXPIRED
 
 
 class Subscription:
@@ -392,7 +412,9 @@ class Connection(_Core):
         await self._await_connection(deadline, f"send a request on {subject!r}")
         req = self._new_request(subject, data, headers)
         req.waiter = self._loop.create_future()
-        self._kick()
+        # At once, not at the end of the iteration: a request waits for
+        # its answer, so its latency is worth a write of its own.
+        self._write_now()
         try:
             await _wait(req.waiter, deadline)
         finally:
@@ -402,6 +424,35 @@ class Connection(_Core):
         if req.error is not None:
             raise req.error
         return req.reply  # type: ignore[return-value]
+
+    async def interest(self, subject: str, timeout: Optional[float] = 5.0) -> int:
+        """As sockbus.Connection.interest()."""
+        if not _wire.subject_valid(subject):
+            raise InvalidSubject(f"invalid subject {subject!r}")
+        reply = await self.request(INTEREST_SUBJECT, subject.encode(), timeout=timeout)
+        return interest_count(reply)
+
+    async def wait_for_interest(self, subject: str, timeout: Optional[float] = None) -> None:
+        """As sockbus.Connection.wait_for_interest()."""
+        deadline = _deadline(timeout)
+        if not _wire.subject_valid(subject):
+            raise InvalidSubject(f"invalid subject {subject!r}")
+        events = await self.subscribe(SUBSCRIBE_EVENT)
+        try:
+            await self.flush(5.0 if deadline is None else _left(deadline))
+            left = _left(deadline)
+            if await self.interest(subject, 5.0 if left is None else left) > 0:
+                return
+            while True:
+                try:
+                    event = await events.next(_left(deadline))
+                except TimeoutError:
+                    raise TimeoutError(f"nobody subscribed to {subject!r} within {timeout} s") \
+                        from None
+                if event_matches(event, subject):
+                    return
+        finally:
+            await events.unsubscribe()
 
     async def close(self) -> None:
         """Write what is buffered (waiting at most the connection's timeout)

@@ -63,7 +63,7 @@ expect() { # LINE WANT (WANT: the sorted words, or a shell pattern)
     esac
 }
 
-expect "sockbus " "bench help pub reply req stat sub"
+expect "sockbus " "bench help pub reply req stat sub wait"
 expect "sockbus pu" "pub"
 expect "sockbus --v" "--version"
 expect "sockbus help s" "stat sub"

@@ -23,6 +23,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -696,10 +698,11 @@ Test(cli, pub_message_argument)
     expect_payload(sub, "arg.x", "hello world", 11);
     harness_expect_none(sub);
 
-    /* A MESSAGE that starts with '-' is a message, not an option. */
-    const char *dash[] = {"sockbus", "pub", "-s", broker.socket, "arg.y", "-5", NULL};
+    /* A MESSAGE that starts with '-' is a message after "--" (GNU order:
+     * without it, options may follow the operands). */
+    const char *dash[] = {"sockbus", "pub", "-s", broker.socket, "arg.y", "--", "-5", NULL};
     run(&r, dash, NULL, 0, HARNESS_IO_MS);
-    assert_ok(&r, "pub arg.y -5");
+    assert_ok(&r, "pub arg.y -- -5");
     expect_payload(sub, "arg.y", "-5", 2);
     harness_expect_none(sub);
     sb_close(sub);
@@ -1416,5 +1419,180 @@ Test(cli, socket_option_overrides_env)
     expect_payload(sub, "env.z", "explicit", 8);
     harness_expect_none(sub);
     sb_close(sub);
+    harness_stop(&broker);
+}
+
+/* ---- GNU option order ---- */
+
+/* Options may follow the operands, as in every GNU tool: "sub PATTERN -t
+ * 1" reads -t as the timeout, not as a pattern. */
+Test(cli, options_after_the_operands)
+{
+    sb_client *sub = lib_sub("gnu.x");
+    const char *pub[] = {"sockbus", "pub", "gnu.x", "after", "-s", broker.socket, NULL};
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
+    run(&r, pub, NULL, 0, HARNESS_IO_MS);
+    assert_ok(&r, "pub SUBJECT MESSAGE -s PATH");
+    expect_payload(sub, "gnu.x", "after", 5);
+
+    const char *timed[] = {"sockbus", "sub", "gnu.none.>", "-s", broker.socket, "-t", "0.2", NULL};
+    run(&r, timed, NULL, 0, HARNESS_IO_MS);
+    cr_assert_eq(r.status, 124, "sub PATTERN -s PATH -t 0.2: exit %d, stderr [%s]", r.status,
+                 r.err);
+    sb_close(sub);
+    harness_stop(&broker);
+}
+
+/* "--" ends the options: what follows is an operand even if it starts
+ * with '-'. */
+Test(cli, double_dash_ends_the_options)
+{
+    sb_client *sub = lib_sub("gnu.neg");
+    const char *pub[] = {"sockbus", "pub", "-s", broker.socket, "--", "gnu.neg", "-5", NULL};
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
+    run(&r, pub, NULL, 0, HARNESS_IO_MS);
+    assert_ok(&r, "pub -- SUBJECT -5");
+    expect_payload(sub, "gnu.neg", "-5", 2);
+    /* Without "--", -5 is an option, and not one pub knows. */
+    const char *bad[] = {"sockbus", "pub", "-s", broker.socket, "gnu.neg", "-5", NULL};
+    assert_usage_error(bad, "-5", "pub SUBJECT -5");
+    sb_close(sub);
+    harness_stop(&broker);
+}
+
+Test(cli, version_short_and_long)
+{
+    const char *forms[][3] = {{"sockbus", "-V", NULL}, {"sockbus", "--version", NULL}};
+    for (size_t i = 0; i < 2; i++) {
+        struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
+        run(&r, forms[i], NULL, 0, HARNESS_IO_MS);
+        assert_ok(&r, forms[i][1]);
+        cr_assert(r.out_len > 8 && strncmp(r.out, "sockbus ", 8) == 0, "%s printed [%s]",
+                  forms[i][1], r.out);
+    }
+    harness_stop(&broker);
+}
+
+/* ---- endpoints and the hints when none answers ---- */
+
+/* Run `sockbus pub ... x.y hi` with `argv`'s endpoint options; expect exit
+ * 1, one line, and each needle in it. */
+static void expect_connect_error(const char *const *argv, const char *n1, const char *n2,
+                                 const char *what)
+{
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
+    run(&r, argv, NULL, 0, 10000);
+    cr_assert_eq(r.status, 1, "%s: exit %d, stderr [%s]", what, r.status, r.err);
+    assert_one_line(&r, what);
+    assert_err_has(&r, n1, what);
+    if (n2 != NULL) {
+        assert_err_has(&r, n2, what);
+    }
+    cr_assert_eq(r.out_len, 0);
+    cli_result_free(&r);
+}
+
+Test(cli, a_path_that_is_not_a_socket_says_so)
+{
+    char path[160];
+    snprintf(path, sizeof(path), "%s/plain", broker.dir);
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f);
+    fclose(f);
+    const char *argv[] = {"sockbus", "pub", "-s", path, "x.y", "hi", NULL};
+    expect_connect_error(argv, "not a socket (a regular file)", path, "-s FILE");
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
+    run(&r, argv, NULL, 0, 10000);
+    cr_assert(strstr(r.err, "sockbusd --socket") == NULL,
+              "advises starting a broker on a file: [%s]", r.err);
+    harness_stop(&broker);
+}
+
+Test(cli, tcp_endpoint_without_port_is_refused_before_connecting)
+{
+    const char *argv[] = {"sockbus", "sub", "-s", "tcp://localhost", "x.>", NULL};
+    expect_connect_error(argv, "invalid endpoint 'tcp://localhost'", "tcp://HOST:PORT",
+                         "tcp://localhost");
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
+    run(&r, argv, NULL, 0, 10000);
+    cr_assert(strstr(r.err, "cannot connect") == NULL && strstr(r.err, "--tcp localhost'") == NULL,
+              "[%s]", r.err);
+    harness_stop(&broker);
+}
+
+Test(cli, empty_socket_option_is_an_error)
+{
+    /* Even with a broker at the default endpoint: '' is not "the default". */
+    cr_assert_eq(setenv("SOCKBUS_SOCKET", broker.socket, 1), 0);
+    const char *argv[] = {"sockbus", "pub", "-s", "", "x.y", "hi", NULL};
+    expect_connect_error(argv, "-s '' names no endpoint", NULL, "-s ''");
+    harness_stop(&broker);
+}
+
+Test(cli, unix_scheme_is_a_path)
+{
+    sb_client *sub = lib_sub("uds.x");
+    char endpoint[200];
+    snprintf(endpoint, sizeof(endpoint), "unix://%s", broker.socket);
+    const char *argv[] = {"sockbus", "pub", "-s", endpoint, "uds.x", "one", NULL};
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
+    run(&r, argv, NULL, 0, HARNESS_IO_MS);
+    assert_ok(&r, "pub -s unix://PATH");
+    expect_payload(sub, "uds.x", "one", 3);
+    cr_assert_eq(setenv("SOCKBUS_SOCKET", endpoint, 1), 0);
+    const char *env[] = {"sockbus", "pub", "uds.x", "two", NULL};
+    run(&r, env, NULL, 0, HARNESS_IO_MS);
+    assert_ok(&r, "SOCKBUS_SOCKET=unix://PATH pub");
+    expect_payload(sub, "uds.x", "two", 3);
+    sb_close(sub);
+    harness_stop(&broker);
+}
+
+/* --system names the system broker's socket, before the command or among
+ * its options; -s still wins. */
+Test(cli, system_option_names_the_system_socket)
+{
+    const char *before[] = {"sockbus", "--system", "pub", "x.y", "hi", NULL};
+    const char *after[] = {"sockbus", "pub", "x.y", "hi", "--system", NULL};
+    struct cli_result r __attribute__((cleanup(cli_result_free))) = {0};
+    for (int i = 0; i < 2; i++) {
+        run(&r, i == 0 ? before : after, NULL, 0, 10000);
+        /* No system broker runs here (or one does: either way it was the
+         * system socket that was tried). */
+        cr_assert(r.status == 0 || strstr(r.err, SB_ENDPOINT_SYSTEM) != NULL,
+                  "--system did not try %s: exit %d [%s]", SB_ENDPOINT_SYSTEM, r.status, r.err);
+    }
+    sb_client *sub = lib_sub("sys.x");
+    const char *both[] = {"sockbus", "--system", "pub", "-s", broker.socket, "sys.x", "s", NULL};
+    run(&r, both, NULL, 0, HARNESS_IO_MS);
+    assert_ok(&r, "--system with -s");
+    expect_payload(sub, "sys.x", "s", 1);
+    sb_close(sub);
+    harness_stop(&broker);
+}
+
+/* Nothing at the default path: the hint says where the rule looked and
+ * why, and names a broker's socket where the other branch of the rule
+ * (XDG_RUNTIME_DIR unset) would have looked. */
+Test(cli, default_path_hint_names_the_rule)
+{
+    unsetenv("SOCKBUS_SOCKET");
+    cr_assert_eq(setenv("XDG_RUNTIME_DIR", broker.dir, 1), 0);
+    const char *argv[] = {"sockbus", "pub", "x.y", "hi", NULL};
+    expect_connect_error(argv, "XDG_RUNTIME_DIR is set", broker.dir, "default path with XDG");
+
+    /* A socket at /tmp/sockbus-UID.sock, the path without XDG_RUNTIME_DIR,
+     * if nothing is there already (it is shared ground: leave it alone
+     * otherwise). */
+    char other[64];
+    snprintf(other, sizeof(other), "/tmp/sockbus-%lu.sock", (unsigned long)getuid());
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", other);
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0) {
+        expect_connect_error(argv, other, "without XDG_RUNTIME_DIR", "a socket at the other path");
+        unlink(other);
+    }
+    close(fd);
     harness_stop(&broker);
 }

@@ -350,24 +350,90 @@ Test(cli_rpc, command_output_is_byte_exact_and_large_payloads_do_not_deadlock)
     harness_stop(&broker);
 }
 
-Test(cli_rpc, failing_command_still_replies_and_its_status_is_logged)
+/* The header of an error reply (docs/protocol.md, Request/reply). */
+#define ERROR_HEADER "Sockbus-Error: "
+
+/* `m` is an error reply whose header holds `what` and whose payload holds
+ * `detail`. */
+static void assert_error_reply(const sb_msg *m, const char *what, const char *detail,
+                               const char *ctx)
 {
-    const char *const reply_argv[] = {"sockbus", "reply", "-s",          broker.socket,
-                                      "-n",      "1",     "svc.fail",    "--",
-                                      "sh",      "-c",    "cat; exit 3", NULL};
+    size_t hl = strlen(ERROR_HEADER);
+    cr_assert(m->headers_len > hl && memcmp(m->headers, ERROR_HEADER, hl) == 0,
+              "%s: no %s header: [%.*s]", ctx, ERROR_HEADER, (int)m->headers_len,
+              (const char *)m->headers);
+    cr_assert(memmem(m->headers, m->headers_len, what, strlen(what)) != NULL,
+              "%s: header [%.*s] lacks [%s]", ctx, (int)m->headers_len, (const char *)m->headers,
+              what);
+    cr_assert(memmem(m->payload, m->payload_len, detail, strlen(detail)) != NULL,
+              "%s: payload [%.*s] lacks [%s]", ctx, (int)m->payload_len, (const char *)m->payload,
+              detail);
+}
+
+/* A command that exits non-zero: the requester gets an error reply (the
+ * header, and the end of the command's stderr), not its partial stdout as
+ * if it were an answer; the service says so in one line and goes on. */
+Test(cli_rpc, failing_command_sends_an_error_reply_with_its_stderr)
+{
+    const char *const reply_argv[] = {"sockbus",
+                                      "reply",
+                                      "-s",
+                                      broker.socket,
+                                      "-n",
+                                      "2",
+                                      "svc.fail",
+                                      "--",
+                                      "sh",
+                                      "-c",
+                                      "cat; echo 'something broke' >&2; exit 3",
+                                      NULL};
     struct bg *svc = bg_start(reply_argv);
     sb_client *c = harness_client(&broker, "rpc-requester", true);
 
     int64_t t0 = harness_now_ms();
     sb_msg m = wait_responder(c, "svc.fail", "partial answer");
-    assert_reply(&m, "partial answer", 14, "reply of a failing command");
+    assert_error_reply(&m, "'sh' exited with status 3", "something broke", "failing command");
+    cr_assert(memmem(m.payload, m.payload_len, "partial answer", 14) == NULL,
+              "the partial stdout was sent as if it were the answer");
     cr_assert_lt(harness_now_ms() - t0, HARNESS_IO_MS, "the requester waited for its timeout");
-    cr_assert_eq(bg_wait(svc), 0, "reply -n 1 did not exit 0 after its request");
+
+    /* sockbus req shows it and exits 1. */
+    struct cli_result r;
+    const char *const req[] = {"sockbus", "req", "-s", broker.socket, "svc.fail", "x", NULL};
+    run(&r, req, NULL, 0);
+    cr_assert_eq(r.status, 1, "req on a failing command: exit %d, stderr [%s]", r.status, r.err);
+    cr_assert_eq(r.out_len, 0, "req printed [%.*s]", (int)r.out_len, r.out);
+    assert_one_line(r.err, "req on a failing command");
+    assert_has(r.err, "exited with status 3", "req on a failing command");
+    assert_has(r.err, "something broke", "req on a failing command");
+    free(r.out);
+    cr_assert_eq(bg_wait(svc), 0, "reply -n 2 did not exit 0 after its requests");
 
     char err[4096];
     bg_stderr(svc, err, sizeof(err));
-    assert_one_line(err, "failing command");
     assert_has(err, "status 3", "failing command");
+    assert_has(err, "sent an error reply", "failing command");
+    sb_close(c);
+    harness_stop(&broker);
+}
+
+/* A command that cannot be started: an error reply that says why. */
+Test(cli_rpc, command_that_cannot_run_gets_an_error_reply)
+{
+    const char *const reply_argv[] = {
+        "sockbus",     "reply", "-s",
+        broker.socket, "-n",    "1",
+        "svc.nocmd",   "--",    "/nonexistent/sockbus-no-such-command",
+        NULL};
+    struct bg *svc = bg_start(reply_argv);
+    sb_client *c = harness_client(&broker, "rpc-requester", true);
+    sb_msg m = wait_responder(c, "svc.nocmd", "anything");
+    assert_error_reply(&m, "cannot run", "No such file or directory", "missing command");
+    cr_assert_eq(bg_wait(svc), 0);
+    char err[4096];
+    bg_stderr(svc, err, sizeof(err));
+    assert_one_line(err, "missing command");
+    assert_has(err, "cannot run", "missing command");
     sb_close(c);
     harness_stop(&broker);
 }
@@ -392,18 +458,6 @@ static void expect_empty_reply(const char *const *argv, const char *subject, con
     assert_has(err, needle1, what);
     assert_has(err, needle2, what);
     sb_close(c);
-}
-
-Test(cli_rpc, command_that_cannot_run_gets_an_empty_reply)
-{
-    const char *const reply_argv[] = {
-        "sockbus",     "reply", "-s",
-        broker.socket, "-n",    "1",
-        "svc.nocmd",   "--",    "/nonexistent/sockbus-no-such-command",
-        NULL};
-    expect_empty_reply(reply_argv, "svc.nocmd", "anything", "missing command", "cannot run",
-                       "No such file or directory");
-    harness_stop(&broker);
 }
 
 Test(cli_rpc, output_larger_than_a_frame_gets_an_empty_reply)
@@ -852,5 +906,20 @@ Test(cli_rpc, help_usage_errors_and_cannot_connect)
         assert_has(r.err, nowhere, "cannot connect");
         free(r.out);
     }
+    harness_stop(&broker);
+}
+
+/* GNU order: options after SUBJECT are the service's; after "--" the
+ * arguments are the command's, options included. */
+Test(cli_rpc, reply_options_after_subject_and_command_options_after_dashes)
+{
+    const char *const reply_argv[] = {"sockbus",     "reply", "gnu.svc", "-n", "1",  "-s",
+                                      broker.socket, "--",    "printf",  "%s", "-n", NULL};
+    struct bg *svc = bg_start(reply_argv);
+    sb_client *c = harness_client(&broker, "rpc-requester", true);
+    sb_msg m = wait_responder(c, "gnu.svc", "x");
+    assert_reply(&m, "-n", 2, "printf %s -n");
+    cr_assert_eq(bg_wait(svc), 0, "reply SUBJECT -n 1 did not exit after one request");
+    sb_close(c);
     harness_stop(&broker);
 }

@@ -133,7 +133,9 @@ static size_t names_replaced(json_object *o)
 Test(escape, hostile_names_leave_sys_answers_and_events_valid_json)
 {
     sb_client *watch = harness_client(&broker, "watch", true);
-    cr_assert_eq(sb_subscribe(watch, "$SYS.EVENT.>", NULL, NULL), 0);
+    /* Not "$SYS.EVENT.>": subscriptions are announced too. */
+    cr_assert_eq(sb_subscribe(watch, "$SYS.EVENT.CONNECT", NULL, NULL), 0);
+    cr_assert_eq(sb_subscribe(watch, "$SYS.EVENT.DISCONNECT", NULL, NULL), 0);
     cr_assert_eq(sb_flush(watch, HARNESS_IO_MS), 0);
 
     int fds[HOSTILE_COUNT];

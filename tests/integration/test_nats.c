@@ -428,9 +428,50 @@ static void stream(const struct harness_broker *from, const struct harness_broke
     sb_close(sub);
 }
 
+/* Is bridge's subscription to `pattern` on `bus` lossless, as $SYS.CLIENTS
+ * says? */
+static bool export_is_lossless(const struct harness_broker *bus, const char *pattern)
+{
+    sb_client *c = harness_client(bus, "clients", true);
+    sb_msg reply;
+    cr_assert_eq(sb_request(c, "$SYS.CLIENTS", NULL, 0, &reply, HARNESS_IO_MS), 0);
+    json_tokener *tok = json_tokener_new();
+    json_object *o = json_tokener_parse_ex(tok, reply.payload, (int)reply.payload_len);
+    json_tokener_free(tok);
+    cr_assert_not_null(o);
+    json_object *clients;
+    cr_assert(json_object_object_get_ex(o, "clients", &clients));
+    bool found = false, lossless = false;
+    for (size_t i = 0; i < json_object_array_length(clients); i++) {
+        json_object *cl = json_object_array_get_idx(clients, i), *name, *subs;
+        if (!json_object_object_get_ex(cl, "name", &name) ||
+            strcmp(json_object_get_string(name), "sockbus-nats") != 0 ||
+            !json_object_object_get_ex(cl, "subs", &subs)) {
+            continue;
+        }
+        for (size_t k = 0; k < json_object_array_length(subs); k++) {
+            json_object *sub = json_object_array_get_idx(subs, k), *pat, *ll;
+            if (json_object_object_get_ex(sub, "pattern", &pat) &&
+                strcmp(json_object_get_string(pat), pattern) == 0 &&
+                json_object_object_get_ex(sub, "lossless", &ll)) {
+                found = true;
+                lossless = json_object_get_boolean(ll);
+            }
+        }
+    }
+    json_object_put(o);
+    sb_close(c);
+    cr_assert(found, "no subscription of sockbus-nats to %s", pattern);
+    return lossless;
+}
+
 Test(nats, stream_a_to_b_and_back_exact_in_order_no_loops)
 {
     start_bridges(nats1.url, NULL);
+    /* The exports are lossless: a slow NATS link holds local publishers
+     * back instead of losing messages. */
+    cr_assert(export_is_lossless(&bus_a, "t.>"));
+    cr_assert(export_is_lossless(&bus_b, "h.>"));
     stream(&bus_a, &bus_b, "t.ab");
     stream(&bus_b, &bus_a, "t.ba");
     sb_client *ca = harness_client(&bus_a, "stats", true);

@@ -850,13 +850,15 @@ Test(protocol, unsub_unknown_sid)
 
 /* ---- people and programs that do not speak the protocol ----------------- */
 
+/* Text at the start of a connection is text mode (test_text.c); after a
+ * HELLO the connection speaks frames, and text is a frame it cannot be. */
 static void text_case(const char *text)
 {
     uint32_t code = size_err_code((const uint8_t *)text, DEFAULT_MAX_FRAME);
-    fatal_case(false, text, strlen(text), code);
+    fatal_case(true, text, strlen(text), code);
 }
 
-Test(protocol, text_typed_from_netcat)
+Test(protocol, text_after_hello_is_a_frame_error)
 {
     text_case("hello broker\n");
     text_case("{\"protocol\":1}\n");

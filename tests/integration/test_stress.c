@@ -15,18 +15,26 @@
  *   - checked clients behave: publishers count every message they send
  *     on "s.<k>.<j>"; subscribers hold plain or queue-group subscriptions
  *     on patterns under "s.", pause their reading at random (so the broker
- *     drops messages for them) and resume. At the end, for every checked
+ *     drops messages for them) and resume. Some subscribers speak text
+ *     mode (docs/protocol.md, Text mode): their MSG and DROPPED lines are
+ *     counted like the frames of the others. At the end, for every checked
  *     subscriber, messages received + DROPPED counts must equal what was
  *     published to its patterns, and each publisher's messages must have
  *     arrived in order; for a queue group, the same holds summed over its
- *     members.
+ *     members. Lossless subscribers (SUB flag LOSSLESS) pause their
+ *     reading too, but must receive exactly what was published to them, in
+ *     order, and never a DROPPED: the broker holds the publishers back
+ *     instead.
  *   - chaos clients misbehave, each in a randomly chosen way, and die
  *     abruptly: bursts on "c.*", wildcard and queue-group subscriptions
  *     they never read, requests, retained values, $SYS requests (pages of
  *     $SYS.CLIENTS, and nonsense), UNSUB of random sids, protocol
  *     violations, silence until the HELLO deadline, a close in the middle
  *     of a frame, a close with a full queue, a close right after DROPPED,
- *     a TCP reset.
+ *     a TCP reset, and a lossless subscriber that stops reading for good,
+ *     which the stall bound (a short --lossless-stall-ms) must cut with
+ *     ERR 6 so that the publishers it holds go on; and text mode: random
+ *     verbs in any case, mistakes, lines too long, a line cut by the close.
  *
  * The broker must survive all of it, answer a final barrier, shut down
  * with exit 0 and leave no sanitizer report in its log (harness_stop()).
@@ -59,13 +67,16 @@
 /* Checked clients. */
 #define N_PUBLISHERS    4
 #define N_SUBSCRIBERS   6
+#define N_TEXT_SUBS     2
 #define N_GROUPS        2
 #define GROUP_MEMBERS   3
 #define SUBS_PER_CLIENT 3
+#define N_LOSSLESS      2
 /* Chaos clients alive at once. */
 #define N_CHAOS 24
 
-#define N_CLIENTS (N_PUBLISHERS + N_SUBSCRIBERS + N_GROUPS * GROUP_MEMBERS + N_CHAOS)
+#define N_CLIENTS                                                                                  \
+    (N_PUBLISHERS + N_SUBSCRIBERS + N_LOSSLESS + N_TEXT_SUBS + N_GROUPS * GROUP_MEMBERS + N_CHAOS)
 
 /* Small limits, so that queues fill and messages drop often. */
 #define MAX_FRAME   16384
@@ -75,11 +86,16 @@
 #define PUB_BACKLOG_MAX (256 * 1024)
 /* How long the final drain may take, at most. */
 #define DRAIN_MS 60000
+/* The broker's lossless_stall_ms: longer than any pause of a checked
+ * lossless subscriber (LOSSLESS_PAUSE_MS), on a loaded machine too. */
+#define LOSSLESS_STALL_MS 2000
+#define LOSSLESS_PAUSE_MS 200
 
 enum kind {
     K_PUB,
-    K_SUB,
+    K_SUB, /* binary, or text mode (`text`) */
     K_GROUP,
+    K_LOSSLESS, /* checked, lossless: nothing may be dropped */
     K_CHAOS,
 };
 
@@ -95,6 +111,8 @@ enum chaos {
     C_HALF_FRAME,   /* starts a frame and closes in the middle of it */
     C_GARBAGE,      /* protocol violations */
     C_SILENT,       /* connects and says nothing */
+    C_LOSSLESS,     /* a lossless subscriber that never reads: cut by ERR 6 */
+    C_TEXT,         /* text mode: random commands, mistakes, long and cut lines */
     C_KINDS,
 };
 
@@ -108,6 +126,7 @@ struct client {
     enum chaos chaos;
     int fd; /* -1: not connected */
     bool tcp;
+    bool text; /* speaks text mode: lines, not frames */
     bool welcomed;
     bool reading;
     int64_t resume_at; /* when a paused reader reads again */
@@ -152,6 +171,10 @@ static const char *const sub_patterns[] = {
 };
 static const char *const group_patterns[N_GROUPS] = {"s.>", "s.1.*"};
 static uint64_t group_expected[N_GROUPS];
+/* Stuck lossless chaos clients that found themselves cut (EOF) at their
+ * end, and those that lived long enough that they must have been. */
+static uint64_t lossless_cut;
+static uint64_t lossless_due;
 
 /* ---- randomness --------------------------------------------------------- */
 
@@ -254,10 +277,34 @@ static void client_open(struct client *c, bool tcp, bool hello)
     c->pings = 0;
     c->pongs = 0;
     c->saw_dropped = false;
+    c->text = false;
     if (hello) {
         static const char json[] = "{\"protocol\":1,\"name\":\"stress\"}";
         queue_frame(c, FRAME_OP_HELLO, 0, 0, NULL, NULL, NULL, 0, json, sizeof(json) - 1);
     }
+}
+
+/* A stuck lossless chaos client at its end: was it cut? Everything the
+ * broker wrote is read; an end of file means it was. */
+static void lossless_check_cut(struct client *c)
+{
+    int64_t now = harness_now_ms();
+    bool eof = false;
+    static uint8_t sink[65536];
+    for (;;) {
+        ssize_t n = recv(c->fd, sink, sizeof(sink), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            eof = true;
+            break;
+        }
+        if (n < 0 && errno == EAGAIN) {
+            break;
+        }
+    }
+    /* Two stall bounds after it subscribed, its queue has been over for
+     * a whole one, if anyone published there meanwhile. */
+    lossless_due += now - c->resume_at >= 2 * LOSSLESS_STALL_MS;
+    lossless_cut += eof;
 }
 
 /* Close abruptly; over TCP, sometimes with a reset instead of a FIN. */
@@ -265,6 +312,9 @@ static void client_kill(struct client *c)
 {
     if (c->fd < 0) {
         return;
+    }
+    if (c->kind == K_CHAOS && c->chaos == C_LOSSLESS) {
+        lossless_check_cut(c); /* however it ends: by its time, or a failed write */
     }
     if (c->tcp && chance(50)) {
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
@@ -274,17 +324,46 @@ static void client_kill(struct client *c)
     c->fd = -1;
 }
 
+static void queue_text(struct client *c, const void *text, size_t len)
+{
+    grow(&c->out, &c->out_cap, c->out_len + len);
+    memcpy(c->out + c->out_len, text, len);
+    c->out_len += len;
+}
+
+static void queue_line(struct client *c, const char *line)
+{
+    queue_text(c, line, strlen(line));
+}
+
 static void ping(struct client *c)
 {
     c->pings++;
+    if (c->text) {
+        queue_line(c, chance(50) ? "PING\r\n" : "ping\n");
+        return;
+    }
     queue_frame(c, FRAME_OP_PING, 0, c->pings, NULL, NULL, NULL, 0, NULL, 0);
+}
+
+static uint32_t subscribe_flags(struct client *c, const char *pattern, const char *queue,
+                                uint8_t flags)
+{
+    uint32_t sid = c->next_sid++;
+    if (c->text) {
+        /* The broker numbers a text client's subscriptions 1, 2, ... */
+        char line[96];
+        snprintf(line, sizeof(line), "SUB %s%s%s\n", pattern, queue ? " " : "", queue ? queue : "");
+        queue_line(c, line);
+        return sid;
+    }
+    queue_frame(c, FRAME_OP_SUB, flags, sid, pattern, queue, NULL, 0, NULL, 0);
+    return sid;
 }
 
 static uint32_t subscribe(struct client *c, const char *pattern, const char *queue)
 {
-    uint32_t sid = c->next_sid++;
-    queue_frame(c, FRAME_OP_SUB, 0, sid, pattern, queue, NULL, 0, NULL, 0);
-    return sid;
+    return subscribe_flags(c, pattern, queue, 0);
 }
 
 /* ---- checked clients ---------------------------------------------------- */
@@ -296,7 +375,7 @@ static void count_published(const char *subject)
     size_t sl = strlen(subject);
     for (int i = 0; i < N_CLIENTS; i++) {
         struct client *c = &clients[i];
-        if (c->kind != K_SUB) {
+        if (c->kind != K_SUB && c->kind != K_LOSSLESS) {
             continue;
         }
         for (int s = 0; s < c->nsubs; s++) {
@@ -383,6 +462,15 @@ static void chaos_start(struct client *c, int64_t now)
     case C_RESPONDER:
         subscribe(c, "c.req.*", chance(50) ? "responders" : NULL);
         break;
+    case C_LOSSLESS:
+        /* Holds whoever publishes there, until the stall bound cuts it;
+         * the checked publishers only now and then, so that they still
+         * publish enough for the plain subscribers to lose some. */
+        subscribe_flags(c, chance(25) ? "s.>" : "c.>", NULL, FRAME_SUB_LOSSLESS);
+        c->reading = false;
+        c->resume_at = now; /* when it began to hold on */
+        c->die_at = now + LOSSLESS_STALL_MS * 3;
+        break;
     case C_RETAINER:
         subscribe(c, "c.ret.>", NULL);
         break;
@@ -406,19 +494,93 @@ static void chaos_start(struct client *c, int64_t now)
         for (size_t i = 0; i < sizeof(junk); i++) {
             junk[i] = (uint8_t)rnd();
         }
-        if (chance(50)) {
+        bool hello = chance(50);
+        if (hello) {
             /* A valid HELLO first, then the junk. */
             static const char json[] = "{\"protocol\":1}";
             queue_frame(c, FRAME_OP_HELLO, 0, 0, NULL, NULL, NULL, 0, json, sizeof(json) - 1);
         }
         size_t n = 1 + rnd_below(sizeof(junk));
+        /* Four printable bytes first make it a text client. */
+        c->text = !hello && n >= 4 && frame_text_start(junk);
         grow(&c->out, &c->out_cap, c->out_len + n);
         memcpy(c->out + c->out_len, junk, n);
         c->out_len += n;
         break;
     }
+    case C_TEXT:
+        c->text = true;
+        if (chance(50)) {
+            subscribe(c, chance(50) ? "s.>" : "c.>", chance(30) ? "tq" : NULL);
+        }
+        break;
     default:
         break;
+    }
+}
+
+/* A random text-mode command, well formed or not. */
+static void text_act(struct client *c, int64_t now)
+{
+    static char line[2 * MAX_FRAME];
+    static const char *const wrong[] = {"FOO bar",          "PUB",     "SUB",
+                                        "SUB a b c",        "UNSUB x", "PUB a.* x",
+                                        "PUB $SYS.STATS x", "   ",     ""};
+    unsigned k = rnd_below(16);
+    int n = 0;
+    switch (k) {
+    case 0:
+        n = snprintf(line, sizeof(line), "sUb c.%u.* %s\n", rnd_below(8), chance(30) ? "tq" : "");
+        break;
+    case 1:
+        n = snprintf(line, sizeof(line), "UNSUB %u\n", rnd_below(6));
+        break;
+    case 2:
+    case 3:
+        n = snprintf(line, sizeof(line), "PUB c.%u.%u text %u\r\n", rnd_below(8), rnd_below(8),
+                     rnd_below(1000));
+        break;
+    case 4:
+        n = snprintf(line, sizeof(line), "req c.req.%u please\n", rnd_below(4));
+        break;
+    case 5:
+        n = snprintf(line, sizeof(line), "REQ nobody.%u\n", rnd_below(4));
+        break;
+    case 6:
+        n = snprintf(line, sizeof(line), "%s\n", chance(50) ? "STATS" : "help");
+        break;
+    case 7:
+        n = snprintf(line, sizeof(line), "%s\n", wrong[rnd_below(sizeof(wrong) / sizeof(*wrong))]);
+        break;
+    case 8: {
+        /* A long line: over max_frame now and then, which ends it. */
+        size_t len = chance(20) ? MAX_FRAME - 8 + rnd_below(16) : rnd_below(MAX_FRAME / 2);
+        memcpy(line, "PUB c.long ", 11);
+        memset(line + 11, 'y', len);
+        line[11 + len] = '\n';
+        n = (int)(12 + len);
+        break;
+    }
+    case 9:
+        /* A line cut by the close. */
+        n = snprintf(line, sizeof(line), "PUB c.cut unfinish");
+        c->die_at = now;
+        break;
+    case 10:
+        if (chance(10)) {
+            n = snprintf(line, sizeof(line), "QUIT\n");
+        }
+        break;
+    case 11:
+        /* A binary frame after text: more (odd) text. */
+        queue_frame(c, FRAME_OP_PING, 0, 1, NULL, NULL, NULL, 0, NULL, 0);
+        break;
+    default:
+        n = snprintf(line, sizeof(line), "PING\n");
+        break;
+    }
+    if (n > 0) {
+        queue_text(c, line, (size_t)n);
     }
 }
 
@@ -479,10 +641,13 @@ static void chaos_act(struct client *c, int64_t now)
             c->reading = true;
         }
         break;
+    case C_TEXT:
+        text_act(c, now);
+        return;
     default:
         break;
     }
-    if (chance(5)) {
+    if (chance(5) && !c->text) {
         ping(c);
     }
 }
@@ -571,6 +736,76 @@ static void handle_frame(struct client *c, const struct frame *f)
     }
 }
 
+/* A line the broker sent a text client: what it says, checked for the
+ * checked ones. `payload` is the body of a MSG. */
+static void text_line(struct client *c, const char *line, size_t len, const uint8_t *payload,
+                      size_t payload_len)
+{
+    if (len >= 4 && memcmp(line, "PONG", 4) == 0) {
+        c->pongs++;
+        return;
+    }
+    if (len >= 8 && memcmp(line, "DROPPED ", 8) == 0) {
+        if (c->kind != K_CHAOS) {
+            c->dropped += strtoull(line + 8, NULL, 10);
+        }
+        return;
+    }
+    if (len >= 4 && memcmp(line, "MSG ", 4) == 0) {
+        if (c->kind != K_CHAOS) {
+            /* MSG <subject> <sid> <nbytes>: the sid is the third word. */
+            const char *sp = memchr(line + 4, ' ', len - 4);
+            cr_assert_not_null(sp, "client %d: bad MSG line", c->id);
+            struct frame f = {.sid = (uint32_t)strtoul(sp + 1, NULL, 10),
+                              .payload = payload,
+                              .payload_len = (uint32_t)payload_len};
+            checked_msg(c, &f);
+        }
+        return;
+    }
+    cr_assert(len >= 2 &&
+                  (memcmp(line, "+OK", len < 3 ? len : 3) == 0 ||
+                   memcmp(line, "-ERR ", len < 5 ? len : 5) == 0 || memcmp(line, "# ", 2) == 0),
+              "client %d: the broker sent an unknown line [%.*s]", c->id, (int)len, line);
+    cr_assert(c->kind == K_CHAOS || line[0] == '+', "checked text client %d got [%.*s]", c->id,
+              (int)len, line);
+}
+
+/* The lines (and MSG bodies) in c->in; returns the bytes used. */
+static size_t text_lines(struct client *c)
+{
+    size_t off = 0;
+    while (c->fd >= 0) {
+        const uint8_t *end = memmem(c->in + off, c->in_len - off, "\r\n", 2);
+        if (end == NULL) {
+            cr_assert_lt(c->in_len - off, 4096, "client %d: a line without end", c->id);
+            break;
+        }
+        size_t len = (size_t)(end - (c->in + off));
+        const char *line = (const char *)c->in + off;
+        size_t body = 0;
+        if (len >= 4 && memcmp(line, "MSG ", 4) == 0) {
+            const char *last = line + len;
+            while (last > line && last[-1] != ' ') {
+                last--;
+            }
+            body = strtoull(last, NULL, 10);
+            cr_assert_leq(body, MAX_FRAME, "client %d: MSG of %zu bytes", c->id, body);
+            if (c->in_len - off < len + 2 + body + 2) {
+                break; /* the body is not all here yet */
+            }
+            cr_assert(memcmp(c->in + off + len + 2 + body, "\r\n", 2) == 0,
+                      "client %d: a MSG body not followed by CR LF", c->id);
+            text_line(c, line, len, c->in + off + len + 2, body);
+            off += len + 2 + body + 2;
+            continue;
+        }
+        text_line(c, line, len, NULL, 0);
+        off += len + 2;
+    }
+    return off;
+}
+
 static void client_read(struct client *c)
 {
     for (;;) {
@@ -588,7 +823,13 @@ static void client_read(struct client *c)
         }
         c->in_len += (size_t)n;
         size_t off = 0;
-        for (;;) {
+        if (c->text) {
+            off = text_lines(c);
+            if (c->fd < 0) {
+                return;
+            }
+        }
+        while (!c->text) {
             struct frame f;
             int r = frame_parse(c->in + off, c->in_len - off, MAX_FRAME + 64, &f);
             if (r == FRAME_NEED_MORE) {
@@ -741,6 +982,8 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
                                 "300",
                                 "--max-unwelcomed",
                                 "6",
+                                "--lossless-stall-ms",
+                                "2000",
                                 NULL};
     int r = harness_start(&broker, true, args);
     cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
@@ -756,6 +999,33 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
         struct client *c = &clients[n];
         *c = (struct client){.kind = K_SUB, .id = n};
         checked_open(c, i % 3 == 2);
+        c->nsubs = 1 + (int)rnd_below(SUBS_PER_CLIENT);
+        for (int s = 0; s < c->nsubs; s++) {
+            const char *p = sub_patterns[rnd_below(sizeof(sub_patterns) / sizeof(*sub_patterns))];
+            snprintf(c->subs[s].pattern, sizeof(c->subs[s].pattern), "%s", p);
+            c->subs[s].sid = subscribe(c, p, NULL);
+        }
+    }
+    for (int i = 0; i < N_LOSSLESS; i++, n++) {
+        struct client *c = &clients[n];
+        *c = (struct client){.kind = K_LOSSLESS, .id = n};
+        checked_open(c, i == 1);
+        c->nsubs = 1 + (int)rnd_below(2);
+        for (int s = 0; s < c->nsubs; s++) {
+            const char *p = sub_patterns[rnd_below(sizeof(sub_patterns) / sizeof(*sub_patterns))];
+            snprintf(c->subs[s].pattern, sizeof(c->subs[s].pattern), "%s", p);
+            c->subs[s].sid = subscribe_flags(c, p, NULL, FRAME_SUB_LOSSLESS);
+        }
+    }
+    for (int i = 0; i < N_TEXT_SUBS; i++, n++) {
+        /* Text mode, over Unix and TCP: let in at its first line, so
+         * "welcomed" at once; its subscriptions are confirmed by the
+         * barrier below (PONG comes after their +OK). */
+        struct client *c = &clients[n];
+        *c = (struct client){.kind = K_SUB, .id = n};
+        client_open(c, i % 2 == 1, false);
+        c->text = true;
+        c->welcomed = true;
         c->nsubs = 1 + (int)rnd_below(SUBS_PER_CLIENT);
         for (int s = 0; s < c->nsubs; s++) {
             const char *p = sub_patterns[rnd_below(sizeof(sub_patterns) / sizeof(*sub_patterns))];
@@ -799,11 +1069,14 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
                 break;
             case K_SUB:
             case K_GROUP:
+            case K_LOSSLESS:
                 /* Paused about a fifth of the time, in spells of up to
-                 * 300 ms (a round takes well under a millisecond). */
+                 * 300 ms (a round takes well under a millisecond); a
+                 * lossless one for less than its stall bound. */
                 if (c->reading && rnd_below(10000) < 5) {
                     c->reading = false; /* stop reading for a while */
-                    c->resume_at = now + 10 + rnd_below(300);
+                    c->resume_at =
+                        now + 10 + rnd_below(c->kind == K_LOSSLESS ? LOSSLESS_PAUSE_MS : 300);
                 } else if (!c->reading && now >= c->resume_at) {
                     c->reading = true;
                 }
@@ -862,6 +1135,14 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
                          "subscriber %d: received %" PRIu64 " + dropped %" PRIu64
                          " != published to it %" PRIu64 " (seed %" PRIu64 ")",
                          i, c->received, c->dropped, c->expected, seed);
+        } else if (c->kind == K_LOSSLESS) {
+            cr_expect_eq(c->dropped, 0,
+                         "lossless subscriber %d was told DROPPED %" PRIu64 " (seed %" PRIu64 ")",
+                         i, c->dropped, seed);
+            cr_expect_eq(c->received, c->expected,
+                         "lossless subscriber %d: received %" PRIu64 " != published to it %" PRIu64
+                         " (seed %" PRIu64 ")",
+                         i, c->received, c->expected, seed);
         } else if (c->kind == K_GROUP) {
             group_got[c->group] += c->received + c->dropped;
         }
@@ -874,8 +1155,10 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
     }
     fprintf(stderr,
             "stress: %" PRIu64 " rounds, %" PRIu64 " chaos clients, %" PRIu64
-            " counted messages published, %" PRIu64 " received, %" PRIu64 " dropped\n",
-            rounds, chaos_started, published, received, dropped);
+            " counted messages published, %" PRIu64 " received, %" PRIu64 " dropped; %" PRIu64
+            " stuck lossless subscribers cut, of %" PRIu64 " that lived long enough\n",
+            rounds, chaos_started, published, received, dropped, lossless_cut, lossless_due);
+    cr_expect_gt(lossless_cut, 0, "no stuck lossless subscriber was cut (seed %" PRIu64 ")", seed);
     cr_expect_gt(dropped, 0, "no message was dropped: the test did not exercise slow consumers");
 
     for (int i = 0; i < N_CLIENTS; i++) {

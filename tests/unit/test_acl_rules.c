@@ -302,3 +302,21 @@ Test(acl_rules, empty_lists_and_empty_acl)
     acl_free(acl);
     acl_free(NULL);
 }
+
+Test(acl_rules, lossless_allowed_unless_a_rule_says_false)
+{
+    struct acl *acl =
+        parse_ok("[{\"uid\": 1, \"lossless\": false}, {\"uid\": 2, \"lossless\": true},"
+                 " {\"uid\": 3}]");
+    struct acl_peer who = {.has_cred = true, .uid = 1, .gid = 99};
+    cr_assert_not(acl_may_lossless(acl_find(acl, &who)));
+    who.uid = 2;
+    cr_assert(acl_may_lossless(acl_find(acl, &who)));
+    who.uid = 3;
+    cr_assert(acl_may_lossless(acl_find(acl, &who)));
+    who.uid = 4; /* no rule: nothing is allowed */
+    cr_assert_not(acl_may_lossless(acl_find(acl, &who)));
+    acl_free(acl);
+    parse_fails("[{\"uid\": 1, \"lossless\": \"no\"}]",
+                "acl[0]: \"lossless\" must be true or false, not a string");
+}

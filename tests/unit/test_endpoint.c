@@ -446,3 +446,20 @@ Test(endpoint, strerror_errno_and_success)
     cr_expect_str_eq(sb_strerror(-100000), "unknown error");
     cr_expect_str_eq(sb_strerror(INT32_MIN), "unknown error");
 }
+
+/* ------------------------------------------------------------------------ */
+/* unix://PATH                                                              */
+
+Test(endpoint, unix_prefix_is_a_spelling_of_a_path)
+{
+    env_set(NULL, "/xdg");
+    expect_resolve("unix:///run/x.sock", "/run/x.sock");
+    expect_resolve("unix://rel.sock", "rel.sock");
+    env_set("unix:///env/sock", "/xdg");
+    expect_resolve(NULL, "/env/sock");
+    char out[SB_ENDPOINT_MAX];
+    memset(out, SENTINEL, sizeof(out));
+    cr_assert_eq(sb_endpoint_resolve("unix://", out, sizeof(out)), -EINVAL);
+    cr_assert_eq(out[0], SENTINEL, "written on failure");
+    cr_assert(!sb_endpoint_is_tcp("unix:///run/x.sock"));
+}

@@ -13,9 +13,12 @@
  *   bench_idle.c     the idle client: connections held while the broker's
  *                    RSS is read
  *   bench_raw.c      the same frames between two processes, no broker
+ *   bench_relay.c    the same frames through a process that only copies
+ *                    them, where the broker would be
  *   bench_stats.c    percentiles, median, min and max
  *   bench_report.c   the table and --json
- *   bench_ratios.c   the ratios they end with, and the targets
+ *   bench_ratios.c   the ratios they end with, what each means, and the
+ *                    values the broker is built to reach
  *   bench_svg.c      --svg: the bar chart
  *
  * A measurement ("job") is one workload over one transport at one payload
@@ -51,10 +54,12 @@ typedef enum bench_workload {
 } bench_workload;
 
 typedef enum bench_transport {
-    BENCH_UNIX,     /* through the broker, Unix socket */
-    BENCH_TCP,      /* through the broker, TCP loopback */
-    BENCH_RAW_UNIX, /* process to process, no broker, AF_UNIX */
-    BENCH_RAW_TCP,  /* process to process, no broker, TCP loopback */
+    BENCH_UNIX,       /* through the broker, Unix socket */
+    BENCH_TCP,        /* through the broker, TCP loopback */
+    BENCH_RAW_UNIX,   /* process to process, no broker, AF_UNIX */
+    BENCH_RAW_TCP,    /* process to process, no broker, TCP loopback */
+    BENCH_RELAY_UNIX, /* through a relay that copies bytes, Unix sockets */
+    BENCH_RELAY_TCP,  /* through a relay that copies bytes, TCP loopback */
     BENCH_TRANSPORT_COUNT,
 } bench_transport;
 
@@ -96,9 +101,16 @@ typedef enum bench_transport {
 const char *bench_transport_name(bench_transport t);
 const char *bench_workload_name(bench_workload w);
 
+/* A relay row is a raw row with a relay process in the middle: both run
+ * without the broker, with the raw peers (bench_raw.c). */
+static inline bool bench_transport_is_relay(bench_transport t)
+{
+    return t == BENCH_RELAY_UNIX || t == BENCH_RELAY_TCP;
+}
+
 static inline bool bench_transport_is_raw(bench_transport t)
 {
-    return t == BENCH_RAW_UNIX || t == BENCH_RAW_TCP;
+    return t == BENCH_RAW_UNIX || t == BENCH_RAW_TCP || bench_transport_is_relay(t);
 }
 
 /*
@@ -231,8 +243,19 @@ int bench_raw_receiver_run(const bench_job *job, bench_shared *sh, unsigned inde
 int bench_raw_responder_run(const bench_job *job, bench_shared *sh, int fd);
 int bench_raw_requester_run(const bench_job *job, bench_shared *sh, int fd);
 
-/* A connected pair of stream sockets for a raw job: socketpair(AF_UNIX)
- * or a TCP loopback connection (TCP_NODELAY on both ends). Returns 0 with
+/* The relay (bench_relay.c): copies what arrives on `in` to each of the
+ * `count` sockets of `out` (thru, fanout), or, for rtt, between `in` (the
+ * requester's side) and out[0] (the responder's), until a side closes.
+ * Owns the fds it is given. */
+int bench_relay_run(const bench_job *job, bench_shared *sh, int in, const int *out, unsigned count);
+
+/* Write all of buf[0..len) to a blocking socket (no SIGPIPE). Returns 0 or
+ * -errno. */
+int bench_write_all(int fd, const uint8_t *buf, size_t len);
+
+/* A connected pair of stream sockets for a raw or relay job:
+ * socketpair(AF_UNIX) or a TCP loopback connection (TCP_NODELAY on both
+ * ends). Returns 0 with
  * fds[0], fds[1] owned by the caller, or -errno. */
 int bench_raw_pair(bench_transport t, int fds[2]);
 
@@ -401,6 +424,9 @@ typedef struct bench_ratio {
     bool bytes; /* value is bytes, not a ratio */
     bench_ratio_op op;
     double target;
+    /* What the value means, in words: "the broker carries 23% of what a
+     * bare Unix socket does". */
+    char meaning[128];
 } bench_ratio;
 
 /* The ratios the report ends with, into out[BENCH_MAX_RATIOS], from a

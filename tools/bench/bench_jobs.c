@@ -5,19 +5,23 @@
  * receivers first (subscribers, or the responder), then the sender (the
  * publisher, or the requester). A raw row has the same roles over socket
  * pairs made here, each child keeping only its own ends, so that a peer's
- * exit shows as end of stream. A child finds everything it needs in the
- * job, filled in before fork(), and reports through the shared block; it
- * dies with us (PR_SET_PDEATHSIG). The orchestrator polls its children by
- * pid against a deadline: a child that died without saying why becomes
- * the error line, the others get a grace period to stop after the first
- * failure, and a signal kills them all. Then it folds the job into its
- * row: the rates measured at the receivers, the loss, and for rtt every
- * sample.
+ * exit shows as end of stream; a relay row puts a relay process (forked
+ * first) between the sender and the receivers, on pairs of its own. A child finds everything it
+ * needs in the job, filled in before fork(), and reports through the shared block; it dies with us
+ * (PR_SET_PDEATHSIG). The orchestrator polls its children by pid against a deadline: a child that
+ * died without saying why becomes the error line, the others get a grace period to stop after the
+ * first failure, and a signal kills them all. Then it folds the job into its row: the rates
+ * measured at the receivers, the loss, and for rtt every sample.
  *
  * idle runs differently: a fresh private broker per run (one that served
  * other rows keeps freed memory that new connections would reuse unseen)
  * and one client process that opens its connections in stages, while the
  * orchestrator reads the broker's VmRSS before and after.
+ *
+ * Why one file of about 620 lines: the idle run (the last 130) starts its
+ * process and reaps it with the same job_spawn() and job_wait() as every
+ * other row; a file of its own would make the job's context and those
+ * functions public for it alone.
  */
 #include "bench_cmd.h"
 #include "cli.h"
@@ -53,6 +57,7 @@ typedef enum job_role {
     ROLE_RAW_RECEIVER,
     ROLE_RAW_RESPONDER,
     ROLE_RAW_REQUESTER,
+    ROLE_RELAY,
     ROLE_IDLE,
 } job_role;
 
@@ -73,6 +78,8 @@ static const char *role_name(job_role role)
         return "sender";
     case ROLE_RAW_RECEIVER:
         return "receiver";
+    case ROLE_RELAY:
+        return "relay";
     case ROLE_IDLE:
         return "idle client";
     }
@@ -92,15 +99,19 @@ typedef struct job_ctx {
     bench_shared *sh;
     uint64_t *samples;
     uint64_t sample_cap;
-    job_child children[BENCH_MAX_SUBS + 2];
+    job_child children[BENCH_MAX_SUBS + 3];
     unsigned child_count;
-    /* Raw sockets: [i][0] the sender's end, [i][1] the receiver's. */
+    /* Raw sockets: [i][0] the sender's end (the relay's, through a relay),
+     * [i][1] the receiver's (or the responder's). */
     int fds[BENCH_MAX_SUBS][2];
     unsigned fd_pairs;
+    /* Through a relay: [0] the sender's (or requester's) end, [1] the
+     * relay's; else both -1. */
+    int up[2];
 } job_ctx;
 
 /* Close the raw sockets but `keep` (-1: all of them). A child keeps only
- * its own end, so that a peer's exit shows as end of stream. */
+ * its own ends, so that a peer's exit shows as end of stream. */
 static void job_close_fds(job_ctx *jc, int keep)
 {
     for (unsigned i = 0; i < jc->fd_pairs; i++) {
@@ -111,6 +122,21 @@ static void job_close_fds(job_ctx *jc, int keep)
             }
         }
     }
+    for (int e = 0; e < 2; e++) {
+        if (jc->up[e] >= 0 && jc->up[e] != keep) {
+            close(jc->up[e]);
+        }
+    }
+}
+
+/* The relay keeps its end of every pair; its peers keep theirs. */
+static void job_close_all_but_relay(job_ctx *jc, int *out)
+{
+    for (unsigned i = 0; i < jc->fd_pairs; i++) {
+        out[i] = jc->fds[i][0];
+        close(jc->fds[i][1]);
+    }
+    close(jc->up[0]);
 }
 
 /* The body of a forked process. Never returns. */
@@ -142,6 +168,11 @@ static void job_child_main(job_ctx *jc, job_role role, unsigned index)
         r = bench_requester_run(job, jc->sh);
         break;
     case ROLE_RAW_SENDER:
+        if (jc->up[0] >= 0) {
+            job_close_fds(jc, jc->up[0]);
+            r = bench_raw_sender_run(job, jc->sh, &jc->up[0], 1);
+            break;
+        }
         for (unsigned i = 0; i < jc->fd_pairs; i++) {
             sender_fds[i] = jc->fds[i][0];
             close(jc->fds[i][1]);
@@ -156,9 +187,15 @@ static void job_child_main(job_ctx *jc, job_role role, unsigned index)
         job_close_fds(jc, jc->fds[0][1]);
         r = bench_raw_responder_run(job, jc->sh, jc->fds[0][1]);
         break;
-    case ROLE_RAW_REQUESTER:
-        job_close_fds(jc, jc->fds[0][0]);
-        r = bench_raw_requester_run(job, jc->sh, jc->fds[0][0]);
+    case ROLE_RAW_REQUESTER: {
+        int fd = jc->up[0] >= 0 ? jc->up[0] : jc->fds[0][0];
+        job_close_fds(jc, fd);
+        r = bench_raw_requester_run(job, jc->sh, fd);
+        break;
+    }
+    case ROLE_RELAY:
+        job_close_all_but_relay(jc, sender_fds);
+        r = bench_relay_run(job, jc->sh, jc->up[1], sender_fds, jc->fd_pairs);
         break;
     case ROLE_IDLE:
         job_close_fds(jc, -1);
@@ -194,29 +231,37 @@ static int job_spawn_all(job_ctx *jc)
 {
     const bench_job *job = &jc->job;
     const bool raw = bench_transport_is_raw(job->transport);
+    const bool relay = bench_transport_is_relay(job->transport);
     const unsigned pairs = job->workload == BENCH_RTT ? 1 : job->receivers;
 
-    if (raw) {
-        for (unsigned i = 0; i < pairs; i++) {
-            int r = bench_raw_pair(job->transport, jc->fds[i]);
-            if (r < 0) {
-                job_close_fds(jc, -1);
-                jc->fd_pairs = 0;
-                return bench_fail(jc->sh, "cannot connect a %s socket pair: %s",
-                                  bench_transport_name(job->transport), strerror(-r));
-            }
+    jc->up[0] = jc->up[1] = -1;
+    for (unsigned i = 0; raw && i <= pairs; i++) {
+        /* The last pair, through a relay only, is the sender's to it. */
+        if (i == pairs && !relay) {
+            break;
+        }
+        int r = bench_raw_pair(job->transport, i < pairs ? jc->fds[i] : jc->up);
+        if (r < 0) {
+            job_close_fds(jc, -1);
+            jc->fd_pairs = 0;
+            jc->up[0] = jc->up[1] = -1;
+            return bench_fail(jc->sh, "cannot connect a %s socket pair: %s",
+                              bench_transport_name(job->transport), strerror(-r));
+        }
+        if (i < pairs) {
             jc->fd_pairs++;
         }
     }
 
-    /* Receivers first: the sender waits until they are all ready. */
-    int r = 0;
-    if (job->workload == BENCH_RTT) {
+    /* Receivers first: the sender waits until they are all ready. The
+     * relay needs no waiting for: the sockets exist before it runs. */
+    int r = relay ? job_spawn(jc, ROLE_RELAY, 0) : 0;
+    if (r == 0 && job->workload == BENCH_RTT) {
         r = job_spawn(jc, raw ? ROLE_RAW_RESPONDER : ROLE_RESPONDER, 0);
         if (r == 0) {
             r = job_spawn(jc, raw ? ROLE_RAW_REQUESTER : ROLE_REQUESTER, 0);
         }
-    } else {
+    } else if (r == 0) {
         for (unsigned i = 0; r == 0 && i < job->receivers; i++) {
             r = job_spawn(jc, raw ? ROLE_RAW_RECEIVER : ROLE_SUBSCRIBER, i);
         }
@@ -226,6 +271,7 @@ static int job_spawn_all(job_ctx *jc)
     }
     job_close_fds(jc, -1); /* the children have theirs */
     jc->fd_pairs = 0;
+    jc->up[0] = jc->up[1] = -1;
     return r;
 }
 

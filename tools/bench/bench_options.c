@@ -63,6 +63,8 @@ static const char *const transport_names[BENCH_TRANSPORT_COUNT] = {
     [BENCH_TCP] = "tcp",
     [BENCH_RAW_UNIX] = "raw-unix",
     [BENCH_RAW_TCP] = "raw-tcp",
+    [BENCH_RELAY_UNIX] = "relay-unix",
+    [BENCH_RELAY_TCP] = "relay-tcp",
 };
 
 const char *bench_transport_name(bench_transport t)
@@ -96,9 +98,10 @@ static void bench_usage(FILE *out)
             "\n"
             "Measure the bus: messages per second and round-trip latency through the\n"
             "broker over its Unix socket and over TCP loopback, side by side with the\n"
-            "same frames sent straight between two processes without a broker (raw),\n"
-            "so the table shows what the broker costs; and what a big routing table\n"
-            "and an idle connection cost the broker.\n"
+            "same frames sent straight between two processes without a broker (raw)\n"
+            "and through a process that only copies them where the broker would be\n"
+            "(relay), so the table shows what the broker costs; and what a big\n"
+            "routing table and an idle connection cost the broker.\n"
             "\n"
             "Workloads (default: all):\n"
             "  thru     1 publisher -> 1 subscriber (sizes: --size, default 16 and 128)\n"
@@ -132,7 +135,9 @@ static void bench_usage(FILE *out)
             "                         if the RLIMIT_NOFILE hard limit allows fewer, the\n"
             "                         row uses fewer and says so\n"
             "  -T, --transport LIST   any of unix, tcp, raw (= raw-unix,raw-tcp),\n"
-            "                         raw-unix, raw-tcp (default: all of them)\n"
+            "                         raw-unix, raw-tcp, relay (= relay-unix,relay-tcp;\n"
+            "                         also raw-relay), relay-unix, relay-tcp (default:\n"
+            "                         all of them)\n"
             "  -d, --duration SECONDS how long each row sends (default %d.%d; 0.5, 250ms)\n"
             "  -n, --runs N           run everything N times: rates show the median and\n"
             "                         [min-max]; latencies use every sample of every run\n"
@@ -162,8 +167,12 @@ static void bench_usage(FILE *out)
             "over them); MB/s counts payload bytes (1 MB = 10^6 B). loss is\n"
             "published x subscribers - received, and 0 unless the row says otherwise.\n"
             "Latencies are in microseconds. raw-unix and raw-tcp send the same frames\n"
-            "between two processes with no broker: the ceiling. After the table,\n"
-            "ratios compare the transports (with targets where there are some).\n"
+            "between two processes with no broker: the ceiling. relay-unix and\n"
+            "relay-tcp send them through a third process, where the broker would be,\n"
+            "that reads into one buffer and writes what it read unchanged: the same\n"
+            "hops and wake-ups as the broker with none of its work, so unix against\n"
+            "relay-unix is the broker's own cost. After the table, ratios compare the\n"
+            "transports (with targets where there are some).\n"
             "\n"
             "Exit status: 0 when every row ran (loss is reported, not an error), 1 on\n"
             "failure, 2 on a bad command line.\n"
@@ -290,6 +299,11 @@ static int parse_transports(bench_args *args, const char *list)
             args->transports[BENCH_RAW_UNIX] = args->transports[BENCH_RAW_TCP] = true;
             found = true;
         }
+        if ((len == 5 && strncmp(p, "relay", 5) == 0) ||
+            (len == 9 && strncmp(p, "raw-relay", 9) == 0)) {
+            args->transports[BENCH_RELAY_UNIX] = args->transports[BENCH_RELAY_TCP] = true;
+            found = true;
+        }
         for (int t = 0; t < BENCH_TRANSPORT_COUNT && !found; t++) {
             if (strlen(transport_names[t]) == len && strncmp(p, transport_names[t], len) == 0) {
                 args->transports[t] = true;
@@ -298,8 +312,8 @@ static int parse_transports(bench_args *args, const char *list)
         }
         if (!found) {
             return cli_usage_error(CMD,
-                                   "unknown transport '%.*s': give unix, tcp, raw, raw-unix or "
-                                   "raw-tcp, comma-separated",
+                                   "unknown transport '%.*s': give unix, tcp, raw, raw-unix, "
+                                   "raw-tcp, relay, relay-unix or relay-tcp, comma-separated",
                                    (int)len, p);
         }
         if (p[len] == '\0') {

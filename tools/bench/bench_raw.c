@@ -43,7 +43,7 @@ size_t bench_frame_size(const bench_job *job)
 
 int bench_raw_pair(bench_transport t, int fds[2])
 {
-    if (t == BENCH_RAW_UNIX) {
+    if (t == BENCH_RAW_UNIX || t == BENCH_RELAY_UNIX) {
         return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0 ? -errno : 0;
     }
 
@@ -94,8 +94,7 @@ out:
     return err;
 }
 
-/* Write all of buf[0..len) to a blocking socket. Returns 0 or -errno. */
-static int raw_write_all(int fd, const uint8_t *buf, size_t len)
+int bench_write_all(int fd, const uint8_t *buf, size_t len)
 {
     while (len > 0) {
         ssize_t n = send(fd, buf, len, MSG_NOSIGNAL);
@@ -200,12 +199,13 @@ typedef struct raw_output {
 static int raw_output_flush(raw_output *out, bench_shared *sh)
 {
     for (unsigned i = 0; i < out->count; i++) {
-        int r = raw_write_all(out->fds[i], out->buf, out->len);
+        int r = bench_write_all(out->fds[i], out->buf, out->len);
         if (r < 0) {
             if (bench_aborted(sh)) {
                 return -1; /* the receiver stopped because of another error */
             }
-            return bench_fail(sh, "sender: cannot write to receiver %u: %s", i + 1, strerror(-r));
+            return bench_fail(sh, "sender: cannot write to %s %u: %s",
+                              out->count == 1 ? "its peer" : "receiver", i + 1, strerror(-r));
         }
     }
     out->len = 0;
@@ -228,7 +228,9 @@ int bench_raw_sender_run(const bench_job *job, bench_shared *sh, const int *fds,
         bench_fail(sh, "sender: out of memory for a %zu-byte batch", out.cap);
         goto done;
     }
-    if (bench_wait_ready(sh, count, "receivers", BENCH_WAIT_MS) < 0) {
+    /* Through a relay, `count` is 1 (the relay's socket) while the
+     * receivers, whose readiness and credit count, are job->receivers. */
+    if (bench_wait_ready(sh, job->receivers, "receivers", BENCH_WAIT_MS) < 0) {
         goto done;
     }
 
@@ -252,7 +254,7 @@ int bench_raw_sender_run(const bench_job *job, bench_shared *sh, const int *fds,
             if (raw_output_flush(&out, sh) < 0) {
                 goto done;
             }
-            int64_t min = bench_credit_wait(sh, count, seq - window / 2, NULL, NULL);
+            int64_t min = bench_credit_wait(sh, job->receivers, seq - window / 2, NULL, NULL);
             if (min < 0) {
                 goto done;
             }
@@ -383,7 +385,7 @@ int bench_raw_responder_run(const bench_job *job, bench_shared *sh, int fd)
          * requester's reply subject, the payload copied once. */
         size_t n = frame_encode(out, FRAME_OP_MSG, 0, BENCH_RAW_SID, f.reply, f.reply_len, NULL, 0,
                                 NULL, 0, f.payload, f.payload_len);
-        int r = raw_write_all(fd, out, n);
+        int r = bench_write_all(fd, out, n);
         if (r < 0) {
             bench_fail(sh, "responder: cannot write to the requester: %s", strerror(-r));
             goto done;
@@ -424,7 +426,7 @@ int bench_raw_requester_run(const bench_job *job, bench_shared *sh, int fd)
         /* Encoded inside the timed span, as sb_publish() encodes. */
         size_t n = frame_encode(out, FRAME_OP_MSG, 0, BENCH_RAW_SID, job->subject, subject_len,
                                 job->reply, reply_len, NULL, 0, payload, job->size);
-        int r = raw_write_all(fd, out, n);
+        int r = bench_write_all(fd, out, n);
         if (r < 0) {
             bench_fail(sh, "requester: cannot write to the responder: %s", strerror(-r));
             goto done;
@@ -450,7 +452,7 @@ int bench_raw_requester_run(const bench_job *job, bench_shared *sh, int fd)
     /* End marker: an empty request. */
     size_t n = frame_encode(out, FRAME_OP_MSG, 0, BENCH_RAW_SID, job->subject, subject_len, NULL, 0,
                             NULL, 0, NULL, 0);
-    if (raw_write_all(fd, out, n) < 0 && !bench_aborted(sh)) {
+    if (bench_write_all(fd, out, n) < 0 && !bench_aborted(sh)) {
         bench_fail(sh, "requester: cannot write the end marker to the responder");
         goto done;
     }

@@ -336,7 +336,7 @@ void bench_report_table(const bench_report *rep, FILE *out)
         gw = strlen(ratios[i].group) > gw ? strlen(ratios[i].group) : gw;
         ww = strlen(ratios[i].what) > ww ? strlen(ratios[i].what) : ww;
     }
-    fprintf(out, "\nratios (of medians; targets of the benchmark issue where set):\n");
+    fprintf(out, "\nratios (of the medians over the runs), and what they mean:\n");
     for (size_t i = 0; i < n; i++) {
         const bench_ratio *r = &ratios[i];
         char value[32];
@@ -345,13 +345,8 @@ void bench_report_table(const bench_report *rep, FILE *out)
         } else {
             snprintf(value, sizeof(value), "%.2fx", r->value);
         }
-        fprintf(out, "  %-*s  %-*s  %8s", (int)gw, r->group, (int)ww, r->what, value);
-        if (r->op != BENCH_RATIO_INFO) {
-            char target[32];
-            snprintf(target, sizeof(target), "%s %.6g", bench_ratio_op_text(r->op), r->target);
-            fprintf(out, "  target %-7s %s", target, bench_ratio_met(r) ? "ok" : "MISSED");
-        }
-        fputc('\n', out);
+        fprintf(out, "  %-*s  %-*s  %8s%s%s\n", (int)gw, r->group, (int)ww, r->what, value,
+                r->meaning[0] != '\0' ? "  " : "", r->meaning);
     }
 }
 

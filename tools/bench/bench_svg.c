@@ -3,8 +3,9 @@
  * person can open in a browser.
  *
  * One panel per workload and size, the transports as bars in fixed colors
- * (unix, tcp, raw-unix, raw-tcp) with one legend for all. Rates span four
- * orders of magnitude between 16 B and 64 KiB, so one shared axis would
+ * (unix, tcp, raw-unix, raw-tcp, relay-unix, relay-tcp) with one legend
+ * for all. Rates span four orders of magnitude between 16 B and 64 KiB,
+ * so one shared axis would
  * flatten the large sizes to nothing, and a log axis would hide the very
  * ratios the chart is for; instead each panel has its own linear axis from
  * zero, with ticks and a label, and every bar carries its value. rtt gets
@@ -40,10 +41,8 @@
 #define SVG_TARGET_IDLE_BYTES 8192.0
 
 static const char *const svg_colors[BENCH_TRANSPORT_COUNT] = {
-    [BENCH_UNIX] = "#1f77b4",
-    [BENCH_TCP] = "#ff7f0e",
-    [BENCH_RAW_UNIX] = "#2ca02c",
-    [BENCH_RAW_TCP] = "#9467bd",
+    [BENCH_UNIX] = "#1f77b4",    [BENCH_TCP] = "#ff7f0e",        [BENCH_RAW_UNIX] = "#2ca02c",
+    [BENCH_RAW_TCP] = "#9467bd", [BENCH_RELAY_UNIX] = "#8c564b", [BENCH_RELAY_TCP] = "#e377c2",
 };
 
 /* What a panel plots for its rows. */
@@ -439,6 +438,8 @@ int bench_svg_write(const bench_report *rep, FILE *out)
             [BENCH_TCP] = "tcp (broker)",
             [BENCH_RAW_UNIX] = "raw-unix (no broker)",
             [BENCH_RAW_TCP] = "raw-tcp (no broker)",
+            [BENCH_RELAY_UNIX] = "relay-unix (copies only)",
+            [BENCH_RELAY_TCP] = "relay-tcp (copies only)",
         };
         fprintf(out,
                 "<rect x=\"%d\" y=\"64\" width=\"14\" height=\"14\" fill=\"%s\"/>"

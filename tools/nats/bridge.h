@@ -140,7 +140,10 @@ struct bridge {
     int backoff_ms;
     bool bus_told_down;  /* said once that it is away */
     bool bus_told_drops; /* said once per outage that imports are dropped */
-    bool bus_was_up;     /* connected before: the next connect is a reconnect */
+    bool bus_was_up;
+    bool lossless_refused;
+        /* the broker's ACL forbids lossless exports */ /* connected before: the next connect is a
+                                                           reconnect */
 
     /* The NATS side. */
     natsConnection *nc;

@@ -5,7 +5,9 @@
  * The bridge's connection has echo off ("echo": false in its HELLO), so
  * what it publishes here (imports, replies) never comes back to its own
  * export subscriptions: a subject both exported and imported does not
- * loop. It subscribes to each export pattern, to $BRIDGE.<name>.STATS
+ * loop. It subscribes to each export pattern (lossless, so that a slow
+ * NATS link slows local publishers rather than losing messages), to
+ * $BRIDGE.<name>.STATS
  * (answered here with the counters), and to its own inbox,
  * _INBOX.<client_id>.nats.>, where the replies to imported requests
  * arrive: an imported request is published here with the reply subject
@@ -82,8 +84,13 @@ int bridge_bus_subscribe(struct bridge *b)
     int n = snprintf(b->inbox_prefix, sizeof(b->inbox_prefix), "_INBOX.%llu.nats.",
                      (unsigned long long)sb_client_id(b->bus));
     b->inbox_prefix_len = (size_t)n;
+    /* Lossless: when NATS is slower than the local publishers, the broker
+     * holds them (within its lossless_stall_ms) rather than drop what the
+     * bridge has not read. A broker whose ACL forbids it refuses the SUB;
+     * then the next connection subscribes without it. */
+    uint32_t flags = b->lossless_refused ? 0 : SB_SUB_LOSSLESS;
     for (size_t i = 0; i < b->opt.exports.len; i++) {
-        int r = sb_subscribe(b->bus, b->opt.exports.items[i], NULL, &b->export_sids[i]);
+        int r = sb_subscribe_ex(b->bus, b->opt.exports.items[i], NULL, flags, &b->export_sids[i]);
         if (r < 0) {
             return r;
         }
@@ -97,6 +104,13 @@ int bridge_bus_subscribe(struct bridge *b)
     if (r == 0) {
         /* Confirmed: a refused pattern (an ACL) says so here. */
         r = sb_flush(b->bus, 5000);
+    }
+    if (r == SB_E_PERMISSION && !b->lossless_refused) {
+        b->lossless_refused = true;
+        bridge_log(b, BRIDGE_LOG_NORMAL,
+                   "the broker refused a lossless subscription; exporting "
+                   "without (what the broker drops for the bridge is "
+                   "counted as dropped_bus_slow)");
     }
     return r;
 }

@@ -12,14 +12,24 @@
  * and UTF-8 validation for `sub --json`. These run once per message on the
  * hot path, so they work on runs of bytes and write through the stdio
  * buffer with the unlocked calls (the command is single-threaded).
+ *
+ * Why one file of about 750 lines: it is the one place where what the
+ * commands share lives (cli.h is its table of contents), and its parts
+ * share the wording of an error line (cli_escape(), the broker's detail).
+ * The output encoders at its end (JSON strings, base64, UTF-8, about 150
+ * lines) need nothing else here: they are the part to move out when it
+ * grows.
  */
 #include "cli.h"
+
+#include "endpoint.h"
 
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -34,6 +44,76 @@
 
 /* First allocation for cli_read_stdin(); it doubles up to the limit. */
 #define CLI_STDIN_INITIAL (64u * 1024u)
+
+bool cli_system;
+
+/* What is at `path`, when it is not a socket: "a regular file", ...; NULL
+ * for a socket or nothing at all. */
+static const char *not_a_socket(const char *path)
+{
+    struct stat st;
+    if (stat(path, &st) < 0 || S_ISSOCK(st.st_mode)) {
+        return NULL;
+    }
+    if (S_ISREG(st.st_mode)) {
+        return "a regular file";
+    }
+    if (S_ISDIR(st.st_mode)) {
+        return "a directory";
+    }
+    if (S_ISFIFO(st.st_mode)) {
+        return "a FIFO";
+    }
+    return S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode) ? "a device" : "not a socket";
+}
+
+static bool is_socket(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISSOCK(st.st_mode);
+}
+
+/*
+ * Nothing answers at the default path: say where the rule looked and why
+ * ($XDG_RUNTIME_DIR set or not), and when a broker's socket sits where the
+ * other branch of the rule would have looked (a broker started with
+ * XDG_RUNTIME_DIR set and a client without, or the other way round), name
+ * it. Returns the hint ("" when the endpoint was named).
+ */
+static const char *default_path_hint(const char *endpoint, const char *explicit_endpoint, char *buf,
+                                     size_t len)
+{
+    const char *env = getenv("SOCKBUS_SOCKET");
+    if (explicit_endpoint != NULL || (env != NULL && *env != '\0') || cli_system) {
+        return "";
+    }
+    const char *xdg = getenv("XDG_RUNTIME_DIR");
+    char other[SB_ENDPOINT_MAX];
+    if (xdg != NULL && *xdg != '\0') {
+        snprintf(other, sizeof(other), "/tmp/sockbus-%lu.sock", (unsigned long)getuid());
+        if (is_socket(other)) {
+            snprintf(buf, len,
+                     " (looked there because XDG_RUNTIME_DIR is set here; a broker's socket is at "
+                     "%s, where the rule looks without XDG_RUNTIME_DIR: was sockbusd started "
+                     "without it? pass -s %s, or start sockbusd with XDG_RUNTIME_DIR set)",
+                     other, other);
+        } else {
+            snprintf(buf, len, " (looked there because XDG_RUNTIME_DIR is set)");
+        }
+        return buf;
+    }
+    snprintf(other, sizeof(other), "/run/user/%lu/sockbus.sock", (unsigned long)getuid());
+    if (is_socket(other)) {
+        snprintf(buf, len,
+                 " (looked there because XDG_RUNTIME_DIR is not set here; a broker's socket is "
+                 "at %s, where the rule looks with XDG_RUNTIME_DIR=/run/user/%lu: set it, or "
+                 "pass -s %s)",
+                 other, (unsigned long)getuid(), other);
+    } else {
+        snprintf(buf, len, " (looked there because XDG_RUNTIME_DIR is not set)");
+    }
+    return buf;
+}
 
 /* The advice that fits a failed connect. `explicit_endpoint` is what -s
  * gave (NULL if nothing), so the hint can say how to start a broker that
@@ -92,13 +172,28 @@ static void connect_error(const char *endpoint, const char *explicit_endpoint, i
         break;
     }
 
+    /* Something that is not a socket: no broker can listen there. */
+    const char *what = sb_endpoint_is_tcp(endpoint) ? NULL : not_a_socket(endpoint);
+    if (what != NULL) {
+        fprintf(stderr,
+                "sockbus: cannot connect to %s: not a socket (%s); give the broker's socket "
+                "with -s PATH\n",
+                endpoint, what);
+        return;
+    }
     /* Nothing listens there (ENOENT, ECONNREFUSED on a stale socket, a
      * closed TCP port) or something else went wrong: say how to start one. */
+    char hint[3 * SB_ENDPOINT_MAX + 256];
     if (sb_endpoint_is_tcp(endpoint)) {
         fprintf(stderr,
                 "sockbus: cannot connect to %s: %s; is sockbusd listening there? start it "
                 "with 'sockbusd --tcp %s' (or pass -s ENDPOINT / set SOCKBUS_SOCKET)\n",
                 endpoint, why, endpoint + strlen("tcp://"));
+    } else if (explicit_endpoint != NULL && strcmp(endpoint, SB_ENDPOINT_SYSTEM) == 0) {
+        fprintf(stderr,
+                "sockbus: cannot connect to the system broker at %s: %s; is it running? start "
+                "it with 'systemctl start sockbusd.socket' (or 'sockbusd --system')\n",
+                endpoint, why);
     } else if (explicit_endpoint != NULL) {
         fprintf(stderr,
                 "sockbus: cannot connect to %s: %s; is sockbusd running? start it with "
@@ -106,9 +201,9 @@ static void connect_error(const char *endpoint, const char *explicit_endpoint, i
                 endpoint, why, endpoint);
     } else {
         fprintf(stderr,
-                "sockbus: cannot connect to %s: %s; is sockbusd running? start it with "
+                "sockbus: cannot connect to %s%s: %s; is sockbusd running? start it with "
                 "'sockbusd' (or pass -s ENDPOINT / set SOCKBUS_SOCKET)\n",
-                endpoint, why);
+                endpoint, default_path_hint(endpoint, explicit_endpoint, hint, sizeof(hint)), why);
     }
 }
 
@@ -119,9 +214,17 @@ int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client
     sb_client *client = NULL;
     int r;
 
-    /* An empty -s means "not given": the same as the library's rule. */
+    /* An empty -s is a mistake (an unset variable in a script, say), not
+     * a request for the default. */
     if (endpoint != NULL && *endpoint == '\0') {
-        endpoint = NULL;
+        fprintf(stderr,
+                "sockbus %s: -s '' names no endpoint; give a socket path or "
+                "tcp://HOST:PORT, or leave -s out for the default\n",
+                cmd);
+        return -EINVAL;
+    }
+    if (endpoint == NULL && cli_system) {
+        endpoint = SB_ENDPOINT_SYSTEM;
     }
     r = sb_endpoint_resolve(endpoint, resolved, sizeof(resolved));
     if (r < 0) {
@@ -137,6 +240,18 @@ int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client
                     sb_strerror(r));
         }
         return r;
+    }
+    /* A TCP endpoint is checked before connecting: "tcp://localhost" has
+     * no port, and no broker to blame. */
+    char host[SB_ENDPOINT_MAX];
+    char port[8];
+    if (sb_endpoint_is_tcp(resolved) &&
+        endpoint_parse_tcp(resolved, host, sizeof(host), port, sizeof(port)) < 0) {
+        fprintf(stderr,
+                "sockbus %s: invalid endpoint '%s': write tcp://HOST:PORT with a port from 1 "
+                "to 65535, e.g. tcp://127.0.0.1:7447 (tcp://[::1]:7447 for IPv6)\n",
+                cmd, resolved);
+        return -EINVAL;
     }
 
     snprintf(name, sizeof(name), "sockbus %s", cmd);
@@ -190,7 +305,10 @@ int cli_connection_error(const char *cmd, sb_client *client, const char *what, i
     fprintf(
         stderr, "sockbus %s: lost connection to %s while %s: %s%s; %s\n", cmd, sb_endpoint(client),
         what, sb_strerror(err), cli_broker_detail(client, err, detail, sizeof(detail)),
-        err == SB_E_SHUTDOWN ? "try again once the broker is back" : "is sockbusd still running?");
+        err == SB_E_SHUTDOWN        ? "try again once the broker is back"
+        : err == SB_E_SLOW_CONSUMER ? "a lossless subscriber must keep reading; read faster, or "
+                                      "subscribe without --lossless"
+                                    : "is sockbusd still running?");
     return CLI_EXIT_FAILURE;
 }
 
@@ -282,41 +400,55 @@ int cli_option_error(const char *cmd, char **argv, int ch, const struct option *
     return cli_usage_error(cmd, "unknown option '-%c'", optopt);
 }
 
-/* Does `arg` name one of the options: "-n", "-nVALUE", "--count",
- * "--cou=5"? */
-static bool names_option(const char *arg, const struct option *opts, const char *optstring)
+/* The long option that `name` (after "--", before any "=") names, as
+ * getopt_long() reads it: exactly, or as the one option it abbreviates. */
+static const struct option *long_option_named(const char *name, size_t len,
+                                              const struct option *opts)
 {
-    if (arg[0] != '-' || arg[1] == '\0') {
-        return false;
-    }
-    if (arg[1] != '-') {
-        return arg[1] != '+' && arg[1] != ':' && strchr(optstring, arg[1]) != NULL;
-    }
-    size_t len = strcspn(arg + 2, "=");
+    const struct option *hit = NULL;
+    int matches = 0;
     for (const struct option *o = opts; len > 0 && o->name != NULL; o++) {
-        if (strncmp(o->name, arg + 2, len) == 0) {
-            return true;
+        if (strncmp(o->name, name, len) == 0) {
+            if (strlen(o->name) == len) {
+                return o;
+            }
+            hit = o;
+            matches++;
         }
     }
-    return false;
+    return matches == 1 ? hit : NULL;
 }
 
-int cli_check_operands(const char *cmd, int argc, char **argv, const struct option *opts,
-                       const char *optstring)
+int cli_options_end(int argc, char **argv, const struct option *opts, const char *optstring)
 {
-    /* After an explicit "--" everything is an operand, by request. */
-    if (optind > 1 && strcmp(argv[optind - 1], "--") == 0) {
-        return 0;
-    }
-    for (int i = optind; i < argc; i++) {
-        if (names_option(argv[i], opts, optstring)) {
-            return cli_usage_error(cmd,
-                                   "option '%s' after '%s': options go first (put '--' "
-                                   "before an argument that starts with '-')",
-                                   argv[i], argv[optind]);
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (strcmp(a, "--") == 0) {
+            return i;
+        }
+        if (a[0] != '-' || a[1] == '\0') {
+            continue; /* an operand */
+        }
+        if (a[1] == '-') {
+            const struct option *o = long_option_named(a + 2, strcspn(a + 2, "="), opts);
+            if (o != NULL && o->has_arg == required_argument && strchr(a, '=') == NULL) {
+                i++; /* "--queue GROUP": GROUP is the option's */
+            }
+            continue;
+        }
+        /* A cluster of short options ("-vq GROUP", "-qGROUP"). */
+        for (const char *c = a + 1; *c != '\0'; c++) {
+            const char *p = *c == ':' ? NULL : strchr(optstring, *c);
+            if (p == NULL) {
+                break;
+            }
+            if (p[1] == ':') {
+                i += c[1] == '\0';
+                break;
+            }
         }
     }
-    return 0;
+    return argc;
 }
 
 static bool is_digit(char c)
@@ -510,7 +642,13 @@ int cli_confirm(const char *cmd, sb_client *client, int wait_ms, const cli_deadl
 int cli_subscribe(const char *cmd, sb_client *client, const char *pattern, const char *queue,
                   int wait_ms, const cli_deadline *deadline)
 {
-    int r = sb_subscribe(client, pattern, queue, NULL);
+    return cli_subscribe_ex(cmd, client, pattern, queue, 0, wait_ms, deadline);
+}
+
+int cli_subscribe_ex(const char *cmd, sb_client *client, const char *pattern, const char *queue,
+                     uint32_t flags, int wait_ms, const cli_deadline *deadline)
+{
+    int r = sb_subscribe_ex(client, pattern, queue, flags, NULL);
 
     if (r < 0) {
         return cli_connection_error(cmd, client, "subscribing", r);

@@ -47,6 +47,7 @@ int cmd_sub(int argc, char **argv);
 int cmd_req(int argc, char **argv);
 int cmd_reply(int argc, char **argv);
 int cmd_stat(int argc, char **argv);
+int cmd_wait(int argc, char **argv);
 
 /*
  * Resolve the endpoint (`endpoint` from -s, or NULL for the default rule:
@@ -60,6 +61,10 @@ int cmd_stat(int argc, char **argv);
  * negative code (*out untouched).
  */
 int cli_connect(const char *cmd, const char *endpoint, int timeout_ms, sb_client **out);
+
+/* --system was given (before or after the command: main.c takes it out of
+ * the arguments): without -s, commands connect to SB_ENDPOINT_SYSTEM. */
+extern bool cli_system;
 
 /* Room for cli_broker_detail(): the library keeps at most 255 bytes of the
  * broker's text, and each may take four once escaped (cli_escape()). */
@@ -104,19 +109,19 @@ int cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format
 
 /* Report what getopt_long() returned as '?' (unknown option, or a value
  * given to a long option that takes none) or ':' (missing argument); the
- * option string must start with "+:" and `opts` is the long option table
+ * option string must start with ":" and `opts` is the long option table
  * that was passed. Returns CLI_EXIT_USAGE. */
 int cli_option_error(const char *cmd, char **argv, int ch, const struct option *opts);
 
 /*
- * Options come before operands (getopt_long() with "+"), so "sockbus sub
- * PATTERN -n 1" would quietly subscribe to "-n" and "1". After getopt is
- * done, reject an operand that names one of the command's options, unless
- * the user wrote "--" before the operands. Returns 0 or CLI_EXIT_USAGE
- * (after one line on stderr).
+ * Options and operands come in any order (GNU getopt_long(), which moves
+ * the operands behind the options), and "--" ends the options. For a
+ * command that runs another command after "--" (reply -- COMMAND), the
+ * index of that "--" in argv as getopt_long() would read it (an option's
+ * argument "--" is not it), or argc when there is none: parse only the
+ * arguments before it, and leave the rest to the command.
  */
-int cli_check_operands(const char *cmd, int argc, char **argv, const struct option *opts,
-                       const char *optstring);
+int cli_options_end(int argc, char **argv, const struct option *opts, const char *optstring);
 
 /*
  * Parse a duration: a non-negative decimal number of seconds, fractional
@@ -149,9 +154,8 @@ int cli_parse_count_option(const char *cmd, const char *arg, uint64_t *count);
  * one line on stderr. */
 int cli_parse_queue(const char *cmd, const char *arg, const char **queue);
 
-/* The operands SUBJECT [MESSAGE] in argv[optind..argc), after getopt and
- * cli_check_operands(). Sets *subject, and *message to the MESSAGE or NULL
- * when there is none (both point into argv). Returns 0, or CLI_EXIT_USAGE
+/* The operands SUBJECT [MESSAGE] in argv[optind..argc), after getopt. Sets *subject, and *message
+ * to the MESSAGE or NULL when there is none (both point into argv). Returns 0, or CLI_EXIT_USAGE
  * after one line on stderr (nothing set). */
 int cli_parse_subject_message(const char *cmd, int argc, char **argv, const char **subject,
                               const char **message);
@@ -202,6 +206,10 @@ int cli_confirm(const char *cmd, sb_client *client, int wait_ms, const cli_deadl
  */
 int cli_subscribe(const char *cmd, sb_client *client, const char *pattern, const char *queue,
                   int wait_ms, const cli_deadline *deadline);
+
+/* cli_subscribe() with sb_subscribe_ex() flags (SB_SUB_LOSSLESS). */
+int cli_subscribe_ex(const char *cmd, sb_client *client, const char *pattern, const char *queue,
+                     uint32_t flags, int wait_ms, const cli_deadline *deadline);
 
 /*
  * Read all of stdin, reading at most one byte more than `limit` so that

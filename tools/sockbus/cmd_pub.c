@@ -32,9 +32,9 @@ enum {
     OPT_RAW,
 };
 
-/* "+": options end at the first operand (see cli_check_operands());
+/* GNU order: options may follow the operands, "--" ends them;
  * ":": report a missing argument as ':' rather than '?'. */
-#define PUB_OPTSTRING "+:s:t:h"
+#define PUB_OPTSTRING ":s:t:h"
 
 static const struct option pub_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -64,7 +64,7 @@ static void pub_usage(FILE *out)
                  "message, without its newline (and a \\r before it); empty lines and a last\n"
                  "line without a newline count too.\n"
                  "\n"
-                 "Options (they come before SUBJECT):\n"
+                 "Options (before or after SUBJECT; '--' ends them):\n"
                  "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
                  "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
                  "                         /tmp/sockbus-UID.sock)\n"
@@ -76,8 +76,8 @@ static void pub_usage(FILE *out)
                  "                         confirm the messages (default 5; 0.5, 250ms, 1m)\n"
                  "  -h, --help             show this help and exit\n"
                  "\n"
-                 "A MESSAGE may start with '-' (\"-5\"); one that names an option of this\n"
-                 "command needs '--' before SUBJECT: sockbus pub -- SUBJECT --raw\n"
+                 "A MESSAGE that starts with '-' needs '--' before it:\n"
+                 "sockbus pub SUBJECT -- -5\n"
                  "\n"
                  "Exit status: 0 once the broker has processed every message, 1 on failure,\n"
                  "2 on a bad command line.\n"
@@ -121,10 +121,7 @@ static int pub_parse(int argc, char **argv, pub_args *args)
         }
     }
 
-    r = cli_check_operands(CMD, argc, argv, pub_options, PUB_OPTSTRING);
-    if (r == 0) {
-        r = cli_parse_subject_message(CMD, argc, argv, &args->subject, &args->message);
-    }
+    r = cli_parse_subject_message(CMD, argc, argv, &args->subject, &args->message);
     if (r != 0) {
         return r;
     }

@@ -12,12 +12,23 @@
  * A COMMAND runs with fork() and execvp() (no shell). The request payload
  * is written to its stdin while its stdout is read, both non-blocking under
  * one poll(), so a command that writes a lot before reading all of its
- * input cannot deadlock against us. The reply is sent as soon as its stdout
- * ends, then the command is reaped: a non-zero exit status is logged on
- * stderr, but its output is still the reply, so a requester is never left
- * to its timeout because a command failed. An answer that does not fit in
- * one frame, or a command that cannot be started, gets an empty reply and
- * one line on stderr: a truncated reply would look like a valid one.
+ * input cannot deadlock against us. Its stderr is read under the same
+ * poll(): passed on to ours as it comes, its last REPLY_ERR_TAIL bytes
+ * kept. Once stdout and stderr have ended the command is reaped, and how
+ * it ended decides the reply: exit status 0 sends its stdout; a non-zero
+ * status, a signal, or a command that cannot be started sends an error
+ * reply, so that a requester is neither left to its timeout nor handed an
+ * empty success: the header REPLY_ERROR_HEADER says what happened (e.g.
+ * "Sockbus-Error: 'sh' exited with status 3"), the payload is the tail of
+ * the command's stderr, and `sockbus req` shows both and exits 1
+ * (docs/protocol.md, Request/reply). An answer that does not fit in one
+ * frame gets an empty reply and one line on stderr: a truncated reply
+ * would look like a valid one.
+ *
+ * Why one file of this size: the options, running a COMMAND and the
+ * request loop serve this one subcommand and share its reply_state.
+ * Running a COMMAND (exec, the poll exchange, the stderr tail, reaping) is
+ * the seam to split along once another command needs it.
  */
 #include "cli.h"
 
@@ -36,9 +47,14 @@
  * of its output we take per read(2). */
 #define REPLY_IO_CHUNK (64u * 1024u)
 
-/* "+": options end at the first operand (see cli_check_operands());
+/* How much of a failed command's stderr goes back in its error reply. */
+#define REPLY_ERR_TAIL 1024u
+/* The header of an error reply, one "Name: value" line. */
+#define REPLY_ERROR_HEADER "Sockbus-Error: "
+
+/* GNU order: options may follow the operands, "--" ends them;
  * ":": report a missing argument as ':' rather than '?'. */
-#define REPLY_OPTSTRING "+:s:q:n:t:vh"
+#define REPLY_OPTSTRING ":s:q:n:t:vh"
 
 static const struct option reply_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -78,6 +94,11 @@ typedef struct reply_run {
     bool too_large; /* it wrote more than fits in one reply: send none */
     int exec_errno; /* 0, or why execvp() failed */
     bool timed_out; /* -t passed while it ran: it was killed, no reply */
+    int status;     /* how it ended (waitpid()), once reaped */
+    bool reaped;
+    /* The last bytes of its stderr, for an error reply. */
+    char err_tail[REPLY_ERR_TAIL];
+    size_t err_len;
 } reply_run;
 
 static void reply_usage(FILE *out)
@@ -88,12 +109,14 @@ static void reply_usage(FILE *out)
                  "Answer every request on SUBJECT (a subject, or a pattern with '*' and '>')\n"
                  "with MESSAGE, or with an empty message when there is none. With\n"
                  "'-- COMMAND', run COMMAND (no shell) once per request with the request's\n"
-                 "payload on its stdin; its stdout, byte for byte, is the reply, even when\n"
-                 "it exits non-zero (the status is logged on stderr). A reply that does not\n"
-                 "fit in one message, or a COMMAND that cannot be run, gets an empty reply\n"
-                 "and one line on stderr. Messages without a reply subject are ignored.\n"
+                 "payload on its stdin; its stdout, byte for byte, is the reply. When it\n"
+                 "exits non-zero, is killed or cannot be run, the reply is an error reply\n"
+                 "instead: a 'Sockbus-Error:' header saying so, and the end of its stderr\n"
+                 "('sockbus req' shows both and exits 1). A reply that does not fit in one\n"
+                 "message gets an empty reply and one line on stderr. Messages without a\n"
+                 "reply subject are ignored.\n"
                  "\n"
-                 "Options (they come before SUBJECT):\n"
+                 "Options (before or after SUBJECT; after '--', they are COMMAND's):\n"
                  "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
                  "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
                  "                         /tmp/sockbus-UID.sock)\n"
@@ -117,47 +140,62 @@ static void reply_usage(FILE *out)
                  "  sockbus reply -q workers text.upper -- tr a-z A-Z\n");
 }
 
-static int reply_parse_operands(int argc, char **argv, reply_args *args)
+/*
+ * The operands, argv[optind..end) once getopt has read the options before
+ * `end`, the "--" that starts COMMAND (cli_options_end(); argc if none):
+ * SUBJECT [MESSAGE], or SUBJECT and then "-- COMMAND...". A "--" with no
+ * operand before it only ends the options, as everywhere: then SUBJECT
+ * follows it, and a second "--" starts COMMAND.
+ */
+static int reply_parse_operands(int argc, char **argv, int end, reply_args *args)
 {
-    int left = argc - optind;
-    if (left < 1) {
-        return cli_usage_error(CMD, "missing SUBJECT");
-    }
-    args->subject = argv[optind];
-    args->message = "";
+    char **ops = argv + optind;
+    int nops = end - optind;
+    char **command = NULL;
+    int ncommand = 0;
 
-    if (left >= 2 && strcmp(argv[optind + 1], "--") == 0) {
-        /* Only SUBJECT is ours to check: the command's arguments are its
-         * own, options included ("sh -c ..."). */
-        int r = cli_check_operands(CMD, optind + 1, argv, reply_options, REPLY_OPTSTRING);
-        if (r != 0) {
-            return r;
-        }
-        if (left == 2) {
-            return cli_usage_error(CMD, "missing COMMAND after '--'");
-        }
-        args->command = argv + optind + 2; /* argv[argc] is NULL */
-        return 0;
-    }
-
-    int r = cli_check_operands(CMD, argc, argv, reply_options, REPLY_OPTSTRING);
-    if (r != 0) {
-        return r;
-    }
-    if (left > 2) {
-        for (int i = optind + 2; i < argc; i++) {
-            if (strcmp(argv[i], "--") == 0) {
-                return cli_usage_error(CMD, "give either MESSAGE or '-- COMMAND' after SUBJECT, "
-                                            "not both");
+    if (end < argc && nops == 0) {
+        ops = argv + end + 1;
+        nops = argc - end - 1;
+        for (int i = 0; i < nops; i++) {
+            if (strcmp(ops[i], "--") == 0) {
+                command = ops + i + 1;
+                ncommand = nops - i - 1;
+                nops = i;
+                break;
             }
         }
+    } else if (end < argc) {
+        command = argv + end + 1;
+        ncommand = argc - end - 1;
+    }
+    if (nops < 1) {
+        return cli_usage_error(CMD, "missing SUBJECT");
+    }
+    args->subject = ops[0];
+    args->message = "";
+
+    if (command != NULL) {
+        /* The command's arguments are its own, options included ("sh -c
+         * ..."): argv[argc] is NULL, so command is NULL-terminated. */
+        if (nops > 1) {
+            return cli_usage_error(CMD, "give either MESSAGE or '-- COMMAND' after SUBJECT, "
+                                        "not both");
+        }
+        if (ncommand == 0) {
+            return cli_usage_error(CMD, "missing COMMAND after '--'");
+        }
+        args->command = command;
+        return 0;
+    }
+    if (nops > 2) {
         return cli_usage_error(CMD,
                                "too many arguments after '%s'; quote a MESSAGE that holds "
                                "spaces, or run a command with 'SUBJECT -- COMMAND ARGS...'",
-                               argv[optind + 1]);
+                               ops[1]);
     }
-    if (left == 2) {
-        args->message = argv[optind + 1];
+    if (nops == 2) {
+        args->message = ops[1];
     }
     return 0;
 }
@@ -166,8 +204,11 @@ static int reply_parse(int argc, char **argv, reply_args *args)
 {
     int ch;
     int r = 0;
+    /* Options are read up to the "--" before COMMAND: what follows it is
+     * the command's. */
+    int end = cli_options_end(argc, argv, reply_options, REPLY_OPTSTRING);
 
-    while ((ch = getopt_long(argc, argv, REPLY_OPTSTRING, reply_options, NULL)) != -1) {
+    while ((ch = getopt_long(end, argv, REPLY_OPTSTRING, reply_options, NULL)) != -1) {
         switch (ch) {
         case 's':
             args->endpoint = optarg;
@@ -195,7 +236,7 @@ static int reply_parse(int argc, char **argv, reply_args *args)
         }
     }
 
-    r = reply_parse_operands(argc, argv, args);
+    r = reply_parse_operands(argc, argv, end, args);
     if (r != 0) {
         return r;
     }
@@ -247,15 +288,31 @@ static int reply_keep_output(reply_state *st, reply_run *run, const char *data, 
     return 0;
 }
 
+/* Pass a chunk of the command's stderr on to ours, and keep its tail. */
+static void reply_keep_stderr(reply_run *run, const char *data, size_t n)
+{
+    ssize_t ignored = write(STDERR_FILENO, data, n);
+    (void)ignored;
+    if (n >= REPLY_ERR_TAIL) {
+        memcpy(run->err_tail, data + n - REPLY_ERR_TAIL, REPLY_ERR_TAIL);
+        run->err_len = REPLY_ERR_TAIL;
+        return;
+    }
+    size_t keep = run->err_len + n > REPLY_ERR_TAIL ? REPLY_ERR_TAIL - n : run->err_len;
+    memmove(run->err_tail, run->err_tail + run->err_len - keep, keep);
+    memcpy(run->err_tail + keep, data, n);
+    run->err_len = keep + n;
+}
+
 /*
  * Feed in[0..in_len) to the command's stdin (in_fd) while reading its
- * stdout (out_fd) until EOF. Both fds are ours and non-blocking; in_fd is
- * closed here. A command that exits or closes stdin before taking all of
- * the request is not an error (`date` reads nothing). Returns 0 at EOF,
- * -ETIMEDOUT when -t passes first, or another negative errno.
+ * stdout (out_fd) until EOF, and its stderr (err_fd) until EOF. Both fds are ours and non-blocking;
+ * in_fd is closed here. A command that exits or closes stdin before taking all of the request is
+ * not an error (`date` reads nothing). Returns 0 at EOF, -ETIMEDOUT when -t passes first, or
+ * another negative errno.
  */
-static int reply_exchange(reply_state *st, reply_run *run, int in_fd, int out_fd, const uint8_t *in,
-                          size_t in_len, size_t limit)
+static int reply_exchange(reply_state *st, reply_run *run, int in_fd, int out_fd, int err_fd,
+                          const uint8_t *in, size_t in_len, size_t limit)
 {
     char chunk[REPLY_IO_CHUNK]; /* read here, then copied to st->out: the
                                  * output past `limit` must be read too,
@@ -267,12 +324,13 @@ static int reply_exchange(reply_state *st, reply_run *run, int in_fd, int out_fd
         close(in_fd);
         in_fd = -1;
     }
-    for (;;) {
-        struct pollfd fds[2] = {
+    while (out_fd >= 0 || err_fd >= 0) {
+        struct pollfd fds[3] = {
             {.fd = out_fd, .events = POLLIN},
             {.fd = in_fd, .events = POLLOUT}, /* poll() skips a negative fd */
+            {.fd = err_fd, .events = POLLIN},
         };
-        int n = poll(fds, 2, cli_deadline_wait_ms(&st->deadline, -1));
+        int n = poll(fds, 3, cli_deadline_wait_ms(&st->deadline, -1));
         if (n < 0) {
             if (errno == EINTR) {
                 continue;
@@ -296,10 +354,19 @@ static int reply_exchange(reply_state *st, reply_run *run, int in_fd, int out_fd
                 in_fd = -1;
             }
         }
+        if (fds[2].revents != 0) {
+            ssize_t got = read(err_fd, chunk, sizeof(chunk));
+            if (got > 0) {
+                reply_keep_stderr(run, chunk, (size_t)got);
+            } else if (got == 0 || (errno != EAGAIN && errno != EINTR)) {
+                err_fd = -1; /* EOF (the caller closes it) */
+            }
+        }
         if (fds[0].revents != 0) {
             ssize_t got = read(out_fd, chunk, sizeof(chunk));
             if (got == 0) {
-                break; /* EOF: the answer is complete */
+                out_fd = -1; /* EOF: the answer is complete (the caller closes it) */
+                continue;
             }
             if (got < 0) {
                 if (errno == EAGAIN || errno == EINTR) {
@@ -321,11 +388,12 @@ static int reply_exchange(reply_state *st, reply_run *run, int in_fd, int out_fd
 }
 
 /* In the child: become COMMAND, or report why not through err_fd. */
-static void reply_exec(char **command, int in_fd, int out_fd, int err_fd)
+static void reply_exec(char **command, int in_fd, int out_fd, int stderr_fd, int err_fd)
 {
     /* We ignore SIGPIPE; the command expects the default. */
     signal(SIGPIPE, SIG_DFL);
-    if (dup2(in_fd, STDIN_FILENO) >= 0 && dup2(out_fd, STDOUT_FILENO) >= 0) {
+    if (dup2(in_fd, STDIN_FILENO) >= 0 && dup2(out_fd, STDOUT_FILENO) >= 0 &&
+        dup2(stderr_fd, STDERR_FILENO) >= 0) {
         execvp(command[0], command);
     }
     int e = errno;
@@ -340,58 +408,91 @@ static int reply_set_nonblock(int fd)
     return flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0 ? -errno : 0;
 }
 
+/* Close both ends of each pipe in fds[0..n) (a pair per pipe). */
+static void reply_close_pipes(int (*fds)[2], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        for (int k = 0; k < 2; k++) {
+            if (fds[i][k] >= 0) {
+                close(fds[i][k]);
+                fds[i][k] = -1;
+            }
+        }
+    }
+}
+
+/*
+ * Wait for the command to end, within -t: it has closed its stdout and
+ * stderr, so it is about to, but a command may linger (or hand its
+ * descriptors to a child). Polls with WNOHANG rather than block, so that
+ * -t still holds; past it, the command is killed. Sets run->status and
+ * run->reaped.
+ */
+static void reply_reap(reply_state *st, reply_run *run)
+{
+    int delay_ms = 1;
+    for (;;) {
+        pid_t r = waitpid(run->pid, &run->status, WNOHANG);
+        if (r == run->pid) {
+            run->reaped = true;
+            return;
+        }
+        if (r < 0 && errno != EINTR) {
+            return;
+        }
+        if (cli_deadline_passed(&st->deadline)) {
+            kill(run->pid, SIGKILL);
+            waitpid(run->pid, &run->status, 0);
+            run->timed_out = true;
+            return;
+        }
+        poll(NULL, 0, delay_ms); /* a bounded wait for an exit that is due */
+        delay_ms = delay_ms < 64 ? delay_ms * 2 : delay_ms;
+    }
+}
+
 /*
  * Run COMMAND on one request and collect its stdout, up to `limit` bytes,
- * in st->out. On return the command's stdout has ended (or -t passed, and
- * then it has been killed and reaped: run->timed_out). Unless timed out,
- * run->pid is still to be reaped with reply_reap(). Returns 0, or a
- * negative errno when it could not be run at all (pipes, fork).
+ * in st->out, and the tail of its stderr in run->err_tail. On return the
+ * command has ended and been reaped (run->reaped, run->status), or -t
+ * passed and it was killed (run->timed_out), or it could not be started
+ * (run->exec_errno). Returns 0, or a negative errno when it could not be
+ * run at all (pipes, fork).
  */
 static int reply_run_command(reply_state *st, reply_run *run, const void *in, size_t in_len,
                              size_t limit)
 {
-    int in_pipe[2];
-    int out_pipe[2];
-    int err_pipe[2];
-    int r;
+    /* stdin, stdout, stderr, and the exec error of the child. */
+    int p[4][2] = {{-1, -1}, {-1, -1}, {-1, -1}, {-1, -1}};
+    int r = 0;
 
     *run = (reply_run){.pid = -1};
-    if (pipe2(in_pipe, O_CLOEXEC) < 0) {
-        return -errno;
+    for (size_t i = 0; i < 4 && r == 0; i++) {
+        if (pipe2(p[i], O_CLOEXEC) < 0) {
+            r = -errno;
+        }
     }
-    if (pipe2(out_pipe, O_CLOEXEC) < 0) {
-        r = -errno;
-        close(in_pipe[0]);
-        close(in_pipe[1]);
-        return r;
-    }
-    if (pipe2(err_pipe, O_CLOEXEC) < 0) {
-        r = -errno;
-        close(in_pipe[0]);
-        close(in_pipe[1]);
-        close(out_pipe[0]);
-        close(out_pipe[1]);
+    if (r < 0) {
+        reply_close_pipes(p, 4);
         return r;
     }
 
     pid_t pid = fork();
     if (pid == 0) {
-        reply_exec(st->args->command, in_pipe[0], out_pipe[1], err_pipe[1]);
+        reply_exec(st->args->command, p[0][0], p[1][1], p[2][1], p[3][1]);
     }
     r = pid < 0 ? -errno : 0;
-    close(in_pipe[0]);
-    close(out_pipe[1]);
-    close(err_pipe[1]);
-    if (r == 0) {
-        r = reply_set_nonblock(in_pipe[1]);
-    }
-    if (r == 0) {
-        r = reply_set_nonblock(out_pipe[0]);
+    close(p[0][0]);
+    close(p[1][1]);
+    close(p[2][1]);
+    close(p[3][1]);
+    p[0][0] = p[1][1] = p[2][1] = p[3][1] = -1;
+    /* Our ends: stdin's write end, stdout's and stderr's read ends. */
+    for (size_t i = 0; i < 3 && r == 0; i++) {
+        r = reply_set_nonblock(p[i][i == 0 ? 1 : 0]);
     }
     if (r < 0) {
-        close(in_pipe[1]);
-        close(out_pipe[0]);
-        close(err_pipe[0]);
+        reply_close_pipes(p, 4);
         if (pid > 0) {
             kill(pid, SIGKILL);
             waitpid(pid, NULL, 0);
@@ -400,15 +501,15 @@ static int reply_run_command(reply_state *st, reply_run *run, const void *in, si
     }
     run->pid = pid;
 
-    r = reply_exchange(st, run, in_pipe[1], out_pipe[0], in, in_len, limit);
-    close(out_pipe[0]);
+    r = reply_exchange(st, run, p[0][1], p[1][0], p[2][0], in, in_len, limit);
+    p[0][1] = -1; /* closed by reply_exchange() */
     if (r < 0) {
         /* -t passed, or our end of a pipe failed: the answer is lost. */
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
         run->pid = -1;
         run->timed_out = r == -ETIMEDOUT;
-        close(err_pipe[0]);
+        reply_close_pipes(p, 4);
         return r == -ETIMEDOUT ? 0 : r;
     }
 
@@ -417,51 +518,30 @@ static int reply_run_command(reply_state *st, reply_run *run, const void *in, si
     int e = 0;
     ssize_t n;
     do {
-        n = read(err_pipe[0], &e, sizeof(e));
+        n = read(p[3][0], &e, sizeof(e));
     } while (n < 0 && errno == EINTR);
     if (n == (ssize_t)sizeof(e)) {
         run->exec_errno = e;
     }
-    close(err_pipe[0]);
+    reply_close_pipes(p, 4);
+    reply_reap(st, run);
     return 0;
-}
-
-/* Wait for the command and say how it ended, if not well. */
-static void reply_reap(const reply_state *st, const reply_run *run, const char *subject)
-{
-    int status;
-    pid_t r;
-
-    if (run->pid <= 0) {
-        return;
-    }
-    do {
-        r = waitpid(run->pid, &status, 0);
-    } while (r < 0 && errno == EINTR);
-    if (r < 0 || run->exec_errno != 0) {
-        return; /* a failed exec was reported already */
-    }
-    const char *name = st->args->command[0];
-    if (WIFEXITED(status) && WEXITSTATUS(status) != 0) {
-        fprintf(stderr,
-                "sockbus reply: '%s' exited with status %d on a request to %s; its output "
-                "(%zu bytes) was sent as the reply\n",
-                name, WEXITSTATUS(status), subject, run->too_large ? (size_t)0 : run->len);
-    } else if (WIFSIGNALED(status)) {
-        fprintf(stderr,
-                "sockbus reply: '%s' was killed by signal %d (%s) on a request to %s; its "
-                "output (%zu bytes) was sent as the reply\n",
-                name, WTERMSIG(status), strsignal(WTERMSIG(status)), subject,
-                run->too_large ? (size_t)0 : run->len);
-    }
 }
 
 /* Publish an answer and wait for the broker to take it. Returns 0 (also
  * when the broker refused this one reply: logged, and we go on), or an
  * exit code. */
-static int reply_send(reply_state *st, const char *reply_to, const void *data, size_t len)
+static int reply_send_ex(reply_state *st, const char *reply_to, const char *headers,
+                         const void *data, size_t len)
 {
-    int r = sb_publish(st->client, reply_to, NULL, data, len);
+    sb_pub pub = {
+        .subject = reply_to,
+        .headers = headers,
+        .headers_len = headers != NULL ? strlen(headers) : 0,
+        .payload = data,
+        .payload_len = len,
+    };
+    int r = sb_publish_ex(st->client, &pub);
     if (r == -EINVAL) {
         char escaped[CLI_ESCAPE_MAX(SB_SUBJECT_MAX)];
         fprintf(stderr, "sockbus reply: cannot answer on '%s': not a valid subject; skipped\n",
@@ -490,6 +570,33 @@ static void reply_too_large(const reply_state *st, const char *what, const char 
             "sockbus reply: %s is larger than %zu bytes, the most one reply on '%s' can carry "
             "(max_frame %u at %s); sent an empty reply instead (raise 'sockbusd --max-frame')\n",
             what, limit, reply_to, (unsigned)sb_max_frame(st->client), sb_endpoint(st->client));
+}
+
+static int reply_send(reply_state *st, const char *reply_to, const void *data, size_t len)
+{
+    return reply_send_ex(st, reply_to, NULL, data, len);
+}
+
+/*
+ * The command failed (`why`: "'sh' exited with status 3"): one line on our
+ * stderr, and an error reply: the header REPLY_ERROR_HEADER with `why`,
+ * and the tail of the command's stderr (or `why` itself, when it wrote
+ * nothing there) as the payload.
+ */
+static int reply_send_error(reply_state *st, const reply_run *run, const char *reply_to,
+                            const char *subject, const char *why)
+{
+    fprintf(stderr, "sockbus reply: %s on a request to %s; sent an error reply\n", why, subject);
+    char header[512];
+    snprintf(header, sizeof(header), REPLY_ERROR_HEADER "%s\r\n", why);
+    size_t limit = sb_max_payload(st->client, strlen(reply_to), strlen(header), 0);
+    const char *tail = run->err_len > 0 ? run->err_tail : why;
+    size_t len = run->err_len > 0 ? run->err_len : strlen(why);
+    if (len > limit) {
+        tail += len - limit;
+        len = limit;
+    }
+    return reply_send_ex(st, reply_to, header, tail, len);
 }
 
 /* -v: one line per request answered (`r` is what reply_send() said). */
@@ -529,10 +636,15 @@ static int reply_answer(reply_state *st, const sb_msg *m)
 
     reply_run run;
     int r = reply_run_command(st, &run, m->payload, m->payload_len, limit);
+    char name[CLI_ESCAPE_MAX(64)];
+    char why[sizeof(name) + 128];
+    /* The command's name goes into a header line: escaped, and cut. */
+    char cut[65];
+    snprintf(cut, sizeof(cut), "%s", args->command[0]);
+    cli_escape(cut, name, sizeof(name));
     if (r < 0) {
-        fprintf(stderr, "sockbus reply: cannot run '%s': %s; sent an empty reply\n",
-                args->command[0], strerror(-r));
-        r = reply_send(st, reply_to, "", 0);
+        snprintf(why, sizeof(why), "cannot run '%s': %s", name, strerror(-r));
+        r = reply_send_error(st, &run, reply_to, subject, why);
         reply_log_answered(st, r, subject, request_len, 0);
         return r;
     }
@@ -543,23 +655,35 @@ static int reply_answer(reply_state *st, const sb_msg *m)
                 args->command[0], subject);
         return CLI_EXIT_TIMEOUT;
     }
-    size_t len = run.len;
     if (run.exec_errno != 0) {
-        fprintf(stderr,
-                "sockbus reply: cannot run '%s': %s; sent an empty reply (is it installed and "
-                "on PATH?)\n",
-                args->command[0], strerror(run.exec_errno));
-        len = 0;
-    } else if (run.too_large) {
+        snprintf(why, sizeof(why), "cannot run '%s': %s (is it installed and on PATH?)", name,
+                 strerror(run.exec_errno));
+        run.err_len = 0;
+        r = reply_send_error(st, &run, reply_to, subject, why);
+        reply_log_answered(st, r, subject, request_len, 0);
+        return r;
+    }
+    if (run.reaped && WIFEXITED(run.status) && WEXITSTATUS(run.status) != 0) {
+        snprintf(why, sizeof(why), "'%s' exited with status %d", name, WEXITSTATUS(run.status));
+    } else if (run.reaped && WIFSIGNALED(run.status)) {
+        snprintf(why, sizeof(why), "'%s' was killed by signal %d (%s)", name, WTERMSIG(run.status),
+                 strsignal(WTERMSIG(run.status)));
+    } else {
+        why[0] = '\0';
+    }
+    if (why[0] != '\0') {
+        r = reply_send_error(st, &run, reply_to, subject, why);
+        reply_log_answered(st, r, subject, request_len, 0);
+        return r;
+    }
+    size_t len = run.len;
+    if (run.too_large) {
         char what[64];
         snprintf(what, sizeof(what), "the output of '%.32s'", args->command[0]);
         reply_too_large(st, what, reply_to, limit);
         len = 0;
     }
     r = reply_send(st, reply_to, st->out, len);
-    /* Reaped after the reply went out: the requester does not wait for a
-     * command that lingers after closing its stdout. */
-    reply_reap(st, &run, subject);
     reply_log_answered(st, r, subject, request_len, len);
     return r;
 }

@@ -25,9 +25,9 @@ enum {
     OPT_RAW = 256,
 };
 
-/* "+": options end at the first operand (see cli_check_operands());
+/* GNU order: options may follow the operands, "--" ends them;
  * ":": report a missing argument as ':' rather than '?'. */
-#define REQ_OPTSTRING "+:s:t:h"
+#define REQ_OPTSTRING ":s:t:h"
 
 static const struct option req_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -52,7 +52,7 @@ static void req_usage(FILE *out)
                  "Send MESSAGE as a request on SUBJECT and print the reply. Without MESSAGE,\n"
                  "all of stdin, byte for byte, is the request.\n"
                  "\n"
-                 "Options (they come before SUBJECT):\n"
+                 "Options (before or after SUBJECT; '--' ends them):\n"
                  "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
                  "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
                  "                         /tmp/sockbus-UID.sock)\n"
@@ -62,8 +62,8 @@ static void req_usage(FILE *out)
                  "                         follows a reply that does not end with one\n"
                  "  -h, --help             show this help and exit\n"
                  "\n"
-                 "A MESSAGE may start with '-' (\"-5\"); one that names an option of this\n"
-                 "command needs '--' before SUBJECT: sockbus req -- SUBJECT --raw\n"
+                 "A MESSAGE that starts with '-' needs '--' before it:\n"
+                 "sockbus req SUBJECT -- -5\n"
                  "\n"
                  "Exit status: 0 when a reply was printed; 1 when nobody serves SUBJECT (at\n"
                  "once), when no reply came within SECONDS, or on another failure (one line\n"
@@ -102,10 +102,7 @@ static int req_parse(int argc, char **argv, req_args *args)
         }
     }
 
-    r = cli_check_operands(CMD, argc, argv, req_options, REQ_OPTSTRING);
-    if (r == 0) {
-        r = cli_parse_subject_message(CMD, argc, argv, &args->subject, &args->message);
-    }
+    r = cli_parse_subject_message(CMD, argc, argv, &args->subject, &args->message);
     if (r != 0) {
         return r;
     }
@@ -160,6 +157,43 @@ static int req_error(sb_client *client, const req_args *args, int err)
             "the request on '%s'", args->subject);
     }
     return cli_connection_error(CMD, client, "waiting for the reply", err);
+}
+
+/* The header of an error reply (docs/protocol.md, Request/reply). */
+#define REQ_ERROR_HEADER "Sockbus-Error: "
+/* How much of an error reply's detail (a command's stderr) is shown. */
+#define REQ_ERROR_TAIL 300
+
+/*
+ * An error reply (the header REQ_ERROR_HEADER): one line on stderr with
+ * what the responder said and the end of the detail it sent (escaped, its
+ * last line breaks shown as \x0a); returns the exit code, 1. Returns 0 for
+ * an ordinary reply.
+ */
+static int req_error_reply(const req_args *args, const sb_msg *reply)
+{
+    size_t hl = strlen(REQ_ERROR_HEADER);
+    const char *h = reply->headers;
+    if (reply->headers_len < hl || memcmp(h, REQ_ERROR_HEADER, hl) != 0) {
+        return 0;
+    }
+    size_t wl = 0;
+    while (hl + wl < reply->headers_len && h[hl + wl] != '\r' && h[hl + wl] != '\n') {
+        wl++;
+    }
+    const char *p = reply->payload;
+    size_t len = reply->payload_len;
+    while (len > 0 && (p[len - 1] == '\n' || p[len - 1] == '\r')) {
+        len--; /* a last line break says nothing */
+    }
+    size_t from = len > REQ_ERROR_TAIL ? len - REQ_ERROR_TAIL : 0;
+    char what[CLI_ESCAPE_MAX(256)];
+    char tail[CLI_ESCAPE_MAX(REQ_ERROR_TAIL)];
+    text_escape(what, sizeof(what), h + hl, wl < 256 ? wl : 256);
+    text_escape(tail, sizeof(tail), p + from, len - from);
+    fprintf(stderr, "sockbus req: the responder on %s failed: %s%s%s%s\n", args->subject, what,
+            len > 0 ? "; it said: " : "", from > 0 ? "..." : "", tail);
+    return CLI_EXIT_FAILURE;
 }
 
 /* Print the reply; a reader that went away (EPIPE) ends us quietly. */
@@ -242,5 +276,6 @@ int cmd_req(int argc, char **argv)
     if (r < 0) {
         return req_error(client, &args, r);
     }
-    return req_print(&args, &reply);
+    r = req_error_reply(&args, &reply);
+    return r != 0 ? r : req_print(&args, &reply);
 }

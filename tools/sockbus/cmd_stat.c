@@ -45,22 +45,21 @@ enum {
     OPT_JSON = 256,
 };
 
-/* "+": options end at the first operand; ":": report a missing argument
- * as ':' rather than '?'. */
-#define STAT_OPTSTRING "+:s:t:h"
+/* GNU order: options may follow the operands, "--" ends them; ":":
+ * report a missing argument as ':' rather than '?'. */
+#define STAT_OPTSTRING ":s:t:vh"
 
 static const struct option stat_options[] = {
-    {"socket", required_argument, NULL, 's'},
-    {"timeout", required_argument, NULL, 't'},
-    {"json", no_argument, NULL, OPT_JSON},
-    {"help", no_argument, NULL, 'h'},
-    {NULL, 0, NULL, 0},
+    {"socket", required_argument, NULL, 's'}, {"timeout", required_argument, NULL, 't'},
+    {"json", no_argument, NULL, OPT_JSON},    {"verbose", no_argument, NULL, 'v'},
+    {"help", no_argument, NULL, 'h'},         {NULL, 0, NULL, 0},
 };
 
 typedef struct stat_args {
     const char *endpoint; /* -s, or NULL for the default rule */
     int timeout_ms;
     bool json;
+    bool verbose; /* -v: each client's subscriptions too */
 } stat_args;
 
 /* The stats block: a person's label for each key we know. */
@@ -77,6 +76,8 @@ static const struct {
     {"bytes_out", "bytes out"},
     {"dropped", "dropped"},
     {"denied", "denied"},
+    {"stalls", "lossless stalls"},
+    {"slow_consumers", "slow consumers"},
     {"retained", "retained"},
     {"retained_bytes", "retained bytes"},
 };
@@ -130,12 +131,16 @@ static void stat_usage(FILE *out)
                  "      --json             print one JSON document for programs:\n"
                  "                         {\"stats\":{...},\"clients\":[...]} with the broker's\n"
                  "                         keys and values\n"
+                 "  -v, --verbose          also list each client's subscriptions: sid,\n"
+                 "                         pattern and queue group (a client with many shows\n"
+                 "                         its first ones and how many more it has)\n"
                  "  -h, --help             show this help and exit\n"
                  "\n"
                  "Exit status: 0 on success, 1 on failure, 2 on a bad command line.\n"
                  "\n"
                  "Examples:\n"
                  "  sockbus stat\n"
+                 "  sockbus stat -v\n"
                  "  sockbus stat --json | jq '.clients[] | select(.dropped > 0)'\n");
 }
 
@@ -154,6 +159,9 @@ static int stat_parse(int argc, char **argv, stat_args *args)
             break;
         case OPT_JSON:
             args->json = true;
+            break;
+        case 'v':
+            args->verbose = true;
             break;
         case 'h':
             stat_usage(stdout);
@@ -472,6 +480,58 @@ static void stat_print_clients(json_object *clients)
     }
 }
 
+/* -v: every client's subscriptions ("subs" of its object), one line
+ * each: the client's id, the sid, the pattern and the queue group, all
+ * escaped (a client chose them). A broker lists at most a few dozen per
+ * client ("subs_more"); the line after them says how many it left out. */
+static void stat_print_subs(json_object *clients)
+{
+    size_t n = json_object_array_length(clients);
+    char pattern[CLI_ESCAPE_MAX(1024)];
+    char queue[CLI_ESCAPE_MAX(1024)];
+
+    printf("\n%-8s" STAT_GAP "%10s" STAT_GAP "%s\n", "CLIENT", "SID", "PATTERN [QUEUE]");
+    for (size_t i = 0; i < n; i++) {
+        json_object *client = json_object_array_get_idx(clients, i);
+        json_object *id = NULL;
+        json_object *subs = NULL;
+        json_object *more = NULL;
+        json_object *count = NULL;
+        json_object_object_get_ex(client, "id", &id);
+        json_object_object_get_ex(client, "subscriptions", &count);
+        if (!json_object_object_get_ex(client, "subs", &subs) ||
+            !json_object_is_type(subs, json_type_array)) {
+            continue; /* a broker that does not list them */
+        }
+        size_t k = json_object_array_length(subs);
+        for (size_t j = 0; j < k; j++) {
+            json_object *sub = json_object_array_get_idx(subs, j);
+            json_object *sid = NULL;
+            json_object *pat = NULL;
+            json_object *q = NULL;
+            json_object_object_get_ex(sub, "sid", &sid);
+            json_object_object_get_ex(sub, "pattern", &pat);
+            json_object_object_get_ex(sub, "queue", &q);
+            const char *ps = json_object_get_string(pat);
+            printf("%-8llu" STAT_GAP "%10llu" STAT_GAP "%s",
+                   (unsigned long long)json_object_get_uint64(id),
+                   (unsigned long long)json_object_get_uint64(sid),
+                   cli_escape(ps != NULL ? ps : "", pattern, sizeof(pattern)));
+            if (q != NULL && json_object_is_type(q, json_type_string)) {
+                printf(" [%s]", cli_escape(json_object_get_string(q), queue, sizeof(queue)));
+            }
+            putchar('\n');
+        }
+        if (json_object_object_get_ex(client, "subs_more", &more) &&
+            json_object_get_boolean(more)) {
+            uint64_t all = json_object_get_uint64(count);
+            printf("%-8llu" STAT_GAP "%10s" STAT_GAP "(%llu more)\n",
+                   (unsigned long long)json_object_get_uint64(id), "...",
+                   (unsigned long long)(all > k ? all - k : 0));
+        }
+    }
+}
+
 static const char *stat_label(const char *key)
 {
     for (size_t i = 0; i < STAT_LABEL_COUNT; i++) {
@@ -585,6 +645,9 @@ int cmd_stat(int argc, char **argv)
         stat_print_stats(client, stats);
         putchar('\n');
         stat_print_clients(clients);
+        if (args.verbose) {
+            stat_print_subs(clients);
+        }
     }
     return cli_flush_stdout(CMD);
 }

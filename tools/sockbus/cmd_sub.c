@@ -33,11 +33,12 @@
 enum {
     OPT_JSON = 256,
     OPT_RAW,
+    OPT_LOSSLESS,
 };
 
-/* "+": options end at the first operand (see cli_check_operands());
+/* GNU order: options may follow the operands, "--" ends them;
  * ":": report a missing argument as ':' rather than '?'. */
-#define SUB_OPTSTRING "+:s:n:t:q:vh"
+#define SUB_OPTSTRING ":s:n:t:q:vh"
 
 static const struct option sub_options[] = {
     {"socket", required_argument, NULL, 's'},
@@ -47,6 +48,7 @@ static const struct option sub_options[] = {
     {"verbose", no_argument, NULL, 'v'},
     {"json", no_argument, NULL, OPT_JSON},
     {"raw", no_argument, NULL, OPT_RAW},
+    {"lossless", no_argument, NULL, OPT_LOSSLESS}, /* SB_SUB_LOSSLESS */
     {"help", no_argument, NULL, 'h'},
     {NULL, 0, NULL, 0},
 };
@@ -63,6 +65,7 @@ typedef struct sub_args {
     uint64_t count;       /* 0: no limit */
     int64_t timeout_ms;   /* 0: no limit */
     const char *queue;    /* NULL: no queue group */
+    uint32_t flags;       /* SB_SUB_LOSSLESS with --lossless */
     sub_format format;
     char **patterns;
     int pattern_count;
@@ -91,7 +94,7 @@ static void sub_usage(FILE *out)
                  "token, '>' (one or more): 'sensors.*.temp', 'logs.>'. Retained messages\n"
                  "that match come first.\n"
                  "\n"
-                 "Options (they come before the first PATTERN; '--' ends them):\n"
+                 "Options (before or after the PATTERNs; '--' ends them):\n"
                  "  -s, --socket ENDPOINT  broker socket path or tcp://HOST:PORT (default:\n"
                  "                         $SOCKBUS_SOCKET, $XDG_RUNTIME_DIR/sockbus.sock,\n"
                  "                         /tmp/sockbus-UID.sock)\n"
@@ -107,6 +110,10 @@ static void sub_usage(FILE *out)
                  "                         present), \"payload\" (UTF-8 text) or\n"
                  "                         \"payload_base64\", \"retained\": true (when flagged)\n"
                  "      --raw              payload bytes only, nothing added\n"
+                 "      --lossless         the broker never drops a message for this\n"
+                 "                         subscriber: a publisher waits while its queue is\n"
+                 "                         full (read steadily: one that stalls too long is\n"
+                 "                         disconnected, 'slow consumer')\n"
                  "  -h, --help             show this help and exit\n"
                  "\n"
                  "Without an option, each payload is printed on its own line. Output is\n"
@@ -163,6 +170,9 @@ static int sub_parse(int argc, char **argv, sub_args *args)
         case OPT_RAW:
             r = sub_set_format(args, SUB_FORMAT_RAW, &format_opt, "--raw");
             break;
+        case OPT_LOSSLESS:
+            args->flags |= SB_SUB_LOSSLESS;
+            break;
         case 'h':
             sub_usage(stdout);
             return -1;
@@ -176,10 +186,6 @@ static int sub_parse(int argc, char **argv, sub_args *args)
 
     if (optind >= argc) {
         return cli_usage_error(CMD, "missing PATTERN");
-    }
-    r = cli_check_operands(CMD, argc, argv, sub_options, SUB_OPTSTRING);
-    if (r != 0) {
-        return r;
     }
     args->patterns = argv + optind;
     args->pattern_count = argc - optind;
@@ -204,9 +210,9 @@ static int sub_parse(int argc, char **argv, sub_args *args)
 static int sub_subscribe(sub_state *st, const sub_args *args)
 {
     for (int i = 0; i < args->pattern_count; i++) {
-        int r = cli_subscribe(CMD, st->client, args->patterns[i], args->queue,
-                              cli_deadline_wait_ms(&st->deadline, CLI_TIMEOUT_DEFAULT_MS),
-                              &st->deadline);
+        int r = cli_subscribe_ex(CMD, st->client, args->patterns[i], args->queue, args->flags,
+                                 cli_deadline_wait_ms(&st->deadline, CLI_TIMEOUT_DEFAULT_MS),
+                                 &st->deadline);
         if (r != 0) {
             return r;
         }

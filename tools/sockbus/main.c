@@ -23,6 +23,7 @@ static const cli_command commands[] = {
     {"req", cmd_req, "send a request and print the reply"},
     {"reply", cmd_reply, "answer requests with a message or a command's output"},
     {"stat", cmd_stat, "show the broker's counters and clients"},
+    {"wait", cmd_wait, "wait until a subject has a subscriber"},
     {"bench", cmd_bench, "measure throughput and latency: unix vs tcp vs no broker"},
     /* --help lists the rows in this order. A new subcommand is a cmd_<name>.c,
      * its prototype in cli.h (bench keeps its own in bench.h) and a row here. */
@@ -44,16 +45,42 @@ static void usage(FILE *out)
     fprintf(out, "\n"
                  "Options:\n"
                  "  -h, --help     show this help and exit\n"
-                 "      --version  show the version and exit\n"
+                 "  -V, --version  show the version and exit\n"
+                 "      --system   connect to the system broker (" SB_ENDPOINT_SYSTEM ")\n"
                  "\n"
                  "'sockbus COMMAND --help' (or 'sockbus help COMMAND') shows a command's options.\n"
                  "\n"
-                 "Endpoint: every command takes -s/--socket ENDPOINT, a socket path or\n"
-                 "tcp://HOST:PORT. Without it: $SOCKBUS_SOCKET, else\n"
-                 "$XDG_RUNTIME_DIR/sockbus.sock, else /tmp/sockbus-UID.sock.\n"
+                 "Endpoint: every command takes -s/--socket ENDPOINT, a socket path (also\n"
+                 "written unix://PATH) or tcp://HOST:PORT, and --system for the system\n"
+                 "broker's socket, " SB_ENDPOINT_SYSTEM ". Without them:\n"
+                 "$SOCKBUS_SOCKET, else $XDG_RUNTIME_DIR/sockbus.sock, else\n"
+                 "/tmp/sockbus-UID.sock.\n"
                  "\n"
                  "Exit status: 0 success, 1 failure (one line on stderr says why),\n"
                  "2 bad command line, 124 time limit (-t) reached.\n");
+}
+
+/*
+ * --system, before the command or among its options (up to "--"): taken
+ * out of the arguments here, so that every command accepts it the same
+ * way; without -s, the command then connects to the system broker
+ * (SB_ENDPOINT_SYSTEM). Returns the new argc.
+ */
+static int take_system_option(int argc, char **argv)
+{
+    int out = 1;
+    bool ended = false;
+    for (int i = 1; i < argc; i++) {
+        if (!ended && strcmp(argv[i], "--") == 0) {
+            ended = true;
+        } else if (!ended && strcmp(argv[i], "--system") == 0) {
+            cli_system = true;
+            continue;
+        }
+        argv[out++] = argv[i];
+    }
+    argv[out] = NULL;
+    return out;
 }
 
 static const cli_command *command_find(const char *name)
@@ -91,6 +118,7 @@ int main(int argc, char **argv)
 {
     /* Before the client's socket or anything else takes fd 0, 1 or 2. */
     stdfds_open();
+    argc = take_system_option(argc, argv);
     if (argc < 2) {
         fprintf(stderr, "sockbus: missing command; try 'sockbus --help'\n");
         return CLI_EXIT_USAGE;
@@ -101,7 +129,7 @@ int main(int argc, char **argv)
         usage(stdout);
         return CLI_EXIT_OK;
     }
-    if (strcmp(name, "--version") == 0) {
+    if (strcmp(name, "-V") == 0 || strcmp(name, "--version") == 0) {
         printf("sockbus %s\n", SOCKBUS_VERSION);
         return CLI_EXIT_OK;
     }
