@@ -216,16 +216,16 @@ static bool sub_accepts(struct subtrie_sub *entry, void *origin)
  * line: only subscriptions with SENDER and messages with descriptors come
  * here. */
 __attribute__((noinline)) static void router_queue_meta(struct bus *b, struct peer *origin,
-                                                        struct sub *s, const struct frame *f,
-                                                        struct conn_fds *set, uint8_t *meta,
-                                                        bool *have)
+                                                        struct sub *s, uint8_t msg_flags,
+                                                        const struct frame *f, struct conn_fds *set,
+                                                        uint8_t *meta, bool *have)
 {
     if (!*have) {
         router_meta(origin, meta);
         *have = true;
     }
-    flow_queue_msg_meta(b, origin, s->peer, s->sid, 0, (s->flags & FRAME_SUB_LOSSLESS) != 0, f, meta,
-                        set);
+    flow_queue_msg_meta(b, origin, s->peer, s->sid, msg_flags, (s->flags & FRAME_SUB_LOSSLESS) != 0,
+                        f, meta, set);
 }
 
 /*
@@ -257,16 +257,18 @@ router_route(struct bus *b, struct peer *origin, const struct frame *f, struct c
     }
     uint8_t meta[FRAME_META_SIZE];
     bool have_meta = false;
+    /* A live MSG carries no flag, but one relaying "no responders". */
+    uint8_t msg_flags = (f->flags & FRAME_PUB_NO_RESPONDERS) ? FRAME_MSG_NO_RESPONDERS : 0;
     b->routing = true;
     for (size_t i = 0; i < b->match.len; i++) {
         struct sub *s = sub_of(b->match.items[i]);
         matched++;
         if (__builtin_expect(s->flags == 0 && set == NULL, 1)) {
-            flow_queue_msg(b, s->peer, s->sid, 0, f, body);
+            flow_queue_msg(b, s->peer, s->sid, msg_flags, f, body);
         } else if (!(s->flags & FRAME_SUB_SENDER) && set == NULL) {
-            flow_queue_lossless(b, origin, s->peer, s->sid, 0, f, body);
+            flow_queue_lossless(b, origin, s->peer, s->sid, msg_flags, f, body);
         } else {
-            router_queue_meta(b, origin, s, f, set, meta, &have_meta);
+            router_queue_meta(b, origin, s, msg_flags, f, set, meta, &have_meta);
         }
         if (s->remaining > 0 && --s->remaining == 0) {
             /* Auto-unsubscribe: each sub appears once in the result, so

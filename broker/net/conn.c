@@ -316,14 +316,21 @@ static void conn_flush(struct conn *c)
     c->out = tmp;
     c->writing = true;
     conn_poll_update(c);
+    /* What was written may have taken the queue down to the drain mark. */
+    conn_maybe_resume(c);
 }
 
-/* The socket is writable: go on with `wbuf`. */
+/* The socket is writable: go on with `wbuf`. Each write that leaves some
+ * of it lets a paused connection, or a drain that is watched, look at
+ * what is pending now: a lossless subscriber that reads releases its
+ * publishers once its queue is at the mark, not once all of `wbuf` is
+ * written. */
 static void conn_write_more(struct conn *c)
 {
     while (c->writing && !c->closing) {
         ssize_t n = conn_send(c, &c->wbuf, c->wbuf_off);
         if (n == -EAGAIN) {
+            conn_maybe_resume(c);
             return;
         }
         if (n < 0) {

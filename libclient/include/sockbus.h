@@ -95,6 +95,11 @@ enum {
 
 /* Flags of sb_pub.flags, as on the wire (PUB). */
 #define SB_PUB_RETAIN 0x01u
+/* Answer a request with "no responders", as the broker does when nobody
+ * receives it: the requester gets SB_E_NO_RESPONDERS. For a relay (such as
+ * sockbus-nats) that learns elsewhere that nobody answered; publish it,
+ * with an empty payload, on the request's reply subject. */
+#define SB_PUB_NO_RESPONDERS 0x04u
 
 typedef struct sb_client sb_client;
 

@@ -49,6 +49,9 @@ enum frame_op {
 /* PUB flags. */
 #define FRAME_PUB_RETAIN 0x01u
 #define FRAME_PUB_FDS    0x02u /* descriptors travel with it; sid = their count */
+/* An answer relaying "no responders" from elsewhere (a bridge): its MSGs
+ * carry FRAME_MSG_NO_RESPONDERS. */
+#define FRAME_PUB_NO_RESPONDERS 0x04u
 /* SUB flags. */
 #define FRAME_SUB_SENDER   0x01u /* every MSG of it carries the meta block */
 #define FRAME_SUB_LOSSLESS 0x02u /* never dropped from: the publisher waits */

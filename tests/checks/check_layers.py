@@ -29,6 +29,7 @@ LAYERS = [
     ("broker", "broker/", ["bus", "net", "policy", "util", "wire", "public"]),
     ("bench", "tools/bench/", ["sockbus", "client", "wire", "public"]),
     ("sockbus", "tools/sockbus/", ["bench", "client", "wire", "public"]),
+    ("nats", "tools/nats/", ["client", "wire", "public"]),
     ("tools", "tools/", ["sockbus", "bench", "client", "wire", "public"]),
 ]
 

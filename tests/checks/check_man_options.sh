@@ -1,12 +1,14 @@
 #!/bin/sh
 # The man pages document every option the programs have, and every command
-# of sockbus:  check_man_options.sh MAN_SOURCE_DIR SOCKBUSD SOCKBUS
+# of sockbus:  check_man_options.sh MAN_SOURCE_DIR SOCKBUSD SOCKBUS [PROGRAM...]
+# Each further PROGRAM (sockbus-nats) is checked against PROGRAM.1.scd.
 # An option is what `--help` lists at the start of an option line
 # ("  -s, --socket PATH ..."); the page must have it in bold (*--socket*).
 set -eu
 dir=$1
 sockbusd=$2
 sockbus=$3
+shift 3
 status=0
 
 # The long options listed in the option lines of a --help text (stdin).
@@ -37,5 +39,9 @@ for cmd in $commands; do
     check "$dir/sockbus.1.scd" "sockbus $cmd" $("$sockbus" "$cmd" --help | long_options)
 done
 check "$dir/sockbus.1.scd" "sockbus" $("$sockbus" --help | long_options)
-[ $status -eq 0 ] && echo "check_man_options: every option of sockbusd and of sockbus's commands ($(echo $commands)) is documented"
+for prog in "$@"; do
+    name=$(basename "$prog")
+    check "$dir/$name.1.scd" "$name" $("$prog" --help | long_options)
+done
+[ $status -eq 0 ] && echo "check_man_options: every option of sockbusd and of sockbus's commands ($(echo $commands)) is documented${1:+, and of $*}"
 exit $status

@@ -445,9 +445,11 @@ Test(lossless, stopped_reader_is_cut_and_publisher_resumes)
          * went over (a 1047-byte MSG: header, "st.data", 1 KiB). */
         int64_t pending = field(stopped, "pending_bytes");
         cr_assert_leq(pending, 262144 + 1047, "the queue grew to %lld bytes", (long long)pending);
+        /* Held, the queue is over the drain mark (half of max_pending):
+         * at the mark its publishers go on. (Over max_pending it went; the
+         * socket may have taken some of it since.) */
         if (paused) {
-            cr_assert_gt(pending, 262144 - 1047, "paused with %lld bytes queued",
-                         (long long)pending);
+            cr_assert_gt(pending, 262144 / 2, "paused with %lld bytes queued", (long long)pending);
         }
         json_object_put(all);
         if (!paused) {

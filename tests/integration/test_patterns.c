@@ -122,6 +122,48 @@ Test(patterns, no_responders_fails_fast)
     harness_stop(&broker);
 }
 
+/* A responder (a bridge) that learned elsewhere that nobody answered says
+ * so with PUB flag NO_RESPONDERS: the requester fails fast, as if the
+ * broker had found nobody. */
+Test(patterns, relayed_no_responders_fails_the_request)
+{
+    sb_client *relay = harness_client(&broker, "relay", true);
+    sb_client *cli = harness_client(&broker, "cli", true);
+    cr_assert_eq(sb_subscribe(relay, "far.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(relay, HARNESS_IO_MS), 0);
+
+    uint32_t token;
+    sb_pub req = {.subject = "far.svc", .payload = "x", .payload_len = 1};
+    cr_assert_eq(sb_request_send(cli, &req, &token), 0);
+    cr_assert_eq(sb_flush(cli, HARNESS_IO_MS), 0);
+    sb_msg m = harness_expect_msg(relay);
+    char reply[SB_SUBJECT_MAX + 1];
+    memcpy(reply, m.reply, m.reply_len + 1);
+    sb_pub none = {.subject = reply, .flags = SB_PUB_NO_RESPONDERS};
+    cr_assert_eq(sb_publish_ex(relay, &none), 0);
+    cr_assert_eq(sb_flush(relay, HARNESS_IO_MS), 0);
+
+    sb_msg r;
+    int64_t start = harness_now_ms();
+    int rc = sb_request_wait(cli, token, &r, 10000);
+    cr_assert_eq(rc, SB_E_NO_RESPONDERS, "got %s", sb_strerror(rc));
+    cr_assert_lt(harness_now_ms() - start, 2000, "the relayed NO_RESPONDERS was not taken at once");
+
+    /* An ordinary subscriber sees the flag on the MSG. */
+    uint32_t sid;
+    cr_assert_eq(sb_subscribe(cli, "plain.reply", NULL, &sid), 0);
+    cr_assert_eq(sb_flush(cli, HARNESS_IO_MS), 0);
+    sb_pub again = {.subject = "plain.reply", .flags = SB_PUB_NO_RESPONDERS};
+    cr_assert_eq(sb_publish_ex(relay, &again), 0);
+    cr_assert_eq(sb_flush(relay, HARNESS_IO_MS), 0);
+    sb_msg p = harness_expect_msg(cli);
+    cr_assert_eq(p.sid, sid);
+    cr_assert_eq(p.flags & SB_MSG_NO_RESPONDERS, SB_MSG_NO_RESPONDERS);
+    sb_close(cli);
+    sb_close(relay);
+    harness_stop(&broker);
+}
+
 Test(patterns, request_timeout_then_late_reply_is_dropped)
 {
     sb_client *svc = harness_client(&broker, "svc", true);
