@@ -352,7 +352,10 @@ static void stop_bridges_checked(void)
             buf[fread(buf, 1, sizeof(buf) - 1, f)] = '\0';
             fclose(f);
         }
-        cr_expect_eq(status, 0, "sockbus-nats exited %d:\n%s", status, buf);
+        /* The end of the log: where a sanitizer's report would be. */
+        size_t len = strlen(buf);
+        const char *tail = len > 3000 ? buf + len - 3000 : buf;
+        cr_expect_eq(status, 0, "sockbus-nats exited %d; its log ends:\n%s", status, tail);
         cr_expect_null(strstr(buf, "Sanitizer"), "%s", buf);
         cr_expect_null(strstr(buf, "runtime error"), "%s", buf);
     }

@@ -329,6 +329,10 @@ void bridge_nats_stop(struct bridge *b)
     }
     natsOptions_Destroy(b->nopts);
     b->nopts = NULL;
+    /* libnats' threads may still be in a callback given `b` (a lost
+     * connection reported late): the library is torn down, and its
+     * threads have ended, before anything a callback touches is freed. */
+    nats_CloseAndWait(2000);
     if (b->inq.msgs != NULL) {
         inq_deinit(&b->inq);
     }

@@ -176,6 +176,5 @@ int main(int argc, char **argv)
     bridge_deinit(b);
     free(b);
     close(sfd);
-    nats_CloseAndWait(2000);
     return status;
 }
