@@ -1122,6 +1122,31 @@ static int count_fds(pid_t pid)
     return n;
 }
 
+/* What the broker's descriptors are, one "N -> target" each, for a
+ * failure to show. */
+static void list_fds(pid_t pid, char *out, size_t len)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
+    DIR *d = opendir(path);
+    size_t used = 0;
+    out[0] = '\0';
+    for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL && used + 128 < len;) {
+        if (e->d_name[0] == '.') {
+            continue;
+        }
+        char link[384];
+        char target[96] = "?";
+        snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+        ssize_t n = readlink(link, target, sizeof(target) - 1);
+        target[n > 0 ? n : 1] = '\0';
+        used += (size_t)snprintf(out + used, len - used, " %s->%s", e->d_name, target);
+    }
+    if (d != NULL) {
+        closedir(d);
+    }
+}
+
 static uint64_t env_u64(const char *name, uint64_t dflt)
 {
     const char *v = getenv(name);
@@ -1366,9 +1391,13 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
     while (count_fds(broker.pid) != broker_fds && harness_now_ms() < until) {
         poll(NULL, 0, 20);
     }
-    cr_expect_eq(count_fds(broker.pid), broker_fds,
-                 "the broker holds descriptors it had not before the clients (seed %" PRIu64 ")",
-                 seed);
+    if (count_fds(broker.pid) != broker_fds) {
+        char fds[4096];
+        list_fds(broker.pid, fds, sizeof(fds));
+        cr_expect_fail("the broker holds %d descriptors, %d before the clients (seed %" PRIu64
+                       "):%s",
+                       count_fds(broker.pid), broker_fds, seed, fds);
+    }
     close(stress_memfd);
     harness_stop(&broker);
 }
