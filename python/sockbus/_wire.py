@@ -66,10 +66,12 @@ ERR_REQUEST = 11
 FATAL_CODES = frozenset(
     (ERR_PROTOCOL, ERR_TOO_LARGE, ERR_SLOW_CONSUMER, ERR_HELLO_REQUIRED, ERR_SHUTDOWN, ERR_VERSION)
 )
-# Fatal codes worth a reconnect: the broker went away (9), dropped a slow
-# lossless subscriber (6), or timed our HELLO out (8). After 1, 2 or 10 a
-# new connection would fail the same way.
-RECONNECTABLE_CODES = frozenset((ERR_SLOW_CONSUMER, ERR_HELLO_REQUIRED, ERR_SHUTDOWN))
+# Fatal codes worth a reconnect: the broker went away (9) or timed our
+# HELLO out (8). After 1, 2 or 10 a new connection would fail the same way;
+# after 6 (a lossless subscriber cut as a slow consumer) the application
+# must learn that it lost messages, which a reconnect would hide: the
+# connection ends, as libsockbus does.
+RECONNECTABLE_CODES = frozenset((ERR_HELLO_REQUIRED, ERR_SHUTDOWN))
 
 ERROR_NAMES = {
     ERR_PROTOCOL: "protocol violation",

@@ -102,6 +102,25 @@ def test_stopped_lossless_reader_is_cut(make_broker):
         assert s["stalls"] >= 1
 
 
+def test_a_reconnecting_client_cut_as_slow_consumer_ends(make_broker):
+    """ERR 6 tells a lossless subscriber that it lost messages: a client
+    that reconnects by default ends anyway, as libsockbus does, rather than
+    hide the loss behind a new connection."""
+    b = make_broker(SMALL + ["--lossless-stall-ms", "500"])
+    states = []
+    with sockbus.connect(b.socket, on_state=lambda ev: states.append(ev.state)) as bus:
+        sub = bus.subscribe("st.>", lossless=True)
+        bus.flush()
+        pub = start_pub(b.socket, "st.data", COUNT)
+        assert pub.wait(60) == 0, pub.stderr.read()
+        pub.stderr.close()
+        with pytest.raises(sockbus.ConnectionClosed) as err:
+            while True:
+                sub.next(IO_S)
+        assert err.value.__cause__.code == 6, err.value
+        assert sockbus.DISCONNECTED not in states, states
+
+
 def test_aio_lossless(make_broker):
     b = make_broker(SMALL + ["--lossless-stall-ms", "60000"])
 
