@@ -52,6 +52,7 @@ static int broker_listen_unix(struct broker *b, struct activation *act, char *er
         fd = b->unix_listener.fd;
         listener_unix_forget_fd(&b->unix_listener);
     }
+    net_listening_on(&b->net, fd);
     r = acceptor_start(&b->unix_acceptor, b->loop, fd, &transport_unix, name, session_accept,
                        &b->bus, &b->net.nconns);
     if (r < 0) {
@@ -78,6 +79,7 @@ static int broker_listen_tcp(struct broker *b, struct activation *act, char *err
         }
         snprintf(name, sizeof(name), "tcp %s", b->cfg.tcp);
     }
+    net_listening_on(&b->net, fd);
     r = acceptor_start(&b->tcp_acceptor, b->loop, fd, &transport_tcp, name, session_accept, &b->bus,
                        &b->net.nconns);
     if (r < 0) {

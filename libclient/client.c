@@ -178,12 +178,16 @@ SB_EXPORT int sb_process(sb_client *c)
         return 0;
     }
     r = c->closed_err ? c->closed_err : client_write_some(c);
-    /* Bounded: a fast sender must not keep us here forever. */
+    /* Bounded: a fast sender must not keep us here forever. Each read is
+     * scanned before the next: a read that ends the connection must not
+     * take with it the frames read before (a broker's last words, ERR 6
+     * or 9, come right before its end of file). */
     for (int i = 0; r >= 0 && i < 16; i++) {
         r = client_read_some(c);
         if (r <= 0) {
             break;
         }
+        r = client_scan(c);
     }
     if (r >= 0) {
         r = client_scan(c);

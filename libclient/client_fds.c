@@ -278,6 +278,15 @@ SB_EXPORT int sb_publish_fds(sb_client *c, const sb_pub *pub, const int *fds, si
         nfds == 0 || nfds > FRAME_FDS_MAX || fds == NULL) {
         return -EINVAL;
     }
+    int ready = client_ready(c);
+    if (ready < 0) {
+        return ready;
+    }
+    if (c->state == SB_STATE_DISCONNECTED) {
+        /* Descriptors are not held across a reconnect: the caller keeps
+         * them and may send again once connected. */
+        return SB_E_DISCONNECTED;
+    }
     if (c->closed_err) {
         return c->closed_err;
     }

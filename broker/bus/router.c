@@ -309,6 +309,9 @@ static int router_scratch_frame(struct bus *b, const void *subject, size_t subje
 static void router_no_responders(struct bus *b, struct peer *p, const struct frame *f)
 {
     struct frame msg;
+    if (p->conn.text) {
+        return; /* text mode says so in its answer to REQ (textmode.c) */
+    }
     if (router_scratch_frame(b, f->reply, f->reply_len, NULL, 0, &msg) < 0) {
         return;
     }
@@ -328,10 +331,17 @@ static void router_no_responders(struct bus *b, struct peer *p, const struct fra
             break;
         }
     }
+    /* A lossless inbox loses no answer, this one included; the requester
+     * holds only itself back meanwhile. */
+    bool lossless = (flags & FRAME_SUB_LOSSLESS) != 0;
     if (flags & FRAME_SUB_SENDER) {
         uint8_t meta[FRAME_META_SIZE];
         router_meta(NULL, meta); /* the broker's own message */
-        flow_queue_msg_meta(b, NULL, p, sid, FRAME_MSG_NO_RESPONDERS, false, &msg, meta, NULL);
+        flow_queue_msg_meta(b, p, p, sid, FRAME_MSG_NO_RESPONDERS, lossless, &msg, meta, NULL);
+        return;
+    }
+    if (lossless) {
+        flow_queue_lossless(b, p, p, sid, FRAME_MSG_NO_RESPONDERS, &msg, NULL);
         return;
     }
     flow_queue_msg(b, p, sid, FRAME_MSG_NO_RESPONDERS, &msg, NULL);

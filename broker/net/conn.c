@@ -593,6 +593,18 @@ static void conn_fdq_refuse(struct conn *c)
     conn_end(c, FRAME_ERR_PROTOCOL, text);
 }
 
+/* Is one of the descriptors that came with the last read, those after
+ * the first `had` of the queue, a connection to this broker? */
+static bool conn_fdq_has_own(const struct conn *c, uint32_t had)
+{
+    for (uint32_t i = had; i < c->fdq.len; i++) {
+        if (fdpass_is_own_connection(&c->net->own, c->fdq.fds[c->fdq.head + i])) {
+            return true;
+        }
+    }
+    return false;
+}
+
 static void on_read(struct conn *c, ssize_t nread, const uv_buf_t *buf)
 {
     if (nread <= 0) {
@@ -675,8 +687,15 @@ static void conn_read_ready(struct conn *c)
             conn_close(c); /* out of memory for a large frame */
             return;
         }
+        uint32_t had = c->fdq.len;
         ssize_t n = c->transport->recv(c->fd, buf.base, buf.len, &c->fdq);
         if (n == -EAGAIN) {
+            return;
+        }
+        if (c->fdq.len > had && conn_fdq_has_own(c, had)) {
+            conn_end(c, FRAME_ERR_PROTOCOL,
+                     "a file descriptor of a connection to this broker was sent; the broker "
+                     "holds none");
             return;
         }
         on_read(c, n, &buf);
@@ -835,6 +854,7 @@ void net_init(struct net *n, uv_loop_t *loop, const struct conn_ops *ops, uint32
     n->ops = ops;
     n->max_frame = max_frame;
     n->fdq_max = 0;
+    n->own.n = 0;
     n->backlog_max = UINT64_MAX;
     n->drain_mark = 0;
     n->nconns = 0;

@@ -102,6 +102,9 @@ struct net {
     /* Descriptors a connection may hold that no frame has claimed; more
      * end it with ERR 1 (the layer above sets it: 2 x max_fds_per_msg). */
     uint32_t fdq_max;
+    /* Where the broker listens: a descriptor of a connection to it is
+     * refused (fdpass_is_own_connection()). */
+    struct fdpass_own own;
     /* A connection whose queued output is over this many bytes handles no
      * more of its frames and is not read from until writes bring it back
      * under: the layer above sets it (bus/flow.c); UINT64_MAX: never. */
@@ -176,6 +179,13 @@ void net_init(struct net *n, uv_loop_t *loop, const struct conn_ops *ops, uint32
  * there are no connections). Idempotent.
  */
 void net_close(struct net *n, net_close_cb *cb);
+
+/* The broker listens on socket `fd` (bound): a descriptor of a connection
+ * to that address, sent on a message, is refused. */
+static inline void net_listening_on(struct net *n, int fd)
+{
+    fdpass_own_add(&n->own, fd);
+}
 
 /* Release what the net still holds, after the loop has ended. */
 void net_deinit(struct net *n);

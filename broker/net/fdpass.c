@@ -17,9 +17,11 @@
 #include "frame.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 uint64_t fdpass_held;
@@ -160,4 +162,58 @@ ssize_t fdpass_send(int fd, const struct iovec *iov, int iovcnt, const int *fds,
         n = sendmsg(fd, &msg, MSG_DONTWAIT | MSG_NOSIGNAL);
     } while (n < 0 && errno == EINTR);
     return n < 0 ? -errno : n;
+}
+
+void fdpass_own_add(struct fdpass_own *own, int fd)
+{
+    socklen_t len = sizeof(own->addr[0]);
+    if (own->n < FDPASS_OWN_MAX &&
+        getsockname(fd, (struct sockaddr *)&own->addr[own->n], &len) == 0) {
+        own->n++;
+    }
+}
+
+/* Does `peer` reach the listening address `own`? A TCP listener on the
+ * unspecified address is reached on any address of its port. */
+static bool fdpass_reaches(const struct sockaddr_storage *peer, const struct sockaddr_storage *own)
+{
+    if (peer->ss_family != own->ss_family) {
+        return false;
+    }
+    if (own->ss_family == AF_UNIX) {
+        const struct sockaddr_un *p = (const struct sockaddr_un *)peer;
+        const struct sockaddr_un *o = (const struct sockaddr_un *)own;
+        return o->sun_path[0] != '\0' &&
+               strncmp(p->sun_path, o->sun_path, sizeof(o->sun_path)) == 0;
+    }
+    if (own->ss_family == AF_INET) {
+        const struct sockaddr_in *p = (const struct sockaddr_in *)peer;
+        const struct sockaddr_in *o = (const struct sockaddr_in *)own;
+        return p->sin_port == o->sin_port && (o->sin_addr.s_addr == htonl(INADDR_ANY) ||
+                                              p->sin_addr.s_addr == o->sin_addr.s_addr);
+    }
+    if (own->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *p = (const struct sockaddr_in6 *)peer;
+        const struct sockaddr_in6 *o = (const struct sockaddr_in6 *)own;
+        return p->sin6_port == o->sin6_port &&
+               (IN6_IS_ADDR_UNSPECIFIED(&o->sin6_addr) ||
+                memcmp(&p->sin6_addr, &o->sin6_addr, sizeof(o->sin6_addr)) == 0);
+    }
+    return false;
+}
+
+bool fdpass_is_own_connection(const struct fdpass_own *own, int fd)
+{
+    struct sockaddr_storage peer;
+    socklen_t len = sizeof(peer);
+    /* Not a connected socket: getpeername() fails (ENOTSOCK, ENOTCONN). */
+    if (own->n == 0 || getpeername(fd, (struct sockaddr *)&peer, &len) < 0) {
+        return false;
+    }
+    for (unsigned i = 0; i < own->n; i++) {
+        if (fdpass_reaches(&peer, &own->addr[i])) {
+            return true;
+        }
+    }
+    return false;
 }

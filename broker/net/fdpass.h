@@ -19,8 +19,10 @@
 #ifndef SOCKBUS_FDPASS_H
 #define SOCKBUS_FDPASS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -72,5 +74,27 @@ ssize_t fdpass_recv(int fd, void *buf, size_t len, struct fdq *q);
  * to its first byte when nfds > 0. Returns the bytes written or a negative
  * errno (-EAGAIN: nothing was written, the descriptors neither). */
 ssize_t fdpass_send(int fd, const struct iovec *iov, int iovcnt, const int *fds, uint32_t nfds);
+
+/*
+ * The addresses the broker listens on. A descriptor of a connection to the
+ * broker itself must not be held by it: while the broker holds the
+ * client's end, that connection never sees its client go (no end of file
+ * ever comes), and neither it nor the descriptors it holds are ever freed.
+ * Such a descriptor is refused as it arrives.
+ */
+#define FDPASS_OWN_MAX 2
+
+struct fdpass_own {
+    struct sockaddr_storage addr[FDPASS_OWN_MAX];
+    unsigned n;
+};
+
+/* Remember the address the listening socket `fd` is bound to. */
+void fdpass_own_add(struct fdpass_own *own, int fd);
+
+/* Is `fd` a socket connected to one of the addresses in `own`? One
+ * getpeername() per descriptor, only on the path of messages that carry
+ * some. */
+bool fdpass_is_own_connection(const struct fdpass_own *own, int fd);
 
 #endif /* SOCKBUS_FDPASS_H */

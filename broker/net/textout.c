@@ -40,8 +40,11 @@ static int put_str(struct conn_buf *out, const char *s)
 
 static int put_msg(struct conn_buf *out, const struct frame *f)
 {
+    /* The broker's own finding is told in the answer to REQ (textmode.c);
+     * one that comes here was relayed from elsewhere (a PUB with
+     * NO_RESPONDERS, e.g. from a bridge). */
     if (f->flags & FRAME_MSG_NO_RESPONDERS) {
-        return 0;
+        return put_str(out, "-ERR 0 no responders\r\n");
     }
     char num[48];
     int r = put(out, "MSG ", 4);

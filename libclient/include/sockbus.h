@@ -312,7 +312,9 @@ SB_EXPORT int sb_msg_sender(const sb_msg *msg, sb_sender *out);
  * to every Unix subscriber; the caller keeps its own. Writes out what is
  * buffered first, and the frame before it returns. Returns what
  * sb_publish_ex() does, -EINVAL for nfds 0 or over 253 or with
- * SB_PUB_RETAIN (descriptors are never retained), or -EOPNOTSUPP over TCP.
+ * SB_PUB_RETAIN (descriptors are never retained), -EOPNOTSUPP over TCP,
+ * or SB_E_DISCONNECTED while a reconnecting client is away (descriptors are
+ * not held for the replay: send again once it is back).
  */
 SB_EXPORT int sb_publish_fds(sb_client *client, const sb_pub *pub, const int *fds, size_t nfds);
 

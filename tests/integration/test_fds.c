@@ -37,10 +37,26 @@ static void teardown(void)
 
 TestSuite(fds, .fini = teardown, .timeout = 180);
 
+static int count_fds(pid_t pid);
+
+/* Start the broker, and let it settle: the socket of the harness's
+ * readiness probe stays open in the broker until it has read the probe's
+ * end of file, and the tests count the broker's descriptors from here. */
 static void start(const char *const *args)
 {
     int r = harness_start(&broker, true, args);
     cr_assert_eq(r, 0, "sockbusd did not start: %s", strerror(-r));
+    int64_t end = harness_now_ms() + 2000;
+    int last = count_fds(broker.pid);
+    int64_t since = harness_now_ms();
+    while (harness_now_ms() < end && harness_now_ms() - since < 100) {
+        usleep(10000);
+        int n = count_fds(broker.pid);
+        if (n != last) {
+            last = n;
+            since = harness_now_ms();
+        }
+    }
 }
 
 /* Descriptors open in process `pid` (/proc/PID/fd). */
@@ -416,6 +432,46 @@ Test(fds, every_fatal_case_ends_the_connection)
     harness_stop(&broker);
 }
 
+/* A descriptor of a connection to the broker itself (here the sender's
+ * own, unclaimed, and another client's over TCP, claimed) is refused: held
+ * by the broker, it would keep that connection open for ever, since its
+ * client's close would never reach the broker. */
+static void send_connection(int fd, uint8_t flags, int conn)
+{
+    uint8_t frame[64];
+    size_t len = frame_encode(frame, FRAME_OP_PUB, flags, flags ? 1 : 0, "fd.own", 6, NULL, 0, NULL,
+                              0, "x", 1);
+    raw_send(fd, frame, len, &conn, 1);
+    uint8_t hdr[16];
+    uint8_t body[1024];
+    long size;
+    do {
+        size = harness_read_frame(fd, hdr, body, sizeof(body) - 1, HARNESS_IO_MS);
+        cr_assert(size > 0, "no ERR for a connection to the broker");
+    } while (hdr[4] != FRAME_OP_ERR);
+    cr_assert_eq(frame_get_u32(hdr + 12), FRAME_ERR_PROTOCOL);
+    body[size - 16] = '\0';
+    cr_assert(strstr((char *)body, "connection to this broker") != NULL, "%s", (char *)body);
+    cr_assert(harness_wait_eof(fd, HARNESS_IO_MS), "the connection stays open");
+}
+
+Test(fds, a_connection_to_the_broker_is_refused)
+{
+    start(NULL);
+    int base = count_fds(broker.pid);
+    int fd = harness_raw(&broker, true);
+    send_connection(fd, 0, fd);
+    close(fd);
+    fd = harness_raw(&broker, true);
+    int tcp = raw_tcp();
+    send_connection(fd, FRAME_PUB_FDS, tcp);
+    close(tcp);
+    close(fd);
+    /* Nothing kept: every connection of this test ends. */
+    cr_assert_eq(wait_fds(broker.pid, base), base, "the broker holds %d descriptors, %d before",
+                 count_fds(broker.pid), base);
+}
+
 Test(fds, limits_are_flags_and_checked)
 {
     /* max_fds_per_msg: 1 to 253. */
@@ -682,8 +738,8 @@ Test(fds, a_broker_out_of_descriptors_loses_none)
         fds[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
     }
     uint8_t frame[64];
-    size_t len = frame_encode(frame, FRAME_OP_PUB, FRAME_PUB_FDS, 8, "fd.ctrunc", 9, NULL, 0,
-                              NULL, 0, "x", 1);
+    size_t len = frame_encode(frame, FRAME_OP_PUB, FRAME_PUB_FDS, 8, "fd.ctrunc", 9, NULL, 0, NULL,
+                              0, "x", 1);
     raw_send(fd, frame, len, fds, 8);
     for (int i = 0; i < 8; i++) {
         close(fds[i]);

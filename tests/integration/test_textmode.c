@@ -381,6 +381,15 @@ Test(textmode, req_gets_its_reply_or_no_responders)
     line = expect_line(t, "MSG _INBOX.");
     cr_assert(strstr(line, " 2 5") != NULL, "a new inbox subscription, sid 2: %s", line);
     expect(t, "later\r\n");
+    /* "No responders" relayed from elsewhere (a bridge answers with a PUB
+     * flagged NO_RESPONDERS) is told as the broker's own would be. */
+    tool_send(t, "REQ svc.time relayed\n");
+    expect(t, "+OK\r\n");
+    sb_msg m = harness_expect_msg(svc);
+    sb_pub relay = {.subject = m.reply, .flags = SB_PUB_NO_RESPONDERS};
+    cr_assert_eq(sb_publish_ex(svc, &relay), 0);
+    cr_assert_eq(sb_flush(svc, HARNESS_IO_MS), 0);
+    expect(t, "-ERR 0 no responders\r\n");
     tool_end(t);
     sb_close(svc);
     harness_stop(&broker);
