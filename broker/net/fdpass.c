@@ -151,6 +151,8 @@ ssize_t fdpass_send(int fd, const struct iovec *iov, int iovcnt, const int *fds,
     if (nfds > 0) {
         msg.msg_control = control.buf;
         msg.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+        /* The header's padding goes to the kernel too: no stack garbage. */
+        memset(control.buf, 0, msg.msg_controllen);
         struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
         c->cmsg_level = SOL_SOCKET;
         c->cmsg_type = SCM_RIGHTS;

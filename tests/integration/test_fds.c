@@ -723,7 +723,12 @@ Test(fds, a_broker_out_of_descriptors_loses_none)
     /* The broker's soft RLIMIT_NOFILE lowered to what it uses plus 2: of
      * 8 descriptors sent, the kernel installs 2 and drops the rest
      * (MSG_CTRUNC). The sender's connection ends with ERR 5, the 2 are
-     * closed, and the broker goes on serving. */
+     * closed, and the broker goes on serving. Not under a wrapper:
+     * valgrind keeps descriptors of its own among the broker's, so a limit
+     * computed from their count does not bind where the test expects. */
+    if (harness_wrapped()) {
+        cr_skip_test("the broker runs under $SOCKBUSD_WRAPPER");
+    }
     start(NULL);
     sb_client *sub = harness_client(&broker, "sub", true);
     subscribe(sub, "fd.ctrunc", 0);
