@@ -90,25 +90,31 @@ static void router_meta(const struct peer *origin, uint8_t *out)
     frame_meta_encode(out, &m);
 }
 
+/* Queue a MSG the broker sends `p` on its own subscription `sid` (with
+ * that subscription's `sub_flags`): a retained value or NO_RESPONDERS.
+ * With SENDER it carries `meta`. A lossless one loses nothing, and `p`,
+ * whose own SUB or request asked for it, is the one held back while it
+ * drains. */
+static void router_queue_own(struct peer *p, uint32_t sid, uint8_t sub_flags, uint8_t msg_flags,
+                             const struct frame *f, const uint8_t *meta)
+{
+    bool lossless = (sub_flags & FRAME_SUB_LOSSLESS) != 0;
+    if (sub_flags & FRAME_SUB_SENDER) {
+        flow_queue_msg_meta(p->bus, p, p, sid, msg_flags, lossless, f, meta, NULL);
+    } else if (lossless) {
+        flow_queue_lossless(p->bus, p, p, sid, msg_flags, f, NULL);
+    } else {
+        flow_queue_msg(p->bus, p, sid, msg_flags, f, NULL);
+    }
+}
+
 /* Queue `value` (a retained message) to the subscription being replayed,
- * with the meta of the publish that stored it if the subscription wants
- * it. A lossless one gets all of it: the subscriber's own SUB asked for
- * it, so it is the one held back (by its own backlog) while it drains. */
+ * with the meta of the publish that stored it. */
 static void replay_one(const struct frame *value, void *arg)
 {
     struct sub *s = arg;
-    if (s->flags & FRAME_SUB_SENDER) {
-        flow_queue_msg_meta(s->peer->bus, s->peer, s->peer, s->sid, FRAME_MSG_RETAINED,
-                            (s->flags & FRAME_SUB_LOSSLESS) != 0, value, retain_value_meta(value),
-                            NULL);
-        return;
-    }
-    if (s->flags & FRAME_SUB_LOSSLESS) {
-        flow_queue_lossless(s->peer->bus, s->peer, s->peer, s->sid, FRAME_MSG_RETAINED, value,
-                            NULL);
-        return;
-    }
-    flow_queue_msg(s->peer->bus, s->peer, s->sid, FRAME_MSG_RETAINED, value, NULL);
+    router_queue_own(s->peer, s->sid, s->flags, FRAME_MSG_RETAINED, value,
+                     retain_value_meta(value));
 }
 
 int router_subscribe(struct bus *b, struct peer *p, const struct frame *f)
@@ -331,20 +337,11 @@ static void router_no_responders(struct bus *b, struct peer *p, const struct fra
             break;
         }
     }
-    /* A lossless inbox loses no answer, this one included; the requester
-     * holds only itself back meanwhile. */
-    bool lossless = (flags & FRAME_SUB_LOSSLESS) != 0;
+    uint8_t meta[FRAME_META_SIZE];
     if (flags & FRAME_SUB_SENDER) {
-        uint8_t meta[FRAME_META_SIZE];
         router_meta(NULL, meta); /* the broker's own message */
-        flow_queue_msg_meta(b, p, p, sid, FRAME_MSG_NO_RESPONDERS, lossless, &msg, meta, NULL);
-        return;
     }
-    if (lossless) {
-        flow_queue_lossless(b, p, p, sid, FRAME_MSG_NO_RESPONDERS, &msg, NULL);
-        return;
-    }
-    flow_queue_msg(b, p, sid, FRAME_MSG_NO_RESPONDERS, &msg, NULL);
+    router_queue_own(p, sid, flags, FRAME_MSG_NO_RESPONDERS, &msg, meta);
 }
 
 /*
