@@ -369,6 +369,37 @@ static int router_check_publish(const struct peer *p, const struct frame *f, boo
 }
 
 /*
+ * May `p` publish `f`? ROUTER_E_* when not, ROUTER_SYS for a $SYS. subject
+ * (`sys`), which the broker answers, else 0. `check`: the subject is
+ * validated here (else the match does it, once per distinct subject).
+ * Inlined: router_publish() is the hot path.
+ */
+__attribute__((always_inline)) static inline int
+router_admit(const struct bus *b, const struct peer *p, const struct frame *f, bool sys, bool check)
+{
+    if (f->reply_len > 0 && !sb_subject_valid((const char *)f->reply, f->reply_len)) {
+        return ROUTER_E_SUBJECT_INVALID;
+    }
+    /* Whoever answers a request publishes on its reply subject, and the
+     * broker answers $SYS requests itself: a $SYS. reply subject would make
+     * it (or a responder) publish where no client may, a forged
+     * $SYS.EVENT.DISCONNECT say. Refused whatever the subject, ACL or not. */
+    if (f->reply_len > 0 && router_subject_is_sys(f->reply, f->reply_len)) {
+        return ROUTER_E_REPLY_SYS;
+    }
+    if (check && !sb_subject_valid((const char *)f->subject, f->subject_len)) {
+        return ROUTER_E_SUBJECT_INVALID;
+    }
+    if (b->cfg->acl != NULL) {
+        int denied = router_check_publish(p, f, check);
+        if (denied != 0) {
+            return denied;
+        }
+    }
+    return sys ? ROUTER_SYS : 0;
+}
+
+/*
  * A PUB with FDS (docs/protocol.md, "File descriptors"): the descriptors
  * it claims come off the front of its connection's queue, as one set that
  * every Unix subscriber's MSG carries, closed once the last of them is
@@ -400,19 +431,8 @@ __attribute__((noinline)) static int router_publish_fds(struct bus *b, struct pe
         fdpass_release(set);
         return ROUTER_E_FDS_LIMIT;
     }
-    const char *subject = (const char *)f->subject;
-    bool sys = router_subject_is_sys(subject, f->subject_len);
-    if (!sb_subject_valid(subject, f->subject_len) ||
-        (f->reply_len > 0 && !sb_subject_valid((const char *)f->reply, f->reply_len))) {
-        r = ROUTER_E_SUBJECT_INVALID;
-    } else if (f->reply_len > 0 && router_subject_is_sys(f->reply, f->reply_len)) {
-        r = ROUTER_E_REPLY_SYS;
-    } else if (b->cfg->acl != NULL) {
-        r = router_check_publish(p, f, true);
-    }
-    if (r == 0 && sys) {
-        r = ROUTER_SYS; /* the broker answers; it takes no descriptors */
-    }
+    /* A $SYS. subject: the broker answers, and takes no descriptors. */
+    r = router_admit(b, p, f, router_subject_is_sys(f->subject, f->subject_len), true);
     if (r == 0) {
         r = router_route(b, p, f, set);
         if (r == 0 && f->reply_len > 0) {
@@ -435,30 +455,11 @@ int router_publish(struct bus *b, struct peer *p, const struct frame *f)
     p->msgs_in++;
     b->stats.msgs_in++;
     /* The subject itself is validated by the match (router_route()), once
-     * per distinct subject; the rarer paths check it here first. */
-    if (f->reply_len > 0 && !sb_subject_valid((const char *)f->reply, f->reply_len)) {
-        return ROUTER_E_SUBJECT_INVALID;
-    }
-    /* Whoever answers a request publishes on its reply subject, and the
-     * broker answers $SYS requests itself: a $SYS. reply subject would make
-     * it (or a responder) publish where no client may, a forged
-     * $SYS.EVENT.DISCONNECT say. Refused whatever the subject, ACL or not. */
-    if (f->reply_len > 0 && router_subject_is_sys(f->reply, f->reply_len)) {
-        return ROUTER_E_REPLY_SYS;
-    }
+     * per distinct subject; the rarer paths check it first. */
     bool sys = router_subject_is_sys(subject, f->subject_len);
-    bool special = sys || (f->flags & FRAME_PUB_RETAIN);
-    if (special && !sb_subject_valid(subject, f->subject_len)) {
-        return ROUTER_E_SUBJECT_INVALID;
-    }
-    if (b->cfg->acl != NULL) {
-        int denied = router_check_publish(p, f, special);
-        if (denied != 0) {
-            return denied;
-        }
-    }
-    if (sys) {
-        return ROUTER_SYS;
+    int r = router_admit(b, p, f, sys, sys || (f->flags & FRAME_PUB_RETAIN));
+    if (r != 0) {
+        return r;
     }
     int retained = 0;
     if (f->flags & FRAME_PUB_RETAIN) {
