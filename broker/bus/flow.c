@@ -2,11 +2,12 @@
  * flow.c - the slow-consumer policy (see flow.h).
  *
  * Every MSG the broker queues, live, replayed from the retained store or
- * built by the broker itself, goes through flow_queue_msg() or, for a
- * lossless subscription, flow_queue_lossless(): the budget check and the
- * counting are here, the bytes are queued by net/conn.c. What a message
- * costs the slice of whoever caused it (schedule.h) is counted here too,
- * queued or dropped: the bytes queued, or a header's worth.
+ * built by the broker itself, goes through flow_queue() (by way of
+ * flow_queue_msg(), flow_queue_lossless() or flow_queue_msg_meta()): the
+ * budget check, the drop and the counting are there, once; the bytes are
+ * queued by net/conn.c. What a message costs the slice of whoever caused
+ * it (schedule.h) is counted there too, queued or dropped: the bytes
+ * queued, or a header's worth.
  *
  * Lossless subscriptions. A MSG that does not fit a lossless subscriber's
  * budget is queued anyway, and its publisher is paused: net stops handling
@@ -81,31 +82,6 @@ static void flow_drop(struct bus *b, struct peer *p)
     conn_note_dropped(&p->conn);
 }
 
-static void flow_count_out(struct bus *b, struct peer *p, const struct frame *pub)
-{
-    p->msgs_out++;
-    p->bytes_out += pub->size;
-    b->stats.msgs_out++;
-    b->stats.bytes_out += pub->size;
-}
-
-bool flow_queue_msg(struct bus *b, struct peer *p, uint32_t sid, uint8_t flags,
-                    const struct frame *pub, struct conn_shared *body)
-{
-    struct conn *c = &p->conn;
-    if (!conn_takes_output(c)) {
-        return false;
-    }
-    schedule_charge(&b->net->schedule, body ? FRAME_HEADER_SIZE : pub->size);
-    if (conn_pending(c) + pub->size > b->cfg->max_pending ||
-        conn_queue_msg(c, sid, flags, pub, body) < 0) {
-        flow_drop(b, p);
-        return false;
-    }
-    flow_count_out(b, p, pub);
-    return true;
-}
-
 /* `sub`'s queue is over max_pending for a lossless subscription: its stall
  * clock runs, and `pub` waits for it. */
 static void flow_hold(struct bus *b, struct peer *pub, struct peer *sub)
@@ -123,41 +99,31 @@ static void flow_hold(struct bus *b, struct peer *pub, struct peer *sub)
     b->stats.stalls++;
 }
 
-bool flow_queue_lossless(struct bus *b, struct peer *origin, struct peer *p, uint32_t sid,
-                         uint8_t flags, const struct frame *pub, struct conn_shared *body)
+/*
+ * The one path of every MSG: charged to the slice of whoever caused it,
+ * dropped (counted, reported) when `p` cannot take it, else queued and
+ * counted; past the budget a lossless one is queued anyway and holds its
+ * publisher back. `meta` NULL: a plain MSG (from `body` if given). Always
+ * inlined, so that each entry point below keeps only its own branches and
+ * the hot one (flow_queue_msg()) costs no more than before.
+ */
+__attribute__((always_inline)) static inline bool
+flow_queue(struct bus *b, struct peer *origin, struct peer *p, uint32_t sid, uint8_t flags,
+           bool lossless, const struct frame *pub, struct conn_shared *body, const uint8_t *meta,
+           struct conn_fds *set)
 {
     struct conn *c = &p->conn;
     if (!conn_takes_output(c)) {
         return false;
     }
-    schedule_charge(&b->net->schedule, body ? FRAME_HEADER_SIZE : pub->size);
-    bool over = conn_pending(c) + pub->size > b->cfg->max_pending;
-    if (conn_queue_msg(c, sid, flags, pub, body) < 0) {
-        flow_drop(b, p);
-        return false;
-    }
-    flow_count_out(b, p, pub);
-    if (over) {
-        flow_hold(b, origin != NULL ? origin : b->cause, p);
-    }
-    return true;
-}
-
-bool flow_queue_msg_meta(struct bus *b, struct peer *origin, struct peer *p, uint32_t sid,
-                         uint8_t flags, bool lossless, const struct frame *pub, const uint8_t *meta,
-                         struct conn_fds *set)
-{
-    struct conn *c = &p->conn;
-    if (!conn_takes_output(c)) {
-        return false;
-    }
-    size_t size = (size_t)pub->size + FRAME_META_SIZE;
-    schedule_charge(&b->net->schedule, size);
+    size_t size = meta != NULL ? (size_t)pub->size + FRAME_META_SIZE : pub->size;
+    schedule_charge(&b->net->schedule, body != NULL ? FRAME_HEADER_SIZE : size);
     bool over = conn_pending(c) + size > b->cfg->max_pending;
     /* Descriptors reach Unix connections only, and not one in text mode,
      * whose lines could not carry them. */
-    if ((set != NULL && (!c->transport->fds || c->text)) || (over && !lossless) ||
-        conn_queue_msg_meta(c, sid, flags, pub, meta, set) < 0) {
+    bool unfit = (set != NULL && (!c->transport->fds || c->text)) || (over && !lossless);
+    if (unfit || (meta != NULL ? conn_queue_msg_meta(c, sid, flags, pub, meta, set)
+                               : conn_queue_msg(c, sid, flags, pub, body)) < 0) {
         flow_drop(b, p);
         return false;
     }
@@ -169,6 +135,25 @@ bool flow_queue_msg_meta(struct bus *b, struct peer *origin, struct peer *p, uin
         flow_hold(b, origin != NULL ? origin : b->cause, p);
     }
     return true;
+}
+
+bool flow_queue_msg(struct bus *b, struct peer *p, uint32_t sid, uint8_t flags,
+                    const struct frame *pub, struct conn_shared *body)
+{
+    return flow_queue(b, NULL, p, sid, flags, false, pub, body, NULL, NULL);
+}
+
+bool flow_queue_lossless(struct bus *b, struct peer *origin, struct peer *p, uint32_t sid,
+                         uint8_t flags, const struct frame *pub, struct conn_shared *body)
+{
+    return flow_queue(b, origin, p, sid, flags, true, pub, body, NULL, NULL);
+}
+
+bool flow_queue_msg_meta(struct bus *b, struct peer *origin, struct peer *p, uint32_t sid,
+                         uint8_t flags, bool lossless, const struct frame *pub, const uint8_t *meta,
+                         struct conn_fds *set)
+{
+    return flow_queue(b, origin, p, sid, flags, lossless, pub, NULL, meta, set);
 }
 
 /* Everyone waiting for `sub` goes on. */

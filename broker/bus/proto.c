@@ -130,7 +130,8 @@ static const struct proto_error_row proto_errors[PROTO_E_END] = {
                                  "max_connections (%n) reached; try again later"},
     [PROTO_E_MAX_UNWELCOMED] = {FRAME_ERR_LIMIT, FATAL, CONFIG_LIMIT_NONE,
                                 "too many connections waiting for HELLO; try again later"},
-    [PROTO_E_SECOND_HELLO] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_LIMIT_NONE, "a second HELLO"},
+    [PROTO_E_SECOND_HELLO] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_LIMIT_NONE,
+                              "a second HELLO: a connection says HELLO once"},
     [PROTO_E_OP_FORBIDDEN] = {FRAME_ERR_PROTOCOL, FATAL, CONFIG_LIMIT_NONE,
                               "a client may not send %d"},
     [PROTO_E_SUB_REVOKED] = {FRAME_ERR_PERMISSION, NAMES_SUBJECT, CONFIG_LIMIT_NONE,
@@ -401,11 +402,19 @@ __attribute__((noinline)) static void proto_forbidden(struct peer *p, const stru
     proto_fail(p, PROTO_E_OP_FORBIDDEN, f, detail);
 }
 
-int proto_dispatch(struct peer *p, const struct frame *f)
+/* The op's handler, and its answer out of line. Inlined into
+ * proto_frame(), the hot path. */
+__attribute__((always_inline)) static inline int proto_run(struct bus *b, struct peer *p,
+                                                           const struct frame *f)
 {
     const struct proto_op *op = &proto_ops[f->op];
-    int r = op->handle(p->bus, p, f);
-    return r == 0 ? 0 : proto_answer(p->bus, p, op, r, f);
+    int r = op->handle(b, p, f);
+    return r == 0 ? 0 : proto_answer(b, p, op, r, f);
+}
+
+int proto_dispatch(struct peer *p, const struct frame *f)
+{
+    return proto_run(p->bus, p, f);
 }
 
 void proto_frame(struct conn *c, const struct frame *f)
@@ -418,13 +427,9 @@ void proto_frame(struct conn *c, const struct frame *f)
         proto_first(b, p, f);
         return;
     }
-    const struct proto_op *op = &proto_ops[f->op];
-    if (op->handle == NULL) {
+    if (proto_ops[f->op].handle == NULL) {
         proto_forbidden(p, f);
         return;
     }
-    int r = op->handle(b, p, f);
-    if (r != 0) {
-        proto_answer(b, p, op, r, f);
-    }
+    proto_run(b, p, f);
 }

@@ -90,25 +90,31 @@ static void router_meta(const struct peer *origin, uint8_t *out)
     frame_meta_encode(out, &m);
 }
 
+/* Queue a MSG the broker sends `p` on its own subscription `sid` (with
+ * that subscription's `sub_flags`): a retained value or NO_RESPONDERS.
+ * With SENDER it carries `meta`. A lossless one loses nothing, and `p`,
+ * whose own SUB or request asked for it, is the one held back while it
+ * drains. */
+static void router_queue_own(struct peer *p, uint32_t sid, uint8_t sub_flags, uint8_t msg_flags,
+                             const struct frame *f, const uint8_t *meta)
+{
+    bool lossless = (sub_flags & FRAME_SUB_LOSSLESS) != 0;
+    if (sub_flags & FRAME_SUB_SENDER) {
+        flow_queue_msg_meta(p->bus, p, p, sid, msg_flags, lossless, f, meta, NULL);
+    } else if (lossless) {
+        flow_queue_lossless(p->bus, p, p, sid, msg_flags, f, NULL);
+    } else {
+        flow_queue_msg(p->bus, p, sid, msg_flags, f, NULL);
+    }
+}
+
 /* Queue `value` (a retained message) to the subscription being replayed,
- * with the meta of the publish that stored it if the subscription wants
- * it. A lossless one gets all of it: the subscriber's own SUB asked for
- * it, so it is the one held back (by its own backlog) while it drains. */
+ * with the meta of the publish that stored it. */
 static void replay_one(const struct frame *value, void *arg)
 {
     struct sub *s = arg;
-    if (s->flags & FRAME_SUB_SENDER) {
-        flow_queue_msg_meta(s->peer->bus, s->peer, s->peer, s->sid, FRAME_MSG_RETAINED,
-                            (s->flags & FRAME_SUB_LOSSLESS) != 0, value, retain_value_meta(value),
-                            NULL);
-        return;
-    }
-    if (s->flags & FRAME_SUB_LOSSLESS) {
-        flow_queue_lossless(s->peer->bus, s->peer, s->peer, s->sid, FRAME_MSG_RETAINED, value,
-                            NULL);
-        return;
-    }
-    flow_queue_msg(s->peer->bus, s->peer, s->sid, FRAME_MSG_RETAINED, value, NULL);
+    router_queue_own(s->peer, s->sid, s->flags, FRAME_MSG_RETAINED, value,
+                     retain_value_meta(value));
 }
 
 int router_subscribe(struct bus *b, struct peer *p, const struct frame *f)
@@ -331,20 +337,11 @@ static void router_no_responders(struct bus *b, struct peer *p, const struct fra
             break;
         }
     }
-    /* A lossless inbox loses no answer, this one included; the requester
-     * holds only itself back meanwhile. */
-    bool lossless = (flags & FRAME_SUB_LOSSLESS) != 0;
+    uint8_t meta[FRAME_META_SIZE];
     if (flags & FRAME_SUB_SENDER) {
-        uint8_t meta[FRAME_META_SIZE];
         router_meta(NULL, meta); /* the broker's own message */
-        flow_queue_msg_meta(b, p, p, sid, FRAME_MSG_NO_RESPONDERS, lossless, &msg, meta, NULL);
-        return;
     }
-    if (lossless) {
-        flow_queue_lossless(b, p, p, sid, FRAME_MSG_NO_RESPONDERS, &msg, NULL);
-        return;
-    }
-    flow_queue_msg(b, p, sid, FRAME_MSG_NO_RESPONDERS, &msg, NULL);
+    router_queue_own(p, sid, flags, FRAME_MSG_NO_RESPONDERS, &msg, meta);
 }
 
 /*
@@ -369,6 +366,37 @@ static int router_check_publish(const struct peer *p, const struct frame *f, boo
         return ROUTER_E_REPLY_DENIED;
     }
     return 0;
+}
+
+/*
+ * May `p` publish `f`? ROUTER_E_* when not, ROUTER_SYS for a $SYS. subject
+ * (`sys`), which the broker answers, else 0. `check`: the subject is
+ * validated here (else the match does it, once per distinct subject).
+ * Inlined: router_publish() is the hot path.
+ */
+__attribute__((always_inline)) static inline int
+router_admit(const struct bus *b, const struct peer *p, const struct frame *f, bool sys, bool check)
+{
+    if (f->reply_len > 0 && !sb_subject_valid((const char *)f->reply, f->reply_len)) {
+        return ROUTER_E_SUBJECT_INVALID;
+    }
+    /* Whoever answers a request publishes on its reply subject, and the
+     * broker answers $SYS requests itself: a $SYS. reply subject would make
+     * it (or a responder) publish where no client may, a forged
+     * $SYS.EVENT.DISCONNECT say. Refused whatever the subject, ACL or not. */
+    if (f->reply_len > 0 && router_subject_is_sys(f->reply, f->reply_len)) {
+        return ROUTER_E_REPLY_SYS;
+    }
+    if (check && !sb_subject_valid((const char *)f->subject, f->subject_len)) {
+        return ROUTER_E_SUBJECT_INVALID;
+    }
+    if (b->cfg->acl != NULL) {
+        int denied = router_check_publish(p, f, check);
+        if (denied != 0) {
+            return denied;
+        }
+    }
+    return sys ? ROUTER_SYS : 0;
 }
 
 /*
@@ -403,19 +431,8 @@ __attribute__((noinline)) static int router_publish_fds(struct bus *b, struct pe
         fdpass_release(set);
         return ROUTER_E_FDS_LIMIT;
     }
-    const char *subject = (const char *)f->subject;
-    bool sys = router_subject_is_sys(subject, f->subject_len);
-    if (!sb_subject_valid(subject, f->subject_len) ||
-        (f->reply_len > 0 && !sb_subject_valid((const char *)f->reply, f->reply_len))) {
-        r = ROUTER_E_SUBJECT_INVALID;
-    } else if (f->reply_len > 0 && router_subject_is_sys(f->reply, f->reply_len)) {
-        r = ROUTER_E_REPLY_SYS;
-    } else if (b->cfg->acl != NULL) {
-        r = router_check_publish(p, f, true);
-    }
-    if (r == 0 && sys) {
-        r = ROUTER_SYS; /* the broker answers; it takes no descriptors */
-    }
+    /* A $SYS. subject: the broker answers, and takes no descriptors. */
+    r = router_admit(b, p, f, router_subject_is_sys(f->subject, f->subject_len), true);
     if (r == 0) {
         r = router_route(b, p, f, set);
         if (r == 0 && f->reply_len > 0) {
@@ -438,30 +455,11 @@ int router_publish(struct bus *b, struct peer *p, const struct frame *f)
     p->msgs_in++;
     b->stats.msgs_in++;
     /* The subject itself is validated by the match (router_route()), once
-     * per distinct subject; the rarer paths check it here first. */
-    if (f->reply_len > 0 && !sb_subject_valid((const char *)f->reply, f->reply_len)) {
-        return ROUTER_E_SUBJECT_INVALID;
-    }
-    /* Whoever answers a request publishes on its reply subject, and the
-     * broker answers $SYS requests itself: a $SYS. reply subject would make
-     * it (or a responder) publish where no client may, a forged
-     * $SYS.EVENT.DISCONNECT say. Refused whatever the subject, ACL or not. */
-    if (f->reply_len > 0 && router_subject_is_sys(f->reply, f->reply_len)) {
-        return ROUTER_E_REPLY_SYS;
-    }
+     * per distinct subject; the rarer paths check it first. */
     bool sys = router_subject_is_sys(subject, f->subject_len);
-    bool special = sys || (f->flags & FRAME_PUB_RETAIN);
-    if (special && !sb_subject_valid(subject, f->subject_len)) {
-        return ROUTER_E_SUBJECT_INVALID;
-    }
-    if (b->cfg->acl != NULL) {
-        int denied = router_check_publish(p, f, special);
-        if (denied != 0) {
-            return denied;
-        }
-    }
-    if (sys) {
-        return ROUTER_SYS;
+    int r = router_admit(b, p, f, sys, sys || (f->flags & FRAME_PUB_RETAIN));
+    if (r != 0) {
+        return r;
     }
     int retained = 0;
     if (f->flags & FRAME_PUB_RETAIN) {

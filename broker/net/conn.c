@@ -588,7 +588,8 @@ static void conn_fdq_refuse(struct conn *c)
     }
     char text[128];
     snprintf(text, sizeof(text),
-             "more than %u file descriptors sent and not claimed by a PUB with FDS",
+             "more than %u file descriptors sent and not claimed by a PUB with FDS; send each "
+             "message's descriptors with its PUB",
              c->net->fdq_max);
     conn_end(c, FRAME_ERR_PROTOCOL, text);
 }
