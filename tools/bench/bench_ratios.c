@@ -14,7 +14,6 @@
  */
 #include "bench.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 
 /* The values the broker is built to reach (docs/benchmarks.md). */
@@ -94,11 +93,13 @@ const char *bench_ratio_op_text(bench_ratio_op op)
     return "";
 }
 
-static void ratio_add(bench_ratio *out, size_t *count, const char *group, const char *what,
-                      double num, double den, bench_ratio_op op, double target)
+/* The ratio added, or NULL when the list is full or a side is not a
+ * positive measure. */
+static bench_ratio *ratio_add(bench_ratio *out, size_t *count, const char *group, const char *what,
+                              double num, double den, bench_ratio_op op, double target)
 {
     if (*count == BENCH_MAX_RATIOS || !(num > 0.0) || !(den > 0.0)) {
-        return;
+        return NULL;
     }
     bench_ratio *r = &out[(*count)++];
     snprintf(r->group, sizeof(r->group), "%s", group);
@@ -108,14 +109,16 @@ static void ratio_add(bench_ratio *out, size_t *count, const char *group, const 
     r->op = op;
     r->target = target;
     r->meaning[0] = '\0';
+    return r;
 }
 
 /* A line that is a measure in bytes rather than a ratio (0 is a value). */
-static void ratio_add_bytes(bench_ratio *out, size_t *count, const char *group, const char *what,
-                            double bytes, bench_ratio_op op, double target)
+static bench_ratio *ratio_add_bytes(bench_ratio *out, size_t *count, const char *group,
+                                    const char *what, double bytes, bench_ratio_op op,
+                                    double target)
 {
     if (*count == BENCH_MAX_RATIOS) {
-        return;
+        return NULL;
     }
     bench_ratio *r = &out[(*count)++];
     snprintf(r->group, sizeof(r->group), "%s", group);
@@ -125,41 +128,105 @@ static void ratio_add_bytes(bench_ratio *out, size_t *count, const char *group, 
     r->op = op;
     r->target = target;
     r->meaning[0] = '\0';
+    return r;
 }
 
-/* "23%" for 0.23, "1.8x" for 1.8: a share below 1, a multiple above. */
-static const char *share(double v, char *buf, size_t len)
+/* Give a ratio its meaning: `pre`, the ratio as a share ("23%" for 0.23)
+ * or a multiple ("1.8x" for 1.8), then `post`. Nothing for NULL (a ratio
+ * that was not added). */
+static void ratio_say(bench_ratio *r, const char *pre, const char *post)
 {
-    if (v < 1.0) {
-        snprintf(buf, len, "%.0f%%", v * 100.0);
-    } else {
-        snprintf(buf, len, "%.1fx", v);
-    }
-    return buf;
-}
-
-/* Give the last ratio added its meaning: `fmt` with %s for the value
- * (share()). Nothing when it was not added. */
-__attribute__((format(printf, 4, 5))) static void ratio_mean(bench_ratio *out, size_t n,
-                                                             size_t before, const char *fmt, ...)
-{
-    if (n == before) {
+    if (!r) {
         return;
     }
-    bench_ratio *r = &out[n - 1];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->meaning, sizeof(r->meaning), fmt, ap);
-    va_end(ap);
+    if (r->value < 1.0) {
+        snprintf(r->meaning, sizeof(r->meaning), "%s%.0f%%%s", pre, r->value * 100.0, post);
+    } else {
+        snprintf(r->meaning, sizeof(r->meaning), "%s%.1fx%s", pre, r->value, post);
+    }
+}
+
+/* Give a ratio a meaning that does not quote its value. */
+static void ratio_note(bench_ratio *r, const char *text)
+{
+    if (r) {
+        snprintf(r->meaning, sizeof(r->meaning), "%s", text);
+    }
+}
+
+/* What a broker row is held against: the same frames between two processes
+ * with no broker (raw), or through a process that only copies bytes where
+ * the broker would be (relay: the gap is the broker's own work). A target
+ * of 0 is none (BENCH_RATIO_INFO); a round trip without a p99 target has
+ * no p99 line. */
+typedef struct baseline {
+    bench_transport broker; /* BENCH_UNIX or BENCH_TCP */
+    bench_transport base;
+    const char *rate_what; /* "unix / raw-unix msgs/s" */
+    const char *p50_what;
+    const char *p99_what;
+    double thru16, thru128;         /* thru: broker msgs/s >= target x base msgs/s */
+    double rtt_p50, rtt_p99;        /* rtt: broker latency <= target x base latency */
+    const char *rtt_pre, *rtt_post; /* meaning of the p50 line */
+    const char *rate_post;          /* meaning of the msgs/s line, after the value */
+} baseline;
+
+static const baseline baselines[] = {
+    {BENCH_UNIX, BENCH_RAW_UNIX, "unix / raw-unix msgs/s", "unix / raw-unix p50",
+     "unix / raw-unix p99", TARGET_THRU_VS_RAW, TARGET_THRU_VS_RAW, TARGET_RTT_P50_VS_RAW,
+     TARGET_RTT_P99_VS_RAW, "a typical round trip through the broker takes ",
+     " as long as over a bare Unix socket", " of the messages a bare Unix socket carries"},
+    {BENCH_TCP, BENCH_RAW_TCP, "tcp / raw-tcp msgs/s", "tcp / raw-tcp p50", NULL, 0, 0, 0, 0,
+     "a round trip through the broker over TCP takes ", " as long as over a bare TCP socket",
+     " of the messages a bare TCP socket carries"},
+    {BENCH_UNIX, BENCH_RELAY_UNIX, "unix / relay-unix msgs/s", "unix / relay-unix p50",
+     "unix / relay-unix p99", TARGET_THRU16_VS_RELAY, TARGET_THRU128_VS_RELAY,
+     TARGET_RTT_P50_VS_RELAY, TARGET_RTT_P99_VS_RELAY,
+     "a typical round trip through the broker takes ",
+     " as long as through a process that only copies bytes",
+     " of the messages a process that only copies bytes passes on (Unix)"},
+    {BENCH_TCP, BENCH_RELAY_TCP, "tcp / relay-tcp msgs/s", "tcp / relay-tcp p50", NULL, 0, 0, 0, 0,
+     "over TCP, a round trip through the broker takes ",
+     " as long as through a process that only copies bytes",
+     " of the messages a process that only copies bytes passes on (TCP)"},
+};
+
+/* The lines of one baseline for the group of `row` (rtt, thru or fanout). */
+static void ratio_baseline(const bench_report *rep, const bench_row *row, const baseline *b,
+                           const char *group, bench_ratio *out, size_t *n)
+{
+    const bench_row *x = find_row(rep, row->workload, b->broker, row->size, row->receivers);
+    const bench_row *base = find_row(rep, row->workload, b->base, row->size, row->receivers);
+    if (!x || !base) {
+        return;
+    }
+    if (row->workload == BENCH_RTT) {
+        ratio_say(ratio_add(out, n, group, b->p50_what, (double)x->latency.p50,
+                            (double)base->latency.p50,
+                            b->rtt_p50 > 0 ? BENCH_RATIO_LE : BENCH_RATIO_INFO, b->rtt_p50),
+                  b->rtt_pre, b->rtt_post);
+        if (b->p99_what) {
+            ratio_note(ratio_add(out, n, group, b->p99_what, (double)x->latency.p99,
+                                 (double)base->latency.p99, BENCH_RATIO_LE, b->rtt_p99),
+                       "the same for the slowest 1%");
+        }
+        return;
+    }
+    bool small = row->size == 16 || row->size == 128;
+    double target = row->size == 16 ? b->thru16 : b->thru128;
+    bench_ratio_op op =
+        row->workload == BENCH_THRU && small && target > 0 ? BENCH_RATIO_GE : BENCH_RATIO_INFO;
+    ratio_say(ratio_add(out, n, group, b->rate_what, x->rate_spread.median,
+                        base->rate_spread.median, op, target),
+              "through the broker, ", b->rate_post);
 }
 
 size_t bench_ratios(const bench_report *rep, bench_ratio *out)
 {
-    char v[32];
-    size_t before;
     size_t n = 0;
     char group[48];
     char size[32];
+    char pre[96];
 
     for (size_t i = 0; i < rep->row_count; i++) {
         const bench_row *row = &rep->rows[i];
@@ -180,13 +247,11 @@ size_t bench_ratios(const bench_report *rep, bench_ratio *out)
                          bench_transport_name(idle->transport),
                          idle->sanitized ? " (under ASan)" : "");
                 /* An ASan build's RSS is not the broker's: no verdict. */
-                before = n;
-                ratio_add_bytes(out, &n, "idle connection", what, idle->rate_spread.median,
-                                idle->sanitized ? BENCH_RATIO_INFO : BENCH_RATIO_LE,
-                                TARGET_IDLE_BYTES);
-                ratio_mean(out, n, before,
-                           "the broker's memory for each connection that does "
-                           "nothing");
+                ratio_note(ratio_add_bytes(out, &n, "idle connection", what,
+                                           idle->rate_spread.median,
+                                           idle->sanitized ? BENCH_RATIO_INFO : BENCH_RATIO_LE,
+                                           TARGET_IDLE_BYTES),
+                           "the broker's memory for each connection that does nothing");
             }
             continue;
         }
@@ -201,143 +266,44 @@ size_t bench_ratios(const bench_report *rep, bench_ratio *out)
                              bench_transport_name((bench_transport)t),
                              bench_format_count(many->subjects, count, sizeof(count)));
                     snprintf(group, sizeof(group), "scale %s", size);
-                    before = n;
-                    ratio_add(out, &n, group, what, many->rate_spread.median,
-                              one->rate_spread.median, BENCH_RATIO_GE, TARGET_SCALE_VS_ONE);
-                    ratio_mean(
-                        out, n, before,
-                        "with %s subscriptions, the rate is %s of the rate with one", count,
-                        share(many->rate_spread.median / one->rate_spread.median, v, sizeof(v)));
+                    snprintf(pre, sizeof(pre), "with %s subscriptions, the rate is ", count);
+                    ratio_say(ratio_add(out, &n, group, what, many->rate_spread.median,
+                                        one->rate_spread.median, BENCH_RATIO_GE,
+                                        TARGET_SCALE_VS_ONE),
+                              pre, " of the rate with one");
                 }
             }
             continue;
         }
         const bench_row *ux = find_row(rep, row->workload, BENCH_UNIX, row->size, row->receivers);
         const bench_row *tcp = find_row(rep, row->workload, BENCH_TCP, row->size, row->receivers);
-        const bench_row *rux =
-            find_row(rep, row->workload, BENCH_RAW_UNIX, row->size, row->receivers);
-        const bench_row *rtcp =
-            find_row(rep, row->workload, BENCH_RAW_TCP, row->size, row->receivers);
-        const bench_row *lux =
-            find_row(rep, row->workload, BENCH_RELAY_UNIX, row->size, row->receivers);
-        const bench_row *ltcp =
-            find_row(rep, row->workload, BENCH_RELAY_TCP, row->size, row->receivers);
 
         if (row->workload == BENCH_RTT) {
             snprintf(group, sizeof(group), "rtt %s", size);
-            if (ux && rux) {
-                before = n;
-                ratio_add(out, &n, group, "unix / raw-unix p50", (double)ux->latency.p50,
-                          (double)rux->latency.p50, BENCH_RATIO_LE, TARGET_RTT_P50_VS_RAW);
-                ratio_mean(out, n, before,
-                           "a typical round trip through the broker takes %s as long as over a "
-                           "bare Unix socket",
-                           share((double)ux->latency.p50 / (double)rux->latency.p50, v, sizeof(v)));
-                before = n;
-                ratio_add(out, &n, group, "unix / raw-unix p99", (double)ux->latency.p99,
-                          (double)rux->latency.p99, BENCH_RATIO_LE, TARGET_RTT_P99_VS_RAW);
-                ratio_mean(out, n, before, "the same for the slowest 1%%");
-            }
-            if (ux && tcp) {
-                before = n;
-                ratio_add(out, &n, group, "unix / tcp p50", (double)ux->latency.p50,
-                          (double)tcp->latency.p50, BENCH_RATIO_LT, 1.0);
-                ratio_mean(out, n, before,
-                           "a round trip over Unix takes %s of the time over TCP (below 1: "
-                           "Unix is faster)",
-                           share((double)ux->latency.p50 / (double)tcp->latency.p50, v, sizeof(v)));
-                before = n;
-                ratio_add(out, &n, group, "unix / tcp p99", (double)ux->latency.p99,
-                          (double)tcp->latency.p99, BENCH_RATIO_LT, 1.0);
-                ratio_mean(out, n, before, "the same for the slowest 1%%");
-            }
-            if (tcp && rtcp) {
-                before = n;
-                ratio_add(out, &n, group, "tcp / raw-tcp p50", (double)tcp->latency.p50,
-                          (double)rtcp->latency.p50, BENCH_RATIO_INFO, 0);
-                ratio_mean(
-                    out, n, before,
-                    "a round trip through the broker over TCP takes %s as long as over "
-                    "a bare TCP socket",
-                    share((double)tcp->latency.p50 / (double)rtcp->latency.p50, v, sizeof(v)));
-            }
-            if (ux && lux) {
-                before = n;
-                ratio_add(out, &n, group, "unix / relay-unix p50", (double)ux->latency.p50,
-                          (double)lux->latency.p50, BENCH_RATIO_LE, TARGET_RTT_P50_VS_RELAY);
-                ratio_mean(out, n, before,
-                           "a typical round trip through the broker takes %s as long as through "
-                           "a process that only copies bytes",
-                           share((double)ux->latency.p50 / (double)lux->latency.p50, v, sizeof(v)));
-                before = n;
-                ratio_add(out, &n, group, "unix / relay-unix p99", (double)ux->latency.p99,
-                          (double)lux->latency.p99, BENCH_RATIO_LE, TARGET_RTT_P99_VS_RELAY);
-                ratio_mean(out, n, before, "the same for the slowest 1%%");
-            }
-            if (tcp && ltcp) {
-                before = n;
-                ratio_add(out, &n, group, "tcp / relay-tcp p50", (double)tcp->latency.p50,
-                          (double)ltcp->latency.p50, BENCH_RATIO_INFO, 0);
-                ratio_mean(
-                    out, n, before,
-                    "over TCP, a round trip through the broker takes %s as long as "
-                    "through a process that only copies bytes",
-                    share((double)tcp->latency.p50 / (double)ltcp->latency.p50, v, sizeof(v)));
-            }
-            continue;
-        }
-
-        if (row->workload == BENCH_FANOUT) {
+        } else if (row->workload == BENCH_FANOUT) {
             snprintf(group, sizeof(group), "fanout 1->%u %s", row->receivers, size);
         } else {
             snprintf(group, sizeof(group), "thru %s", size);
         }
-        bool small = row->size == 16 || row->size == 128;
-        if (ux && rux) {
-            before = n;
-            ratio_add(out, &n, group, "unix / raw-unix msgs/s", ux->rate_spread.median,
-                      rux->rate_spread.median,
-                      row->workload == BENCH_THRU && small ? BENCH_RATIO_GE : BENCH_RATIO_INFO,
-                      TARGET_THRU_VS_RAW);
-            ratio_mean(out, n, before,
-                       "through the broker, %s of the messages a bare Unix socket carries",
-                       share(ux->rate_spread.median / rux->rate_spread.median, v, sizeof(v)));
+        for (size_t k = 0; k < sizeof(baselines) / sizeof(baselines[0]); k++) {
+            ratio_baseline(rep, row, &baselines[k], group, out, &n);
         }
-        if (tcp && rtcp) {
-            before = n;
-            ratio_add(out, &n, group, "tcp / raw-tcp msgs/s", tcp->rate_spread.median,
-                      rtcp->rate_spread.median, BENCH_RATIO_INFO, 0);
-            ratio_mean(out, n, before,
-                       "through the broker, %s of the messages a bare TCP socket carries",
-                       share(tcp->rate_spread.median / rtcp->rate_spread.median, v, sizeof(v)));
-        }
-        if (ux && lux) {
-            bool thru = row->workload == BENCH_THRU && small;
-            before = n;
-            ratio_add(out, &n, group, "unix / relay-unix msgs/s", ux->rate_spread.median,
-                      lux->rate_spread.median, thru ? BENCH_RATIO_GE : BENCH_RATIO_INFO,
-                      row->size == 16 ? TARGET_THRU16_VS_RELAY : TARGET_THRU128_VS_RELAY);
-            ratio_mean(out, n, before,
-                       "through the broker, %s of the messages a process that only copies "
-                       "bytes passes on (Unix)",
-                       share(ux->rate_spread.median / lux->rate_spread.median, v, sizeof(v)));
-        }
-        if (tcp && ltcp) {
-            before = n;
-            ratio_add(out, &n, group, "tcp / relay-tcp msgs/s", tcp->rate_spread.median,
-                      ltcp->rate_spread.median, BENCH_RATIO_INFO, 0);
-            ratio_mean(out, n, before,
-                       "through the broker, %s of the messages a process that only copies "
-                       "bytes passes on (TCP)",
-                       share(tcp->rate_spread.median / ltcp->rate_spread.median, v, sizeof(v)));
+        if (row->workload == BENCH_RTT) {
+            if (ux && tcp) {
+                ratio_say(ratio_add(out, &n, group, "unix / tcp p50", (double)ux->latency.p50,
+                                    (double)tcp->latency.p50, BENCH_RATIO_LT, 1.0),
+                          "a round trip over Unix takes ",
+                          " of the time over TCP (below 1: Unix is faster)");
+                ratio_note(ratio_add(out, &n, group, "unix / tcp p99", (double)ux->latency.p99,
+                                     (double)tcp->latency.p99, BENCH_RATIO_LT, 1.0),
+                           "the same for the slowest 1%");
+            }
+            continue;
         }
         if (ux && tcp) {
-            before = n;
-            ratio_add(out, &n, group, "unix / tcp msgs/s", ux->rate_spread.median,
-                      tcp->rate_spread.median, BENCH_RATIO_GT, 1.0);
-            ratio_mean(out, n, before,
-                       "the broker carries %s as many messages over Unix as over TCP",
-                       share(ux->rate_spread.median / tcp->rate_spread.median, v, sizeof(v)));
+            ratio_say(ratio_add(out, &n, group, "unix / tcp msgs/s", ux->rate_spread.median,
+                                tcp->rate_spread.median, BENCH_RATIO_GT, 1.0),
+                      "the broker carries ", " as many messages over Unix as over TCP");
         }
         if (row->workload == BENCH_FANOUT) {
             bool target = row->receivers == TARGET_FANOUT_SUBS && row->size == TARGET_FANOUT_SIZE;
@@ -348,14 +314,12 @@ size_t bench_ratios(const bench_report *rep, bench_ratio *out)
                     char what[64];
                     snprintf(what, sizeof(what), "%s fanout / thru %s msgs/s",
                              bench_transport_name((bench_transport)t), size);
-                    before = n;
-                    ratio_add(out, &n, group, what, f->rate_spread.median, th->rate_spread.median,
-                              target ? BENCH_RATIO_GE : BENCH_RATIO_INFO, TARGET_FANOUT_VS_THRU);
-                    ratio_mean(out, n, before,
-                               "one publisher to %u subscribers: %s the deliveries per second "
-                               "of one to one",
-                               row->receivers,
-                               share(f->rate_spread.median / th->rate_spread.median, v, sizeof(v)));
+                    snprintf(pre, sizeof(pre), "one publisher to %u subscribers: ", row->receivers);
+                    ratio_say(ratio_add(out, &n, group, what, f->rate_spread.median,
+                                        th->rate_spread.median,
+                                        target ? BENCH_RATIO_GE : BENCH_RATIO_INFO,
+                                        TARGET_FANOUT_VS_THRU),
+                              pre, " the deliveries per second of one to one");
                 }
             }
         }

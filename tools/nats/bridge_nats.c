@@ -275,20 +275,26 @@ int bridge_nats_start(struct bridge *b)
     if (b->import_subs == NULL) {
         return -ENOMEM;
     }
+    const char *subject = NULL; /* the one an error line names */
     for (size_t i = 0; i < b->opt.imports.len && s == NATS_OK; i++) {
+        subject = b->opt.imports.items[i];
         s = natsConnection_Subscribe(&b->import_subs[i], b->nc, b->opt.imports.items[i], on_import,
                                      b);
         if (s == NATS_OK) {
             s = natsSubscription_SetPendingLimits(b->import_subs[i], 1 << 20, 256 << 20);
         }
     }
+    char reply[160];
     if (s == NATS_OK) {
-        char reply[160];
         snprintf(reply, sizeof(reply), "%s*", b->nats_inbox);
+        subject = reply;
         s = natsConnection_Subscribe(&b->reply_sub, b->nc, reply, on_reply, b);
     }
     if (s != NATS_OK) {
-        bridge_log(b, BRIDGE_LOG_QUIET, "cannot subscribe on NATS: %s", natsStatus_GetText(s));
+        bridge_log(b, BRIDGE_LOG_QUIET,
+                   "cannot subscribe to '%s' on NATS at %s: %s; check that the server lets "
+                   "this user subscribe to it",
+                   subject, b->opt.nats.items[0], natsStatus_GetText(s));
         return -EINVAL;
     }
     return 0;

@@ -16,6 +16,7 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <json-c/json.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -165,21 +166,20 @@ static int parse_u64(const char *what, const char *s, uint64_t min, uint64_t max
 }
 
 /* A config key holding a string or an array of strings, each through add. */
-static int config_list(json_object *v, const char *key,
+static int config_list(json_object *v, const char *what,
                        int (*add)(struct bridge_options *, const char *), struct bridge_options *o)
 {
     if (json_object_is_type(v, json_type_string)) {
         return add(o, json_object_get_string(v));
     }
     if (!json_object_is_type(v, json_type_array)) {
-        fprintf(stderr, BRIDGE_PROG ": config key '%s' must be a string or an array of strings\n",
-                key);
+        fprintf(stderr, BRIDGE_PROG ": %s must be a string or an array of strings\n", what);
         return -EINVAL;
     }
     for (size_t i = 0; i < json_object_array_length(v); i++) {
         json_object *item = json_object_array_get_idx(v, i);
         if (!json_object_is_type(item, json_type_string)) {
-            fprintf(stderr, BRIDGE_PROG ": config key '%s' must hold strings only\n", key);
+            fprintf(stderr, BRIDGE_PROG ": %s must hold strings only\n", what);
             return -EINVAL;
         }
         int r = add(o, json_object_get_string(item));
@@ -205,22 +205,22 @@ static int add_import(struct bridge_options *o, const char *s)
     return add_pattern(&o->imports, "import", s);
 }
 
-static int config_string(json_object *v, const char *key, char **dst)
+static int config_string(json_object *v, const char *what, char **dst)
 {
     if (!json_object_is_type(v, json_type_string)) {
-        fprintf(stderr, BRIDGE_PROG ": config key '%s' must be a string\n", key);
+        fprintf(stderr, BRIDGE_PROG ": %s must be a string\n", what);
         return -EINVAL;
     }
     return set_string(dst, json_object_get_string(v));
 }
 
-static int config_number(json_object *v, const char *key, uint64_t min, uint64_t max, uint64_t *out)
+static int config_number(json_object *v, const char *what, uint64_t min, uint64_t max,
+                         uint64_t *out)
 {
     if (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) < 0 ||
         (uint64_t)json_object_get_int64(v) < min || (uint64_t)json_object_get_int64(v) > max) {
-        fprintf(stderr,
-                BRIDGE_PROG ": config key '%s' must be a number from %" PRIu64 " to %" PRIu64 "\n",
-                key, min, max);
+        fprintf(stderr, BRIDGE_PROG ": %s must be a number from %" PRIu64 " to %" PRIu64 "\n", what,
+                min, max);
         return -EINVAL;
     }
     *out = (uint64_t)json_object_get_int64(v);
@@ -241,28 +241,31 @@ static int load_config(struct bridge_options *o, const char *path)
     json_object_object_foreach(root, key, v)
     {
         uint64_t n;
+        /* What an error line names: the key, and the file it is in. */
+        char what[PATH_MAX + 64];
+        snprintf(what, sizeof(what), "config key '%s' in '%s'", key, path);
         if (strcmp(key, "socket") == 0) {
-            r = config_string(v, key, &o->endpoint);
+            r = config_string(v, what, &o->endpoint);
         } else if (strcmp(key, "nats") == 0) {
-            r = config_list(v, key, add_nats, o);
+            r = config_list(v, what, add_nats, o);
         } else if (strcmp(key, "export") == 0) {
-            r = config_list(v, key, add_export, o);
+            r = config_list(v, what, add_export, o);
         } else if (strcmp(key, "import") == 0) {
-            r = config_list(v, key, add_import, o);
+            r = config_list(v, what, add_import, o);
         } else if (strcmp(key, "name") == 0) {
-            r = config_string(v, key, &o->name);
+            r = config_string(v, what, &o->name);
         } else if (strcmp(key, "reconnect_buffer") == 0) {
-            r = config_number(v, key, 0, INT32_MAX, &n);
+            r = config_number(v, what, 0, INT32_MAX, &n);
             if (r == 0) {
                 o->reconnect_buffer = (int64_t)n;
             }
         } else if (strcmp(key, "max_requests") == 0) {
-            r = config_number(v, key, 1, 1u << 24, &n);
+            r = config_number(v, what, 1, 1u << 24, &n);
             if (r == 0) {
                 o->max_requests = (uint32_t)n;
             }
         } else if (strcmp(key, "no_responders_delay") == 0) {
-            r = config_number(v, key, 0, 60000, &n);
+            r = config_number(v, what, 0, 60000, &n);
             if (r == 0) {
                 o->no_responders_delay_ms = (int)n;
             }
@@ -275,8 +278,7 @@ static int load_config(struct bridge_options *o, const char *path)
             } else if (strcmp(s, "verbose") == 0) {
                 o->log = BRIDGE_LOG_VERBOSE;
             } else {
-                fprintf(stderr,
-                        BRIDGE_PROG ": config key 'log' must be quiet, normal or verbose\n");
+                fprintf(stderr, BRIDGE_PROG ": %s must be quiet, normal or verbose\n", what);
                 r = -EINVAL;
             }
         } else {

@@ -108,7 +108,8 @@ static int run(struct bridge *b, int sfd)
             timeout = due;
         }
         if (poll(p, 3, timeout) < 0 && errno != EINTR) {
-            bridge_log(b, BRIDGE_LOG_QUIET, "poll: %s", strerror(errno));
+            bridge_log(b, BRIDGE_LOG_QUIET, "cannot wait for the bus and NATS (poll): %s; stopping",
+                       strerror(errno));
             return 1;
         }
         if (p[0].revents & POLLIN) {
@@ -162,7 +163,10 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
     if (sfd < 0) {
-        fprintf(stderr, BRIDGE_PROG ": signalfd: %s\n", strerror(errno));
+        fprintf(stderr,
+                BRIDGE_PROG ": cannot set up signal handling (signalfd): %s; is the open "
+                            "file limit (ulimit -n) reached?\n",
+                strerror(errno));
         return 1;
     }
 

@@ -592,6 +592,23 @@ int cli_parse_queue(const char *cmd, const char *arg, const char **queue)
     return 0;
 }
 
+int cli_check_subject(const char *cmd, const char *what, const char *text, bool pattern,
+                      const char *note)
+{
+    char escaped[256];
+    size_t len = strlen(text);
+
+    if (pattern ? sb_pattern_valid(text, len) : sb_subject_valid(text, len)) {
+        return 0;
+    }
+    fprintf(stderr,
+            "sockbus %s: invalid %s '%s': tokens are 1+ printable bytes separated by '.'%s%s\n",
+            cmd, what, cli_escape(text, escaped, sizeof(escaped)),
+            pattern ? "; '*' only as a whole token, '>' only as the last one" : ", no '*' or '>'",
+            pattern ? "" : note);
+    return CLI_EXIT_USAGE;
+}
+
 int cli_parse_subject_message(const char *cmd, int argc, char **argv, const char **subject,
                               const char **message)
 {

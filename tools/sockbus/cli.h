@@ -163,6 +163,14 @@ int cli_parse_count_option(const char *cmd, const char *arg, uint64_t *count);
  * one line on stderr. */
 int cli_parse_queue(const char *cmd, const char *arg, const char **queue);
 
+/* A subject (or, with `pattern`, a subscription pattern) from the command
+ * line, checked before connecting: a typo should not depend on a broker.
+ * `what` names it ("subject", "reply subject", "pattern"); `note` ends the
+ * rule of a subject ("" or " in a request subject"). Returns 0, or
+ * CLI_EXIT_USAGE after one line on stderr. */
+int cli_check_subject(const char *cmd, const char *what, const char *text, bool pattern,
+                      const char *note);
+
 /* The operands SUBJECT [MESSAGE] in argv[optind..argc), after getopt. Sets *subject, and *message
  * to the MESSAGE or NULL when there is none (both point into argv). Returns 0, or CLI_EXIT_USAGE
  * after one line on stderr (nothing set). */

@@ -159,23 +159,15 @@ static int pub_parse(int argc, char **argv, pub_args *args)
         return cli_usage_error(CMD, "--attach and --retain: file descriptors are never retained");
     }
 
-    /* Checked before connecting: a typo should not depend on a broker. */
-    if (!sb_subject_valid(args->subject, strlen(args->subject))) {
-        fprintf(stderr,
-                "sockbus pub: invalid subject '%s': tokens are 1+ printable bytes separated "
-                "by '.', no '*' or '>' in a published subject\n",
-                args->subject);
-        return CLI_EXIT_USAGE;
+    r = cli_check_subject(CMD, "subject", args->subject, false, " in a published subject");
+    if (r != 0) {
+        return r;
     }
     if (args->reply != NULL && *args->reply == '\0') {
         args->reply = NULL;
     }
-    if (args->reply != NULL && !sb_subject_valid(args->reply, strlen(args->reply))) {
-        fprintf(stderr,
-                "sockbus pub: invalid reply subject '%s': tokens are 1+ printable bytes "
-                "separated by '.', no '*' or '>'\n",
-                args->reply);
-        return CLI_EXIT_USAGE;
+    if (args->reply != NULL) {
+        return cli_check_subject(CMD, "reply subject", args->reply, false, "");
     }
     return 0;
 }

@@ -277,15 +277,7 @@ static int reply_parse(int argc, char **argv, reply_args *args)
     if (r != 0) {
         return r;
     }
-    /* Checked before connecting: a typo should not depend on a broker. */
-    if (!sb_pattern_valid(args->subject, strlen(args->subject))) {
-        fprintf(stderr,
-                "sockbus reply: invalid subject '%s': tokens are 1+ printable bytes "
-                "separated by '.'; '*' only as a whole token, '>' only as the last one\n",
-                args->subject);
-        return CLI_EXIT_USAGE;
-    }
-    return 0;
+    return cli_check_subject(CMD, "subject", args->subject, true, "");
 }
 
 /* The command gets our pipes as fds 0 and 1; with 0, 1 and 2 open, a new

@@ -107,15 +107,7 @@ static int req_parse(int argc, char **argv, req_args *args)
         return r;
     }
 
-    /* Checked before connecting: a typo should not depend on a broker. */
-    if (!sb_subject_valid(args->subject, strlen(args->subject))) {
-        fprintf(stderr,
-                "sockbus req: invalid subject '%s': tokens are 1+ printable bytes separated "
-                "by '.', no '*' or '>' in a request subject\n",
-                args->subject);
-        return CLI_EXIT_USAGE;
-    }
-    return 0;
+    return cli_check_subject(CMD, "subject", args->subject, false, " in a request subject");
 }
 
 static int req_too_large(sb_client *client, const req_args *args, const char *what)

@@ -223,15 +223,10 @@ static int sub_parse(int argc, char **argv, sub_args *args)
     args->patterns = argv + optind;
     args->pattern_count = argc - optind;
 
-    /* Checked before connecting: a typo should not depend on a broker. */
     for (int i = 0; i < args->pattern_count; i++) {
-        const char *p = args->patterns[i];
-        if (!sb_pattern_valid(p, strlen(p))) {
-            fprintf(stderr,
-                    "sockbus sub: invalid pattern '%s': tokens are 1+ printable bytes "
-                    "separated by '.'; '*' only as a whole token, '>' only as the last one\n",
-                    p);
-            return CLI_EXIT_USAGE;
+        r = cli_check_subject(CMD, "pattern", args->patterns[i], true, "");
+        if (r != 0) {
+            return r;
         }
     }
     return 0;

@@ -100,14 +100,8 @@ static int wait_parse(int argc, char **argv, wait_args *args)
         return cli_usage_error(CMD, "unexpected argument '%s'", argv[optind + 1]);
     }
     args->subject = argv[optind];
-    if (!sb_subject_valid(args->subject, strlen(args->subject))) {
-        fprintf(stderr,
-                "sockbus wait: invalid subject '%s': tokens are 1+ printable bytes separated "
-                "by '.', no '*' or '>' (the subject a message would be published on)\n",
-                args->subject);
-        return CLI_EXIT_USAGE;
-    }
-    return 0;
+    return cli_check_subject(CMD, "subject", args->subject, false,
+                             " (the subject a message would be published on)");
 }
 
 /* The number in {"subject":..,"subscriptions":N}; -1 if there is none. */
