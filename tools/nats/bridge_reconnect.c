@@ -1,8 +1,10 @@
 /*
  * bridge_reconnect.c - keeping the bus connection up.
  *
- * The client library does not reconnect by itself yet, so the bridge does
- * it here, in one place that the library's own reconnect can replace: when
+ * The bridge reconnects by itself rather than through the library's
+ * reconnect (sb_options.reconnect), which would hold imports in its
+ * buffer while the bus is away: a bridge counts them as dropped instead,
+ * so that its counters say what was lost. When
  * a call on the bus connection fails, the client is closed and a new
  * connect is tried after a backoff, from 10 ms doubling to 1 s with
  * jitter, for ever; a new connection gets every subscription again
