@@ -138,12 +138,15 @@ static unsigned logged_tcp_port(const struct harness_broker *b)
     return p ? (unsigned)strtoul(p + strlen("tcp port "), NULL, 10) : 0;
 }
 
-int harness_start(struct harness_broker *b, bool tcp, const char *const *extra)
+/*
+ * Spawn a broker on b->socket (with `tcp`, also on a free loopback port)
+ * and wait, bounded, until it is ready: it accepts and has logged the end
+ * of its start-up (which names the TCP port; its warnings come before
+ * that). Shared by harness_start() and harness_restart(), so that both
+ * keep one rule for readiness.
+ */
+static int spawn_ready(struct harness_broker *b, bool tcp, const char *const *extra)
 {
-    int r = harness_mkdir(b);
-    if (r < 0) {
-        return r;
-    }
     const char *args[HARNESS_MAX_ARGS];
     size_t n = 0;
     args[n++] = "--socket";
@@ -167,8 +170,6 @@ int harness_start(struct harness_broker *b, bool tcp, const char *const *extra)
             b->pid = -1;
             return -ECHILD;
         }
-        /* Ready once it accepts and has logged the end of its start-up
-         * (which names the TCP port): its warnings come before that. */
         if (socket_accepts(b->socket) && harness_wait_logged(b, "listening on")) {
             unsigned port = tcp ? logged_tcp_port(b) : 0;
             if (!tcp || port != 0) {
@@ -181,6 +182,15 @@ int harness_start(struct harness_broker *b, bool tcp, const char *const *extra)
         poll(NULL, 0, 5); /* bounded polling, not a guess at start-up time */
     }
     return -ETIMEDOUT;
+}
+
+int harness_start(struct harness_broker *b, bool tcp, const char *const *extra)
+{
+    int r = harness_mkdir(b);
+    if (r < 0) {
+        return r;
+    }
+    return spawn_ready(b, tcp, extra);
 }
 
 int harness_wait_pid(pid_t pid, int timeout_ms)
@@ -237,31 +247,7 @@ int harness_kill(struct harness_broker *b, int sig)
 
 int harness_restart(struct harness_broker *b, const char *const *extra)
 {
-    const char *args[HARNESS_MAX_ARGS];
-    size_t n = 0;
-    args[n++] = "--socket";
-    args[n++] = b->socket;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < HARNESS_MAX_ARGS - 1; i++) {
-        args[n++] = extra[i];
-    }
-    args[n] = NULL;
-    b->pid = spawn_broker(b, args);
-    if (b->pid < 0) {
-        return -errno;
-    }
-    int64_t deadline = harness_now_ms() + harness_ready_ms();
-    while (harness_now_ms() < deadline) {
-        int status;
-        if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
-            b->pid = -1;
-            return -ECHILD;
-        }
-        if (socket_accepts(b->socket)) {
-            return 0;
-        }
-        poll(NULL, 0, 5); /* bounded polling, not a guess at start-up time */
-    }
-    return -ETIMEDOUT;
+    return spawn_ready(b, false, extra);
 }
 
 static void remove_dir(const char *dir)
