@@ -589,18 +589,20 @@ class Servers:
         self.procs: Dict[str, subprocess.Popen] = {}
         self.where: Dict[str, Any] = {}
 
-    def _log(self, name: str) -> Any:
-        return open(os.path.join(self.dir, name + ".log"), "wb")
+    def _start(self, key: str, name: str, argv: List[str], family: int, address: Any) -> None:
+        """Run a server, its output in DIR/<name>.log, until it accepts on
+        `address`; self.where[key] is then that address (a port for TCP)."""
+        with open(os.path.join(self.dir, name + ".log"), "wb") as log:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        self.procs[key] = proc
+        wait_accepts(family, address, proc, os.path.basename(argv[0]))
+        self.where[key] = address if family == socket.AF_UNIX else address[1]
 
     def sockbus(self) -> str:
         if "sockbus" not in self.where:
             path = os.path.join(self.dir, "bus.sock")
-            with self._log("sockbusd") as log:
-                proc = subprocess.Popen([self.sockbusd, "--socket", path],
-                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-            self.procs["sockbus"] = proc
-            wait_accepts(socket.AF_UNIX, path, proc, "sockbusd")
-            self.where["sockbus"] = path
+            self._start("sockbus", "sockbusd", [self.sockbusd, "--socket", path], socket.AF_UNIX,
+                        path)
         return self.where["sockbus"]
 
     def mosquitto(self) -> int:
@@ -610,25 +612,17 @@ class Servers:
             with open(conf, "w") as f:
                 f.write(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
                         f"log_dest stderr\nlog_type error\n")
-            with self._log("mosquitto") as log:
-                proc = subprocess.Popen([shutil.which("mosquitto") or "mosquitto", "-c", conf],
-                                        stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-            self.procs["mqtt"] = proc
-            wait_accepts(socket.AF_INET, ("127.0.0.1", port), proc, "mosquitto")
-            self.where["mqtt"] = port
+            self._start("mqtt", "mosquitto", [shutil.which("mosquitto") or "mosquitto", "-c", conf],
+                        socket.AF_INET, ("127.0.0.1", port))
         return self.where["mqtt"]
 
     def redis(self) -> int:
         if "redis" not in self.where:
             port = free_port()
-            with self._log("redis") as log:
-                proc = subprocess.Popen(
-                    [shutil.which("redis-server") or "redis-server", "--port", str(port), "--bind",
-                     "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", self.dir],
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=log)
-            self.procs["redis"] = proc
-            wait_accepts(socket.AF_INET, ("127.0.0.1", port), proc, "redis-server")
-            self.where["redis"] = port
+            self._start("redis", "redis",
+                        [shutil.which("redis-server") or "redis-server", "--port", str(port),
+                         "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
+                         self.dir], socket.AF_INET, ("127.0.0.1", port))
         return self.where["redis"]
 
     def close(self) -> None:

@@ -39,7 +39,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 from . import _wire
 from ._types import (CLOSED, CONNECTED, DISCONNECTED, RECONNECTED, BrokerError, ConnectError,
                      ConnectionClosed, Error, InvalidSubject, Message, MessageTooLarge, NoResponders,
-                     Sender, StateChange, UntrustedBroker)
+                     Sender, StateChange, SubscriptionEnded, UntrustedBroker)
 
 _HEADER = _wire.HEADER
 _unpack_header = _HEADER.unpack_from
@@ -74,6 +74,17 @@ def _serial_ge(a: int, b: int) -> bool:
     return ((a - b) & 0xFFFFFFFF) < 0x80000000
 
 
+def deadline(timeout: Optional[float]) -> Optional[float]:
+    """The monotonic time a wait of `timeout` seconds ends (None: never)."""
+    return None if timeout is None else time.monotonic() + max(0.0, timeout)
+
+
+def check_subject(subject: str) -> None:
+    """Raise InvalidSubject unless `subject` is a subject (not a pattern)."""
+    if not _wire.subject_valid(subject):
+        raise InvalidSubject(f"invalid subject {subject!r}")
+
+
 class _Sub:
     """A live subscription as the connection sees it: what to replay, and
     the messages that have arrived for it and not been taken."""
@@ -95,6 +106,39 @@ class _Sub:
         # the broker accepted the SUB (an ERR for it comes before).
         self.confirm = 0
         self.waiter: Any = None  # asyncio: a future to wake
+
+
+class SubscriptionBase:
+    """What the blocking and asyncio Subscription share: the view of a
+    _Sub. The flavours add how to wait for its messages."""
+
+    _KIND = "Subscription"
+
+    def __init__(self, conn: Any, sub: _Sub) -> None:
+        self._conn = conn
+        self._sub = sub
+
+    @property
+    def sid(self) -> int:
+        """The subscription id, as in Message.sid."""
+        return self._sub.sid
+
+    @property
+    def pattern(self) -> str:
+        return self._sub.pattern
+
+    @property
+    def queue(self) -> Optional[str]:
+        """The queue group, or None."""
+        return self._sub.queue
+
+    @property
+    def pending(self) -> int:
+        """Messages received and not yet taken."""
+        return len(self._sub.msgs)
+
+    def __repr__(self) -> str:
+        return f"<{self._KIND} sid={self.sid} pattern={self.pattern!r} queue={self.queue!r}>"
 
 
 class _Request:
@@ -356,6 +400,32 @@ class _Core:
         self._encode_pub(subject, data, self.inbox_prefix + str(req.token), headers, False, ())
         self._requests[req.token] = req
         return req
+
+    def _unsubscribe(self, sub: _Sub, max_msgs: int) -> None:
+        if self._state == CLOSED or sub.ended:
+            return
+        self._end_sub(sub, max_msgs)
+
+    @staticmethod
+    def _ended(sub: _Sub) -> BaseException:
+        """What a wait on a subscription that has ended and has nothing
+        left raises."""
+        if sub.error is not None:
+            return sub.error
+        return SubscriptionEnded(f"the subscription to {sub.pattern!r} has ended")
+
+    def _held_while_lost(self, subject: str, size: int) -> bool:
+        """After a publish of `size` bytes was encoded: True when the
+        connection is lost and the publish waits in the reconnect buffer;
+        raises ConnectionClosed (and takes it back) when that is full."""
+        if self._state == CONNECTED:
+            return False
+        if len(self._wbuf) > self._reconnect_buffer:
+            self._unpublish(size)
+            raise ConnectionClosed(f"cannot publish on {subject!r}: the connection to "
+                                   f"{self.endpoint} is lost and the reconnect buffer "
+                                   f"({self._reconnect_buffer} bytes) is full")
+        return True
 
     def _check_open(self) -> None:
         if self._state == CLOSED:

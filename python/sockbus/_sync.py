@@ -22,10 +22,11 @@ import time
 from typing import Any, Callable, Iterable, Iterator, Optional
 
 from . import _wire
-from ._core import (INTEREST_SUBJECT, RECONNECT_BUFFER, SUBSCRIBE_EVENT, _Core, _Sub,
-                    event_matches, interest_count)
-from ._types import (CLOSED, CONNECTED, DISCONNECTED, BrokerError, ConnectError, ConnectionClosed,
-                     Error, InvalidSubject, Message, StateChange, SubscriptionEnded)
+from ._core import (INTEREST_SUBJECT, RECONNECT_BUFFER, SUBSCRIBE_EVENT, SubscriptionBase,
+                    _Core, _Sub, check_subject, event_matches, interest_count)
+from ._core import deadline as _deadline
+from ._types import (CLOSED, CONNECTED, DISCONNECTED, ConnectError, ConnectionClosed, Error, Message,
+                     StateChange, SubscriptionEnded)
 
 _POLLIN = select.POLLIN
 _POLLOUT = select.POLLOUT
@@ -34,36 +35,11 @@ _pack_u32 = _wire.U32.pack
 _monotonic = time.monotonic
 
 
-def _deadline(timeout: Optional[float]) -> Optional[float]:
-    return None if timeout is None else _monotonic() + max(0.0, timeout)
-
-
-class Subscription:
+class Subscription(SubscriptionBase):
     """Messages on a pattern. Take them with next() or by iterating; end it
     with unsubscribe() (or use it as a context manager)."""
 
-    def __init__(self, conn: "Connection", sub: _Sub) -> None:
-        self._conn = conn
-        self._sub = sub
-
-    @property
-    def sid(self) -> int:
-        """The subscription id, as in Message.sid."""
-        return self._sub.sid
-
-    @property
-    def pattern(self) -> str:
-        return self._sub.pattern
-
-    @property
-    def queue(self) -> Optional[str]:
-        """The queue group, or None."""
-        return self._sub.queue
-
-    @property
-    def pending(self) -> int:
-        """Messages received and not yet taken."""
-        return len(self._sub.msgs)
+    _conn: "Connection"
 
     def next(self, timeout: Optional[float] = None) -> Message:
         """The next message, waiting at most `timeout` seconds (None:
@@ -104,9 +80,6 @@ class Subscription:
     def __exit__(self, *exc: Any) -> None:
         if self._conn._state != CLOSED:
             self.unsubscribe()
-
-    def __repr__(self) -> str:
-        return f"<Subscription sid={self.sid} pattern={self.pattern!r} queue={self.queue!r}>"
 
 
 class Connection(_Core):
@@ -252,9 +225,7 @@ class Connection(_Core):
         if msgs:
             return msgs.popleft()
         if sub.ended:
-            if sub.error is not None:
-                raise sub.error
-            raise SubscriptionEnded(f"the subscription to {sub.pattern!r} has ended")
+            raise self._ended(sub)
         raise TimeoutError(f"no message on {sub.pattern!r} within {timeout} s")
 
     # ---- the API ---------------------------------------------------------------
@@ -290,12 +261,7 @@ class Connection(_Core):
         if self._state == DISCONNECTED:
             self._try_reconnect()
         size = self._encode_pub(subject, data, reply, headers, retain, fds)
-        if self._state != CONNECTED:
-            if len(self._wbuf) > self._reconnect_buffer:
-                self._unpublish(size)
-                raise ConnectionClosed(f"cannot publish on {subject!r}: the connection to "
-                                       f"{self.endpoint} is lost and the reconnect buffer "
-                                       f"({self._reconnect_buffer} bytes) is full")
+        if self._held_while_lost(subject, size):
             return
         if len(self._wbuf) >= self._wlimit or self._wfds:
             self._write_out()
@@ -311,11 +277,6 @@ class Connection(_Core):
         if self._state == DISCONNECTED:
             self._try_reconnect()
         return Subscription(self, self._new_sub(pattern, queue, sender, lossless))
-
-    def _unsubscribe(self, sub: _Sub, max_msgs: int) -> None:
-        if self._state == CLOSED or sub.ended:
-            return
-        self._end_sub(sub, max_msgs)
 
     def flush(self, timeout: Optional[float] = 5.0) -> None:
         """Write everything buffered and wait until the broker has
@@ -366,8 +327,7 @@ class Connection(_Core):
         ($SYS.INTEREST): each matching plain subscription once, each
         matching queue group once. Raises InvalidSubject for a pattern,
         TimeoutError, BrokerError when the broker refused the question."""
-        if not _wire.subject_valid(subject):
-            raise InvalidSubject(f"invalid subject {subject!r}")
+        check_subject(subject)
         return interest_count(self.request(INTEREST_SUBJECT, subject.encode(), timeout=timeout))
 
     def wait_for_interest(self, subject: str, timeout: Optional[float] = None) -> None:
@@ -377,8 +337,7 @@ class Connection(_Core):
         then asks $SYS.INTEREST, so that nothing made in between is missed.
         Raises TimeoutError after `timeout` seconds (None: no limit)."""
         deadline = _deadline(timeout)
-        if not _wire.subject_valid(subject):
-            raise InvalidSubject(f"invalid subject {subject!r}")
+        check_subject(subject)
         with self.subscribe(SUBSCRIBE_EVENT) as events:
             self.flush(5.0 if deadline is None else max(0.0, deadline - _monotonic()))
             left = None if deadline is None else max(0.0, deadline - _monotonic())

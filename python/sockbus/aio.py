@@ -24,8 +24,9 @@ import time
 from typing import Any, Callable, Iterable, List, Optional, Set
 
 from . import _wire
-from ._core import (INTEREST_SUBJECT, RECONNECT_BUFFER, SUBSCRIBE_EVENT, _Core, _Request, _Sub,
-                    event_matches, interest_count)
+from ._core import (INTEREST_SUBJECT, RECONNECT_BUFFER, SUBSCRIBE_EVENT, SubscriptionBase,
+                    _Core, _Request, _Sub, check_subject, event_matches, interest_count)
+from ._core import deadline as _deadline
 from ._types import (CLOSED, CONNECTED, DISCONNECTED, RECONNECTED, BrokerError, ConnectError,
                      ConnectionClosed, Error, InvalidSubject, Message, MessageTooLarge,
                      NoResponders, Sender, StateChange, SubscriptionEnded, UntrustedBroker)
@@ -39,10 +40,6 @@ __all__ = [
 
 _pack_u32 = _wire.U32.pack
 _monotonic = time.monotonic
-
-
-def _deadline(timeout: Optional[float]) -> Optional[float]:
-    return None if timeout is None else _monotonic() + max(0.0, timeout)
 
 
 def _left(deadline: Optional[float]) -> Optional[float]:
@@ -83,29 +80,11 @@ async def _wait(fut: "asyncio.Future[Any]", deadline: Optional[float]) -> bool:
     return fut.result() is not _EXPIRED
 
 
-class Subscription:
+class Subscription(SubscriptionBase):
     """Messages on a pattern: `await sub.next(timeout)` or `async for`."""
 
-    def __init__(self, conn: "Connection", sub: _Sub) -> None:
-        self._conn = conn
-        self._sub = sub
-
-    @property
-    def sid(self) -> int:
-        return self._sub.sid
-
-    @property
-    def pattern(self) -> str:
-        return self._sub.pattern
-
-    @property
-    def queue(self) -> Optional[str]:
-        return self._sub.queue
-
-    @property
-    def pending(self) -> int:
-        """Messages received and not yet taken."""
-        return len(self._sub.msgs)
+    _KIND = "aio.Subscription"
+    _conn: "Connection"
 
     async def next(self, timeout: Optional[float] = None) -> Message:
         """The next message, waiting at most `timeout` seconds (None: as
@@ -137,9 +116,6 @@ class Subscription:
     async def __aexit__(self, *exc: Any) -> None:
         if self._conn._state != CLOSED:
             await self.unsubscribe()
-
-    def __repr__(self) -> str:
-        return f"<aio.Subscription sid={self.sid} pattern={self.pattern!r} queue={self.queue!r}>"
 
 
 class Connection(_Core):
@@ -323,9 +299,7 @@ class Connection(_Core):
         msgs = sub.msgs
         while not msgs:
             if sub.ended:
-                if sub.error is not None:
-                    raise sub.error
-                raise SubscriptionEnded(f"the subscription to {sub.pattern!r} has ended")
+                raise self._ended(sub)
             fut = self._loop.create_future()
             sub.waiter = fut
             self._waiting.add(sub)
@@ -361,12 +335,7 @@ class Connection(_Core):
                     return
         self._check_open()
         size = self._encode_pub(subject, data, reply, headers, retain, fds)
-        if self._state != CONNECTED:
-            if len(self._wbuf) > self._reconnect_buffer:
-                self._unpublish(size)
-                raise ConnectionClosed(f"cannot publish on {subject!r}: the connection to "
-                                       f"{self.endpoint} is lost and the reconnect buffer "
-                                       f"({self._reconnect_buffer} bytes) is full")
+        if self._held_while_lost(subject, size):
             return
         if len(self._wbuf) >= self._wlimit:
             await self._drain()
@@ -383,7 +352,7 @@ class Connection(_Core):
     def _unsubscribe(self, sub: _Sub, max_msgs: int) -> None:
         if self._state == CLOSED or sub.ended:
             return
-        self._end_sub(sub, max_msgs)
+        super()._unsubscribe(sub, max_msgs)
         self._kick()
 
     async def flush(self, timeout: Optional[float] = 5.0) -> None:
@@ -427,16 +396,14 @@ class Connection(_Core):
 
     async def interest(self, subject: str, timeout: Optional[float] = 5.0) -> int:
         """As sockbus.Connection.interest()."""
-        if not _wire.subject_valid(subject):
-            raise InvalidSubject(f"invalid subject {subject!r}")
+        check_subject(subject)
         reply = await self.request(INTEREST_SUBJECT, subject.encode(), timeout=timeout)
         return interest_count(reply)
 
     async def wait_for_interest(self, subject: str, timeout: Optional[float] = None) -> None:
         """As sockbus.Connection.wait_for_interest()."""
         deadline = _deadline(timeout)
-        if not _wire.subject_valid(subject):
-            raise InvalidSubject(f"invalid subject {subject!r}")
+        check_subject(subject)
         events = await self.subscribe(SUBSCRIBE_EVENT)
         try:
             await self.flush(5.0 if deadline is None else _left(deadline))

@@ -138,12 +138,33 @@ static unsigned logged_tcp_port(const struct harness_broker *b)
     return p ? (unsigned)strtoul(p + strlen("tcp port "), NULL, 10) : 0;
 }
 
-int harness_start(struct harness_broker *b, bool tcp, const char *const *extra)
+/* Say on stderr why the broker is not ready, with its log, and return r:
+ * the assertion that follows in the test names no broker and no cause. */
+static int not_ready(const struct harness_broker *b, int r)
 {
-    int r = harness_mkdir(b);
-    if (r < 0) {
-        return r;
+    static char log[16 * 1024];
+    harness_read_log(b, log, sizeof(log));
+    if (r == -ECHILD) {
+        fprintf(stderr, "harness: sockbusd on %s exited before it was ready; its log:\n%s\n",
+                b->socket, log);
+    } else {
+        fprintf(stderr,
+                "harness: sockbusd on %s was not ready within %d ms (set HARNESS_READY_MS to "
+                "wait longer on a slow machine); its log:\n%s\n",
+                b->socket, harness_ready_ms(), log);
     }
+    return r;
+}
+
+/*
+ * Spawn a broker on b->socket (with `tcp`, also on a free loopback port)
+ * and wait, bounded, until it is ready: it accepts and has logged the end
+ * of its start-up (which names the TCP port; its warnings come before
+ * that). Shared by harness_start() and harness_restart(), so that both
+ * keep one rule for readiness.
+ */
+static int spawn_ready(struct harness_broker *b, bool tcp, const char *const *extra)
+{
     const char *args[HARNESS_MAX_ARGS];
     size_t n = 0;
     args[n++] = "--socket";
@@ -165,10 +186,8 @@ int harness_start(struct harness_broker *b, bool tcp, const char *const *extra)
         int status;
         if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
             b->pid = -1;
-            return -ECHILD;
+            return not_ready(b, -ECHILD);
         }
-        /* Ready once it accepts and has logged the end of its start-up
-         * (which names the TCP port): its warnings come before that. */
         if (socket_accepts(b->socket) && harness_wait_logged(b, "listening on")) {
             unsigned port = tcp ? logged_tcp_port(b) : 0;
             if (!tcp || port != 0) {
@@ -180,7 +199,20 @@ int harness_start(struct harness_broker *b, bool tcp, const char *const *extra)
         }
         poll(NULL, 0, 5); /* bounded polling, not a guess at start-up time */
     }
-    return -ETIMEDOUT;
+    /* A broker that is not ready is not left running past the test. */
+    kill(b->pid, SIGKILL);
+    waitpid(b->pid, NULL, 0);
+    b->pid = -1;
+    return not_ready(b, -ETIMEDOUT);
+}
+
+int harness_start(struct harness_broker *b, bool tcp, const char *const *extra)
+{
+    int r = harness_mkdir(b);
+    if (r < 0) {
+        return r;
+    }
+    return spawn_ready(b, tcp, extra);
 }
 
 int harness_wait_pid(pid_t pid, int timeout_ms)
@@ -237,31 +269,7 @@ int harness_kill(struct harness_broker *b, int sig)
 
 int harness_restart(struct harness_broker *b, const char *const *extra)
 {
-    const char *args[HARNESS_MAX_ARGS];
-    size_t n = 0;
-    args[n++] = "--socket";
-    args[n++] = b->socket;
-    for (size_t i = 0; extra != NULL && extra[i] != NULL && n < HARNESS_MAX_ARGS - 1; i++) {
-        args[n++] = extra[i];
-    }
-    args[n] = NULL;
-    b->pid = spawn_broker(b, args);
-    if (b->pid < 0) {
-        return -errno;
-    }
-    int64_t deadline = harness_now_ms() + harness_ready_ms();
-    while (harness_now_ms() < deadline) {
-        int status;
-        if (waitpid(b->pid, &status, WNOHANG) == b->pid) {
-            b->pid = -1;
-            return -ECHILD;
-        }
-        if (socket_accepts(b->socket)) {
-            return 0;
-        }
-        poll(NULL, 0, 5); /* bounded polling, not a guess at start-up time */
-    }
-    return -ETIMEDOUT;
+    return spawn_ready(b, false, extra);
 }
 
 static void remove_dir(const char *dir)
@@ -463,17 +471,23 @@ static void drain_fd(int fd, char **out, size_t *out_len)
     *out_len = len;
 }
 
-pid_t harness_cli_spawn(const char *const *argv, int *out_fd)
+/* argv[0] replaced by $SOCKBUS, the rest copied, NULL-terminated. */
+static void cli_args(const char **args, const char *const *argv)
 {
-    int p[2];
-    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
-    const char *args[HARNESS_MAX_ARGS];
     size_t n = 0;
     args[n++] = env_path("SOCKBUS");
     for (size_t i = 1; argv[i] != NULL && n < HARNESS_MAX_ARGS - 1; i++) {
         args[n++] = argv[i];
     }
     args[n] = NULL;
+}
+
+pid_t harness_cli_spawn(const char *const *argv, int *out_fd)
+{
+    int p[2];
+    cr_assert_eq(pipe2(p, O_CLOEXEC), 0);
+    const char *args[HARNESS_MAX_ARGS];
+    cli_args(args, argv);
     pid_t pid = fork();
     if (pid == 0) {
         dup2(p[1], STDOUT_FILENO);
@@ -499,12 +513,7 @@ int harness_cli(const char *const *argv, const void *in, size_t in_len, char **o
     cr_assert_eq(pipe2(in_pipe, O_CLOEXEC), 0);
     cr_assert_eq(pipe2(out_pipe, O_CLOEXEC), 0);
     const char *args[HARNESS_MAX_ARGS];
-    size_t n = 0;
-    args[n++] = env_path("SOCKBUS");
-    for (size_t i = 1; argv[i] != NULL && n < HARNESS_MAX_ARGS - 1; i++) {
-        args[n++] = argv[i];
-    }
-    args[n] = NULL;
+    cli_args(args, argv);
     pid_t pid = fork();
     if (pid == 0) {
         dup2(in_pipe[0], STDIN_FILENO);
