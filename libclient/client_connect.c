@@ -259,6 +259,16 @@ static bool have_welcome(const sb_client *c)
 
 /* ---- connect and close -------------------------------------------------- */
 
+/* A handshake that failed with `r`: a broker that refuses us (max_connections,
+ * shutting down) sends ERR and closes, so read what is left and report its
+ * reason rather than the broken pipe that follows it. */
+static int client_refusal(sb_client *c, int r)
+{
+    client_read_some(c);
+    client_scan(c);
+    return c->refusal != 0 ? c->refusal : r;
+}
+
 /* The line sb_connect_ex() gives for a failure other than SB_E_UNTRUSTED:
  * the broker's own words when it refused us, else what went wrong. */
 static void client_connect_error(const sb_client *c, const sb_options *opts, int r, char *err,
@@ -323,14 +333,7 @@ int client_connect(sb_client **out, const sb_options *opts, char *err, size_t er
         r = client_pump(c, have_welcome, deadline);
     }
     if (r < 0 && r != -ETIMEDOUT) {
-        /* A broker that refuses us (max_connections, shutting down) sends
-         * ERR and closes: report its reason, not the broken pipe. */
-        client_read_some(c);
-        client_scan(c);
-        if (c->refusal != 0) {
-            r = c->refusal;
-        }
-        goto fail;
+        r = client_refusal(c, r);
     }
     if (r < 0) {
         goto fail;
@@ -472,6 +475,26 @@ void client_subs_count(sb_client *c, uint32_t sid)
 
 /* ---- the publishes held while disconnected ------------------------------ */
 
+/* Room for `more` bytes after what is held: the buffer starts at 64 KiB
+ * and doubles. */
+static int client_held_reserve(sb_client *c, size_t more)
+{
+    if (c->held_len + more <= c->held.cap) {
+        return 0;
+    }
+    size_t cap = c->held.cap ? c->held.cap : 64u * 1024u;
+    while (cap < c->held_len + more) {
+        cap *= 2;
+    }
+    uint8_t *p = realloc(c->held.data, cap);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    c->held.data = p;
+    c->held.cap = cap;
+    return 0;
+}
+
 int client_hold_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
                       size_t subject_len, const void *reply, size_t reply_len, const void *headers,
                       size_t header_len, const void *payload, size_t payload_len)
@@ -484,17 +507,9 @@ int client_hold_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, con
     if (size > c->reconnect_buffer - c->held_len || c->held_len > c->reconnect_buffer) {
         return SB_E_DISCONNECTED;
     }
-    if (c->held_len + size > c->held.cap) {
-        size_t cap = c->held.cap ? c->held.cap * 2 : 64u * 1024u;
-        while (cap < c->held_len + size) {
-            cap *= 2;
-        }
-        uint8_t *p = realloc(c->held.data, cap);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        c->held.data = p;
-        c->held.cap = cap;
+    int r = client_held_reserve(c, size);
+    if (r < 0) {
+        return r;
     }
     c->held_len += frame_encode(c->held.data + c->held_len, op, flags, sid, subject, subject_len,
                                 reply, reply_len, headers, header_len, payload, payload_len);
@@ -509,17 +524,9 @@ static int client_hold_front(sb_client *c, const uint8_t *frames, size_t len)
     if (len == 0) {
         return 0;
     }
-    if (c->held_len + len > c->held.cap) {
-        size_t cap = c->held.cap ? c->held.cap : 64u * 1024u;
-        while (cap < c->held_len + len) {
-            cap *= 2;
-        }
-        uint8_t *p = realloc(c->held.data, cap);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        c->held.data = p;
-        c->held.cap = cap;
+    int r = client_held_reserve(c, len);
+    if (r < 0) {
+        return r;
     }
     memmove(c->held.data + len, c->held.data, c->held_len);
     memcpy(c->held.data, frames, len);
@@ -747,11 +754,7 @@ static void client_attempt(sb_client *c)
     c->dialing = false;
     if (r < 0) {
         if (c->fd >= 0) {
-            client_read_some(c); /* a refusal comes as ERR, then EOF */
-            client_scan(c);
-            if (c->refusal != 0) {
-                r = c->refusal;
-            }
+            r = client_refusal(c, r);
             close(c->fd);
             c->fd = -1;
         }
