@@ -269,22 +269,69 @@ static int client_refusal(sb_client *c, int r)
     return c->refusal != 0 ? c->refusal : r;
 }
 
+/* What to try after a connect failed with `r` (see client_connect_error()). */
+static const char *client_connect_hint(int r)
+{
+    switch (r) {
+    case SB_E_LIMIT:
+        return "try again later, or raise sockbusd's max_connections";
+    case SB_E_SHUTDOWN:
+        return "try again once it is back";
+    case SB_E_VERSION:
+    case SB_E_PROTOCOL:
+    case SB_E_HELLO_REQUIRED:
+        return "use libsockbus and sockbusd from the same release";
+    case -EACCES:
+    case -EPERM:
+        return "the socket's owner can share it with 'sockbusd --mode 0660 --group NAME'";
+    case -EPIPE:
+    case -ECONNRESET:
+    case SB_E_CLOSED:
+        return "the broker closed the connection during the handshake; it may be at "
+               "max_connections or shutting down, try again later";
+    default:
+        return NULL;
+    }
+}
+
 /* The line sb_connect_ex() gives for a failure other than SB_E_UNTRUSTED:
- * the broker's own words when it refused us, else what went wrong. */
+ * what failed, where (the broker's own words when it refused us), and what
+ * to try. */
 static void client_connect_error(const sb_client *c, const sb_options *opts, int r, char *err,
                                  size_t err_len)
 {
+    bool named = opts->endpoint != NULL && opts->endpoint[0] != '\0';
     const char *where = c->endpoint[0] != '\0' ? c->endpoint
-                        : opts->endpoint != NULL && opts->endpoint[0] != '\0'
-                            ? opts->endpoint
-                            : "the default endpoint";
+                        : named                ? opts->endpoint
+                                               : "the default endpoint";
+    const char *hint = client_connect_hint(r);
     if (c->refusal != 0 && c->last_err[0] != '\0') {
         char text[TEXT_ESCAPE_MAX(CLIENT_ERRTEXT_MAX)];
         text_escape(text, sizeof(text), c->last_err, strlen(c->last_err));
-        snprintf(err, err_len, "the broker at %s refused the connection: %s (%s)", where, text,
-                 sb_strerror(r));
+        snprintf(err, err_len, "the broker at %s refused the connection: %s (%s)%s%s", where, text,
+                 sb_strerror(r), hint != NULL ? "; " : "", hint != NULL ? hint : "");
+    } else if (r == -ETIMEDOUT) {
+        snprintf(err, err_len,
+                 "cannot connect to %s: no answer within %d ms; is the broker stuck or "
+                 "overloaded? (a larger timeout_ms waits longer)",
+                 where, c->connect_timeout_ms);
+    } else if (hint != NULL) {
+        snprintf(err, err_len, "cannot connect to %s: %s; %s", where, sb_strerror(r), hint);
+    } else if (sb_endpoint_is_tcp(where)) {
+        snprintf(err, err_len,
+                 "cannot connect to %s: %s; is sockbusd listening there? start it with "
+                 "'sockbusd --tcp %s'",
+                 where, sb_strerror(r), where + strlen("tcp://"));
+    } else if (c->endpoint[0] != '\0' && endpoint_explicit(opts)) {
+        snprintf(err, err_len,
+                 "cannot connect to %s: %s; is sockbusd running? start it with "
+                 "'sockbusd --socket %s', or name another endpoint",
+                 where, sb_strerror(r), where);
     } else {
-        snprintf(err, err_len, "cannot connect to %s: %s", where, sb_strerror(r));
+        snprintf(err, err_len,
+                 "cannot connect to %s: %s; is sockbusd running? start it with 'sockbusd', or "
+                 "name another endpoint (SOCKBUS_SOCKET)",
+                 where, sb_strerror(r));
     }
 }
 
