@@ -546,15 +546,15 @@ int client_hold_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, con
                       size_t subject_len, const void *reply, size_t reply_len, const void *headers,
                       size_t header_len, const void *payload, size_t payload_len)
 {
-    size_t size = frame_encoded_size(subject_len, reply_len, header_len, payload_len);
-    if (subject_len > UINT16_MAX || reply_len > UINT16_MAX || header_len > UINT16_MAX ||
-        size > c->max_frame) {
-        return -EMSGSIZE;
+    size_t size;
+    int r = client_frame_size(c, subject_len, reply_len, header_len, payload_len, &size);
+    if (r < 0) {
+        return r;
     }
     if (size > c->reconnect_buffer - c->held_len || c->held_len > c->reconnect_buffer) {
         return SB_E_DISCONNECTED;
     }
-    int r = client_held_reserve(c, size);
+    r = client_held_reserve(c, size);
     if (r < 0) {
         return r;
     }

@@ -282,12 +282,13 @@ SB_EXPORT int sb_publish_fds(sb_client *c, const sb_pub *pub, const int *fds, si
     if (sb_endpoint_is_tcp(c->endpoint)) {
         return -EOPNOTSUPP;
     }
-    size_t size = frame_encoded_size(sl, rl, pub->headers_len, pub->payload_len);
-    if (pub->headers_len > UINT16_MAX || size > c->max_frame) {
-        return -EMSGSIZE;
+    size_t size;
+    int r = client_frame_size(c, sl, rl, pub->headers_len, pub->payload_len, &size);
+    if (r < 0) {
+        return r;
     }
     /* What is buffered goes first: the descriptors must start this frame. */
-    int r = client_write_all(c, -1);
+    r = client_write_all(c, -1);
     if (r < 0) {
         return r;
     }

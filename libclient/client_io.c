@@ -215,6 +215,18 @@ int client_frame_iov(struct iovec iov[5], const uint8_t *hdr, const void *subjec
 
 /* Queue one frame. The body parts are copied into the write buffer (small
  * frames: one memcpy beats a syscall) or sent directly (large frames). */
+int client_frame_size(const sb_client *c, size_t subject_len, size_t reply_len, size_t header_len,
+                      size_t payload_len, size_t *size)
+{
+    size_t n = frame_encoded_size(subject_len, reply_len, header_len, payload_len);
+    if (subject_len > UINT16_MAX || reply_len > UINT16_MAX || header_len > UINT16_MAX ||
+        n > c->max_frame) {
+        return -EMSGSIZE;
+    }
+    *size = n;
+    return 0;
+}
+
 int client_send_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
                       size_t subject_len, const void *reply, size_t reply_len, const void *headers,
                       size_t header_len, const void *payload, size_t payload_len)
@@ -225,13 +237,13 @@ int client_send_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, con
     if (c->fd < 0) {
         return SB_E_DISCONNECTED; /* callers hold frames meanwhile */
     }
-    size_t size = frame_encoded_size(subject_len, reply_len, header_len, payload_len);
-    if (subject_len > UINT16_MAX || reply_len > UINT16_MAX || header_len > UINT16_MAX ||
-        size > c->max_frame) {
-        return -EMSGSIZE;
+    size_t size;
+    int r = client_frame_size(c, subject_len, reply_len, header_len, payload_len, &size);
+    if (r < 0) {
+        return r;
     }
     if (size >= CLIENT_DIRECT_MIN) {
-        int r = client_write_all(c, -1);
+        r = client_write_all(c, -1);
         if (r < 0) {
             return r;
         }
@@ -244,7 +256,7 @@ int client_send_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, con
         return client_write_iov(c, iov, n);
     }
     if (CLIENT_WBUF_SIZE - c->wlen < size) {
-        int r = client_write_all(c, -1);
+        r = client_write_all(c, -1);
         if (r < 0) {
             return r;
         }
