@@ -660,11 +660,17 @@ static void client_keep_unsent(sb_client *c)
     c->wlen = 0;
 }
 
+/* Is the connection lost with an error that a reconnect may mend? */
+static bool client_lost_reconnectable(const sb_client *c)
+{
+    return c->closed_err != 0 && c->reconnect && c->state == SB_STATE_CONNECTED && c->welcomed &&
+           client_error_reconnectable(c->closed_err);
+}
+
 bool client_lost_check(sb_client *c)
 {
     int err = c->closed_err;
-    if (err == 0 || !c->reconnect || c->state != SB_STATE_CONNECTED || !c->welcomed ||
-        !client_error_reconnectable(err)) {
+    if (!client_lost_reconnectable(c)) {
         return false;
     }
     client_keep_unsent(c);
@@ -771,12 +777,8 @@ static int client_replay(sb_client *c)
         c->held_len = held_len - at;
         return r;
     }
-    if (c->held.data == NULL) {
+    if (c->held.data == NULL && held.cap <= CLIENT_WBUF_SIZE) {
         c->held = held; /* reuse it, unless it grew large */
-        if (held.cap > CLIENT_WBUF_SIZE) {
-            free(c->held.data);
-            c->held = (struct client_buf){0};
-        }
     } else {
         free(held.data);
     }
@@ -900,9 +902,7 @@ SB_EXPORT void sb_set_state_cb(sb_client *c, sb_state_cb cb, void *arg)
 SB_EXPORT int sb_state(const sb_client *c)
 {
     if (c->state == SB_STATE_CONNECTED && c->closed_err != 0) {
-        return c->reconnect && c->welcomed && client_error_reconnectable(c->closed_err)
-                   ? SB_STATE_DISCONNECTED
-                   : SB_STATE_CLOSED;
+        return client_lost_reconnectable(c) ? SB_STATE_DISCONNECTED : SB_STATE_CLOSED;
     }
     return c->state;
 }
@@ -910,10 +910,7 @@ SB_EXPORT int sb_state(const sb_client *c)
 SB_EXPORT int sb_timeout_ms(const sb_client *c)
 {
     if (c->state != SB_STATE_DISCONNECTED) {
-        return c->state == SB_STATE_CONNECTED && c->closed_err != 0 &&
-                       sb_state(c) == SB_STATE_DISCONNECTED
-                   ? 0
-                   : -1;
+        return client_lost_reconnectable(c) ? 0 : -1; /* a call now notices the loss */
     }
     int64_t left = c->next_attempt_ms - client_now_ms();
     return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;
