@@ -211,6 +211,20 @@ int client_write_all(sb_client *c, int64_t deadline);
 /* Write iov[0..iovcnt) with sendmsg() until all is written, waiting for
  * the socket. Returns 0 or a connection error. */
 int client_write_iov(sb_client *c, struct iovec *iov, int iovcnt);
+
+/* Describe a frame as its header `hdr` and its non-empty parts in
+ * iov[0..5); returns how many entries were used. */
+int client_frame_iov(struct iovec iov[5], const uint8_t *hdr, const void *subject,
+                     size_t subject_len, const void *reply, size_t reply_len, const void *headers,
+                     size_t header_len, const void *payload, size_t payload_len);
+
+/* The encoded size of a frame with these parts into *size, or -EMSGSIZE
+ * when a part's length field cannot say it or it exceeds max_frame. */
+int client_frame_size(const sb_client *c, size_t subject_len, size_t reply_len, size_t header_len,
+                      size_t payload_len, size_t *size);
+
+/* Step *iov and *iovcnt past `sent` bytes written from them. */
+void client_iov_advance(struct iovec **iov, int *iovcnt, size_t sent);
 /* Queue one encoded frame (the publishes held while disconnected), as
  * client_send_frame() does. */
 int client_send_encoded(sb_client *c, const uint8_t *frame, size_t size);

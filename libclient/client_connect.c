@@ -259,22 +259,79 @@ static bool have_welcome(const sb_client *c)
 
 /* ---- connect and close -------------------------------------------------- */
 
+/* A handshake that failed with `r`: a broker that refuses us (max_connections,
+ * shutting down) sends ERR and closes, so read what is left and report its
+ * reason rather than the broken pipe that follows it. */
+static int client_refusal(sb_client *c, int r)
+{
+    client_read_some(c);
+    client_scan(c);
+    return c->refusal != 0 ? c->refusal : r;
+}
+
+/* What to try after a connect failed with `r` (see client_connect_error()). */
+static const char *client_connect_hint(int r)
+{
+    switch (r) {
+    case SB_E_LIMIT:
+        return "try again later, or raise sockbusd's max_connections";
+    case SB_E_SHUTDOWN:
+        return "try again once it is back";
+    case SB_E_VERSION:
+    case SB_E_PROTOCOL:
+    case SB_E_HELLO_REQUIRED:
+        return "use libsockbus and sockbusd from the same release";
+    case -EACCES:
+    case -EPERM:
+        return "the socket's owner can share it with 'sockbusd --mode 0660 --group NAME'";
+    case -EPIPE:
+    case -ECONNRESET:
+    case SB_E_CLOSED:
+        return "the broker closed the connection during the handshake; it may be at "
+               "max_connections or shutting down, try again later";
+    default:
+        return NULL;
+    }
+}
+
 /* The line sb_connect_ex() gives for a failure other than SB_E_UNTRUSTED:
- * the broker's own words when it refused us, else what went wrong. */
+ * what failed, where (the broker's own words when it refused us), and what
+ * to try. */
 static void client_connect_error(const sb_client *c, const sb_options *opts, int r, char *err,
                                  size_t err_len)
 {
+    bool named = opts->endpoint != NULL && opts->endpoint[0] != '\0';
     const char *where = c->endpoint[0] != '\0' ? c->endpoint
-                        : opts->endpoint != NULL && opts->endpoint[0] != '\0'
-                            ? opts->endpoint
-                            : "the default endpoint";
+                        : named                ? opts->endpoint
+                                               : "the default endpoint";
+    const char *hint = client_connect_hint(r);
     if (c->refusal != 0 && c->last_err[0] != '\0') {
         char text[TEXT_ESCAPE_MAX(CLIENT_ERRTEXT_MAX)];
         text_escape(text, sizeof(text), c->last_err, strlen(c->last_err));
-        snprintf(err, err_len, "the broker at %s refused the connection: %s (%s)", where, text,
-                 sb_strerror(r));
+        snprintf(err, err_len, "the broker at %s refused the connection: %s (%s)%s%s", where, text,
+                 sb_strerror(r), hint != NULL ? "; " : "", hint != NULL ? hint : "");
+    } else if (r == -ETIMEDOUT) {
+        snprintf(err, err_len,
+                 "cannot connect to %s: no answer within %d ms; is the broker stuck or "
+                 "overloaded? (a larger timeout_ms waits longer)",
+                 where, c->connect_timeout_ms);
+    } else if (hint != NULL) {
+        snprintf(err, err_len, "cannot connect to %s: %s; %s", where, sb_strerror(r), hint);
+    } else if (sb_endpoint_is_tcp(where)) {
+        snprintf(err, err_len,
+                 "cannot connect to %s: %s; is sockbusd listening there? start it with "
+                 "'sockbusd --tcp %s'",
+                 where, sb_strerror(r), where + strlen("tcp://"));
+    } else if (c->endpoint[0] != '\0' && endpoint_explicit(opts)) {
+        snprintf(err, err_len,
+                 "cannot connect to %s: %s; is sockbusd running? start it with "
+                 "'sockbusd --socket %s', or name another endpoint",
+                 where, sb_strerror(r), where);
     } else {
-        snprintf(err, err_len, "cannot connect to %s: %s", where, sb_strerror(r));
+        snprintf(err, err_len,
+                 "cannot connect to %s: %s; is sockbusd running? start it with 'sockbusd', or "
+                 "name another endpoint (SOCKBUS_SOCKET)",
+                 where, sb_strerror(r));
     }
 }
 
@@ -323,14 +380,7 @@ int client_connect(sb_client **out, const sb_options *opts, char *err, size_t er
         r = client_pump(c, have_welcome, deadline);
     }
     if (r < 0 && r != -ETIMEDOUT) {
-        /* A broker that refuses us (max_connections, shutting down) sends
-         * ERR and closes: report its reason, not the broken pipe. */
-        client_read_some(c);
-        client_scan(c);
-        if (c->refusal != 0) {
-            r = c->refusal;
-        }
-        goto fail;
+        r = client_refusal(c, r);
     }
     if (r < 0) {
         goto fail;
@@ -472,29 +522,41 @@ void client_subs_count(sb_client *c, uint32_t sid)
 
 /* ---- the publishes held while disconnected ------------------------------ */
 
+/* Room for `more` bytes after what is held: the buffer starts at 64 KiB
+ * and doubles. */
+static int client_held_reserve(sb_client *c, size_t more)
+{
+    if (c->held_len + more <= c->held.cap) {
+        return 0;
+    }
+    size_t cap = c->held.cap ? c->held.cap : 64u * 1024u;
+    while (cap < c->held_len + more) {
+        cap *= 2;
+    }
+    uint8_t *p = realloc(c->held.data, cap);
+    if (p == NULL) {
+        return -ENOMEM;
+    }
+    c->held.data = p;
+    c->held.cap = cap;
+    return 0;
+}
+
 int client_hold_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
                       size_t subject_len, const void *reply, size_t reply_len, const void *headers,
                       size_t header_len, const void *payload, size_t payload_len)
 {
-    size_t size = frame_encoded_size(subject_len, reply_len, header_len, payload_len);
-    if (subject_len > UINT16_MAX || reply_len > UINT16_MAX || header_len > UINT16_MAX ||
-        size > c->max_frame) {
-        return -EMSGSIZE;
+    size_t size;
+    int r = client_frame_size(c, subject_len, reply_len, header_len, payload_len, &size);
+    if (r < 0) {
+        return r;
     }
     if (size > c->reconnect_buffer - c->held_len || c->held_len > c->reconnect_buffer) {
         return SB_E_DISCONNECTED;
     }
-    if (c->held_len + size > c->held.cap) {
-        size_t cap = c->held.cap ? c->held.cap * 2 : 64u * 1024u;
-        while (cap < c->held_len + size) {
-            cap *= 2;
-        }
-        uint8_t *p = realloc(c->held.data, cap);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        c->held.data = p;
-        c->held.cap = cap;
+    r = client_held_reserve(c, size);
+    if (r < 0) {
+        return r;
     }
     c->held_len += frame_encode(c->held.data + c->held_len, op, flags, sid, subject, subject_len,
                                 reply, reply_len, headers, header_len, payload, payload_len);
@@ -509,17 +571,9 @@ static int client_hold_front(sb_client *c, const uint8_t *frames, size_t len)
     if (len == 0) {
         return 0;
     }
-    if (c->held_len + len > c->held.cap) {
-        size_t cap = c->held.cap ? c->held.cap : 64u * 1024u;
-        while (cap < c->held_len + len) {
-            cap *= 2;
-        }
-        uint8_t *p = realloc(c->held.data, cap);
-        if (p == NULL) {
-            return -ENOMEM;
-        }
-        c->held.data = p;
-        c->held.cap = cap;
+    int r = client_held_reserve(c, len);
+    if (r < 0) {
+        return r;
     }
     memmove(c->held.data + len, c->held.data, c->held_len);
     memcpy(c->held.data, frames, len);
@@ -606,11 +660,17 @@ static void client_keep_unsent(sb_client *c)
     c->wlen = 0;
 }
 
+/* Is the connection lost with an error that a reconnect may mend? */
+static bool client_lost_reconnectable(const sb_client *c)
+{
+    return c->closed_err != 0 && c->reconnect && c->state == SB_STATE_CONNECTED && c->welcomed &&
+           client_error_reconnectable(c->closed_err);
+}
+
 bool client_lost_check(sb_client *c)
 {
     int err = c->closed_err;
-    if (err == 0 || !c->reconnect || c->state != SB_STATE_CONNECTED || !c->welcomed ||
-        !client_error_reconnectable(err)) {
+    if (!client_lost_reconnectable(c)) {
         return false;
     }
     client_keep_unsent(c);
@@ -717,12 +777,8 @@ static int client_replay(sb_client *c)
         c->held_len = held_len - at;
         return r;
     }
-    if (c->held.data == NULL) {
+    if (c->held.data == NULL && held.cap <= CLIENT_WBUF_SIZE) {
         c->held = held; /* reuse it, unless it grew large */
-        if (held.cap > CLIENT_WBUF_SIZE) {
-            free(c->held.data);
-            c->held = (struct client_buf){0};
-        }
     } else {
         free(held.data);
     }
@@ -747,11 +803,7 @@ static void client_attempt(sb_client *c)
     c->dialing = false;
     if (r < 0) {
         if (c->fd >= 0) {
-            client_read_some(c); /* a refusal comes as ERR, then EOF */
-            client_scan(c);
-            if (c->refusal != 0) {
-                r = c->refusal;
-            }
+            r = client_refusal(c, r);
             close(c->fd);
             c->fd = -1;
         }
@@ -850,9 +902,7 @@ SB_EXPORT void sb_set_state_cb(sb_client *c, sb_state_cb cb, void *arg)
 SB_EXPORT int sb_state(const sb_client *c)
 {
     if (c->state == SB_STATE_CONNECTED && c->closed_err != 0) {
-        return c->reconnect && c->welcomed && client_error_reconnectable(c->closed_err)
-                   ? SB_STATE_DISCONNECTED
-                   : SB_STATE_CLOSED;
+        return client_lost_reconnectable(c) ? SB_STATE_DISCONNECTED : SB_STATE_CLOSED;
     }
     return c->state;
 }
@@ -860,10 +910,7 @@ SB_EXPORT int sb_state(const sb_client *c)
 SB_EXPORT int sb_timeout_ms(const sb_client *c)
 {
     if (c->state != SB_STATE_DISCONNECTED) {
-        return c->state == SB_STATE_CONNECTED && c->closed_err != 0 &&
-                       sb_state(c) == SB_STATE_DISCONNECTED
-                   ? 0
-                   : -1;
+        return client_lost_reconnectable(c) ? 0 : -1; /* a call now notices the loss */
     }
     int64_t left = c->next_attempt_ms - client_now_ms();
     return left <= 0 ? 0 : left > INT32_MAX ? INT32_MAX : (int)left;

@@ -216,10 +216,10 @@ SB_EXPORT size_t sb_msg_fds(const sb_client *c, const sb_msg *msg, const int **f
     return c->cur_nfds;
 }
 
-/* Send iov[0..n) with one sendmsg() that carries the descriptors; the
- * bytes it did not take are left described in iov. Waits for the socket
- * as client_send_frame() does for a large frame. */
-static int send_with_fds(sb_client *c, struct iovec *iov, int *n, const int *fds, size_t nfds)
+/* Send (*iov)[0..*n) with one sendmsg() that carries the descriptors; the
+ * bytes it did not take are left described in *iov and *n. Waits for the
+ * socket as client_send_frame() does for a large frame. */
+static int send_with_fds(sb_client *c, struct iovec **iov, int *n, const int *fds, size_t nfds)
 {
     union {
         char buf[CLIENT_CMSG_SPACE];
@@ -228,7 +228,7 @@ static int send_with_fds(sb_client *c, struct iovec *iov, int *n, const int *fds
     memset(&control, 0, sizeof(control));
     for (;;) {
         struct msghdr mh = {
-            .msg_iov = iov,
+            .msg_iov = *iov,
             .msg_iovlen = (size_t)*n,
             .msg_control = control.buf,
             .msg_controllen = CMSG_SPACE(nfds * sizeof(int)),
@@ -252,18 +252,7 @@ static int send_with_fds(sb_client *c, struct iovec *iov, int *n, const int *fds
             }
             return client_fail(c, -errno);
         }
-        size_t left = (size_t)sent;
-        int i = 0;
-        while (i < *n && left >= iov[i].iov_len) {
-            left -= iov[i].iov_len;
-            i++;
-        }
-        if (i < *n) {
-            iov[i].iov_base = (uint8_t *)iov[i].iov_base + left;
-            iov[i].iov_len -= left;
-        }
-        memmove(iov, iov + i, (size_t)(*n - i) * sizeof(*iov));
-        *n -= i;
+        client_iov_advance(iov, n, (size_t)sent);
         return 0;
     }
 }
@@ -293,29 +282,24 @@ SB_EXPORT int sb_publish_fds(sb_client *c, const sb_pub *pub, const int *fds, si
     if (sb_endpoint_is_tcp(c->endpoint)) {
         return -EOPNOTSUPP;
     }
-    size_t size = frame_encoded_size(sl, rl, pub->headers_len, pub->payload_len);
-    if (pub->headers_len > UINT16_MAX || size > c->max_frame) {
-        return -EMSGSIZE;
+    size_t size;
+    int r = client_frame_size(c, sl, rl, pub->headers_len, pub->payload_len, &size);
+    if (r < 0) {
+        return r;
     }
     /* What is buffered goes first: the descriptors must start this frame. */
-    int r = client_write_all(c, -1);
+    r = client_write_all(c, -1);
     if (r < 0) {
         return r;
     }
     uint8_t hdr[FRAME_HEADER_SIZE];
     frame_encode_header(hdr, (uint32_t)size, FRAME_OP_PUB, (uint8_t)(pub->flags | FRAME_PUB_FDS),
                         (uint16_t)sl, (uint16_t)rl, (uint16_t)pub->headers_len, (uint32_t)nfds);
-    struct iovec iov[5];
-    int n = 0;
-    iov[n++] = (struct iovec){hdr, sizeof(hdr)};
-    const void *parts[4] = {pub->subject, pub->reply, pub->headers, pub->payload};
-    size_t lens[4] = {sl, rl, pub->headers_len, pub->payload_len};
-    for (int i = 0; i < 4; i++) {
-        if (lens[i] > 0) {
-            iov[n++] = (struct iovec){(void *)parts[i], lens[i]};
-        }
-    }
-    r = send_with_fds(c, iov, &n, fds, nfds);
+    struct iovec parts[5];
+    struct iovec *iov = parts;
+    int n = client_frame_iov(parts, hdr, pub->subject, sl, pub->reply, rl, pub->headers,
+                             pub->headers_len, pub->payload, pub->payload_len);
+    r = send_with_fds(c, &iov, &n, fds, nfds);
     if (r < 0 || n == 0) {
         return r;
     }

@@ -179,22 +179,54 @@ int client_write_iov(sb_client *c, struct iovec *iov, int iovcnt)
             }
             return client_fail(c, -errno);
         }
-        size_t left = (size_t)n;
-        while (iovcnt > 0 && left >= iov->iov_len) {
-            left -= iov->iov_len;
-            iov++;
-            iovcnt--;
-        }
-        if (iovcnt > 0) {
-            iov->iov_base = (uint8_t *)iov->iov_base + left;
-            iov->iov_len -= left;
-        }
+        client_iov_advance(&iov, &iovcnt, (size_t)n);
     }
     return 0;
 }
 
+void client_iov_advance(struct iovec **iov, int *iovcnt, size_t sent)
+{
+    while (*iovcnt > 0 && sent >= (*iov)->iov_len) {
+        sent -= (*iov)->iov_len;
+        (*iov)++;
+        (*iovcnt)--;
+    }
+    if (*iovcnt > 0) {
+        (*iov)->iov_base = (uint8_t *)(*iov)->iov_base + sent;
+        (*iov)->iov_len -= sent;
+    }
+}
+
+int client_frame_iov(struct iovec iov[5], const uint8_t *hdr, const void *subject,
+                     size_t subject_len, const void *reply, size_t reply_len, const void *headers,
+                     size_t header_len, const void *payload, size_t payload_len)
+{
+    int n = 0;
+    iov[n++] = (struct iovec){(void *)hdr, FRAME_HEADER_SIZE};
+    const void *parts[4] = {subject, reply, headers, payload};
+    size_t lens[4] = {subject_len, reply_len, header_len, payload_len};
+    for (int i = 0; i < 4; i++) {
+        if (lens[i] > 0) {
+            iov[n++] = (struct iovec){(void *)parts[i], lens[i]};
+        }
+    }
+    return n;
+}
+
 /* Queue one frame. The body parts are copied into the write buffer (small
  * frames: one memcpy beats a syscall) or sent directly (large frames). */
+int client_frame_size(const sb_client *c, size_t subject_len, size_t reply_len, size_t header_len,
+                      size_t payload_len, size_t *size)
+{
+    size_t n = frame_encoded_size(subject_len, reply_len, header_len, payload_len);
+    if (subject_len > UINT16_MAX || reply_len > UINT16_MAX || header_len > UINT16_MAX ||
+        n > c->max_frame) {
+        return -EMSGSIZE;
+    }
+    *size = n;
+    return 0;
+}
+
 int client_send_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
                       size_t subject_len, const void *reply, size_t reply_len, const void *headers,
                       size_t header_len, const void *payload, size_t payload_len)
@@ -205,13 +237,13 @@ int client_send_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, con
     if (c->fd < 0) {
         return SB_E_DISCONNECTED; /* callers hold frames meanwhile */
     }
-    size_t size = frame_encoded_size(subject_len, reply_len, header_len, payload_len);
-    if (subject_len > UINT16_MAX || reply_len > UINT16_MAX || header_len > UINT16_MAX ||
-        size > c->max_frame) {
-        return -EMSGSIZE;
+    size_t size;
+    int r = client_frame_size(c, subject_len, reply_len, header_len, payload_len, &size);
+    if (r < 0) {
+        return r;
     }
     if (size >= CLIENT_DIRECT_MIN) {
-        int r = client_write_all(c, -1);
+        r = client_write_all(c, -1);
         if (r < 0) {
             return r;
         }
@@ -219,19 +251,12 @@ int client_send_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, con
         frame_encode_header(hdr, (uint32_t)size, op, flags, (uint16_t)subject_len,
                             (uint16_t)reply_len, (uint16_t)header_len, sid);
         struct iovec iov[5];
-        int n = 0;
-        iov[n++] = (struct iovec){hdr, sizeof(hdr)};
-        const void *parts[4] = {subject, reply, headers, payload};
-        size_t lens[4] = {subject_len, reply_len, header_len, payload_len};
-        for (int i = 0; i < 4; i++) {
-            if (lens[i] > 0) {
-                iov[n++] = (struct iovec){(void *)parts[i], lens[i]};
-            }
-        }
+        int n = client_frame_iov(iov, hdr, subject, subject_len, reply, reply_len, headers,
+                                 header_len, payload, payload_len);
         return client_write_iov(c, iov, n);
     }
     if (CLIENT_WBUF_SIZE - c->wlen < size) {
-        int r = client_write_all(c, -1);
+        r = client_write_all(c, -1);
         if (r < 0) {
             return r;
         }

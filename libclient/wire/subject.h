@@ -7,9 +7,10 @@
  * Everything that walks a subject or pattern token by token (the matcher
  * here, the broker's subscription trie, retained store and ACL) splits it
  * with subject_next_token() (or subject_token_len(), on which it is built,
- * where a walk moves its own pointer: the trie's match) and asks subject_wildcard_may_take()
- * whether a wildcard may stand for a token, so that the grammar is written once. Both are inline:
- * the broker's trie runs them for every token of every message it routes.
+ * where a walk moves its own pointer: the trie's match) and asks
+ * subject_wildcard_may_take() whether a wildcard may stand for a token, so
+ * that the grammar is written once. Both are inline: the broker's trie runs
+ * them for every token of every message it routes.
  */
 #ifndef SOCKBUS_SUBJECT_H
 #define SOCKBUS_SUBJECT_H
