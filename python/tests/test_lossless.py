@@ -138,8 +138,12 @@ def test_aio_lossless(make_broker):
                 if i == 0:
                     # The asyncio client reads whatever arrives at once
                     # (into its own memory): its queue in the broker fills
-                    # only while its loop does not run, as here.
-                    time.sleep(0.5)
+                    # only while its loop does not run, as here, until the
+                    # broker says it holds the publisher (bounded).
+                    with sockbus.connect(b.socket, reconnect=False) as probe:
+                        until = time.monotonic() + 20
+                        while stats(probe)["stalls"] == 0 and time.monotonic() < until:
+                            time.sleep(0.01)
             assert await asyncio.get_running_loop().run_in_executor(None, pub.wait, IO_S) == 0
             pub.stderr.close()
             s = json.loads((await bus.request("$SYS.STATS", timeout=IO_S)).data)
