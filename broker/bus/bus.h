@@ -33,6 +33,11 @@ struct net;
 struct peer;
 struct sub;
 
+/* The longest subject whose match the next publish may reuse: consecutive
+ * publishes on one subject are the common case, and their subjects are
+ * short. */
+#define BUS_REPEAT_SUBJECT_MAX 128
+
 struct bus_stats {
     uint64_t msgs_in;
     uint64_t msgs_out;
@@ -53,6 +58,13 @@ struct bus {
     /* Routing. */
     struct subtrie *subs;
     struct subtrie_result match; /* reused by every publish */
+    /* What `match` holds, for the next publish on the same subject
+     * (router.c, router_route()): len 0 when it holds nothing reusable. */
+    struct {
+        const struct peer *origin; /* the publisher its echo filter skipped */
+        uint16_t len;
+        char subject[BUS_REPEAT_SUBJECT_MAX];
+    } repeat;
     uint64_t nsubs;
     bool routing; /* `match` is being walked */
     struct retain_store retained;

@@ -73,18 +73,14 @@ void flow_init(struct bus *b, flow_cut_fn *cut)
     flow_apply(b);
 }
 
-/* Out of memory (or over budget, for a lossy subscription): lost, counted
- * and reported. */
-static void flow_drop(struct bus *b, struct peer *p)
+void flow_drop(struct bus *b, struct peer *p)
 {
     p->dropped++;
     b->stats.dropped++;
     conn_note_dropped(&p->conn);
 }
 
-/* `sub`'s queue is over max_pending for a lossless subscription: its stall
- * clock runs, and `pub` waits for it. */
-static void flow_hold(struct bus *b, struct peer *pub, struct peer *sub)
+void flow_hold(struct bus *b, struct peer *pub, struct peer *sub)
 {
     if (!deadline_linked(&sub->stall)) {
         deadline_list_add(&b->stalled, &sub->stall);
@@ -97,50 +93,6 @@ static void flow_hold(struct bus *b, struct peer *pub, struct peer *sub)
     list_append(&sub->waiters, &pub->waiting);
     conn_pause(&pub->conn);
     b->stats.stalls++;
-}
-
-/*
- * The one path of every MSG: charged to the slice of whoever caused it,
- * dropped (counted, reported) when `p` cannot take it, else queued and
- * counted; past the budget a lossless one is queued anyway and holds its
- * publisher back. `meta` NULL: a plain MSG (from `body` if given). Always
- * inlined, so that each entry point below keeps only its own branches and
- * the hot one (flow_queue_msg()) costs no more than before.
- */
-__attribute__((always_inline)) static inline bool
-flow_queue(struct bus *b, struct peer *origin, struct peer *p, uint32_t sid, uint8_t flags,
-           bool lossless, const struct frame *pub, struct conn_shared *body, const uint8_t *meta,
-           struct conn_fds *set)
-{
-    struct conn *c = &p->conn;
-    if (!conn_takes_output(c)) {
-        return false;
-    }
-    size_t size = meta != NULL ? (size_t)pub->size + FRAME_META_SIZE : pub->size;
-    schedule_charge(&b->net->schedule, body != NULL ? FRAME_HEADER_SIZE : size);
-    bool over = conn_pending(c) + size > b->cfg->max_pending;
-    /* Descriptors reach Unix connections only, and not one in text mode,
-     * whose lines could not carry them. */
-    bool unfit = (set != NULL && (!c->transport->fds || c->text)) || (over && !lossless);
-    if (unfit || (meta != NULL ? conn_queue_msg_meta(c, sid, flags, pub, meta, set)
-                               : conn_queue_msg(c, sid, flags, pub, body)) < 0) {
-        flow_drop(b, p);
-        return false;
-    }
-    p->msgs_out++;
-    p->bytes_out += size;
-    b->stats.msgs_out++;
-    b->stats.bytes_out += size;
-    if (over) {
-        flow_hold(b, origin != NULL ? origin : b->cause, p);
-    }
-    return true;
-}
-
-bool flow_queue_msg(struct bus *b, struct peer *p, uint32_t sid, uint8_t flags,
-                    const struct frame *pub, struct conn_shared *body)
-{
-    return flow_queue(b, NULL, p, sid, flags, false, pub, body, NULL, NULL);
 }
 
 bool flow_queue_lossless(struct bus *b, struct peer *origin, struct peer *p, uint32_t sid,

@@ -28,15 +28,14 @@
 #ifndef SOCKBUS_FLOW_H
 #define SOCKBUS_FLOW_H
 
+#include "bus.h"
+#include "config.h"
+#include "conn.h"
+#include "frame.h"
+#include "peer.h"
+
 #include <stdbool.h>
 #include <stdint.h>
-
-struct bus;
-struct conn;
-struct conn_fds;
-struct conn_shared;
-struct frame;
-struct peer;
 
 /* Ends a subscriber that stalled past lossless_stall_ms (with ERR 6). */
 typedef void flow_cut_fn(struct peer *p);
@@ -54,14 +53,66 @@ void flow_apply(struct bus *b);
 /* Close the stall timer (every peer has ended). */
 void flow_close(struct bus *b);
 
+/* Out of memory (or over budget, for a lossy subscription): lost, counted
+ * and reported (flow_queue()). */
+void flow_drop(struct bus *b, struct peer *p);
+
+/* `sub`'s queue is over max_pending for a lossless subscription: its stall
+ * clock runs, and `pub` waits for it (flow_queue()). */
+void flow_hold(struct bus *b, struct peer *pub, struct peer *sub);
+
+/*
+ * The one path of every MSG: charged to the slice of whoever caused it,
+ * dropped (counted, reported) when `p` cannot take it, else queued and
+ * counted; past the budget a lossless one is queued anyway and holds its
+ * publisher back. `meta` NULL: a plain MSG (from `body` if given). Always
+ * inlined, so that each entry point keeps only its own branches; here, in
+ * the header, so that the hot one (flow_queue_msg()) is inlined into the
+ * router's loop. The rare ends are out of line: flow_drop(), flow_hold().
+ */
+__attribute__((always_inline)) static inline bool
+flow_queue(struct bus *b, struct peer *origin, struct peer *p, uint32_t sid, uint8_t flags,
+           bool lossless, const struct frame *pub, struct conn_shared *body, const uint8_t *meta,
+           struct conn_fds *set)
+{
+    struct conn *c = &p->conn;
+    if (!conn_takes_output(c)) {
+        return false;
+    }
+    size_t size = meta != NULL ? (size_t)pub->size + FRAME_META_SIZE : pub->size;
+    schedule_charge(&b->net->schedule, body != NULL ? FRAME_HEADER_SIZE : size);
+    bool over = conn_pending(c) + size > b->cfg->max_pending;
+    /* Descriptors reach Unix connections only, and not one in text mode,
+     * whose lines could not carry them. */
+    bool unfit = (set != NULL && (!c->transport->fds || c->text)) || (over && !lossless);
+    if (unfit || (meta != NULL ? conn_queue_msg_meta(c, sid, flags, pub, meta, set)
+                               : conn_queue_msg(c, sid, flags, pub, body)) < 0) {
+        flow_drop(b, p);
+        return false;
+    }
+    p->msgs_out++;
+    p->bytes_out += size;
+    b->stats.msgs_out++;
+    b->stats.bytes_out += size;
+    if (over) {
+        flow_hold(b, origin != NULL ? origin : b->cause, p);
+    }
+    return true;
+}
+
 /*
  * Queue a MSG to `p` for subscription `sid`, built from the PUB frame
  * `pub` (a copy of its body behind a new header, or a reference to `body`,
  * its shared copy, when given). Returns true when it was queued; false
  * when it was dropped (counted and reported as above) or `p` is ending.
  */
-bool flow_queue_msg(struct bus *b, struct peer *p, uint32_t sid, uint8_t flags,
-                    const struct frame *pub, struct conn_shared *body);
+__attribute__((always_inline)) static inline bool flow_queue_msg(struct bus *b, struct peer *p,
+                                                                 uint32_t sid, uint8_t flags,
+                                                                 const struct frame *pub,
+                                                                 struct conn_shared *body)
+{
+    return flow_queue(b, NULL, p, sid, flags, false, pub, body, NULL, NULL);
+}
 
 /*
  * The same for a lossless subscription: queued even past max_pending

@@ -51,8 +51,16 @@ size_t router_sub_cost(const char *pattern, size_t pattern_len, size_t queue_len
            subtrie_cost(pattern, pattern_len, queue_len);
 }
 
+/* The trie, or who may be filtered out of a match, changed: the match
+ * `b->match` holds may not be reused (router_route()). */
+static void router_forget_match(struct bus *b)
+{
+    b->repeat.len = 0;
+}
+
 static void sub_free(struct bus *b, struct sub *s)
 {
+    router_forget_match(b);
     if (b->sub_event != NULL) {
         b->sub_event(b, s, false);
     }
@@ -172,6 +180,7 @@ int router_subscribe(struct bus *b, struct peer *p, const struct frame *f)
         free(s);
         return -ENOMEM;
     }
+    router_forget_match(b);
     p->sub_bytes += s->cost;
     p->lossless += (flags & FRAME_SUB_LOSSLESS) != 0;
     b->nsubs++;
@@ -201,6 +210,8 @@ int router_unsubscribe(struct bus *b, struct peer *p, uint32_t sid, uint32_t max
 
 void router_remove_peer(struct bus *b, struct peer *p)
 {
+    /* Its address may be the next peer's, whose echo filter differs. */
+    router_forget_match(b);
     uint32_t sid;
     void *v;
     for (size_t i = 0; sidmap_next(&p->subs, &i, &sid, &v);) {
@@ -234,6 +245,74 @@ __attribute__((noinline)) static void router_queue_meta(struct bus *b, struct pe
                         f, meta, set);
 }
 
+/* a[0..len) == b[0..len), in a few loads for a short subject: a call of
+ * memcmp() would cost more than the rest of the comparison. */
+static inline bool router_same_subject(const char *a, const char *b, size_t len)
+{
+    uint64_t x, y;
+    if (len >= 8) {
+        for (size_t i = 0; i + 8 < len; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            if (x != y) {
+                return false;
+            }
+        }
+        memcpy(&x, a + len - 8, 8); /* the last 8, overlapping */
+        memcpy(&y, b + len - 8, 8);
+        return x == y;
+    }
+    uint32_t u, v, w, z;
+    if (len >= 4) {
+        memcpy(&u, a, 4);
+        memcpy(&v, b, 4);
+        memcpy(&w, a + len - 4, 4);
+        memcpy(&z, b + len - 4, 4);
+        return u == v && w == z;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (a[i] != b[i]) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
+ * Match `f`'s subject into b->match, with the publisher `filtered` left out
+ * (NULL: nobody). A run of publishes on one subject is the common case, so
+ * the match is kept for the next publish: it is reused when the subject
+ * and the filter are the same and nothing has changed since that could
+ * change it (router_forget_match(): a subscription added or ended, a peer
+ * gone). A match that chose a queue group's member is not reused (the
+ * group turns at every message): router_route() forgets it. Returns 0, or
+ * -EINVAL for an invalid subject (a reused one was valid), or -ENOMEM.
+ */
+__attribute__((always_inline)) static inline int router_match(struct bus *b, const struct frame *f,
+                                                              struct peer *filtered)
+{
+    const char *subject = (const char *)f->subject;
+    size_t len = f->subject_len;
+    if (b->repeat.len == len && len != 0 && b->repeat.origin == filtered &&
+        router_same_subject(b->repeat.subject, subject, len)) {
+        return 0;
+    }
+    int r = subtrie_match_filter(b->subs, subject, len, filtered != NULL ? sub_accepts : NULL,
+                                 filtered, &b->match);
+    if (r < 0) {
+        b->repeat.len = 0;
+        return r;
+    }
+    if (len <= sizeof(b->repeat.subject)) {
+        memcpy(b->repeat.subject, subject, len);
+        b->repeat.len = (uint16_t)len;
+        b->repeat.origin = filtered;
+    } else {
+        b->repeat.len = 0;
+    }
+    return 0;
+}
+
 /*
  * Deliver the PUB frame `f` to every matching subscription, skipping the
  * origin's own when it asked for no echo (origin is NULL for the broker's
@@ -249,9 +328,7 @@ router_route(struct bus *b, struct peer *origin, const struct frame *f, struct c
     /* Validates the subject too, unless the match cache knows it. The
      * echo filter is asked only for a publisher that wants no echo: for
      * the others it would accept every subscription. */
-    subtrie_accept_fn accept = origin != NULL && !origin->echo ? sub_accepts : NULL;
-    int r = subtrie_match_filter(b->subs, (const char *)f->subject, f->subject_len, accept, origin,
-                                 &b->match);
+    int r = router_match(b, f, origin != NULL && !origin->echo ? origin : NULL);
     if (r < 0) {
         return r;
     }
@@ -265,10 +342,12 @@ router_route(struct bus *b, struct peer *origin, const struct frame *f, struct c
     bool have_meta = false;
     /* A live MSG carries no flag, but one relaying "no responders". */
     uint8_t msg_flags = (f->flags & FRAME_PUB_NO_RESPONDERS) ? FRAME_MSG_NO_RESPONDERS : 0;
+    uint16_t groups = 0;
     b->routing = true;
     for (size_t i = 0; i < b->match.len; i++) {
         struct sub *s = sub_of(b->match.items[i]);
         matched++;
+        groups |= s->queue_len;
         if (__builtin_expect(s->flags == 0 && set == NULL, 1)) {
             flow_queue_msg(b, s->peer, s->sid, msg_flags, f, body);
         } else if (!(s->flags & FRAME_SUB_SENDER) && set == NULL) {
@@ -284,6 +363,9 @@ router_route(struct bus *b, struct peer *origin, const struct frame *f, struct c
         }
     }
     b->routing = false;
+    if (groups != 0) {
+        router_forget_match(b); /* the next message goes to the next member */
+    }
     if (body != NULL && body->refs == 0) {
         conn_shared_release(body); /* every queue dropped it */
     }

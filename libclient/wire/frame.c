@@ -1,32 +1,15 @@
 /*
- * frame.c - encoding and decoding of sockbus frames (see frame.h).
+ * frame.c - encoding sockbus frames, and the names of ops (see frame.h).
  *
- * The decoder never trusts a length it has not checked against what is in
- * the buffer: it reads the 16-byte header, judges `size` against max_frame,
- * waits for the whole frame, then checks that the three inner lengths fit.
+ * The decoder, frame_parse(), is inline in frame.h, since it runs once per
+ * message. It never trusts a length it has not checked against what is in
+ * the buffer: it reads the 16-byte header, judges `size` against
+ * max_frame, waits for the whole frame, then checks that the three inner
+ * lengths fit.
  */
 #include "frame.h"
 
 #include <errno.h>
-
-bool frame_op_known(uint8_t op)
-{
-    switch (op) {
-    case FRAME_OP_HELLO:
-    case FRAME_OP_WELCOME:
-    case FRAME_OP_PUB:
-    case FRAME_OP_SUB:
-    case FRAME_OP_UNSUB:
-    case FRAME_OP_MSG:
-    case FRAME_OP_DROPPED:
-    case FRAME_OP_PING:
-    case FRAME_OP_PONG:
-    case FRAME_OP_ERR:
-        return true;
-    default:
-        return false;
-    }
-}
 
 const char *frame_op_name(uint8_t op)
 {
@@ -54,58 +37,6 @@ const char *frame_op_name(uint8_t op)
     default:
         return "?";
     }
-}
-
-int frame_peek_size(const uint8_t *buf, size_t len, uint32_t max_frame, uint32_t *size)
-{
-    if (len < 4) {
-        return FRAME_NEED_MORE;
-    }
-    uint32_t s = frame_get_u32(buf);
-    if (s < FRAME_MIN_SIZE) {
-        return -EPROTO;
-    }
-    if (s > max_frame) {
-        return -EMSGSIZE;
-    }
-    *size = s;
-    return 0;
-}
-
-int frame_parse(const uint8_t *buf, size_t len, uint32_t max_frame, struct frame *f)
-{
-    uint32_t size;
-    int r = frame_peek_size(buf, len, max_frame, &size);
-    if (r != 0) {
-        return r;
-    }
-    if (len < size) {
-        return FRAME_NEED_MORE;
-    }
-
-    uint16_t subject_len = frame_get_u16(buf + 6);
-    uint16_t reply_len = frame_get_u16(buf + 8);
-    uint16_t header_len = frame_get_u16(buf + 10);
-    /* Each is at most 65535, so the sum cannot overflow 32 bits. */
-    uint32_t inner = (uint32_t)subject_len + reply_len + header_len;
-    if (inner > size - FRAME_HEADER_SIZE || !frame_op_known(buf[4])) {
-        return -EPROTO;
-    }
-
-    const uint8_t *body = buf + FRAME_HEADER_SIZE;
-    f->size = size;
-    f->op = buf[4];
-    f->flags = buf[5];
-    f->subject_len = subject_len;
-    f->reply_len = reply_len;
-    f->header_len = header_len;
-    f->sid = frame_get_u32(buf + 12);
-    f->subject = body;
-    f->reply = body + subject_len;
-    f->headers = f->reply + reply_len;
-    f->payload = f->headers + header_len;
-    f->payload_len = size - FRAME_HEADER_SIZE - inner;
-    return 0;
 }
 
 static uint8_t *put_bytes(uint8_t *p, const void *src, size_t len)

@@ -25,6 +25,7 @@
 #ifndef SOCKBUS_FRAME_H
 #define SOCKBUS_FRAME_H
 
+#include <errno.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -198,8 +199,18 @@ static inline void frame_put_u64(uint8_t *p, uint64_t v)
     memcpy(p, &v, sizeof(v));
 }
 
+/* The ops of protocol version 1, one bit each (all are below 64). */
+#define FRAME_OPS_KNOWN                                                                            \
+    ((1ull << FRAME_OP_HELLO) | (1ull << FRAME_OP_WELCOME) | (1ull << FRAME_OP_PUB) |              \
+     (1ull << FRAME_OP_SUB) | (1ull << FRAME_OP_UNSUB) | (1ull << FRAME_OP_MSG) |                  \
+     (1ull << FRAME_OP_DROPPED) | (1ull << FRAME_OP_PING) | (1ull << FRAME_OP_PONG) |              \
+     (1ull << FRAME_OP_ERR))
+
 /* Is `op` one of the ops of protocol version 1? */
-bool frame_op_known(uint8_t op);
+static inline bool frame_op_known(uint8_t op)
+{
+    return op < 64 && ((FRAME_OPS_KNOWN >> op) & 1u) != 0;
+}
 
 /* Name of an op ("PUB"), or "?" for an unknown one. */
 const char *frame_op_name(uint8_t op);
@@ -209,16 +220,64 @@ const char *frame_op_name(uint8_t op);
  * Returns 0 with *size set, FRAME_NEED_MORE if len < 4, -EPROTO if the size
  * is below 16 and -EMSGSIZE if it is above max_frame.
  */
-int frame_peek_size(const uint8_t *buf, size_t len, uint32_t max_frame, uint32_t *size);
+static inline int frame_peek_size(const uint8_t *buf, size_t len, uint32_t max_frame,
+                                  uint32_t *size)
+{
+    if (len < 4) {
+        return FRAME_NEED_MORE;
+    }
+    uint32_t s = frame_get_u32(buf);
+    if (s < FRAME_MIN_SIZE) {
+        return -EPROTO;
+    }
+    if (s > max_frame) {
+        return -EMSGSIZE;
+    }
+    *size = s;
+    return 0;
+}
 
 /*
- * Decode the frame at the start of buf[0..len). Returns 0 and fills *f when
+ * Decode the frame at the start of buf[0..len). Inline, with the two
+ * above: the broker and the library run it once per message. Returns 0 and fills *f when
  * a whole valid frame is there (f->size bytes are then consumed by the
  * caller), FRAME_NEED_MORE when more bytes are needed, -EPROTO for a size
  * below 16, inner lengths that overrun the frame, or an unknown op, and
  * -EMSGSIZE for a size above max_frame. *f is written only on success.
  */
-int frame_parse(const uint8_t *buf, size_t len, uint32_t max_frame, struct frame *f);
+static inline int frame_parse(const uint8_t *buf, size_t len, uint32_t max_frame, struct frame *f)
+{
+    uint32_t size;
+    int r = frame_peek_size(buf, len, max_frame, &size);
+    if (r != 0) {
+        return r;
+    }
+    if (len < size) {
+        return FRAME_NEED_MORE;
+    }
+    uint16_t subject_len = frame_get_u16(buf + 6);
+    uint16_t reply_len = frame_get_u16(buf + 8);
+    uint16_t header_len = frame_get_u16(buf + 10);
+    /* Each is at most 65535, so the sum cannot overflow 32 bits. */
+    uint32_t inner = (uint32_t)subject_len + reply_len + header_len;
+    if (inner > size - FRAME_HEADER_SIZE || !frame_op_known(buf[4])) {
+        return -EPROTO;
+    }
+    const uint8_t *body = buf + FRAME_HEADER_SIZE;
+    f->size = size;
+    f->op = buf[4];
+    f->flags = buf[5];
+    f->subject_len = subject_len;
+    f->reply_len = reply_len;
+    f->header_len = header_len;
+    f->sid = frame_get_u32(buf + 12);
+    f->subject = body;
+    f->reply = body + subject_len;
+    f->headers = f->reply + reply_len;
+    f->payload = f->headers + header_len;
+    f->payload_len = size - FRAME_HEADER_SIZE - inner;
+    return 0;
+}
 
 /* Size of the frame that frame_encode() would write for these lengths
  * (may exceed UINT32_MAX only for absurd inputs; callers check max_frame). */

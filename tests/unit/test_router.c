@@ -83,8 +83,8 @@ static struct frame make(uint8_t op, uint8_t flags, uint32_t sid, const char *su
     size_t sl = subject ? strlen(subject) : 0;
     size_t rl = reply ? strlen(reply) : 0;
     size_t pl = payload ? strlen(payload) : 0;
-    size_t size = frame_encode(frame_buf, op, flags, sid, subject, sl, reply, rl, NULL, 0, payload,
-                               pl);
+    size_t size =
+        frame_encode(frame_buf, op, flags, sid, subject, sl, reply, rl, NULL, 0, payload, pl);
     struct frame f;
     cr_assert_eq(frame_parse(frame_buf, size, UINT32_MAX, &f), 0);
     return f;
@@ -123,8 +123,8 @@ static int unsub(struct peer *p, uint32_t sid, uint32_t max)
 }
 
 /* Hand a frame to the bus as net would. */
-static void send_frame(struct peer *p, uint8_t op, uint8_t flags, uint32_t sid,
-                       const char *subject, const char *reply, const char *payload)
+static void send_frame(struct peer *p, uint8_t op, uint8_t flags, uint32_t sid, const char *subject,
+                       const char *reply, const char *payload)
 {
     struct frame f = make(op, flags, sid, subject, reply, payload);
     session_conn_ops.frame(&p->conn, &f);
@@ -163,7 +163,7 @@ static size_t take(struct peer *p, struct sent *out, size_t max)
     }
     size_t n = 0;
     for (size_t off = 0; off < total;) {
-        struct frame f;
+        struct frame f = {0};
         cr_assert_eq(frame_parse(flat + off, total - off, UINT32_MAX, &f), 0);
         cr_assert_lt(n, max, "more than %zu frames queued", max);
         struct sent *s = &out[n++];
@@ -263,6 +263,81 @@ Test(router, sids_patterns_and_subjects_are_checked)
     cr_assert_eq(pub(a, "t", "bad reply", "x"), ROUTER_E_SUBJECT_INVALID);
     cr_assert_eq(count(a), 0, "nothing delivered for a refused PUB");
     cr_assert_eq(bus.nsubs, 1u);
+}
+
+/* ---- a run of publishes on one subject ---------------------------------- */
+
+/* Consecutive publishes on one subject reuse one match (router_match()):
+ * every change between them must still be seen. */
+Test(router, a_run_of_publishes_on_one_subject_sees_every_change)
+{
+    start();
+    struct peer *pubr = client("pub", true);
+    struct peer *a = client("a", true);
+    struct peer *b = client("b", true);
+    cr_assert_eq(sub(a, 1, "run.t", NULL), 0);
+    cr_assert_eq(pub(pubr, "run.t", NULL, "1"), 0);
+    cr_assert_eq(count(a), 1);
+
+    /* A subscription added between two publishes gets the second. */
+    cr_assert_eq(sub(b, 1, "run.*", NULL), 0);
+    cr_assert_eq(pub(pubr, "run.t", NULL, "2"), 0);
+    cr_assert_eq(count(a), 1);
+    cr_assert_eq(count(b), 1, "a new subscription is part of the next match");
+
+    /* One ended between them does not (and is not touched: ASan). */
+    cr_assert_eq(unsub(a, 1, 0), 0);
+    cr_assert_eq(pub(pubr, "run.t", NULL, "3"), 0);
+    cr_assert_eq(count(a), 0, "an ended subscription is not part of the next match");
+    cr_assert_eq(count(b), 1);
+
+    /* A peer gone: its subscriptions with it. */
+    router_remove_peer(&bus, b);
+    cr_assert_eq(pub(pubr, "run.t", NULL, "4"), 0);
+    cr_assert_eq(count(b), 0);
+    cr_assert_eq(bus.stats.msgs_out, 4u);
+
+    /* Two publishers without echo on one subject: each is left out of its
+     * own match only. */
+    struct peer *q1 = client("q1", false);
+    struct peer *q2 = client("q2", false);
+    cr_assert_eq(sub(q1, 1, "run.q", NULL), 0);
+    cr_assert_eq(sub(q2, 1, "run.q", NULL), 0);
+    cr_assert_eq(pub(q1, "run.q", NULL, "x"), 0);
+    cr_assert_eq(pub(q2, "run.q", NULL, "x"), 0);
+    cr_assert_eq(pub(q2, "run.q", NULL, "x"), 0);
+    cr_assert_eq(pub(q1, "run.q", NULL, "x"), 0);
+    cr_assert_eq(count(q1), 2, "q2's two");
+    cr_assert_eq(count(q2), 2, "q1's two");
+}
+
+/* Subjects that differ in one byte, at every place the comparison of
+ * router_same_subject() looks, and across the longest subject it keeps,
+ * never share a match. */
+Test(router, subjects_that_differ_in_one_byte_do_not_share_a_match)
+{
+    start();
+    struct peer *pubr = client("pub", true);
+    struct peer *a = client("a", true);
+    static const size_t lens[] = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 127, 128, 129, 200};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        size_t len = lens[i];
+        for (size_t at = 0; at < len; at++) {
+            char one[256];
+            char other[256];
+            memset(one, 'a', len);
+            one[len] = '\0';
+            memcpy(other, one, len + 1);
+            other[at] = 'b';
+            uint32_t sid = (uint32_t)(i * 1000 + at + 1);
+            cr_assert_eq(sub(a, sid, one, NULL), 0);
+            cr_assert_eq(pub(pubr, one, NULL, "x"), 0);
+            cr_assert_eq(pub(pubr, other, NULL, "x"), 0);
+            cr_assert_eq(pub(pubr, one, NULL, "x"), 0);
+            cr_assert_eq(count(a), 2, "len %zu, differing at %zu", len, at);
+            cr_assert_eq(unsub(a, sid, 0), 0);
+        }
+    }
 }
 
 /* ---- queue groups, echo, auto-unsubscribe ------------------------------- */
