@@ -356,12 +356,15 @@ static int proto_hello(struct bus *b, struct peer *p, const struct frame *f)
 
 /*
  * What a handler's nonzero answer `r` to frame `f` means: a $SYS. subject
- * to answer (ROUTER_SYS), a refusal to tell, or a failure. Out of line, so
- * that the hot path, where handlers answer 0, keeps a small frame.
+ * to answer (ROUTER_SYS), a refusal to tell, or a failure, told as its
+ * op's `failed` row (HELLO has none: a failed HELLO closes). Out of line,
+ * and given only what the caller holds anyway, so that the hot path, where
+ * handlers answer 0, keeps a small frame.
  */
-__attribute__((noinline)) static int
-proto_answer(struct bus *b, struct peer *p, const struct proto_op *op, int r, const struct frame *f)
+__attribute__((noinline)) static int proto_answer(struct peer *p, int r, const struct frame *f)
 {
+    struct bus *b = p->bus;
+    const struct proto_op *op = &proto_ops[f->op];
     char detail[PROTO_DETAIL_MAX] = "";
     if (r == ROUTER_SYS) {
         b->cause = p; /* a lossless queue its answer fills holds p back */
@@ -373,7 +376,7 @@ proto_answer(struct bus *b, struct peer *p, const struct proto_op *op, int r, co
     }
     if (r > 0) {
         proto_fail(p, r, f, detail);
-    } else if (op != NULL && op->failed != 0) {
+    } else if (op->failed != 0) {
         snprintf(detail, sizeof(detail), "%s", strerror(-r));
         proto_fail(p, op->failed, f, detail);
     } else {
@@ -390,7 +393,7 @@ __attribute__((noinline)) static void proto_first(struct bus *b, struct peer *p,
     int r = f->op == FRAME_OP_HELLO ? proto_hello(b, p, f) : PROTO_E_HELLO_REQUIRED;
     b->cause = NULL;
     if (r != 0) {
-        proto_answer(b, p, NULL, r, f);
+        proto_answer(p, r, f);
     }
 }
 
@@ -407,9 +410,8 @@ __attribute__((noinline)) static void proto_forbidden(struct peer *p, const stru
 __attribute__((always_inline)) static inline int proto_run(struct bus *b, struct peer *p,
                                                            const struct frame *f)
 {
-    const struct proto_op *op = &proto_ops[f->op];
-    int r = op->handle(b, p, f);
-    return r == 0 ? 0 : proto_answer(b, p, op, r, f);
+    int r = proto_ops[f->op].handle(b, p, f);
+    return r == 0 ? 0 : proto_answer(p, r, f);
 }
 
 int proto_dispatch(struct peer *p, const struct frame *f)
