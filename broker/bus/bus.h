@@ -63,8 +63,20 @@ struct bus {
     struct {
         const struct peer *origin; /* the publisher its echo filter skipped */
         uint16_t len;
+        /* Every match is a plain subscription: no flags, no UNSUB count,
+         * no queue group (a run may be queued in one copy). */
+        bool plain;
         char subject[BUS_REPEAT_SUBJECT_MAX];
     } repeat;
+    /* PUB frames, one behind the other in one read, from one publisher, on
+     * the subject of `repeat`, not yet queued: router_publish_deferred()
+     * notes them, router_flush() queues them. count 0: none. */
+    struct run {
+        struct peer *origin;
+        const uint8_t *start; /* the first frame */
+        const uint8_t *end;   /* right behind the last */
+        uint32_t count;
+    } run;
     uint64_t nsubs;
     bool routing; /* `match` is being walked */
     struct retain_store retained;

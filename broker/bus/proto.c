@@ -429,9 +429,24 @@ void proto_frame(struct conn *c, const struct frame *f)
         proto_first(b, p, f);
         return;
     }
+    /* A PUB may join the run of those before it, in the same read: the
+     * frame stays in place until proto_frames_done(). */
+    if (f->op == FRAME_OP_PUB) {
+        int r = router_publish_deferred(b, p, f);
+        if (r != 0) {
+            proto_answer(p, r, f);
+        }
+        return;
+    }
+    router_flush(b); /* the PUBs before it go first */
     if (proto_ops[f->op].handle == NULL) {
         proto_forbidden(p, f);
         return;
     }
     proto_run(b, p, f);
+}
+
+void proto_frames_done(struct conn *c)
+{
+    router_flush(peer_of(c)->bus);
 }

@@ -44,8 +44,14 @@ enum proto_error {
 /* Room for the detail a handler may give with its refusal. */
 #define PROTO_DETAIL_MAX 128u
 
-/* conn_ops.frame: handle frame `f` of the peer whose connection is `c`. */
+/* conn_ops.frame: handle frame `f` of the peer whose connection is `c`.
+ * A PUB may be left in place, noted in a run (router_publish_deferred()),
+ * until proto_frames_done(). */
 void proto_frame(struct conn *c, const struct frame *f);
+
+/* conn_ops.frames_done: the frames just handed to proto_frame() are about
+ * to be moved or overwritten: the run they may have left is queued. */
+void proto_frames_done(struct conn *c);
 
 /*
  * Let the welcomed peer `p` in, as its HELLO does (text mode: with name

@@ -52,9 +52,11 @@ size_t router_sub_cost(const char *pattern, size_t pattern_len, size_t queue_len
 }
 
 /* The trie, or who may be filtered out of a match, changed: the match
- * `b->match` holds may not be reused (router_route()). */
+ * `b->match` holds may not be reused (router_route()). A run noted on it
+ * is queued first, to the subscriptions it was published to. */
 static void router_forget_match(struct bus *b)
 {
+    router_flush(b);
     b->repeat.len = 0;
 }
 
@@ -200,6 +202,7 @@ int router_unsubscribe(struct bus *b, struct peer *p, uint32_t sid, uint32_t max
         return ROUTER_E_SID_UNKNOWN;
     }
     if (max_msgs > 0) {
+        router_forget_match(b); /* no longer a plain subscription */
         s->remaining = max_msgs;
         return 0;
     }
@@ -278,6 +281,14 @@ static inline bool router_same_subject(const char *a, const char *b, size_t len)
     return true;
 }
 
+/* Is b->match the match of f's subject (for some filter)? */
+static inline bool router_repeats(const struct bus *b, const struct frame *f)
+{
+    size_t len = f->subject_len;
+    return b->repeat.len == len && len != 0 &&
+           router_same_subject(b->repeat.subject, (const char *)f->subject, len);
+}
+
 /*
  * Match `f`'s subject into b->match, with the publisher `filtered` left out
  * (NULL: nobody). A run of publishes on one subject is the common case, so
@@ -293,8 +304,7 @@ __attribute__((always_inline)) static inline int router_match(struct bus *b, con
 {
     const char *subject = (const char *)f->subject;
     size_t len = f->subject_len;
-    if (b->repeat.len == len && len != 0 && b->repeat.origin == filtered &&
-        router_same_subject(b->repeat.subject, subject, len)) {
+    if (b->repeat.origin == filtered && router_repeats(b, f)) {
         return 0;
     }
     int r = subtrie_match_filter(b->subs, subject, len, filtered != NULL ? sub_accepts : NULL,
@@ -343,11 +353,13 @@ router_route(struct bus *b, struct peer *origin, const struct frame *f, struct c
     /* A live MSG carries no flag, but one relaying "no responders". */
     uint8_t msg_flags = (f->flags & FRAME_PUB_NO_RESPONDERS) ? FRAME_MSG_NO_RESPONDERS : 0;
     uint16_t groups = 0;
+    uint32_t special = 0; /* flags or an UNSUB count */
     b->routing = true;
     for (size_t i = 0; i < b->match.len; i++) {
         struct sub *s = sub_of(b->match.items[i]);
         matched++;
         groups |= s->queue_len;
+        special |= s->flags | s->remaining;
         if (__builtin_expect(s->flags == 0 && set == NULL, 1)) {
             flow_queue_msg(b, s->peer, s->sid, msg_flags, f, body);
         } else if (!(s->flags & FRAME_SUB_SENDER) && set == NULL) {
@@ -366,6 +378,7 @@ router_route(struct bus *b, struct peer *origin, const struct frame *f, struct c
     if (groups != 0) {
         router_forget_match(b); /* the next message goes to the next member */
     }
+    b->repeat.plain = special == 0;
     if (body != NULL && body->refs == 0) {
         conn_shared_release(body); /* every queue dropped it */
     }
@@ -531,6 +544,7 @@ __attribute__((noinline)) static int router_publish_fds(struct bus *b, struct pe
 int router_publish(struct bus *b, struct peer *p, const struct frame *f)
 {
     const char *subject = (const char *)f->subject;
+    router_flush(b); /* what came before goes first */
     if (f->flags & FRAME_PUB_FDS) {
         return router_publish_fds(b, p, f);
     }
@@ -569,6 +583,7 @@ int router_publish_local(struct bus *b, const char *subject, size_t subject_len,
     if (b->routing) {
         return -EBUSY; /* never re-entered while a match is being walked */
     }
+    router_flush(b);
     struct frame f;
     int r = router_scratch_frame(b, subject, subject_len, payload, payload_len, &f);
     if (r < 0) {
@@ -576,4 +591,94 @@ int router_publish_local(struct bus *b, const char *subject, size_t subject_len,
     }
     r = router_route(b, NULL, &f, NULL);
     return r < 0 ? r : 0;
+}
+
+/* ---- runs: consecutive PUBs queued in one copy per subscriber ----------- */
+
+/*
+ * May `f` from `p`, a plain message on the subject whose match b->match
+ * holds, start a run? When that match has only plain subscriptions, was
+ * made for p's echo filter, and p may publish on the subject: then it is
+ * the match a router_publish() of f would make.
+ */
+static bool router_run_starts(struct bus *b, struct peer *p, const struct frame *f)
+{
+    /* The match may have been made for another publisher (or by the
+     * broker, on a $SYS. subject): p's own right is asked. */
+    return b->repeat.plain && b->repeat.origin == (p->echo ? NULL : p) &&
+           !router_subject_is_sys(f->subject, f->subject_len) &&
+           (b->cfg->acl == NULL || router_check_publish(p, f, true) == 0);
+}
+
+int router_publish_deferred(struct bus *b, struct peer *p, const struct frame *f)
+{
+    const uint8_t *frame = f->subject - FRAME_HEADER_SIZE;
+    struct run *run = &b->run;
+    /* A plain message (no flag, no reply subject; small: a large body is
+     * shared instead, in router_route()) on the subject of b->match. */
+    bool plain = (f->flags | f->reply_len) == 0 && f->size - FRAME_HEADER_SIZE < CONN_SHARE_MIN &&
+                 router_repeats(b, f);
+    if (plain && run->count > 0 && frame == run->end && p == run->origin) {
+        /* The run goes on: same publisher, subject and match, which
+         * passed the checks when the run started. */
+    } else if (plain && router_run_starts(b, p, f)) {
+        router_flush(b);
+        run->origin = p;
+        run->start = frame;
+    } else {
+        return router_publish(b, p, f);
+    }
+    run->end = frame + f->size;
+    run->count++;
+    p->msgs_in++;
+    b->stats.msgs_in++;
+    /* Charged now, as router_route() would, so that the publisher's slice
+     * ends where it would have. */
+    schedule_charge(&b->net->schedule, (size_t)f->size * b->match.len);
+    return 0;
+}
+
+/* The run's frames, as MSGs to subscription `s`: in one copy when they all
+ * fit under max_pending, with each header made a MSG's (op and sid: the
+ * rest of a plain PUB's header is a plain MSG's); else one by one, each
+ * queued or dropped as router_route() would. */
+static void router_flush_to(struct bus *b, const struct run *run, struct sub *s)
+{
+    struct peer *p = s->peer;
+    struct conn *c = &p->conn;
+    size_t bytes = (size_t)(run->end - run->start);
+    if (conn_takes_output(c) && conn_pending(c) + bytes <= b->cfg->max_pending &&
+        connbuf_reserve(&c->out, bytes) == 0) {
+        uint8_t *out = c->out.data + c->out.len;
+        memcpy(out, run->start, bytes);
+        for (uint8_t *m = out; m < out + bytes; m += frame_get_u32(m)) {
+            m[4] = FRAME_OP_MSG;
+            frame_put_u32(m + 12, s->sid);
+        }
+        c->out.len += bytes;
+        conn_mark_dirty(c);
+        p->msgs_out += run->count;
+        p->bytes_out += bytes;
+        b->stats.msgs_out += run->count;
+        b->stats.bytes_out += bytes;
+        return;
+    }
+    for (const uint8_t *m = run->start; m < run->end; m += frame_get_u32(m)) {
+        struct frame f;
+        if (frame_parse(m, (size_t)(run->end - m), UINT32_MAX, &f) == 0) { /* it was, once */
+            flow_queue_msg(b, p, s->sid, 0, &f, NULL);
+        }
+    }
+}
+
+void router_flush(struct bus *b)
+{
+    struct run *run = &b->run;
+    if (run->count == 0) {
+        return;
+    }
+    for (size_t i = 0; i < b->match.len; i++) {
+        router_flush_to(b, run, sub_of(b->match.items[i]));
+    }
+    run->count = 0;
 }

@@ -127,6 +127,23 @@ void router_remove_peer(struct bus *b, struct peer *p);
  */
 int router_publish(struct bus *b, struct peer *p, const struct frame *f);
 
+/*
+ * router_publish() for a PUB frame whose bytes stay where they are until
+ * router_flush(): one that continues a run of plain PUBs from `p` on one
+ * subject, right behind the previous one in the same buffer, is counted
+ * and noted, and the run is queued by router_flush() in one copy per
+ * subscriber (with the same outcome, message by message, as
+ * router_publish(): queued, or dropped over max_pending). Anything else
+ * queues the run first and is published as by router_publish(). Returns
+ * as router_publish().
+ */
+int router_publish_deferred(struct bus *b, struct peer *p, const struct frame *f);
+
+/* Queue the run router_publish_deferred() noted, if any. Called before the
+ * frames' buffer is reused, and before anything else a publisher sends is
+ * handled (every other entry of the router calls it itself). */
+void router_flush(struct bus *b);
+
 /* Publish a message from the broker itself (no reply, no headers).
  * Returns 0, -EMSGSIZE when it exceeds max_frame, -ENOMEM or -EBUSY (called
  * while routing). */

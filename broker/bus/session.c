@@ -149,6 +149,7 @@ static void session_closed(struct conn *c)
 
 const struct conn_ops session_conn_ops = {
     .frame = proto_frame,
+    .frames_done = proto_frames_done,
     .ending = session_ending,
     .closing = session_closing,
     .closed = session_closed,

@@ -492,10 +492,15 @@ static size_t conn_process_frames(struct conn *c, const uint8_t *buf, size_t len
 }
 
 /* The frames, or the lines of a text-mode connection, in buf[0..len):
- * one test per read. */
+ * one test per read. The layer above is told when it must let go of
+ * them (conn_ops.frames_done). */
 static size_t conn_process(struct conn *c, const uint8_t *buf, size_t len)
 {
-    return c->text ? conn_process_lines(c, buf, len) : conn_process_frames(c, buf, len);
+    size_t used = c->text ? conn_process_lines(c, buf, len) : conn_process_frames(c, buf, len);
+    if (c->net->ops->frames_done != NULL) {
+        c->net->ops->frames_done(c);
+    }
+    return used;
 }
 
 /*

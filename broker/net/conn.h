@@ -60,10 +60,14 @@ struct net;
  * thread; none may free the conn but closed().
  */
 struct conn_ops {
-    /* A complete frame `f`, parsed in place: its pointers are valid until
-     * the call returns. The callee may queue output, end or close the
-     * connection. */
+    /* A complete frame `f`, parsed in place: `f` itself is valid until the
+     * call returns, the bytes it points to until `frames_done`. The callee
+     * may queue output, end or close the connection. */
     void (*frame)(struct conn *c, const struct frame *f);
+    /* The frames handed to `frame` since the last call are about to be
+     * moved or overwritten (the read buffer is reused): the layer above
+     * may keep pointers into them until then, never after. May be NULL. */
+    void (*frames_done)(struct conn *c);
     /* conn_end(): a fatal ERR is queued and no more input will be handled.
      * Called once, before the connection is closed. */
     void (*ending)(struct conn *c);

@@ -128,6 +128,7 @@ static void send_frame(struct peer *p, uint8_t op, uint8_t flags, uint32_t sid, 
 {
     struct frame f = make(op, flags, sid, subject, reply, payload);
     session_conn_ops.frame(&p->conn, &f);
+    session_conn_ops.frames_done(&p->conn); /* frame_buf is reused */
 }
 
 /* ---- reading what a client was sent ------------------------------------- */
@@ -340,6 +341,185 @@ Test(router, subjects_that_differ_in_one_byte_do_not_share_a_match)
     }
 }
 
+/* ---- runs: PUBs one behind the other in one read ------------------------ */
+
+/* A read's worth of frames, one behind the other, as net hands them up. */
+static uint8_t read_buf[256 * 1024];
+
+struct reading {
+    size_t len;
+    size_t n;
+    struct frame f[256];
+};
+
+static void read_add_op(struct reading *r, uint8_t op, uint8_t flags, uint32_t sid,
+                        const char *subject, const char *reply, const char *payload)
+{
+    size_t sl = subject ? strlen(subject) : 0;
+    size_t rl = reply ? strlen(reply) : 0;
+    size_t pl = payload ? strlen(payload) : 0;
+    cr_assert_lt(r->n, sizeof(r->f) / sizeof(r->f[0]));
+    uint8_t *at = read_buf + r->len;
+    size_t size = frame_encode(at, op, flags, sid, subject, sl, reply, rl, NULL, 0, payload, pl);
+    cr_assert_eq(frame_parse(at, size, UINT32_MAX, &r->f[r->n]), 0);
+    r->len += size;
+    r->n++;
+}
+
+static void read_add(struct reading *r, uint8_t flags, const char *subject, const char *reply,
+                     const char *payload)
+{
+    read_add_op(r, FRAME_OP_PUB, flags, 0, subject, reply, payload);
+}
+
+/* Hand the frames of `r` from `p` to the bus as net does: each through
+ * conn_ops.frame, then conn_ops.frames_done. */
+static void read_deliver(struct peer *p, const struct reading *r)
+{
+    for (size_t i = 0; i < r->n; i++) {
+        session_conn_ops.frame(&p->conn, &r->f[i]);
+    }
+    session_conn_ops.frames_done(&p->conn);
+}
+
+Test(router, a_run_reaches_every_subscription_with_its_own_sid_in_order)
+{
+    start();
+    struct peer *pubr = client("pub", true);
+    struct peer *a = client("a", true);
+    struct peer *b = client("b", true);
+    cr_assert_eq(sub(a, 7, "run.t", NULL), 0);
+    cr_assert_eq(sub(b, 9, "run.*", NULL), 0);
+    cr_assert_eq(sub(b, 11, "run.>", NULL), 0);
+    static struct reading r;
+    memset(&r, 0, sizeof(r));
+    for (int i = 0; i < 200; i++) {
+        char payload[16];
+        snprintf(payload, sizeof(payload), "%d", i);
+        read_add(&r, 0, "run.t", NULL, payload);
+    }
+    read_deliver(pubr, &r);
+    static struct sent got[512];
+    cr_assert_eq(take(a, got, 512), 200);
+    for (int i = 0; i < 200; i++) {
+        char payload[16];
+        snprintf(payload, sizeof(payload), "%d", i);
+        cr_assert_eq(got[i].op, FRAME_OP_MSG);
+        cr_assert_eq(got[i].flags, 0);
+        cr_assert_eq(got[i].sid, 7u);
+        cr_assert_str_eq(got[i].subject, "run.t");
+        cr_assert_str_eq(got[i].payload, payload, "message %d out of order", i);
+    }
+    cr_assert_eq(take(b, got, 512), 400);
+    size_t by_sid[12] = {0};
+    for (int i = 0; i < 400; i++) {
+        cr_assert(got[i].sid == 9 || got[i].sid == 11);
+        by_sid[got[i].sid]++;
+    }
+    cr_assert_eq(by_sid[9], 200);
+    cr_assert_eq(by_sid[11], 200);
+    cr_assert_eq(pubr->msgs_in, 200u);
+    cr_assert_eq(a->msgs_out, 200u);
+    cr_assert_eq(b->msgs_out, 400u);
+    cr_assert_eq(bus.stats.msgs_out, 600u);
+}
+
+/* Whatever breaks a run (another subject, a reply subject, a flag, a
+ * frame that is not a PUB) goes after what came before it. */
+Test(router, a_run_is_queued_before_whatever_breaks_it)
+{
+    start();
+    struct peer *pubr = client("pub", true);
+    cr_assert_eq(sub(pubr, 1, "run.>", NULL), 0);
+    static struct reading r;
+    memset(&r, 0, sizeof(r));
+    read_add(&r, 0, "run.a", NULL, "1");
+    read_add(&r, 0, "run.a", NULL, "2");
+    read_add(&r, 0, "run.b", NULL, "3");
+    read_add(&r, 0, "run.b", "run.reply", "4");
+    read_add(&r, 0, "run.b", NULL, "5");
+    read_add(&r, FRAME_PUB_RETAIN, "run.b", NULL, "6");
+    read_add(&r, 0, "run.b", NULL, "7");
+    read_add(&r, 0, "run.b", NULL, "8");
+    /* A PING: its PONG comes after the MSGs of the PUBs before it. */
+    read_add_op(&r, FRAME_OP_PING, 0, 42, NULL, NULL, NULL);
+    read_add(&r, 0, "run.b", NULL, "9");
+    read_deliver(pubr, &r);
+    struct sent got[16];
+    size_t n = take(pubr, got, 16);
+    cr_assert_eq(n, 10);
+    for (size_t i = 0; i < 8; i++) {
+        char payload[4];
+        snprintf(payload, sizeof(payload), "%zu", i + 1);
+        cr_assert_eq(got[i].op, FRAME_OP_MSG, "frame %zu", i);
+        cr_assert_eq(got[i].flags, 0, "frame %zu: a live MSG has no flag", i);
+        cr_assert_str_eq(got[i].payload, payload, "frame %zu", i);
+    }
+    cr_assert_eq(got[8].op, FRAME_OP_PONG);
+    cr_assert_eq(got[8].sid, 42u);
+    cr_assert_eq(got[9].op, FRAME_OP_MSG);
+    cr_assert_str_eq(got[9].payload, "9");
+    /* The RETAIN in the middle of the run was stored. */
+    struct peer *late = client("late", true);
+    cr_assert_eq(sub(late, 1, "run.b", NULL), 0);
+    struct sent kept = take_one(late);
+    cr_assert_str_eq(kept.payload, "6");
+    cr_assert_eq(kept.flags, FRAME_MSG_RETAINED);
+}
+
+/* Only frames one right behind the other make a run: the bytes between
+ * two that are not are no part of it. */
+Test(router, frames_apart_in_the_buffer_are_not_one_run)
+{
+    start();
+    struct peer *pubr = client("pub", true);
+    struct peer *a = client("a", true);
+    struct peer *b = client("b", true);
+    cr_assert_eq(sub(a, 1, "run.a", NULL), 0);
+    cr_assert_eq(sub(b, 1, "run.b", NULL), 0);
+    static struct reading r;
+    memset(&r, 0, sizeof(r));
+    read_add(&r, 0, "run.a", NULL, "1");
+    read_add(&r, 0, "run.a", NULL, "2");
+    read_add(&r, 0, "run.b", NULL, "never handed up");
+    read_add(&r, 0, "run.a", NULL, "3");
+    session_conn_ops.frame(&pubr->conn, &r.f[0]);
+    session_conn_ops.frame(&pubr->conn, &r.f[1]);
+    session_conn_ops.frame(&pubr->conn, &r.f[3]);
+    session_conn_ops.frames_done(&pubr->conn);
+    struct sent got[8];
+    cr_assert_eq(take(a, got, 8), 3);
+    cr_assert_str_eq(got[2].payload, "3");
+    cr_assert_eq(count(b), 0);
+}
+
+/* A run that does not fit a subscriber's max_pending is queued message
+ * by message: as many as fit, the rest dropped, counted and reported,
+ * exactly as router_publish() would. */
+Test(router, a_run_over_max_pending_drops_what_one_by_one_would)
+{
+    cfg.max_pending = 64 * 1024;
+    start();
+    struct peer *pubr = client("pub", true);
+    struct peer *a = client("a", true);
+    cr_assert_eq(sub(a, 1, "big", NULL), 0);
+    static struct reading r;
+    memset(&r, 0, sizeof(r));
+    static char payload[1000];
+    memset(payload, 'p', sizeof(payload) - 1);
+    for (int i = 0; i < 100; i++) {
+        read_add(&r, 0, "big", NULL, payload);
+    }
+    size_t size = r.f[0].size;
+    size_t fit = cfg.max_pending / size;
+    cr_assert_lt(fit, 100u, "the test needs a run that does not fit");
+    read_deliver(pubr, &r);
+    cr_assert_eq(a->msgs_out, fit);
+    cr_assert_eq(a->dropped, 100 - fit);
+    cr_assert_eq(bus.stats.dropped, 100 - fit);
+    cr_assert_eq(a->conn.dropped_unreported, 100 - fit, "reported with the next write");
+}
+
 /* ---- queue groups, echo, auto-unsubscribe ------------------------------- */
 
 Test(router, a_queue_group_takes_turns_beside_plain_subscriptions)
@@ -531,6 +711,38 @@ Test(router, the_acl_refuses_subjects_patterns_and_reply_subjects)
     cr_assert_eq(pub(a, "out.x", NULL, "x"), 0);
     cr_assert_eq(pub(a, "in.x", NULL, "x"), ROUTER_E_PUB_DENIED);
     cr_assert_eq(pub(a, "out.x", "other.reply", "x"), ROUTER_E_REPLY_DENIED);
+}
+
+/* A run reuses a match another publisher made: it starts only for a
+ * publisher the ACL lets publish on the subject. */
+Test(router, a_run_asks_the_acl_for_its_own_publisher)
+{
+    load_acl("[{\"uid\": 1, \"publish\": [\"open.>\"], \"subscribe\": [\">\"]},"
+             "{\"default\": true, \"publish\": [\"other.>\"], \"subscribe\": [\">\"]}]");
+    start();
+    struct peer *ok = client("ok", true);
+    ok->acl_rule = acl_find(cfg.acl, &(struct acl_peer){.has_cred = true, .uid = 1, .gid = 1});
+    struct peer *no = client("no", true);
+    no->acl_rule = acl_find(cfg.acl, &(struct acl_peer){.has_cred = false});
+    cr_assert_neq(ok->acl_rule, no->acl_rule);
+    struct peer *a = client("a", true);
+    a->acl_rule = ok->acl_rule;
+    cr_assert_eq(sub(a, 1, "open.t", NULL), 0);
+    static struct reading r;
+    memset(&r, 0, sizeof(r));
+    for (int i = 0; i < 3; i++) {
+        read_add(&r, 0, "open.t", NULL, "x");
+    }
+    read_deliver(ok, &r);
+    cr_assert_eq(count(a), 3);
+    read_deliver(no, &r);
+    cr_assert_eq(count(a), 0, "the match is there, the right to publish is not");
+    struct sent got[8];
+    cr_assert_eq(take(no, got, 8), 3);
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(got[i].op, FRAME_OP_ERR);
+        cr_assert_eq(got[i].sid, FRAME_ERR_PERMISSION);
+    }
 }
 
 /* ---- what a refusal looks like on the wire ------------------------------- */
