@@ -391,6 +391,30 @@ Test(limits, max_retained_bytes_by_config)
     check_max_retained(VIA_CONFIG);
 }
 
+/* ---- send buffers -------------------------------------------------------- */
+
+/* The library's end of a Unix connection has the same send buffer (as the
+ * kernel sets it: doubled, within net.core.wmem_max), so that a client
+ * may have as much in flight to the broker as over TCP loopback, whose
+ * buffers grow by themselves. */
+Test(limits, the_library_sets_the_send_buffer_of_its_unix_socket)
+{
+    cr_assert_eq(harness_start(&broker, false, NULL), 0);
+    long wmem_max = 0;
+    FILE *f = fopen("/proc/sys/net/core/wmem_max", "r");
+    cr_assert_not_null(f);
+    cr_assert_eq(fscanf(f, "%ld", &wmem_max), 1);
+    fclose(f);
+    long want = 2 * (wmem_max < 1024 * 1024 ? wmem_max : 1024 * 1024);
+    sb_client *c = harness_client(&broker, "lib", true);
+    int sndbuf = 0;
+    socklen_t len = sizeof(sndbuf);
+    cr_assert_eq(getsockopt(sb_fd(c), SOL_SOCKET, SO_SNDBUF, &sndbuf, &len), 0);
+    cr_assert_eq(sndbuf, want, "SO_SNDBUF %d, expected %ld", sndbuf, want);
+    sb_close(c);
+    finish();
+}
+
 /* ---- max_subscription_bytes ----------------------------------------------- */
 
 /* `subscription_bytes` of client `id` in $SYS.CLIENTS, asked by `asker`. */
@@ -702,8 +726,8 @@ Test(limits, nofile_soft_limit_is_raised_for_max_connections)
 
 Test(limits, nofile_soft_limit_is_raised_for_max_unwelcomed)
 {
-    const char *const extra[] = {"--max-connections", "1000", "--max-unwelcomed", "700",
-                                 "--max-fds",         "100",  NULL};
+    const char *const extra[] = {
+        "--max-connections", "1000", "--max-unwelcomed", "700", "--max-fds", "100", NULL};
     check_nofile_raised(extra, 1000 + 700 + 100 + 64);
 }
 
