@@ -141,6 +141,7 @@ int broker_init(struct broker *b, uv_loop_t *loop, const struct broker_config *c
         return r;
     }
     net_init(&b->net, loop, &session_conn_ops, b->cfg.max_frame);
+    b->net.unix_send_buffer = b->cfg.unix_send_buffer;
     uv_timer_init(loop, &b->trim_timer);
     b->trim_timer.data = b;
     r = session_init(&b->bus, &b->net, &b->cfg);
@@ -197,6 +198,7 @@ int64_t broker_reload(struct broker *b, struct broker_config *next)
     }
     struct acl *old = b->cfg.acl;
     b->cfg = *next;
+    b->net.unix_send_buffer = b->cfg.unix_send_buffer; /* for connections from now on */
     /* Every connection is pointed at its rule in the new ACL before the
      * old one is freed (reload.c). */
     int64_t ended = reload_apply(&b->bus);

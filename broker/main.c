@@ -90,6 +90,8 @@ static void usage(FILE *out)
             "                             %u, at most 253)\n"
             "      --max-fds N            file descriptors held for messages in flight\n"
             "                             (default %u)\n"
+            "      --unix-send-buffer BYTES  kernel send buffer of each Unix connection\n"
+            "                             (default %u, at most 64 MiB)\n"
             "  -v, --verbose              log connects, disconnects and client errors\n"
             "  -q, --quiet                log nothing\n"
             "  -h, --help                 show this help\n"
@@ -107,7 +109,7 @@ static void usage(FILE *out)
             "Config file keys: socket, tcp, mode, group, max_frame, max_connections,\n"
             "max_unwelcomed, hello_timeout_ms, max_subscriptions, max_subscription_bytes,\n"
             "max_pending, max_retained_bytes, lossless_stall_ms, max_fds_per_msg, max_fds,\n"
-            "log (quiet, normal or verbose) and acl, e.g.\n"
+            "unix_send_buffer, log (quiet, normal or verbose) and acl, e.g.\n"
             "  {\"mode\": \"0660\", \"group\": \"sockbus\", \"max_connections\": 1024,\n"
             "   \"acl\": [{\"user\": \"alice\", \"publish\": [\"sensors.>\", \"_INBOX.>\"],\n"
             "             \"subscribe\": [\"cmd.*\"]},\n"
@@ -122,7 +124,7 @@ static void usage(FILE *out)
             BROKER_MAX_SUBSCRIPTIONS_DEFAULT, BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT,
             BROKER_MAX_PENDING_DEFAULT, BROKER_MAX_RETAINED_BYTES_DEFAULT,
             BROKER_LOSSLESS_STALL_MS_DEFAULT, BROKER_MAX_FDS_PER_MSG_DEFAULT,
-            BROKER_MAX_FDS_DEFAULT);
+            BROKER_MAX_FDS_DEFAULT, BROKER_UNIX_SEND_BUFFER_DEFAULT);
 }
 
 /* Parse an unsigned number in [min, max]; 0x and 0 prefixes are allowed. */
@@ -169,6 +171,7 @@ static const struct option long_options[] = {
     {"lossless-stall-ms", required_argument, NULL, OPT_LIMIT + CONFIG_LOSSLESS_STALL_MS},
     {"max-fds-per-msg", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_FDS_PER_MSG},
     {"max-fds", required_argument, NULL, OPT_LIMIT + CONFIG_MAX_FDS},
+    {"unix-send-buffer", required_argument, NULL, OPT_LIMIT + CONFIG_UNIX_SEND_BUFFER},
     {"config", required_argument, NULL, OPT_CONFIG},
     {"check-config", required_argument, NULL, OPT_CHECK_CONFIG},
     {"verbose", no_argument, NULL, 'v'},

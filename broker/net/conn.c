@@ -829,7 +829,7 @@ int conn_open(struct conn *c, int fd)
     c->fd = fd;
     c->opened = true;
     c->has_cred = c->transport->credentials(fd, &c->cred) == 0;
-    c->transport->tune(fd);
+    c->transport->tune(fd, c->net->unix_send_buffer);
     return 0;
 }
 
@@ -860,6 +860,7 @@ void net_init(struct net *n, uv_loop_t *loop, const struct conn_ops *ops, uint32
     n->ops = ops;
     n->max_frame = max_frame;
     n->fdq_max = 0;
+    n->unix_send_buffer = 0; /* the kernel's default */
     n->own.n = 0;
     n->backlog_max = UINT64_MAX;
     n->drain_mark = 0;

@@ -106,6 +106,9 @@ struct net {
     /* Descriptors a connection may hold that no frame has claimed; more
      * end it with ERR 1 (the layer above sets it: 2 x max_fds_per_msg). */
     uint32_t fdq_max;
+    /* SO_SNDBUF of each Unix connection accepted from now on (the layer
+     * above sets it: unix_send_buffer; transport.c). */
+    uint32_t unix_send_buffer;
     /* Where the broker listens: a descriptor of a connection to it is
      * refused (fdpass_is_own_connection()). */
     struct fdpass_own own;

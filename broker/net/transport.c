@@ -6,10 +6,11 @@
  * writes by itself too: libuv only says when a socket is readable or
  * writable (a uv_poll_t, conn.c). The transports differ in what the kernel
  * says about the peer (a Unix socket has SO_PEERCRED, a TCP one an
- * address), in tuning (a Unix connection gets a large send buffer, a TCP
- * one TCP_NODELAY), and in what travels with the bytes: a Unix socket
- * reads with recvmsg() and writes with sendmsg(), so that descriptors
- * (SCM_RIGHTS) come and go with the frames they belong to (fdpass.c).
+ * address), in tuning (a Unix connection gets a large send buffer,
+ * unix_send_buffer, a TCP one TCP_NODELAY), and in what travels with the
+ * bytes: a Unix socket reads with recvmsg() and writes with sendmsg(), so
+ * that descriptors (SCM_RIGHTS) come and go with the frames they belong to
+ * (fdpass.c).
  *
  * Why one I/O model for both, rather than libuv's streams for TCP and a
  * poll handle for Unix only: libuv's non-IPC pipe reads with read(), which
@@ -43,12 +44,25 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Send buffer of the broker's end of a Unix connection (the default is
- * about 200 KiB). Measured with `sockbus bench thru fanout -z 128 -T
- * unix,tcp -n 3`, twice each: 1 MiB gave fanout 1->4 over unix 19.3M and
- * 19.6M msgs/s against 17.6M and 17.1M with the default, thru unchanged
- * (11.3M-11.5M). */
-#define TRANSPORT_UNIX_SNDBUF (1024 * 1024)
+/*
+ * Buffers. On a Unix stream socket the sender's SO_SNDBUF bounds all that
+ * is in flight from it: the bytes queued at the receiver are charged to
+ * the sender (skb truesize, so a small write costs more of it than its
+ * bytes), and the receiver's SO_RCVBUF plays no part. So the broker sets
+ * the send buffer of its end (unix_send_buffer, 1 MiB by default, which
+ * the kernel doubles and caps at net.core.wmem_max) for what it sends,
+ * and the library sets its own end's for what a client sends
+ * (client_connect.c); neither sets SO_RCVBUF. TCP loopback grows its
+ * buffers by itself (tcp_wmem, tcp_rmem), up to MiBs: with the default
+ * Unix send buffer (net.core.wmem_default, about 208 KiB) a publisher
+ * that runs ahead stalls twice as often as over TCP, and 16-byte messages
+ * went faster over TCP. The buffer is kernel memory taken only while bytes
+ * are queued: an idle connection costs no more for it.
+ *
+ * Measured: 1 MiB against the default, `sockbus bench thru fanout -z 128
+ * -T unix,tcp -n 3`, twice each: fanout 1->4 over unix 19.3M and 19.6M
+ * msgs/s against 17.6M and 17.1M, thru unchanged (11.3M-11.5M).
+ */
 
 /* ---- unix ---------------------------------------------------------------- */
 
@@ -63,13 +77,14 @@ static int unix_credentials(int fd, struct transport_cred *out)
     return 0;
 }
 
-static void unix_tune(int fd)
+static void unix_tune(int fd, uint32_t sndbuf)
 {
     /* A Unix socket's send buffer is all a subscriber can have in flight:
-     * a larger one means fewer, larger writes and wakeups. Kernel memory,
-     * used only while data is queued. */
-    int sndbuf = TRANSPORT_UNIX_SNDBUF;
-    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+     * a larger one means fewer, larger writes and wakeups. */
+    if (sndbuf > 0) {
+        int v = (int)sndbuf; /* at most BROKER_UNIX_SEND_BUFFER_MAX */
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+    }
 }
 
 static void unix_describe(int fd, const struct transport_cred *cred, char *buf, size_t len)
@@ -125,8 +140,9 @@ static int tcp_credentials(int fd, struct transport_cred *out)
     return -ENOTSUP;
 }
 
-static void tcp_tune(int fd)
+static void tcp_tune(int fd, uint32_t sndbuf)
 {
+    (void)sndbuf; /* setting SO_SNDBUF would stop TCP from sizing it */
     int on = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 }

@@ -52,8 +52,10 @@ struct transport_ops {
     /* The peer's credentials: 0 and *out written, or a negative errno
      * (-ENOTSUP where the transport has none). */
     int (*credentials)(int fd, struct transport_cred *out);
-    /* Set the socket options the broker wants on this kind of socket. */
-    void (*tune)(int fd);
+    /* Set the socket options the broker wants on this kind of socket;
+     * `sndbuf`: the send buffer a Unix socket gets (0: the kernel's
+     * default; TCP sizes its buffers itself). */
+    void (*tune)(int fd, uint32_t sndbuf);
     /* The peer for a log line, into buf[len]: "unix pid 42 uid 1000 gid
      * 1000", "tcp 127.0.0.1:51234". `cred`: what credentials() gave, or
      * NULL. */

@@ -34,7 +34,8 @@
 static const char known_keys[] = "socket, tcp, mode, group, max_frame, max_connections, "
                                  "max_unwelcomed, hello_timeout_ms, max_subscriptions, "
                                  "max_subscription_bytes, max_pending, max_retained_bytes, "
-                                 "lossless_stall_ms, max_fds_per_msg, max_fds, log, acl";
+                                 "lossless_stall_ms, max_fds_per_msg, max_fds, "
+                                 "unix_send_buffer, log, acl";
 
 /* What is being built, and where errors go. */
 struct config_ctx {
@@ -89,6 +90,8 @@ const struct config_limit config_limits[CONFIG_LIMITS] = {
     [CONFIG_MAX_FDS_PER_MSG] =
         LIMIT_ROW(max_fds_per_msg, BROKER_MAX_FDS_PER_MSG_DEFAULT, 1, FRAME_FDS_MAX),
     [CONFIG_MAX_FDS] = LIMIT_ROW(max_fds, BROKER_MAX_FDS_DEFAULT, 1, UINT32_MAX),
+    [CONFIG_UNIX_SEND_BUFFER] = LIMIT_ROW(unix_send_buffer, BROKER_UNIX_SEND_BUFFER_DEFAULT, 4096,
+                                          BROKER_UNIX_SEND_BUFFER_MAX),
 };
 
 const struct config_limit *config_limit_find(const char *key)

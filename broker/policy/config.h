@@ -12,7 +12,7 @@
  * "max_connections", "max_unwelcomed", "hello_timeout_ms",
  * "max_subscriptions", "max_subscription_bytes", "max_pending",
  * "max_retained_bytes", "lossless_stall_ms", "max_fds_per_msg", "max_fds",
- * "log", and "acl"
+ * "unix_send_buffer", "log", and "acl"
  * (acl_config.h). A flag given on
  * the command line wins over the same setting in the file.
  */
@@ -34,6 +34,12 @@
 #define BROKER_LOSSLESS_STALL_MS_DEFAULT 5000u
 #define BROKER_MAX_FDS_PER_MSG_DEFAULT    16u
 #define BROKER_MAX_FDS_DEFAULT            4096u
+
+/* SO_SNDBUF of the broker's end of each Unix connection: what may be in
+ * flight to one client in the kernel, besides max_pending (transport.c
+ * says why this size). */
+#define BROKER_UNIX_SEND_BUFFER_DEFAULT (1024u * 1024u)
+#define BROKER_UNIX_SEND_BUFFER_MAX     (64u * 1024u * 1024u)
 
 /* max_unwelcomed is max_connections / 4 unless set, but not below this:
  * a broker with a handful of connections must still take a few clients
@@ -72,6 +78,8 @@ struct broker_config {
     uint32_t lossless_stall_ms;
     uint32_t max_fds_per_msg; /* descriptors one PUB may carry (at most 253) */
     uint32_t max_fds;         /* descriptors held for messages in flight */
+    /* SO_SNDBUF of the broker's end of each Unix connection. */
+    uint32_t unix_send_buffer;
     /* Access control from the config file's "acl" section; NULL: none,
      * everything is allowed to whoever can open the socket. Owned by
      * whoever loaded it (main.c), and must outlive the broker. */
@@ -98,6 +106,7 @@ enum config_limit_id {
     CONFIG_LOSSLESS_STALL_MS,
     CONFIG_MAX_FDS_PER_MSG,
     CONFIG_MAX_FDS,
+    CONFIG_UNIX_SEND_BUFFER,
     CONFIG_LIMITS
 };
 

@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -391,6 +392,82 @@ Test(limits, max_retained_bytes_by_config)
     check_max_retained(VIA_CONFIG);
 }
 
+/* ---- unix_send_buffer, and the library's send buffer ---------------------- */
+
+/* Bytes waiting in the kernel for `stalled` to read, once `pub` has sent
+ * 4 MB to it through the broker: the broker's send buffer is all that may
+ * wait there (a Unix stream socket charges them to the sender), the rest
+ * stays queued in the broker (max_pending, 8 MiB). Two flushes: the first
+ * has the broker handle every PUB, the second ends the loop iteration that
+ * wrote to `stalled`. */
+static int stalled_inq(void)
+{
+    sb_client *stalled = harness_client(&broker, "stalled", true);
+    sb_client *pub = harness_client(&broker, "pub", true);
+    cr_assert_eq(sb_subscribe(stalled, "usb.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(stalled, HARNESS_IO_MS), 0);
+    static uint8_t payload[1000];
+    for (int i = 0; i < 4000; i++) {
+        cr_assert_eq(sb_publish(pub, "usb.data", NULL, payload, sizeof(payload)), 0);
+    }
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
+    int inq = -1;
+    cr_assert_eq(ioctl(sb_fd(stalled), FIONREAD, &inq), 0, "FIONREAD: %s", strerror(errno));
+    sb_close(pub);
+    sb_close(stalled);
+    return inq;
+}
+
+/* 64 KiB, which the kernel doubles: 128 KiB may wait, plus the one buffer
+ * of a write that the kernel lets past its bound (at most 64 KiB here). By
+ * default 1 MiB, doubled, or all that net.core.wmem_max allows (at least
+ * its stock 208 KiB, doubled): far more than that. */
+static void check_unix_send_buffer(enum via via)
+{
+    start_with(via, "--unix-send-buffer", "unix_send_buffer", "65536", NULL);
+    int inq = stalled_inq();
+    cr_assert(inq > 32 * 1024 && inq <= 192 * 1024, "%d bytes wait for the subscriber", inq);
+    finish();
+
+    cr_assert_eq(harness_start(&broker, false, NULL), 0);
+    inq = stalled_inq();
+    cr_assert_gt(inq, 256 * 1024, "by default only %d bytes wait for the subscriber", inq);
+    finish();
+}
+
+Test(limits, unix_send_buffer_by_flag)
+{
+    check_unix_send_buffer(VIA_FLAG);
+}
+
+Test(limits, unix_send_buffer_by_config)
+{
+    check_unix_send_buffer(VIA_CONFIG);
+}
+
+/* The library's end of a Unix connection has the same send buffer (as the
+ * kernel sets it: doubled, within net.core.wmem_max), so that a client
+ * may have as much in flight to the broker as over TCP loopback, whose
+ * buffers grow by themselves. */
+Test(limits, the_library_sets_the_send_buffer_of_its_unix_socket)
+{
+    cr_assert_eq(harness_start(&broker, false, NULL), 0);
+    long wmem_max = 0;
+    FILE *f = fopen("/proc/sys/net/core/wmem_max", "r");
+    cr_assert_not_null(f);
+    cr_assert_eq(fscanf(f, "%ld", &wmem_max), 1);
+    fclose(f);
+    long want = 2 * (wmem_max < 1024 * 1024 ? wmem_max : 1024 * 1024);
+    sb_client *c = harness_client(&broker, "lib", true);
+    int sndbuf = 0;
+    socklen_t len = sizeof(sndbuf);
+    cr_assert_eq(getsockopt(sb_fd(c), SOL_SOCKET, SO_SNDBUF, &sndbuf, &len), 0);
+    cr_assert_eq(sndbuf, want, "SO_SNDBUF %d, expected %ld", sndbuf, want);
+    sb_close(c);
+    finish();
+}
+
 /* ---- max_subscription_bytes ----------------------------------------------- */
 
 /* `subscription_bytes` of client `id` in $SYS.CLIENTS, asked by `asker`. */
@@ -702,8 +779,8 @@ Test(limits, nofile_soft_limit_is_raised_for_max_connections)
 
 Test(limits, nofile_soft_limit_is_raised_for_max_unwelcomed)
 {
-    const char *const extra[] = {"--max-connections", "1000", "--max-unwelcomed", "700",
-                                 "--max-fds",         "100",  NULL};
+    const char *const extra[] = {
+        "--max-connections", "1000", "--max-unwelcomed", "700", "--max-fds", "100", NULL};
     check_nofile_raised(extra, 1000 + 700 + 100 + 64);
 }
 

@@ -34,6 +34,11 @@
 #define BENCH_RAW_READ (256u * 1024u)
 /* The sid the raw "subscription" carries, as a broker would set it. */
 #define BENCH_RAW_SID 1u
+/* Send buffer of both ends of a Unix pair: what the library sets on its
+ * end of a Unix connection and the broker on its own (unix_send_buffer's
+ * default), so that raw and relay rows have the same room in flight as
+ * the broker's rows. TCP sizes its buffers itself, for all rows alike. */
+#define BENCH_RAW_UNIX_SNDBUF (1024 * 1024)
 
 size_t bench_frame_size(const bench_job *job)
 {
@@ -44,7 +49,13 @@ size_t bench_frame_size(const bench_job *job)
 int bench_raw_pair(bench_transport t, int fds[2])
 {
     if (t == BENCH_RAW_UNIX || t == BENCH_RELAY_UNIX) {
-        return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0 ? -errno : 0;
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
+            return -errno;
+        }
+        int sndbuf = BENCH_RAW_UNIX_SNDBUF;
+        setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+        setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+        return 0;
     }
 
     struct sockaddr_in addr = {
