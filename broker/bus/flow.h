@@ -125,6 +125,29 @@ __attribute__((always_inline)) static inline bool flow_queue_msg(struct bus *b, 
 bool flow_queue_lossless(struct bus *b, struct peer *origin, struct peer *p, uint32_t sid,
                          uint8_t flags, const struct frame *pub, struct conn_shared *body);
 
+/*
+ * Queue `count` plain PUB frames pubs[0..bytes) (flag-less, no reply
+ * subject, one behind the other) as MSGs to `p` for subscription `sid`, in
+ * one copy, when they all fit its budget; their work was charged when
+ * they arrived (router.c). Returns false, queueing nothing, when they do
+ * not fit or `p` is ending: the caller then queues them one by one with
+ * flow_queue_msg(), which drops what must be dropped.
+ */
+static inline bool flow_queue_run(struct bus *b, struct peer *p, uint32_t sid, const uint8_t *pubs,
+                                  size_t bytes, uint32_t count)
+{
+    struct conn *c = &p->conn;
+    if (!conn_takes_output(c) || conn_pending(c) + bytes > b->cfg->max_pending ||
+        conn_queue_msgs(c, sid, pubs, bytes) < 0) {
+        return false;
+    }
+    p->msgs_out += count;
+    p->bytes_out += bytes;
+    b->stats.msgs_out += count;
+    b->stats.bytes_out += bytes;
+    return true;
+}
+
 /* conn_ops.drained: `c`'s queue has fallen to max_pending/2: its stall
  * ends and the publishers waiting for it resume. */
 void flow_drained(struct conn *c);

@@ -638,35 +638,19 @@ int router_publish_deferred(struct bus *b, struct peer *p, const struct frame *f
     return 0;
 }
 
-/* The run's frames, as MSGs to subscription `s`: in one copy when they all
- * fit under max_pending, with each header made a MSG's (op and sid: the
- * rest of a plain PUB's header is a plain MSG's); else one by one, each
- * queued or dropped as router_route() would. */
+/* The run's frames, as MSGs to subscription `s`: in one copy when they
+ * all fit, else one by one, each queued or dropped as router_route()
+ * would. */
 static void router_flush_to(struct bus *b, const struct run *run, struct sub *s)
 {
-    struct peer *p = s->peer;
-    struct conn *c = &p->conn;
     size_t bytes = (size_t)(run->end - run->start);
-    if (conn_takes_output(c) && conn_pending(c) + bytes <= b->cfg->max_pending &&
-        connbuf_reserve(&c->out, bytes) == 0) {
-        uint8_t *out = c->out.data + c->out.len;
-        memcpy(out, run->start, bytes);
-        for (uint8_t *m = out; m < out + bytes; m += frame_get_u32(m)) {
-            m[4] = FRAME_OP_MSG;
-            frame_put_u32(m + 12, s->sid);
-        }
-        c->out.len += bytes;
-        conn_mark_dirty(c);
-        p->msgs_out += run->count;
-        p->bytes_out += bytes;
-        b->stats.msgs_out += run->count;
-        b->stats.bytes_out += bytes;
+    if (flow_queue_run(b, s->peer, s->sid, run->start, bytes, run->count)) {
         return;
     }
     for (const uint8_t *m = run->start; m < run->end; m += frame_get_u32(m)) {
         struct frame f;
         if (frame_parse(m, (size_t)(run->end - m), UINT32_MAX, &f) == 0) { /* it was, once */
-            flow_queue_msg(b, p, s->sid, 0, &f, NULL);
+            flow_queue_msg(b, s->peer, s->sid, 0, &f, NULL);
         }
     }
 }

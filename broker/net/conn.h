@@ -301,6 +301,29 @@ static inline int conn_queue_msg(struct conn *c, uint32_t sid, uint8_t flags,
 }
 
 /*
+ * Queue the PUB frames pubs[0..bytes), one behind the other, each with no
+ * flag and no reply subject, as MSGs for subscription `sid`: in one copy,
+ * each header then made a MSG's in place (its op and sid: the rest of a
+ * plain PUB's header is a plain MSG's). The caller has decided that they
+ * fit (bus/flow.c). Returns 0 or -ENOMEM (nothing queued).
+ */
+static inline int conn_queue_msgs(struct conn *c, uint32_t sid, const uint8_t *pubs, size_t bytes)
+{
+    if (connbuf_reserve(&c->out, bytes) < 0) {
+        return -ENOMEM;
+    }
+    uint8_t *out = c->out.data + c->out.len;
+    memcpy(out, pubs, bytes);
+    for (uint8_t *m = out; m < out + bytes; m += frame_get_u32(m)) {
+        m[4] = FRAME_OP_MSG;
+        frame_put_u32(m + 12, sid);
+    }
+    c->out.len += bytes;
+    conn_mark_dirty(c);
+    return 0;
+}
+
+/*
  * Pause: handle no more of this connection's frames (those read already
  * wait in `in`) and stop reading from it, until conn_unpause(). The layer
  * above's backpressure (bus/flow.c): called while one of its frames is
