@@ -31,6 +31,13 @@ void matchcache_init(struct matchcache *c)
     c->gen = 1;
 }
 
+/* Slots allocated for an index of capacity cap: probes run on past the
+ * last home slot instead of wrapping round, and one more aligns them. */
+static size_t index_slots(size_t cap)
+{
+    return cap + MATCHCACHE_INDEX_PROBE_MAX + 1;
+}
+
 void matchcache_deinit(struct matchcache *c)
 {
     free(c->index_mem);
@@ -43,7 +50,7 @@ void matchcache_deinit(struct matchcache *c)
 void matchcache__index_clear(struct matchcache *c)
 {
     if (c->index != NULL) {
-        memset(c->index, 0, c->index_cap * sizeof(*c->index));
+        memset(c->index, 0, (index_slots(c->index_cap) - 1) * sizeof(*c->index));
     }
     c->index_used = 0;
 }
@@ -78,9 +85,8 @@ void matchcache_index_store(struct matchcache *c, uint64_t hash, const char *sub
         return;
     }
     uint32_t gen = (uint32_t)c->gen;
-    size_t i = matchcache__index_home(c, hash);
-    for (size_t probes = 0; probes < MATCHCACHE_INDEX_PROBE_MAX; probes++) {
-        struct matchcache_index_entry *e = &c->index[i];
+    struct matchcache_index_entry *e = &c->index[matchcache__index_home(c, hash)];
+    for (struct matchcache_index_entry *end = e + MATCHCACHE_INDEX_PROBE_MAX; e < end; e++) {
         if (e->gen != gen) {
             e->gen = gen;
             e->tag = (uint32_t)hash;
@@ -90,14 +96,14 @@ void matchcache_index_store(struct matchcache *c, uint64_t hash, const char *sub
             c->index_used++;
             return;
         }
-        i = i + 1 == c->index_cap ? 0 : i + 1;
     }
 }
 
-/* The heap bytes of an index of cap slots: one more, to align them. */
+/* The heap bytes of an index of cap slots: the slots a probe from the
+ * last one may run on to, and one more, to align them. */
 static size_t index_bytes(size_t cap)
 {
-    return mem_footprint((cap + 1) * sizeof(struct matchcache_index_entry));
+    return mem_footprint(index_slots(cap) * sizeof(struct matchcache_index_entry));
 }
 
 void matchcache_fit(struct matchcache *c, size_t subs)
@@ -118,7 +124,7 @@ void matchcache_fit(struct matchcache *c, size_t subs)
     if (index_bytes(cap) > subs * MATCHCACHE_INDEX_COST) {
         return; /* not for a handful of subscriptions */
     }
-    void *mem = calloc(cap + 1, sizeof(*c->index));
+    void *mem = calloc(index_slots(cap), sizeof(*c->index));
     if (mem == NULL) {
         return;
     }
@@ -140,14 +146,12 @@ size_t matchcache_index_max_probe(const struct matchcache *c, size_t *entries)
     size_t max = 0;
     size_t n = 0;
     uint32_t gen = (uint32_t)c->gen;
-    for (size_t i = 0; c->index != NULL && i < c->index_cap; i++) {
+    for (size_t i = 0; c->index != NULL && i < index_slots(c->index_cap) - 1; i++) {
         const struct matchcache_index_entry *e = &c->index[i];
         if (e->gen != gen) {
             continue;
         }
-        uint64_t hash = hash_subject(e->subject, e->subject_len);
-        size_t home = matchcache__index_home(c, hash);
-        size_t d = i >= home ? i - home : i + c->index_cap - home;
+        size_t d = i - matchcache__index_home(c, hash_subject(e->subject, e->subject_len));
         max = d > max ? d : max;
         n++;
     }
