@@ -6,7 +6,8 @@
  * generation of its slots wraps; it stops taking subjects at 3/4 full and
  * takes only short subjects that matched at most one node; and subjects
  * crafted to share a home slot, under a key the crafter knew, cost a
- * bounded probe and spread under another key. The values it holds are
+ * bounded probe and spread under another key; and the inline comparison
+ * of subjects sees every byte. The values it holds are
  * never looked into here: distinct addresses stand for nodes' records.
  */
 #include <criterion/criterion.h>
@@ -277,5 +278,29 @@ Test(matchcache, crafted_subjects_probe_briefly)
     cr_assert_leq(probe, 3, "longest probe %zu", probe);
     for (size_t i = 0; i < N; i++) {
         cr_assert_eq(find(found[i])->x, record(i + 1), "%s", found[i]);
+    }
+}
+
+/* The inline comparison of subjects, at every length a subject can be
+ * cached at: equal bytes are equal, and a difference in any one byte is
+ * seen (with the two strings at every alignment within a word). */
+Test(matchcache, subjects_compare_byte_for_byte)
+{
+    char a[MATCHCACHE_SUBJECT_MAX + 8];
+    char b[MATCHCACHE_SUBJECT_MAX + 8];
+    for (size_t shift = 0; shift < 8; shift++) {
+        for (size_t len = 1; len <= MATCHCACHE_SUBJECT_MAX; len++) {
+            char *x = a + shift;
+            char *y = b + (7 - shift);
+            for (size_t i = 0; i < len; i++) {
+                x[i] = y[i] = (char)('a' + (i * 7 + len) % 26);
+            }
+            cr_assert(matchcache__same(x, y, len), "length %zu", len);
+            for (size_t i = 0; i < len; i++) {
+                y[i] ^= 0x20;
+                cr_assert(!matchcache__same(x, y, len), "length %zu, byte %zu", len, i);
+                y[i] ^= 0x20;
+            }
+        }
     }
 }
