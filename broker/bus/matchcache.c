@@ -1,13 +1,58 @@
 /*
- * matchcache.c - filling the match cache (see matchcache.h); looking it
- * up is inline, on the path of every publish.
+ * matchcache.c - filling the match cache and its index, and sizing the
+ * index (see matchcache.h); looking them up is inline, on the path of
+ * every publish.
+ *
+ * The index is one calloc()ed array, aligned to a cache line inside its
+ * allocation, and reallocated empty rather than rehashed: every resize
+ * comes with an add or a remove, which invalidates every entry anyway.
+ * Its capacity need not be a power of two (the home slot scales the
+ * hash's top bits to it), so that it can follow the subscriptions
+ * closely: a new index gets 17/12 slots per subscription (90.7 bytes of
+ * the 96 charged) and is kept while the subscriptions stay within about
+ * 5% of what they were then (at least 4/3 slots, at most 96 bytes, per
+ * subscription). Between two resizes, then, the subscriptions change by
+ * a twentieth, so zeroing the new index costs each add or remove about
+ * 2 KiB of memset, amortized, however a client alternates them.
  */
 #include "matchcache.h"
+
+#include "mem.h"
+
+#include <stdlib.h>
+
+enum { LINE = 64 };
+
+_Static_assert(sizeof(struct matchcache_index_entry) == LINE, "an index slot is a cache line");
 
 void matchcache_init(struct matchcache *c)
 {
     memset(c, 0, sizeof(*c));
     c->gen = 1;
+}
+
+/* Slots allocated for an index of capacity cap: probes run on past the
+ * last home slot instead of wrapping round, and one more aligns them. */
+static size_t index_slots(size_t cap)
+{
+    return cap + MATCHCACHE_INDEX_PROBE_MAX + 1;
+}
+
+void matchcache_deinit(struct matchcache *c)
+{
+    free(c->index_mem);
+    c->index_mem = NULL;
+    c->index = NULL;
+    c->index_cap = 0;
+    c->index_used = 0;
+}
+
+void matchcache__index_clear(struct matchcache *c)
+{
+    if (c->index != NULL) {
+        memset(c->index, 0, (index_slots(c->index_cap) - 1) * sizeof(*c->index));
+    }
+    c->index_used = 0;
 }
 
 void matchcache_store(struct matchcache *c, struct matchcache_entry *e, uint64_t hash,
@@ -24,4 +69,92 @@ void matchcache_store(struct matchcache *c, struct matchcache_entry *e, uint64_t
     if (n > 0) { /* nodes may be NULL with none */
         memcpy(e->nodes, nodes, n * sizeof(*nodes));
     }
+}
+
+void matchcache_index_store(struct matchcache *c, uint64_t hash, const char *subject, size_t len,
+                            size_t n, const struct node_extra *x)
+{
+    if (c->index == NULL || n > 1 || len == 0 || len > MATCHCACHE_INDEX_SUBJECT_MAX) {
+        return;
+    }
+    if (c->index_gen != c->gen) { /* every entry went with the last invalidation */
+        c->index_gen = c->gen;
+        c->index_used = 0;
+    }
+    if (c->index_used >= c->index_cap / 4 * 3) {
+        return;
+    }
+    uint32_t gen = (uint32_t)c->gen;
+    struct matchcache_index_entry *e = &c->index[matchcache__index_home(c, hash)];
+    for (struct matchcache_index_entry *end = e + MATCHCACHE_INDEX_PROBE_MAX; e < end; e++) {
+        if (e->gen != gen) {
+            e->gen = gen;
+            e->tag = (uint32_t)hash;
+            e->x = x;
+            e->subject_len = (uint8_t)len;
+            memcpy(e->subject, subject, len);
+            c->index_used++;
+            return;
+        }
+    }
+}
+
+/* The heap bytes of an index of cap slots: the slots a probe from the
+ * last one may run on to, and one more, to align them. */
+static size_t index_bytes(size_t cap)
+{
+    return mem_footprint(index_slots(cap) * sizeof(struct matchcache_index_entry));
+}
+
+void matchcache_fit(struct matchcache *c, size_t subs)
+{
+    if (subs < MATCHCACHE_INDEX_MIN_SUBS) {
+        matchcache_deinit(c);
+        return;
+    }
+    /* Keep the index while it has at least 4/3 slots per subscription (so
+     * that 3/4 full holds a subject per subscription) and costs no more
+     * than the subscriptions pay for it. */
+    if (c->index != NULL && c->index_cap * 3 >= subs * 4 &&
+        index_bytes(c->index_cap) <= subs * MATCHCACHE_INDEX_COST) {
+        return;
+    }
+    matchcache_deinit(c);
+    size_t cap = (subs * 17 + 11) / 12; /* at least 4/3 of subs */
+    if (index_bytes(cap) > subs * MATCHCACHE_INDEX_COST) {
+        return; /* not for a handful of subscriptions */
+    }
+    void *mem = calloc(index_slots(cap), sizeof(*c->index));
+    if (mem == NULL) {
+        return;
+    }
+    uintptr_t at = ((uintptr_t)mem + LINE - 1) & ~(uintptr_t)(LINE - 1);
+    c->index_mem = mem;
+    c->index = (struct matchcache_index_entry *)at;
+    c->index_cap = cap;
+    c->index_used = 0;
+    c->index_gen = c->gen;
+}
+
+size_t matchcache_index_bytes(const struct matchcache *c)
+{
+    return c->index != NULL ? index_bytes(c->index_cap) : 0;
+}
+
+size_t matchcache_index_max_probe(const struct matchcache *c, size_t *entries)
+{
+    size_t max = 0;
+    size_t n = 0;
+    uint32_t gen = (uint32_t)c->gen;
+    for (size_t i = 0; c->index != NULL && i < index_slots(c->index_cap) - 1; i++) {
+        const struct matchcache_index_entry *e = &c->index[i];
+        if (e->gen != gen) {
+            continue;
+        }
+        size_t d = i - matchcache__index_home(c, hash_subject(e->subject, e->subject_len));
+        max = d > max ? d : max;
+        n++;
+    }
+    *entries = n;
+    return max;
 }

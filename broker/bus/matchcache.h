@@ -19,6 +19,33 @@
  * its subject, a few hundred nanoseconds for a short subject) instead of
  * the hit. That bounds the harm a churning client does to a slowdown of
  * each publish by its subject's length, never a stall.
+ *
+ * Behind those 256 entries, once the trie holds MATCHCACHE_INDEX_MIN_SUBS
+ * subscriptions or more, sits the index: an open-addressing table of
+ * 64-byte slots (one cache line each), each a subject of up to
+ * MATCHCACHE_INDEX_SUBJECT_MAX bytes and the subscriptions of the one node
+ * it matched (the node's extra record, which lives at least as long as
+ * the generation it was stored in; NULL for none), sized by the number of
+ * subscriptions. A publisher cycling over many subjects misses the 256
+ * entries every time; the index then answers with one probe into a table
+ * slot, one cache miss, where the walk took two per token in a large child
+ * table, plus the validation, one SipHash per token and a load of the
+ * node. It is a cache, not a second trie: filled by walks, emptied by the
+ * same generation as the entries above (a slot of an older generation is
+ * empty), it takes a subject only while it is less than 3/4 full, never
+ * evicts, and a lookup probes at most MATCHCACHE_INDEX_PROBE_MAX slots
+ * (running on past the last home slot into as many more, rather than
+ * wrapping round).
+ * Subjects that match several nodes (wildcards) stay with the walk and the
+ * 256 entries.
+ *
+ * Memory: the index has at least 4/3 slots per subscription (so that 3/4
+ * full holds a subject per subscription) and at most
+ * MATCHCACHE_INDEX_COST heap bytes per subscription, which subtrie_cost()
+ * charges every subscription; an add or a remove that takes it out of
+ * that range reallocates it, empty, in the middle of the range. A client
+ * publishing many distinct subjects fills it up to 3/4 and no further: the
+ * subjects that do not fit take the walk, as without an index.
  */
 #ifndef SOCKBUS_MATCHCACHE_H
 #define SOCKBUS_MATCHCACHE_H
@@ -31,12 +58,30 @@
 #include <string.h>
 
 struct subtrie_node;
+struct node_extra; /* subtrie_node.h: a node's subscriptions */
 
 enum {
     MATCHCACHE_BITS = 8,
     MATCHCACHE_ENTRIES = 1 << MATCHCACHE_BITS,
     MATCHCACHE_SUBJECT_MAX = HASH_SUBJECT_MAX, /* longer subjects are not cached */
     MATCHCACHE_NODES_MAX = 8,                  /* subjects matching more are not cached */
+    MATCHCACHE_INDEX_MIN_SUBS = 512,           /* fewer subscriptions: no index */
+    MATCHCACHE_INDEX_SUBJECT_MAX = 47,         /* longer subjects are not indexed */
+    MATCHCACHE_INDEX_PROBE_MAX = 32,           /* slots a lookup or a store looks at */
+    /* Heap bytes of the index per subscription, at most: 1.5 slots. */
+    MATCHCACHE_INDEX_COST = 96,
+};
+
+/* One slot of the index: 64 bytes, a cache line. gen holds the low 32
+ * bits of the cache's generation (matchcache_invalidate() skips the value
+ * 0, which marks a slot never written, and clears the index when they
+ * wrap). */
+struct matchcache_index_entry {
+    uint32_t gen;
+    uint32_t tag;               /* low bits of the subject's hash: most probes stop here */
+    const struct node_extra *x; /* NULL: the subject reaches no subscription */
+    uint8_t subject_len;
+    char subject[MATCHCACHE_INDEX_SUBJECT_MAX];
 };
 
 struct matchcache_entry {
@@ -51,15 +96,79 @@ struct matchcache_entry {
 struct matchcache {
     uint64_t gen; /* starts at 1 */
     struct matchcache_entry entries[MATCHCACHE_ENTRIES];
+    struct matchcache_index_entry *index; /* NULL: none; 64-byte aligned */
+    void *index_mem;                      /* its allocation */
+    size_t index_cap;                     /* slots */
+    size_t index_used;                    /* slots of generation index_gen */
+    uint64_t index_gen;
 };
 
-/* An empty cache. */
+/* An empty cache, without an index. */
 void matchcache_init(struct matchcache *c);
 
-/* Forget every entry: the trie has changed. */
+/* Free the index. The cache is empty after it. */
+void matchcache_deinit(struct matchcache *c);
+
+/* The generation's low 32 bits wrapped: empty the index (see below). */
+void matchcache__index_clear(struct matchcache *c);
+
+/* Forget every entry: the trie has changed. Once in 2^32 calls this also
+ * zeroes the index, so that an index slot's 32-bit generation can never
+ * come round to the current one again. */
 static inline void matchcache_invalidate(struct matchcache *c)
 {
     c->gen++;
+    if ((uint32_t)c->gen == 0) {
+        c->gen++;
+        matchcache__index_clear(c);
+    }
+}
+
+/* Size the index for `subs` subscriptions (the trie's count after an add
+ * or a remove): none below MATCHCACHE_INDEX_MIN_SUBS, else at least 4/3
+ * slots and at most MATCHCACHE_INDEX_COST bytes per subscription,
+ * reallocated (empty) only when outside that range. Call it after
+ * matchcache_invalidate(). Never fails: without memory for a new index
+ * there is none, and matching walks. */
+void matchcache_fit(struct matchcache *c, size_t subs);
+
+/* The heap bytes of the index now (mem_footprint(); 0 without one). */
+size_t matchcache_index_bytes(const struct matchcache *c);
+
+/* The longest distance, in slots, of a current index entry from the slot
+ * its hash names, and the number of current entries. For tests. */
+size_t matchcache_index_max_probe(const struct matchcache *c, size_t *entries);
+
+/* Are a[0..len) and b[0..len) the same bytes (len >= 1)? Inline, without
+ * a call: a subject is compared on every hit, and is short. Words of 8
+ * bytes (the last one overlapping the one before it), or for fewer than 8
+ * bytes two overlapping halves or three bytes, as hash_subject() reads
+ * them; nothing outside the two ranges is read. */
+static inline bool matchcache__same(const char *a, const char *b, size_t len)
+{
+    if (len >= 8) {
+        uint64_t x;
+        uint64_t y;
+        uint64_t diff = 0;
+        for (size_t i = 0; i + 8 < len; i += 8) {
+            memcpy(&x, a + i, 8);
+            memcpy(&y, b + i, 8);
+            diff |= x ^ y;
+        }
+        memcpy(&x, a + len - 8, 8);
+        memcpy(&y, b + len - 8, 8);
+        return (diff | (x ^ y)) == 0;
+    }
+    if (len >= 4) {
+        uint32_t x[2];
+        uint32_t y[2];
+        memcpy(&x[0], a, 4);
+        memcpy(&x[1], a + len - 4, 4);
+        memcpy(&y[0], b, 4);
+        memcpy(&y[1], b + len - 4, 4);
+        return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
+    }
+    return a[0] == b[0] && a[len / 2] == b[len / 2] && a[len - 1] == b[len - 1];
 }
 
 /* The entry where subject[0..len) is, or would be, cached, with its hash in
@@ -80,12 +189,48 @@ static inline bool matchcache_holds(const struct matchcache *c, const struct mat
                                     uint64_t hash, const char *subject, size_t len)
 {
     return e->gen == c->gen && e->hash == hash && e->subject_len == len &&
-           memcmp(e->subject, subject, len) == 0;
+           matchcache__same(e->subject, subject, len);
 }
 
 /* Keep, in entry `e` (from matchcache_slot()), that the subject of `hash`
  * matched nodes[0..n); more than MATCHCACHE_NODES_MAX are not kept. */
 void matchcache_store(struct matchcache *c, struct matchcache_entry *e, uint64_t hash,
                       const char *subject, size_t len, struct subtrie_node *const *nodes, size_t n);
+
+/* The index's home slot for `hash`: its top 32 bits scaled to the
+ * capacity, which need not be a power of two. */
+static inline size_t matchcache__index_home(const struct matchcache *c, uint64_t hash)
+{
+    return (size_t)(((hash >> 32) * (uint64_t)c->index_cap) >> 32);
+}
+
+/* The index entry of subject[0..len) (hash from matchcache_slot()), or
+ * NULL when the index has none (or there is no index). The entry's record
+ * holds every subscription the subject matches. */
+static inline const struct matchcache_index_entry *
+matchcache_index_find(const struct matchcache *c, uint64_t hash, const char *subject, size_t len)
+{
+    if (c->index == NULL || len > MATCHCACHE_INDEX_SUBJECT_MAX) {
+        return NULL;
+    }
+    uint32_t gen = (uint32_t)c->gen;
+    uint32_t tag = (uint32_t)hash;
+    const struct matchcache_index_entry *e = &c->index[matchcache__index_home(c, hash)];
+    const struct matchcache_index_entry *end = e + MATCHCACHE_INDEX_PROBE_MAX;
+    for (; e < end && e->gen == gen; e++) { /* an empty slot ends the run */
+        if (e->tag == tag && e->subject_len == len && matchcache__same(e->subject, subject, len)) {
+            return e;
+        }
+    }
+    return NULL;
+}
+
+/* Keep in the index that the subject of `hash` (valid, just walked)
+ * matched nodes[0..n), whose subscriptions are in x: NULL when n is 0 or
+ * the node has none. Kept only for n <= 1, a subject of at most
+ * MATCHCACHE_INDEX_SUBJECT_MAX bytes, an index less than 3/4 full, and a
+ * free slot within MATCHCACHE_INDEX_PROBE_MAX of its home. */
+void matchcache_index_store(struct matchcache *c, uint64_t hash, const char *subject, size_t len,
+                            size_t n, const struct node_extra *x);
 
 #endif /* SOCKBUS_MATCHCACHE_H */

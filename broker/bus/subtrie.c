@@ -268,6 +268,7 @@ void subtrie_free(struct subtrie *t)
         return;
     }
     node_free_tree(t->root);
+    matchcache_deinit(&t->cache);
     free(t->walk.v);
     free(t);
 }
@@ -330,6 +331,7 @@ int subtrie_add(struct subtrie *t, struct subtrie_sub *s, const char *pattern, s
     }
     s->node = n;
     t->count++;
+    matchcache_fit(&t->cache, t->count);
     return 0;
 }
 
@@ -354,6 +356,7 @@ void subtrie_remove(struct subtrie *t, struct subtrie_sub *s, const char *patter
     s->node = NULL;
     s->group = NULL;
     t->count--;
+    matchcache_fit(&t->cache, t->count);
     extra_drop_if_empty(n);
     if (!node_is_empty(n)) {
         return;

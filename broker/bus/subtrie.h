@@ -83,9 +83,10 @@ void subtrie_remove(struct subtrie *t, struct subtrie_sub *s, const char *patter
  * An upper bound of the heap bytes that adding one subscription under this
  * pattern (and a queue group name of queue_len bytes) can make the trie
  * hold: a node for every token, its place in its parent's table, the
- * records a node needs for wildcard children and subscriptions, and the
- * group. Shared nodes are counted for every subscription through them, so
- * the sum over the live subscriptions bounds the trie's memory.
+ * records a node needs for wildcard children and subscriptions, the
+ * group, and its share of the match cache's index (MATCHCACHE_INDEX_COST).
+ * Shared nodes are counted for every subscription through them, so the sum
+ * over the live subscriptions bounds the trie's memory.
  */
 size_t subtrie_cost(const char *pattern, size_t pattern_len, size_t queue_len);
 
@@ -135,8 +136,9 @@ size_t subtrie_node_count(const struct subtrie *t);
 size_t subtrie_max_probe(const struct subtrie *t);
 
 /* The heap bytes of the trie's nodes, records, groups and tables besides
- * the root (mem_footprint()), which the subtrie_cost() of the live
- * subscriptions bounds. Walks the whole trie: for tests. */
+ * the root, and of the match cache's index (mem_footprint()), which the
+ * subtrie_cost() of the live subscriptions bounds. Walks the whole trie:
+ * for tests. */
 size_t subtrie_heap_bytes(const struct subtrie *t);
 
 /* Release the storage of a result and zero it. Accepts NULL. */

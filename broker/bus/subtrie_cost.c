@@ -3,9 +3,10 @@
  * subtrie_node.h). subtrie_cost() is the bound the router charges a
  * subscription before it is added: it follows node_size(), group_size()
  * and the tables' worst case, so that the sum over the live subscriptions
- * bounds subtrie_heap_bytes(), which walks the real trie; the unit tests
- * hold the two together. The walks here visit the whole trie and are for
- * tests and statistics only, never on a client's path.
+ * bounds subtrie_heap_bytes(), which walks the real trie (and adds the
+ * match cache's index, which the trie sizes by its subscriptions); the
+ * unit tests hold the two together. The walks here visit the whole trie
+ * and are for tests and statistics only, never on a client's path.
  */
 #include "subtrie.h"
 
@@ -20,7 +21,9 @@
 size_t subtrie_cost(const char *pattern, size_t pattern_len, size_t queue_len)
 {
     size_t extra = mem_footprint(sizeof(struct node_extra));
-    size_t cost = extra; /* the last node's, for the subscription */
+    /* The last node's extra record, for the subscription, and its share of
+     * the match cache's index (matchcache_fit()). */
+    size_t cost = extra + MATCHCACHE_INDEX_COST;
     const char *tok;
     size_t tl;
     for (size_t pos = 0; subject_next_token(pattern, pattern_len, &pos, &tok, &tl);) {
@@ -98,5 +101,5 @@ static size_t node_heap_bytes(const struct subtrie_node *n)
 
 size_t subtrie_heap_bytes(const struct subtrie *t)
 {
-    return node_heap_bytes(t->root);
+    return node_heap_bytes(t->root) + matchcache_index_bytes(&t->cache);
 }

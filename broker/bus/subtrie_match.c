@@ -19,7 +19,10 @@
  *
  * In front of the walk sits a small match cache (matchcache.h): publishers
  * tend to repeat subjects, and a hit costs one hash and one memcmp of the
- * subject instead of a walk and a validation.
+ * subject instead of a walk and a validation. Behind it, in a trie of many
+ * subscriptions, the cache's index: a publisher cycling over more subjects
+ * than the cache's 256 entries finds each in one probe of the index
+ * instead of a walk through large child tables.
  *
  * Where a token ends is subject_token_len(), and the `$` rule is
  * subject_wildcard_may_take() (subject.h): the grammar is written once, in
@@ -67,15 +70,11 @@ static int group_emit(struct subtrie_group *g, subtrie_accept_fn accept, void *a
     return 0;
 }
 
-/* Everything n's patterns contribute: all plain subscriptions that
- * `accept` takes, and one member of each group. */
-static int node_emit(const struct subtrie_node *n, subtrie_accept_fn accept, void *arg,
-                     struct subtrie_result *res)
+/* Everything the patterns of a node with record x contribute: all plain
+ * subscriptions that `accept` takes, and one member of each group. */
+static inline int extra_emit(const struct node_extra *x, subtrie_accept_fn accept, void *arg,
+                             struct subtrie_result *res)
 {
-    const struct node_extra *x = n->x;
-    if (x == NULL) {
-        return 0;
-    }
     struct subtrie_sub *first = x->plain;
     if (first != NULL) {
         struct subtrie_sub *s = first;
@@ -99,6 +98,12 @@ static int node_emit(const struct subtrie_node *n, subtrie_accept_fn accept, voi
         }
     }
     return 0;
+}
+
+static inline int node_emit(const struct subtrie_node *n, subtrie_accept_fn accept, void *arg,
+                            struct subtrie_result *res)
+{
+    return n->x != NULL ? extra_emit(n->x, accept, arg, res) : 0;
 }
 
 static int walk_push(struct node_list *l, struct subtrie_node *n)
@@ -160,6 +165,55 @@ static int emit_nodes(struct subtrie_node *const *nodes, size_t n, subtrie_accep
     return 0;
 }
 
+/*
+ * Past the 256 entries, in two steps out of line (each a jump from the
+ * one before, as they take the arguments of subtrie_match_filter()), so
+ * that neither the hit in the entries nor the hit in the index carries
+ * the registers of the walk. The subject's entry (NULL when the subject is
+ * too long for one) and hash come in t->miss_entry and t->miss_hash.
+ */
+
+/* Validate (which also bounds the recursion), walk, and keep the walk's
+ * nodes when they fit an entry, and in the index. */
+static __attribute__((noinline)) int match_walk(struct subtrie *t, const char *subject,
+                                                size_t subject_len, subtrie_accept_fn accept,
+                                                void *arg, struct subtrie_result *res)
+{
+    if (!sb_subject_valid(subject, subject_len)) {
+        return -EINVAL;
+    }
+    t->walk.len = 0;
+    int err = match_below(t->root, subject, subject_len, true, &t->walk);
+    if (err < 0) {
+        return err;
+    }
+    struct matchcache_entry *e = t->miss_entry;
+    if (e != NULL) {
+        uint64_t hash = t->miss_hash;
+        matchcache_store(&t->cache, e, hash, subject, subject_len, t->walk.v, t->walk.len);
+        matchcache_index_store(&t->cache, hash, subject, subject_len, t->walk.len,
+                               t->walk.len == 1 ? t->walk.v[0]->x : NULL);
+    }
+    return emit_nodes(t->walk.v, t->walk.len, accept, arg, res);
+}
+
+/* The index, when the trie is large enough to have one. Its entry leads
+ * straight to the subscriptions (one load fewer than through the node). A
+ * subject found there is not copied into the 256 entries: a publisher
+ * cycling over more subjects than that would only overwrite them. */
+static __attribute__((noinline)) int match_index(struct subtrie *t, const char *subject,
+                                                 size_t subject_len, subtrie_accept_fn accept,
+                                                 void *arg, struct subtrie_result *res)
+{
+    const struct matchcache_index_entry *ie =
+        t->miss_entry != NULL ? matchcache_index_find(&t->cache, t->miss_hash, subject, subject_len)
+                              : NULL;
+    if (ie == NULL) {
+        return match_walk(t, subject, subject_len, accept, arg, res);
+    }
+    return ie->x != NULL ? extra_emit(ie->x, accept, arg, res) : 0;
+}
+
 int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_len,
                          subtrie_accept_fn accept, void *arg, struct subtrie_result *res)
 {
@@ -169,20 +223,9 @@ int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_
     if (e != NULL && matchcache_holds(&t->cache, e, hash, subject, subject_len)) {
         return emit_nodes(e->nodes, e->nnodes, accept, arg, res);
     }
-    /* A miss: validate (which also bounds the recursion), walk, and keep
-     * the walk's nodes when they fit an entry. */
-    if (!sb_subject_valid(subject, subject_len)) {
-        return -EINVAL;
-    }
-    t->walk.len = 0;
-    int err = match_below(t->root, subject, subject_len, true, &t->walk);
-    if (err < 0) {
-        return err;
-    }
-    if (e != NULL) {
-        matchcache_store(&t->cache, e, hash, subject, subject_len, t->walk.v, t->walk.len);
-    }
-    return emit_nodes(t->walk.v, t->walk.len, accept, arg, res);
+    t->miss_entry = e;
+    t->miss_hash = hash;
+    return match_index(t, subject, subject_len, accept, arg, res);
 }
 
 int subtrie_match(struct subtrie *t, const char *subject, size_t subject_len,

@@ -56,6 +56,10 @@ struct subtrie {
     size_t count; /* subscriptions, plain and grouped */
     size_t nodes; /* nodes besides the root */
     struct node_list walk;
+    /* The match cache's entry and hash of the subject being matched, for
+     * the path past a miss in the entries (subtrie_match.c). */
+    struct matchcache_entry *miss_entry;
+    uint64_t miss_hash;
     /* The path from the root to a node being added or freed. */
     struct subtrie_node *path[TRIE_DEPTH_MAX + 1];
     struct matchcache cache; /* invalidated by every add and remove */

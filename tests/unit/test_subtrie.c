@@ -8,8 +8,9 @@
  * single patterns (and that the table agrees with sb_pattern_match()),
  * then several patterns at once, queue groups, removal, a randomized
  * cross-check against brute force, 100,000 literals under one parent,
- * tokens crafted to collide under the old unkeyed hash, and what a
- * subscription is charged.
+ * tokens crafted to collide under the old unkeyed hash, what a
+ * subscription is charged, and the match cache's index over many
+ * subjects.
  */
 #include <criterion/criterion.h>
 
@@ -20,6 +21,7 @@
 #include "router.h"
 #include "sockbus.h"
 #include "subtrie.h"
+#include "subtrie_node.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -1133,4 +1135,80 @@ Test(subtrie, cache_follows_adds_and_removes)
     cr_assert_eq(subtrie_match(t, "c..d", 4, &out), -EINVAL);
     subtrie_result_deinit(&out);
     subtrie_free(t);
+}
+
+/*
+ * 2,000 subscriptions on distinct subjects, published in a cycle (more
+ * subjects than the match cache's 256 entries): after one pass nearly
+ * every subject is in the cache's index, and the next passes, answered from it,
+ * agree with the walk; a queue group answered from it still rotates
+ * exactly; a wildcard added or a subscription removed is seen at once (the
+ * index never answers for a trie that changed, nor points at a freed
+ * record, which the sanitizer build would catch); and what the
+ * subscriptions are charged bounds the trie and the index together.
+ */
+Test(subtrie, many_subjects_are_indexed_and_follow_changes)
+{
+    enum { N = 2000, GROUP = 3 };
+    static char subjects[N][32];
+    for (size_t i = 0; i < N; i++) {
+        snprintf(subjects[i], sizeof(subjects[i]), "plant.line-%zu.temp", i);
+        cr_assert_eq(add(subjects[i], i + 1), 0);
+    }
+    for (uintptr_t m = 0; m < GROUP; m++) {
+        cr_assert_eq(addq("plant.line-g.temp", "workers", 10000 + m), 0);
+    }
+    for (size_t i = 0; i < N; i++) {
+        EXPECT(subjects[i], i + 1);
+    }
+    /* All but the few whose home slot is deep in one of the longest probe
+     * runs (linear probing, 70% full): those take the walk each time. */
+    size_t indexed;
+    size_t probe = matchcache_index_max_probe(&trie->cache, &indexed);
+    cr_assert_geq(indexed, N - N / 50, "%zu subjects indexed", indexed);
+    cr_assert_lt(probe, MATCHCACHE_INDEX_PROBE_MAX);
+
+    /* From the index now, with the group's turns in between. */
+    size_t turns[GROUP] = {0};
+    for (int pass = 0; pass < 3; pass++) {
+        for (size_t i = 0; i < N; i++) {
+            EXPECT(subjects[i], i + 1);
+            if (i % 500 == 0) {
+                cr_assert_eq(subtrie_match(trie, "plant.line-g.temp", 17, &res), 0);
+                cr_assert_eq(res.len, 1);
+                turns[id_of(res.items[0]) - 10000]++;
+            }
+        }
+    }
+    for (size_t m = 0; m < GROUP; m++) {
+        cr_assert_eq(turns[m], 4, "member %zu had %zu turns of 12", m, turns[m]);
+    }
+
+    size_t charged = 0;
+    for (size_t i = 0; i < reg_len; i++) {
+        const char *q = reg[i]->queue;
+        charged += subtrie_cost(reg[i]->pattern, strlen(reg[i]->pattern), q ? strlen(q) : 0);
+    }
+    cr_assert_gt(matchcache_index_bytes(&trie->cache), 0);
+    cr_assert_geq(charged, subtrie_heap_bytes(trie), "charged %zu, held %zu", charged,
+                  subtrie_heap_bytes(trie));
+
+    cr_assert_eq(add("plant.*.temp", 99999), 0);
+    for (size_t i = 0; i < N; i += 7) {
+        EXPECT(subjects[i], i + 1, 99999);
+    }
+    cr_assert_eq(del("plant.*.temp", 99999), 0);
+    for (size_t i = 0; i < N; i += 2) {
+        EXPECT(subjects[i], i + 1); /* back in the index */
+    }
+    for (size_t i = 0; i < N; i += 2) {
+        cr_assert_eq(del(subjects[i], i + 1), 0);
+    }
+    for (size_t i = 0; i < N; i++) {
+        if (i % 2 == 0) {
+            EXPECT_NONE(subjects[i]);
+        } else {
+            EXPECT(subjects[i], i + 1);
+        }
+    }
 }
