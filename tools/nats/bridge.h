@@ -72,23 +72,30 @@ int bridge_options_parse(struct bridge_options *o, int argc, char **argv);
 void bridge_options_deinit(struct bridge_options *o);
 
 /* Reply subjects by token: a ring of `cap` slots, the newest `cap`
- * requests remembered (bridge_replies.c). */
+ * requests remembered (bridge_replies.c). A token is BRIDGE_TOKEN_LEN hex
+ * digits: the request's number, then a keyed tag that makes it
+ * unguessable. */
+#define BRIDGE_TOKEN_LEN 32
+
 struct bridge_replies {
     char **subjects;
-    uint64_t *tokens;
+    uint64_t *numbers; /* the request number each slot holds; 0: none */
     uint32_t cap;
     uint64_t next;
+    uint64_t key[2]; /* the tags' SipHash key, from getrandom() */
 };
 
 int bridge_replies_init(struct bridge_replies *r, uint32_t cap);
 void bridge_replies_deinit(struct bridge_replies *r);
-/* Remember `subject` (len bytes); writes its token to *token. */
-int bridge_replies_put(struct bridge_replies *r, const char *subject, size_t len, uint64_t *token);
-/* The subject of `token`, or NULL when it was never given or is forgotten. */
-const char *bridge_replies_get(const struct bridge_replies *r, uint64_t token);
+/* Remember `subject` (len bytes); writes its token, NUL terminated. */
+int bridge_replies_put(struct bridge_replies *r, const char *subject, size_t len,
+                       char token[BRIDGE_TOKEN_LEN + 1]);
+/* The subject of `token` (len bytes), or NULL when it was never given out
+ * (a guess) or is forgotten. */
+const char *bridge_replies_get(const struct bridge_replies *r, const char *token, size_t len);
 /* The token at the end of `subject` after `prefix`; -EINVAL if none. */
 int bridge_replies_token(const char *subject, size_t len, const char *prefix, size_t prefix_len,
-                         uint64_t *token);
+                         const char **token, size_t *token_len);
 
 /* The counters, docs/scaling.md "Counters". */
 struct bridge_stats {
@@ -100,7 +107,7 @@ struct bridge_stats {
     uint64_t dropped_export;   /* bus -> NATS: NATS refused it (away, buffer full) */
     uint64_t dropped_import;   /* NATS -> bus: the bus was away or refused it */
     uint64_t dropped_bus_slow; /* the broker's DROPPED for the bridge */
-    uint64_t dropped_replies;  /* replies whose request was forgotten */
+    uint64_t dropped_replies;  /* replies to a forgotten request or a token never given */
     uint64_t loops;            /* our own messages back from NATS, ignored */
     uint64_t bus_errors;       /* ERRs from the broker */
     uint64_t bus_reconnects;
@@ -142,8 +149,8 @@ struct bridge {
     bool bus_told_drops; /* said once per outage that imports are dropped */
     bool bus_was_up;
     bool lossless_refused;
-        /* the broker's ACL forbids lossless exports */ /* connected before: the next connect is a
-                                                           reconnect */
+    /* the broker's ACL forbids lossless exports */ /* connected before: the next connect is a
+                                                       reconnect */
 
     /* The NATS side. */
     natsConnection *nc;

@@ -156,12 +156,12 @@ void bridge_bus_import(struct bridge *b, natsMsg *m)
     };
     const char *nreply = natsMsg_GetReply(m);
     if (nreply != NULL && nreply[0] != '\0') {
-        uint64_t token;
-        if (bridge_replies_put(&b->to_nats, nreply, strlen(nreply), &token) < 0) {
+        char token[BRIDGE_TOKEN_LEN + 1];
+        if (bridge_replies_put(&b->to_nats, nreply, strlen(nreply), token) < 0) {
             b->stats.dropped_import++;
             return;
         }
-        snprintf(reply, sizeof(reply), "%s%llu", b->inbox_prefix, (unsigned long long)token);
+        snprintf(reply, sizeof(reply), "%s%s", b->inbox_prefix, token);
         pub.reply = reply;
         b->stats.requests++;
     }
@@ -178,11 +178,12 @@ void bridge_bus_import(struct bridge *b, natsMsg *m)
 void bridge_bus_reply_from_nats(struct bridge *b, natsMsg *m)
 {
     const char *subject = natsMsg_GetSubject(m);
-    uint64_t token;
+    const char *token;
+    size_t token_len;
     const char *to = NULL;
-    if (bridge_replies_token(subject, strlen(subject), b->nats_inbox, b->nats_inbox_len, &token) ==
-        0) {
-        to = bridge_replies_get(&b->to_bus, token);
+    if (bridge_replies_token(subject, strlen(subject), b->nats_inbox, b->nats_inbox_len, &token,
+                             &token_len) == 0) {
+        to = bridge_replies_get(&b->to_bus, token, token_len);
     }
     if (to == NULL || b->bus == NULL) {
         b->stats.dropped_replies++;

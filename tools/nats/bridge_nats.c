@@ -380,12 +380,12 @@ void bridge_nats_export(struct bridge *b, const sb_msg *m)
     char reply[160];
     const char *nreply = NULL;
     if (m->reply_len > 0) {
-        uint64_t token;
-        if (bridge_replies_put(&b->to_bus, m->reply, m->reply_len, &token) < 0) {
+        char token[BRIDGE_TOKEN_LEN + 1];
+        if (bridge_replies_put(&b->to_bus, m->reply, m->reply_len, token) < 0) {
             b->stats.dropped_export++;
             return;
         }
-        snprintf(reply, sizeof(reply), "%s%llu", b->nats_inbox, (unsigned long long)token);
+        snprintf(reply, sizeof(reply), "%s%s", b->nats_inbox, token);
         nreply = reply;
         b->stats.requests++;
     }
@@ -470,15 +470,16 @@ int bridge_nats_no_responders_due(struct bridge *b, int64_t now_ms)
 
 void bridge_nats_reply_from_bus(struct bridge *b, const sb_msg *m)
 {
-    uint64_t token;
+    const char *token;
+    size_t token_len;
     const char *to = NULL;
     if (bridge_replies_token(m->subject, m->subject_len, b->inbox_prefix, b->inbox_prefix_len,
-                             &token) == 0) {
-        to = bridge_replies_get(&b->to_nats, token);
+                             &token, &token_len) == 0) {
+        to = bridge_replies_get(&b->to_nats, token, token_len);
     }
     if (to == NULL) {
         b->stats.dropped_replies++;
-        bridge_log(b, BRIDGE_LOG_VERBOSE, "dropped a reply for a forgotten request");
+        bridge_log(b, BRIDGE_LOG_VERBOSE, "dropped a reply to an unknown or forgotten request");
         return;
     }
     if (m->flags & SB_MSG_NO_RESPONDERS) {

@@ -60,9 +60,19 @@ int64_t bridge_now_ms(void)
 static int bridge_init(struct bridge *b)
 {
     b->export_sids = calloc(b->opt.exports.len + 1, sizeof(*b->export_sids));
-    if (b->export_sids == NULL || bridge_replies_init(&b->to_bus, b->opt.max_requests) < 0 ||
-        bridge_replies_init(&b->to_nats, b->opt.max_requests) < 0) {
+    if (b->export_sids == NULL) {
         return -ENOMEM;
+    }
+    int r = bridge_replies_init(&b->to_bus, b->opt.max_requests);
+    if (r == 0) {
+        r = bridge_replies_init(&b->to_nats, b->opt.max_requests);
+    }
+    if (r < 0) {
+        bridge_log(b, BRIDGE_LOG_QUIET,
+                   "cannot set up the tables of requests in flight (%u each way): %s; try a "
+                   "smaller --max-requests",
+                   b->opt.max_requests, strerror(-r));
+        return r;
     }
     snprintf(b->stats_subject, sizeof(b->stats_subject), "$BRIDGE.%s.STATS", b->opt.name);
     bridge_reconnect_init(b);
