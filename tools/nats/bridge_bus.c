@@ -22,6 +22,7 @@
 #include "bridge.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -113,6 +114,12 @@ int bridge_bus_subscribe(struct bridge *b)
                    "counted as dropped_bus_slow)");
     }
     return r;
+}
+
+bool bridge_bus_writable(struct bridge *b)
+{
+    struct pollfd p = {.fd = sb_fd(b->bus), .events = POLLOUT};
+    return poll(&p, 1, 0) > 0 && (p.revents & POLLOUT);
 }
 
 /* A publish here failed: a message-level refusal, or the connection. */
