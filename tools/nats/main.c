@@ -3,8 +3,9 @@
  *
  * One thread runs the loop below; it owns both connections and waits in
  * poll() for four things: the bus socket (sb_events()), the NATS socket
- * (libnats runs in this loop, bridge_nats.c), an eventfd libnats' reconnect
- * thread wakes the loop with when the socket changes, and a signalfd.
+ * (libnats runs in this loop, bridge_nats.c), an eventfd libnats' threads
+ * wake the loop with (a new socket after a reconnect, a reply from NATS),
+ * and a signalfd.
  * SIGINT and SIGTERM stop the bridge, SIGUSR1 logs its counters; they are
  * blocked before libnats starts its threads, so only the signalfd sees
  * them. When the bus is away, poll()'s timeout is the next reconnect
@@ -146,8 +147,8 @@ static int run(struct bridge *b, int sfd)
             }
         }
         if (p[1].revents & POLLIN) {
-            /* libnats changed its socket: the next round polls the new
-             * one; a reconnect may have brought messages. */
+            /* libnats changed its socket (the next round polls the new
+             * one), or a reply came. */
             bridge_nats_woken(b);
             more = true;
         }
