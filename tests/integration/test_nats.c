@@ -656,6 +656,182 @@ Test(nats, requests_to_and_from_plain_nats_clients)
     harness_stop(&bus_b);
 }
 
+/*
+ * Guesses at other reply subjects of a bridge, from one seen (`reply`,
+ * whose last token is the bridge's): the next in sequence (the successor
+ * of a counter, whether the token is a decimal number or starts with 16
+ * hex digits of one), and the seen one with a bit of its last digit
+ * flipped. Returns how many were written to out[].
+ */
+static size_t reply_guesses(const char *reply, char out[3][SB_SUBJECT_MAX + 1])
+{
+    const char *dot = strrchr(reply, '.');
+    cr_assert_not_null(dot);
+    int plen = (int)(dot + 1 - reply);
+    const char *tok = dot + 1;
+    size_t tlen = strlen(tok);
+    size_t n = 0;
+    if (tlen > 0 && tlen < 20 && strspn(tok, "0123456789") == tlen) {
+        snprintf(out[n++], SB_SUBJECT_MAX + 1, "%.*s%llu", plen, reply,
+                 strtoull(tok, NULL, 10) + 1);
+    }
+    if (tlen == 32 && strspn(tok, "0123456789abcdef") == tlen) {
+        char num[17];
+        memcpy(num, tok, 16);
+        num[16] = '\0';
+        snprintf(out[n++], SB_SUBJECT_MAX + 1, "%.*s%016llx%s", plen, reply,
+                 strtoull(num, NULL, 16) + 1, tok + 16);
+    }
+    snprintf(out[n], SB_SUBJECT_MAX + 1, "%s", reply);
+    char *last = &out[n][strlen(out[n]) - 1];
+    int v = *last <= '9' ? *last - '0' : *last - 'a' + 10;
+    v ^= 1;
+    *last = (char)(v < 10 ? '0' + v : 'a' + v - 10);
+    n++;
+    return n;
+}
+
+static natsMsg *nats_next_skipping(natsSubscription *sub, const char *skip)
+{
+    for (;;) {
+        natsMsg *m = NULL;
+        natsStatus st = natsSubscription_NextMsg(&m, sub, WAIT_MS);
+        cr_assert_eq(st, NATS_OK, "%s", natsStatus_GetText(st));
+        if (strcmp(natsMsg_GetSubject(m), skip) != 0) {
+            return m;
+        }
+        natsMsg_Destroy(m);
+    }
+}
+
+/*
+ * Someone on the far side who sees one request's reply subject cannot
+ * answer another request in flight by guessing its token: a reply to a
+ * token the bridge did not give out is dropped and counted
+ * (dropped_replies), both ways. With sequential tokens, the guess "the
+ * next one" would answer the second request.
+ */
+Test(nats, reply_to_a_guessed_token_is_dropped_and_counted)
+{
+    start_bridges(nats1.url, NULL);
+    char guesses[3][SB_SUBJECT_MAX + 1];
+
+    /* Requests from bus A to a plain NATS responder, which sees the first
+     * and guesses at the second. */
+    natsConnection *nc = nats_client(&nats2);
+    natsSubscription *sub;
+    cr_assert_eq(natsConnection_SubscribeSync(&sub, nc, "nsvc.>"), NATS_OK);
+    cr_assert_eq(natsConnection_Flush(nc), NATS_OK);
+    sb_client *ca = harness_client(&bus_a, "requester", true);
+    int64_t deadline = harness_now_ms() + WAIT_MS;
+    for (;;) {
+        cr_assert_eq(sb_publish(ca, "nsvc.ping", NULL, "x", 1), 0);
+        cr_assert_eq(sb_flush(ca, HARNESS_IO_MS), 0);
+        natsMsg *m = NULL;
+        if (natsSubscription_NextMsg(&m, sub, 100) == NATS_OK) {
+            natsMsg_Destroy(m);
+            break;
+        }
+        cr_assert_lt(harness_now_ms(), deadline, "nsvc.ping never reached NATS");
+    }
+    uint32_t tokens[2];
+    for (int i = 0; i < 2; i++) {
+        sb_pub req = {.subject = "nsvc.guess", .payload = i == 0 ? "1" : "2", .payload_len = 1};
+        cr_assert_eq(sb_request_send(ca, &req, &tokens[i]), 0);
+    }
+    cr_assert_eq(sb_flush(ca, HARNESS_IO_MS), 0);
+    char seen[2][SB_SUBJECT_MAX + 1];
+    for (int i = 0; i < 2; i++) {
+        natsMsg *m = nats_next_skipping(sub, "nsvc.ping");
+        int which = natsMsg_GetData(m)[0] - '1';
+        cr_assert(which == 0 || which == 1);
+        snprintf(seen[which], sizeof(seen[which]), "%s", natsMsg_GetReply(m));
+        natsMsg_Destroy(m);
+    }
+    size_t n = reply_guesses(seen[0], guesses);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(natsConnection_PublishString(nc, guesses[i], "forged"), NATS_OK);
+    }
+    /* The real answers, after the forged ones on the same connection: a
+     * forged one let through would arrive first. */
+    cr_assert_eq(natsConnection_PublishString(nc, seen[0], "real1"), NATS_OK);
+    cr_assert_eq(natsConnection_PublishString(nc, seen[1], "real2"), NATS_OK);
+    cr_assert_eq(natsConnection_Flush(nc), NATS_OK);
+    for (int i = 0; i < 2; i++) {
+        sb_msg m;
+        int r = sb_request_wait(ca, tokens[i], &m, WAIT_MS);
+        cr_assert_eq(r, 0, "request %d: %s", i + 1, sb_strerror(r));
+        const char *want = i == 0 ? "real1" : "real2";
+        cr_assert(payload_is(m.payload, m.payload_len, want), "request %d got '%.*s', not '%s'",
+                  i + 1, (int)m.payload_len, (const char *)m.payload, want);
+    }
+    size_t dropped = n;
+    cr_assert_eq(stat(ca, "A", "dropped_replies"), (int64_t)dropped);
+    natsSubscription_Destroy(sub);
+
+    /* Requests from NATS to a responder on bus A, where another client
+     * sees the first and guesses at the second. */
+    sb_client *svc = harness_client(&bus_a, "svc", true);
+    cr_assert_eq(sb_subscribe(svc, "svc.a.>", NULL, NULL), 0);
+    cr_assert_eq(sb_flush(svc, HARNESS_IO_MS), 0);
+    deadline = harness_now_ms() + WAIT_MS;
+    for (;;) {
+        cr_assert_eq(natsConnection_PublishString(nc, "svc.a.ping", "x"), NATS_OK);
+        cr_assert_eq(natsConnection_Flush(nc), NATS_OK);
+        sb_msg m;
+        if (sb_next_msg(svc, &m, 100) == 0) {
+            break;
+        }
+        cr_assert_lt(harness_now_ms(), deadline, "svc.a.ping never reached bus A");
+    }
+    natsSubscription *inbox;
+    cr_assert_eq(natsConnection_SubscribeSync(&inbox, nc, "guess.inbox.*"), NATS_OK);
+    cr_assert_eq(natsConnection_PublishRequestString(nc, "svc.a.guess", "guess.inbox.1", "1"),
+                 NATS_OK);
+    cr_assert_eq(natsConnection_PublishRequestString(nc, "svc.a.guess", "guess.inbox.2", "2"),
+                 NATS_OK);
+    cr_assert_eq(natsConnection_Flush(nc), NATS_OK);
+    for (int got = 0; got < 2;) {
+        sb_msg m = harness_expect_msg(svc);
+        if (m.reply_len == 0) {
+            continue; /* a late ping */
+        }
+        int which = ((const char *)m.payload)[0] - '1';
+        cr_assert(which == 0 || which == 1);
+        memcpy(seen[which], m.reply, m.reply_len + 1);
+        got++;
+    }
+    n = reply_guesses(seen[0], guesses);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_eq(sb_publish(svc, guesses[i], NULL, "forged", 6), 0);
+    }
+    cr_assert_eq(sb_publish(svc, seen[0], NULL, "real1", 5), 0);
+    cr_assert_eq(sb_publish(svc, seen[1], NULL, "real2", 5), 0);
+    cr_assert_eq(sb_flush(svc, HARNESS_IO_MS), 0);
+    for (int i = 0; i < 2; i++) {
+        natsMsg *m = NULL;
+        natsStatus st = natsSubscription_NextMsg(&m, inbox, WAIT_MS);
+        cr_assert_eq(st, NATS_OK, "reply %d: %s", i + 1, natsStatus_GetText(st));
+        char want[20];
+        snprintf(want, sizeof(want), "guess.inbox.%d", i + 1);
+        cr_assert_str_eq(natsMsg_GetSubject(m), want);
+        cr_assert(payload_is(natsMsg_GetData(m), (size_t)natsMsg_GetDataLength(m),
+                             i == 0 ? "real1" : "real2"),
+                  "reply %d was '%.*s'", i + 1, natsMsg_GetDataLength(m), natsMsg_GetData(m));
+        natsMsg_Destroy(m);
+    }
+    /* The forged replies went ahead of the real ones: all counted. */
+    dropped += n;
+    cr_assert_eq(stat(ca, "A", "dropped_replies"), (int64_t)dropped);
+    natsSubscription_Destroy(inbox);
+    natsConnection_Destroy(nc);
+    sb_close(svc);
+    sb_close(ca);
+    stop_bridges_checked();
+    harness_stop(&bus_a);
+    harness_stop(&bus_b);
+}
+
 Test(nats, no_responders_is_fast_both_ways)
 {
     start_bridges(nats1.url, NULL);

@@ -2,22 +2,24 @@
  * bridge.h - sockbus-nats, the bridge between a local bus and NATS: what
  * its files share.
  *
- *   main.c              the loop: the bus socket, the NATS inbound queue,
- *                       signals, the reconnect timer
+ *   main.c              the loop: the bus socket, the NATS socket, the
+ *                       wakeups from libnats' threads, signals, timers
  *   bridge_options.c    the command line, the config file, --help
  *   bridge_bus.c        the bus side: subscriptions, messages from the bus
  *                       to NATS, messages from NATS to the bus, STATS
  *   bridge_reconnect.c  the bus side's reconnect: backoff, connect again,
  *                       subscribe again
- *   bridge_nats.c       the NATS side: libnats' connection, its reconnect
- *                       and buffer, subscriptions, the inbound queue
+ *   bridge_nats.c       the NATS side: libnats' connection in the main
+ *                       loop, its reconnect and buffer, subscriptions
  *   bridge_map.c        the mapping of a message and its headers, both ways
  *   bridge_replies.c    the reply subjects of requests in flight, by token
  *   bridge_stats.c      the counters and their JSON
  *
  * One thread (main.c's) owns the bus connection and every counter but the
- * NATS connection state; libnats delivers on its own threads, which only
- * hand messages over through the inbound queue (bridge_nats.c).
+ * NATS connection state, and runs libnats' connection through its
+ * event-loop interface: messages from NATS are read, and messages to it
+ * written, on that thread. libnats' own threads (reconnect, timers, the
+ * delivery of replies) only wake it (bridge_nats.c).
  */
 #ifndef SOCKBUS_BRIDGE_H
 #define SOCKBUS_BRIDGE_H
@@ -25,6 +27,7 @@
 #include "sockbus.h"
 
 #include <nats/nats.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -41,7 +44,9 @@
 /* Defaults of the options. */
 #define BRIDGE_RECONNECT_BUFFER_DEFAULT (8 * 1024 * 1024)
 #define BRIDGE_MAX_REQUESTS_DEFAULT     65536u
-#define BRIDGE_QUEUE_DEFAULT            65536u
+#define BRIDGE_REPLY_QUEUE              65536u
+#define BRIDGE_NATS_IOBUF               (256 * 1024)
+#define BRIDGE_NATS_OUT_MAX             (8 * 1024 * 1024) /* unsent bytes before the bus waits */
 #define BRIDGE_NO_RESPONDERS_DELAY_MS   50
 #define BRIDGE_NO_RESPONDERS_MAX        4096u
 
@@ -72,23 +77,30 @@ int bridge_options_parse(struct bridge_options *o, int argc, char **argv);
 void bridge_options_deinit(struct bridge_options *o);
 
 /* Reply subjects by token: a ring of `cap` slots, the newest `cap`
- * requests remembered (bridge_replies.c). */
+ * requests remembered (bridge_replies.c). A token is BRIDGE_TOKEN_LEN hex
+ * digits: the request's number, then a keyed tag that makes it
+ * unguessable. */
+#define BRIDGE_TOKEN_LEN 32
+
 struct bridge_replies {
     char **subjects;
-    uint64_t *tokens;
+    uint64_t *numbers; /* the request number each slot holds; 0: none */
     uint32_t cap;
     uint64_t next;
+    uint64_t key[2]; /* the tags' SipHash key, from getrandom() */
 };
 
 int bridge_replies_init(struct bridge_replies *r, uint32_t cap);
 void bridge_replies_deinit(struct bridge_replies *r);
-/* Remember `subject` (len bytes); writes its token to *token. */
-int bridge_replies_put(struct bridge_replies *r, const char *subject, size_t len, uint64_t *token);
-/* The subject of `token`, or NULL when it was never given or is forgotten. */
-const char *bridge_replies_get(const struct bridge_replies *r, uint64_t token);
+/* Remember `subject` (len bytes); writes its token, NUL terminated. */
+int bridge_replies_put(struct bridge_replies *r, const char *subject, size_t len,
+                       char token[BRIDGE_TOKEN_LEN + 1]);
+/* The subject of `token` (len bytes), or NULL when it was never given out
+ * (a guess) or is forgotten. */
+const char *bridge_replies_get(const struct bridge_replies *r, const char *token, size_t len);
 /* The token at the end of `subject` after `prefix`; -EINVAL if none. */
 int bridge_replies_token(const char *subject, size_t len, const char *prefix, size_t prefix_len,
-                         uint64_t *token);
+                         const char **token, size_t *token_len);
 
 /* The counters, docs/scaling.md "Counters". */
 struct bridge_stats {
@@ -100,7 +112,7 @@ struct bridge_stats {
     uint64_t dropped_export;   /* bus -> NATS: NATS refused it (away, buffer full) */
     uint64_t dropped_import;   /* NATS -> bus: the bus was away or refused it */
     uint64_t dropped_bus_slow; /* the broker's DROPPED for the bridge */
-    uint64_t dropped_replies;  /* replies whose request was forgotten */
+    uint64_t dropped_replies;  /* replies to a forgotten request or a token never given */
     uint64_t loops;            /* our own messages back from NATS, ignored */
     uint64_t bus_errors;       /* ERRs from the broker */
     uint64_t bus_reconnects;
@@ -110,16 +122,23 @@ struct bridge_stats {
     bool bus_connected;
 };
 
-/* A NATS message handed from libnats' threads to the main thread. */
-enum bridge_in_kind { BRIDGE_IN_IMPORT, BRIDGE_IN_REPLY };
+/* libnats' socket as the main loop polls it (bridge_nats.c): libnats says
+ * what to wait for through its event-loop callbacks, from the main thread
+ * or from its reconnect thread. */
+struct bridge_ev {
+    pthread_mutex_t mu;
+    int fd; /* -1: not attached */
+    bool read, write;
+    int wake; /* eventfd: readable when the main loop must look again */
+};
 
+/* Replies from NATS, handed from libnats' delivery thread to the main
+ * thread (bridge_nats.c): a bounded FIFO. */
 struct bridge_inq {
     pthread_mutex_t mu;
     pthread_cond_t room;
     natsMsg **msgs;
-    uint8_t *kinds;
     size_t cap, head, len;
-    int efd; /* eventfd: readable while the queue is not empty */
     bool stopping;
 };
 
@@ -142,8 +161,8 @@ struct bridge {
     bool bus_told_drops; /* said once per outage that imports are dropped */
     bool bus_was_up;
     bool lossless_refused;
-        /* the broker's ACL forbids lossless exports */ /* connected before: the next connect is a
-                                                           reconnect */
+    /* the broker's ACL forbids lossless exports */ /* connected before: the next connect is a
+                                                       reconnect */
 
     /* The NATS side. */
     natsConnection *nc;
@@ -152,7 +171,9 @@ struct bridge {
     natsSubscription *reply_sub;
     char nats_inbox[128]; /* <inbox>. : reply subjects of exported requests */
     size_t nats_inbox_len;
-    struct bridge_inq inq;
+    struct bridge_ev ev;
+    struct bridge_inq replies_in;
+    pthread_t main_thread;
     atomic_bool closing; /* our own close: not a loss to report */
 
     /* Requests in flight: the bus's reply subjects (for exported requests)
@@ -184,6 +205,9 @@ int bridge_bus_subscribe(struct bridge *b);
 void bridge_bus_import(struct bridge *b, natsMsg *m);
 void bridge_bus_reply_from_nats(struct bridge *b, natsMsg *m);
 void bridge_bus_setup_client(struct bridge *b);
+/* The bus socket takes more now (poll() says so): publishing will not
+ * block. */
+bool bridge_bus_writable(struct bridge *b);
 
 /* bridge_reconnect.c: the bus side's connection, kept up. */
 void bridge_reconnect_init(struct bridge *b);
@@ -197,9 +221,18 @@ int bridge_reconnect_wait_ms(const struct bridge *b, int64_t now_ms);
 /* bridge_nats.c */
 int bridge_nats_start(struct bridge *b);
 void bridge_nats_stop(struct bridge *b);
-/* Take up to `max` queued messages and handle them; returns how many are
- * still queued. */
-size_t bridge_nats_drain(struct bridge *b, size_t max);
+/* The pollfd for libnats' socket (fd -1: none), and what poll() said of
+ * it: read and parse what came, write what is buffered. */
+void bridge_nats_pollfd(struct bridge *b, struct pollfd *p);
+void bridge_nats_events(struct bridge *b, short revents);
+/* The eventfd libnats' threads wake the main loop with; drained here. */
+int bridge_nats_wake_fd(const struct bridge *b);
+void bridge_nats_woken(struct bridge *b);
+/* More is buffered for NATS than BRIDGE_NATS_OUT_MAX: the bus waits. */
+bool bridge_nats_out_full(struct bridge *b);
+/* Hand up to `max` messages received from NATS to the bus; returns true
+ * when some may be left. */
+bool bridge_nats_drain(struct bridge *b, size_t max);
 /* Publish a bus message to NATS (bridge_map.c builds it). */
 void bridge_nats_export(struct bridge *b, const sb_msg *m);
 void bridge_nats_reply_from_bus(struct bridge *b, const sb_msg *m);

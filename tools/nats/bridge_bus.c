@@ -22,6 +22,7 @@
 #include "bridge.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,6 +116,12 @@ int bridge_bus_subscribe(struct bridge *b)
     return r;
 }
 
+bool bridge_bus_writable(struct bridge *b)
+{
+    struct pollfd p = {.fd = sb_fd(b->bus), .events = POLLOUT};
+    return poll(&p, 1, 0) > 0 && (p.revents & POLLOUT);
+}
+
 /* A publish here failed: a message-level refusal, or the connection. */
 static void publish_failed(struct bridge *b, int r)
 {
@@ -156,12 +163,12 @@ void bridge_bus_import(struct bridge *b, natsMsg *m)
     };
     const char *nreply = natsMsg_GetReply(m);
     if (nreply != NULL && nreply[0] != '\0') {
-        uint64_t token;
-        if (bridge_replies_put(&b->to_nats, nreply, strlen(nreply), &token) < 0) {
+        char token[BRIDGE_TOKEN_LEN + 1];
+        if (bridge_replies_put(&b->to_nats, nreply, strlen(nreply), token) < 0) {
             b->stats.dropped_import++;
             return;
         }
-        snprintf(reply, sizeof(reply), "%s%llu", b->inbox_prefix, (unsigned long long)token);
+        snprintf(reply, sizeof(reply), "%s%s", b->inbox_prefix, token);
         pub.reply = reply;
         b->stats.requests++;
     }
@@ -178,11 +185,12 @@ void bridge_bus_import(struct bridge *b, natsMsg *m)
 void bridge_bus_reply_from_nats(struct bridge *b, natsMsg *m)
 {
     const char *subject = natsMsg_GetSubject(m);
-    uint64_t token;
+    const char *token;
+    size_t token_len;
     const char *to = NULL;
-    if (bridge_replies_token(subject, strlen(subject), b->nats_inbox, b->nats_inbox_len, &token) ==
-        0) {
-        to = bridge_replies_get(&b->to_bus, token);
+    if (bridge_replies_token(subject, strlen(subject), b->nats_inbox, b->nats_inbox_len, &token,
+                             &token_len) == 0) {
+        to = bridge_replies_get(&b->to_bus, token, token_len);
     }
     if (to == NULL || b->bus == NULL) {
         b->stats.dropped_replies++;

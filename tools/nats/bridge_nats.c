@@ -10,12 +10,21 @@
  * Its own echo is off (natsOptions_SetNoEcho), and every message the
  * bridge sends carries its id, so that nothing it sends comes back in.
  *
- * libnats delivers messages on its own threads. They go through one
- * bounded queue to the main thread, which owns the bus connection: the
- * callback appends and wakes the main thread through an eventfd, and
- * waits while the queue is full, so a slow bus makes libnats' own pending
- * buffer fill, and what libnats then drops (its slow-consumer limit) is
- * counted (natsSubscription_GetDropped(), dropped_import).
+ * The connection runs in the main loop, through libnats' event-loop
+ * interface: the main thread polls its socket with the bus's, reads and
+ * parses what came (natsConnection_ProcessReadEvent()), takes the
+ * messages from synchronous subscriptions and publishes them on the bus
+ * in batches, and writes what it published to NATS in one go when the
+ * socket is writable (send-at-once, so no flusher thread waits a
+ * millisecond first). No message crosses a thread: no wakeup, no lock
+ * handed back and forth per message; libnats keeps only its reconnect
+ * and timer threads. What arrives faster than the bus takes waits in the
+ * subscriptions' pending lists, within limits of
+ * 1,048,576 messages and 256 MiB each; what libnats drops past those is
+ * counted (natsSubscription_GetDropped(), dropped_nats_slow). When more
+ * than BRIDGE_NATS_OUT_MAX bytes wait to go to NATS, the loop stops
+ * reading the bus until they are written, so a slow NATS link holds the
+ * local publishers back (the export subscriptions are lossless).
  */
 #include "bridge.h"
 
@@ -23,24 +32,160 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
-/* ---- the queue from libnats' threads to the main thread ------------------ */
+/* ---- libnats' socket in the main loop ------------------------------------ */
 
+/*
+ * libnats' event-loop interface (natsOptions_SetEventLoop): it tells the
+ * loop which socket to watch, and whether for reading or writing; the
+ * loop calls natsConnection_ProcessReadEvent() and ProcessWriteEvent().
+ * The callbacks run on the main thread (a publish asking to be written)
+ * or on libnats' reconnect thread (a new socket): the state is behind a
+ * mutex, and a change made off the main thread wakes its poll().
+ */
+static void ev_changed(struct bridge *b)
+{
+    if (!pthread_equal(pthread_self(), b->main_thread)) {
+        uint64_t one = 1;
+        ssize_t w = write(b->ev.wake, &one, sizeof(one));
+        (void)w; /* EAGAIN only when the counter is full: it is readable then */
+    }
+}
+
+static natsStatus ev_attach(void **user, void *loop, natsConnection *nc, natsSock fd)
+{
+    struct bridge *b = loop;
+    pthread_mutex_lock(&b->ev.mu);
+    b->ev.fd = (int)fd;
+    b->ev.read = true;
+    b->ev.write = false;
+    pthread_mutex_unlock(&b->ev.mu);
+    *user = b;
+    ev_changed(b);
+    return NATS_OK;
+}
+
+static natsStatus ev_set(struct bridge *b, bool *what, bool on)
+{
+    pthread_mutex_lock(&b->ev.mu);
+    bool changed = *what != on;
+    *what = on;
+    pthread_mutex_unlock(&b->ev.mu);
+    if (changed) {
+        ev_changed(b);
+    }
+    return NATS_OK;
+}
+
+static natsStatus ev_read(void *user, bool add)
+{
+    struct bridge *b = user;
+    return ev_set(b, &b->ev.read, add);
+}
+
+static natsStatus ev_write(void *user, bool add)
+{
+    struct bridge *b = user;
+    return ev_set(b, &b->ev.write, add);
+}
+
+static natsStatus ev_detach(void *user)
+{
+    struct bridge *b = user;
+    pthread_mutex_lock(&b->ev.mu);
+    b->ev.fd = -1;
+    b->ev.read = b->ev.write = false;
+    pthread_mutex_unlock(&b->ev.mu);
+    ev_changed(b);
+    return NATS_OK;
+}
+
+static int ev_init(struct bridge_ev *ev)
+{
+    memset(ev, 0, sizeof(*ev));
+    ev->fd = -1;
+    ev->wake = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (ev->wake < 0) {
+        return -errno;
+    }
+    pthread_mutex_init(&ev->mu, NULL);
+    return 0;
+}
+
+static void ev_deinit(struct bridge_ev *ev)
+{
+    if (ev->wake > 0) {
+        close(ev->wake);
+        pthread_mutex_destroy(&ev->mu);
+    }
+    memset(ev, 0, sizeof(*ev));
+    ev->fd = -1;
+}
+
+void bridge_nats_pollfd(struct bridge *b, struct pollfd *p)
+{
+    pthread_mutex_lock(&b->ev.mu);
+    p->fd = b->ev.fd;
+    p->events = (short)((b->ev.read ? POLLIN : 0) | (b->ev.write ? POLLOUT : 0));
+    pthread_mutex_unlock(&b->ev.mu);
+    if (p->events == 0) {
+        p->fd = -1;
+    }
+    p->revents = 0;
+}
+
+void bridge_nats_events(struct bridge *b, short revents)
+{
+    if (b->nc == NULL) {
+        return;
+    }
+    /* An error or a hang-up is seen by reading: libnats then reconnects. */
+    if (revents & (POLLIN | POLLERR | POLLHUP)) {
+        natsConnection_ProcessReadEvent(b->nc);
+    }
+    if (revents & POLLOUT) {
+        natsConnection_ProcessWriteEvent(b->nc);
+    }
+}
+
+int bridge_nats_wake_fd(const struct bridge *b)
+{
+    return b->ev.wake;
+}
+
+void bridge_nats_woken(struct bridge *b)
+{
+    uint64_t count;
+    ssize_t r = read(b->ev.wake, &count, sizeof(count));
+    (void)r; /* EAGAIN: nothing to clear */
+}
+
+bool bridge_nats_out_full(struct bridge *b)
+{
+    /* Only while connected: away, libnats buffers in its reconnect buffer
+     * and refuses (counted) past --reconnect-buffer. */
+    return b->nc != NULL && atomic_load(&b->stats.nats_connected) &&
+           natsConnection_Buffered(b->nc) > BRIDGE_NATS_OUT_MAX;
+}
+
+/* ---- replies: from libnats' delivery thread to the main thread ---------- */
+
+/*
+ * The reply subscription stays asynchronous: a synchronous one hands a
+ * "no responders" status to its reader as an error, without the message,
+ * and so without the subject that names the request. Replies are few
+ * next to the messages of the import subscriptions, which are read
+ * synchronously by the main loop.
+ */
 static int inq_init(struct bridge_inq *q, size_t cap)
 {
     memset(q, 0, sizeof(*q));
     q->msgs = calloc(cap, sizeof(*q->msgs));
-    q->kinds = calloc(cap, 1);
-    q->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (q->msgs == NULL || q->kinds == NULL || q->efd < 0) {
-        free(q->msgs);
-        free(q->kinds);
-        if (q->efd >= 0) {
-            close(q->efd);
-        }
+    if (q->msgs == NULL) {
         return -ENOMEM;
     }
     q->cap = cap;
@@ -62,15 +207,15 @@ static void inq_deinit(struct bridge_inq *q)
         natsMsg_Destroy(q->msgs[(q->head + i) % q->cap]);
     }
     free(q->msgs);
-    free(q->kinds);
-    close(q->efd);
     pthread_mutex_destroy(&q->mu);
     pthread_cond_destroy(&q->room);
     memset(q, 0, sizeof(*q));
 }
 
-static void inq_push(struct bridge_inq *q, natsMsg *m, uint8_t kind)
+static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
 {
+    struct bridge *b = arg;
+    struct bridge_inq *q = &b->replies_in;
     pthread_mutex_lock(&q->mu);
     while (q->len == q->cap && !q->stopping) {
         /* Bounded, so that stopping is seen even if nobody signals. */
@@ -88,65 +233,86 @@ static void inq_push(struct bridge_inq *q, natsMsg *m, uint8_t kind)
         natsMsg_Destroy(m);
         return;
     }
-    size_t tail = (q->head + q->len) % q->cap;
-    q->msgs[tail] = m;
-    q->kinds[tail] = kind;
-    if (q->len++ == 0) {
+    q->msgs[(q->head + q->len) % q->cap] = m;
+    bool wake = q->len++ == 0;
+    pthread_mutex_unlock(&q->mu);
+    if (wake) {
         uint64_t one = 1;
-        ssize_t w = write(q->efd, &one, sizeof(one));
+        ssize_t w = write(b->ev.wake, &one, sizeof(one));
         (void)w; /* EAGAIN only when the counter is full: it is readable then */
     }
-    pthread_mutex_unlock(&q->mu);
 }
 
-size_t bridge_nats_drain(struct bridge *b, size_t max)
+/* Up to `max` replies from the queue, handed over; returns how many. */
+static size_t drain_replies(struct bridge *b, size_t max)
 {
-    struct bridge_inq *q = &b->inq;
+    struct bridge_inq *q = &b->replies_in;
     natsMsg *batch[256];
-    uint8_t kinds[256];
     if (max > 256) {
         max = 256;
     }
-    uint64_t count;
-    ssize_t r = read(q->efd, &count, sizeof(count));
-    (void)r;
     pthread_mutex_lock(&q->mu);
     size_t n = q->len < max ? q->len : max;
     for (size_t i = 0; i < n; i++) {
         batch[i] = q->msgs[q->head];
-        kinds[i] = q->kinds[q->head];
         q->head = (q->head + 1) % q->cap;
     }
     q->len -= n;
-    size_t left = q->len;
     if (n > 0) {
         pthread_cond_broadcast(&q->room);
     }
     pthread_mutex_unlock(&q->mu);
     for (size_t i = 0; i < n; i++) {
-        if (kinds[i] == BRIDGE_IN_IMPORT) {
-            bridge_bus_import(b, batch[i]);
-        } else {
-            bridge_bus_reply_from_nats(b, batch[i]);
-        }
+        bridge_bus_reply_from_nats(b, batch[i]);
         natsMsg_Destroy(batch[i]);
     }
-    return left;
+    return n;
+}
+
+/* ---- imports: read by the main loop --------------------------------------- */
+
+/* Up to `max` messages of `sub`, handed over; returns how many. */
+static size_t drain_sub(struct bridge *b, natsSubscription *sub, size_t max)
+{
+    size_t n = 0;
+    while (n < max) {
+        natsMsg *m = NULL;
+        natsStatus s = natsSubscription_NextMsg(&m, sub, 0);
+        if (s == NATS_SLOW_CONSUMER) {
+            continue; /* said once; the drops are in GetDropped() */
+        }
+        if (s != NATS_OK) {
+            break;
+        }
+        bridge_bus_import(b, m);
+        natsMsg_Destroy(m);
+        n++;
+    }
+    return n;
+}
+
+bool bridge_nats_drain(struct bridge *b, size_t max)
+{
+    if (b->import_subs == NULL) {
+        return false;
+    }
+    bool more = false;
+    /* Replies first: someone waits for each. Then every import pattern in
+     * turn, a share each, so that one busy pattern does not hold back the
+     * others. */
+    if (drain_replies(b, max) == (max > 256 ? 256 : max)) {
+        more = true;
+    }
+    size_t share = b->opt.imports.len > 0 ? max / b->opt.imports.len + 1 : 0;
+    for (size_t i = 0; i < b->opt.imports.len; i++) {
+        if (b->import_subs[i] != NULL && drain_sub(b, b->import_subs[i], share) == share) {
+            more = true;
+        }
+    }
+    return more;
 }
 
 /* ---- libnats' callbacks (its threads) ------------------------------------ */
-
-static void on_import(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
-{
-    struct bridge *b = arg;
-    inq_push(&b->inq, m, BRIDGE_IN_IMPORT);
-}
-
-static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
-{
-    struct bridge *b = arg;
-    inq_push(&b->inq, m, BRIDGE_IN_REPLY);
-}
 
 static void on_disconnected(natsConnection *nc, void *arg)
 {
@@ -189,8 +355,13 @@ static void on_error(natsConnection *nc, natsSubscription *sub, natsStatus err, 
 
 int bridge_nats_start(struct bridge *b)
 {
-    if (inq_init(&b->inq, BRIDGE_QUEUE_DEFAULT) < 0) {
-        return -ENOMEM;
+    b->main_thread = pthread_self();
+    int r = ev_init(&b->ev);
+    if (r == 0) {
+        r = inq_init(&b->replies_in, BRIDGE_REPLY_QUEUE);
+    }
+    if (r < 0) {
+        return r;
     }
     natsInbox *inbox = NULL;
     natsStatus s = natsInbox_Create(&inbox);
@@ -248,9 +419,23 @@ int bridge_nats_start(struct bridge *b)
         s = natsOptions_SetRetryOnFailedConnect(b->nopts, true, on_connected, b);
     }
     if (s == NATS_OK) {
-        /* Generous pending limits: the bounded queue above is the real
-         * backpressure; what libnats drops past these is counted. */
+        /* Generous pending limits: what libnats drops past these is
+         * counted. */
         s = natsOptions_SetMaxPendingMsgs(b->nopts, 1 << 20);
+    }
+    if (s == NATS_OK) {
+        /* No reader, flusher or delivery thread: the main loop polls the
+         * socket (see the top of this file). */
+        s = natsOptions_SetEventLoop(b->nopts, b, ev_attach, ev_read, ev_write, ev_detach);
+    }
+    if (s == NATS_OK) {
+        /* A publish asks the loop to write at once, instead of waking
+         * libnats' flusher thread a millisecond later: the loop writes
+         * everything buffered in one go once it has handled a batch. */
+        s = natsOptions_SetSendAsap(b->nopts, true);
+    }
+    if (s == NATS_OK) {
+        s = natsOptions_SetIOBufSize(b->nopts, BRIDGE_NATS_IOBUF);
     }
     if (s != NATS_OK) {
         bridge_log(b, BRIDGE_LOG_QUIET, "cannot set up the NATS options: %s",
@@ -278,8 +463,7 @@ int bridge_nats_start(struct bridge *b)
     const char *subject = NULL; /* the one an error line names */
     for (size_t i = 0; i < b->opt.imports.len && s == NATS_OK; i++) {
         subject = b->opt.imports.items[i];
-        s = natsConnection_Subscribe(&b->import_subs[i], b->nc, b->opt.imports.items[i], on_import,
-                                     b);
+        s = natsConnection_SubscribeSync(&b->import_subs[i], b->nc, b->opt.imports.items[i]);
         if (s == NATS_OK) {
             s = natsSubscription_SetPendingLimits(b->import_subs[i], 1 << 20, 256 << 20);
         }
@@ -300,16 +484,37 @@ int bridge_nats_start(struct bridge *b)
     return 0;
 }
 
+/* Write what libnats holds for NATS, for at most `ms`: the loop has
+ * stopped, so this polls the socket itself. */
+static void flush_out(struct bridge *b, int ms)
+{
+    int64_t deadline = bridge_now_ms() + ms;
+    for (;;) {
+        struct pollfd p;
+        bridge_nats_pollfd(b, &p);
+        int64_t left = deadline - bridge_now_ms();
+        if (p.fd < 0 || !(p.events & POLLOUT) || left <= 0) {
+            return;
+        }
+        p.events = POLLOUT;
+        if (poll(&p, 1, (int)left) > 0) {
+            natsConnection_ProcessWriteEvent(b->nc);
+        }
+    }
+}
+
 void bridge_nats_stop(struct bridge *b)
 {
     atomic_store(&b->closing, true);
-    pthread_mutex_lock(&b->inq.mu);
-    b->inq.stopping = true;
-    pthread_cond_broadcast(&b->inq.room);
-    pthread_mutex_unlock(&b->inq.mu);
+    if (b->replies_in.msgs != NULL) {
+        pthread_mutex_lock(&b->replies_in.mu);
+        b->replies_in.stopping = true;
+        pthread_cond_broadcast(&b->replies_in.room);
+        pthread_mutex_unlock(&b->replies_in.mu);
+    }
     if (b->nc != NULL) {
         /* Push out what is buffered, briefly; then close. */
-        natsConnection_FlushTimeout(b->nc, 1000);
+        flush_out(b, 1000);
     }
     if (b->import_subs != NULL) {
         for (size_t i = 0; i < b->opt.imports.len; i++) {
@@ -339,9 +544,8 @@ void bridge_nats_stop(struct bridge *b)
      * connection reported late): the library is torn down, and its
      * threads have ended, before anything a callback touches is freed. */
     nats_CloseAndWait(2000);
-    if (b->inq.msgs != NULL) {
-        inq_deinit(&b->inq);
-    }
+    inq_deinit(&b->replies_in);
+    ev_deinit(&b->ev);
 }
 
 uint64_t bridge_nats_dropped(struct bridge *b)
@@ -380,12 +584,12 @@ void bridge_nats_export(struct bridge *b, const sb_msg *m)
     char reply[160];
     const char *nreply = NULL;
     if (m->reply_len > 0) {
-        uint64_t token;
-        if (bridge_replies_put(&b->to_bus, m->reply, m->reply_len, &token) < 0) {
+        char token[BRIDGE_TOKEN_LEN + 1];
+        if (bridge_replies_put(&b->to_bus, m->reply, m->reply_len, token) < 0) {
             b->stats.dropped_export++;
             return;
         }
-        snprintf(reply, sizeof(reply), "%s%llu", b->nats_inbox, (unsigned long long)token);
+        snprintf(reply, sizeof(reply), "%s%s", b->nats_inbox, token);
         nreply = reply;
         b->stats.requests++;
     }
@@ -470,15 +674,16 @@ int bridge_nats_no_responders_due(struct bridge *b, int64_t now_ms)
 
 void bridge_nats_reply_from_bus(struct bridge *b, const sb_msg *m)
 {
-    uint64_t token;
+    const char *token;
+    size_t token_len;
     const char *to = NULL;
     if (bridge_replies_token(m->subject, m->subject_len, b->inbox_prefix, b->inbox_prefix_len,
-                             &token) == 0) {
-        to = bridge_replies_get(&b->to_nats, token);
+                             &token, &token_len) == 0) {
+        to = bridge_replies_get(&b->to_nats, token, token_len);
     }
     if (to == NULL) {
         b->stats.dropped_replies++;
-        bridge_log(b, BRIDGE_LOG_VERBOSE, "dropped a reply for a forgotten request");
+        bridge_log(b, BRIDGE_LOG_VERBOSE, "dropped a reply to an unknown or forgotten request");
         return;
     }
     if (m->flags & SB_MSG_NO_RESPONDERS) {

@@ -7,32 +7,110 @@
  * only through a token the bridge gave out, so nobody on the far side can
  * use the bridge's reply subjects to publish on an arbitrary subject here.
  *
- * The table is a ring of `cap` slots: token t lives in slot t % cap, and
- * a slot is reused by the request `cap` tokens later, so the newest `cap`
+ * Tokens cannot be guessed: a token is the request's number n (16 hex
+ * digits) followed by a tag (16 more), SipHash-2-4 of n under a 128-bit
+ * key drawn from getrandom() when the table is made. Someone who sees one
+ * token (a responder sees its request's) learns n, but the tag of n + 1,
+ * or of any other number, is unknown to them: a reply to a token the
+ * bridge did not give out matches with a chance of 2^-64, is not
+ * delivered, and is counted (dropped_replies). Without the tag, a
+ * responder to one request could answer the next requests in flight,
+ * meant for other responders.
+ *
+ * The table is a ring of `cap` slots: request n lives in slot n % cap, and
+ * a slot is reused by the request `cap` numbers later, so the newest `cap`
  * requests are remembered, whatever their replies do, with no timer and
- * no allocation per request but the subject's copy. A reply for a token
- * whose slot has been reused is not delivered, and counted
- * (dropped_replies). Several replies to one request (a scatter-gather) all
- * go back while the slot holds.
+ * no allocation per request but the subject's copy. A lookup is O(1): the
+ * number names the slot, the slot must still hold that number, and the
+ * tag must be n's. A reply for a request whose slot has been reused is not
+ * delivered either, and counted. Several replies to one request (a
+ * scatter-gather) all go back while the slot holds.
  */
 #include "bridge.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
+
+/* ---- SipHash-2-4 of one 64-bit word ------------------------------------- */
+
+static inline uint64_t rotl(uint64_t x, int b)
+{
+    return (x << b) | (x >> (64 - b));
+}
+
+#define SIPROUND                                                                                   \
+    do {                                                                                           \
+        v0 += v1;                                                                                  \
+        v1 = rotl(v1, 13);                                                                         \
+        v1 ^= v0;                                                                                  \
+        v0 = rotl(v0, 32);                                                                         \
+        v2 += v3;                                                                                  \
+        v3 = rotl(v3, 16);                                                                         \
+        v3 ^= v2;                                                                                  \
+        v0 += v3;                                                                                  \
+        v3 = rotl(v3, 21);                                                                         \
+        v3 ^= v0;                                                                                  \
+        v2 += v1;                                                                                  \
+        v1 = rotl(v1, 17);                                                                         \
+        v1 ^= v2;                                                                                  \
+        v2 = rotl(v2, 32);                                                                         \
+    } while (0)
+
+/* SipHash-2-4 (Aumasson and Bernstein) of the 8 bytes of `m`, little
+ * endian, under key k[0..1]. */
+static uint64_t siphash_u64(const uint64_t k[2], uint64_t m)
+{
+    uint64_t v0 = k[0] ^ 0x736f6d6570736575ULL;
+    uint64_t v1 = k[1] ^ 0x646f72616e646f6dULL;
+    uint64_t v2 = k[0] ^ 0x6c7967656e657261ULL;
+    uint64_t v3 = k[1] ^ 0x7465646279746573ULL;
+    v3 ^= m;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= m;
+    uint64_t last = (uint64_t)8 << 56; /* the length, no bytes left */
+    v3 ^= last;
+    SIPROUND;
+    SIPROUND;
+    v0 ^= last;
+    v2 ^= 0xff;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    SIPROUND;
+    return v0 ^ v1 ^ v2 ^ v3;
+}
+
+/* ---- the table ----------------------------------------------------------- */
 
 int bridge_replies_init(struct bridge_replies *r, uint32_t cap)
 {
     memset(r, 0, sizeof(*r));
+    uint8_t key[sizeof(r->key)];
+    size_t got = 0;
+    while (got < sizeof(key)) {
+        ssize_t n = getrandom(key + got, sizeof(key) - got, 0);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            return -errno;
+        }
+        got += (size_t)n;
+    }
+    memcpy(r->key, key, sizeof(key));
     r->subjects = calloc(cap, sizeof(*r->subjects));
-    r->tokens = calloc(cap, sizeof(*r->tokens));
-    if (r->subjects == NULL || r->tokens == NULL) {
+    r->numbers = calloc(cap, sizeof(*r->numbers));
+    if (r->subjects == NULL || r->numbers == NULL) {
         free(r->subjects);
-        free(r->tokens);
+        free(r->numbers);
+        memset(r, 0, sizeof(*r));
         return -ENOMEM;
     }
     r->cap = cap;
-    r->next = 1; /* 0 is never a token */
+    r->next = 1; /* 0 marks an empty slot */
     return 0;
 }
 
@@ -44,59 +122,89 @@ void bridge_replies_deinit(struct bridge_replies *r)
         }
     }
     free(r->subjects);
-    free(r->tokens);
+    free(r->numbers);
     memset(r, 0, sizeof(*r));
 }
 
-int bridge_replies_put(struct bridge_replies *r, const char *subject, size_t len, uint64_t *token)
+static void hex16(char *out, uint64_t v)
 {
-    uint64_t t = r->next;
-    size_t slot = (size_t)(t % r->cap);
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 15; i >= 0; i--) {
+        out[i] = digits[v & 15];
+        v >>= 4;
+    }
+}
+
+int bridge_replies_put(struct bridge_replies *r, const char *subject, size_t len,
+                       char token[BRIDGE_TOKEN_LEN + 1])
+{
+    uint64_t n = r->next;
+    size_t slot = (size_t)(n % r->cap);
     char *s = r->subjects[slot];
     /* Reuse the slot's buffer when it is large enough: subjects of a
      * steady stream of requests have similar lengths. */
     if (s == NULL || strlen(s) < len) {
-        char *n = realloc(s, len + 1);
-        if (n == NULL) {
+        char *grown = realloc(s, len + 1);
+        if (grown == NULL) {
             return -ENOMEM;
         }
-        s = n;
+        s = grown;
     }
     memcpy(s, subject, len);
     s[len] = '\0';
     r->subjects[slot] = s;
-    r->tokens[slot] = t;
+    r->numbers[slot] = n;
     r->next++;
-    *token = t;
+    hex16(token, n);
+    hex16(token + 16, siphash_u64(r->key, n));
+    token[BRIDGE_TOKEN_LEN] = '\0';
     return 0;
 }
 
-const char *bridge_replies_get(const struct bridge_replies *r, uint64_t token)
+/* 16 lowercase hex digits (what hex16() writes, nothing else) into *v. */
+static int unhex16(const char *in, uint64_t *v)
 {
-    size_t slot = (size_t)(token % r->cap);
-    if (token == 0 || r->tokens[slot] != token) {
+    uint64_t x = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = in[i];
+        unsigned d;
+        if (c >= '0' && c <= '9') {
+            d = (unsigned)(c - '0');
+        } else if (c >= 'a' && c <= 'f') {
+            d = (unsigned)(c - 'a' + 10);
+        } else {
+            return -EINVAL;
+        }
+        x = x << 4 | d;
+    }
+    *v = x;
+    return 0;
+}
+
+const char *bridge_replies_get(const struct bridge_replies *r, const char *token, size_t len)
+{
+    uint64_t n, tag;
+    if (len != BRIDGE_TOKEN_LEN || unhex16(token, &n) < 0 || unhex16(token + 16, &tag) < 0 ||
+        n == 0) {
+        return NULL;
+    }
+    size_t slot = (size_t)(n % r->cap);
+    /* Every bit compared, whatever differs first: the time taken says
+     * nothing about how close a guess came. */
+    uint64_t diff = (r->numbers[slot] ^ n) | (siphash_u64(r->key, n) ^ tag);
+    if (diff != 0) {
         return NULL;
     }
     return r->subjects[slot];
 }
 
 int bridge_replies_token(const char *subject, size_t len, const char *prefix, size_t prefix_len,
-                         uint64_t *token)
+                         const char **token, size_t *token_len)
 {
-    if (len <= prefix_len || len - prefix_len > 20 || memcmp(subject, prefix, prefix_len) != 0) {
+    if (len <= prefix_len || memcmp(subject, prefix, prefix_len) != 0) {
         return -EINVAL;
     }
-    uint64_t t = 0;
-    for (size_t i = prefix_len; i < len; i++) {
-        if (subject[i] < '0' || subject[i] > '9') {
-            return -EINVAL;
-        }
-        uint64_t d = (uint64_t)(subject[i] - '0');
-        if (t > (UINT64_MAX - d) / 10) {
-            return -EINVAL;
-        }
-        t = t * 10 + d;
-    }
-    *token = t;
+    *token = subject + prefix_len;
+    *token_len = len - prefix_len;
     return 0;
 }

@@ -1,9 +1,11 @@
 /*
  * main.c - sockbus-nats: a bridge from the local bus into NATS.
  *
- * One thread runs the loop below; it owns the bus connection and waits in
- * poll() for three things: the bus socket (sb_events()), the eventfd of
- * the queue that libnats' threads fill (bridge_nats.c), and a signalfd.
+ * One thread runs the loop below; it owns both connections and waits in
+ * poll() for four things: the bus socket (sb_events()), the NATS socket
+ * (libnats runs in this loop, bridge_nats.c), an eventfd libnats' threads
+ * wake the loop with (a new socket after a reconnect, a reply from NATS),
+ * and a signalfd.
  * SIGINT and SIGTERM stop the bridge, SIGUSR1 logs its counters; they are
  * blocked before libnats starts its threads, so only the signalfd sees
  * them. When the bus is away, poll()'s timeout is the next reconnect
@@ -60,9 +62,19 @@ int64_t bridge_now_ms(void)
 static int bridge_init(struct bridge *b)
 {
     b->export_sids = calloc(b->opt.exports.len + 1, sizeof(*b->export_sids));
-    if (b->export_sids == NULL || bridge_replies_init(&b->to_bus, b->opt.max_requests) < 0 ||
-        bridge_replies_init(&b->to_nats, b->opt.max_requests) < 0) {
+    if (b->export_sids == NULL) {
         return -ENOMEM;
+    }
+    int r = bridge_replies_init(&b->to_bus, b->opt.max_requests);
+    if (r == 0) {
+        r = bridge_replies_init(&b->to_nats, b->opt.max_requests);
+    }
+    if (r < 0) {
+        bridge_log(b, BRIDGE_LOG_QUIET,
+                   "cannot set up the tables of requests in flight (%u each way): %s; try a "
+                   "smaller --max-requests",
+                   b->opt.max_requests, strerror(-r));
+        return r;
     }
     snprintf(b->stats_subject, sizeof(b->stats_subject), "$BRIDGE.%s.STATS", b->opt.name);
     bridge_reconnect_init(b);
@@ -86,28 +98,39 @@ static void bridge_deinit(struct bridge *b)
 
 static int run(struct bridge *b, int sfd)
 {
-    bool more = false; /* NATS messages still queued */
+    bool more = false; /* NATS messages may be waiting in the subscriptions */
     for (;;) {
         int64_t now = bridge_now_ms();
         bridge_reconnect_poll(b, now);
-        if (more) {
-            more = bridge_nats_drain(b, DRAIN_BATCH) > 0;
+        /* Messages from NATS go to the bus while it takes them without
+         * blocking: held back by the broker (a lossless subscriber), the
+         * loop goes on reading NATS into libnats' bounded pending lists,
+         * where what overflows is counted, instead of stopping there. */
+        bool bus_full = more && b->bus != NULL && !bridge_bus_writable(b);
+        if (more && !bus_full) {
+            more = bridge_nats_drain(b, DRAIN_BATCH);
         }
-        struct pollfd p[3] = {
+        /* Too much waits to go to NATS: the bus waits (its export
+         * subscriptions are lossless, so its publishers do). */
+        bool bus_waits = bridge_nats_out_full(b);
+        struct pollfd p[4] = {
             {.fd = sfd, .events = POLLIN},
-            {.fd = b->inq.efd, .events = POLLIN},
+            {.fd = bridge_nats_wake_fd(b), .events = POLLIN},
+            {.fd = -1},
             {.fd = -1},
         };
-        if (b->bus != NULL) {
+        if (b->bus != NULL && !bus_waits) {
             p[2].fd = sb_fd(b->bus);
-            p[2].events = sb_events(b->bus);
+            p[2].events = (short)(sb_events(b->bus) | (bus_full ? POLLOUT : 0));
         }
-        int timeout = more ? 0 : bridge_reconnect_wait_ms(b, bridge_now_ms());
+        int timeout = more && !bus_full ? 0 : bridge_reconnect_wait_ms(b, bridge_now_ms());
         int due = bridge_nats_no_responders_due(b, bridge_now_ms());
         if (due >= 0 && (timeout < 0 || due < timeout)) {
             timeout = due;
         }
-        if (poll(p, 3, timeout) < 0 && errno != EINTR) {
+        /* Last: everything published to NATS above is to be written. */
+        bridge_nats_pollfd(b, &p[3]);
+        if (poll(p, 4, timeout) < 0 && errno != EINTR) {
             bridge_log(b, BRIDGE_LOG_QUIET, "cannot wait for the bus and NATS (poll): %s; stopping",
                        strerror(errno));
             return 1;
@@ -124,9 +147,16 @@ static int run(struct bridge *b, int sfd)
             }
         }
         if (p[1].revents & POLLIN) {
+            /* libnats changed its socket (the next round polls the new
+             * one), or a reply came. */
+            bridge_nats_woken(b);
             more = true;
         }
-        if (b->bus != NULL && (p[2].revents != 0 || more)) {
+        if (p[3].revents != 0) {
+            bridge_nats_events(b, p[3].revents);
+            more = true;
+        }
+        if (b->bus != NULL && !bus_waits && (p[2].revents != 0 || (more && !bus_full))) {
             int r = sb_process(b->bus);
             if (r < 0) {
                 bridge_reconnect_lost(b, r);
