@@ -410,22 +410,57 @@ static void client_handle_err(sb_client *c, const struct frame *f)
 
 /* ---- scanning and handing out ------------------------------------------ */
 
+/*
+ * The common case of a scan, first: a run of MSGs that are only to be
+ * kept, with nothing else to do for any of them (no meta block, not for
+ * the inbox, no auto-unsubscribe count to keep, no error to stop at).
+ * Checks each frame once and moves rscan past the run. Returns 0 with *f
+ * the frame at rscan that client_scan() handles in full, FRAME_NEED_MORE
+ * when every complete frame is scanned, or -EPROTO.
+ */
+static int client_scan_run(sb_client *c, struct frame *f)
+{
+    const uint8_t *buf = c->rbuf;
+    size_t at = c->rscan;
+    size_t end = c->rtail;
+    /* A MSG with the meta block may be that much over max_frame. */
+    uint32_t max =
+        c->max_frame > UINT32_MAX - FRAME_META_SIZE ? UINT32_MAX : c->max_frame + FRAME_META_SIZE;
+    uint32_t inbox = c->inbox_sid;
+    bool plain = c->closed_err == 0 && c->subs_counted == 0;
+    int r = FRAME_NEED_MORE;
+    while (at < end) {
+        struct frame g;
+        r = frame_parse(buf + at, end - at, max, &g);
+        if (r != 0) {
+            break;
+        }
+        if (!plain || g.op != FRAME_OP_MSG || (g.flags & FRAME_MSG_META) ||
+            g.subject_len > SB_SUBJECT_MAX || g.reply_len > SB_SUBJECT_MAX ||
+            (g.sid == inbox && inbox != 0)) {
+            *f = g;
+            break;
+        }
+        at += g.size;
+        r = FRAME_NEED_MORE;
+    }
+    c->rscan = at;
+    return r;
+}
+
 /* Check every complete frame after rscan; handle control frames now. */
 int client_scan(sb_client *c)
 {
-    while (c->rscan < c->rtail) {
+    for (;;) {
         struct frame f;
-        uint8_t *p = c->rbuf + c->rscan;
-        /* A MSG with the meta block may be that much over max_frame. */
-        uint32_t max = c->max_frame > UINT32_MAX - FRAME_META_SIZE ? UINT32_MAX
-                                                                   : c->max_frame + FRAME_META_SIZE;
-        int r = frame_parse(p, c->rtail - c->rscan, max, &f);
+        int r = client_scan_run(c, &f);
         if (r == FRAME_NEED_MORE) {
             return 0;
         }
         if (r < 0) {
             return client_fail(c, -EPROTO);
         }
+        uint8_t *p = c->rbuf + c->rscan;
         bool keep = false;
         switch (f.op) {
         case FRAME_OP_MSG:
@@ -481,68 +516,59 @@ int client_scan(sb_client *c)
             return c->closed_err;
         }
     }
-    return 0;
 }
 
-/* Describe a MSG frame in *m; subject and reply are copied to be NUL
- * terminated, the rest points into the frame. */
-void client_fill_msg(sb_client *c, const struct frame *f, sb_msg *m)
+/*
+ * Describe the MSG at p[0..size) in *m: subject and reply copied to be NUL
+ * terminated, the rest pointing into the frame. The frame was checked by
+ * client_scan(): this only locates its parts.
+ */
+static void client_msg_at(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m)
 {
-    memcpy(c->subject, f->subject, f->subject_len);
-    c->subject[f->subject_len] = '\0';
-    memcpy(c->reply, f->reply, f->reply_len);
-    c->reply[f->reply_len] = '\0';
-    *m = (sb_msg){
-        .subject = c->subject,
-        .subject_len = f->subject_len,
-        .reply = c->reply,
-        .reply_len = f->reply_len,
-        .headers = f->headers,
-        .headers_len = f->header_len,
-        .payload = f->payload,
-        .payload_len = f->payload_len,
-        .sid = f->sid,
-        .flags = f->flags,
-    };
-    if (f->flags & FRAME_MSG_META) {
+    uint8_t flags = p[5];
+    uint16_t sl = frame_get_u16(p + 6);
+    uint16_t rl = frame_get_u16(p + 8);
+    uint16_t hl = frame_get_u16(p + 10);
+    const uint8_t *subject = p + FRAME_HEADER_SIZE;
+    const uint8_t *headers = subject + sl + rl;
+    const uint8_t *payload = headers + hl;
+    uint32_t pl = size - (uint32_t)(payload - p);
+    if (flags & FRAME_MSG_META) {
         /* The meta block (checked by client_scan()) stays right before the
          * payload, where sb_msg_sender() finds it. */
-        m->payload = f->payload + FRAME_META_SIZE;
-        m->payload_len = f->payload_len - FRAME_META_SIZE;
+        payload += FRAME_META_SIZE;
+        pl -= FRAME_META_SIZE;
     }
+    *m = (sb_msg){
+        .subject = c->subject,
+        .subject_len = sl,
+        .reply = c->reply,
+        .reply_len = rl,
+        .headers = headers,
+        .headers_len = hl,
+        .payload = payload,
+        .payload_len = pl,
+        .sid = frame_get_u32(p + 12),
+        .flags = flags,
+    };
+    /* The copies last: less to keep across the calls. */
+    client_copy_short(c->subject, subject, sl);
+    c->subject[sl] = '\0';
+    if (rl > 0) {
+        memcpy(c->reply, subject + sl, rl);
+    }
+    c->reply[rl] = '\0';
 }
 
-/* Hand out the first pending MSG, if any: tombstones are skipped. */
-bool client_take_msg(sb_client *c, sb_msg *m)
+void client_fill_msg(sb_client *c, const struct frame *f, sb_msg *m)
 {
-    while (c->rhead < c->rscan) {
-        const uint8_t *p = c->rbuf + c->rhead;
-        uint32_t size = frame_get_u32(p);
-        if (p[4] != FRAME_OP_MSG) {
-            c->rhead += size;
-            continue;
-        }
-        /* Validated by client_scan() already: only locate the parts. */
-        struct frame f = {
-            .size = size,
-            .op = p[4],
-            .flags = p[5],
-            .subject_len = frame_get_u16(p + 6),
-            .reply_len = frame_get_u16(p + 8),
-            .header_len = frame_get_u16(p + 10),
-            .sid = frame_get_u32(p + 12),
-        };
-        f.subject = p + FRAME_HEADER_SIZE;
-        f.reply = f.subject + f.subject_len;
-        f.headers = f.reply + f.reply_len;
-        f.payload = f.headers + f.header_len;
-        f.payload_len = size - (uint32_t)(f.payload - p);
-        c->rhead += size;
-        client_fds_take(c, &f);
-        client_fill_msg(c, &f, m);
-        return true;
-    }
-    return false;
+    client_msg_at(c, f->subject - FRAME_HEADER_SIZE, f->size, m);
+}
+
+void client_take_full(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m)
+{
+    client_fds_take(c, p);
+    client_msg_at(c, p, size, m);
 }
 
 /* client_pump() on a connection: see below. */
