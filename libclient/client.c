@@ -84,10 +84,9 @@ static bool publish_buffered(sb_client *c, uint8_t flags, const char *subject, s
 /* A publish in full: every check, then the write buffer, a direct write,
  * or the publishes held while disconnected. sl and rl are the lengths of
  * subject and reply (0 for NULL). */
-__attribute__((noinline)) static int publish_slow(sb_client *c, uint8_t flags, const char *subject,
-                                                  size_t sl, const char *reply, size_t rl,
-                                                  const void *headers, size_t hl,
-                                                  const void *payload, size_t pl)
+__attribute__((noinline, cold)) static int
+publish_slow(sb_client *c, uint8_t flags, const char *subject, size_t sl, const char *reply,
+             size_t rl, const void *headers, size_t hl, const void *payload, size_t pl)
 {
     if (!publish_subject_valid(c, subject, sl) || (rl > 0 && !sb_subject_valid(reply, rl)) ||
         (hl > 0 && headers == NULL) || (pl > 0 && payload == NULL)) {
@@ -121,8 +120,10 @@ __attribute__((noinline)) static int publish_slow(sb_client *c, uint8_t flags, c
  * write buffer. Anything else is publish_slow()'s, which gives the same
  * result for these.
  */
-static inline int publish(sb_client *c, uint32_t pub_flags, const char *subject, const char *reply,
-                          const void *headers, size_t hl, const void *payload, size_t pl)
+__attribute__((always_inline)) static inline int publish(sb_client *c, uint32_t pub_flags,
+                                                         const char *subject, const char *reply,
+                                                         const void *headers, size_t hl,
+                                                         const void *payload, size_t pl)
 {
     uint8_t flags = (uint8_t)pub_flags;
     size_t sl = subject ? strlen(subject) : 0;
@@ -137,10 +138,10 @@ static inline int publish(sb_client *c, uint32_t pub_flags, const char *subject,
             uint8_t *out = c->wbuf + c->wlen;
             frame_encode_header(out, (uint32_t)size, FRAME_OP_PUB, flags, (uint16_t)sl, 0, 0, 0);
             client_copy_short(out + FRAME_HEADER_SIZE, subject, sl);
-            if (pl > 0) {
-                memcpy(out + FRAME_HEADER_SIZE + sl, payload, pl);
-            }
             c->wlen += size;
+            if (pl > 0) {
+                memcpy(out + FRAME_HEADER_SIZE + sl, payload, pl); /* last: nothing to keep */
+            }
             return 0;
         }
     }

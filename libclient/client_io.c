@@ -414,53 +414,54 @@ static void client_handle_err(sb_client *c, const struct frame *f)
  * The common case of a scan, first: a run of MSGs that are only to be
  * kept, with nothing else to do for any of them (no meta block, not for
  * the inbox, no auto-unsubscribe count to keep, no error to stop at).
- * Checks each frame once and moves rscan past the run. Returns 0 with *f
- * the frame at rscan that client_scan() handles in full, FRAME_NEED_MORE
- * when every complete frame is scanned, or -EPROTO.
+ * Moves rscan past the run. Each is checked here as frame_parse() would
+ * accept it, once, without describing it: anything else (a frame not
+ * whole yet included) stops the run, for client_scan() to judge in full.
  */
-static int client_scan_run(sb_client *c, struct frame *f)
+static void client_scan_run(sb_client *c)
 {
+    if (c->closed_err != 0 || c->subs_counted != 0) {
+        return;
+    }
     const uint8_t *buf = c->rbuf;
     size_t at = c->rscan;
     size_t end = c->rtail;
-    /* A MSG with the meta block may be that much over max_frame. */
-    uint32_t max =
-        c->max_frame > UINT32_MAX - FRAME_META_SIZE ? UINT32_MAX : c->max_frame + FRAME_META_SIZE;
+    uint32_t max = c->max_frame; /* a MSG without the meta block */
     uint32_t inbox = c->inbox_sid;
-    bool plain = c->closed_err == 0 && c->subs_counted == 0;
-    int r = FRAME_NEED_MORE;
-    while (at < end) {
-        struct frame g;
-        r = frame_parse(buf + at, end - at, max, &g);
-        if (r != 0) {
+    while (end - at >= FRAME_HEADER_SIZE) {
+        const uint8_t *p = buf + at;
+        uint32_t size = frame_get_u32(p);
+        uint32_t sl = frame_get_u16(p + 6);
+        uint32_t rl = frame_get_u16(p + 8);
+        uint32_t hl = frame_get_u16(p + 10);
+        /* No overflow: the sum is at most 16 + 3 * 65535. */
+        if (p[4] != FRAME_OP_MSG || (p[5] & FRAME_MSG_META) || size > max || size > end - at ||
+            FRAME_HEADER_SIZE + sl + rl + hl > size || sl > SB_SUBJECT_MAX || rl > SB_SUBJECT_MAX ||
+            (inbox != 0 && frame_get_u32(p + 12) == inbox)) {
             break;
         }
-        if (!plain || g.op != FRAME_OP_MSG || (g.flags & FRAME_MSG_META) ||
-            g.subject_len > SB_SUBJECT_MAX || g.reply_len > SB_SUBJECT_MAX ||
-            (g.sid == inbox && inbox != 0)) {
-            *f = g;
-            break;
-        }
-        at += g.size;
-        r = FRAME_NEED_MORE;
+        at += size;
     }
     c->rscan = at;
-    return r;
 }
 
 /* Check every complete frame after rscan; handle control frames now. */
 int client_scan(sb_client *c)
 {
     for (;;) {
+        client_scan_run(c);
         struct frame f;
-        int r = client_scan_run(c, &f);
+        uint8_t *p = c->rbuf + c->rscan;
+        /* A MSG with the meta block may be that much over max_frame. */
+        uint32_t max = c->max_frame > UINT32_MAX - FRAME_META_SIZE ? UINT32_MAX
+                                                                   : c->max_frame + FRAME_META_SIZE;
+        int r = frame_parse(p, c->rtail - c->rscan, max, &f);
         if (r == FRAME_NEED_MORE) {
             return 0;
         }
         if (r < 0) {
             return client_fail(c, -EPROTO);
         }
-        uint8_t *p = c->rbuf + c->rscan;
         bool keep = false;
         switch (f.op) {
         case FRAME_OP_MSG:
