@@ -7,7 +7,10 @@
  * the write buffer (client_send_frame(), in client_io.c) or waits in
  * client_pump() for what it needs. The buffers, reading and scanning are
  * client_io.c's; connecting and the handshake client_connect.c's; the
- * requests client_request.c's; struct sb_client is in client.h.
+ * requests client_request.c's; struct sb_client is in client.h. A
+ * publish, the call made once per message, does its common case (the
+ * subject published last, connected, room in the write buffer) inline
+ * and leaves the rest to the general path.
  *
  * A client that reconnects (client_connect.c, the dialer) changes each
  * call at its boundary: client_ready() first (an attempt, when one is

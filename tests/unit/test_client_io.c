@@ -916,3 +916,58 @@ Test(client_io, messages_of_every_subject_length_with_and_without_a_reply)
     free(s.buf);
     fake_free(&f);
 }
+
+/* Good MSGs, then one frame with its header bent as `bend` says. */
+static int scan_after_good_msgs(uint32_t max_frame, void (*bend)(uint8_t *hdr), size_t *taken)
+{
+    struct fake f = fake_new();
+    f.c->max_frame = max_frame;
+    struct stream s = {0};
+    put_msg(&s, 1, "a.b", "one");
+    put_msg(&s, 2, "a.c", "two");
+    size_t at = s.len;
+    put_msg(&s, 3, "a.d", "three");
+    bend(s.buf + at);
+    feed(&f, s.buf, s.len);
+    int r = read_scan(&f);
+    struct got_list got = {0};
+    take_all(&f, &got);
+    *taken = got.n;
+    free(s.buf);
+    fake_free(&f);
+    return r;
+}
+
+static void bend_nothing(uint8_t *hdr)
+{
+    (void)hdr;
+}
+
+static void bend_size_small(uint8_t *hdr)
+{
+    frame_put_u32(hdr, 15);
+}
+
+static void bend_inner_overrun(uint8_t *hdr)
+{
+    frame_put_u16(hdr + 10, 200); /* headers longer than the frame */
+}
+
+static void bend_op_unknown(uint8_t *hdr)
+{
+    hdr[4] = 0x7e;
+}
+
+Test(client_io, a_bad_frame_after_good_messages_is_still_a_protocol_error)
+{
+    size_t n;
+    cr_expect_gt(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_nothing, &n), 0);
+    cr_expect_eq(n, 3);
+    cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_size_small, &n), -EPROTO);
+    cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_inner_overrun, &n), -EPROTO);
+    cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_op_unknown, &n), -EPROTO);
+    /* MSGs over max_frame by up to FRAME_META_SIZE are taken, as before
+     * (these are 22, 22 and 24 bytes). */
+    cr_expect_gt(scan_after_good_msgs(10, bend_nothing, &n), 0);
+    cr_expect_eq(n, 3, "taken up to %u over max_frame", FRAME_META_SIZE);
+}
