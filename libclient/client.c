@@ -7,7 +7,10 @@
  * the write buffer (client_send_frame(), in client_io.c) or waits in
  * client_pump() for what it needs. The buffers, reading and scanning are
  * client_io.c's; connecting and the handshake client_connect.c's; the
- * requests client_request.c's; struct sb_client is in client.h.
+ * requests client_request.c's; struct sb_client is in client.h. A
+ * publish, the call made once per message, does its common case (the
+ * subject published last, connected, room in the write buffer) inline
+ * and leaves the rest to the general path.
  *
  * A client that reconnects (client_connect.c, the dialer) changes each
  * call at its boundary: client_ready() first (an attempt, when one is
@@ -23,36 +26,141 @@
 
 /* ---- messaging ---------------------------------------------------------- */
 
-SB_EXPORT int sb_publish_ex(sb_client *c, const sb_pub *pub)
+/*
+ * Is subject[0..len) valid? A publisher usually sends many messages on one
+ * subject, so the last subject found valid is kept and the same bytes again
+ * are only compared; any other subject is validated (and kept when valid).
+ */
+static bool publish_subject_valid(sb_client *c, const char *subject, size_t len)
 {
-    size_t sl = pub->subject ? strlen(pub->subject) : 0;
-    size_t rl = pub->reply ? strlen(pub->reply) : 0;
-    if (!sb_subject_valid(pub->subject, sl) || (rl > 0 && !sb_subject_valid(pub->reply, rl)) ||
-        (pub->headers_len > 0 && pub->headers == NULL) ||
-        (pub->payload_len > 0 && pub->payload == NULL)) {
+    if (len != 0 && len == c->pub_subject_len && client_equal_short(subject, c->pub_subject, len)) {
+        return true;
+    }
+    if (!sb_subject_valid(subject, len)) {
+        return false;
+    }
+    memcpy(c->pub_subject, subject, len); /* len <= SB_SUBJECT_MAX: valid */
+    c->pub_subject_len = len;
+    return true;
+}
+
+/*
+ * The common case of a publish, done in place: connected, no error, and a
+ * frame that fits in what is left of the write buffer (so nothing is
+ * written now). Encodes the frame there as client_send_frame() would and
+ * returns true; false leaves everything to the general path. The subject
+ * and reply are valid, so each is at most SB_SUBJECT_MAX bytes.
+ */
+static bool publish_buffered(sb_client *c, uint8_t flags, const char *subject, size_t sl,
+                             const char *reply, size_t rl, const void *headers, size_t hl,
+                             const void *payload, size_t pl)
+{
+    if (c->closed_err != 0 || c->state != SB_STATE_CONNECTED || c->fd < 0 || hl > UINT16_MAX ||
+        pl >= CLIENT_DIRECT_MIN) {
+        return false;
+    }
+    size_t size = frame_encoded_size(sl, rl, hl, pl);
+    if (size >= CLIENT_DIRECT_MIN || size > c->max_frame || CLIENT_WBUF_SIZE - c->wlen < size) {
+        return false;
+    }
+    uint8_t *out = c->wbuf + c->wlen;
+    frame_encode_header(out, (uint32_t)size, FRAME_OP_PUB, flags, (uint16_t)sl, (uint16_t)rl,
+                        (uint16_t)hl, 0);
+    out += FRAME_HEADER_SIZE;
+    client_copy_short(out, subject, sl);
+    out += sl;
+    if (rl > 0) {
+        memcpy(out, reply, rl);
+        out += rl;
+    }
+    if (hl > 0) {
+        memcpy(out, headers, hl);
+        out += hl;
+    }
+    if (pl > 0) {
+        memcpy(out, payload, pl);
+    }
+    c->wlen += size;
+    return true;
+}
+
+/* A publish in full: every check, then the write buffer, a direct write,
+ * or the publishes held while disconnected. sl and rl are the lengths of
+ * subject and reply (0 for NULL). */
+__attribute__((noinline, cold)) static int
+publish_slow(sb_client *c, uint8_t flags, const char *subject, size_t sl, const char *reply,
+             size_t rl, const void *headers, size_t hl, const void *payload, size_t pl)
+{
+    if (!publish_subject_valid(c, subject, sl) || (rl > 0 && !sb_subject_valid(reply, rl)) ||
+        (hl > 0 && headers == NULL) || (pl > 0 && payload == NULL)) {
         return -EINVAL;
+    }
+    /* client_ready() does nothing for a connected client without an
+     * error: that case goes straight to the write buffer. */
+    if (publish_buffered(c, flags, subject, sl, reply, rl, headers, hl, payload, pl)) {
+        return 0;
     }
     int r = client_ready(c);
     if (r == 0 && c->state != SB_STATE_DISCONNECTED) {
-        r = client_send_frame(c, FRAME_OP_PUB, (uint8_t)pub->flags, 0, pub->subject, sl, pub->reply,
-                              rl, pub->headers, pub->headers_len, pub->payload, pub->payload_len);
+        r = client_send_frame(c, FRAME_OP_PUB, flags, 0, subject, sl, reply, rl, headers, hl,
+                              payload, pl);
         if (r >= 0 || !client_lost_check(c)) {
             return r;
         }
     }
     if (r == 0 || c->state == SB_STATE_DISCONNECTED) {
         /* The broker is away (or went while this was written): held. */
-        r = client_hold_frame(c, FRAME_OP_PUB, (uint8_t)pub->flags, 0, pub->subject, sl, pub->reply,
-                              rl, pub->headers, pub->headers_len, pub->payload, pub->payload_len);
+        r = client_hold_frame(c, FRAME_OP_PUB, flags, 0, subject, sl, reply, rl, headers, hl,
+                              payload, pl);
     }
     return r;
+}
+
+/*
+ * sb_publish_ex() and sb_publish(), the parts of an sb_pub as arguments.
+ * The common publish is done here without a call but strlen(): the subject
+ * published last again, no reply nor headers, connected, and room in the
+ * write buffer. Anything else is publish_slow()'s, which gives the same
+ * result for these.
+ */
+__attribute__((always_inline)) static inline int publish(sb_client *c, uint32_t pub_flags,
+                                                         const char *subject, const char *reply,
+                                                         const void *headers, size_t hl,
+                                                         const void *payload, size_t pl)
+{
+    uint8_t flags = (uint8_t)pub_flags;
+    size_t sl = subject ? strlen(subject) : 0;
+    size_t rl = reply ? strlen(reply) : 0;
+    if (rl == 0 && hl == 0 && (pl > 0 ? payload != NULL : true) && sl != 0 &&
+        sl == c->pub_subject_len && pl < CLIENT_DIRECT_MIN && c->closed_err == 0 &&
+        c->state == SB_STATE_CONNECTED && c->fd >= 0 &&
+        client_equal_short(subject, c->pub_subject, sl)) {
+        size_t size = FRAME_HEADER_SIZE + sl + pl;
+        if (size < CLIENT_DIRECT_MIN && size <= c->max_frame &&
+            CLIENT_WBUF_SIZE - c->wlen >= size) {
+            uint8_t *out = c->wbuf + c->wlen;
+            frame_encode_header(out, (uint32_t)size, FRAME_OP_PUB, flags, (uint16_t)sl, 0, 0, 0);
+            client_copy_short(out + FRAME_HEADER_SIZE, subject, sl);
+            c->wlen += size;
+            if (pl > 0) {
+                memcpy(out + FRAME_HEADER_SIZE + sl, payload, pl); /* last: nothing to keep */
+            }
+            return 0;
+        }
+    }
+    return publish_slow(c, flags, subject, sl, reply, rl, headers, hl, payload, pl);
+}
+
+SB_EXPORT int sb_publish_ex(sb_client *c, const sb_pub *pub)
+{
+    return publish(c, pub->flags, pub->subject, pub->reply, pub->headers, pub->headers_len,
+                   pub->payload, pub->payload_len);
 }
 
 SB_EXPORT int sb_publish(sb_client *c, const char *subject, const char *reply, const void *data,
                          size_t len)
 {
-    sb_pub pub = {.subject = subject, .reply = reply, .payload = data, .payload_len = len};
-    return sb_publish_ex(c, &pub);
+    return publish(c, 0, subject, reply, NULL, 0, data, len);
 }
 
 SB_EXPORT int sb_subscribe(sb_client *c, const char *pattern, const char *queue, uint32_t *sid)

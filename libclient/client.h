@@ -28,6 +28,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -165,6 +166,12 @@ struct sb_client {
     sb_state_cb state_cb;
     void *state_arg;
 
+    /* The subject last found valid by a publish on this client: the same
+     * subject again (the common case, a stream on one subject) is
+     * compared, not validated again. */
+    size_t pub_subject_len; /* 0: none yet */
+    char pub_subject[SB_SUBJECT_MAX];
+
     /* NUL-terminated copies of the current message's subject and reply. */
     char subject[SB_SUBJECT_MAX + 1];
     char reply[SB_SUBJECT_MAX + 1];
@@ -182,6 +189,54 @@ struct sb_client {
     uint32_t cur_nfds;
     const void *cur_payload;
 };
+
+/* ---- short copies ------------------------------------------------------- */
+
+/*
+ * memcpy() and memcmp() for the subjects of the per-message paths: from 8
+ * to 32 bytes they are two or four overlapping word moves, without a call
+ * (which also spares the caller saving its registers); other lengths go
+ * to the library functions. Only n bytes of each side are touched.
+ */
+__attribute__((always_inline)) static inline void client_copy_short(void *dst, const void *src,
+                                                                    size_t n)
+{
+    uint8_t *d = dst;
+    const uint8_t *s = src;
+    if (n >= 8 && n <= 16) {
+        uint64_t a;
+        uint64_t b;
+        memcpy(&a, s, 8);
+        memcpy(&b, s + n - 8, 8);
+        memcpy(d, &a, 8);
+        memcpy(d + n - 8, &b, 8);
+    } else if (n > 16 && n <= 32) {
+        uint8_t a[16];
+        uint8_t b[16];
+        memcpy(a, s, 16);
+        memcpy(b, s + n - 16, 16);
+        memcpy(d, a, 16);
+        memcpy(d + n - 16, b, 16);
+    } else {
+        memcpy(d, s, n);
+    }
+}
+
+__attribute__((always_inline)) static inline bool client_equal_short(const void *x, const void *y,
+                                                                     size_t n)
+{
+    const uint8_t *a = x;
+    const uint8_t *b = y;
+    if (n >= 8 && n <= 16) {
+        uint64_t a0, a1, b0, b1;
+        memcpy(&a0, a, 8);
+        memcpy(&a1, a + n - 8, 8);
+        memcpy(&b0, b, 8);
+        memcpy(&b1, b + n - 8, 8);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    return memcmp(a, b, n) == 0;
+}
 
 /* ---- client_io.c -------------------------------------------------------- */
 
@@ -245,8 +300,54 @@ int client_read_some(sb_client *c);
  * error. */
 int client_scan(sb_client *c);
 
-/* Hand out the first pending MSG, if any (true). */
-bool client_take_msg(sb_client *c, sb_msg *m);
+/* client_take_msg() for any MSG at p[0..size): with its descriptors
+ * (client_fds_take()), a reply, a meta block. */
+void client_take_full(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m);
+
+/*
+ * Hand out the first pending MSG, if any (true); tombstones are skipped.
+ * Inline, since it runs once per message: the frames were checked by
+ * client_scan(), so this only locates the parts. A plain message (no meta
+ * block, no reply, no descriptors to close) is described here, its
+ * subject copied to be NUL terminated; any other goes to
+ * client_take_full().
+ */
+static inline bool client_take_msg(sb_client *c, sb_msg *m)
+{
+    while (c->rhead < c->rscan) {
+        const uint8_t *p = c->rbuf + c->rhead;
+        uint32_t size = frame_get_u32(p);
+        c->rhead += size;
+        if (p[4] != FRAME_OP_MSG) {
+            continue;
+        }
+        uint16_t sl = frame_get_u16(p + 6);
+        uint16_t rl = frame_get_u16(p + 8);
+        if (c->cur_nfds != 0 || (p[5] & FRAME_MSG_META) || rl != 0) {
+            client_take_full(c, p, size, m);
+            return true;
+        }
+        uint16_t hl = frame_get_u16(p + 10);
+        const uint8_t *payload = p + FRAME_HEADER_SIZE + sl + hl;
+        *m = (sb_msg){
+            .subject = c->subject,
+            .subject_len = sl,
+            .reply = c->reply,
+            .reply_len = 0,
+            .headers = p + FRAME_HEADER_SIZE + sl,
+            .headers_len = hl,
+            .payload = payload,
+            .payload_len = size - (uint32_t)(payload - p),
+            .sid = frame_get_u32(p + 12),
+            .flags = p[5],
+        };
+        client_copy_short(c->subject, p + FRAME_HEADER_SIZE, sl);
+        c->subject[sl] = '\0';
+        c->reply[0] = '\0';
+        return true;
+    }
+    return false;
+}
 
 /* Is a MSG pending? */
 bool client_have_msg(const sb_client *c);
@@ -271,9 +372,10 @@ ssize_t client_recv(sb_client *c, void *buf, size_t len);
  * stream). Returns 0 or -EPROTO. */
 int client_fds_scanned(sb_client *c, const struct frame *f, bool keep);
 
-/* The MSG `f` is being handed out: the previous message's descriptors are
- * closed and this one's become current. */
-void client_fds_take(sb_client *c, const struct frame *f);
+/* The MSG frame at `frame` (checked by client_scan()) is being handed
+ * out: the previous message's descriptors are closed and this one's
+ * become current. */
+void client_fds_take(sb_client *c, const uint8_t *frame);
 
 /* The connection was lost: close the descriptors received that no scanned
  * frame claimed (they came with a frame the loss cut). */

@@ -147,17 +147,24 @@ static void fds_close_current(sb_client *c)
     c->cur_payload = NULL;
 }
 
-void client_fds_take(sb_client *c, const struct frame *f)
+void client_fds_take(sb_client *c, const uint8_t *frame)
 {
     fds_close_current(c);
-    struct frame_meta m;
-    if (!(f->flags & FRAME_MSG_META) || frame_meta_parse(f, &m) < 0 || m.nfds == 0) {
+    if (!(frame[5] & FRAME_MSG_META)) {
         return;
     }
-    /* Checked and claimed by client_fds_scanned(). */
+    /* The block follows the headers; client_scan() checked that it fits,
+     * and client_fds_scanned() claimed its descriptors. */
+    const uint8_t *meta = frame + FRAME_HEADER_SIZE + frame_get_u16(frame + 6) +
+                          frame_get_u16(frame + 8) + frame_get_u16(frame + 10);
+    struct frame_meta m;
+    frame_meta_decode(meta, &m);
+    if (m.nfds == 0) {
+        return;
+    }
     memcpy(c->cur_fds, c->fds, m.nfds * sizeof(int));
     c->cur_nfds = m.nfds;
-    c->cur_payload = f->payload + FRAME_META_SIZE;
+    c->cur_payload = meta + FRAME_META_SIZE;
     c->fds_claimed -= m.nfds;
     fds_remove(c, 0, m.nfds, false);
 }

@@ -410,10 +410,46 @@ static void client_handle_err(sb_client *c, const struct frame *f)
 
 /* ---- scanning and handing out ------------------------------------------ */
 
+/*
+ * The common case of a scan, first: a run of MSGs that are only to be
+ * kept, with nothing else to do for any of them (no meta block, not for
+ * the inbox, no auto-unsubscribe count to keep, no error to stop at).
+ * Moves rscan past the run. Each is checked here as frame_parse() would
+ * accept it, once, without describing it: anything else (a frame not
+ * whole yet included) stops the run, for client_scan() to judge in full.
+ */
+static void client_scan_run(sb_client *c)
+{
+    if (c->closed_err != 0 || c->subs_counted != 0) {
+        return;
+    }
+    const uint8_t *buf = c->rbuf;
+    size_t at = c->rscan;
+    size_t end = c->rtail;
+    uint32_t max = c->max_frame; /* a MSG without the meta block */
+    uint32_t inbox = c->inbox_sid;
+    while (end - at >= FRAME_HEADER_SIZE) {
+        const uint8_t *p = buf + at;
+        uint32_t size = frame_get_u32(p);
+        uint32_t sl = frame_get_u16(p + 6);
+        uint32_t rl = frame_get_u16(p + 8);
+        uint32_t hl = frame_get_u16(p + 10);
+        /* No overflow: the sum is at most 16 + 3 * 65535. */
+        if (p[4] != FRAME_OP_MSG || (p[5] & FRAME_MSG_META) || size > max || size > end - at ||
+            FRAME_HEADER_SIZE + sl + rl + hl > size || sl > SB_SUBJECT_MAX || rl > SB_SUBJECT_MAX ||
+            (inbox != 0 && frame_get_u32(p + 12) == inbox)) {
+            break;
+        }
+        at += size;
+    }
+    c->rscan = at;
+}
+
 /* Check every complete frame after rscan; handle control frames now. */
 int client_scan(sb_client *c)
 {
-    while (c->rscan < c->rtail) {
+    for (;;) {
+        client_scan_run(c);
         struct frame f;
         uint8_t *p = c->rbuf + c->rscan;
         /* A MSG with the meta block may be that much over max_frame. */
@@ -481,68 +517,59 @@ int client_scan(sb_client *c)
             return c->closed_err;
         }
     }
-    return 0;
 }
 
-/* Describe a MSG frame in *m; subject and reply are copied to be NUL
- * terminated, the rest points into the frame. */
-void client_fill_msg(sb_client *c, const struct frame *f, sb_msg *m)
+/*
+ * Describe the MSG at p[0..size) in *m: subject and reply copied to be NUL
+ * terminated, the rest pointing into the frame. The frame was checked by
+ * client_scan(): this only locates its parts.
+ */
+static void client_msg_at(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m)
 {
-    memcpy(c->subject, f->subject, f->subject_len);
-    c->subject[f->subject_len] = '\0';
-    memcpy(c->reply, f->reply, f->reply_len);
-    c->reply[f->reply_len] = '\0';
-    *m = (sb_msg){
-        .subject = c->subject,
-        .subject_len = f->subject_len,
-        .reply = c->reply,
-        .reply_len = f->reply_len,
-        .headers = f->headers,
-        .headers_len = f->header_len,
-        .payload = f->payload,
-        .payload_len = f->payload_len,
-        .sid = f->sid,
-        .flags = f->flags,
-    };
-    if (f->flags & FRAME_MSG_META) {
+    uint8_t flags = p[5];
+    uint16_t sl = frame_get_u16(p + 6);
+    uint16_t rl = frame_get_u16(p + 8);
+    uint16_t hl = frame_get_u16(p + 10);
+    const uint8_t *subject = p + FRAME_HEADER_SIZE;
+    const uint8_t *headers = subject + sl + rl;
+    const uint8_t *payload = headers + hl;
+    uint32_t pl = size - (uint32_t)(payload - p);
+    if (flags & FRAME_MSG_META) {
         /* The meta block (checked by client_scan()) stays right before the
          * payload, where sb_msg_sender() finds it. */
-        m->payload = f->payload + FRAME_META_SIZE;
-        m->payload_len = f->payload_len - FRAME_META_SIZE;
+        payload += FRAME_META_SIZE;
+        pl -= FRAME_META_SIZE;
     }
+    *m = (sb_msg){
+        .subject = c->subject,
+        .subject_len = sl,
+        .reply = c->reply,
+        .reply_len = rl,
+        .headers = headers,
+        .headers_len = hl,
+        .payload = payload,
+        .payload_len = pl,
+        .sid = frame_get_u32(p + 12),
+        .flags = flags,
+    };
+    /* The copies last: less to keep across the calls. */
+    client_copy_short(c->subject, subject, sl);
+    c->subject[sl] = '\0';
+    if (rl > 0) {
+        memcpy(c->reply, subject + sl, rl);
+    }
+    c->reply[rl] = '\0';
 }
 
-/* Hand out the first pending MSG, if any: tombstones are skipped. */
-bool client_take_msg(sb_client *c, sb_msg *m)
+void client_fill_msg(sb_client *c, const struct frame *f, sb_msg *m)
 {
-    while (c->rhead < c->rscan) {
-        const uint8_t *p = c->rbuf + c->rhead;
-        uint32_t size = frame_get_u32(p);
-        if (p[4] != FRAME_OP_MSG) {
-            c->rhead += size;
-            continue;
-        }
-        /* Validated by client_scan() already: only locate the parts. */
-        struct frame f = {
-            .size = size,
-            .op = p[4],
-            .flags = p[5],
-            .subject_len = frame_get_u16(p + 6),
-            .reply_len = frame_get_u16(p + 8),
-            .header_len = frame_get_u16(p + 10),
-            .sid = frame_get_u32(p + 12),
-        };
-        f.subject = p + FRAME_HEADER_SIZE;
-        f.reply = f.subject + f.subject_len;
-        f.headers = f.reply + f.reply_len;
-        f.payload = f.headers + f.header_len;
-        f.payload_len = size - (uint32_t)(f.payload - p);
-        c->rhead += size;
-        client_fds_take(c, &f);
-        client_fill_msg(c, &f, m);
-        return true;
-    }
-    return false;
+    client_msg_at(c, f->subject - FRAME_HEADER_SIZE, f->size, m);
+}
+
+void client_take_full(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m)
+{
+    client_fds_take(c, p);
+    client_msg_at(c, p, size, m);
 }
 
 /* client_pump() on a connection: see below. */

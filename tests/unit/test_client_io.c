@@ -764,3 +764,210 @@ Test(client_io, a_full_buffer_leaves_in_one_write_and_a_big_frame_in_its_own)
     free(big);
     fake_free(&f);
 }
+
+/* ---- the per-message paths ---------------------------------------------- */
+
+/* A valid subject of `len` bytes: tokens of letters, a dot every 5th byte. */
+static void make_subject(char *s, size_t len)
+{
+    for (size_t i = 0; i < len; i++) {
+        s[i] = (i % 5 == 4 && i + 1 < len) ? '.' : (char)('a' + (i * 7) % 26);
+    }
+    s[len] = '\0';
+}
+
+/* The frames in the write buffer are exactly those frame_encode() makes
+ * for `subjects`, in order, each with `payload`. */
+static void expect_buffered(const sb_client *c, char subjects[][80], size_t n,
+                            const uint8_t *payload, size_t pl)
+{
+    uint8_t want[256];
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t sl = strlen(subjects[i]);
+        size_t size =
+            frame_encode(want, FRAME_OP_PUB, 0, 0, subjects[i], sl, NULL, 0, NULL, 0, payload, pl);
+        cr_assert_leq(at + size, c->wlen, "frame %zu", i);
+        cr_expect(memcmp(c->wbuf + at, want, size) == 0, "frame %zu (subject \"%s\")", i,
+                  subjects[i]);
+        at += size;
+    }
+    cr_expect_eq(at, c->wlen);
+}
+
+Test(client_io, a_subject_that_changes_after_a_valid_one_is_checked_again)
+{
+    struct fake f = fake_new();
+    /* Every length the short compare treats apart (below 8, 8 to 16, 17
+     * to 32, above), each subject first valid, then made invalid in place
+     * one byte at a time, keeping its length. */
+    static const char bad[] = {'.', '*', '>', ' ', '\x7f', '\x01', '\xff'};
+    for (size_t len = 1; len <= 40; len++) {
+        char s[80];
+        make_subject(s, len);
+        cr_assert_eq(sb_publish(f.c, s, NULL, "x", 1), 0, "\"%s\"", s);
+        cr_assert_eq(sb_publish(f.c, s, NULL, "x", 1), 0, "\"%s\" again", s);
+        for (size_t at = 0; at < len; at++) {
+            for (size_t k = 0; k < sizeof(bad); k++) {
+                char t[80];
+                memcpy(t, s, len + 1);
+                if (t[at] == '.' && bad[k] == '.') {
+                    continue; /* the same subject */
+                }
+                if (bad[k] == '.' && at > 0 && at + 1 < len && t[at - 1] != '.' &&
+                    t[at + 1] != '.') {
+                    continue; /* a dot between two tokens: valid */
+                }
+                t[at] = bad[k];
+                cr_expect_eq(sb_publish(f.c, t, NULL, "x", 1), -EINVAL, "\"%s\" after \"%s\"", t,
+                             s);
+                /* The valid one is still taken after the refusal. */
+                cr_expect_eq(sb_publish(f.c, s, NULL, "x", 1), 0, "\"%s\"", s);
+            }
+        }
+        f.c->wlen = 0; /* nothing goes out: the buffer is only looked at */
+    }
+    /* The caller's own buffer changed in place between two publishes. */
+    char buf[] = "orders.eu.new";
+    cr_expect_eq(sb_publish(f.c, buf, NULL, "x", 1), 0);
+    buf[6] = '*';
+    cr_expect_eq(sb_publish(f.c, buf, NULL, "x", 1), -EINVAL);
+    buf[6] = '.';
+    buf[12] = '\0';
+    cr_expect_eq(sb_publish(f.c, buf, NULL, "x", 1), 0, "a shorter valid one");
+    buf[11] = '.';
+    cr_expect_eq(sb_publish(f.c, buf, NULL, "x", 1), -EINVAL, "a trailing dot");
+    cr_expect_eq(sb_publish(f.c, "", NULL, "x", 1), -EINVAL);
+    cr_expect_eq(sb_publish(f.c, NULL, NULL, "x", 1), -EINVAL);
+    /* A valid subject with an invalid reply, or a payload without data. */
+    cr_expect_eq(sb_publish(f.c, "orders.eu", "a..b", "x", 1), -EINVAL);
+    cr_expect_eq(sb_publish(f.c, "orders.eu", NULL, NULL, 1), -EINVAL);
+    fake_free(&f);
+}
+
+Test(client_io, publishes_encode_every_subject_length_exactly)
+{
+    struct fake f = fake_new();
+    uint8_t payload[40];
+    for (size_t i = 0; i < sizeof(payload); i++) {
+        payload[i] = (uint8_t)(i * 13 + 1);
+    }
+    for (size_t pl = 0; pl <= sizeof(payload); pl += 20) {
+        char subjects[80][80];
+        size_t n = 0;
+        for (size_t len = 1; len <= 40; len++) {
+            make_subject(subjects[n], len);
+            /* Twice: validated, then compared with the subject kept. */
+            cr_assert_eq(sb_publish(f.c, subjects[n], NULL, pl ? payload : NULL, pl), 0);
+            n++;
+            memcpy(subjects[n], subjects[n - 1], sizeof(subjects[n]));
+            cr_assert_eq(sb_publish(f.c, subjects[n], NULL, pl ? payload : NULL, pl), 0);
+            n++;
+        }
+        expect_buffered(f.c, subjects, n, payload, pl);
+        f.c->wlen = 0;
+    }
+    /* Headers, a reply and flags go the general way, encoded the same. */
+    sb_pub pub = {.subject = "a.b",
+                  .reply = "r.s",
+                  .headers = "hh",
+                  .headers_len = 2,
+                  .payload = "pp",
+                  .payload_len = 2,
+                  .flags = SB_PUB_RETAIN};
+    cr_assert_eq(sb_publish_ex(f.c, &pub), 0);
+    uint8_t want[64];
+    size_t size =
+        frame_encode(want, FRAME_OP_PUB, SB_PUB_RETAIN, 0, "a.b", 3, "r.s", 3, "hh", 2, "pp", 2);
+    cr_assert_eq(f.c->wlen, size);
+    cr_expect(memcmp(f.c->wbuf, want, size) == 0);
+    fake_free(&f);
+}
+
+Test(client_io, messages_of_every_subject_length_with_and_without_a_reply)
+{
+    struct fake f = fake_new();
+    struct stream s = {0};
+    char subjects[40][80];
+    for (size_t len = 1; len <= 40; len++) {
+        make_subject(subjects[len - 1], len);
+        /* Every third with a reply, so that one without follows one with. */
+        const char *reply = len % 3 == 0 ? subjects[len / 3 - 1] : NULL;
+        put_frame(&s, FRAME_OP_MSG, 0, (uint32_t)len, subjects[len - 1], reply, "pl", 2);
+    }
+    feed(&f, s.buf, s.len);
+    cr_assert_gt(read_scan(&f), 0);
+    for (size_t len = 1; len <= 40; len++) {
+        sb_msg m;
+        cr_assert(client_take_msg(f.c, &m), "message %zu", len);
+        cr_expect_eq(m.sid, len);
+        cr_expect_eq(m.subject_len, len);
+        cr_expect_str_eq(m.subject, subjects[len - 1]);
+        const char *reply = len % 3 == 0 ? subjects[len / 3 - 1] : "";
+        cr_expect_str_eq(m.reply, reply, "message %zu", len);
+        cr_expect_eq(m.reply_len, strlen(reply));
+        cr_expect_eq(m.headers_len, 0);
+        cr_expect_eq(m.payload_len, 2);
+        cr_expect(memcmp(m.payload, "pl", 2) == 0);
+        cr_expect_eq(m.flags, 0);
+    }
+    sb_msg m;
+    cr_expect_not(client_take_msg(f.c, &m));
+    free(s.buf);
+    fake_free(&f);
+}
+
+/* Good MSGs, then one frame with its header bent as `bend` says. */
+static int scan_after_good_msgs(uint32_t max_frame, void (*bend)(uint8_t *hdr), size_t *taken)
+{
+    struct fake f = fake_new();
+    f.c->max_frame = max_frame;
+    struct stream s = {0};
+    put_msg(&s, 1, "a.b", "one");
+    put_msg(&s, 2, "a.c", "two");
+    size_t at = s.len;
+    put_msg(&s, 3, "a.d", "three");
+    bend(s.buf + at);
+    feed(&f, s.buf, s.len);
+    int r = read_scan(&f);
+    struct got_list got = {0};
+    take_all(&f, &got);
+    *taken = got.n;
+    free(s.buf);
+    fake_free(&f);
+    return r;
+}
+
+static void bend_nothing(uint8_t *hdr)
+{
+    (void)hdr;
+}
+
+static void bend_size_small(uint8_t *hdr)
+{
+    frame_put_u32(hdr, 15);
+}
+
+static void bend_inner_overrun(uint8_t *hdr)
+{
+    frame_put_u16(hdr + 10, 200); /* headers longer than the frame */
+}
+
+static void bend_op_unknown(uint8_t *hdr)
+{
+    hdr[4] = 0x7e;
+}
+
+Test(client_io, a_bad_frame_after_good_messages_is_still_a_protocol_error)
+{
+    size_t n;
+    cr_expect_gt(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_nothing, &n), 0);
+    cr_expect_eq(n, 3);
+    cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_size_small, &n), -EPROTO);
+    cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_inner_overrun, &n), -EPROTO);
+    cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_op_unknown, &n), -EPROTO);
+    /* MSGs over max_frame by up to FRAME_META_SIZE are taken, as before
+     * (these are 22, 22 and 24 bytes). */
+    cr_expect_gt(scan_after_good_msgs(10, bend_nothing, &n), 0);
+    cr_expect_eq(n, 3, "taken up to %u over max_frame", FRAME_META_SIZE);
+}
