@@ -157,12 +157,10 @@ struct bridge {
     size_t inbox_prefix_len;
     int64_t reconnect_at_ms; /* when to try again; bridge_reconnect.c */
     int backoff_ms;
-    bool bus_told_down;  /* said once that it is away */
-    bool bus_told_drops; /* said once per outage that imports are dropped */
-    bool bus_was_up;
-    bool lossless_refused;
-    /* the broker's ACL forbids lossless exports */ /* connected before: the next connect is a
-                                                       reconnect */
+    bool bus_told_down;    /* said once that it is away */
+    bool bus_told_drops;   /* said once per outage that imports are dropped */
+    bool bus_was_up;       /* connected before: the next connect is a reconnect */
+    bool lossless_refused; /* the broker's ACL forbids lossless exports */
 
     /* The NATS side. */
     natsConnection *nc;

@@ -15,8 +15,8 @@
  * (bridge_replies.c).
  *
  * Everything runs on the main thread: messages from the bus arrive through
- * sb_process()'s callback, messages from NATS through the inbound queue
- * (bridge_nats_drain()). A message that cannot be published here because
+ * sb_process()'s callback, messages from NATS in batches from libnats'
+ * subscriptions (bridge_nats_drain()). A message that cannot be published here because
  * the bus is away, or that the broker refuses, is counted as dropped.
  */
 #include "bridge.h"

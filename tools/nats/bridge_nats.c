@@ -16,9 +16,11 @@
  * messages from synchronous subscriptions and publishes them on the bus
  * in batches, and writes what it published to NATS in one go when the
  * socket is writable (send-at-once, so no flusher thread waits a
- * millisecond first). No message crosses a thread: no wakeup, no lock
- * handed back and forth per message; libnats keeps only its reconnect
- * and timer threads. What arrives faster than the bus takes waits in the
+ * millisecond first). No exported or imported message crosses a thread:
+ * no wakeup, no lock handed back and forth per message; libnats keeps its
+ * reconnect and timer threads, and the delivery thread of the reply
+ * subscription (replies come through a bounded queue, see below). What
+ * arrives faster than the bus takes waits in the
  * subscriptions' pending lists, within limits of
  * 1,048,576 messages and 256 MiB each; what libnats drops past those is
  * counted (natsSubscription_GetDropped(), dropped_nats_slow). When more
@@ -47,12 +49,17 @@
  * or on libnats' reconnect thread (a new socket): the state is behind a
  * mutex, and a change made off the main thread wakes its poll().
  */
+static void wake_main(struct bridge *b)
+{
+    uint64_t one = 1;
+    ssize_t w = write(b->ev.wake, &one, sizeof(one));
+    (void)w; /* EAGAIN only when the counter is full: it is readable then */
+}
+
 static void ev_changed(struct bridge *b)
 {
     if (!pthread_equal(pthread_self(), b->main_thread)) {
-        uint64_t one = 1;
-        ssize_t w = write(b->ev.wake, &one, sizeof(one));
-        (void)w; /* EAGAIN only when the counter is full: it is readable then */
+        wake_main(b);
     }
 }
 
@@ -237,9 +244,7 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *m, void
     bool wake = q->len++ == 0;
     pthread_mutex_unlock(&q->mu);
     if (wake) {
-        uint64_t one = 1;
-        ssize_t w = write(b->ev.wake, &one, sizeof(one));
-        (void)w; /* EAGAIN only when the counter is full: it is readable then */
+        wake_main(b);
     }
 }
 
