@@ -317,6 +317,7 @@ __attribute__((always_inline)) static inline int router_match(struct bus *b, con
         memcpy(b->repeat.subject, subject, len);
         b->repeat.len = (uint16_t)len;
         b->repeat.origin = filtered;
+        b->repeat.peers = BUS_PEERS_UNKNOWN;
     } else {
         b->repeat.len = 0;
     }
@@ -596,10 +597,36 @@ int router_publish_local(struct bus *b, const char *subject, size_t subject_len,
 /* ---- runs: consecutive PUBs queued in one copy per subscriber ----------- */
 
 /*
+ * Does each subscription b->match holds belong to a connection of its
+ * own? A run is queued subscription after subscription (router_flush()):
+ * into a connection with two of them it would queue all of one's MSGs
+ * before the other's, where one by one each message's MSGs are back to
+ * back and its budget keeps or drops them in that order (docs/protocol.md,
+ * "One MSG per matching subscription"). Walked once per match.
+ */
+static bool router_match_once_each(struct bus *b)
+{
+    if (b->repeat.peers == BUS_PEERS_UNKNOWN) {
+        uint64_t mark = ++b->peer_mark;
+        b->repeat.peers = BUS_PEERS_DISTINCT;
+        for (size_t i = 0; i < b->match.len; i++) {
+            struct peer *p = sub_of(b->match.items[i])->peer;
+            if (p->mark == mark) {
+                b->repeat.peers = BUS_PEERS_SHARED;
+                break;
+            }
+            p->mark = mark;
+        }
+    }
+    return b->repeat.peers == BUS_PEERS_DISTINCT;
+}
+
+/*
  * May `f` from `p`, a plain message on the subject whose match b->match
- * holds, start a run? When that match has only plain subscriptions, was
- * made for p's echo filter, and p may publish on the subject: then it is
- * the match a router_publish() of f would make.
+ * holds, start a run? When that match has only plain subscriptions, each
+ * on a connection of its own (router_match_once_each()), was made for p's
+ * echo filter, and p may publish on the subject: then it is the match a
+ * router_publish() of f would make.
  */
 static bool router_run_starts(struct bus *b, struct peer *p, const struct frame *f)
 {
@@ -607,7 +634,8 @@ static bool router_run_starts(struct bus *b, struct peer *p, const struct frame 
      * broker, on a $SYS. subject): p's own right is asked. */
     return b->repeat.plain && b->repeat.origin == (p->echo ? NULL : p) &&
            !router_subject_is_sys(f->subject, f->subject_len) &&
-           (b->cfg->acl == NULL || router_check_publish(p, f, true) == 0);
+           (b->cfg->acl == NULL || router_check_publish(p, f, true) == 0) &&
+           router_match_once_each(b);
 }
 
 int router_publish_deferred(struct bus *b, struct peer *p, const struct frame *f)
