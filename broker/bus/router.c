@@ -30,6 +30,7 @@
 #include "fdpass.h"
 #include "flow.h"
 #include "frame.h"
+#include "hash.h"
 #include "mem.h"
 #include "peer.h"
 #include "retain.h"
@@ -248,45 +249,12 @@ __attribute__((noinline)) static void router_queue_meta(struct bus *b, struct pe
                         f, meta, set);
 }
 
-/* a[0..len) == b[0..len), in a few loads for a short subject: a call of
- * memcmp() would cost more than the rest of the comparison. */
-static inline bool router_same_subject(const char *a, const char *b, size_t len)
-{
-    uint64_t x, y;
-    if (len >= 8) {
-        for (size_t i = 0; i + 8 < len; i += 8) {
-            memcpy(&x, a + i, 8);
-            memcpy(&y, b + i, 8);
-            if (x != y) {
-                return false;
-            }
-        }
-        memcpy(&x, a + len - 8, 8); /* the last 8, overlapping */
-        memcpy(&y, b + len - 8, 8);
-        return x == y;
-    }
-    uint32_t u, v, w, z;
-    if (len >= 4) {
-        memcpy(&u, a, 4);
-        memcpy(&v, b, 4);
-        memcpy(&w, a + len - 4, 4);
-        memcpy(&z, b + len - 4, 4);
-        return u == v && w == z;
-    }
-    for (size_t i = 0; i < len; i++) {
-        if (a[i] != b[i]) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Is b->match the match of f's subject (for some filter)? */
 static inline bool router_repeats(const struct bus *b, const struct frame *f)
 {
     size_t len = f->subject_len;
     return b->repeat.len == len && len != 0 &&
-           router_same_subject(b->repeat.subject, (const char *)f->subject, len);
+           hash_subject_same(b->repeat.subject, (const char *)f->subject, len);
 }
 
 /*
