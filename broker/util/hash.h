@@ -22,9 +22,12 @@
  *   multiply-shift. For two subjects chosen without knowledge of the key
  *   the chance that they share one of 256 cache slots is at most about
  *   2^-7 + 2^-32, and it costs about as much as the unkeyed hash it
- *   replaces. The cache is direct mapped: there are no probe runs to
- *   flood; what this protects is a chosen subject's entry from being
- *   evicted on purpose.
+ *   replaces. The cache's 256 entries are direct mapped: what this
+ *   protects there is a chosen subject's entry from being evicted on
+ *   purpose. Its index (matchcache.h) is open-addressed by the same hash;
+ *   a run of probes there stops at MATCHCACHE_INDEX_PROBE_MAX slots
+ *   whatever the subjects, and a subject that finds no free slot takes
+ *   the walk.
  *
  * The broker seeds once, at start (hash_seed_random(), from getrandom()).
  * Until then the keys are fixed, and unit tests may fix them with
