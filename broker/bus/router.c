@@ -63,11 +63,11 @@ static void router_forget_match(struct bus *b)
 
 static void sub_free(struct bus *b, struct sub *s)
 {
-    router_forget_match(b);
     if (b->sub_event != NULL) {
-        b->sub_event(b, s, false);
+        b->sub_event(b, s, false); /* may publish, and keep its match */
     }
     subtrie_remove(b->subs, &s->entry, sub_pattern(s), s->pattern_len);
+    router_forget_match(b); /* s is still there for a run to reach */
     s->peer->sub_bytes -= s->cost;
     s->peer->lossless -= (s->flags & FRAME_SUB_LOSSLESS) != 0;
     b->freed_bytes += s->cost;

@@ -584,6 +584,27 @@ Test(router, a_run_to_one_connection_twice_over_max_pending_drops_what_one_by_on
     }
 }
 
+/* The event that announces the end of a subscription is published before
+ * the subscription leaves the trie (it may be one of its receivers): the
+ * match made for it is not kept past the removal, so that the broker's
+ * next message on that subject reaches only the subscriptions left. */
+Test(router, the_match_of_an_unsubscribe_event_is_not_kept_past_the_removal)
+{
+    start();
+    struct peer *w = client("watcher", true);
+    struct peer *x = client("x", true);
+    cr_assert_eq(sub(w, 1, "$SYS.EVENT.UNSUBSCRIBE", NULL), 0);
+    cr_assert_eq(sub(x, 2, "$SYS.EVENT.UNSUBSCRIBE", NULL), 0);
+    connbuf_clear(&w->conn.out); /* x's SUBSCRIBE event, if any */
+    cr_assert_eq(unsub(x, 2, 0), 0);
+    cr_assert_eq(count(w), 1, "the watcher hears x's UNSUB");
+    connbuf_clear(&x->conn.out);
+    const char *subject = "$SYS.EVENT.UNSUBSCRIBE";
+    cr_assert_eq(router_publish_local(&bus, subject, strlen(subject), "{}", 2), 0);
+    cr_assert_eq(count(w), 1);
+    cr_assert_eq(count(x), 0, "x's subscription ended");
+}
+
 /* ---- queue groups, echo, auto-unsubscribe ------------------------------- */
 
 Test(router, a_queue_group_takes_turns_beside_plain_subscriptions)
