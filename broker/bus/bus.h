@@ -66,8 +66,12 @@ struct bus {
         /* Every match is a plain subscription: no flags, no UNSUB count,
          * no queue group (a run may be queued in one copy). */
         bool plain;
+        /* Does every match belong to a connection of its own? Asked once per
+         * match, by the first run on it (router.c, router_run_starts()). */
+        enum { BUS_PEERS_UNKNOWN, BUS_PEERS_DISTINCT, BUS_PEERS_SHARED } peers;
         char subject[BUS_REPEAT_SUBJECT_MAX];
     } repeat;
+    uint64_t peer_mark; /* the last struct peer.mark given out */
     /* PUB frames, one behind the other in one read, from one publisher, on
      * the subject of `repeat`, not yet queued: router_publish_deferred()
      * notes them, router_flush() queues them. count 0: none. */

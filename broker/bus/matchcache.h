@@ -139,38 +139,6 @@ size_t matchcache_index_bytes(const struct matchcache *c);
  * its hash names, and the number of current entries. For tests. */
 size_t matchcache_index_max_probe(const struct matchcache *c, size_t *entries);
 
-/* Are a[0..len) and b[0..len) the same bytes (len >= 1)? Inline, without
- * a call: a subject is compared on every hit, and is short. Words of 8
- * bytes (the last one overlapping the one before it), or for fewer than 8
- * bytes two overlapping halves or three bytes, as hash_subject() reads
- * them; nothing outside the two ranges is read. */
-static inline bool matchcache__same(const char *a, const char *b, size_t len)
-{
-    if (len >= 8) {
-        uint64_t x;
-        uint64_t y;
-        uint64_t diff = 0;
-        for (size_t i = 0; i + 8 < len; i += 8) {
-            memcpy(&x, a + i, 8);
-            memcpy(&y, b + i, 8);
-            diff |= x ^ y;
-        }
-        memcpy(&x, a + len - 8, 8);
-        memcpy(&y, b + len - 8, 8);
-        return (diff | (x ^ y)) == 0;
-    }
-    if (len >= 4) {
-        uint32_t x[2];
-        uint32_t y[2];
-        memcpy(&x[0], a, 4);
-        memcpy(&x[1], a + len - 4, 4);
-        memcpy(&y[0], b, 4);
-        memcpy(&y[1], b + len - 4, 4);
-        return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
-    }
-    return a[0] == b[0] && a[len / 2] == b[len / 2] && a[len - 1] == b[len - 1];
-}
-
 /* The entry where subject[0..len) is, or would be, cached, with its hash in
  * *hash; NULL for a subject the cache does not take (longer than
  * MATCHCACHE_SUBJECT_MAX, or empty). */
@@ -189,7 +157,7 @@ static inline bool matchcache_holds(const struct matchcache *c, const struct mat
                                     uint64_t hash, const char *subject, size_t len)
 {
     return e->gen == c->gen && e->hash == hash && e->subject_len == len &&
-           matchcache__same(e->subject, subject, len);
+           hash_subject_same(e->subject, subject, len);
 }
 
 /* Keep, in entry `e` (from matchcache_slot()), that the subject of `hash`
@@ -218,7 +186,7 @@ matchcache_index_find(const struct matchcache *c, uint64_t hash, const char *sub
     const struct matchcache_index_entry *e = &c->index[matchcache__index_home(c, hash)];
     const struct matchcache_index_entry *end = e + MATCHCACHE_INDEX_PROBE_MAX;
     for (; e < end && e->gen == gen; e++) { /* an empty slot ends the run */
-        if (e->tag == tag && e->subject_len == len && matchcache__same(e->subject, subject, len)) {
+        if (e->tag == tag && e->subject_len == len && hash_subject_same(e->subject, subject, len)) {
             return e;
         }
     }

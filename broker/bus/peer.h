@@ -46,6 +46,9 @@ struct peer {
      * not listed (sys_list()). */
     uint32_t listed_slot;
 
+    /* bus->peer_mark when a walk of a match last met it (router.c). */
+    uint64_t mark;
+
     uint64_t msgs_in;
     uint64_t msgs_out;
     uint64_t bytes_in;

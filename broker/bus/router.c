@@ -30,6 +30,7 @@
 #include "fdpass.h"
 #include "flow.h"
 #include "frame.h"
+#include "hash.h"
 #include "mem.h"
 #include "peer.h"
 #include "retain.h"
@@ -62,11 +63,11 @@ static void router_forget_match(struct bus *b)
 
 static void sub_free(struct bus *b, struct sub *s)
 {
-    router_forget_match(b);
     if (b->sub_event != NULL) {
-        b->sub_event(b, s, false);
+        b->sub_event(b, s, false); /* may publish, and keep its match */
     }
     subtrie_remove(b->subs, &s->entry, sub_pattern(s), s->pattern_len);
+    router_forget_match(b); /* s is still there for a run to reach */
     s->peer->sub_bytes -= s->cost;
     s->peer->lossless -= (s->flags & FRAME_SUB_LOSSLESS) != 0;
     b->freed_bytes += s->cost;
@@ -248,45 +249,12 @@ __attribute__((noinline)) static void router_queue_meta(struct bus *b, struct pe
                         f, meta, set);
 }
 
-/* a[0..len) == b[0..len), in a few loads for a short subject: a call of
- * memcmp() would cost more than the rest of the comparison. */
-static inline bool router_same_subject(const char *a, const char *b, size_t len)
-{
-    uint64_t x, y;
-    if (len >= 8) {
-        for (size_t i = 0; i + 8 < len; i += 8) {
-            memcpy(&x, a + i, 8);
-            memcpy(&y, b + i, 8);
-            if (x != y) {
-                return false;
-            }
-        }
-        memcpy(&x, a + len - 8, 8); /* the last 8, overlapping */
-        memcpy(&y, b + len - 8, 8);
-        return x == y;
-    }
-    uint32_t u, v, w, z;
-    if (len >= 4) {
-        memcpy(&u, a, 4);
-        memcpy(&v, b, 4);
-        memcpy(&w, a + len - 4, 4);
-        memcpy(&z, b + len - 4, 4);
-        return u == v && w == z;
-    }
-    for (size_t i = 0; i < len; i++) {
-        if (a[i] != b[i]) {
-            return false;
-        }
-    }
-    return true;
-}
-
 /* Is b->match the match of f's subject (for some filter)? */
 static inline bool router_repeats(const struct bus *b, const struct frame *f)
 {
     size_t len = f->subject_len;
     return b->repeat.len == len && len != 0 &&
-           router_same_subject(b->repeat.subject, (const char *)f->subject, len);
+           hash_subject_same(b->repeat.subject, (const char *)f->subject, len);
 }
 
 /*
@@ -317,6 +285,7 @@ __attribute__((always_inline)) static inline int router_match(struct bus *b, con
         memcpy(b->repeat.subject, subject, len);
         b->repeat.len = (uint16_t)len;
         b->repeat.origin = filtered;
+        b->repeat.peers = BUS_PEERS_UNKNOWN;
     } else {
         b->repeat.len = 0;
     }
@@ -596,10 +565,36 @@ int router_publish_local(struct bus *b, const char *subject, size_t subject_len,
 /* ---- runs: consecutive PUBs queued in one copy per subscriber ----------- */
 
 /*
+ * Does each subscription b->match holds belong to a connection of its
+ * own? A run is queued subscription after subscription (router_flush()):
+ * into a connection with two of them it would queue all of one's MSGs
+ * before the other's, where one by one each message's MSGs are back to
+ * back and its budget keeps or drops them in that order (docs/protocol.md,
+ * "One MSG per matching subscription"). Walked once per match.
+ */
+static bool router_match_once_each(struct bus *b)
+{
+    if (b->repeat.peers == BUS_PEERS_UNKNOWN) {
+        uint64_t mark = ++b->peer_mark;
+        b->repeat.peers = BUS_PEERS_DISTINCT;
+        for (size_t i = 0; i < b->match.len; i++) {
+            struct peer *p = sub_of(b->match.items[i])->peer;
+            if (p->mark == mark) {
+                b->repeat.peers = BUS_PEERS_SHARED;
+                break;
+            }
+            p->mark = mark;
+        }
+    }
+    return b->repeat.peers == BUS_PEERS_DISTINCT;
+}
+
+/*
  * May `f` from `p`, a plain message on the subject whose match b->match
- * holds, start a run? When that match has only plain subscriptions, was
- * made for p's echo filter, and p may publish on the subject: then it is
- * the match a router_publish() of f would make.
+ * holds, start a run? When that match has only plain subscriptions, each
+ * on a connection of its own (router_match_once_each()), was made for p's
+ * echo filter, and p may publish on the subject: then it is the match a
+ * router_publish() of f would make.
  */
 static bool router_run_starts(struct bus *b, struct peer *p, const struct frame *f)
 {
@@ -607,7 +602,8 @@ static bool router_run_starts(struct bus *b, struct peer *p, const struct frame 
      * broker, on a $SYS. subject): p's own right is asked. */
     return b->repeat.plain && b->repeat.origin == (p->echo ? NULL : p) &&
            !router_subject_is_sys(f->subject, f->subject_len) &&
-           (b->cfg->acl == NULL || router_check_publish(p, f, true) == 0);
+           (b->cfg->acl == NULL || router_check_publish(p, f, true) == 0) &&
+           router_match_once_each(b);
 }
 
 int router_publish_deferred(struct bus *b, struct peer *p, const struct frame *f)

@@ -313,7 +313,7 @@ Test(router, a_run_of_publishes_on_one_subject_sees_every_change)
 }
 
 /* Subjects that differ in one byte, at every place the comparison of
- * router_same_subject() looks, and across the longest subject it keeps,
+ * hash_subject_same() looks, and across the longest subject it keeps,
  * never share a match. */
 Test(router, subjects_that_differ_in_one_byte_do_not_share_a_match)
 {
@@ -518,6 +518,91 @@ Test(router, a_run_over_max_pending_drops_what_one_by_one_would)
     cr_assert_eq(a->dropped, 100 - fit);
     cr_assert_eq(bus.stats.dropped, 100 - fit);
     cr_assert_eq(a->conn.dropped_unreported, 100 - fit, "reported with the next write");
+}
+
+/* A connection whose subscriptions match a run several times receives
+ * each message's MSGs back to back, and its budget keeps or drops each of
+ * them as one by one would (docs/protocol.md, "One MSG per matching
+ * subscription"): a run is not queued subscription after subscription
+ * into one connection. */
+Test(router, a_run_keeps_the_msgs_of_one_message_to_one_connection_together)
+{
+    start();
+    struct peer *pubr = client("pub", true);
+    struct peer *b = client("b", true);
+    cr_assert_eq(sub(b, 9, "two.*", NULL), 0);
+    cr_assert_eq(sub(b, 11, "two.>", NULL), 0);
+    static struct reading r;
+    memset(&r, 0, sizeof(r));
+    for (int i = 0; i < 50; i++) {
+        char payload[16];
+        snprintf(payload, sizeof(payload), "%d", i);
+        read_add(&r, 0, "two.t", NULL, payload);
+    }
+    cr_assert_eq(pub(pubr, "two.t", NULL, "first"), 0); /* the match, for the run to reuse */
+    static struct sent got[256];
+    cr_assert_eq(take(b, got, 256), 2);
+    read_deliver(pubr, &r);
+    cr_assert_eq(take(b, got, 256), 100);
+    for (int i = 0; i < 50; i++) {
+        char payload[16];
+        snprintf(payload, sizeof(payload), "%d", i);
+        cr_assert_str_eq(got[2 * i].payload, payload, "MSG %d is not message %d's", 2 * i, i);
+        cr_assert_str_eq(got[2 * i + 1].payload, payload, "MSG %d is not message %d's", 2 * i + 1,
+                         i);
+        cr_assert_neq(got[2 * i].sid, got[2 * i + 1].sid);
+    }
+}
+
+Test(router, a_run_to_one_connection_twice_over_max_pending_drops_what_one_by_one_would)
+{
+    cfg.max_pending = 64 * 1024;
+    start();
+    struct peer *pubr = client("pub", true);
+    struct peer *b = client("b", true);
+    cr_assert_eq(sub(b, 1, "big", NULL), 0);
+    cr_assert_eq(sub(b, 2, ">", NULL), 0);
+    static struct reading r;
+    memset(&r, 0, sizeof(r));
+    static char payload[1000];
+    memset(payload, 'p', sizeof(payload) - 1);
+    cr_assert_eq(pub(pubr, "big", NULL, "first"), 0); /* the match, for the run to reuse */
+    static struct sent got[256];
+    cr_assert_eq(take(b, got, 256), 2);
+    for (int i = 0; i < 40; i++) {
+        read_add(&r, 0, "big", NULL, payload);
+    }
+    size_t fit = cfg.max_pending / r.f[0].size;
+    cr_assert_lt(fit, 80u, "the test needs a run that does not fit twice");
+    read_deliver(pubr, &r);
+    /* One by one: the first fit/2 messages reach both subscriptions. */
+    cr_assert_eq(b->msgs_out, 2 + fit);
+    size_t n = take(b, got, 256);
+    cr_assert_eq(n, fit);
+    for (size_t i = 0; i + 1 < n; i += 2) {
+        cr_assert_neq(got[i].sid, got[i + 1].sid, "MSGs %zu and %zu", i, i + 1);
+    }
+}
+
+/* The event that announces the end of a subscription is published before
+ * the subscription leaves the trie (it may be one of its receivers): the
+ * match made for it is not kept past the removal, so that the broker's
+ * next message on that subject reaches only the subscriptions left. */
+Test(router, the_match_of_an_unsubscribe_event_is_not_kept_past_the_removal)
+{
+    start();
+    struct peer *w = client("watcher", true);
+    struct peer *x = client("x", true);
+    cr_assert_eq(sub(w, 1, "$SYS.EVENT.UNSUBSCRIBE", NULL), 0);
+    cr_assert_eq(sub(x, 2, "$SYS.EVENT.UNSUBSCRIBE", NULL), 0);
+    connbuf_clear(&w->conn.out); /* x's SUBSCRIBE event, if any */
+    cr_assert_eq(unsub(x, 2, 0), 0);
+    cr_assert_eq(count(w), 1, "the watcher hears x's UNSUB");
+    connbuf_clear(&x->conn.out);
+    const char *subject = "$SYS.EVENT.UNSUBSCRIBE";
+    cr_assert_eq(router_publish_local(&bus, subject, strlen(subject), "{}", 2), 0);
+    cr_assert_eq(count(w), 1);
+    cr_assert_eq(count(x), 0, "x's subscription ended");
 }
 
 /* ---- queue groups, echo, auto-unsubscribe ------------------------------- */
