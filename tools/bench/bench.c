@@ -18,9 +18,10 @@
  *   scale   thru at 128 B twice: the subscriber holding 1 subscription,
  *           and holding --scale-subs (100,000) on distinct subjects, all
  *           made and confirmed before the timed phase; the publisher cycles
- *           through every subject in order, so almost no publish hits the
- *           broker's small match cache and each one walks the trie. The
- *           ratio of the two is what a big routing table costs;
+ *           through every subject in order, so each publish is matched
+ *           alone (none repeats the subject before it, none hits the 256
+ *           entries of the broker's match cache). The ratio of the two is
+ *           what a big routing table costs;
  *   idle    broker RSS per idle connection: a fresh private broker per row
  *           (one that served other rows keeps freed memory that new
  *           connections would reuse unseen), VmRSS from /proc before and

@@ -134,8 +134,8 @@ static void report_scale_note(const bench_report *rep, FILE *out, bool *noted)
         fprintf(out,
                 "%snote: scale N: the subscriber holds N subscriptions on distinct subjects "
                 "(scale 1: one),\n      made before the timed phase; the publisher cycles "
-                "through all %s subjects in order,\n      so publishes miss the broker's "
-                "small match cache and each one is a trie lookup\n",
+                "through all %s subjects in order,\n      so each publish is matched "
+                "alone: none repeats the subject of the one before\n",
                 *noted ? "" : "\n", bench_format_count(row->subjects, count, sizeof(count)));
         *noted = true;
         return;
