@@ -255,6 +255,11 @@ int client_fail(sb_client *c, int err);
  * -ETIMEDOUT, or a negative errno. */
 int client_wait(sb_client *c, short events, int64_t deadline);
 
+/* Wait until the socket takes more output, reading meanwhile (the broker
+ * stops reading from a client that leaves its own queue unread). Returns
+ * 0, -ETIMEDOUT, or a connection error. */
+int client_wait_writable(sb_client *c, int64_t deadline);
+
 /* Write what the socket takes now, without blocking. Returns 0 (possibly
  * with output left) or a connection error. */
 int client_write_some(sb_client *c);

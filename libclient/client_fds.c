@@ -25,7 +25,6 @@
 #include "client.h"
 
 #include <errno.h>
-#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -251,9 +250,9 @@ static int send_with_fds(sb_client *c, struct iovec **iov, int *n, const int *fd
                 continue;
             }
             if (errno == EAGAIN || errno == EWOULDBLOCK) {
-                int r = client_wait(c, POLLOUT, -1);
+                int r = client_wait_writable(c, -1); /* reads meanwhile */
                 if (r < 0) {
-                    return client_fail(c, r);
+                    return r;
                 }
                 continue;
             }

@@ -116,7 +116,7 @@ int client_write_some(sb_client *c)
  * may move the buffer that the message being handled points into.
  * Returns 0, -ETIMEDOUT, or a connection error.
  */
-static int client_wait_writable(sb_client *c, int64_t deadline)
+int client_wait_writable(sb_client *c, int64_t deadline)
 {
     short events = c->dispatching ? POLLOUT : POLLOUT | POLLIN;
     int r = client_wait(c, events, deadline);

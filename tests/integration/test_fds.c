@@ -778,3 +778,33 @@ Test(fds, a_broker_out_of_descriptors_loses_none)
     sb_close(sub);
     harness_stop(&broker);
 }
+
+/* A publisher that sends descriptors to its own lossless subscription
+ * without reading fills its queue in the broker, which then stops reading
+ * from it until it reads (docs/protocol.md, Backpressure): a publish that
+ * waits for its socket must read meanwhile, as every other write does, or
+ * both wait until the stall bound cuts the subscription. */
+Test(fds, a_publisher_of_descriptors_reads_while_it_waits_to_write)
+{
+    static const char *const args[] = {
+        "--max-frame", "65536", "--max-pending", "131072", "--lossless-stall-ms", "3000", NULL};
+    start(args);
+    sb_client *c = harness_client(&broker, "self", true);
+    subscribe(c, "self.t", SB_SUB_LOSSLESS);
+    int mfd = memfd_create("sockbus-test", MFD_CLOEXEC);
+    cr_assert_geq(mfd, 0);
+    static char payload[16 * 1024];
+    enum { N = 256 }; /* 4 MiB: past the queue and both socket buffers */
+    for (int i = 0; i < N; i++) {
+        int r = publish_fds(c, "self.t", payload, sizeof(payload), &mfd, 1);
+        cr_assert_eq(r, 0, "publish %d: %s", i, sb_strerror(r));
+    }
+    cr_assert_eq(sb_flush(c, 10000), 0);
+    for (int i = 0; i < N; i++) {
+        sb_msg m = harness_expect_msg(c);
+        cr_assert_eq(m.payload_len, sizeof(payload), "message %d", i);
+        const int *got;
+        cr_assert_eq(sb_msg_fds(c, &m, &got), 1, "message %d", i);
+    }
+    close(mfd);
+}
