@@ -21,7 +21,10 @@
  *     subscriber, messages received + DROPPED counts must equal what was
  *     published to its patterns, and each publisher's messages must have
  *     arrived in order; for a queue group, the same holds summed over its
- *     members. Lossless subscribers (SUB flag LOSSLESS) pause their
+ *     members. Some bursts stay on one subject under "r.", where each
+ *     subscriber holds one plain subscription, so that the broker takes
+ *     them as runs (one copy per subscriber, headers rewritten in place).
+ *     Lossless subscribers (SUB flag LOSSLESS) pause their
  *     reading too, but must receive exactly what was published to them, in
  *     order, and never a DROPPED: the broker holds the publishers back
  *     instead.
@@ -84,11 +87,13 @@
 #define GROUP_MEMBERS   3
 #define SUBS_PER_CLIENT 3
 #define N_LOSSLESS      2
+#define N_RUN_SUBS      6 /* one plain subscription each under "r." */
 /* Chaos clients alive at once. */
 #define N_CHAOS 24
 
 #define N_CLIENTS                                                                                  \
-    (N_PUBLISHERS + N_SUBSCRIBERS + N_LOSSLESS + N_TEXT_SUBS + N_GROUPS * GROUP_MEMBERS + N_CHAOS)
+    (N_PUBLISHERS + N_SUBSCRIBERS + N_LOSSLESS + N_TEXT_SUBS + N_RUN_SUBS +                        \
+     N_GROUPS * GROUP_MEMBERS + N_CHAOS)
 
 /* Small limits, so that queues fill and messages drop often. */
 #define MAX_FRAME   16384
@@ -189,6 +194,11 @@ static const char *const sub_patterns[] = {
     "s.>", "s.0.>", "s.1.*", "s.*.2", "s.3.3", "s.*.*", "s.2.>", "s.*.0",
 };
 static const char *const group_patterns[N_GROUPS] = {"s.>", "s.1.*"};
+/* Runs (router_publish_deferred()) form only where every subscription a
+ * subject matches is plain and on a connection of its own: under "r.",
+ * a subscriber of its own holds one plain subscription each, in binary
+ * or text mode, over Unix or TCP, and bursts stay on one subject. */
+static const char *const run_patterns[] = {"r.>", "r.*", "r.1", "r.2"};
 static uint64_t group_expected[N_GROUPS];
 /* Stuck lossless chaos clients that found themselves cut (EOF) at their
  * end, and those that lived long enough that they must have been. */
@@ -449,9 +459,15 @@ static void publisher_burst(struct client *c, int pub_index)
 {
     static uint8_t payload[MAX_FRAME];
     unsigned n = 1 + rnd_below(200);
+    /* Some bursts stay on one subject under "r.": runs (run_patterns). */
+    bool one_subject = chance(30);
+    char subject[32];
     for (unsigned i = 0; i < n && c->out_len - c->out_off < PUB_BACKLOG_MAX; i++) {
-        char subject[32];
-        snprintf(subject, sizeof(subject), "s.%u.%u", rnd_below(4), rnd_below(4));
+        if (!one_subject) {
+            snprintf(subject, sizeof(subject), "s.%u.%u", rnd_below(4), rnd_below(4));
+        } else if (i == 0) {
+            snprintf(subject, sizeof(subject), "r.%u", rnd_below(4));
+        }
         size_t len = 16 + (chance(5) ? rnd_below(MAX_FRAME / 2) : rnd_below(256));
         uint64_t seq = ++c->seq;
         uint64_t who = (uint64_t)pub_index;
@@ -1255,6 +1271,21 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
             snprintf(c->subs[s].pattern, sizeof(c->subs[s].pattern), "%s", p);
             c->subs[s].sid = subscribe(c, p, NULL);
         }
+    }
+    for (int i = 0; i < N_RUN_SUBS; i++, n++) {
+        struct client *c = &clients[n];
+        *c = (struct client){.kind = K_SUB, .id = n};
+        if (i % 3 == 2) {
+            client_open(c, i % 2 == 1, false); /* text mode, as above */
+            c->text = true;
+            c->welcomed = true;
+        } else {
+            checked_open(c, i % 2 == 1);
+        }
+        c->nsubs = 1;
+        const char *p = run_patterns[i % (sizeof(run_patterns) / sizeof(*run_patterns))];
+        snprintf(c->subs[0].pattern, sizeof(c->subs[0].pattern), "%s", p);
+        c->subs[0].sid = subscribe(c, p, NULL);
     }
     for (int g = 0; g < N_GROUPS; g++) {
         for (int m = 0; m < GROUP_MEMBERS; m++, n++) {
