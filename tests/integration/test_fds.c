@@ -807,4 +807,5 @@ Test(fds, a_publisher_of_descriptors_reads_while_it_waits_to_write)
         cr_assert_eq(sb_msg_fds(c, &m, &got), 1, "message %d", i);
     }
     close(mfd);
+    sb_close(c);
 }
