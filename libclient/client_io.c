@@ -213,20 +213,25 @@ int client_frame_iov(struct iovec iov[5], const uint8_t *hdr, const void *subjec
     return n;
 }
 
-/* Queue one frame. The body parts are copied into the write buffer (small
- * frames: one memcpy beats a syscall) or sent directly (large frames). */
 int client_frame_size(const sb_client *c, size_t subject_len, size_t reply_len, size_t header_len,
                       size_t payload_len, size_t *size)
 {
-    size_t n = frame_encoded_size(subject_len, reply_len, header_len, payload_len);
+    /* Each part is bounded before the sum: a payload length near SIZE_MAX
+     * would wrap it to a small size. */
     if (subject_len > UINT16_MAX || reply_len > UINT16_MAX || header_len > UINT16_MAX ||
-        n > c->max_frame) {
+        payload_len > c->max_frame) {
+        return -EMSGSIZE;
+    }
+    size_t n = frame_encoded_size(subject_len, reply_len, header_len, payload_len);
+    if (n > c->max_frame) {
         return -EMSGSIZE;
     }
     *size = n;
     return 0;
 }
 
+/* Queue one frame. The body parts are copied into the write buffer (small
+ * frames: one memcpy beats a syscall) or sent directly (large frames). */
 int client_send_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
                       size_t subject_len, const void *reply, size_t reply_len, const void *headers,
                       size_t header_len, const void *payload, size_t payload_len)

@@ -971,3 +971,28 @@ Test(client_io, a_bad_frame_after_good_messages_is_still_a_protocol_error)
     cr_expect_gt(scan_after_good_msgs(10, bend_nothing, &n), 0);
     cr_expect_eq(n, 3, "taken up to %u over max_frame", FRAME_META_SIZE);
 }
+
+/* A payload length no buffer has (a (size_t)-1 from a failed call) is
+ * refused, never summed into a small frame size that then copies it. */
+Test(client_io, a_payload_length_that_would_wrap_the_frame_size_is_refused)
+{
+    struct fake f = fake_new();
+    char data[8] = "payload";
+    /* Each wraps 16 + 3 + len to a size under max_frame. */
+    const size_t lens[] = {SIZE_MAX, SIZE_MAX - 15, SIZE_MAX - 18};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        cr_expect_eq(sb_publish(f.c, "a.b", NULL, data, lens[i]), -EMSGSIZE, "length %zu", lens[i]);
+        sb_pub pub = {.subject = "a.b",
+                      .headers = "h",
+                      .headers_len = 1,
+                      .payload = data,
+                      .payload_len = lens[i] - 1};
+        cr_expect_eq(sb_publish_ex(f.c, &pub), -EMSGSIZE, "length %zu", lens[i] - 1);
+        int fd = 0;
+        pub.headers_len = 0;
+        pub.payload_len = lens[i];
+        cr_expect_eq(sb_publish_fds(f.c, &pub, &fd, 1), -EMSGSIZE, "length %zu", lens[i]);
+    }
+    cr_expect_eq(f.c->wlen, 0, "nothing buffered");
+    fake_free(&f);
+}
