@@ -996,3 +996,63 @@ Test(client_io, a_payload_length_that_would_wrap_the_frame_size_is_refused)
     cr_expect_eq(f.c->wlen, 0, "nothing buffered");
     fake_free(&f);
 }
+
+/* Send `bytes` with `fd` attached, as the broker sends a MSG that carries
+ * a descriptor. */
+static void feed_with_fd(struct fake *f, const void *bytes, size_t len, int fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct iovec iov = {.iov_base = (void *)bytes, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = control.buf,
+                        .msg_controllen = sizeof(control.buf)};
+    struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &fd, sizeof(int));
+    cr_assert_eq(sendmsg(f->broker, &mh, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+Test(client_io, a_plain_message_after_one_with_a_descriptor_closes_it)
+{
+    struct fake f = fake_new();
+    /* A MSG with the meta block and one descriptor, then a plain MSG. */
+    struct stream s = {0};
+    uint8_t body[FRAME_META_SIZE + 4];
+    frame_meta_encode(body, &(struct frame_meta){.client_id = 7, .nfds = 1});
+    memcpy(body + FRAME_META_SIZE, "with", 4);
+    put_frame(&s, FRAME_OP_MSG, FRAME_MSG_META, 1, "a.fd", NULL, body, sizeof(body));
+    size_t first = s.len;
+    put_msg(&s, 1, "a.plain", "without");
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    feed_with_fd(&f, s.buf, first, p[0]);
+    feed(&f, s.buf + first, s.len - first);
+    close(p[0]);
+    while (f.c->rtail < s.len) {
+        cr_assert_geq(read_scan(&f), 0);
+    }
+    cr_assert_eq(client_scan(f.c), 0);
+    sb_msg m;
+    cr_assert(client_take_msg(f.c, &m));
+    const int *fds;
+    cr_assert_eq(sb_msg_fds(f.c, &m, &fds), 1);
+    int got = fds[0];
+    int open_flags = fcntl(got, F_GETFD);
+    cr_expect_neq(open_flags, -1, "the descriptor is open while its message is current");
+    cr_assert(client_take_msg(f.c, &m));
+    cr_expect_str_eq(m.subject, "a.plain");
+    cr_expect_eq(sb_msg_fds(f.c, &m, &fds), 0);
+    int r = fcntl(got, F_GETFD);
+    int err = errno;
+    cr_expect(r == -1 && err == EBADF, "closed when the next message is taken (fcntl: %d)", r);
+    close(p[1]);
+    free(s.buf);
+    fake_free(&f);
+}
