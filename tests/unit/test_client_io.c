@@ -958,6 +958,16 @@ static void bend_op_unknown(uint8_t *hdr)
     hdr[4] = 0x7e;
 }
 
+static void bend_size_over_max(uint8_t *hdr)
+{
+    frame_put_u32(hdr, SB_MAX_FRAME_DEFAULT + FRAME_META_SIZE + 1); /* the rest never comes */
+}
+
+static void bend_meta_too_short(uint8_t *hdr)
+{
+    hdr[5] |= FRAME_MSG_META; /* a 5-byte payload cannot hold the block */
+}
+
 Test(client_io, a_bad_frame_after_good_messages_is_still_a_protocol_error)
 {
     size_t n;
@@ -966,6 +976,8 @@ Test(client_io, a_bad_frame_after_good_messages_is_still_a_protocol_error)
     cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_size_small, &n), -EPROTO);
     cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_inner_overrun, &n), -EPROTO);
     cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_op_unknown, &n), -EPROTO);
+    cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_size_over_max, &n), -EPROTO);
+    cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_meta_too_short, &n), -EPROTO);
     /* MSGs over max_frame by up to FRAME_META_SIZE are taken, as before
      * (these are 22, 22 and 24 bytes). */
     cr_expect_gt(scan_after_good_msgs(10, bend_nothing, &n), 0);
