@@ -529,7 +529,7 @@ int client_scan(sb_client *c)
  * terminated, the rest pointing into the frame. The frame was checked by
  * client_scan(): this only locates its parts.
  */
-static void client_msg_at(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m)
+void client_fill_msg(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m)
 {
     uint8_t flags = p[5];
     uint16_t sl = frame_get_u16(p + 6);
@@ -566,15 +566,10 @@ static void client_msg_at(sb_client *c, const uint8_t *p, uint32_t size, sb_msg 
     c->reply[rl] = '\0';
 }
 
-void client_fill_msg(sb_client *c, const struct frame *f, sb_msg *m)
-{
-    client_msg_at(c, f->subject - FRAME_HEADER_SIZE, f->size, m);
-}
-
 void client_take_full(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m)
 {
     client_fds_take(c, p);
-    client_msg_at(c, p, size, m);
+    client_fill_msg(c, p, size, m);
 }
 
 /* client_pump() on a connection: see below. */
