@@ -131,11 +131,10 @@ __attribute__((always_inline)) static inline int publish(sb_client *c, uint32_t 
     uint8_t flags = (uint8_t)pub_flags;
     size_t sl = subject ? strlen(subject) : 0;
     size_t rl = reply ? strlen(reply) : 0;
-    if (rl == 0 && hl == 0 && (pl > 0 ? payload != NULL : true) && sl != 0 &&
-        sl == c->pub_subject_len && pl < CLIENT_DIRECT_MIN && c->closed_err == 0 &&
-        c->state == SB_STATE_CONNECTED && c->fd >= 0 &&
-        client_equal_short(subject, c->pub_subject, sl)) {
-        size_t size = FRAME_HEADER_SIZE + sl + pl;
+    if (rl == 0 && hl == 0 && (pl == 0 || payload != NULL) && sl != 0 && sl == c->pub_subject_len &&
+        pl < CLIENT_DIRECT_MIN && c->closed_err == 0 && c->state == SB_STATE_CONNECTED &&
+        c->fd >= 0 && client_equal_short(subject, c->pub_subject, sl)) {
+        size_t size = frame_encoded_size(sl, 0, 0, pl);
         if (size < CLIENT_DIRECT_MIN && size <= c->max_frame &&
             CLIENT_WBUF_SIZE - c->wlen >= size) {
             uint8_t *out = c->wbuf + c->wlen;

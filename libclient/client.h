@@ -357,9 +357,10 @@ static inline bool client_take_msg(sb_client *c, sb_msg *m)
 /* Is a MSG pending? */
 bool client_have_msg(const sb_client *c);
 
-/* Describe the MSG frame `f` in *m: subject and reply copied to be NUL
- * terminated, the rest pointing into the frame. */
-void client_fill_msg(sb_client *c, const struct frame *f, sb_msg *m);
+/* Describe the MSG frame at p[0..size), checked already, in *m: subject
+ * and reply copied to be NUL terminated, the rest pointing into the
+ * frame. */
+void client_fill_msg(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m);
 
 /* Write out what is buffered, then read and scan until `done(c)` holds or
  * the deadline passes (-ETIMEDOUT). */

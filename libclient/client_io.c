@@ -213,20 +213,25 @@ int client_frame_iov(struct iovec iov[5], const uint8_t *hdr, const void *subjec
     return n;
 }
 
-/* Queue one frame. The body parts are copied into the write buffer (small
- * frames: one memcpy beats a syscall) or sent directly (large frames). */
 int client_frame_size(const sb_client *c, size_t subject_len, size_t reply_len, size_t header_len,
                       size_t payload_len, size_t *size)
 {
-    size_t n = frame_encoded_size(subject_len, reply_len, header_len, payload_len);
+    /* Each part is bounded before the sum: a payload length near SIZE_MAX
+     * would wrap it to a small size. */
     if (subject_len > UINT16_MAX || reply_len > UINT16_MAX || header_len > UINT16_MAX ||
-        n > c->max_frame) {
+        payload_len > c->max_frame) {
+        return -EMSGSIZE;
+    }
+    size_t n = frame_encoded_size(subject_len, reply_len, header_len, payload_len);
+    if (n > c->max_frame) {
         return -EMSGSIZE;
     }
     *size = n;
     return 0;
 }
 
+/* Queue one frame. The body parts are copied into the write buffer (small
+ * frames: one memcpy beats a syscall) or sent directly (large frames). */
 int client_send_frame(sb_client *c, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
                       size_t subject_len, const void *reply, size_t reply_len, const void *headers,
                       size_t header_len, const void *payload, size_t payload_len)
@@ -524,7 +529,7 @@ int client_scan(sb_client *c)
  * terminated, the rest pointing into the frame. The frame was checked by
  * client_scan(): this only locates its parts.
  */
-static void client_msg_at(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m)
+void client_fill_msg(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m)
 {
     uint8_t flags = p[5];
     uint16_t sl = frame_get_u16(p + 6);
@@ -561,15 +566,10 @@ static void client_msg_at(sb_client *c, const uint8_t *p, uint32_t size, sb_msg 
     c->reply[rl] = '\0';
 }
 
-void client_fill_msg(sb_client *c, const struct frame *f, sb_msg *m)
-{
-    client_msg_at(c, f->subject - FRAME_HEADER_SIZE, f->size, m);
-}
-
 void client_take_full(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m)
 {
     client_fds_take(c, p);
-    client_msg_at(c, p, size, m);
+    client_fill_msg(c, p, size, m);
 }
 
 /* client_pump() on a connection: see below. */

@@ -252,12 +252,11 @@ SB_EXPORT int sb_request_wait(sb_client *c, uint32_t token, sb_msg *reply, int t
     c->reply_held = req->reply;
     req->reply = b;
     client_end_request(c, req);
-    struct frame f;
-    frame_parse(c->reply_held.data, frame_get_u32(c->reply_held.data), UINT32_MAX, &f);
-    if (f.flags & FRAME_MSG_NO_RESPONDERS) {
+    const uint8_t *p = c->reply_held.data; /* a MSG checked by client_scan() */
+    if (p[5] & FRAME_MSG_NO_RESPONDERS) {
         return SB_E_NO_RESPONDERS;
     }
-    client_fill_msg(c, &f, reply);
+    client_fill_msg(c, p, frame_get_u32(p), reply);
     return 0;
 }
 

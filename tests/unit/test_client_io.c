@@ -958,6 +958,16 @@ static void bend_op_unknown(uint8_t *hdr)
     hdr[4] = 0x7e;
 }
 
+static void bend_size_over_max(uint8_t *hdr)
+{
+    frame_put_u32(hdr, SB_MAX_FRAME_DEFAULT + FRAME_META_SIZE + 1); /* the rest never comes */
+}
+
+static void bend_meta_too_short(uint8_t *hdr)
+{
+    hdr[5] |= FRAME_MSG_META; /* a 5-byte payload cannot hold the block */
+}
+
 Test(client_io, a_bad_frame_after_good_messages_is_still_a_protocol_error)
 {
     size_t n;
@@ -966,8 +976,95 @@ Test(client_io, a_bad_frame_after_good_messages_is_still_a_protocol_error)
     cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_size_small, &n), -EPROTO);
     cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_inner_overrun, &n), -EPROTO);
     cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_op_unknown, &n), -EPROTO);
+    cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_size_over_max, &n), -EPROTO);
+    cr_expect_eq(scan_after_good_msgs(SB_MAX_FRAME_DEFAULT, bend_meta_too_short, &n), -EPROTO);
     /* MSGs over max_frame by up to FRAME_META_SIZE are taken, as before
      * (these are 22, 22 and 24 bytes). */
     cr_expect_gt(scan_after_good_msgs(10, bend_nothing, &n), 0);
     cr_expect_eq(n, 3, "taken up to %u over max_frame", FRAME_META_SIZE);
+}
+
+/* A payload length no buffer has (a (size_t)-1 from a failed call) is
+ * refused, never summed into a small frame size that then copies it. */
+Test(client_io, a_payload_length_that_would_wrap_the_frame_size_is_refused)
+{
+    struct fake f = fake_new();
+    char data[8] = "payload";
+    /* Each wraps 16 + 3 + len to a size under max_frame. */
+    const size_t lens[] = {SIZE_MAX, SIZE_MAX - 15, SIZE_MAX - 18};
+    for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+        cr_expect_eq(sb_publish(f.c, "a.b", NULL, data, lens[i]), -EMSGSIZE, "length %zu", lens[i]);
+        sb_pub pub = {.subject = "a.b",
+                      .headers = "h",
+                      .headers_len = 1,
+                      .payload = data,
+                      .payload_len = lens[i] - 1};
+        cr_expect_eq(sb_publish_ex(f.c, &pub), -EMSGSIZE, "length %zu", lens[i] - 1);
+        int fd = 0;
+        pub.headers_len = 0;
+        pub.payload_len = lens[i];
+        cr_expect_eq(sb_publish_fds(f.c, &pub, &fd, 1), -EMSGSIZE, "length %zu", lens[i]);
+    }
+    cr_expect_eq(f.c->wlen, 0, "nothing buffered");
+    fake_free(&f);
+}
+
+/* Send `bytes` with `fd` attached, as the broker sends a MSG that carries
+ * a descriptor. */
+static void feed_with_fd(struct fake *f, const void *bytes, size_t len, int fd)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    memset(&control, 0, sizeof(control));
+    struct iovec iov = {.iov_base = (void *)bytes, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov,
+                        .msg_iovlen = 1,
+                        .msg_control = control.buf,
+                        .msg_controllen = sizeof(control.buf)};
+    struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+    h->cmsg_level = SOL_SOCKET;
+    h->cmsg_type = SCM_RIGHTS;
+    h->cmsg_len = CMSG_LEN(sizeof(int));
+    memcpy(CMSG_DATA(h), &fd, sizeof(int));
+    cr_assert_eq(sendmsg(f->broker, &mh, MSG_NOSIGNAL), (ssize_t)len);
+}
+
+Test(client_io, a_plain_message_after_one_with_a_descriptor_closes_it)
+{
+    struct fake f = fake_new();
+    /* A MSG with the meta block and one descriptor, then a plain MSG. */
+    struct stream s = {0};
+    uint8_t body[FRAME_META_SIZE + 4];
+    frame_meta_encode(body, &(struct frame_meta){.client_id = 7, .nfds = 1});
+    memcpy(body + FRAME_META_SIZE, "with", 4);
+    put_frame(&s, FRAME_OP_MSG, FRAME_MSG_META, 1, "a.fd", NULL, body, sizeof(body));
+    size_t first = s.len;
+    put_msg(&s, 1, "a.plain", "without");
+    int p[2];
+    cr_assert_eq(pipe(p), 0);
+    feed_with_fd(&f, s.buf, first, p[0]);
+    feed(&f, s.buf + first, s.len - first);
+    close(p[0]);
+    while (f.c->rtail < s.len) {
+        cr_assert_geq(read_scan(&f), 0);
+    }
+    cr_assert_eq(client_scan(f.c), 0);
+    sb_msg m;
+    cr_assert(client_take_msg(f.c, &m));
+    const int *fds;
+    cr_assert_eq(sb_msg_fds(f.c, &m, &fds), 1);
+    int got = fds[0];
+    int open_flags = fcntl(got, F_GETFD);
+    cr_expect_neq(open_flags, -1, "the descriptor is open while its message is current");
+    cr_assert(client_take_msg(f.c, &m));
+    cr_expect_str_eq(m.subject, "a.plain");
+    cr_expect_eq(sb_msg_fds(f.c, &m, &fds), 0);
+    int r = fcntl(got, F_GETFD);
+    int err = errno;
+    cr_expect(r == -1 && err == EBADF, "closed when the next message is taken (fcntl: %d)", r);
+    close(p[1]);
+    free(s.buf);
+    fake_free(&f);
 }
