@@ -130,20 +130,21 @@ def test_aio_lossless(make_broker):
             sub = await bus.subscribe("aio.>", lossless=True)
             await bus.flush()
             pub = start_pub(b.socket, "aio.x", COUNT)
+            # The asyncio client reads whatever arrives at once (into its
+            # own memory): its queue in the broker fills only while its
+            # loop does not run. So the loop is held from before the first
+            # message until the broker says it holds the publisher
+            # (bounded); a fast publisher would otherwise be read out whole
+            # before the first message is handled.
+            with sockbus.connect(b.socket, reconnect=False) as probe:
+                until = time.monotonic() + 20
+                while stats(probe)["stalls"] == 0 and time.monotonic() < until:
+                    time.sleep(0.01)
             for i in range(COUNT):
                 m = await sub.next(30.0)
                 assert int(m.data[:8]) == i
                 if i % 64 == 0:
                     await asyncio.sleep(0.002)
-                if i == 0:
-                    # The asyncio client reads whatever arrives at once
-                    # (into its own memory): its queue in the broker fills
-                    # only while its loop does not run, as here, until the
-                    # broker says it holds the publisher (bounded).
-                    with sockbus.connect(b.socket, reconnect=False) as probe:
-                        until = time.monotonic() + 20
-                        while stats(probe)["stalls"] == 0 and time.monotonic() < until:
-                            time.sleep(0.01)
             assert await asyncio.get_running_loop().run_in_executor(None, pub.wait, IO_S) == 0
             pub.stderr.close()
             s = json.loads((await bus.request("$SYS.STATS", timeout=IO_S)).data)
