@@ -33,7 +33,7 @@
  */
 static bool publish_subject_valid(sb_client *c, const char *subject, size_t len)
 {
-    if (len != 0 && len == c->pub_subject_len && client_equal_short(subject, c->pub_subject, len)) {
+    if (len != 0 && len == c->pub_subject_len && bytes_same(subject, c->pub_subject, len)) {
         return true;
     }
     if (!sb_subject_valid(subject, len)) {
@@ -67,7 +67,7 @@ static bool publish_buffered(sb_client *c, uint8_t flags, const char *subject, s
     frame_encode_header(out, (uint32_t)size, FRAME_OP_PUB, flags, (uint16_t)sl, (uint16_t)rl,
                         (uint16_t)hl, 0);
     out += FRAME_HEADER_SIZE;
-    client_copy_short(out, subject, sl);
+    bytes_copy_short(out, subject, sl);
     out += sl;
     if (rl > 0) {
         memcpy(out, reply, rl);
@@ -133,13 +133,13 @@ __attribute__((always_inline)) static inline int publish(sb_client *c, uint32_t 
     size_t rl = reply ? strlen(reply) : 0;
     if (rl == 0 && hl == 0 && (pl == 0 || payload != NULL) && sl != 0 && sl == c->pub_subject_len &&
         pl < CLIENT_DIRECT_MIN && c->closed_err == 0 && c->state == SB_STATE_CONNECTED &&
-        c->fd >= 0 && client_equal_short(subject, c->pub_subject, sl)) {
+        c->fd >= 0 && bytes_same(subject, c->pub_subject, sl)) {
         size_t size = frame_encoded_size(sl, 0, 0, pl);
         if (size < CLIENT_DIRECT_MIN && size <= c->max_frame &&
             CLIENT_WBUF_SIZE - c->wlen >= size) {
             uint8_t *out = c->wbuf + c->wlen;
             frame_encode_header(out, (uint32_t)size, FRAME_OP_PUB, flags, (uint16_t)sl, 0, 0, 0);
-            client_copy_short(out + FRAME_HEADER_SIZE, subject, sl);
+            bytes_copy_short(out + FRAME_HEADER_SIZE, subject, sl);
             c->wlen += size;
             if (pl > 0) {
                 memcpy(out + FRAME_HEADER_SIZE + sl, payload, pl); /* last: nothing to keep */

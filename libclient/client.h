@@ -22,6 +22,7 @@
 
 #include "sockbus.h"
 
+#include "bytes.h"
 #include "frame.h"
 #include "handshake.h"
 
@@ -190,54 +191,6 @@ struct sb_client {
     const void *cur_payload;
 };
 
-/* ---- short copies ------------------------------------------------------- */
-
-/*
- * memcpy() and memcmp() for the subjects of the per-message paths: from 8
- * to 32 bytes they are two or four overlapping word moves, without a call
- * (which also spares the caller saving its registers); other lengths go
- * to the library functions. Only n bytes of each side are touched.
- */
-__attribute__((always_inline)) static inline void client_copy_short(void *dst, const void *src,
-                                                                    size_t n)
-{
-    uint8_t *d = dst;
-    const uint8_t *s = src;
-    if (n >= 8 && n <= 16) {
-        uint64_t a;
-        uint64_t b;
-        memcpy(&a, s, 8);
-        memcpy(&b, s + n - 8, 8);
-        memcpy(d, &a, 8);
-        memcpy(d + n - 8, &b, 8);
-    } else if (n > 16 && n <= 32) {
-        uint8_t a[16];
-        uint8_t b[16];
-        memcpy(a, s, 16);
-        memcpy(b, s + n - 16, 16);
-        memcpy(d, a, 16);
-        memcpy(d + n - 16, b, 16);
-    } else {
-        memcpy(d, s, n);
-    }
-}
-
-__attribute__((always_inline)) static inline bool client_equal_short(const void *x, const void *y,
-                                                                     size_t n)
-{
-    const uint8_t *a = x;
-    const uint8_t *b = y;
-    if (n >= 8 && n <= 16) {
-        uint64_t a0, a1, b0, b1;
-        memcpy(&a0, a, 8);
-        memcpy(&a1, a + n - 8, 8);
-        memcpy(&b0, b, 8);
-        memcpy(&b1, b + n - 8, 8);
-        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
-    }
-    return memcmp(a, b, n) == 0;
-}
-
 /* ---- client_io.c -------------------------------------------------------- */
 
 /* CLOCK_MONOTONIC in milliseconds. */
@@ -346,7 +299,7 @@ static inline bool client_take_msg(sb_client *c, sb_msg *m)
             .sid = frame_get_u32(p + 12),
             .flags = p[5],
         };
-        client_copy_short(c->subject, p + FRAME_HEADER_SIZE, sl);
+        bytes_copy_short(c->subject, p + FRAME_HEADER_SIZE, sl);
         c->subject[sl] = '\0';
         c->reply[0] = '\0';
         return true;

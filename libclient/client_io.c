@@ -558,7 +558,7 @@ void client_fill_msg(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m)
         .flags = flags,
     };
     /* The copies last: less to keep across the calls. */
-    client_copy_short(c->subject, subject, sl);
+    bytes_copy_short(c->subject, subject, sl);
     c->subject[sl] = '\0';
     if (rl > 0) {
         memcpy(c->reply, subject + sl, rl);

@@ -50,6 +50,7 @@
 #ifndef SOCKBUS_MATCHCACHE_H
 #define SOCKBUS_MATCHCACHE_H
 
+#include "bytes.h"
 #include "hash.h"
 
 #include <stdbool.h>
@@ -157,7 +158,7 @@ static inline bool matchcache_holds(const struct matchcache *c, const struct mat
                                     uint64_t hash, const char *subject, size_t len)
 {
     return e->gen == c->gen && e->hash == hash && e->subject_len == len &&
-           hash_subject_same(e->subject, subject, len);
+           bytes_same(e->subject, subject, len);
 }
 
 /* Keep, in entry `e` (from matchcache_slot()), that the subject of `hash`
@@ -186,7 +187,7 @@ matchcache_index_find(const struct matchcache *c, uint64_t hash, const char *sub
     const struct matchcache_index_entry *e = &c->index[matchcache__index_home(c, hash)];
     const struct matchcache_index_entry *end = e + MATCHCACHE_INDEX_PROBE_MAX;
     for (; e < end && e->gen == gen; e++) { /* an empty slot ends the run */
-        if (e->tag == tag && e->subject_len == len && hash_subject_same(e->subject, subject, len)) {
+        if (e->tag == tag && e->subject_len == len && bytes_same(e->subject, subject, len)) {
             return e;
         }
     }

@@ -25,12 +25,12 @@
 #include "acl.h"
 #include "array.h"
 #include "bus.h"
+#include "bytes.h"
 #include "config.h"
 #include "connbuf.h"
 #include "fdpass.h"
 #include "flow.h"
 #include "frame.h"
-#include "hash.h"
 #include "mem.h"
 #include "peer.h"
 #include "retain.h"
@@ -254,7 +254,7 @@ static inline bool router_repeats(const struct bus *b, const struct frame *f)
 {
     size_t len = f->subject_len;
     return b->repeat.len == len && len != 0 &&
-           hash_subject_same(b->repeat.subject, (const char *)f->subject, len);
+           bytes_same(b->repeat.subject, (const char *)f->subject, len);
 }
 
 /*

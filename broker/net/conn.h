@@ -31,6 +31,7 @@
 #ifndef SOCKBUS_CONN_H
 #define SOCKBUS_CONN_H
 
+#include "bytes.h"
 #include "connbuf.h"
 #include "deadline.h"
 #include "fdpass.h"
@@ -251,23 +252,6 @@ static inline void conn_mark_dirty(struct conn *c)
 int conn_queue_frame(struct conn *c, uint8_t op, uint8_t flags, uint32_t sid, const void *subject,
                      size_t subject_len, const void *payload, size_t payload_len);
 
-/* dst[0..n) = src[0..n) for the body of a small message without a call:
- * two overlapping copies of a fixed size, which the compiler turns into a
- * few loads and stores. */
-static inline void conn_copy_small(uint8_t *dst, const uint8_t *src, size_t n)
-{
-    if (n >= 16 && n <= 32) {
-        uint8_t head[16];
-        uint8_t tail[16];
-        memcpy(head, src, 16);
-        memcpy(tail, src + n - 16, 16);
-        memcpy(dst, head, 16);
-        memcpy(dst + n - 16, tail, 16);
-    } else {
-        memcpy(dst, src, n);
-    }
-}
-
 /*
  * Queue a MSG for subscription `sid` built from the PUB frame `pub`: a new
  * header, and the body copied behind it, or, when `body` is given (the
@@ -289,7 +273,7 @@ static inline int conn_queue_msg(struct conn *c, uint32_t sid, uint8_t flags,
     if (body == NULL) {
         /* The one copy per subscriber of a small message: the read chunk
          * it comes from is reused by the next read. */
-        conn_copy_small(p + FRAME_HEADER_SIZE, pub->subject, pub->size - FRAME_HEADER_SIZE);
+        bytes_copy_short(p + FRAME_HEADER_SIZE, pub->subject, pub->size - FRAME_HEADER_SIZE);
     }
     c->out.len += own;
     if (body != NULL && connbuf_add_shared(&c->out, body) < 0) {

@@ -118,37 +118,4 @@ static inline uint64_t hash_subject(const char *s, size_t len)
     return sum * hash__subject_mul;
 }
 
-/* Are a[0..len) and b[0..len) the same bytes (len >= 1)? Inline, without
- * a call: a subject is compared on every hit of the match cache and every
- * publish that repeats the last subject, and is short. Words of 8 bytes
- * (the last one overlapping the one before it), or for fewer than 8 bytes
- * two overlapping halves or three bytes, as hash_subject() reads them;
- * nothing outside the two ranges is read. */
-static inline bool hash_subject_same(const char *a, const char *b, size_t len)
-{
-    if (len >= 8) {
-        uint64_t x;
-        uint64_t y;
-        uint64_t diff = 0;
-        for (size_t i = 0; i + 8 < len; i += 8) {
-            memcpy(&x, a + i, 8);
-            memcpy(&y, b + i, 8);
-            diff |= x ^ y;
-        }
-        memcpy(&x, a + len - 8, 8);
-        memcpy(&y, b + len - 8, 8);
-        return (diff | (x ^ y)) == 0;
-    }
-    if (len >= 4) {
-        uint32_t x[2];
-        uint32_t y[2];
-        memcpy(&x[0], a, 4);
-        memcpy(&x[1], a + len - 4, 4);
-        memcpy(&y[0], b, 4);
-        memcpy(&y[1], b + len - 4, 4);
-        return ((x[0] ^ y[0]) | (x[1] ^ y[1])) == 0;
-    }
-    return a[0] == b[0] && a[len / 2] == b[len / 2] && a[len - 1] == b[len - 1];
-}
-
 #endif /* SOCKBUS_HASH_H */

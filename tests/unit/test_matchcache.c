@@ -13,6 +13,7 @@
 #include <criterion/criterion.h>
 
 #include "hash.h"
+#include "bytes.h"
 #include "matchcache.h"
 
 #include <stddef.h>
@@ -295,10 +296,10 @@ Test(matchcache, subjects_compare_byte_for_byte)
             for (size_t i = 0; i < len; i++) {
                 x[i] = y[i] = (char)('a' + (i * 7 + len) % 26);
             }
-            cr_assert(hash_subject_same(x, y, len), "length %zu", len);
+            cr_assert(bytes_same(x, y, len), "length %zu", len);
             for (size_t i = 0; i < len; i++) {
                 y[i] ^= 0x20;
-                cr_assert(!hash_subject_same(x, y, len), "length %zu, byte %zu", len, i);
+                cr_assert(!bytes_same(x, y, len), "length %zu, byte %zu", len, i);
                 y[i] ^= 0x20;
             }
         }

@@ -313,7 +313,7 @@ Test(router, a_run_of_publishes_on_one_subject_sees_every_change)
 }
 
 /* Subjects that differ in one byte, at every place the comparison of
- * hash_subject_same() looks, and across the longest subject it keeps,
+ * bytes_same() looks, and across the longest subject it keeps,
  * never share a match. */
 Test(router, subjects_that_differ_in_one_byte_do_not_share_a_match)
 {
