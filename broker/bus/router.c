@@ -15,6 +15,15 @@
  * buffer (conn_shared_new()) instead. Whether a MSG is queued or dropped
  * for a slow consumer is flow.c's call.
  *
+ * Most of a steady stream is PUBs on the subject of the one before. The
+ * last match is kept and reused for the next publish on the same subject
+ * until something changes it (router_match(), router_forget_match()), and
+ * PUBs that follow each other in one read, whose match has only plain
+ * subscriptions each on a connection of its own, are noted as a run and
+ * queued in one copy per subscriber (router_publish_deferred(),
+ * router_flush()), with the outcome, message by message, of queueing them
+ * one by one.
+ *
  * Around that core: retained values (retain.c) are stored before the live
  * delivery and replayed to each new subscription; a request (a PUB with a
  * reply subject) that reaches nobody is answered at once with
