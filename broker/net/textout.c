@@ -101,18 +101,7 @@ static int parse(const uint8_t *buf, size_t len, struct frame *f)
     if (size < FRAME_HEADER_SIZE || size > len || (size_t)sl + rl + hl > size - FRAME_HEADER_SIZE) {
         return -EPROTO;
     }
-    f->size = size;
-    f->op = buf[4];
-    f->flags = buf[5];
-    f->subject_len = sl;
-    f->reply_len = rl;
-    f->header_len = hl;
-    f->sid = frame_get_u32(buf + 12);
-    f->subject = buf + FRAME_HEADER_SIZE;
-    f->reply = f->subject + sl;
-    f->headers = f->reply + rl;
-    f->payload = f->headers + hl;
-    f->payload_len = size - FRAME_HEADER_SIZE - sl - rl - hl;
+    frame_fill(buf, size, f);
     return 0;
 }
 

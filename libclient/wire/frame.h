@@ -237,6 +237,28 @@ static inline int frame_peek_size(const uint8_t *buf, size_t len, uint32_t max_f
     return 0;
 }
 
+/* Describe in *f the frame of `size` bytes at buf, whose lengths have
+ * been checked (they fit in size - 16): for frame_parse(), and for those
+ * that check a frame of their own making by other rules. */
+static inline void frame_fill(const uint8_t *buf, uint32_t size, struct frame *f)
+{
+    uint16_t subject_len = frame_get_u16(buf + 6);
+    uint16_t reply_len = frame_get_u16(buf + 8);
+    uint16_t header_len = frame_get_u16(buf + 10);
+    f->size = size;
+    f->op = buf[4];
+    f->flags = buf[5];
+    f->subject_len = subject_len;
+    f->reply_len = reply_len;
+    f->header_len = header_len;
+    f->sid = frame_get_u32(buf + 12);
+    f->subject = buf + FRAME_HEADER_SIZE;
+    f->reply = f->subject + subject_len;
+    f->headers = f->reply + reply_len;
+    f->payload = f->headers + header_len;
+    f->payload_len = size - FRAME_HEADER_SIZE - subject_len - reply_len - header_len;
+}
+
 /*
  * Decode the frame at the start of buf[0..len). Inline, with the two
  * above: the broker and the library run it once per message. Returns 0 and fills *f when
@@ -263,19 +285,7 @@ static inline int frame_parse(const uint8_t *buf, size_t len, uint32_t max_frame
     if (inner > size - FRAME_HEADER_SIZE || !frame_op_known(buf[4])) {
         return -EPROTO;
     }
-    const uint8_t *body = buf + FRAME_HEADER_SIZE;
-    f->size = size;
-    f->op = buf[4];
-    f->flags = buf[5];
-    f->subject_len = subject_len;
-    f->reply_len = reply_len;
-    f->header_len = header_len;
-    f->sid = frame_get_u32(buf + 12);
-    f->subject = body;
-    f->reply = body + subject_len;
-    f->headers = f->reply + reply_len;
-    f->payload = f->headers + header_len;
-    f->payload_len = size - FRAME_HEADER_SIZE - inner;
+    frame_fill(buf, size, f);
     return 0;
 }
 
