@@ -24,6 +24,8 @@
  */
 #include "client.h"
 
+#include "array.h"
+
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,20 +42,7 @@
 
 static int fds_reserve(sb_client *c, size_t n)
 {
-    if (c->fds_len + n <= c->fds_cap) {
-        return 0;
-    }
-    size_t cap = c->fds_cap ? c->fds_cap * 2 : 16;
-    while (cap < c->fds_len + n) {
-        cap *= 2;
-    }
-    int *p = realloc(c->fds, cap * sizeof(int));
-    if (p == NULL) {
-        return -ENOMEM;
-    }
-    c->fds = p;
-    c->fds_cap = cap;
-    return 0;
+    return array_reserve(c->fds, c->fds_cap, c->fds_len, n, 16);
 }
 
 /* Remove fds[at .. at + n), closing them when `close_them`. */

@@ -14,6 +14,7 @@
  */
 #include "fdpass.h"
 
+#include "array.h"
 #include "frame.h"
 
 #include <errno.h>
@@ -45,20 +46,7 @@ static int fdq_reserve(struct fdq *q, uint32_t n)
         memmove(q->fds, q->fds + q->head, q->len * sizeof(int));
         q->head = 0;
     }
-    if (q->len + n <= q->cap) {
-        return 0;
-    }
-    uint32_t cap = q->cap ? q->cap : 16;
-    while (cap < q->len + n) {
-        cap *= 2;
-    }
-    int *fds = realloc(q->fds, cap * sizeof(int));
-    if (fds == NULL) {
-        return -ENOMEM;
-    }
-    q->fds = fds;
-    q->cap = cap;
-    return 0;
+    return array_reserve(q->fds, q->cap, q->len, n, 16);
 }
 
 int fdq_take(struct fdq *q, uint32_t n, struct conn_fds **out)

@@ -32,7 +32,7 @@ struct fdq {
     int *fds;
     uint32_t head; /* the first unclaimed one */
     uint32_t len;  /* fds[head .. head + len) */
-    uint32_t cap;
+    size_t cap;
     /* The kernel could not hand over every descriptor that came (out of
      * descriptors: MSG_CTRUNC): what arrived with them is unusable. */
     uint8_t lost;

@@ -1,9 +1,11 @@
 /*
- * array.h - arrays that grow with use: the one growth path of the broker.
+ * array.h - arrays that grow with use: the one growth path of the broker
+ * and the library (here in the wire layer, which both build on).
  *
  * Every buffer or vector the broker grows as it is filled (output queues,
  * the match result, the trie's walk, the iovec array of a flush, the
- * scratch frame, the $SYS.CLIENTS list and page) is a pointer, a capacity
+ * scratch frame, the $SYS.CLIENTS list and page, a connection's received
+ * descriptors), and the library's received descriptors, is a pointer, a capacity
  * and a length in the caller's own struct, with names of the caller's
  * choosing. array_reserve() makes room in any of them: the check whether
  * the room is there already is inline (it is on the hot path, once per
