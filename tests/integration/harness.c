@@ -339,6 +339,43 @@ sb_client *harness_client(const struct harness_broker *b, const char *name, bool
     return c;
 }
 
+sb_client *harness_tcp_client(const struct harness_broker *b, const char *name)
+{
+    sb_client *c = NULL;
+    sb_options o = {.endpoint = b->tcp, .name = name};
+    int r = sb_connect(&c, &o);
+    cr_assert_eq(r, 0, "sb_connect(%s): %s", b->tcp, sb_strerror(r));
+    return c;
+}
+
+void harness_subscribe(sb_client *c, const char *pattern, uint32_t flags)
+{
+    cr_assert_eq(sb_subscribe_ex(c, pattern, NULL, flags, NULL), 0);
+    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
+}
+
+ssize_t harness_sendmsg_fds(int fd, const void *buf, size_t len, const int *fds, size_t nfds,
+                            int flags)
+{
+    union {
+        char buf[CMSG_SPACE(FRAME_FDS_MAX * sizeof(int))];
+        struct cmsghdr align;
+    } control;
+    cr_assert_leq(nfds, FRAME_FDS_MAX);
+    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    if (nfds > 0) {
+        mh.msg_control = control.buf;
+        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
+        struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
+        h->cmsg_level = SOL_SOCKET;
+        h->cmsg_type = SCM_RIGHTS;
+        h->cmsg_len = CMSG_LEN(nfds * sizeof(int));
+        memcpy(CMSG_DATA(h), fds, nfds * sizeof(int));
+    }
+    return sendmsg(fd, &mh, MSG_NOSIGNAL | flags);
+}
+
 void harness_write(int fd, const void *buf, size_t len)
 {
     const uint8_t *p = buf;

@@ -95,6 +95,20 @@ int harness_raw_named(const struct harness_broker *b, const char *name);
 /* Write all of buf to fd. */
 void harness_write(int fd, const void *buf, size_t len);
 
+/* A library client of the broker's TCP endpoint (the broker was started
+ * with tcp), named `name`; fails the test if it cannot connect. */
+sb_client *harness_tcp_client(const struct harness_broker *b, const char *name);
+
+/* Subscribe `c` to `pattern` with SUB flags `flags` and wait until the
+ * broker has it; fails the test otherwise. */
+void harness_subscribe(sb_client *c, const char *pattern, uint32_t flags);
+
+/* One sendmsg() of buf[0..len) with the descriptors fds[0..nfds) (none for
+ * 0) on its first byte, with `flags` besides MSG_NOSIGNAL: sendmsg()'s
+ * answer. For the tests that pass descriptors on a raw socket. */
+ssize_t harness_sendmsg_fds(int fd, const void *buf, size_t len, const int *fds, size_t nfds,
+                            int flags);
+
 /* Read exactly len bytes with a timeout; returns 0, or -1 on EOF/timeout. */
 int harness_read(int fd, void *buf, size_t len, int timeout_ms);
 

@@ -86,21 +86,6 @@ static int wait_fds(pid_t pid, int want)
     return n;
 }
 
-static sb_client *tcp_client(const char *name)
-{
-    sb_client *c = NULL;
-    sb_options o = {.endpoint = broker.tcp, .name = name};
-    int r = sb_connect(&c, &o);
-    cr_assert_eq(r, 0, "sb_connect(%s): %s", broker.tcp, sb_strerror(r));
-    return c;
-}
-
-static void subscribe(sb_client *c, const char *pattern, uint32_t flags)
-{
-    cr_assert_eq(sb_subscribe_ex(c, pattern, NULL, flags, NULL), 0);
-    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
-}
-
 static int publish_fds(sb_client *c, const char *subject, const void *data, size_t len,
                        const int *fds, size_t nfds)
 {
@@ -134,10 +119,10 @@ Test(fds, every_unix_subscriber_gets_them_and_tcp_counts_a_drop)
     start(NULL);
     sb_client *a = harness_client(&broker, "a", true);
     sb_client *b = harness_client(&broker, "b", true);
-    sb_client *t = tcp_client("t");
-    subscribe(a, "fd.x", 0);
-    subscribe(b, "fd.*", SB_SUB_SENDER);
-    subscribe(t, "fd.x", 0);
+    sb_client *t = harness_tcp_client(&broker, "t");
+    harness_subscribe(a, "fd.x", 0);
+    harness_subscribe(b, "fd.*", SB_SUB_SENDER);
+    harness_subscribe(t, "fd.x", 0);
     sb_client *pub = harness_client(&broker, "pub", true);
     int p[2];
     cr_assert_eq(pipe(p), 0);
@@ -222,7 +207,7 @@ Test(fds, a_64_mib_memfd_reaches_three_subscribers_without_a_copy)
     sb_client *subs[3];
     for (int i = 0; i < 3; i++) {
         subs[i] = harness_client(&broker, "sub", true);
-        subscribe(subs[i], "big", 0);
+        harness_subscribe(subs[i], "big", 0);
     }
     sb_client *pub = harness_client(&broker, "pub", true);
     int mfd = memfd_create("sockbus-test", MFD_CLOEXEC);
@@ -294,22 +279,8 @@ Test(fds, a_64_mib_memfd_reaches_three_subscribers_without_a_copy)
 /* sendmsg() the whole of buf with fds[0..nfds) on its first byte. */
 static void raw_send(int fd, const void *buf, size_t len, const int *fds, size_t nfds)
 {
-    union {
-        char buf[CMSG_SPACE(FRAME_FDS_MAX * sizeof(int))];
-        struct cmsghdr align;
-    } control;
-    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (nfds > 0) {
-        mh.msg_control = control.buf;
-        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-        struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
-        h->cmsg_level = SOL_SOCKET;
-        h->cmsg_type = SCM_RIGHTS;
-        h->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-        memcpy(CMSG_DATA(h), fds, nfds * sizeof(int));
-    }
-    cr_assert_eq(sendmsg(fd, &mh, MSG_NOSIGNAL), (ssize_t)len, "sendmsg: %s", strerror(errno));
+    cr_assert_eq(harness_sendmsg_fds(fd, buf, len, fds, nfds, 0), (ssize_t)len, "sendmsg: %s",
+                 strerror(errno));
 }
 
 /* Send a PUB on `subject` with `flags` and sid `count`, with nfds
@@ -411,7 +382,7 @@ Test(fds, every_fatal_case_ends_the_connection)
     close(fd);
     /* Up to the bound is fine: 8 unclaimed, then a PUB claims 4 of them. */
     sb_client *sub = harness_client(&broker, "sub", true);
-    subscribe(sub, "fd.ok", 0);
+    harness_subscribe(sub, "fd.ok", 0);
     fd = harness_raw(&broker, true);
     for (int i = 0; i < 8; i++) {
         many[i] = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -490,7 +461,7 @@ Test(fds, limits_are_flags_and_checked)
     start(args);
     int base = count_fds(broker.pid);
     sb_client *sub = harness_client(&broker, "sub", true);
-    subscribe(sub, "held", 0);
+    harness_subscribe(sub, "held", 0);
     sb_client *pub = harness_client(&broker, "pub", true);
     static uint8_t filler[2000];
     for (int i = 0; i < 3000; i++) { /* 6 MB: more than the socket buffers */
@@ -567,11 +538,11 @@ Test(fds, nothing_leaks_after_ten_thousand_messages)
     sb_client *reader = harness_client(&broker, "reader", true);
     sb_client *leaver = harness_client(&broker, "leaver", true);
     sb_client *sleeper = harness_client(&broker, "sleeper", true);
-    sb_client *tcp = tcp_client("tcp");
-    subscribe(reader, "many", SB_SUB_SENDER);
-    subscribe(leaver, "many", 0);
-    subscribe(sleeper, "many", 0);
-    subscribe(tcp, "many", 0);
+    sb_client *tcp = harness_tcp_client(&broker, "tcp");
+    harness_subscribe(reader, "many", SB_SUB_SENDER);
+    harness_subscribe(leaver, "many", 0);
+    harness_subscribe(sleeper, "many", 0);
+    harness_subscribe(tcp, "many", 0);
     sb_client *pub = harness_client(&broker, "pub", true);
     int p[2];
     cr_assert_eq(pipe(p), 0);
@@ -624,7 +595,7 @@ Test(fds, pub_attach_passes_descriptors)
 {
     start(NULL);
     sb_client *sub = harness_client(&broker, "sub", true);
-    subscribe(sub, "fd.cli", 0);
+    harness_subscribe(sub, "fd.cli", 0);
     char path[160];
     snprintf(path, sizeof(path), "%s/attached", broker.dir);
     FILE *f = fopen(path, "w");
@@ -731,7 +702,7 @@ Test(fds, a_broker_out_of_descriptors_loses_none)
     }
     start(NULL);
     sb_client *sub = harness_client(&broker, "sub", true);
-    subscribe(sub, "fd.ctrunc", 0);
+    harness_subscribe(sub, "fd.ctrunc", 0);
     int fd = harness_raw(&broker, true);
     int base = count_fds(broker.pid);
     struct rlimit old;
@@ -790,7 +761,7 @@ Test(fds, a_publisher_of_descriptors_reads_while_it_waits_to_write)
         "--max-frame", "65536", "--max-pending", "131072", "--lossless-stall-ms", "3000", NULL};
     start(args);
     sb_client *c = harness_client(&broker, "self", true);
-    subscribe(c, "self.t", SB_SUB_LOSSLESS);
+    harness_subscribe(c, "self.t", SB_SUB_LOSSLESS);
     int mfd = memfd_create("sockbus-test", MFD_CLOEXEC);
     cr_assert_geq(mfd, 0);
     static char payload[16 * 1024];

@@ -28,28 +28,13 @@ static void teardown(void)
 
 TestSuite(sender, .init = setup, .fini = teardown, .timeout = 60);
 
-static sb_client *tcp_client(const char *name)
-{
-    sb_client *c = NULL;
-    sb_options o = {.endpoint = broker.tcp, .name = name};
-    int r = sb_connect(&c, &o);
-    cr_assert_eq(r, 0, "sb_connect(%s): %s", broker.tcp, sb_strerror(r));
-    return c;
-}
-
-static void subscribe(sb_client *c, const char *pattern, uint32_t flags)
-{
-    cr_assert_eq(sb_subscribe_ex(c, pattern, NULL, flags, NULL), 0);
-    cr_assert_eq(sb_flush(c, HARNESS_IO_MS), 0);
-}
-
 Test(sender, unix_publisher_is_named_by_the_kernel)
 {
     sb_client *with = harness_client(&broker, "with", true);
     sb_client *without = harness_client(&broker, "without", true);
     sb_client *pub = harness_client(&broker, "pub", true);
-    subscribe(with, "who.x", SB_SUB_SENDER);
-    subscribe(without, "who.x", 0);
+    harness_subscribe(with, "who.x", SB_SUB_SENDER);
+    harness_subscribe(without, "who.x", 0);
     sb_pub p = {.subject = "who.x",
                 .headers = "h:1",
                 .headers_len = 3,
@@ -86,8 +71,8 @@ Test(sender, unix_publisher_is_named_by_the_kernel)
 Test(sender, tcp_publisher_has_no_credentials)
 {
     sb_client *sub = harness_client(&broker, "sub", true);
-    sb_client *pub = tcp_client("tcp-pub");
-    subscribe(sub, "who.tcp", SB_SUB_SENDER);
+    sb_client *pub = harness_tcp_client(&broker, "tcp-pub");
+    harness_subscribe(sub, "who.tcp", SB_SUB_SENDER);
     cr_assert_eq(sb_publish(pub, "who.tcp", NULL, "t", 1), 0);
     cr_assert_eq(sb_flush(pub, HARNESS_IO_MS), 0);
     sb_msg m = harness_expect_msg(sub);
@@ -99,9 +84,9 @@ Test(sender, tcp_publisher_has_no_credentials)
     cr_assert_eq(s.gid, (gid_t)-1);
     cr_assert_eq(s.transport, 2);
     /* A TCP subscriber with SENDER learns the Unix publisher. */
-    sb_client *tsub = tcp_client("tcp-sub");
+    sb_client *tsub = harness_tcp_client(&broker, "tcp-sub");
     sb_client *upub = harness_client(&broker, "upub", true);
-    subscribe(tsub, "who.u", SB_SUB_SENDER);
+    harness_subscribe(tsub, "who.u", SB_SUB_SENDER);
     cr_assert_eq(sb_publish(upub, "who.u", NULL, "u", 1), 0);
     cr_assert_eq(sb_flush(upub, HARNESS_IO_MS), 0);
     m = harness_expect_msg(tsub);
@@ -128,8 +113,8 @@ static void expect_broker(const sb_msg *m)
 Test(sender, the_brokers_own_messages_carry_the_broker)
 {
     sb_client *sub = harness_client(&broker, "sub", true);
-    subscribe(sub, "$SYS.EVENT.CONNECT", SB_SUB_SENDER);
-    subscribe(sub, "answer.>", SB_SUB_SENDER);
+    harness_subscribe(sub, "$SYS.EVENT.CONNECT", SB_SUB_SENDER);
+    harness_subscribe(sub, "answer.>", SB_SUB_SENDER);
     sb_client *other = harness_client(&broker, "other", true);
     sb_msg m = harness_expect_msg(sub);
     cr_assert_str_eq(m.subject, "$SYS.EVENT.CONNECT");
@@ -163,8 +148,8 @@ Test(sender, a_retained_replay_carries_who_stored_it)
     sb_close(pub);
     /* Another client connects later (a TCP one, whose own meta would say
      * so): the replay says who stored the value. */
-    sb_client *sub = tcp_client("late");
-    subscribe(sub, "state.*", SB_SUB_SENDER);
+    sb_client *sub = harness_tcp_client(&broker, "late");
+    harness_subscribe(sub, "state.*", SB_SUB_SENDER);
     sb_msg m = harness_expect_msg(sub);
     cr_assert(m.flags & SB_MSG_RETAINED);
     cr_assert_eq(m.payload_len, 2);
@@ -176,7 +161,7 @@ Test(sender, a_retained_replay_carries_who_stored_it)
     cr_assert_eq(s.transport, 1);
     /* Without SENDER the replay is as before. */
     sb_client *plain = harness_client(&broker, "plain", true);
-    subscribe(plain, "state.x", 0);
+    harness_subscribe(plain, "state.x", 0);
     m = harness_expect_msg(plain);
     cr_assert_eq(m.flags & SB_MSG_META, 0);
     cr_assert_eq(m.payload_len, 2);
@@ -191,7 +176,7 @@ Test(sender, a_client_cannot_say_who_it_is)
      * carries a forged block in its payload: the subscriber's block is
      * still the kernel's, and the forged bytes are payload. */
     sb_client *sub = harness_client(&broker, "sub", true);
-    subscribe(sub, "forge", SB_SUB_SENDER);
+    harness_subscribe(sub, "forge", SB_SUB_SENDER);
     int fd = harness_raw(&broker, true);
     uint8_t frame[16 + 5 + 32];
     memset(frame, 0, sizeof(frame));
@@ -254,7 +239,7 @@ Test(sender, reply_sender_tells_the_command_who_asked)
     cr_assert(reply.payload_len == strlen(want) && memcmp(reply.payload, want, strlen(want)) == 0,
               "'%.*s'", (int)reply.payload_len, (const char *)reply.payload);
     /* Over TCP: nothing to tell. */
-    sb_client *t = tcp_client("tcp-asker");
+    sb_client *t = harness_tcp_client(&broker, "tcp-asker");
     r = sb_request(t, "svc.who", "?", 1, &reply, HARNESS_IO_MS);
     cr_assert_eq(r, 0, "%s", sb_strerror(r));
     const char *none = "uid= pid= client=\n";

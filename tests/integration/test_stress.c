@@ -402,22 +402,7 @@ static uint32_t subscribe(struct client *c, const char *pattern, const char *que
 static bool send_with_fds(struct client *c, const uint8_t *buf, size_t len, const int *fds,
                           size_t nfds)
 {
-    union {
-        char buf[CMSG_SPACE(32 * sizeof(int))];
-        struct cmsghdr align;
-    } control;
-    struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-    if (nfds > 0) {
-        mh.msg_control = control.buf;
-        mh.msg_controllen = CMSG_SPACE(nfds * sizeof(int));
-        struct cmsghdr *h = CMSG_FIRSTHDR(&mh);
-        h->cmsg_level = SOL_SOCKET;
-        h->cmsg_type = SCM_RIGHTS;
-        h->cmsg_len = CMSG_LEN(nfds * sizeof(int));
-        memcpy(CMSG_DATA(h), fds, nfds * sizeof(int));
-    }
-    ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+    ssize_t n = harness_sendmsg_fds(c->fd, buf, len, fds, nfds, MSG_DONTWAIT);
     if (n <= 0) {
         return false;
     }
