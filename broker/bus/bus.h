@@ -38,6 +38,10 @@ struct sub;
  * short. */
 #define BUS_REPEAT_SUBJECT_MAX 128
 
+/* The most frames in a run to one subscriber on changing subjects (struct
+ * run): the sids it keeps for them. */
+#define BUS_RUN_SIDS_MAX 256
+
 struct bus_stats {
     uint64_t msgs_in;
     uint64_t msgs_out;
@@ -72,14 +76,18 @@ struct bus {
         char subject[BUS_REPEAT_SUBJECT_MAX];
     } repeat;
     uint64_t peer_mark; /* the last struct peer.mark given out */
-    /* PUB frames, one behind the other in one read, from one publisher, on
-     * the subject of `repeat`, not yet queued: router_publish_deferred()
-     * notes them, router_flush() queues them. count 0: none. */
+    /* PUB frames, one behind the other in one read, from one publisher, not
+     * yet queued: router_publish_deferred() notes them, router_flush()
+     * queues them. count 0: none. Either all on the subject of `repeat`,
+     * to each subscription of `match` (`to` NULL), or each to a single
+     * subscription, sids[k] for frame k, all on connection `to`. */
     struct run {
         struct peer *origin;
+        struct peer *to;
         const uint8_t *start; /* the first frame */
         const uint8_t *end;   /* right behind the last */
         uint32_t count;
+        uint32_t sids[BUS_RUN_SIDS_MAX];
     } run;
     uint64_t nsubs;
     bool routing; /* `match` is being walked */

@@ -127,18 +127,19 @@ bool flow_queue_lossless(struct bus *b, struct peer *origin, struct peer *p, uin
 
 /*
  * Queue `count` plain PUB frames pubs[0..bytes) (flag-less, no reply
- * subject, one behind the other) as MSGs to `p` for subscription `sid`, in
- * one copy, when they all fit its budget; their work was charged when
- * they arrived (router.c). Returns false, queueing nothing, when they do
- * not fit or `p` is ending: the caller then queues them one by one with
- * flow_queue_msg(), which drops what must be dropped.
+ * subject, one behind the other) as MSGs to `p`, frame k for subscription
+ * sids[k * stride] (stride 0: all for sids[0]), in one copy, when they all
+ * fit its budget; their work was charged when they arrived (router.c).
+ * Returns false, queueing nothing, when they do not fit or `p` is ending:
+ * the caller then queues them one by one with flow_queue_msg(), which
+ * drops what must be dropped.
  */
-static inline bool flow_queue_run(struct bus *b, struct peer *p, uint32_t sid, const uint8_t *pubs,
-                                  size_t bytes, uint32_t count)
+static inline bool flow_queue_run(struct bus *b, struct peer *p, const uint32_t *sids,
+                                  size_t stride, const uint8_t *pubs, size_t bytes, uint32_t count)
 {
     struct conn *c = &p->conn;
     if (!conn_takes_output(c) || conn_pending(c) + bytes > b->cfg->max_pending ||
-        conn_queue_msgs(c, sid, pubs, bytes) < 0) {
+        conn_queue_msgs(c, sids, stride, pubs, bytes) < 0) {
         return false;
     }
     p->msgs_out += count;

@@ -22,7 +22,11 @@
  * subscriptions each on a connection of its own, are noted as a run and
  * queued in one copy per subscriber (router_publish_deferred(),
  * router_flush()), with the outcome, message by message, of queueing them
- * one by one.
+ * one by one. PUBs on subjects that change, each matching one plain
+ * subscription, all on one connection (a subscriber holding a subscription
+ * per subject, and a publisher going through them), make a run too: each
+ * frame is matched, and the run is queued to that connection in one copy,
+ * each header given its own subscription's sid.
  *
  * Around that core: retained values (retain.c) are stored before the live
  * delivery and replayed to each new subscription; a request (a PUB with a
@@ -615,47 +619,120 @@ static bool router_run_starts(struct bus *b, struct peer *p, const struct frame 
            router_match_once_each(b);
 }
 
-int router_publish_deferred(struct bus *b, struct peer *p, const struct frame *f)
+/*
+ * A plain message from `p` on a subject other than the last one: may it
+ * join, or start, a run to one subscriber? When it passes the checks
+ * router_publish() would make (not $SYS., the ACL) and its match, made
+ * here, is one plain subscription: on the connection of the run it
+ * follows (`goes_on`), or on any for a new one. Returns that subscription,
+ * or NULL: then router_publish() takes the frame, and reuses the match.
+ */
+static struct sub *router_run_target(struct bus *b, struct peer *p, const struct frame *f,
+                                     bool goes_on)
 {
-    const uint8_t *frame = f->subject - FRAME_HEADER_SIZE;
-    struct run *run = &b->run;
-    /* A plain message (no flag, no reply subject; small: a large body is
-     * shared instead, in router_route()) on the subject of b->match. */
-    bool plain = (f->flags | f->reply_len) == 0 && f->size - FRAME_HEADER_SIZE < CONN_SHARE_MIN &&
-                 router_repeats(b, f);
-    if (plain && run->count > 0 && frame == run->end && p == run->origin) {
-        /* The run goes on: same publisher, subject and match, which
-         * passed the checks when the run started. */
-    } else if (plain && router_run_starts(b, p, f)) {
-        router_flush(b);
-        run->origin = p;
-        run->start = frame;
-    } else {
-        return router_publish(b, p, f);
+    if (router_subject_is_sys(f->subject, f->subject_len) ||
+        (b->cfg->acl != NULL && router_check_publish(p, f, true) != 0) ||
+        router_match(b, f, p->echo ? NULL : p) < 0 || b->match.len != 1) {
+        return NULL;
     }
-    run->end = frame + f->size;
-    run->count++;
+    struct sub *s = sub_of(b->match.items[0]);
+    b->repeat.plain = (s->flags | s->remaining | s->queue_len) == 0;
+    if (!b->repeat.plain || (goes_on && s->peer != b->run.to)) {
+        return NULL;
+    }
+    return s;
+}
+
+/* Note the plain PUB frame `f` from `p` at the end of b->run, to be
+ * queued when the run is flushed. */
+static inline void router_run_add(struct bus *b, struct peer *p, const struct frame *f)
+{
+    b->run.end = f->subject - FRAME_HEADER_SIZE + f->size;
+    b->run.count++;
     p->msgs_in++;
     b->stats.msgs_in++;
     /* Charged now, as router_route() would, so that the publisher's slice
      * ends where it would have. */
     schedule_charge(&b->net->schedule, (size_t)f->size * b->match.len);
+}
+
+/*
+ * The plain PUB frame `f` from `p` that does not simply go on with the run
+ * (router_publish_deferred()): it starts a run, joins a run to one
+ * subscriber on a subject of its own, or is published at once. Out of
+ * line, so that the common case stays short.
+ */
+__attribute__((noinline)) static int
+router_run_join(struct bus *b, struct peer *p, const struct frame *f, bool goes_on, bool repeats)
+{
+    const uint8_t *frame = f->subject - FRAME_HEADER_SIZE;
+    struct run *run = &b->run;
+    if (repeats && !goes_on && router_run_starts(b, p, f)) {
+        router_flush(b);
+        run->origin = p;
+        run->to = NULL;
+        run->start = frame;
+        router_run_add(b, p, f);
+        return 0;
+    }
+    if (run->count > 0 && run->to == NULL) {
+        router_flush(b); /* its subscriptions are b->match's, matched anew here */
+        goes_on = false;
+    }
+    /* A repeat that starts no run has a match that cannot be one. */
+    struct sub *s = repeats && !goes_on ? NULL : router_run_target(b, p, f, goes_on);
+    if (s == NULL) {
+        return router_publish(b, p, f);
+    }
+    if (!goes_on || run->count == BUS_RUN_SIDS_MAX) {
+        router_flush(b);
+        run->origin = p;
+        run->to = s->peer;
+        run->start = frame;
+    }
+    run->sids[run->count] = s->sid;
+    router_run_add(b, p, f);
     return 0;
 }
 
-/* The run's frames, as MSGs to subscription `s`: in one copy when they
- * all fit, else one by one, each queued or dropped as router_route()
- * would. */
-static void router_flush_to(struct bus *b, const struct run *run, struct sub *s)
+int router_publish_deferred(struct bus *b, struct peer *p, const struct frame *f)
+{
+    struct run *run = &b->run;
+    /* A plain message: no flag, no reply subject; small (a large body is
+     * shared instead, in router_route()). */
+    if ((f->flags | f->reply_len) != 0 || f->size - FRAME_HEADER_SIZE >= CONN_SHARE_MIN) {
+        return router_publish(b, p, f);
+    }
+    /* A run goes on with the next frame of its publisher in the read: its
+     * match was made for this publisher and passed the checks. On the same
+     * subject, it goes to the same subscriptions. */
+    bool goes_on = run->count > 0 && f->subject - FRAME_HEADER_SIZE == run->end && p == run->origin;
+    bool repeats = router_repeats(b, f);
+    if (goes_on && repeats && run->to == NULL) {
+        /* to every subscription of b->match */
+    } else if (goes_on && repeats && run->count < BUS_RUN_SIDS_MAX) {
+        run->sids[run->count] = run->sids[run->count - 1]; /* to one */
+    } else {
+        return router_run_join(b, p, f, goes_on, repeats);
+    }
+    router_run_add(b, p, f);
+    return 0;
+}
+
+/* The run's frames, as MSGs to `p`, frame k for sids[k * stride]: in one
+ * copy when they all fit, else one by one, each queued or dropped as
+ * router_route() would. */
+static void router_flush_to(struct bus *b, const struct run *run, struct peer *p,
+                            const uint32_t *sids, size_t stride)
 {
     size_t bytes = (size_t)(run->end - run->start);
-    if (flow_queue_run(b, s->peer, s->sid, run->start, bytes, run->count)) {
+    if (flow_queue_run(b, p, sids, stride, run->start, bytes, run->count)) {
         return;
     }
-    for (const uint8_t *m = run->start; m < run->end; m += frame_get_u32(m)) {
+    for (const uint8_t *m = run->start; m < run->end; m += frame_get_u32(m), sids += stride) {
         struct frame f;
         if (frame_parse(m, (size_t)(run->end - m), UINT32_MAX, &f) == 0) { /* it was, once */
-            flow_queue_msg(b, s->peer, s->sid, 0, &f, NULL);
+            flow_queue_msg(b, p, *sids, 0, &f, NULL);
         }
     }
 }
@@ -666,8 +743,13 @@ void router_flush(struct bus *b)
     if (run->count == 0) {
         return;
     }
-    for (size_t i = 0; i < b->match.len; i++) {
-        router_flush_to(b, run, sub_of(b->match.items[i]));
+    if (run->to != NULL) {
+        router_flush_to(b, run, run->to, run->sids, 1);
+    } else {
+        for (size_t i = 0; i < b->match.len; i++) {
+            struct sub *s = sub_of(b->match.items[i]);
+            router_flush_to(b, run, s->peer, &s->sid, 0);
+        }
     }
     run->count = 0;
 }

@@ -286,21 +286,23 @@ static inline int conn_queue_msg(struct conn *c, uint32_t sid, uint8_t flags,
 
 /*
  * Queue the PUB frames pubs[0..bytes), one behind the other, each with no
- * flag and no reply subject, as MSGs for subscription `sid`: in one copy,
- * each header then made a MSG's in place (its op and sid: the rest of a
- * plain PUB's header is a plain MSG's). The caller has decided that they
- * fit (bus/flow.c). Returns 0 or -ENOMEM (nothing queued).
+ * flag and no reply subject, as MSGs, frame k for subscription
+ * sids[k * stride] (stride 0: all for sids[0]): in one copy, each header
+ * then made a MSG's in place (its op and sid: the rest of a plain PUB's
+ * header is a plain MSG's). The caller has decided that they fit
+ * (bus/flow.c). Returns 0 or -ENOMEM (nothing queued).
  */
-static inline int conn_queue_msgs(struct conn *c, uint32_t sid, const uint8_t *pubs, size_t bytes)
+static inline int conn_queue_msgs(struct conn *c, const uint32_t *sids, size_t stride,
+                                  const uint8_t *pubs, size_t bytes)
 {
     if (connbuf_reserve(&c->out, bytes) < 0) {
         return -ENOMEM;
     }
     uint8_t *out = c->out.data + c->out.len;
     memcpy(out, pubs, bytes);
-    for (uint8_t *m = out; m < out + bytes; m += frame_get_u32(m)) {
+    for (uint8_t *m = out; m < out + bytes; m += frame_get_u32(m), sids += stride) {
         m[4] = FRAME_OP_MSG;
-        frame_put_u32(m + 12, sid);
+        frame_put_u32(m + 12, *sids);
     }
     c->out.len += bytes;
     conn_mark_dirty(c);

@@ -24,6 +24,10 @@
  *     members. Some bursts stay on one subject under "r.", where each
  *     subscriber holds one plain subscription, so that the broker takes
  *     them as runs (one copy per subscriber, headers rewritten in place).
+ *     Other bursts cycle over the subjects "y.<i>.<k>", each of which one
+ *     subscription of subscriber i matches, so that the broker takes them
+ *     as runs to one subscriber, each MSG under its own sid: every MSG
+ *     must come under a sid whose pattern matches its subject.
  *     Lossless subscribers (SUB flag LOSSLESS) pause their
  *     reading too, but must receive exactly what was published to them, in
  *     order, and never a DROPPED: the broker holds the publishers back
@@ -88,11 +92,12 @@
 #define SUBS_PER_CLIENT 3
 #define N_LOSSLESS      2
 #define N_RUN_SUBS      6 /* one plain subscription each under "r." */
+#define N_CYCLE_SUBS    2 /* plain subscriptions on subjects of their own: "y.<i>.<k>" */
 /* Chaos clients alive at once. */
 #define N_CHAOS 24
 
 #define N_CLIENTS                                                                                  \
-    (N_PUBLISHERS + N_SUBSCRIBERS + N_LOSSLESS + N_TEXT_SUBS + N_RUN_SUBS +                        \
+    (N_PUBLISHERS + N_SUBSCRIBERS + N_LOSSLESS + N_TEXT_SUBS + N_RUN_SUBS + N_CYCLE_SUBS +         \
      N_GROUPS * GROUP_MEMBERS + N_CHAOS)
 
 /* Small limits, so that queues fill and messages drop often. */
@@ -444,11 +449,19 @@ static void publisher_burst(struct client *c, int pub_index)
 {
     static uint8_t payload[MAX_FRAME];
     unsigned n = 1 + rnd_below(200);
-    /* Some bursts stay on one subject under "r.": runs (run_patterns). */
-    bool one_subject = chance(30);
+    /* Some bursts stay on one subject under "r.": runs (run_patterns).
+     * Others cycle over the subjects of one cycling subscriber, now and
+     * then of another: runs to one subscriber. */
+    unsigned kind = rnd_below(10);
+    bool one_subject = kind < 3;
+    bool cycling = kind == 3 || kind == 4;
+    unsigned target = rnd_below(N_CYCLE_SUBS);
     char subject[32];
     for (unsigned i = 0; i < n && c->out_len - c->out_off < PUB_BACKLOG_MAX; i++) {
-        if (!one_subject) {
+        if (cycling) {
+            target = chance(10) ? rnd_below(N_CYCLE_SUBS) : target;
+            snprintf(subject, sizeof(subject), "y.%u.%u", target, i % SUBS_PER_CLIENT);
+        } else if (!one_subject) {
             snprintf(subject, sizeof(subject), "s.%u.%u", rnd_below(4), rnd_below(4));
         } else if (i == 0) {
             snprintf(subject, sizeof(subject), "r.%u", rnd_below(4));
@@ -522,6 +535,10 @@ static void checked_msg(struct client *c, const struct frame *f)
     cr_assert_lt(who, N_PUBLISHERS, "client %d: bad payload", c->id);
     for (int s = 0; s < c->nsubs; s++) {
         if (c->subs[s].sid == f->sid) {
+            const char *p = c->subs[s].pattern;
+            cr_assert(sb_pattern_match(p, strlen(p), (const char *)f->subject, f->subject_len),
+                      "client %d: MSG on %.*s under sid %u of %s", c->id, (int)f->subject_len,
+                      (const char *)f->subject, f->sid, p);
             cr_assert_gt(seq, c->last_seq[s][who],
                          "client %d sid %u: publisher %" PRIu64 " seq %" PRIu64 " after %" PRIu64
                          " (out of order)",
@@ -894,6 +911,8 @@ static void text_line(struct client *c, const char *line, size_t len, const uint
             const char *sp = memchr(line + 4, ' ', len - 4);
             cr_assert_not_null(sp, "client %d: bad MSG line", c->id);
             struct frame f = {.sid = (uint32_t)strtoul(sp + 1, NULL, 10),
+                              .subject = (const uint8_t *)line + 4,
+                              .subject_len = (uint16_t)(sp - (line + 4)),
                               .payload = payload,
                               .payload_len = (uint32_t)payload_len};
             checked_msg(c, &f);
@@ -1271,6 +1290,16 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
         const char *p = run_patterns[i % (sizeof(run_patterns) / sizeof(*run_patterns))];
         snprintf(c->subs[0].pattern, sizeof(c->subs[0].pattern), "%s", p);
         c->subs[0].sid = subscribe(c, p, NULL);
+    }
+    for (int i = 0; i < N_CYCLE_SUBS; i++, n++) {
+        struct client *c = &clients[n];
+        *c = (struct client){.kind = K_SUB, .id = n};
+        checked_open(c, i == 1);
+        c->nsubs = SUBS_PER_CLIENT;
+        for (int s = 0; s < c->nsubs; s++) {
+            snprintf(c->subs[s].pattern, sizeof(c->subs[s].pattern), "y.%d.%d", i, s);
+            c->subs[s].sid = subscribe(c, c->subs[s].pattern, NULL);
+        }
     }
     for (int g = 0; g < N_GROUPS; g++) {
         for (int m = 0; m < GROUP_MEMBERS; m++, n++) {

@@ -349,7 +349,7 @@ static uint8_t read_buf[256 * 1024];
 struct reading {
     size_t len;
     size_t n;
-    struct frame f[256];
+    struct frame f[1024];
 };
 
 static void read_add_op(struct reading *r, uint8_t op, uint8_t flags, uint32_t sid,
@@ -581,6 +581,154 @@ Test(router, a_run_to_one_connection_twice_over_max_pending_drops_what_one_by_on
     cr_assert_eq(n, fit);
     for (size_t i = 0; i + 1 < n; i += 2) {
         cr_assert_neq(got[i].sid, got[i + 1].sid, "MSGs %zu and %zu", i, i + 1);
+    }
+}
+
+/* ---- a run to one subscriber, on subjects that change ------------------- */
+
+/* A subscriber holding one subscription per subject, and a publisher
+ * cycling over those subjects: each frame joins the run to that one
+ * connection with its own subscription's sid, in order, past the most
+ * sids a run keeps (BUS_RUN_SIDS_MAX) and with repeats in between. */
+Test(router, a_run_to_one_subscriber_keeps_each_frame_s_sid_and_the_order)
+{
+    start();
+    struct peer *pubr = client("pub", false);
+    struct peer *a = client("a", true);
+    for (uint32_t i = 0; i < 10; i++) {
+        char subject[16];
+        snprintf(subject, sizeof(subject), "cyc.%u", i);
+        cr_assert_eq(sub(a, 100 + i, subject, NULL), 0);
+    }
+    static struct reading r;
+    memset(&r, 0, sizeof(r));
+    const int n = 700;
+    for (int i = 0; i < n; i++) {
+        char subject[16], payload[16];
+        snprintf(subject, sizeof(subject), "cyc.%d", (i / (i % 7 == 0 ? 1 : 2)) % 10);
+        snprintf(payload, sizeof(payload), "%d", i);
+        read_add(&r, 0, subject, NULL, payload);
+    }
+    cr_assert_gt(n, 2 * BUS_RUN_SIDS_MAX, "the test needs runs that fill up");
+    read_deliver(pubr, &r);
+    static struct sent got[1024];
+    cr_assert_eq(take(a, got, 1024), (size_t)n);
+    for (int i = 0; i < n; i++) {
+        char payload[16];
+        snprintf(payload, sizeof(payload), "%d", i);
+        cr_assert_eq(got[i].op, FRAME_OP_MSG);
+        cr_assert_eq(got[i].flags, 0);
+        cr_assert_str_eq(got[i].payload, payload, "message %d out of order", i);
+        const char *subject = (const char *)r.f[i].subject;
+        cr_assert_eq(strncmp(got[i].subject, subject, r.f[i].subject_len), 0, "message %d", i);
+        cr_assert_eq(got[i].sid, 100u + (uint32_t)(got[i].subject[4] - '0'),
+                     "message %d on %s has sid %u", i, got[i].subject, got[i].sid);
+    }
+    cr_assert_eq(pubr->msgs_in, (uint64_t)n);
+    cr_assert_eq(a->msgs_out, (uint64_t)n);
+    cr_assert_eq(bus.stats.msgs_out, (uint64_t)n);
+}
+
+/* Whatever cannot join a run to one subscriber is published on its own,
+ * after the run before it: a subject of another connection, of nobody,
+ * of two subscriptions, of a queue group, of a subscription with an UNSUB
+ * count, of a lossless one; an invalid subject, refused with its ERR; and
+ * the publisher's own UNSUB between two frames. */
+Test(router, a_run_to_one_subscriber_is_queued_before_whatever_cannot_join_it)
+{
+    start();
+    struct peer *pubr = client("pub", true);
+    struct peer *a = client("a", true);
+    struct peer *b = client("b", true);
+    cr_assert_eq(sub(a, 1, "to.a1", NULL), 0);
+    cr_assert_eq(sub(a, 2, "to.a2", NULL), 0);
+    cr_assert_eq(sub(b, 1, "to.b", NULL), 0);
+    cr_assert_eq(sub(a, 3, "to.both", NULL), 0);
+    cr_assert_eq(sub(b, 3, "to.both", NULL), 0);
+    cr_assert_eq(sub(a, 4, "to.group", "g"), 0);
+    cr_assert_eq(sub(a, 5, "to.counted", NULL), 0);
+    cr_assert_eq(unsub(a, 5, 2), 0);
+    struct frame lossless = make(FRAME_OP_SUB, FRAME_SUB_LOSSLESS, 6, "to.lossless", NULL, NULL);
+    cr_assert_eq(router_subscribe(&bus, a, &lossless), 0);
+    cr_assert_eq(sub(pubr, 9, "to.own", NULL), 0);
+    static struct reading r;
+    memset(&r, 0, sizeof(r));
+    const char *subjects[] = {"to.a1",      "to.a2",   "to.b",        "to.a1",    "to.nobody",
+                              "to.a2",      "to.both", "to.a1",       "to.group", "to.a2",
+                              "to..bad",    "to.a1",   "to.counted",  "to.a2",    "to.counted",
+                              "to.counted", "to.a1",   "to.lossless", "to.own",   "to.own"};
+    size_t nsubjects = sizeof(subjects) / sizeof(subjects[0]);
+    for (size_t i = 0; i < nsubjects; i++) {
+        char payload[16];
+        snprintf(payload, sizeof(payload), "%zu", i);
+        read_add(&r, 0, subjects[i], NULL, payload);
+        if (i == nsubjects - 2) {
+            read_add_op(&r, FRAME_OP_UNSUB, 0, 9, NULL, NULL, NULL); /* before the last */
+        }
+    }
+    read_deliver(pubr, &r);
+    /* a: each message of its subjects in order, the counted one twice. */
+    static struct sent got[64];
+    size_t n = take(a, got, 64);
+    const size_t want_a[] = {0, 1, 3, 5, 6, 7, 8, 9, 11, 12, 13, 14, 16, 17};
+    const uint32_t sid_a[] = {1, 2, 1, 2, 3, 1, 4, 2, 1, 5, 2, 5, 1, 6};
+    cr_assert_eq(n, sizeof(want_a) / sizeof(want_a[0]));
+    for (size_t i = 0; i < n; i++) {
+        char payload[16];
+        snprintf(payload, sizeof(payload), "%zu", want_a[i]);
+        cr_assert_str_eq(got[i].payload, payload, "a's MSG %zu", i);
+        cr_assert_eq(got[i].sid, sid_a[i], "a's MSG %zu", i);
+    }
+    n = take(b, got, 64);
+    cr_assert_eq(n, 2);
+    cr_assert_str_eq(got[0].payload, "2");
+    cr_assert_eq(got[0].sid, 1u);
+    cr_assert_str_eq(got[1].payload, "6");
+    cr_assert_eq(got[1].sid, 3u);
+    /* The publisher: the ERR for the invalid subject, its own message
+     * before its UNSUB, none after. */
+    n = take(pubr, got, 64);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(got[0].op, FRAME_OP_ERR);
+    cr_assert_eq(got[0].sid, FRAME_ERR_SUBJECT);
+    cr_assert_eq(got[1].op, FRAME_OP_MSG);
+    cr_assert_str_eq(got[1].payload, "18");
+    cr_assert_eq(pubr->msgs_in, nsubjects, "every PUB counted, as one by one");
+}
+
+/* A run to one subscriber that does not fit its max_pending is queued
+ * message by message, each under its own sid: as many as fit, the rest
+ * dropped, counted and reported. */
+Test(router, a_run_to_one_subscriber_over_max_pending_drops_what_one_by_one_would)
+{
+    cfg.max_pending = 64 * 1024;
+    start();
+    struct peer *pubr = client("pub", true);
+    struct peer *a = client("a", true);
+    for (uint32_t i = 0; i < 4; i++) {
+        char subject[16];
+        snprintf(subject, sizeof(subject), "big.%u", i);
+        cr_assert_eq(sub(a, 10 + i, subject, NULL), 0);
+    }
+    static struct reading r;
+    memset(&r, 0, sizeof(r));
+    static char payload[1000];
+    memset(payload, 'p', sizeof(payload) - 1);
+    for (int i = 0; i < 100; i++) {
+        char subject[16];
+        snprintf(subject, sizeof(subject), "big.%d", i % 4);
+        read_add(&r, 0, subject, NULL, payload);
+    }
+    size_t fit = cfg.max_pending / r.f[0].size;
+    cr_assert_lt(fit, 100u, "the test needs a run that does not fit");
+    read_deliver(pubr, &r);
+    cr_assert_eq(a->msgs_out, fit);
+    cr_assert_eq(a->dropped, 100 - fit);
+    cr_assert_eq(a->conn.dropped_unreported, 100 - fit, "reported with the next write");
+    static struct sent got[128];
+    cr_assert_eq(take(a, got, 128), fit);
+    for (size_t i = 0; i < fit; i++) {
+        cr_assert_eq(got[i].sid, 10u + (uint32_t)(i % 4), "MSG %zu", i);
     }
 }
 
