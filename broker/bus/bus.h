@@ -42,6 +42,10 @@ struct sub;
  * run): the sids it keeps for them. */
 #define BUS_RUN_SIDS_MAX 256
 
+/* How many frames ahead of the one matched the router starts loading what
+ * a match will read (router.c, router_look_ahead()); a power of two. */
+#define BUS_AHEAD 8
+
 struct bus_stats {
     uint64_t msgs_in;
     uint64_t msgs_out;
@@ -76,6 +80,14 @@ struct bus {
         char subject[BUS_REPEAT_SUBJECT_MAX];
     } repeat;
     uint64_t peer_mark; /* the last struct peer.mark given out */
+    /* The frames ahead in the read being handled whose matches are being
+     * prefetched (router.c, router_look_ahead()): the next one to start
+     * (NULL between reads), and the hashes of the last ones started. */
+    struct {
+        const uint8_t *next;
+        uint32_t seq;
+        uint64_t hash[BUS_AHEAD];
+    } ahead;
     /* PUB frames, one behind the other in one read, from one publisher, not
      * yet queued: router_publish_deferred() notes them, router_flush()
      * queues them. count 0: none. Either all on the subject of `repeat`,

@@ -24,19 +24,16 @@
  * subscriptions or more, sits the index: an open-addressing table of
  * 64-byte slots (one cache line each), each a subject of up to
  * MATCHCACHE_INDEX_SUBJECT_MAX bytes and the subscriptions of the one node
- * it matched (the node's extra record, which lives at least as long as
- * the generation it was stored in; NULL for none), sized by the number of
- * subscriptions. A publisher cycling over many subjects misses the 256
- * entries every time; the index then answers with one probe into a table
- * slot, one cache miss, where the walk took two per token in a large child
- * table, plus the validation, one SipHash per token and a load of the
- * node. It is a cache, not a second trie: filled by walks, emptied by the
- * same generation as the entries above (a slot of an older generation is
- * empty), it takes a subject only while it is less than 3/4 full, never
- * evicts, and a lookup probes at most MATCHCACHE_INDEX_PROBE_MAX slots
- * (running on past the last home slot into as many more, rather than
- * wrapping round).
- * Subjects that match several nodes (wildcards) stay with the walk and the
+ * it matched (the node's extra record, or its one subscription when it has
+ * only one: either lives at least as long as the generation it was stored
+ * in; NULL for none), sized by the number of subscriptions. A publisher cycling over many subjects
+ * misses the 256 entries every time; the index then answers with one probe into a table slot, one
+ * cache miss, where the walk took two per token in a large child table, plus the validation, one
+ * SipHash per token and a load of the node. It is a cache, not a second trie: filled by walks,
+ * emptied by the same generation as the entries above (a slot of an older generation is empty), it
+ * takes a subject only while it is less than 3/4 full, never evicts, and a lookup probes at most
+ * MATCHCACHE_INDEX_PROBE_MAX slots (running on past the last home slot into as many more, rather
+ * than wrapping round). Subjects that match several nodes (wildcards) stay with the walk and the
  * 256 entries.
  *
  * Memory: the index has at least 4/3 slots per subscription (so that 3/4
@@ -79,8 +76,10 @@ enum {
  * wrap). */
 struct matchcache_index_entry {
     uint32_t gen;
-    uint32_t tag;               /* low bits of the subject's hash: most probes stop here */
-    const struct node_extra *x; /* NULL: the subject reaches no subscription */
+    uint32_t tag; /* low bits of the subject's hash: most probes stop here */
+    /* What the subject leads to, which only subtrie_match.c reads: the
+     * node's extra record, or its one subscription; NULL: none. */
+    const void *x;
     uint8_t subject_len;
     char subject[MATCHCACHE_INDEX_SUBJECT_MAX];
 };
@@ -194,12 +193,51 @@ matchcache_index_find(const struct matchcache *c, uint64_t hash, const char *sub
     return NULL;
 }
 
+/* Start loading what a match of subject[0..len) will read first: its
+ * entry and, with an index, its home slot there; for a subject some frames
+ * ahead of the one being matched, so that the loads overlap. Returns its
+ * hash, for matchcache_prefetch_next(), or 0 when it is not cached. Always
+ * inlined: GCC finds that a function whose only effects are prefetches has
+ * none, and drops its calls. */
+__attribute__((always_inline)) static inline uint64_t
+matchcache_prefetch(const struct matchcache *c, const char *subject, size_t len)
+{
+    if (len - 1 >= MATCHCACHE_SUBJECT_MAX) {
+        return 0;
+    }
+    uint64_t hash = hash_subject(subject, len);
+    __builtin_prefetch(&c->entries[hash >> (64 - MATCHCACHE_BITS)]);
+    if (c->index != NULL && len <= MATCHCACHE_INDEX_SUBJECT_MAX) {
+        __builtin_prefetch(&c->index[matchcache__index_home(c, hash)]);
+    }
+    return hash;
+}
+
+/* The next step, a few frames later, once the slot has come: start loading
+ * what the index entry of `hash` leads to (its `x`). Only the tags of the
+ * first two slots are looked at: a wrong guess costs a useless load. */
+__attribute__((always_inline)) static inline void
+matchcache_prefetch_next(const struct matchcache *c, uint64_t hash)
+{
+    if (c->index == NULL) {
+        return;
+    }
+    uint32_t gen = (uint32_t)c->gen;
+    const struct matchcache_index_entry *e = &c->index[matchcache__index_home(c, hash)];
+    for (int i = 0; i < 2 && e->gen == gen; i++, e++) {
+        if (e->tag == (uint32_t)hash) {
+            __builtin_prefetch(e->x);
+            return;
+        }
+    }
+}
+
 /* Keep in the index that the subject of `hash` (valid, just walked)
  * matched nodes[0..n), whose subscriptions are in x: NULL when n is 0 or
  * the node has none. Kept only for n <= 1, a subject of at most
  * MATCHCACHE_INDEX_SUBJECT_MAX bytes, an index less than 3/4 full, and a
  * free slot within MATCHCACHE_INDEX_PROBE_MAX of its home. */
 void matchcache_index_store(struct matchcache *c, uint64_t hash, const char *subject, size_t len,
-                            size_t n, const struct node_extra *x);
+                            size_t n, const void *x);
 
 #endif /* SOCKBUS_MATCHCACHE_H */

@@ -448,5 +448,5 @@ void proto_frame(struct conn *c, const struct frame *f)
 
 void proto_frames_done(struct conn *c)
 {
-    router_flush(peer_of(c)->bus);
+    router_read_done(peer_of(c)->bus);
 }

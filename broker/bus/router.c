@@ -657,6 +657,51 @@ static inline void router_run_add(struct bus *b, struct peer *p, const struct fr
 }
 
 /*
+ * A publisher cycling over more subjects than the match cache holds makes
+ * each match wait for memory: the index slot, then the subscription it
+ * leads to. The frames after `next` are already in the read being handled,
+ * so those loads are started early, in two steps: a frame's slot when it
+ * is BUS_AHEAD frames ahead, and, once the slot has come, half as many
+ * frames later, its subscription (b->ahead: the next frame to start, and
+ * the hashes of the last BUS_AHEAD started). The frames ahead are not
+ * checked yet: only their sizes are trusted, within the read, and nothing
+ * is kept of them but a hash.
+ */
+static void router_look_ahead(struct bus *b, const struct peer *p, const uint8_t *next)
+{
+    const uint8_t *end = p->conn.frames_end;
+    if (end == NULL || !subtrie_indexed(b->subs)) {
+        return;
+    }
+    const uint8_t *at = b->ahead.next;
+    int todo = 1;
+    if (at < next || at > end) { /* a new read, or a new start in this one */
+        at = next;
+        todo = BUS_AHEAD;
+        memset(b->ahead.hash, 0, sizeof(b->ahead.hash));
+    }
+    for (; todo > 0 && (size_t)(end - at) >= FRAME_HEADER_SIZE; todo--) {
+        uint32_t size = frame_get_u32(at);
+        uint16_t subject_len = frame_get_u16(at + 6);
+        if (size < FRAME_HEADER_SIZE || size > (size_t)(end - at)) {
+            at = end; /* not a frame: the read's handling will say so */
+            break;
+        }
+        uint64_t hash = 0;
+        if (at[4] == FRAME_OP_PUB && subject_len <= size - FRAME_HEADER_SIZE) {
+            hash = subtrie_prefetch(b->subs, (const char *)at + FRAME_HEADER_SIZE, subject_len);
+        }
+        b->ahead.hash[b->ahead.seq++ % BUS_AHEAD] = hash;
+        uint64_t half = b->ahead.hash[(b->ahead.seq - BUS_AHEAD / 2) % BUS_AHEAD];
+        if (half != 0) {
+            subtrie_prefetch_next(b->subs, half);
+        }
+        at += size;
+    }
+    b->ahead.next = at;
+}
+
+/*
  * The plain PUB frame `f` from `p` that does not simply go on with the run
  * (router_publish_deferred()): it starts a run, joins a run to one
  * subscriber on a subject of its own, or is published at once. Out of
@@ -678,6 +723,9 @@ router_run_join(struct bus *b, struct peer *p, const struct frame *f, bool goes_
     if (run->count > 0 && run->to == NULL) {
         router_flush(b); /* its subscriptions are b->match's, matched anew here */
         goes_on = false;
+    }
+    if (!repeats) {
+        router_look_ahead(b, p, frame + f->size);
     }
     /* A repeat that starts no run has a match that cannot be one. */
     struct sub *s = repeats && !goes_on ? NULL : router_run_target(b, p, f, goes_on);
@@ -752,4 +800,10 @@ void router_flush(struct bus *b)
         }
     }
     run->count = 0;
+}
+
+void router_read_done(struct bus *b)
+{
+    router_flush(b);
+    b->ahead.next = NULL;
 }

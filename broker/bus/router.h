@@ -144,6 +144,10 @@ int router_publish_deferred(struct bus *b, struct peer *p, const struct frame *f
  * handled (every other entry of the router calls it itself). */
 void router_flush(struct bus *b);
 
+/* The frames of a read have been handled, and their buffer is about to be
+ * reused: router_flush(), and nothing of the read is looked at again. */
+void router_read_done(struct bus *b);
+
 /* Publish a message from the broker itself (no reply, no headers).
  * Returns 0, -EMSGSIZE when it exceeds max_frame, -ENOMEM or -EBUSY (called
  * while routing). */

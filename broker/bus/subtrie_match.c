@@ -173,6 +173,33 @@ static int emit_nodes(struct subtrie_node *const *nodes, size_t n, subtrie_accep
  * too long for one) and hash come in t->miss_entry and t->miss_hash.
  */
 
+/*
+ * What the index keeps for a subject that matched the one node with record
+ * x: the record, or, for a node with one plain subscription and no queue
+ * group (a subscription per subject: the case the index is for), that
+ * subscription itself, with the low bit set, so that a lookup reaches it
+ * without loading the record first. Both live until the trie next
+ * changes, which empties the index.
+ */
+static const void *index_lead(const struct node_extra *x)
+{
+    if (x != NULL && x->plain != NULL && x->plain->next == x->plain && x->groups.p == 0) {
+        return (const char *)x->plain + 1;
+    }
+    return x;
+}
+
+/* The subscriptions an index slot leads to (index_lead()), into res. */
+static inline int lead_emit(const void *lead, subtrie_accept_fn accept, void *arg,
+                            struct subtrie_result *res)
+{
+    if ((uintptr_t)lead & 1u) {
+        struct subtrie_sub *s = (struct subtrie_sub *)(void *)((char *)(uintptr_t)lead - 1);
+        return accept == NULL || accept(s, arg) ? result_push(res, s) : 0;
+    }
+    return lead != NULL ? extra_emit(lead, accept, arg, res) : 0;
+}
+
 /* Validate (which also bounds the recursion), walk, and keep the walk's
  * nodes when they fit an entry, and in the index. */
 static __attribute__((noinline)) int match_walk(struct subtrie *t, const char *subject,
@@ -192,13 +219,14 @@ static __attribute__((noinline)) int match_walk(struct subtrie *t, const char *s
         uint64_t hash = t->miss_hash;
         matchcache_store(&t->cache, e, hash, subject, subject_len, t->walk.v, t->walk.len);
         matchcache_index_store(&t->cache, hash, subject, subject_len, t->walk.len,
-                               t->walk.len == 1 ? t->walk.v[0]->x : NULL);
+                               t->walk.len == 1 ? index_lead(t->walk.v[0]->x) : NULL);
     }
     return emit_nodes(t->walk.v, t->walk.len, accept, arg, res);
 }
 
 /* The index, when the trie is large enough to have one. Its entry leads
- * straight to the subscriptions (one load fewer than through the node). A
+ * straight to the subscriptions (one or two loads fewer than through the
+ * node: index_lead()). A
  * subject found there is not copied into the 256 entries: a publisher
  * cycling over more subjects than that would only overwrite them. */
 static __attribute__((noinline)) int match_index(struct subtrie *t, const char *subject,
@@ -211,7 +239,7 @@ static __attribute__((noinline)) int match_index(struct subtrie *t, const char *
     if (ie == NULL) {
         return match_walk(t, subject, subject_len, accept, arg, res);
     }
-    return ie->x != NULL ? extra_emit(ie->x, accept, arg, res) : 0;
+    return lead_emit(ie->x, accept, arg, res);
 }
 
 int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_len,
@@ -226,6 +254,21 @@ int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_
     t->miss_entry = e;
     t->miss_hash = hash;
     return match_index(t, subject, subject_len, accept, arg, res);
+}
+
+bool subtrie_indexed(const struct subtrie *t)
+{
+    return t->cache.index != NULL;
+}
+
+uint64_t subtrie_prefetch(const struct subtrie *t, const char *subject, size_t subject_len)
+{
+    return matchcache_prefetch(&t->cache, subject, subject_len);
+}
+
+void subtrie_prefetch_next(const struct subtrie *t, uint64_t hash)
+{
+    matchcache_prefetch_next(&t->cache, hash);
 }
 
 int subtrie_match(struct subtrie *t, const char *subject, size_t subject_len,

@@ -469,6 +469,7 @@ static size_t conn_process_frames(struct conn *c, const uint8_t *buf, size_t len
     struct net *n = c->net;
     size_t off = 0;
     c->held = false;
+    c->frames_end = buf + len;
     while (conn_takes_output(c)) {
         struct frame f;
         int r = frame_parse(buf + off, len - off, n->max_frame, &f);
@@ -488,6 +489,7 @@ static size_t conn_process_frames(struct conn *c, const uint8_t *buf, size_t len
         c->slice.used += f.size + (size_t)(n->schedule.work - work);
         off += f.size;
     }
+    c->frames_end = NULL;
     return off;
 }
 

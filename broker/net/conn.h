@@ -158,6 +158,10 @@ struct conn {
     /* Input: bytes of an incomplete frame (or of frames held), kept
      * between reads. */
     struct conn_buf in;
+    /* While its frames are handed up (conn_ops.frame): the end of the bytes
+     * they come from, so that the frames after the one handled may be
+     * looked at (never kept: they are not checked yet); else NULL. */
+    const uint8_t *frames_end;
 
     /* Output: `out` is being filled; `wbuf` is being written. */
     struct conn_buf out;

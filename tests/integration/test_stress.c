@@ -27,7 +27,9 @@
  *     Other bursts cycle over the subjects "y.<i>.<k>", each of which one
  *     subscription of subscriber i matches, so that the broker takes them
  *     as runs to one subscriber, each MSG under its own sid: every MSG
- *     must come under a sid whose pattern matches its subject.
+ *     must come under a sid whose pattern matches its subject. Fillers
+ *     hold 600 subscriptions on subjects nobody publishes on, so that
+ *     those runs go through the broker's match index.
  *     Lossless subscribers (SUB flag LOSSLESS) pause their
  *     reading too, but must receive exactly what was published to them, in
  *     order, and never a DROPPED: the broker holds the publishers back
@@ -93,12 +95,17 @@
 #define N_LOSSLESS      2
 #define N_RUN_SUBS      6 /* one plain subscription each under "r." */
 #define N_CYCLE_SUBS    2 /* plain subscriptions on subjects of their own: "y.<i>.<k>" */
+/* Subscribers to subjects nobody publishes on, 60 each: enough for the
+ * broker's match index (MATCHCACHE_INDEX_MIN_SUBS, 512), through which
+ * the cycling bursts then go, with the frames ahead prefetched. */
+#define N_FILLERS   10
+#define FILLER_SUBS 60
 /* Chaos clients alive at once. */
 #define N_CHAOS 24
 
 #define N_CLIENTS                                                                                  \
     (N_PUBLISHERS + N_SUBSCRIBERS + N_LOSSLESS + N_TEXT_SUBS + N_RUN_SUBS + N_CYCLE_SUBS +         \
-     N_GROUPS * GROUP_MEMBERS + N_CHAOS)
+     N_FILLERS + N_GROUPS * GROUP_MEMBERS + N_CHAOS)
 
 /* Small limits, so that queues fill and messages drop often. */
 #define MAX_FRAME   16384
@@ -1299,6 +1306,16 @@ Test(stress, random_clients_cannot_hurt_the_broker_or_each_other)
         for (int s = 0; s < c->nsubs; s++) {
             snprintf(c->subs[s].pattern, sizeof(c->subs[s].pattern), "y.%d.%d", i, s);
             c->subs[s].sid = subscribe(c, c->subs[s].pattern, NULL);
+        }
+    }
+    for (int i = 0; i < N_FILLERS; i++, n++) {
+        struct client *c = &clients[n];
+        *c = (struct client){.kind = K_SUB, .id = n};
+        checked_open(c, false);
+        for (int k = 0; k < FILLER_SUBS; k++) {
+            char subject[32];
+            snprintf(subject, sizeof(subject), "z.%d.%d", i, k);
+            subscribe(c, subject, NULL); /* not in c->subs: no MSG may come */
         }
     }
     for (int g = 0; g < N_GROUPS; g++) {

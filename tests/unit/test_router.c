@@ -376,9 +376,11 @@ static void read_add(struct reading *r, uint8_t flags, const char *subject, cons
  * conn_ops.frame, then conn_ops.frames_done. */
 static void read_deliver(struct peer *p, const struct reading *r)
 {
+    p->conn.frames_end = read_buf + r->len; /* what the router may look ahead in */
     for (size_t i = 0; i < r->n; i++) {
         session_conn_ops.frame(&p->conn, &r->f[i]);
     }
+    p->conn.frames_end = NULL;
     session_conn_ops.frames_done(&p->conn);
 }
 
@@ -627,6 +629,61 @@ Test(router, a_run_to_one_subscriber_keeps_each_frame_s_sid_and_the_order)
     cr_assert_eq(pubr->msgs_in, (uint64_t)n);
     cr_assert_eq(a->msgs_out, (uint64_t)n);
     cr_assert_eq(bus.stats.msgs_out, (uint64_t)n);
+}
+
+/* With enough subscriptions for the index (MATCHCACHE_INDEX_MIN_SUBS), the
+ * router starts loading the matches of the frames ahead in the read
+ * (router_look_ahead()): it reads only within the read, whatever the
+ * bytes after the last whole frame claim, and the frames go out as
+ * without it. The read here is a heap block of its exact size, so that
+ * ASan sees a byte read past it. */
+Test(router, a_run_through_the_index_looks_ahead_only_within_the_read)
+{
+    cfg.max_subscriptions = 1000;
+    start();
+    struct peer *pubr = client("pub", false);
+    struct peer *a = client("a", true);
+    enum { SUBJECTS = 600, FRAMES = 300 };
+    for (uint32_t i = 0; i < SUBJECTS; i++) {
+        char subject[16];
+        snprintf(subject, sizeof(subject), "dev.%u", i);
+        cr_assert_eq(sub(a, 1 + i, subject, NULL), 0);
+    }
+    static const uint8_t tails[][16] = {
+        {0xff, 0xff, 0xff, 0xff, FRAME_OP_PUB, 0, 0xff, 0xff}, /* a frame larger than the read */
+        {16, 0, 0, 0, FRAME_OP_PUB, 0, 0xff, 0xff},            /* a subject past the frame */
+        {3, 0, 0, 0},                                          /* a size below the header */
+    };
+    const size_t tail_len[] = {16, 16, 4, 9};
+    for (size_t t = 0; t < 4; t++) {
+        static struct reading r;
+        memset(&r, 0, sizeof(r));
+        for (int i = 0; i < FRAMES; i++) {
+            char subject[16];
+            snprintf(subject, sizeof(subject), "dev.%d", (i * 7 + (int)t) % SUBJECTS);
+            read_add(&r, 0, subject, NULL, "x");
+        }
+        size_t len = r.len + tail_len[t];
+        uint8_t *buf = malloc(len);
+        cr_assert_not_null(buf);
+        memcpy(buf, read_buf, r.len);
+        memcpy(buf + r.len, t < 3 ? tails[t] : read_buf, tail_len[t]); /* 3: a cut header */
+        pubr->conn.frames_end = buf + len;
+        for (size_t off = 0, i = 0; i < r.n; off += r.f[i].size, i++) {
+            struct frame f;
+            cr_assert_eq(frame_parse(buf + off, len - off, UINT32_MAX, &f), 0);
+            session_conn_ops.frame(&pubr->conn, &f);
+        }
+        pubr->conn.frames_end = NULL;
+        session_conn_ops.frames_done(&pubr->conn);
+        free(buf);
+        static struct sent got[512];
+        cr_assert_eq(take(a, got, 512), FRAMES, "tail %zu", t);
+        for (int i = 0; i < FRAMES; i++) {
+            uint32_t k = (uint32_t)((i * 7 + (int)t) % SUBJECTS);
+            cr_assert_eq(got[i].sid, 1 + k, "tail %zu, message %d", t, i);
+        }
+    }
 }
 
 /* Whatever cannot join a run to one subscriber is published on its own,

@@ -1212,3 +1212,82 @@ Test(subtrie, many_subjects_are_indexed_and_follow_changes)
         }
     }
 }
+
+/* The index keeps the one subscription of a subject held by one plain
+ * subscription (no record in between): a second one on the subject, a
+ * queue group joining it, the first one gone, and a filter that refuses
+ * it must all be seen through the index as through the walk. Each check
+ * goes over every subject twice, so that the second time each is found in
+ * the index, not in the 256 entries in front of it. */
+enum { LEAD_N = 600 };
+static char lead_subjects[LEAD_N][32];
+
+static void lead_check(size_t changed, uintptr_t extra)
+{
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < LEAD_N; i++) {
+            if (i == changed) {
+                EXPECT(lead_subjects[i], extra);
+            } else if (i == changed + 1) {
+                EXPECT(lead_subjects[i], i + 1, extra + 1);
+            } else {
+                EXPECT(lead_subjects[i], i + 1);
+            }
+        }
+    }
+}
+
+Test(subtrie, an_indexed_subject_of_one_subscription_follows_every_change)
+{
+    for (size_t i = 0; i < LEAD_N; i++) {
+        snprintf(lead_subjects[i], sizeof(lead_subjects[i]), "dev.%zu.state", i);
+        cr_assert_eq(add(lead_subjects[i], i + 1), 0);
+    }
+    for (int pass = 0; pass < 2; pass++) { /* the walk, then the index */
+        for (size_t i = 0; i < LEAD_N; i++) {
+            EXPECT(lead_subjects[i], i + 1);
+        }
+    }
+    size_t indexed;
+    matchcache_index_max_probe(&trie->cache, &indexed);
+    cr_assert_geq(indexed, LEAD_N - LEAD_N / 50, "%zu subjects indexed", indexed);
+
+    /* Subject 5 gets a second subscription, subject 6 a queue group. */
+    cr_assert_eq(add(lead_subjects[5], 9000), 0);
+    cr_assert_eq(addq(lead_subjects[6], "workers", 9001), 0);
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < LEAD_N; i++) {
+            if (i == 5) {
+                EXPECT(lead_subjects[i], 6, 9000);
+            } else if (i == 6) {
+                EXPECT(lead_subjects[i], 7, 9001);
+            } else {
+                EXPECT(lead_subjects[i], i + 1);
+            }
+        }
+    }
+    /* Subject 5's first one goes. */
+    cr_assert_eq(del(lead_subjects[5], 6), 0);
+    lead_check(5, 9000);
+
+    /* A filter that refuses subject 7's one subscription, from the index. */
+    struct titem *seven = NULL;
+    for (size_t i = 0; i < reg_len; i++) {
+        seven = reg[i]->id == 8 ? reg[i] : seven;
+    }
+    cr_assert_not_null(seven);
+    struct subtrie_result out = {0};
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < LEAD_N; i++) {
+            cr_assert_eq(subtrie_match_filter(trie, lead_subjects[i], strlen(lead_subjects[i]),
+                                              refuse_one, &seven->sub, &out),
+                         0);
+            cr_assert_eq(out.len,
+                         i == 7   ? 0u
+                         : i == 6 ? 2u
+                                  : 1u,
+                         "%s, pass %d", lead_subjects[i], pass);
+        }
+    }
+    subtrie_result_deinit(&out);
+}
