@@ -193,6 +193,14 @@ matchcache_index_find(const struct matchcache *c, uint64_t hash, const char *sub
     return NULL;
 }
 
+/* Is there an index behind the entries? Then a match of a subject not met
+ * lately costs a cache miss or more, which matchcache_prefetch() can start
+ * early. */
+static inline bool matchcache_indexed(const struct matchcache *c)
+{
+    return c->index != NULL;
+}
+
 /* Start loading what a match of subject[0..len) will read first: its
  * entry and, with an index, its home slot there; for a subject some frames
  * ahead of the one being matched, so that the loads overlap. Returns its

@@ -44,6 +44,7 @@
 #include "fdpass.h"
 #include "flow.h"
 #include "frame.h"
+#include "matchcache.h"
 #include "mem.h"
 #include "peer.h"
 #include "retain.h"
@@ -272,22 +273,15 @@ static inline bool router_repeats(const struct bus *b, const struct frame *f)
 
 /*
  * Match `f`'s subject into b->match, with the publisher `filtered` left out
- * (NULL: nobody). A run of publishes on one subject is the common case, so
- * the match is kept for the next publish: it is reused when the subject
- * and the filter are the same and nothing has changed since that could
- * change it (router_forget_match(): a subscription added or ended, a peer
- * gone). A match that chose a queue group's member is not reused (the
- * group turns at every message): router_route() forgets it. Returns 0, or
- * -EINVAL for an invalid subject (a reused one was valid), or -ENOMEM.
+ * (NULL: nobody), and note what the match is for (b->repeat), so that
+ * router_match() may reuse it. Returns 0, or -EINVAL for an invalid
+ * subject, or -ENOMEM.
  */
-__attribute__((always_inline)) static inline int router_match(struct bus *b, const struct frame *f,
-                                                              struct peer *filtered)
+__attribute__((always_inline)) static inline int
+router_match_anew(struct bus *b, const struct frame *f, struct peer *filtered)
 {
     const char *subject = (const char *)f->subject;
     size_t len = f->subject_len;
-    if (b->repeat.origin == filtered && router_repeats(b, f)) {
-        return 0;
-    }
     int r = subtrie_match_filter(b->subs, subject, len, filtered != NULL ? sub_accepts : NULL,
                                  filtered, &b->match);
     if (r < 0) {
@@ -295,7 +289,7 @@ __attribute__((always_inline)) static inline int router_match(struct bus *b, con
         return r;
     }
     if (len <= sizeof(b->repeat.subject)) {
-        memcpy(b->repeat.subject, subject, len);
+        bytes_copy_short(b->repeat.subject, subject, len);
         b->repeat.len = (uint16_t)len;
         b->repeat.origin = filtered;
         b->repeat.peers = BUS_PEERS_UNKNOWN;
@@ -303,6 +297,25 @@ __attribute__((always_inline)) static inline int router_match(struct bus *b, con
         b->repeat.len = 0;
     }
     return 0;
+}
+
+/*
+ * router_match_anew(), unless b->match is already the match of f's subject
+ * for this filter. A run of publishes on one subject is the common case,
+ * so the match is kept for the next publish: it is reused when the subject
+ * and the filter are the same and nothing has changed since that could
+ * change it (router_forget_match(): a subscription added or ended, a peer
+ * gone). A match that chose a queue group's member is not reused (the
+ * group turns at every message): router_route() forgets it. A reused
+ * match was made for a valid subject.
+ */
+__attribute__((always_inline)) static inline int router_match(struct bus *b, const struct frame *f,
+                                                              struct peer *filtered)
+{
+    if (b->repeat.origin == filtered && router_repeats(b, f)) {
+        return 0;
+    }
+    return router_match_anew(b, f, filtered);
 }
 
 /*
@@ -620,7 +633,8 @@ static bool router_run_starts(struct bus *b, struct peer *p, const struct frame 
 }
 
 /*
- * A plain message from `p` on a subject other than the last one: may it
+ * A plain message from `p` on a subject other than the last one (or on
+ * the same, when the run to one subscriber it follows is full): may it
  * join, or start, a run to one subscriber? When it passes the checks
  * router_publish() would make (not $SYS., the ACL) and its match, made
  * here, is one plain subscription: on the connection of the run it
@@ -628,11 +642,13 @@ static bool router_run_starts(struct bus *b, struct peer *p, const struct frame 
  * or NULL: then router_publish() takes the frame, and reuses the match.
  */
 static struct sub *router_run_target(struct bus *b, struct peer *p, const struct frame *f,
-                                     bool goes_on)
+                                     bool goes_on, bool repeats)
 {
+    struct peer *filtered = p->echo ? NULL : p;
     if (router_subject_is_sys(f->subject, f->subject_len) ||
         (b->cfg->acl != NULL && router_check_publish(p, f, true) != 0) ||
-        router_match(b, f, p->echo ? NULL : p) < 0 || b->match.len != 1) {
+        (repeats ? router_match(b, f, filtered) : router_match_anew(b, f, filtered)) < 0 ||
+        b->match.len != 1) {
         return NULL;
     }
     struct sub *s = sub_of(b->match.items[0]);
@@ -670,7 +686,8 @@ static inline void router_run_add(struct bus *b, struct peer *p, const struct fr
 static void router_look_ahead(struct bus *b, const struct peer *p, const uint8_t *next)
 {
     const uint8_t *end = p->conn.frames_end;
-    if (end == NULL || !subtrie_indexed(b->subs)) {
+    const struct matchcache *cache = subtrie_cache(b->subs);
+    if (end == NULL || !matchcache_indexed(cache)) {
         return;
     }
     const uint8_t *at = b->ahead.next;
@@ -689,12 +706,12 @@ static void router_look_ahead(struct bus *b, const struct peer *p, const uint8_t
         }
         uint64_t hash = 0;
         if (at[4] == FRAME_OP_PUB && subject_len <= size - FRAME_HEADER_SIZE) {
-            hash = subtrie_prefetch(b->subs, (const char *)at + FRAME_HEADER_SIZE, subject_len);
+            hash = matchcache_prefetch(cache, (const char *)at + FRAME_HEADER_SIZE, subject_len);
         }
         b->ahead.hash[b->ahead.seq++ % BUS_AHEAD] = hash;
         uint64_t half = b->ahead.hash[(b->ahead.seq - BUS_AHEAD / 2) % BUS_AHEAD];
         if (half != 0) {
-            subtrie_prefetch_next(b->subs, half);
+            matchcache_prefetch_next(cache, half);
         }
         at += size;
     }
@@ -728,7 +745,7 @@ router_run_join(struct bus *b, struct peer *p, const struct frame *f, bool goes_
         router_look_ahead(b, p, frame + f->size);
     }
     /* A repeat that starts no run has a match that cannot be one. */
-    struct sub *s = repeats && !goes_on ? NULL : router_run_target(b, p, f, goes_on);
+    struct sub *s = repeats && !goes_on ? NULL : router_run_target(b, p, f, goes_on, repeats);
     if (s == NULL) {
         return router_publish(b, p, f);
     }

@@ -25,6 +25,7 @@
 #include <stdint.h>
 
 struct subtrie;
+struct matchcache;
 struct subtrie_node;
 struct subtrie_group;
 
@@ -113,20 +114,9 @@ typedef bool (*subtrie_accept_fn)(struct subtrie_sub *s, void *arg);
 int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_len,
                          subtrie_accept_fn accept, void *arg, struct subtrie_result *res);
 
-/* Does the trie have an index behind its match cache (matchcache.h)? Then
- * a match of a subject not met lately costs a cache miss or more, which
- * subtrie_prefetch() can start early. */
-bool subtrie_indexed(const struct subtrie *t);
-
-/* Start loading what a match of subject[0..len) will read first, for a
- * subject about to be matched. Any bytes will do: nothing is read but the
- * subject, and nothing is kept. Returns a hash of it for
- * subtrie_prefetch_next() a few frames later (0: nothing to follow). */
-uint64_t subtrie_prefetch(const struct subtrie *t, const char *subject, size_t subject_len);
-
-/* The next step for the subject of `hash` (from subtrie_prefetch()), once
- * what that started has come: start loading its subscriptions. */
-void subtrie_prefetch_next(const struct subtrie *t, uint64_t hash);
+/* The match cache in front of the trie (matchcache.h), for starting the
+ * loads of a match early (matchcache_prefetch()): read only. */
+const struct matchcache *subtrie_cache(const struct subtrie *t);
 
 /*
  * How many subscriptions a publish on `subject` would reach now: each

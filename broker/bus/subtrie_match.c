@@ -256,19 +256,9 @@ int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_
     return match_index(t, subject, subject_len, accept, arg, res);
 }
 
-bool subtrie_indexed(const struct subtrie *t)
+const struct matchcache *subtrie_cache(const struct subtrie *t)
 {
-    return t->cache.index != NULL;
-}
-
-uint64_t subtrie_prefetch(const struct subtrie *t, const char *subject, size_t subject_len)
-{
-    return matchcache_prefetch(&t->cache, subject, subject_len);
-}
-
-void subtrie_prefetch_next(const struct subtrie *t, uint64_t hash)
-{
-    matchcache_prefetch_next(&t->cache, hash);
+    return &t->cache;
 }
 
 int subtrie_match(struct subtrie *t, const char *subject, size_t subject_len,
