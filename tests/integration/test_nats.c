@@ -913,6 +913,44 @@ Test(nats, no_responders_from_a_bridge_does_not_beat_a_real_answer)
     harness_stop(&bus_b);
 }
 
+/*
+ * A bridge that stops while it holds a "no responders" back sends it on
+ * its way out: the NATS requester learns at once that nobody will answer,
+ * instead of waiting out the delay and its own timeout.
+ */
+Test(nats, a_held_no_responders_goes_out_when_the_bridge_stops)
+{
+    bridge_extra[0] = "--no-responders-delay";
+    bridge_extra[1] = "60000";
+    start_bridges(nats1.url, NULL);
+    natsConnection *nc = nats_client(&nats2);
+    natsSubscription *inbox;
+    cr_assert_eq(natsConnection_SubscribeSync(&inbox, nc, "held.inbox"), NATS_OK);
+    cr_assert_eq(natsConnection_PublishRequestString(nc, "svc.a.alone", "held.inbox", "x"),
+                 NATS_OK);
+    cr_assert_eq(natsConnection_Flush(nc), NATS_OK);
+    /* Bridge A carried the request to its bus; the broker's NO_RESPONDERS
+     * reached the bridge before a later STATS request did. */
+    wait_stat(&bus_a, "A", "requests", 1);
+    sb_client *ca = harness_client(&bus_a, "stats", true);
+    cr_assert_eq(stat(ca, "A", "no_responders"), 0, "held back, not sent");
+    sb_close(ca);
+    int64_t start = harness_now_ms();
+    stop_bridge(&bridge_a);
+    natsMsg *rep = NULL;
+    /* libnats gives a status 503 message as NATS_NO_RESPONDERS. */
+    natsStatus st = natsSubscription_NextMsg(&rep, inbox, 20000);
+    cr_assert_eq(st, NATS_NO_RESPONDERS, "after the bridge stopped: %s", natsStatus_GetText(st));
+    cr_assert_lt(harness_now_ms() - start, 20000);
+    natsMsg_Destroy(rep);
+    natsSubscription_Destroy(inbox);
+    natsConnection_Destroy(nc);
+    bridge_extra[0] = NULL;
+    stop_bridge(&bridge_b);
+    harness_stop(&bus_a);
+    harness_stop(&bus_b);
+}
+
 /* ---- headers ------------------------------------------------------------- */
 
 Test(nats, headers_round_trip_byte_exact)

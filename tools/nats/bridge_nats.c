@@ -518,7 +518,11 @@ void bridge_nats_stop(struct bridge *b)
         pthread_mutex_unlock(&b->replies_in.mu);
     }
     if (b->nc != NULL) {
-        /* Push out what is buffered, briefly; then close. */
+        /* The "no responders" answers still held back go now: waiting
+         * for a real answer ends here, and the requesters learn at once
+         * that none will come from this bus. Then push out what is
+         * buffered, briefly, and close. */
+        bridge_nats_no_responders_due(b, INT64_MAX);
         flush_out(b, 1000);
     }
     if (b->import_subs != NULL) {
