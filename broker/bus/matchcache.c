@@ -3,7 +3,7 @@
  * index (see matchcache.h); looking them up is inline, on the path of
  * every publish.
  *
- * The index is one calloc()ed array, aligned to a cache line inside its
+ * The index is one zeroed array, aligned to a cache line inside its
  * allocation, and reallocated empty rather than rehashed: every resize
  * comes with an add or a remove, which invalidates every entry anyway.
  * Its capacity need not be a power of two (the home slot scales the
@@ -39,9 +39,13 @@ static size_t index_slots(size_t cap)
     return cap + MATCHCACHE_INDEX_PROBE_MAX + 1;
 }
 
+static void index_release(void *mem, size_t bytes);
+
 void matchcache_deinit(struct matchcache *c)
 {
-    free(c->index_mem);
+    if (c->index_mem != NULL) {
+        index_release(c->index_mem, index_slots(c->index_cap) * sizeof(*c->index));
+    }
     c->index_mem = NULL;
     c->index = NULL;
     c->index_cap = 0;
@@ -107,22 +111,53 @@ static size_t index_bytes(size_t cap)
     return mem_footprint(index_slots(cap) * sizeof(struct matchcache_index_entry));
 }
 
+enum { HUGE_PAGE = 2 * 1024 * 1024 };
+
 /*
  * Ask for huge pages under the whole 2 MiB pages of a large index (bytes
  * at mem). Its slots are read at random, one per publish on a subject not
  * met lately: with 4 KiB pages a large one misses the TLB on nearly every
  * lookup as well as the cache, and a prefetch waits for the page walk.
  * Only advice: the index works the same without it, and it costs no more
- * memory than the slots themselves (calloc() of that size maps them, and
- * the pages are whole within it).
+ * memory than the slots themselves (the pages are whole within them, and
+ * a fresh mapping is zero without being touched).
  */
 static void index_huge(void *mem, size_t bytes)
 {
-    const uintptr_t huge = 2u * 1024u * 1024u;
+    const uintptr_t huge = HUGE_PAGE;
     uintptr_t start = ((uintptr_t)mem + huge - 1) & ~(huge - 1);
     uintptr_t end = ((uintptr_t)mem + bytes) & ~(huge - 1);
     if (end > start) {
         (void)madvise((void *)start, end - start, MADV_HUGEPAGE);
+    }
+}
+
+/* A zeroed block of `bytes` for an index. One that may hold a huge page
+ * is a mapping of its own, so that the advice given to its pages ends
+ * with it: a block of the heap (where glibc puts large blocks too, once
+ * its mmap threshold has risen past their size) would leave the advice on
+ * pages that later hold small blocks, which 2 MiB pages would then back
+ * uncounted. Either costs at most mem_footprint(bytes) (index_bytes()). */
+static void *index_alloc(size_t bytes)
+{
+    if (bytes < HUGE_PAGE) {
+        return calloc(1, bytes);
+    }
+    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) {
+        return NULL;
+    }
+    index_huge(mem, bytes);
+    return mem;
+}
+
+/* Give back what index_alloc(bytes) returned. */
+static void index_release(void *mem, size_t bytes)
+{
+    if (bytes < HUGE_PAGE) {
+        free(mem);
+    } else {
+        (void)munmap(mem, bytes);
     }
 }
 
@@ -144,12 +179,11 @@ void matchcache_fit(struct matchcache *c, size_t subs)
     if (index_bytes(cap) > subs * MATCHCACHE_INDEX_COST) {
         return; /* not for a handful of subscriptions */
     }
-    void *mem = calloc(index_slots(cap), sizeof(*c->index));
+    void *mem = index_alloc(index_slots(cap) * sizeof(*c->index));
     if (mem == NULL) {
         return;
     }
     uintptr_t at = ((uintptr_t)mem + LINE - 1) & ~(uintptr_t)(LINE - 1);
-    index_huge(mem, index_slots(cap) * sizeof(*c->index));
     c->index_mem = mem;
     c->index = (struct matchcache_index_entry *)at;
     c->index_cap = cap;

@@ -794,6 +794,12 @@ static void router_flush_to(struct bus *b, const struct run *run, struct peer *p
     if (flow_queue_run(b, p, sids, stride, run->start, bytes, run->count)) {
         return;
     }
+    /* Their work was charged when they arrived (router_run_add()), and
+     * flow_queue_msg() charges each again: taken back first, so that the
+     * slice of whoever is being handled now pays nothing for them. */
+    if (conn_takes_output(&p->conn)) {
+        b->net->schedule.work -= bytes;
+    }
     for (const uint8_t *m = run->start; m < run->end; m += frame_get_u32(m), sids += stride) {
         struct frame f;
         if (frame_parse(m, (size_t)(run->end - m), UINT32_MAX, &f) == 0) { /* it was, once */

@@ -129,13 +129,15 @@ int router_publish(struct bus *b, struct peer *p, const struct frame *f);
 
 /*
  * router_publish() for a PUB frame whose bytes stay where they are until
- * router_flush(): one that continues a run of plain PUBs from `p` on one
- * subject, right behind the previous one in the same buffer, is counted
- * and noted, and the run is queued by router_flush() in one copy per
- * subscriber (with the same outcome, message by message, as
- * router_publish(): queued, or dropped over max_pending). Anything else
- * queues the run first and is published as by router_publish(). Returns
- * as router_publish().
+ * router_flush(): one that continues a run of plain PUBs from `p`, right
+ * behind the previous one in the same buffer, is counted and noted; a run
+ * is either on one subject, queued by router_flush() in one copy per
+ * subscriber, or on subjects that each match one plain subscription of
+ * the same connection, queued to it in one copy with each frame's own
+ * sid (with the same outcome, message by message, as router_publish():
+ * queued, or dropped over max_pending). Anything else queues the run
+ * first and is published as by router_publish(). Returns as
+ * router_publish().
  */
 int router_publish_deferred(struct bus *b, struct peer *p, const struct frame *f);
 

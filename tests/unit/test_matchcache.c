@@ -16,6 +16,10 @@
 #include "bytes.h"
 #include "matchcache.h"
 
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -127,6 +131,56 @@ Test(matchcache, alternating_add_and_remove_does_not_resize)
         }
         cr_assert_leq(reallocs, 1, "%zu reallocations at %zu subscriptions", reallocs, base);
     }
+}
+
+/* Is any page of [lo, hi) in a mapping that asks for huge pages (the
+ * "hg" of its VmFlags in /proc/self/smaps)? */
+static bool huge_advised(uintptr_t lo, uintptr_t hi)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    cr_assert_not_null(f);
+    char line[512];
+    bool overlaps = false;
+    bool advised = false;
+    while (!advised && fgets(line, sizeof(line), f) != NULL) {
+        unsigned long start;
+        unsigned long end;
+        if (sscanf(line, "%lx-%lx ", &start, &end) == 2) {
+            overlaps = start < hi && end > lo;
+        } else if (overlaps && strncmp(line, "VmFlags:", 8) == 0) {
+            advised = strstr(line, " hg") != NULL;
+        }
+    }
+    fclose(f);
+    return advised;
+}
+
+/* A large index asks for huge pages under it, and that advice goes with
+ * it. Here the allocator hands out large blocks from its heap, as glibc
+ * does once its mmap threshold has risen past their size (after any
+ * larger block was freed): advice given to the heap's pages would outlive
+ * the index, and whatever small blocks take those pages later could be
+ * backed by 2 MiB pages that no limit counts. */
+Test(matchcache, huge_page_advice_goes_with_the_index)
+{
+#ifdef __GLIBC__
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 512 * 1024 * 1024);
+#endif
+    change(60000);
+    cr_assert_not_null(cache->index);
+    uintptr_t lo = (uintptr_t)cache->index;
+    uintptr_t hi = lo + cache->index_cap * sizeof(*cache->index);
+    void *after = malloc(64); /* the index is not the top of the heap */
+    cr_assert_not_null(after);
+    if (!huge_advised(lo, hi)) {
+        free(after);
+        cr_skip_test("no transparent huge pages here");
+    }
+    change(0);
+    cr_assert_null(cache->index);
+    cr_assert(!huge_advised(lo, hi), "the advice outlived the index");
+    free(after);
 }
 
 /* Found with the record it was stored with, and after an add or remove

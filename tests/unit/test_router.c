@@ -789,6 +789,69 @@ Test(router, a_run_to_one_subscriber_over_max_pending_drops_what_one_by_one_woul
     }
 }
 
+/* What a read of `r` from `p` costs its slice, counted as net counts it
+ * (conn_process_frames()): each frame's size and the work charged while
+ * it is handled. */
+static uint64_t read_slice(struct peer *p, const struct reading *r)
+{
+    uint64_t used = 0;
+    p->conn.frames_end = read_buf + r->len;
+    for (size_t i = 0; i < r->n; i++) {
+        uint64_t work = net.schedule.work;
+        session_conn_ops.frame(&p->conn, &r->f[i]);
+        used += r->f[i].size + (net.schedule.work - work);
+    }
+    p->conn.frames_end = NULL;
+    session_conn_ops.frames_done(&p->conn);
+    return used;
+}
+
+/* One by one, each MSG costs the publisher's slice its size, queued or
+ * dropped alike. So does a run's: charged once when its frames arrive,
+ * not again when the run, over max_pending, is queued message by message
+ * by a frame that cannot join it. */
+Test(router, a_run_over_max_pending_costs_the_slice_what_one_by_one_would)
+{
+    cfg.max_pending = 64 * 1024;
+    start();
+    struct peer *pubr = client("pub", true);
+    struct peer *a = client("a", true);
+    struct peer *b = client("b", true);
+    cr_assert_eq(sub(a, 1, "slice.one", NULL), 0);
+    for (uint32_t i = 0; i < 4; i++) {
+        char subject[16];
+        snprintf(subject, sizeof(subject), "slice.%u", i);
+        cr_assert_eq(sub(b, 10 + i, subject, NULL), 0);
+    }
+    static char payload[1000];
+    memset(payload, 'p', sizeof(payload) - 1);
+    for (int to_one = 0; to_one < 2; to_one++) {
+        struct peer *target = to_one ? b : a;
+        static struct reading r;
+        memset(&r, 0, sizeof(r));
+        for (int i = 0; i < 40; i++) {
+            char subject[16];
+            if (to_one) {
+                snprintf(subject, sizeof(subject), "slice.%d", i % 4);
+            } else {
+                snprintf(subject, sizeof(subject), "slice.one");
+            }
+            read_add(&r, 0, subject, NULL, payload);
+        }
+        read_add_op(&r, FRAME_OP_PING, 0, 1, NULL, NULL, NULL); /* flushes the run */
+        cr_assert_lt(40 * r.f[0].size, cfg.max_pending, "the test needs a read that fits");
+        cr_assert_gt(80 * r.f[0].size, cfg.max_pending, "and two that do not");
+        uint64_t fits = read_slice(pubr, &r);
+        uint64_t over = read_slice(pubr, &r);
+        cr_assert_gt(target->dropped, 0, "the second read went over max_pending");
+        cr_assert_eq(over, fits, "%s: a read over max_pending cost %llu, one that fits %llu",
+                     to_one ? "to one" : "on one subject", (unsigned long long)over,
+                     (unsigned long long)fits);
+        connbuf_clear(&target->conn.out);
+        connbuf_clear(&pubr->conn.out);
+    }
+}
+
 /* The event that announces the end of a subscription is published before
  * the subscription leaves the trie (it may be one of its receivers): the
  * match made for it is not kept past the removal, so that the broker's
