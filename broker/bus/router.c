@@ -692,7 +692,10 @@ static void router_look_ahead(struct bus *b, const struct peer *p, const uint8_t
     }
     const uint8_t *at = b->ahead.next;
     int todo = 1;
-    if (at < next || at > end) { /* a new read, or a new start in this one */
+    /* As addresses: b->ahead.next may be NULL, or point into an earlier
+     * read's buffer. */
+    if ((uintptr_t)at < (uintptr_t)next || (uintptr_t)at > (uintptr_t)end) {
+        /* a new read, or a new start in this one */
         at = next;
         todo = BUS_AHEAD;
         memset(b->ahead.hash, 0, sizeof(b->ahead.hash));
@@ -709,7 +712,8 @@ static void router_look_ahead(struct bus *b, const struct peer *p, const uint8_t
             hash = matchcache_prefetch(cache, (const char *)at + FRAME_HEADER_SIZE, subject_len);
         }
         b->ahead.hash[b->ahead.seq++ % BUS_AHEAD] = hash;
-        uint64_t half = b->ahead.hash[(b->ahead.seq - BUS_AHEAD / 2) % BUS_AHEAD];
+        /* seq - 1 is the frame BUS_AHEAD ahead: this is the one half as far. */
+        uint64_t half = b->ahead.hash[(b->ahead.seq - 1 - BUS_AHEAD / 2) % BUS_AHEAD];
         if (half != 0) {
             matchcache_prefetch_next(cache, half);
         }
