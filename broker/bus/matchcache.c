@@ -21,6 +21,7 @@
 
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 enum { LINE = 64 };
 
@@ -143,12 +144,25 @@ static void *index_alloc(size_t bytes)
     if (bytes < HUGE_PAGE) {
         return calloc(1, bytes);
     }
-    void *mem = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (mem == MAP_FAILED) {
+    /* Mapped with a huge page's worth more, and trimmed to start on a huge
+     * page boundary, so that every page of it may be one. */
+    size_t span = bytes + HUGE_PAGE;
+    void *map = mmap(NULL, span, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) {
         return NULL;
     }
-    index_huge(mem, bytes);
-    return mem;
+    uintptr_t start = (uintptr_t)map;
+    uintptr_t mem = (start + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1);
+    uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t end = (mem + bytes + page - 1) & ~(page - 1);
+    if (mem > start) {
+        (void)munmap(map, mem - start);
+    }
+    if (start + span > end) {
+        (void)munmap((void *)end, start + span - end);
+    }
+    index_huge((void *)mem, bytes);
+    return (void *)mem;
 }
 
 /* Give back what index_alloc(bytes) returned. */

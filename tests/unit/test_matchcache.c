@@ -155,8 +155,8 @@ static bool huge_advised(uintptr_t lo, uintptr_t hi)
     return advised;
 }
 
-/* A large index asks for huge pages under it, and that advice goes with
- * it. Here the allocator hands out large blocks from its heap, as glibc
+/* A large index asks for huge pages under it, from its first page (it
+ * starts on a huge page boundary), and that advice goes with it. Here the allocator hands out large blocks from its heap, as glibc
  * does once its mmap threshold has risen past their size (after any
  * larger block was freed): advice given to the heap's pages would outlive
  * the index, and whatever small blocks take those pages later could be
@@ -177,6 +177,7 @@ Test(matchcache, huge_page_advice_goes_with_the_index)
         free(after);
         cr_skip_test("no transparent huge pages here");
     }
+    cr_assert_eq(lo % (2u * 1024u * 1024u), 0, "the index does not start on a huge page");
     change(0);
     cr_assert_null(cache->index);
     cr_assert(!huge_advised(lo, hi), "the advice outlived the index");
