@@ -82,10 +82,12 @@ struct bus {
     uint64_t peer_mark; /* the last struct peer.mark given out */
     /* The frames ahead in the read being handled whose matches are being
      * prefetched (router.c, router_look_ahead()): the next one to start
-     * (NULL between reads), and the hashes of the last ones started. */
+     * (NULL between reads), and the last ones started with their hashes,
+     * which their matches take instead of hashing again. */
     struct {
         const uint8_t *next;
         uint32_t seq;
+        const uint8_t *frame[BUS_AHEAD];
         uint64_t hash[BUS_AHEAD];
     } ahead;
     /* PUB frames, one behind the other in one read, from one publisher, not

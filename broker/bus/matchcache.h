@@ -152,6 +152,17 @@ static inline struct matchcache_entry *matchcache_slot(struct matchcache *c, con
     return &c->entries[*hash >> (64 - MATCHCACHE_BITS)];
 }
 
+/* matchcache_slot() with the subject's hash already known (from
+ * matchcache_prefetch(), of these very bytes). */
+static inline struct matchcache_entry *matchcache_slot_of(struct matchcache *c, size_t len,
+                                                          uint64_t hash)
+{
+    if (len - 1 >= MATCHCACHE_SUBJECT_MAX) {
+        return NULL;
+    }
+    return &c->entries[hash >> (64 - MATCHCACHE_BITS)];
+}
+
 /* Does entry `e` (from matchcache_slot()) hold the nodes of subject? */
 static inline bool matchcache_holds(const struct matchcache *c, const struct matchcache_entry *e,
                                     uint64_t hash, const char *subject, size_t len)

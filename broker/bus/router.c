@@ -274,15 +274,16 @@ static inline bool router_repeats(const struct bus *b, const struct frame *f)
 /*
  * Match `f`'s subject into b->match, with the publisher `filtered` left out
  * (NULL: nobody), and note what the match is for (b->repeat), so that
- * router_match() may reuse it. Returns 0, or -EINVAL for an invalid
- * subject, or -ENOMEM.
+ * router_match() may reuse it. `hash`: the subject's, from the look-ahead
+ * (0: not known). Returns 0, or -EINVAL for an invalid subject, or
+ * -ENOMEM.
  */
 __attribute__((always_inline)) static inline int
-router_match_anew(struct bus *b, const struct frame *f, struct peer *filtered)
+router_match_anew(struct bus *b, const struct frame *f, struct peer *filtered, uint64_t hash)
 {
     const char *subject = (const char *)f->subject;
     size_t len = f->subject_len;
-    int r = subtrie_match_filter(b->subs, subject, len, filtered != NULL ? sub_accepts : NULL,
+    int r = subtrie_match_hashed(b->subs, subject, len, hash, filtered != NULL ? sub_accepts : NULL,
                                  filtered, &b->match);
     if (r < 0) {
         b->repeat.len = 0;
@@ -315,7 +316,7 @@ __attribute__((always_inline)) static inline int router_match(struct bus *b, con
     if (b->repeat.origin == filtered && router_repeats(b, f)) {
         return 0;
     }
-    return router_match_anew(b, f, filtered);
+    return router_match_anew(b, f, filtered, 0);
 }
 
 /*
@@ -642,12 +643,12 @@ static bool router_run_starts(struct bus *b, struct peer *p, const struct frame 
  * or NULL: then router_publish() takes the frame, and reuses the match.
  */
 static struct sub *router_run_target(struct bus *b, struct peer *p, const struct frame *f,
-                                     bool goes_on, bool repeats)
+                                     bool goes_on, bool repeats, uint64_t hash)
 {
     struct peer *filtered = p->echo ? NULL : p;
     if (router_subject_is_sys(f->subject, f->subject_len) ||
         (b->cfg->acl != NULL && router_check_publish(p, f, true) != 0) ||
-        (repeats ? router_match(b, f, filtered) : router_match_anew(b, f, filtered)) < 0 ||
+        (repeats ? router_match(b, f, filtered) : router_match_anew(b, f, filtered, hash)) < 0 ||
         b->match.len != 1) {
         return NULL;
     }
@@ -681,15 +682,21 @@ static inline void router_run_add(struct bus *b, struct peer *p, const struct fr
  * frames later, its subscription (b->ahead: the next frame to start, and
  * the hashes of the last BUS_AHEAD started). The frames ahead are not
  * checked yet: only their sizes are trusted, within the read, and nothing
- * is kept of them but a hash.
+ * is kept of them but a hash. Returns the hash of `frame` itself when it
+ * was started so (0: not), for its match to take.
  */
-static void router_look_ahead(struct bus *b, const struct peer *p, const uint8_t *next)
+static uint64_t router_look_ahead(struct bus *b, const struct peer *p, const uint8_t *frame,
+                                  const uint8_t *next)
 {
     const uint8_t *end = p->conn.frames_end;
     const struct matchcache *cache = subtrie_cache(b->subs);
     if (end == NULL || !matchcache_indexed(cache)) {
-        return;
+        return 0;
     }
+    /* `frame`, when it was started BUS_AHEAD frames ago: its slot in the
+     * ring is the one the next frame started takes over. */
+    uint32_t oldest = b->ahead.seq % BUS_AHEAD;
+    uint64_t known = b->ahead.frame[oldest] == frame ? b->ahead.hash[oldest] : 0;
     const uint8_t *at = b->ahead.next;
     int todo = 1;
     /* As addresses: b->ahead.next may be NULL, or point into an earlier
@@ -698,6 +705,7 @@ static void router_look_ahead(struct bus *b, const struct peer *p, const uint8_t
         /* a new read, or a new start in this one */
         at = next;
         todo = BUS_AHEAD;
+        memset(b->ahead.frame, 0, sizeof(b->ahead.frame));
         memset(b->ahead.hash, 0, sizeof(b->ahead.hash));
     }
     for (; todo > 0 && (size_t)(end - at) >= FRAME_HEADER_SIZE; todo--) {
@@ -711,6 +719,7 @@ static void router_look_ahead(struct bus *b, const struct peer *p, const uint8_t
         if (at[4] == FRAME_OP_PUB && subject_len <= size - FRAME_HEADER_SIZE) {
             hash = matchcache_prefetch(cache, (const char *)at + FRAME_HEADER_SIZE, subject_len);
         }
+        b->ahead.frame[b->ahead.seq % BUS_AHEAD] = at;
         b->ahead.hash[b->ahead.seq++ % BUS_AHEAD] = hash;
         /* seq - 1 is the frame BUS_AHEAD ahead: this is the one half as far. */
         uint64_t half = b->ahead.hash[(b->ahead.seq - 1 - BUS_AHEAD / 2) % BUS_AHEAD];
@@ -720,6 +729,7 @@ static void router_look_ahead(struct bus *b, const struct peer *p, const uint8_t
         at += size;
     }
     b->ahead.next = at;
+    return known;
 }
 
 /*
@@ -745,11 +755,9 @@ router_run_join(struct bus *b, struct peer *p, const struct frame *f, bool goes_
         router_flush(b); /* its subscriptions are b->match's, matched anew here */
         goes_on = false;
     }
-    if (!repeats) {
-        router_look_ahead(b, p, frame + f->size);
-    }
+    uint64_t hash = repeats ? 0 : router_look_ahead(b, p, frame, frame + f->size);
     /* A repeat that starts no run has a match that cannot be one. */
-    struct sub *s = repeats && !goes_on ? NULL : router_run_target(b, p, f, goes_on, repeats);
+    struct sub *s = repeats && !goes_on ? NULL : router_run_target(b, p, f, goes_on, repeats, hash);
     if (s == NULL) {
         return router_publish(b, p, f);
     }

@@ -114,6 +114,12 @@ typedef bool (*subtrie_accept_fn)(struct subtrie_sub *s, void *arg);
 int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_len,
                          subtrie_accept_fn accept, void *arg, struct subtrie_result *res);
 
+/* subtrie_match_filter() for a subject whose hash is known: `hash` is
+ * what matchcache_prefetch() returned for these very bytes (0: not known,
+ * computed here). It saves hashing a subject twice. */
+int subtrie_match_hashed(struct subtrie *t, const char *subject, size_t subject_len, uint64_t hash,
+                         subtrie_accept_fn accept, void *arg, struct subtrie_result *res);
+
 /* The match cache in front of the trie (matchcache.h), for starting the
  * loads of a match early (matchcache_prefetch()): read only. */
 const struct matchcache *subtrie_cache(const struct subtrie *t);

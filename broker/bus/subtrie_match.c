@@ -242,18 +242,34 @@ static __attribute__((noinline)) int match_index(struct subtrie *t, const char *
     return lead_emit(ie->x, accept, arg, res);
 }
 
-int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_len,
-                         subtrie_accept_fn accept, void *arg, struct subtrie_result *res)
+/* subtrie_match_filter(), with the subject's hash when it is known (0:
+ * not). */
+__attribute__((always_inline)) static inline int
+match_filter(struct subtrie *t, const char *subject, size_t subject_len, uint64_t hash,
+             subtrie_accept_fn accept, void *arg, struct subtrie_result *res)
 {
     res->len = 0;
-    uint64_t hash = 0;
-    struct matchcache_entry *e = matchcache_slot(&t->cache, subject, subject_len, &hash);
+    struct matchcache_entry *e = hash != 0
+                                     ? matchcache_slot_of(&t->cache, subject_len, hash)
+                                     : matchcache_slot(&t->cache, subject, subject_len, &hash);
     if (e != NULL && matchcache_holds(&t->cache, e, hash, subject, subject_len)) {
         return emit_nodes(e->nodes, e->nnodes, accept, arg, res);
     }
     t->miss_entry = e;
     t->miss_hash = hash;
     return match_index(t, subject, subject_len, accept, arg, res);
+}
+
+int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_len,
+                         subtrie_accept_fn accept, void *arg, struct subtrie_result *res)
+{
+    return match_filter(t, subject, subject_len, 0, accept, arg, res);
+}
+
+int subtrie_match_hashed(struct subtrie *t, const char *subject, size_t subject_len, uint64_t hash,
+                         subtrie_accept_fn accept, void *arg, struct subtrie_result *res)
+{
+    return match_filter(t, subject, subject_len, hash, accept, arg, res);
 }
 
 const struct matchcache *subtrie_cache(const struct subtrie *t)
