@@ -647,14 +647,33 @@ static struct sub *router_run_target(struct bus *b, struct peer *p, const struct
 {
     struct peer *filtered = p->echo ? NULL : p;
     if (router_subject_is_sys(f->subject, f->subject_len) ||
-        (b->cfg->acl != NULL && router_check_publish(p, f, true) != 0) ||
-        (repeats ? router_match(b, f, filtered) : router_match_anew(b, f, filtered, hash)) < 0 ||
-        b->match.len != 1) {
+        (b->cfg->acl != NULL && router_check_publish(p, f, true) != 0)) {
         return NULL;
     }
-    struct sub *s = sub_of(b->match.items[0]);
-    b->repeat.plain = (s->flags | s->remaining | s->queue_len) == 0;
-    if (!b->repeat.plain || (goes_on && s->peer != b->run.to)) {
+    /* The index may know that the subject matches one subscription and
+     * nothing else: that is the whole match, without building it in
+     * b->match. b->match then no longer follows the last subject, and is
+     * not reused for the next. */
+    struct subtrie_sub *one =
+        hash != 0 ? subtrie_match_one(b->subs, (const char *)f->subject, f->subject_len, hash)
+                  : NULL;
+    struct sub *s;
+    if (one != NULL) {
+        b->repeat.len = 0;
+        s = sub_of(one);
+        if (s->peer == filtered) {
+            return NULL; /* its own, without echo: nobody */
+        }
+    } else {
+        if ((repeats ? router_match(b, f, filtered) : router_match_anew(b, f, filtered, hash)) <
+                0 ||
+            b->match.len != 1) {
+            return NULL;
+        }
+        s = sub_of(b->match.items[0]);
+        b->repeat.plain = (s->flags | s->remaining | s->queue_len) == 0;
+    }
+    if ((s->flags | s->remaining | s->queue_len) != 0 || (goes_on && s->peer != b->run.to)) {
         return NULL;
     }
     return s;
@@ -669,8 +688,10 @@ static inline void router_run_add(struct bus *b, struct peer *p, const struct fr
     p->msgs_in++;
     b->stats.msgs_in++;
     /* Charged now, as router_route() would, so that the publisher's slice
-     * ends where it would have. */
-    schedule_charge(&b->net->schedule, (size_t)f->size * b->match.len);
+     * ends where it would have: to each subscription of b->match, or to
+     * the one of a run to one subscriber. */
+    schedule_charge(&b->net->schedule,
+                    (size_t)f->size * (b->run.to != NULL ? 1u : (size_t)b->match.len));
 }
 
 /*
@@ -693,10 +714,17 @@ static uint64_t router_look_ahead(struct bus *b, const struct peer *p, const uin
     if (end == NULL || !matchcache_indexed(cache)) {
         return 0;
     }
-    /* `frame`, when it was started BUS_AHEAD frames ago: its slot in the
-     * ring is the one the next frame started takes over. */
-    uint32_t oldest = b->ahead.seq % BUS_AHEAD;
-    uint64_t known = b->ahead.frame[oldest] == frame ? b->ahead.hash[oldest] : 0;
+    /* `frame`'s own hash, when it was started: in the slot of the ring the
+     * next frame started takes over, unless frames that were not matched
+     * here (a repeat, a frame published on its own) came in between. */
+    uint64_t known = 0;
+    for (uint32_t i = 0; i < BUS_AHEAD; i++) {
+        uint32_t k = (b->ahead.seq + i) % BUS_AHEAD;
+        if (b->ahead.frame[k] == frame) {
+            known = b->ahead.hash[k];
+            break;
+        }
+    }
     const uint8_t *at = b->ahead.next;
     int todo = 1;
     /* As addresses: b->ahead.next may be NULL, or point into an earlier

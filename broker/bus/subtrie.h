@@ -120,6 +120,14 @@ int subtrie_match_filter(struct subtrie *t, const char *subject, size_t subject_
 int subtrie_match_hashed(struct subtrie *t, const char *subject, size_t subject_len, uint64_t hash,
                          subtrie_accept_fn accept, void *arg, struct subtrie_result *res);
 
+/* The one subscription subject[0..len) matches, when the index knows
+ * that it matches exactly one (one node, with one plain subscription and
+ * no queue group); `hash` as for subtrie_match_hashed(), not 0. NULL says
+ * nothing: subtrie_match_filter() has the answer then. Turns no group and
+ * applies no filter. */
+struct subtrie_sub *subtrie_match_one(struct subtrie *t, const char *subject, size_t subject_len,
+                                      uint64_t hash);
+
 /* The match cache in front of the trie (matchcache.h), for starting the
  * loads of a match early (matchcache_prefetch()): read only. */
 const struct matchcache *subtrie_cache(const struct subtrie *t);

@@ -189,12 +189,22 @@ static const void *index_lead(const struct node_extra *x)
     return x;
 }
 
+/* The one subscription an index slot leads to (index_lead()), or NULL
+ * when it leads to a record, or to nothing. */
+static inline struct subtrie_sub *lead_one(const void *lead)
+{
+    if (!((uintptr_t)lead & 1u)) {
+        return NULL;
+    }
+    return (struct subtrie_sub *)(void *)((char *)(uintptr_t)lead - 1);
+}
+
 /* The subscriptions an index slot leads to (index_lead()), into res. */
 static inline int lead_emit(const void *lead, subtrie_accept_fn accept, void *arg,
                             struct subtrie_result *res)
 {
-    if ((uintptr_t)lead & 1u) {
-        struct subtrie_sub *s = (struct subtrie_sub *)(void *)((char *)(uintptr_t)lead - 1);
+    struct subtrie_sub *s = lead_one(lead);
+    if (s != NULL) {
         return accept == NULL || accept(s, arg) ? result_push(res, s) : 0;
     }
     return lead != NULL ? extra_emit(lead, accept, arg, res) : 0;
@@ -270,6 +280,14 @@ int subtrie_match_hashed(struct subtrie *t, const char *subject, size_t subject_
                          subtrie_accept_fn accept, void *arg, struct subtrie_result *res)
 {
     return match_filter(t, subject, subject_len, hash, accept, arg, res);
+}
+
+struct subtrie_sub *subtrie_match_one(struct subtrie *t, const char *subject, size_t subject_len,
+                                      uint64_t hash)
+{
+    const struct matchcache_index_entry *ie =
+        matchcache_index_find(&t->cache, hash, subject, subject_len);
+    return ie != NULL ? lead_one(ie->x) : NULL;
 }
 
 const struct matchcache *subtrie_cache(const struct subtrie *t)

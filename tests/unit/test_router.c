@@ -686,6 +686,76 @@ Test(router, a_run_through_the_index_looks_ahead_only_within_the_read)
     }
 }
 
+/* Through the index, a subject known to match one subscription takes a
+ * short way (subtrie_match_one()): it must still leave out the
+ * publisher's own subscription when it said no echo, leave subscriptions
+ * with flags or an UNSUB count to the whole path, and never let a later
+ * frame reuse a match it did not make (a subject seen two frames back is
+ * not the last one matched). */
+Test(router, a_run_through_the_index_keeps_echo_flags_counts_and_sids)
+{
+    cfg.max_subscriptions = 1000;
+    start();
+    struct peer *pubr = client("pub", false);
+    struct peer *a = client("a", true);
+    enum { SUBJECTS = 600 };
+    for (uint32_t i = 0; i < SUBJECTS; i++) {
+        char subject[16];
+        snprintf(subject, sizeof(subject), "dev.%u", i);
+        cr_assert_eq(sub(a, 1 + i, subject, NULL), 0);
+    }
+    cr_assert_eq(sub(pubr, 1, "own.0", NULL), 0); /* its own, without echo */
+    cr_assert_eq(sub(a, 1001, "counted.0", NULL), 0);
+    cr_assert_eq(unsub(a, 1001, 3), 0);
+    struct frame lossless = make(FRAME_OP_SUB, FRAME_SUB_LOSSLESS, 1002, "lossless.0", NULL, NULL);
+    cr_assert_eq(router_subscribe(&bus, a, &lossless), 0);
+    /* X Y X Z ...: each subject comes back one frame after another one. */
+    /* own.0 also comes after a frame that ends a run, where it would
+     * start one. */
+    const char *cycle[] = {"dev.1", "dev.2",      "dev.1",     "own.0",     "dev.1",
+                           "dev.3", "dev.3",      "dev.7",     "counted.0", "own.0",
+                           "dev.4", "lossless.0", "own.0",     "dev.4",     "dev.5",
+                           "dev.6", "dev.5",      "counted.0", "dev.6",     "counted.0"};
+    const uint32_t want[] = {2, 3,    2, 0, 2, 4, 4, 8,    1001, 0,
+                             5, 1002, 0, 5, 6, 7, 6, 1001, 7,    1001};
+    enum { N = sizeof(cycle) / sizeof(cycle[0]) };
+    for (int pass = 0; pass < 3; pass++) { /* the walk, then the index */
+        static struct reading r;
+        memset(&r, 0, sizeof(r));
+        for (int k = 0; k < 20; k++) {
+            for (int i = 0; i < N; i++) {
+                char payload[16];
+                snprintf(payload, sizeof(payload), "%d", k * N + i);
+                read_add(&r, 0, cycle[i], NULL, payload);
+            }
+        }
+        read_deliver(pubr, &r);
+        static struct sent got[512];
+        size_t n = take(a, got, 512);
+        size_t at = 0;
+        uint32_t counted = 0;
+        for (int k = 0; k < 20; k++) {
+            for (int i = 0; i < N; i++) {
+                if (want[i] == 0 || (want[i] == 1001 && counted == 3)) {
+                    continue;
+                }
+                counted += want[i] == 1001;
+                char payload[16];
+                snprintf(payload, sizeof(payload), "%d", k * N + i);
+                cr_assert_lt(at, n, "pass %d: %zu MSGs, missing %s", pass, n, payload);
+                cr_assert_eq(got[at].sid, want[i], "pass %d, message %s", pass, payload);
+                cr_assert_str_eq(got[at].payload, payload, "pass %d", pass);
+                cr_assert_str_eq(got[at].subject, cycle[i], "pass %d", pass);
+                at++;
+            }
+        }
+        cr_assert_eq(at, n, "pass %d: %zu MSGs, %zu expected", pass, n, at);
+        cr_assert_eq(count(pubr), 0, "pass %d: no echo", pass);
+        cr_assert_eq(sub(a, 1001, "counted.0", NULL), 0); /* again, for the next pass */
+        cr_assert_eq(unsub(a, 1001, 3), 0);
+    }
+}
+
 /* Whatever cannot join a run to one subscriber is published on its own,
  * after the run before it: a subject of another connection, of nobody,
  * of two subscriptions, of a queue group, of a subscription with an UNSUB
