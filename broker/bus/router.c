@@ -714,27 +714,31 @@ static uint64_t router_look_ahead(struct bus *b, const struct peer *p, const uin
     if (end == NULL || !matchcache_indexed(cache)) {
         return 0;
     }
-    /* `frame`'s own hash, when it was started: in the slot of the ring the
-     * next frame started takes over, unless frames that were not matched
-     * here (a repeat, a frame published on its own) came in between. */
     uint64_t known = 0;
-    for (uint32_t i = 0; i < BUS_AHEAD; i++) {
-        uint32_t k = (b->ahead.seq + i) % BUS_AHEAD;
-        if (b->ahead.frame[k] == frame) {
-            known = b->ahead.hash[k];
-            break;
-        }
-    }
     const uint8_t *at = b->ahead.next;
     int todo = 1;
     /* As addresses: b->ahead.next may be NULL, or point into an earlier
      * read's buffer. */
     if ((uintptr_t)at < (uintptr_t)next || (uintptr_t)at > (uintptr_t)end) {
-        /* a new read, or a new start in this one */
+        /* A new read, whose frames may lie where the ring's did, with
+         * other subjects; or a new start in this one, behind `frame`,
+         * which was not started then: the ring has no hash for it. */
         at = next;
         todo = BUS_AHEAD;
         memset(b->ahead.frame, 0, sizeof(b->ahead.frame));
         memset(b->ahead.hash, 0, sizeof(b->ahead.hash));
+    } else {
+        /* `frame`'s own hash, when it was started: in the slot of the
+         * ring the next frame started takes over, unless frames that were
+         * not matched here (a repeat, a frame published on its own) came
+         * in between. */
+        for (uint32_t i = 0; i < BUS_AHEAD; i++) {
+            uint32_t k = (b->ahead.seq + i) % BUS_AHEAD;
+            if (b->ahead.frame[k] == frame) {
+                known = b->ahead.hash[k];
+                break;
+            }
+        }
     }
     for (; todo > 0 && (size_t)(end - at) >= FRAME_HEADER_SIZE; todo--) {
         uint32_t size = frame_get_u32(at);

@@ -17,6 +17,7 @@
 #include "config.h"
 #include "conn.h"
 #include "frame.h"
+#include "matchcache.h"
 #include "hash.h"
 #include "peer.h"
 #include "proto.h"
@@ -753,6 +754,52 @@ Test(router, a_run_through_the_index_keeps_echo_flags_counts_and_sids)
         cr_assert_eq(count(pubr), 0, "pass %d: no echo", pass);
         cr_assert_eq(sub(a, 1001, "counted.0", NULL), 0); /* again, for the next pass */
         cr_assert_eq(unsub(a, 1001, 3), 0);
+    }
+}
+
+/* The look-ahead's hashes are of the frames of the read being handled: a
+ * later read in the same buffer has other subjects at the same addresses,
+ * and a match must not take the hash an earlier frame there had (it would
+ * walk, and keep the subject in the index under that other hash, where a
+ * match of it never finds it). */
+Test(router, a_read_does_not_take_the_hashes_of_the_read_before_it)
+{
+    cfg.max_subscriptions = 1000;
+    start();
+    struct peer *pubr = client("pub", false);
+    struct peer *a = client("a", true);
+    enum { SUBJECTS = 600, FRAMES = 6 };
+    for (uint32_t i = 0; i < SUBJECTS; i++) {
+        char subject[16];
+        snprintf(subject, sizeof(subject), "dev.%u", i);
+        cr_assert_eq(sub(a, 1 + i, subject, NULL), 0);
+    }
+    for (int pass = 0; pass < 2; pass++) {
+        static struct reading r;
+        memset(&r, 0, sizeof(r));
+        /* The first frame starts no look-ahead: its reply sends it on its
+         * own, in the size of the frame it stands for. */
+        read_add(&r, 0, pass == 0 ? "dev.100" : "dev.1", pass == 0 ? NULL : "xy", "x");
+        for (int i = 1; i < FRAMES; i++) {
+            char subject[16];
+            snprintf(subject, sizeof(subject), "dev.%d", 100 * (pass + 1) + i);
+            read_add(&r, 0, subject, NULL, "x");
+        }
+        read_deliver(pubr, &r);
+        static struct sent got[16];
+        cr_assert_eq(take(a, got, 16), FRAMES, "read %d", pass);
+        for (int i = 1; i < FRAMES; i++) {
+            cr_assert_eq(got[i].sid, 1u + 100u * (uint32_t)(pass + 1) + (uint32_t)i);
+        }
+    }
+    const struct matchcache *cache = subtrie_cache(bus.subs);
+    cr_assert(matchcache_indexed(cache));
+    for (int i = 1; i < FRAMES; i++) {
+        char subject[16];
+        int len = snprintf(subject, sizeof(subject), "dev.%d", 200 + i);
+        cr_assert_not_null(
+            matchcache_index_find(cache, hash_subject(subject, (size_t)len), subject, (size_t)len),
+            "%s is not in the index under its own hash", subject);
     }
 }
 
