@@ -83,10 +83,6 @@ void matchcache_index_store(struct matchcache *c, uint64_t hash, const char *sub
     if (c->index == NULL || n > 1 || len == 0 || len > MATCHCACHE_INDEX_SUBJECT_MAX) {
         return;
     }
-    if (c->index_gen != c->gen) { /* every entry went with the last invalidation */
-        c->index_gen = c->gen;
-        c->index_used = 0;
-    }
     if (c->index_used >= c->index_cap / 4 * 3) {
         return;
     }
@@ -202,7 +198,6 @@ void matchcache_fit(struct matchcache *c, size_t subs)
     c->index = (struct matchcache_index_entry *)at;
     c->index_cap = cap;
     c->index_used = 0;
-    c->index_gen = c->gen;
 }
 
 size_t matchcache_index_bytes(const struct matchcache *c)

@@ -99,8 +99,7 @@ struct matchcache {
     struct matchcache_index_entry *index; /* NULL: none; 64-byte aligned */
     void *index_mem;                      /* its allocation */
     size_t index_cap;                     /* slots */
-    size_t index_used;                    /* slots of generation index_gen */
-    uint64_t index_gen;
+    size_t index_used;                    /* slots of the current generation */
 };
 
 /* An empty cache, without an index. */
@@ -118,6 +117,7 @@ void matchcache__index_clear(struct matchcache *c);
 static inline void matchcache_invalidate(struct matchcache *c)
 {
     c->gen++;
+    c->index_used = 0; /* every index slot went with the old generation */
     if ((uint32_t)c->gen == 0) {
         c->gen++;
         matchcache__index_clear(c);
