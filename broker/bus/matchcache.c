@@ -12,8 +12,13 @@
  * the 96 charged) and is kept while the subscriptions stay within about
  * 5% of what they were then (at least 4/3 slots, at most 96 bytes, per
  * subscription). Between two resizes, then, the subscriptions change by
- * a twentieth, so zeroing the new index costs each add or remove about
- * 2 KiB of memset, amortized, however a client alternates them.
+ * about a twentieth, so zeroing the new index costs each add or remove
+ * about 2 KiB of memset, amortized, however a client alternates them,
+ * from a few thousand subscriptions up. Below that the probe run's 33
+ * extra slots take most of the slack: up to 7 KiB just above
+ * MATCHCACHE_INDEX_MIN_SUBS, and across it (no index below it) a client
+ * alternating an add and a remove has the whole index, 48 KiB, allocated
+ * and freed each time.
  */
 #include "matchcache.h"
 
