@@ -49,11 +49,13 @@ static bool publish_subject_valid(sb_client *c, const char *subject, size_t len)
  * frame that fits in what is left of the write buffer (so nothing is
  * written now). Encodes the frame there as client_send_frame() would and
  * returns true; false leaves everything to the general path. The subject
- * and reply are valid, so each is at most SB_SUBJECT_MAX bytes.
+ * and reply are valid, so each is at most SB_SUBJECT_MAX bytes. Always
+ * inlined: in publish(), without reply or headers, it folds to a header,
+ * the subject and the payload.
  */
-static bool publish_buffered(sb_client *c, uint8_t flags, const char *subject, size_t sl,
-                             const char *reply, size_t rl, const void *headers, size_t hl,
-                             const void *payload, size_t pl)
+__attribute__((always_inline)) static inline bool
+publish_buffered(sb_client *c, uint8_t flags, const char *subject, size_t sl, const char *reply,
+                 size_t rl, const void *headers, size_t hl, const void *payload, size_t pl)
 {
     if (c->closed_err != 0 || c->state != SB_STATE_CONNECTED || c->fd < 0 || hl > UINT16_MAX ||
         pl >= CLIENT_DIRECT_MIN) {
@@ -132,20 +134,9 @@ __attribute__((always_inline)) static inline int publish(sb_client *c, uint32_t 
     size_t sl = subject ? strlen(subject) : 0;
     size_t rl = reply ? strlen(reply) : 0;
     if (rl == 0 && hl == 0 && (pl == 0 || payload != NULL) && sl != 0 && sl == c->pub_subject_len &&
-        pl < CLIENT_DIRECT_MIN && c->closed_err == 0 && c->state == SB_STATE_CONNECTED &&
-        c->fd >= 0 && bytes_same(subject, c->pub_subject, sl)) {
-        size_t size = frame_encoded_size(sl, 0, 0, pl);
-        if (size < CLIENT_DIRECT_MIN && size <= c->max_frame &&
-            CLIENT_WBUF_SIZE - c->wlen >= size) {
-            uint8_t *out = c->wbuf + c->wlen;
-            frame_encode_header(out, (uint32_t)size, FRAME_OP_PUB, flags, (uint16_t)sl, 0, 0, 0);
-            bytes_copy_short(out + FRAME_HEADER_SIZE, subject, sl);
-            c->wlen += size;
-            if (pl > 0) {
-                memcpy(out + FRAME_HEADER_SIZE + sl, payload, pl); /* last: nothing to keep */
-            }
-            return 0;
-        }
+        bytes_same(subject, c->pub_subject, sl) &&
+        publish_buffered(c, flags, subject, sl, NULL, 0, NULL, 0, payload, pl)) {
+        return 0;
     }
     return publish_slow(c, flags, subject, sl, reply, rl, headers, hl, payload, pl);
 }

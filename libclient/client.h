@@ -263,12 +263,52 @@ int client_scan(sb_client *c);
 void client_take_full(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m);
 
 /*
+ * Describe in *m the MSG at p[0..size), checked by client_scan(), of these
+ * subject, reply and header lengths: subject and reply copied to
+ * be NUL terminated, the rest pointing into the frame. Inline for
+ * client_take_msg(), where for a plain message it folds to the subject's
+ * copy and the pointers.
+ */
+__attribute__((always_inline)) static inline void
+client_msg_describe(sb_client *c, const uint8_t *p, uint32_t size, uint16_t sl, uint16_t rl,
+                    uint16_t hl, sb_msg *m)
+{
+    const uint8_t *headers = p + FRAME_HEADER_SIZE + sl + rl;
+    const uint8_t *payload = p + FRAME_HEADER_SIZE + sl + rl + hl;
+    uint32_t pl = size - (uint32_t)(payload - p);
+    if (p[5] & FRAME_MSG_META) {
+        /* The meta block (checked by client_scan()) stays right before the
+         * payload, where sb_msg_sender() finds it. */
+        payload += FRAME_META_SIZE;
+        pl -= FRAME_META_SIZE;
+    }
+    *m = (sb_msg){
+        .subject = c->subject,
+        .subject_len = sl,
+        .reply = c->reply,
+        .reply_len = rl,
+        .headers = headers,
+        .headers_len = hl,
+        .payload = payload,
+        .payload_len = pl,
+        .sid = frame_get_u32(p + 12),
+        .flags = p[5],
+    };
+    /* The copies last: less to keep across the calls. */
+    bytes_copy_short(c->subject, p + FRAME_HEADER_SIZE, sl);
+    c->subject[sl] = '\0';
+    if (rl > 0) {
+        memcpy(c->reply, p + FRAME_HEADER_SIZE + sl, rl);
+    }
+    c->reply[rl] = '\0';
+}
+
+/*
  * Hand out the first pending MSG, if any (true); tombstones are skipped.
  * Inline, since it runs once per message: the frames were checked by
  * client_scan(), so this only locates the parts. A plain message (no meta
- * block, no reply, no descriptors to close) is described here, its
- * subject copied to be NUL terminated; any other goes to
- * client_take_full().
+ * block, no reply, no descriptors to close) is described here; any other
+ * goes to client_take_full().
  */
 static inline bool client_take_msg(sb_client *c, sb_msg *m)
 {
@@ -285,23 +325,7 @@ static inline bool client_take_msg(sb_client *c, sb_msg *m)
             client_take_full(c, p, size, m);
             return true;
         }
-        uint16_t hl = frame_get_u16(p + 10);
-        const uint8_t *payload = p + FRAME_HEADER_SIZE + sl + hl;
-        *m = (sb_msg){
-            .subject = c->subject,
-            .subject_len = sl,
-            .reply = c->reply,
-            .reply_len = 0,
-            .headers = p + FRAME_HEADER_SIZE + sl,
-            .headers_len = hl,
-            .payload = payload,
-            .payload_len = size - (uint32_t)(payload - p),
-            .sid = frame_get_u32(p + 12),
-            .flags = p[5],
-        };
-        bytes_copy_short(c->subject, p + FRAME_HEADER_SIZE, sl);
-        c->subject[sl] = '\0';
-        c->reply[0] = '\0';
+        client_msg_describe(c, p, size, sl, 0, frame_get_u16(p + 10), m);
         return true;
     }
     return false;

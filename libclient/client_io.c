@@ -531,39 +531,8 @@ int client_scan(sb_client *c)
  */
 void client_fill_msg(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m)
 {
-    uint8_t flags = p[5];
-    uint16_t sl = frame_get_u16(p + 6);
-    uint16_t rl = frame_get_u16(p + 8);
-    uint16_t hl = frame_get_u16(p + 10);
-    const uint8_t *subject = p + FRAME_HEADER_SIZE;
-    const uint8_t *headers = subject + sl + rl;
-    const uint8_t *payload = headers + hl;
-    uint32_t pl = size - (uint32_t)(payload - p);
-    if (flags & FRAME_MSG_META) {
-        /* The meta block (checked by client_scan()) stays right before the
-         * payload, where sb_msg_sender() finds it. */
-        payload += FRAME_META_SIZE;
-        pl -= FRAME_META_SIZE;
-    }
-    *m = (sb_msg){
-        .subject = c->subject,
-        .subject_len = sl,
-        .reply = c->reply,
-        .reply_len = rl,
-        .headers = headers,
-        .headers_len = hl,
-        .payload = payload,
-        .payload_len = pl,
-        .sid = frame_get_u32(p + 12),
-        .flags = flags,
-    };
-    /* The copies last: less to keep across the calls. */
-    bytes_copy_short(c->subject, subject, sl);
-    c->subject[sl] = '\0';
-    if (rl > 0) {
-        memcpy(c->reply, subject + sl, rl);
-    }
-    c->reply[rl] = '\0';
+    client_msg_describe(c, p, size, frame_get_u16(p + 6), frame_get_u16(p + 8),
+                        frame_get_u16(p + 10), m);
 }
 
 void client_take_full(sb_client *c, const uint8_t *p, uint32_t size, sb_msg *m)

@@ -99,8 +99,7 @@ struct matchcache {
     struct matchcache_index_entry *index; /* NULL: none; 64-byte aligned */
     void *index_mem;                      /* its allocation */
     size_t index_cap;                     /* slots */
-    size_t index_used;                    /* slots of generation index_gen */
-    uint64_t index_gen;
+    size_t index_used;                    /* slots of the current generation */
 };
 
 /* An empty cache, without an index. */
@@ -118,6 +117,7 @@ void matchcache__index_clear(struct matchcache *c);
 static inline void matchcache_invalidate(struct matchcache *c)
 {
     c->gen++;
+    c->index_used = 0; /* every index slot went with the old generation */
     if ((uint32_t)c->gen == 0) {
         c->gen++;
         matchcache__index_clear(c);
@@ -139,17 +139,11 @@ size_t matchcache_index_bytes(const struct matchcache *c);
  * its hash names, and the number of current entries. For tests. */
 size_t matchcache_index_max_probe(const struct matchcache *c, size_t *entries);
 
-/* The entry where subject[0..len) is, or would be, cached, with its hash in
- * *hash; NULL for a subject the cache does not take (longer than
- * MATCHCACHE_SUBJECT_MAX, or empty). */
-static inline struct matchcache_entry *matchcache_slot(struct matchcache *c, const char *subject,
-                                                       size_t len, uint64_t *hash)
+/* Does the cache take a subject of len bytes (1 to
+ * MATCHCACHE_SUBJECT_MAX)? */
+static inline bool matchcache__takes(size_t len)
 {
-    if (len - 1 >= MATCHCACHE_SUBJECT_MAX) { /* 1 to MATCHCACHE_SUBJECT_MAX */
-        return NULL;
-    }
-    *hash = hash_subject(subject, len);
-    return &c->entries[*hash >> (64 - MATCHCACHE_BITS)];
+    return len - 1 < MATCHCACHE_SUBJECT_MAX;
 }
 
 /* matchcache_slot() with the subject's hash already known (from
@@ -157,10 +151,20 @@ static inline struct matchcache_entry *matchcache_slot(struct matchcache *c, con
 static inline struct matchcache_entry *matchcache_slot_of(struct matchcache *c, size_t len,
                                                           uint64_t hash)
 {
-    if (len - 1 >= MATCHCACHE_SUBJECT_MAX) {
+    return matchcache__takes(len) ? &c->entries[hash >> (64 - MATCHCACHE_BITS)] : NULL;
+}
+
+/* The entry where subject[0..len) is, or would be, cached, with its hash in
+ * *hash; NULL for a subject the cache does not take (longer than
+ * MATCHCACHE_SUBJECT_MAX, or empty). */
+static inline struct matchcache_entry *matchcache_slot(struct matchcache *c, const char *subject,
+                                                       size_t len, uint64_t *hash)
+{
+    if (!matchcache__takes(len)) {
         return NULL;
     }
-    return &c->entries[hash >> (64 - MATCHCACHE_BITS)];
+    *hash = hash_subject(subject, len);
+    return matchcache_slot_of(c, len, *hash);
 }
 
 /* Does entry `e` (from matchcache_slot()) hold the nodes of subject? */
@@ -221,7 +225,7 @@ static inline bool matchcache_indexed(const struct matchcache *c)
 __attribute__((always_inline)) static inline uint64_t
 matchcache_prefetch(const struct matchcache *c, const char *subject, size_t len)
 {
-    if (len - 1 >= MATCHCACHE_SUBJECT_MAX) {
+    if (!matchcache__takes(len)) {
         return 0;
     }
     uint64_t hash = hash_subject(subject, len);

@@ -36,7 +36,6 @@
 #ifndef SOCKBUS_HASH_H
 #define SOCKBUS_HASH_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
