@@ -366,11 +366,17 @@ int bridge_nats_start(struct bridge *b)
         r = inq_init(&b->replies_in, BRIDGE_REPLY_QUEUE);
     }
     if (r < 0) {
+        bridge_log(b, BRIDGE_LOG_QUIET,
+                   "cannot set up the wakeup eventfd or the queue of replies from NATS: %s; "
+                   "check the limits on open files and memory (ulimit -n, ulimit -v)",
+                   strerror(-r));
         return r;
     }
     natsInbox *inbox = NULL;
     natsStatus s = natsInbox_Create(&inbox);
     if (s != NATS_OK) {
+        bridge_log(b, BRIDGE_LOG_QUIET, "cannot make the NATS inbox for replies: %s",
+                   natsStatus_GetText(s));
         return -ENOMEM;
     }
     int n = snprintf(b->nats_inbox, sizeof(b->nats_inbox), "%s.", (const char *)inbox);
@@ -380,6 +386,8 @@ int bridge_nats_start(struct bridge *b)
              unique != NULL ? unique + 1 : (const char *)inbox);
     natsInbox_Destroy(inbox);
     if (n < 0 || (size_t)n >= sizeof(b->nats_inbox)) {
+        bridge_log(b, BRIDGE_LOG_QUIET, "the NATS inbox '%s' is longer than %zu bytes",
+                   b->nats_inbox, sizeof(b->nats_inbox) - 1);
         return -ENAMETOOLONG;
     }
     b->nats_inbox_len = (size_t)n;
@@ -463,6 +471,8 @@ int bridge_nats_start(struct bridge *b)
 
     b->import_subs = calloc(b->opt.imports.len + 1, sizeof(*b->import_subs));
     if (b->import_subs == NULL) {
+        bridge_log(b, BRIDGE_LOG_QUIET, "cannot allocate the %zu import subscription(s): %s",
+                   b->opt.imports.len, strerror(ENOMEM));
         return -ENOMEM;
     }
     const char *subject = NULL; /* the one an error line names */

@@ -63,6 +63,8 @@ static int bridge_init(struct bridge *b)
 {
     b->export_sids = calloc(b->opt.exports.len + 1, sizeof(*b->export_sids));
     if (b->export_sids == NULL) {
+        bridge_log(b, BRIDGE_LOG_QUIET, "cannot allocate the %zu export subscription(s): %s",
+                   b->opt.exports.len, strerror(ENOMEM));
         return -ENOMEM;
     }
     int r = bridge_replies_init(&b->to_bus, b->opt.max_requests);
