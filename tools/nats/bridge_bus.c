@@ -194,6 +194,12 @@ void bridge_bus_reply_from_nats(struct bridge *b, natsMsg *m)
     }
     if (to == NULL || b->bus == NULL) {
         b->stats.dropped_replies++;
+        bridge_log(b, BRIDGE_LOG_VERBOSE,
+                   to == NULL ? "dropped a reply on '%s' from NATS: its request is unknown or "
+                                "forgotten (try a larger --max-requests if requests are answered "
+                                "late)"
+                              : "dropped a reply on '%s' from NATS: the bus is away",
+                   subject);
         return;
     }
     sb_pub pub = {.subject = to};

@@ -702,7 +702,10 @@ void bridge_nats_reply_from_bus(struct bridge *b, const sb_msg *m)
     }
     if (to == NULL) {
         b->stats.dropped_replies++;
-        bridge_log(b, BRIDGE_LOG_VERBOSE, "dropped a reply to an unknown or forgotten request");
+        bridge_log(b, BRIDGE_LOG_VERBOSE,
+                   "dropped a reply on '%.*s' from the bus: its request is unknown or "
+                   "forgotten (try a larger --max-requests if requests are answered late)",
+                   (int)m->subject_len, m->subject);
         return;
     }
     if (m->flags & SB_MSG_NO_RESPONDERS) {
