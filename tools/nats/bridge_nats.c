@@ -248,13 +248,14 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *m, void
     }
 }
 
-/* Up to `max` replies from the queue, handed over; returns how many. */
-static size_t drain_replies(struct bridge *b, size_t max)
+/* Up to `max` replies from the queue, handed over; returns true when
+ * some may be left. */
+static bool drain_replies(struct bridge *b, size_t max)
 {
     struct bridge_inq *q = &b->replies_in;
     natsMsg *batch[256];
-    if (max > 256) {
-        max = 256;
+    if (max > sizeof(batch) / sizeof(batch[0])) {
+        max = sizeof(batch) / sizeof(batch[0]);
     }
     pthread_mutex_lock(&q->mu);
     size_t n = q->len < max ? q->len : max;
@@ -271,7 +272,7 @@ static size_t drain_replies(struct bridge *b, size_t max)
         bridge_bus_reply_from_nats(b, batch[i]);
         natsMsg_Destroy(batch[i]);
     }
-    return n;
+    return n == max;
 }
 
 /* ---- imports: read by the main loop --------------------------------------- */
@@ -301,13 +302,10 @@ bool bridge_nats_drain(struct bridge *b, size_t max)
     if (b->import_subs == NULL) {
         return false;
     }
-    bool more = false;
     /* Replies first: someone waits for each. Then every import pattern in
      * turn, a share each, so that one busy pattern does not hold back the
      * others. */
-    if (drain_replies(b, max) == (max > 256 ? 256 : max)) {
-        more = true;
-    }
+    bool more = drain_replies(b, max);
     size_t share = b->opt.imports.len > 0 ? max / b->opt.imports.len + 1 : 0;
     for (size_t i = 0; i < b->opt.imports.len; i++) {
         if (b->import_subs[i] != NULL && drain_sub(b, b->import_subs[i], share) == share) {
