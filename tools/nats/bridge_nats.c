@@ -542,8 +542,8 @@ void bridge_nats_stop(struct bridge *b)
     }
     natsSubscription_Destroy(b->reply_sub);
     b->reply_sub = NULL;
-    for (size_t i = 0; i < b->nr.len; i++) {
-        free(b->nr.to[(b->nr.head + i) % BRIDGE_NO_RESPONDERS_MAX]);
+    for (size_t i = 0; b->nr.to != NULL && i < BRIDGE_NO_RESPONDERS_MAX; i++) {
+        free(b->nr.to[i]);
     }
     free(b->nr.to);
     free(b->nr.due_ms);
@@ -662,13 +662,23 @@ static void no_responders_later(struct bridge *b, const char *to)
             return;
         }
     }
-    char *copy = strdup(to);
-    if (copy == NULL) {
-        no_responders_send(b, to);
-        return;
-    }
+    /* The slot keeps its buffer once sent, and takes the next subject in
+     * it when it is large enough: no allocation per request held, as
+     * reply subjects of one kind have similar lengths (bridge_replies.c
+     * does the same). */
     size_t tail = (b->nr.head + b->nr.len) % BRIDGE_NO_RESPONDERS_MAX;
-    b->nr.to[tail] = copy;
+    size_t len = strlen(to);
+    char *s = b->nr.to[tail];
+    if (s == NULL || strlen(s) < len) {
+        char *grown = realloc(s, len + 1);
+        if (grown == NULL) {
+            no_responders_send(b, to);
+            return;
+        }
+        s = grown;
+        b->nr.to[tail] = s;
+    }
+    memcpy(s, to, len + 1);
     b->nr.due_ms[tail] = bridge_now_ms() + delay;
     b->nr.len++;
 }
@@ -681,8 +691,6 @@ int bridge_nats_no_responders_due(struct bridge *b, int64_t now_ms)
             return (int)(b->nr.due_ms[h] - now_ms);
         }
         no_responders_send(b, b->nr.to[h]);
-        free(b->nr.to[h]);
-        b->nr.to[h] = NULL;
         b->nr.head = (h + 1) % BRIDGE_NO_RESPONDERS_MAX;
         b->nr.len--;
     }
