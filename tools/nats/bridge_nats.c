@@ -604,6 +604,9 @@ void bridge_nats_export(struct bridge *b, const sb_msg *m)
         char token[BRIDGE_TOKEN_LEN + 1];
         if (bridge_replies_put(&b->to_bus, m->reply, m->reply_len, token) < 0) {
             b->stats.dropped_export++;
+            bridge_log(b, BRIDGE_LOG_VERBOSE,
+                       "dropped a bus request on '%.*s': no memory to remember its reply subject",
+                       (int)m->subject_len, m->subject);
             return;
         }
         snprintf(reply, sizeof(reply), "%s%s", b->nats_inbox, token);
