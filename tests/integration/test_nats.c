@@ -295,6 +295,16 @@ static void start_bridges(const char *a_urls, const char *a_buffer)
     wait_path(&bus_b, &bus_a, "ready.ba");
 }
 
+/* Both bridges, holding "no responders" back for `delay_ms`
+ * (--no-responders-delay). */
+static void start_bridges_holding_no_responders(const char *delay_ms)
+{
+    bridge_extra[0] = "--no-responders-delay";
+    bridge_extra[1] = delay_ms;
+    start_bridges(nats1.url, NULL);
+    bridge_extra[0] = NULL;
+}
+
 static void setup(void)
 {
     cr_assert_eq(harness_start(&bus_a, false, NULL), 0);
@@ -880,9 +890,7 @@ static void nats_echo_slowly(natsConnection *nc, natsSubscription *sub, natsMsg 
  */
 Test(nats, no_responders_from_a_bridge_does_not_beat_a_real_answer)
 {
-    bridge_extra[0] = "--no-responders-delay";
-    bridge_extra[1] = "2000";
-    start_bridges(nats1.url, NULL);
+    start_bridges_holding_no_responders("2000");
     natsConnection *svc = nats_client(&nats2);
     natsSubscription *sub;
     cr_assert_eq(natsConnection_Subscribe(&sub, svc, "svc.a.shared", nats_echo_slowly, NULL),
@@ -907,7 +915,6 @@ Test(nats, no_responders_from_a_bridge_does_not_beat_a_real_answer)
     natsSubscription_Destroy(sub);
     natsConnection_Destroy(svc);
     natsConnection_Destroy(nc);
-    bridge_extra[0] = NULL;
     stop_bridges_checked();
     harness_stop(&bus_a);
     harness_stop(&bus_b);
@@ -920,9 +927,7 @@ Test(nats, no_responders_from_a_bridge_does_not_beat_a_real_answer)
  */
 Test(nats, a_held_no_responders_goes_out_when_the_bridge_stops)
 {
-    bridge_extra[0] = "--no-responders-delay";
-    bridge_extra[1] = "60000";
-    start_bridges(nats1.url, NULL);
+    start_bridges_holding_no_responders("60000");
     natsConnection *nc = nats_client(&nats2);
     natsSubscription *inbox;
     cr_assert_eq(natsConnection_SubscribeSync(&inbox, nc, "held.inbox"), NATS_OK);
@@ -945,7 +950,6 @@ Test(nats, a_held_no_responders_goes_out_when_the_bridge_stops)
     natsMsg_Destroy(rep);
     natsSubscription_Destroy(inbox);
     natsConnection_Destroy(nc);
-    bridge_extra[0] = NULL;
     stop_bridge(&bridge_b);
     harness_stop(&bus_a);
     harness_stop(&bus_b);

@@ -150,7 +150,8 @@ void bridge_bus_import(struct bridge *b, natsMsg *m)
     if (bridge_map_headers_from_nats(b, m, &hlen) < 0) {
         b->stats.dropped_import++;
         bridge_log(b, BRIDGE_LOG_VERBOSE,
-                   "dropped a NATS message with a malformed " BRIDGE_HDR_HEADERS);
+                   "dropped a NATS message on '%s' with a malformed " BRIDGE_HDR_HEADERS,
+                   natsMsg_GetSubject(m));
         return;
     }
     char reply[96];
@@ -166,6 +167,9 @@ void bridge_bus_import(struct bridge *b, natsMsg *m)
         char token[BRIDGE_TOKEN_LEN + 1];
         if (bridge_replies_put(&b->to_nats, nreply, strlen(nreply), token) < 0) {
             b->stats.dropped_import++;
+            bridge_log(b, BRIDGE_LOG_VERBOSE,
+                       "dropped a NATS request on '%s': no memory to remember its reply subject",
+                       natsMsg_GetSubject(m));
             return;
         }
         snprintf(reply, sizeof(reply), "%s%s", b->inbox_prefix, token);
@@ -194,6 +198,12 @@ void bridge_bus_reply_from_nats(struct bridge *b, natsMsg *m)
     }
     if (to == NULL || b->bus == NULL) {
         b->stats.dropped_replies++;
+        bridge_log(b, BRIDGE_LOG_VERBOSE,
+                   to == NULL ? "dropped a reply on '%s' from NATS: its request is unknown or "
+                                "forgotten (try a larger --max-requests if requests are answered "
+                                "late)"
+                              : "dropped a reply on '%s' from NATS: the bus is away",
+                   subject);
         return;
     }
     sb_pub pub = {.subject = to};

@@ -248,13 +248,14 @@ static void on_reply(natsConnection *nc, natsSubscription *sub, natsMsg *m, void
     }
 }
 
-/* Up to `max` replies from the queue, handed over; returns how many. */
-static size_t drain_replies(struct bridge *b, size_t max)
+/* Up to `max` replies from the queue, handed over; returns true when
+ * some may be left. */
+static bool drain_replies(struct bridge *b, size_t max)
 {
     struct bridge_inq *q = &b->replies_in;
     natsMsg *batch[256];
-    if (max > 256) {
-        max = 256;
+    if (max > sizeof(batch) / sizeof(batch[0])) {
+        max = sizeof(batch) / sizeof(batch[0]);
     }
     pthread_mutex_lock(&q->mu);
     size_t n = q->len < max ? q->len : max;
@@ -271,7 +272,7 @@ static size_t drain_replies(struct bridge *b, size_t max)
         bridge_bus_reply_from_nats(b, batch[i]);
         natsMsg_Destroy(batch[i]);
     }
-    return n;
+    return n == max;
 }
 
 /* ---- imports: read by the main loop --------------------------------------- */
@@ -301,13 +302,10 @@ bool bridge_nats_drain(struct bridge *b, size_t max)
     if (b->import_subs == NULL) {
         return false;
     }
-    bool more = false;
     /* Replies first: someone waits for each. Then every import pattern in
      * turn, a share each, so that one busy pattern does not hold back the
      * others. */
-    if (drain_replies(b, max) == (max > 256 ? 256 : max)) {
-        more = true;
-    }
+    bool more = drain_replies(b, max);
     size_t share = b->opt.imports.len > 0 ? max / b->opt.imports.len + 1 : 0;
     for (size_t i = 0; i < b->opt.imports.len; i++) {
         if (b->import_subs[i] != NULL && drain_sub(b, b->import_subs[i], share) == share) {
@@ -366,11 +364,17 @@ int bridge_nats_start(struct bridge *b)
         r = inq_init(&b->replies_in, BRIDGE_REPLY_QUEUE);
     }
     if (r < 0) {
+        bridge_log(b, BRIDGE_LOG_QUIET,
+                   "cannot set up the wakeup eventfd or the queue of replies from NATS: %s; "
+                   "check the limits on open files and memory (ulimit -n, ulimit -v)",
+                   strerror(-r));
         return r;
     }
     natsInbox *inbox = NULL;
     natsStatus s = natsInbox_Create(&inbox);
     if (s != NATS_OK) {
+        bridge_log(b, BRIDGE_LOG_QUIET, "cannot make the NATS inbox for replies: %s",
+                   natsStatus_GetText(s));
         return -ENOMEM;
     }
     int n = snprintf(b->nats_inbox, sizeof(b->nats_inbox), "%s.", (const char *)inbox);
@@ -380,6 +384,8 @@ int bridge_nats_start(struct bridge *b)
              unique != NULL ? unique + 1 : (const char *)inbox);
     natsInbox_Destroy(inbox);
     if (n < 0 || (size_t)n >= sizeof(b->nats_inbox)) {
+        bridge_log(b, BRIDGE_LOG_QUIET, "the NATS inbox '%s' is longer than %zu bytes",
+                   b->nats_inbox, sizeof(b->nats_inbox) - 1);
         return -ENAMETOOLONG;
     }
     b->nats_inbox_len = (size_t)n;
@@ -463,6 +469,8 @@ int bridge_nats_start(struct bridge *b)
 
     b->import_subs = calloc(b->opt.imports.len + 1, sizeof(*b->import_subs));
     if (b->import_subs == NULL) {
+        bridge_log(b, BRIDGE_LOG_QUIET, "cannot allocate the %zu import subscription(s): %s",
+                   b->opt.imports.len, strerror(ENOMEM));
         return -ENOMEM;
     }
     const char *subject = NULL; /* the one an error line names */
@@ -534,8 +542,8 @@ void bridge_nats_stop(struct bridge *b)
     }
     natsSubscription_Destroy(b->reply_sub);
     b->reply_sub = NULL;
-    for (size_t i = 0; i < b->nr.len; i++) {
-        free(b->nr.to[(b->nr.head + i) % BRIDGE_NO_RESPONDERS_MAX]);
+    for (size_t i = 0; b->nr.to != NULL && i < BRIDGE_NO_RESPONDERS_MAX; i++) {
+        free(b->nr.to[i]);
     }
     free(b->nr.to);
     free(b->nr.due_ms);
@@ -596,6 +604,9 @@ void bridge_nats_export(struct bridge *b, const sb_msg *m)
         char token[BRIDGE_TOKEN_LEN + 1];
         if (bridge_replies_put(&b->to_bus, m->reply, m->reply_len, token) < 0) {
             b->stats.dropped_export++;
+            bridge_log(b, BRIDGE_LOG_VERBOSE,
+                       "dropped a bus request on '%.*s': no memory to remember its reply subject",
+                       (int)m->subject_len, m->subject);
             return;
         }
         snprintf(reply, sizeof(reply), "%s%s", b->nats_inbox, token);
@@ -654,13 +665,23 @@ static void no_responders_later(struct bridge *b, const char *to)
             return;
         }
     }
-    char *copy = strdup(to);
-    if (copy == NULL) {
-        no_responders_send(b, to);
-        return;
-    }
+    /* The slot keeps its buffer once sent, and takes the next subject in
+     * it when it is large enough: no allocation per request held, as
+     * reply subjects of one kind have similar lengths (bridge_replies.c
+     * does the same). */
     size_t tail = (b->nr.head + b->nr.len) % BRIDGE_NO_RESPONDERS_MAX;
-    b->nr.to[tail] = copy;
+    size_t len = strlen(to);
+    char *s = b->nr.to[tail];
+    if (s == NULL || strlen(s) < len) {
+        char *grown = realloc(s, len + 1);
+        if (grown == NULL) {
+            no_responders_send(b, to);
+            return;
+        }
+        s = grown;
+        b->nr.to[tail] = s;
+    }
+    memcpy(s, to, len + 1);
     b->nr.due_ms[tail] = bridge_now_ms() + delay;
     b->nr.len++;
 }
@@ -673,8 +694,6 @@ int bridge_nats_no_responders_due(struct bridge *b, int64_t now_ms)
             return (int)(b->nr.due_ms[h] - now_ms);
         }
         no_responders_send(b, b->nr.to[h]);
-        free(b->nr.to[h]);
-        b->nr.to[h] = NULL;
         b->nr.head = (h + 1) % BRIDGE_NO_RESPONDERS_MAX;
         b->nr.len--;
     }
@@ -692,7 +711,10 @@ void bridge_nats_reply_from_bus(struct bridge *b, const sb_msg *m)
     }
     if (to == NULL) {
         b->stats.dropped_replies++;
-        bridge_log(b, BRIDGE_LOG_VERBOSE, "dropped a reply to an unknown or forgotten request");
+        bridge_log(b, BRIDGE_LOG_VERBOSE,
+                   "dropped a reply on '%.*s' from the bus: its request is unknown or "
+                   "forgotten (try a larger --max-requests if requests are answered late)",
+                   (int)m->subject_len, m->subject);
         return;
     }
     if (m->flags & SB_MSG_NO_RESPONDERS) {

@@ -63,6 +63,8 @@ static int bridge_init(struct bridge *b)
 {
     b->export_sids = calloc(b->opt.exports.len + 1, sizeof(*b->export_sids));
     if (b->export_sids == NULL) {
+        bridge_log(b, BRIDGE_LOG_QUIET, "cannot allocate the %zu export subscription(s): %s",
+                   b->opt.exports.len, strerror(ENOMEM));
         return -ENOMEM;
     }
     int r = bridge_replies_init(&b->to_bus, b->opt.max_requests);
@@ -70,10 +72,13 @@ static int bridge_init(struct bridge *b)
         r = bridge_replies_init(&b->to_nats, b->opt.max_requests);
     }
     if (r < 0) {
+        /* Out of memory for the tables, or no key for their tags
+         * (getrandom()). */
         bridge_log(b, BRIDGE_LOG_QUIET,
-                   "cannot set up the tables of requests in flight (%u each way): %s; try a "
-                   "smaller --max-requests",
-                   b->opt.max_requests, strerror(-r));
+                   "cannot set up the tables of requests in flight (%u each way): %s; %s",
+                   b->opt.max_requests, strerror(-r),
+                   r == -ENOMEM ? "try a smaller --max-requests"
+                                : "the kernel's random source (getrandom()) is not available");
         return r;
     }
     snprintf(b->stats_subject, sizeof(b->stats_subject), "$BRIDGE.%s.STATS", b->opt.name);
