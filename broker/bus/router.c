@@ -671,9 +671,10 @@ static struct sub *router_run_target(struct bus *b, struct peer *p, const struct
             return NULL;
         }
         s = sub_of(b->match.items[0]);
-        b->repeat.plain = (s->flags | s->remaining | s->queue_len) == 0;
     }
-    if ((s->flags | s->remaining | s->queue_len) != 0 || (goes_on && s->peer != b->run.to)) {
+    /* Read only while b->repeat.len says b->match is this subject's. */
+    b->repeat.plain = (s->flags | s->remaining | s->queue_len) == 0;
+    if (!b->repeat.plain || (goes_on && s->peer != b->run.to)) {
         return NULL;
     }
     return s;
