@@ -617,6 +617,18 @@ static bool router_match_once_each(struct bus *b)
 }
 
 /*
+ * Would router_publish() let `p` publish the plain message `f` (no flag,
+ * no reply subject) in the ordinary way: not on a $SYS. subject, and the
+ * ACL allowing it? Its own check, so that a run admits what a publish
+ * would (a refused frame is left to router_publish(), to say why).
+ */
+static inline bool router_run_admits(const struct bus *b, const struct peer *p,
+                                     const struct frame *f)
+{
+    return router_admit(b, p, f, router_subject_is_sys(f->subject, f->subject_len), false) == 0;
+}
+
+/*
  * May `f` from `p`, a plain message on the subject whose match b->match
  * holds, start a run? When that match has only plain subscriptions, each
  * on a connection of its own (router_match_once_each()), was made for p's
@@ -628,9 +640,7 @@ static bool router_run_starts(struct bus *b, struct peer *p, const struct frame 
     /* The match may have been made for another publisher (or by the
      * broker, on a $SYS. subject): p's own right is asked. */
     return b->repeat.plain && b->repeat.origin == (p->echo ? NULL : p) &&
-           !router_subject_is_sys(f->subject, f->subject_len) &&
-           (b->cfg->acl == NULL || router_check_publish(p, f, true) == 0) &&
-           router_match_once_each(b);
+           router_run_admits(b, p, f) && router_match_once_each(b);
 }
 
 /*
@@ -646,8 +656,7 @@ static struct sub *router_run_target(struct bus *b, struct peer *p, const struct
                                      bool goes_on, bool repeats, uint64_t hash)
 {
     struct peer *filtered = p->echo ? NULL : p;
-    if (router_subject_is_sys(f->subject, f->subject_len) ||
-        (b->cfg->acl != NULL && router_check_publish(p, f, true) != 0)) {
+    if (!router_run_admits(b, p, f)) {
         return NULL;
     }
     /* The index may know that the subject matches one subscription and
