@@ -704,6 +704,17 @@ static inline void router_run_add(struct bus *b, struct peer *p, const struct fr
                     (size_t)f->size * (b->run.to != NULL ? 1u : (size_t)b->match.len));
 }
 
+/* Queue the run there is, and start an empty one from `p` at `frame`: to
+ * `to`, or (NULL) to each subscription of b->match. */
+static inline void router_run_begin(struct bus *b, struct peer *p, struct peer *to,
+                                    const uint8_t *frame)
+{
+    router_flush(b);
+    b->run.origin = p;
+    b->run.to = to;
+    b->run.start = frame;
+}
+
 /*
  * A publisher cycling over more subjects than the match cache holds makes
  * each match wait for memory: the index slot, then the subscription it
@@ -786,10 +797,7 @@ router_run_join(struct bus *b, struct peer *p, const struct frame *f, bool goes_
     const uint8_t *frame = f->subject - FRAME_HEADER_SIZE;
     struct run *run = &b->run;
     if (repeats && !goes_on && router_run_starts(b, p, f)) {
-        router_flush(b);
-        run->origin = p;
-        run->to = NULL;
-        run->start = frame;
+        router_run_begin(b, p, NULL, frame);
         router_run_add(b, p, f);
         return 0;
     }
@@ -804,10 +812,7 @@ router_run_join(struct bus *b, struct peer *p, const struct frame *f, bool goes_
         return router_publish(b, p, f);
     }
     if (!goes_on || run->count == BUS_RUN_SIDS_MAX) {
-        router_flush(b);
-        run->origin = p;
-        run->to = s->peer;
-        run->start = frame;
+        router_run_begin(b, p, s->peer, frame);
     }
     run->sids[run->count] = s->sid;
     router_run_add(b, p, f);
