@@ -796,7 +796,12 @@ router_run_join(struct bus *b, struct peer *p, const struct frame *f, bool goes_
 {
     const uint8_t *frame = f->subject - FRAME_HEADER_SIZE;
     struct run *run = &b->run;
-    if (repeats && !goes_on && router_run_starts(b, p, f)) {
+    if (repeats && !goes_on) {
+        /* b->match is its match: a run on it, or (not one a run may
+         * take) no run at all. */
+        if (!router_run_starts(b, p, f)) {
+            return router_publish(b, p, f);
+        }
         router_run_begin(b, p, NULL, frame);
         router_run_add(b, p, f);
         return 0;
@@ -806,8 +811,7 @@ router_run_join(struct bus *b, struct peer *p, const struct frame *f, bool goes_
         goes_on = false;
     }
     uint64_t hash = repeats ? 0 : router_look_ahead(b, p, frame, frame + f->size);
-    /* A repeat that starts no run has a match that cannot be one. */
-    struct sub *s = repeats && !goes_on ? NULL : router_run_target(b, p, f, goes_on, repeats, hash);
+    struct sub *s = router_run_target(b, p, f, goes_on, repeats, hash);
     if (s == NULL) {
         return router_publish(b, p, f);
     }
