@@ -715,6 +715,11 @@ static inline void router_run_begin(struct bus *b, struct peer *p, struct peer *
     b->run.start = frame;
 }
 
+/* b->ahead.seq runs free and wraps: (seq - k) % BUS_AHEAD stays the slot
+ * k frames back only when BUS_AHEAD divides 2^32. */
+_Static_assert(BUS_AHEAD >= 2 && (BUS_AHEAD & (BUS_AHEAD - 1)) == 0,
+               "BUS_AHEAD must be a power of two");
+
 /*
  * A publisher cycling over more subjects than the match cache holds makes
  * each match wait for memory: the index slot, then the subscription it
