@@ -5,11 +5,12 @@
  * built by the broker itself, goes through flow_queue() (by way of
  * flow_queue_msg(), flow_queue_lossless() or flow_queue_msg_meta()): the
  * budget check, the drop and the counting are there, once; the bytes are
- * queued by net/conn.c. The one exception is a run of plain PUBs on one
- * subject (router.c), which flow_queue_run() queues in one copy when all
- * of it fits, and hands back to flow_queue_msg() otherwise. What a message costs the slice of
- * whoever caused it (schedule.h) is counted there too, queued or dropped: the bytes queued, or a
- * header's worth.
+ * queued by net/conn.c. The one exception is a run of plain PUBs to one
+ * subscriber (router.c: on one subject, or each frame for a subscription
+ * of its own), which flow_queue_run() queues in one copy when all of it
+ * fits, and hands back to flow_queue_msg() otherwise. What a message
+ * costs the slice of whoever caused it (schedule.h) is counted there too,
+ * queued or dropped: the bytes queued, or a header's worth.
  *
  * Lossless subscriptions. A MSG that does not fit a lossless subscriber's
  * budget is queued anyway, and its publisher is paused: net stops handling

@@ -61,6 +61,16 @@ void flow_drop(struct bus *b, struct peer *p);
  * clock runs, and `pub` waits for it (flow_queue()). */
 void flow_hold(struct bus *b, struct peer *pub, struct peer *sub);
 
+/* `msgs` MSGs of `bytes` in all were queued to `p`: its counters and the
+ * broker's. */
+static inline void flow_count_out(struct bus *b, struct peer *p, uint64_t msgs, size_t bytes)
+{
+    p->msgs_out += msgs;
+    p->bytes_out += bytes;
+    b->stats.msgs_out += msgs;
+    b->stats.bytes_out += bytes;
+}
+
 /*
  * The one path of every MSG: charged to the slice of whoever caused it,
  * dropped (counted, reported) when `p` cannot take it, else queued and
@@ -90,10 +100,7 @@ flow_queue(struct bus *b, struct peer *origin, struct peer *p, uint32_t sid, uin
         flow_drop(b, p);
         return false;
     }
-    p->msgs_out++;
-    p->bytes_out += size;
-    b->stats.msgs_out++;
-    b->stats.bytes_out += size;
+    flow_count_out(b, p, 1, size);
     if (over) {
         flow_hold(b, origin != NULL ? origin : b->cause, p);
     }
@@ -142,10 +149,7 @@ static inline bool flow_queue_run(struct bus *b, struct peer *p, const uint32_t 
         conn_queue_msgs(c, sids, stride, pubs, bytes) < 0) {
         return false;
     }
-    p->msgs_out += count;
-    p->bytes_out += bytes;
-    b->stats.msgs_out += count;
-    b->stats.bytes_out += bytes;
+    flow_count_out(b, p, count, bytes);
     return true;
 }
 

@@ -617,6 +617,18 @@ static bool router_match_once_each(struct bus *b)
 }
 
 /*
+ * Would router_publish() let `p` publish the plain message `f` (no flag,
+ * no reply subject) in the ordinary way: not on a $SYS. subject, and the
+ * ACL allowing it? Its own check, so that a run admits what a publish
+ * would (a refused frame is left to router_publish(), to say why).
+ */
+static inline bool router_run_admits(const struct bus *b, const struct peer *p,
+                                     const struct frame *f)
+{
+    return router_admit(b, p, f, router_subject_is_sys(f->subject, f->subject_len), false) == 0;
+}
+
+/*
  * May `f` from `p`, a plain message on the subject whose match b->match
  * holds, start a run? When that match has only plain subscriptions, each
  * on a connection of its own (router_match_once_each()), was made for p's
@@ -628,9 +640,7 @@ static bool router_run_starts(struct bus *b, struct peer *p, const struct frame 
     /* The match may have been made for another publisher (or by the
      * broker, on a $SYS. subject): p's own right is asked. */
     return b->repeat.plain && b->repeat.origin == (p->echo ? NULL : p) &&
-           !router_subject_is_sys(f->subject, f->subject_len) &&
-           (b->cfg->acl == NULL || router_check_publish(p, f, true) == 0) &&
-           router_match_once_each(b);
+           router_run_admits(b, p, f) && router_match_once_each(b);
 }
 
 /*
@@ -646,8 +656,7 @@ static struct sub *router_run_target(struct bus *b, struct peer *p, const struct
                                      bool goes_on, bool repeats, uint64_t hash)
 {
     struct peer *filtered = p->echo ? NULL : p;
-    if (router_subject_is_sys(f->subject, f->subject_len) ||
-        (b->cfg->acl != NULL && router_check_publish(p, f, true) != 0)) {
+    if (!router_run_admits(b, p, f)) {
         return NULL;
     }
     /* The index may know that the subject matches one subscription and
@@ -671,9 +680,10 @@ static struct sub *router_run_target(struct bus *b, struct peer *p, const struct
             return NULL;
         }
         s = sub_of(b->match.items[0]);
-        b->repeat.plain = (s->flags | s->remaining | s->queue_len) == 0;
     }
-    if ((s->flags | s->remaining | s->queue_len) != 0 || (goes_on && s->peer != b->run.to)) {
+    /* Read only while b->repeat.len says b->match is this subject's. */
+    b->repeat.plain = (s->flags | s->remaining | s->queue_len) == 0;
+    if (!b->repeat.plain || (goes_on && s->peer != b->run.to)) {
         return NULL;
     }
     return s;
@@ -693,6 +703,22 @@ static inline void router_run_add(struct bus *b, struct peer *p, const struct fr
     schedule_charge(&b->net->schedule,
                     (size_t)f->size * (b->run.to != NULL ? 1u : (size_t)b->match.len));
 }
+
+/* Queue the run there is, and start an empty one from `p` at `frame`: to
+ * `to`, or (NULL) to each subscription of b->match. */
+static inline void router_run_begin(struct bus *b, struct peer *p, struct peer *to,
+                                    const uint8_t *frame)
+{
+    router_flush(b);
+    b->run.origin = p;
+    b->run.to = to;
+    b->run.start = frame;
+}
+
+/* b->ahead.seq runs free and wraps: (seq - k) % BUS_AHEAD stays the slot
+ * k frames back only when BUS_AHEAD divides 2^32. */
+_Static_assert(BUS_AHEAD >= 2 && (BUS_AHEAD & (BUS_AHEAD - 1)) == 0,
+               "BUS_AHEAD must be a power of two");
 
 /*
  * A publisher cycling over more subjects than the match cache holds makes
@@ -775,11 +801,13 @@ router_run_join(struct bus *b, struct peer *p, const struct frame *f, bool goes_
 {
     const uint8_t *frame = f->subject - FRAME_HEADER_SIZE;
     struct run *run = &b->run;
-    if (repeats && !goes_on && router_run_starts(b, p, f)) {
-        router_flush(b);
-        run->origin = p;
-        run->to = NULL;
-        run->start = frame;
+    if (repeats && !goes_on) {
+        /* b->match is its match: a run on it, or (not one a run may
+         * take) no run at all. */
+        if (!router_run_starts(b, p, f)) {
+            return router_publish(b, p, f);
+        }
+        router_run_begin(b, p, NULL, frame);
         router_run_add(b, p, f);
         return 0;
     }
@@ -788,16 +816,12 @@ router_run_join(struct bus *b, struct peer *p, const struct frame *f, bool goes_
         goes_on = false;
     }
     uint64_t hash = repeats ? 0 : router_look_ahead(b, p, frame, frame + f->size);
-    /* A repeat that starts no run has a match that cannot be one. */
-    struct sub *s = repeats && !goes_on ? NULL : router_run_target(b, p, f, goes_on, repeats, hash);
+    struct sub *s = router_run_target(b, p, f, goes_on, repeats, hash);
     if (s == NULL) {
         return router_publish(b, p, f);
     }
     if (!goes_on || run->count == BUS_RUN_SIDS_MAX) {
-        router_flush(b);
-        run->origin = p;
-        run->to = s->peer;
-        run->start = frame;
+        router_run_begin(b, p, s->peer, frame);
     }
     run->sids[run->count] = s->sid;
     router_run_add(b, p, f);

@@ -112,6 +112,16 @@ static int sub(struct peer *p, uint32_t sid, const char *pattern, const char *qu
     return router_subscribe(&bus, p, &f);
 }
 
+/* Subscribe `p` to "<prefix>.<i>" for each i < n, with sid first_sid + i. */
+static void sub_numbered(struct peer *p, const char *prefix, uint32_t n, uint32_t first_sid)
+{
+    for (uint32_t i = 0; i < n; i++) {
+        char subject[32];
+        snprintf(subject, sizeof(subject), "%s.%u", prefix, i);
+        cr_assert_eq(sub(p, first_sid + i, subject, NULL), 0, "SUB %s", subject);
+    }
+}
+
 static int pub(struct peer *p, const char *subject, const char *reply, const char *payload)
 {
     struct frame f = make(FRAME_OP_PUB, 0, 0, subject, reply, payload);
@@ -598,11 +608,7 @@ Test(router, a_run_to_one_subscriber_keeps_each_frame_s_sid_and_the_order)
     start();
     struct peer *pubr = client("pub", false);
     struct peer *a = client("a", true);
-    for (uint32_t i = 0; i < 10; i++) {
-        char subject[16];
-        snprintf(subject, sizeof(subject), "cyc.%u", i);
-        cr_assert_eq(sub(a, 100 + i, subject, NULL), 0);
-    }
+    sub_numbered(a, "cyc", 10, 100);
     static struct reading r;
     memset(&r, 0, sizeof(r));
     const int n = 700;
@@ -645,11 +651,7 @@ Test(router, a_run_through_the_index_looks_ahead_only_within_the_read)
     struct peer *pubr = client("pub", false);
     struct peer *a = client("a", true);
     enum { SUBJECTS = 600, FRAMES = 300 };
-    for (uint32_t i = 0; i < SUBJECTS; i++) {
-        char subject[16];
-        snprintf(subject, sizeof(subject), "dev.%u", i);
-        cr_assert_eq(sub(a, 1 + i, subject, NULL), 0);
-    }
+    sub_numbered(a, "dev", SUBJECTS, 1);
     static const uint8_t tails[][16] = {
         {0xff, 0xff, 0xff, 0xff, FRAME_OP_PUB, 0, 0xff, 0xff}, /* a frame larger than the read */
         {16, 0, 0, 0, FRAME_OP_PUB, 0, 0xff, 0xff},            /* a subject past the frame */
@@ -700,11 +702,7 @@ Test(router, a_run_through_the_index_keeps_echo_flags_counts_and_sids)
     struct peer *pubr = client("pub", false);
     struct peer *a = client("a", true);
     enum { SUBJECTS = 600 };
-    for (uint32_t i = 0; i < SUBJECTS; i++) {
-        char subject[16];
-        snprintf(subject, sizeof(subject), "dev.%u", i);
-        cr_assert_eq(sub(a, 1 + i, subject, NULL), 0);
-    }
+    sub_numbered(a, "dev", SUBJECTS, 1);
     cr_assert_eq(sub(pubr, 1, "own.0", NULL), 0); /* its own, without echo */
     cr_assert_eq(sub(a, 1001, "counted.0", NULL), 0);
     cr_assert_eq(unsub(a, 1001, 3), 0);
@@ -769,11 +767,7 @@ Test(router, a_read_does_not_take_the_hashes_of_the_read_before_it)
     struct peer *pubr = client("pub", false);
     struct peer *a = client("a", true);
     enum { SUBJECTS = 600, FRAMES = 6 };
-    for (uint32_t i = 0; i < SUBJECTS; i++) {
-        char subject[16];
-        snprintf(subject, sizeof(subject), "dev.%u", i);
-        cr_assert_eq(sub(a, 1 + i, subject, NULL), 0);
-    }
+    sub_numbered(a, "dev", SUBJECTS, 1);
     for (int pass = 0; pass < 2; pass++) {
         static struct reading r;
         memset(&r, 0, sizeof(r));
@@ -879,11 +873,7 @@ Test(router, a_run_to_one_subscriber_over_max_pending_drops_what_one_by_one_woul
     start();
     struct peer *pubr = client("pub", true);
     struct peer *a = client("a", true);
-    for (uint32_t i = 0; i < 4; i++) {
-        char subject[16];
-        snprintf(subject, sizeof(subject), "big.%u", i);
-        cr_assert_eq(sub(a, 10 + i, subject, NULL), 0);
-    }
+    sub_numbered(a, "big", 4, 10);
     static struct reading r;
     memset(&r, 0, sizeof(r));
     static char payload[1000];
@@ -935,11 +925,7 @@ Test(router, a_run_over_max_pending_costs_the_slice_what_one_by_one_would)
     struct peer *a = client("a", true);
     struct peer *b = client("b", true);
     cr_assert_eq(sub(a, 1, "slice.one", NULL), 0);
-    for (uint32_t i = 0; i < 4; i++) {
-        char subject[16];
-        snprintf(subject, sizeof(subject), "slice.%u", i);
-        cr_assert_eq(sub(b, 10 + i, subject, NULL), 0);
-    }
+    sub_numbered(b, "slice", 4, 10);
     static char payload[1000];
     memset(payload, 'p', sizeof(payload) - 1);
     for (int to_one = 0; to_one < 2; to_one++) {
