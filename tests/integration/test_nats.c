@@ -23,6 +23,7 @@
 #include <nats/nats.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -948,6 +949,95 @@ Test(nats, a_held_no_responders_goes_out_when_the_bridge_stops)
     cr_assert_eq(st, NATS_NO_RESPONDERS, "after the bridge stopped: %s", natsStatus_GetText(st));
     cr_assert_lt(harness_now_ms() - start, 20000);
     natsMsg_Destroy(rep);
+    natsSubscription_Destroy(inbox);
+    natsConnection_Destroy(nc);
+    stop_bridge(&bridge_b);
+    harness_stop(&bus_a);
+    harness_stop(&bus_b);
+}
+
+/*
+ * The held answers are a bounded FIFO (BRIDGE_NO_RESPONDERS_MAX in
+ * tools/nats/bridge.h, 4,096): a request that finds it full gets its "no
+ * responders" at once instead of waiting, and none is lost. Each request
+ * has an inbox of its own, so that the test sees which ones went early;
+ * the subscription is asynchronous because a synchronous one hands a "no
+ * responders" over as a status, without the message and its subject.
+ */
+#define HELD_MAX  4096
+#define HELD_OVER 3
+
+struct held_answers {
+    pthread_mutex_t mu;
+    int count;   /* distinct inboxes answered "no responders" */
+    int strange; /* anything else: a repeat, another answer, a bad inbox */
+    bool seen[HELD_MAX + HELD_OVER];
+};
+
+static void held_answer(natsConnection *nc, natsSubscription *sub, natsMsg *m, void *arg)
+{
+    (void)nc;
+    (void)sub;
+    struct held_answers *h = arg;
+    const char *dot = strrchr(natsMsg_GetSubject(m), '.');
+    int k = dot != NULL ? atoi(dot + 1) : -1;
+    pthread_mutex_lock(&h->mu);
+    if (natsMsg_IsNoResponders(m) && k >= 0 && k < HELD_MAX + HELD_OVER && !h->seen[k]) {
+        h->seen[k] = true;
+        h->count++;
+    } else {
+        h->strange++;
+    }
+    pthread_mutex_unlock(&h->mu);
+    natsMsg_Destroy(m);
+}
+
+/* Wait, at most WAIT_MS, until `want` inboxes were answered. */
+static int held_wait(struct held_answers *h, int want)
+{
+    int64_t until = harness_now_ms() + WAIT_MS;
+    for (;;) {
+        pthread_mutex_lock(&h->mu);
+        int n = h->count;
+        pthread_mutex_unlock(&h->mu);
+        if (n >= want || harness_now_ms() > until) {
+            return n;
+        }
+        poll(NULL, 0, 5);
+    }
+}
+
+Test(nats, a_full_queue_of_held_no_responders_answers_the_next_at_once)
+{
+    start_bridges_holding_no_responders("60000");
+    static struct held_answers h = {.mu = PTHREAD_MUTEX_INITIALIZER};
+    natsConnection *nc = nats_client(&nats2);
+    natsSubscription *inbox;
+    cr_assert_eq(natsConnection_Subscribe(&inbox, nc, "held.inbox.>", held_answer, &h), NATS_OK);
+    cr_assert_eq(natsSubscription_SetPendingLimits(inbox, -1, -1), NATS_OK);
+    for (int i = 0; i < HELD_MAX + HELD_OVER; i++) {
+        char reply[64];
+        snprintf(reply, sizeof(reply), "held.inbox.%d", i);
+        cr_assert_eq(natsConnection_PublishRequestString(nc, "svc.a.alone", reply, "x"), NATS_OK);
+    }
+    cr_assert_eq(natsConnection_Flush(nc), NATS_OK);
+    wait_stat(&bus_a, "A", "requests", HELD_MAX + HELD_OVER);
+
+    /* The last ones found the queue full: answered now, not in a minute;
+     * the bridge's count says so once each has been sent. */
+    wait_stat(&bus_a, "A", "no_responders", HELD_OVER);
+    cr_assert_eq(held_wait(&h, HELD_OVER), HELD_OVER);
+    for (int i = HELD_MAX; i < HELD_MAX + HELD_OVER; i++) {
+        cr_assert(h.seen[i], "request %d found the queue full, and was not answered", i);
+    }
+    sb_client *ca = harness_client(&bus_a, "stats", true);
+    cr_assert_eq(stat(ca, "A", "no_responders"), HELD_OVER, "only those, not the held ones");
+    sb_close(ca);
+
+    /* The held ones go out when the bridge stops, every one of them. */
+    stop_bridge(&bridge_a);
+    cr_assert_eq(held_wait(&h, HELD_MAX + HELD_OVER), HELD_MAX + HELD_OVER);
+    cr_assert_eq(h.strange, 0);
     natsSubscription_Destroy(inbox);
     natsConnection_Destroy(nc);
     stop_bridge(&bridge_b);
