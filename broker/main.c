@@ -22,6 +22,7 @@
 #include "version.h"
 #include "sockbus.h"
 #include "stdfds.h"
+#include "units.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -93,39 +94,44 @@ static void usage(FILE *out)
             "      --unix-send-buffer BYTES  kernel send buffer of each Unix connection\n"
             "                             (default %u, from 4096 to 64 MiB; the kernel\n"
             "                             caps it at net.core.wmem_max)\n"
+
             "  -v, --verbose              log connects, disconnects and client errors\n"
             "  -q, --quiet                log nothing\n"
             "  -h, --help                 show this help\n"
             "  -V, --version              show the version\n"
             "\n"
-            "A connection that starts with four printable bytes speaks text mode (nc -U\n"
-            "SOCKET, then HELP), under the same limits and access rules.\n"
-            "\n"
-            "SIGINT, SIGTERM and SIGQUIT stop the broker (clients get ERR 9, the socket\n"
-            "file is removed). SIGHUP reloads the --config file: access rules, limits and\n"
-            "log level apply at once; socket, tcp, mode, group and max_frame take a\n"
-            "restart. Started by systemd, the broker serves the sockets it is given\n"
-            "(LISTEN_FDS) and reports readiness (NOTIFY_SOCKET).\n"
-            "\n"
-            "Config file keys: socket, tcp, mode, group, max_frame, max_connections,\n"
-            "max_unwelcomed, hello_timeout_ms, max_subscriptions, max_subscription_bytes,\n"
-            "max_pending, max_retained_bytes, lossless_stall_ms, max_fds_per_msg, max_fds,\n"
-            "unix_send_buffer, log (quiet, normal or verbose) and acl, e.g.\n"
-            "  {\"mode\": \"0660\", \"group\": \"sockbus\", \"max_connections\": 1024,\n"
-            "   \"acl\": [{\"user\": \"alice\", \"publish\": [\"sensors.>\", \"_INBOX.>\"],\n"
-            "             \"subscribe\": [\"cmd.*\"]},\n"
-            "            {\"default\": true, \"publish\": [], \"subscribe\": [\"sensors.>\"]}]}\n"
-            "An acl rule is for one uid, user, gid, group, tcp or default. The first rule\n"
-            "for the client's uid decides, else the first for one of its groups, else\n"
-            "tcp (TCP clients), else default; with no rule a client may do nothing. A\n"
-            "client may always subscribe to its own inbox (_INBOX.<id>.>). A rule with\n"
-            "\"lossless\": false refuses lossless subscriptions. Details: docs/security.md.\n",
+            "BYTES is a number, or one with " UNITS_BYTES_HINT " (64k, 16m),\n"
+            "on the command line and in the config file (\"max_pending\": \"16m\").\n"
+            "\n",
             BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_CONNECTIONS_DEFAULT,
             BROKER_MAX_UNWELCOMED_MIN_DEFAULT, BROKER_HELLO_TIMEOUT_MS_DEFAULT,
             BROKER_MAX_SUBSCRIPTIONS_DEFAULT, BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT,
             BROKER_MAX_PENDING_DEFAULT, BROKER_MAX_RETAINED_BYTES_DEFAULT,
             BROKER_LOSSLESS_STALL_MS_DEFAULT, BROKER_MAX_FDS_PER_MSG_DEFAULT,
             BROKER_MAX_FDS_DEFAULT, BROKER_UNIX_SEND_BUFFER_DEFAULT);
+    fputs("A connection that starts with four printable bytes speaks text mode (nc -U\n"
+          "SOCKET, then HELP), under the same limits and access rules.\n"
+          "\n"
+          "SIGINT, SIGTERM and SIGQUIT stop the broker (clients get ERR 9, the socket\n"
+          "file is removed). SIGHUP reloads the --config file: access rules, limits and\n"
+          "log level apply at once; socket, tcp, mode, group and max_frame take a\n"
+          "restart. Started by systemd, the broker serves the sockets it is given\n"
+          "(LISTEN_FDS) and reports readiness (NOTIFY_SOCKET).\n"
+          "\n"
+          "Config file keys: socket, tcp, mode, group, max_frame, max_connections,\n"
+          "max_unwelcomed, hello_timeout_ms, max_subscriptions, max_subscription_bytes,\n"
+          "max_pending, max_retained_bytes, lossless_stall_ms, max_fds_per_msg, max_fds,\n"
+          "unix_send_buffer, log (quiet, normal or verbose) and acl, e.g.\n"
+          "  {\"mode\": \"0660\", \"group\": \"sockbus\", \"max_connections\": 1024,\n"
+          "   \"acl\": [{\"user\": \"alice\", \"publish\": [\"sensors.>\", \"_INBOX.>\"],\n"
+          "             \"subscribe\": [\"cmd.*\"]},\n"
+          "            {\"default\": true, \"publish\": [], \"subscribe\": [\"sensors.>\"]}]}\n"
+          "An acl rule is for one uid, user, gid, group, tcp or default. The first rule\n"
+          "for the client's uid decides, else the first for one of its groups, else\n"
+          "tcp (TCP clients), else default; with no rule a client may do nothing. A\n"
+          "client may always subscribe to its own inbox (_INBOX.<id>.>). A rule with\n"
+          "\"lossless\": false refuses lossless subscriptions. Details: docs/security.md.\n",
+          out);
 }
 
 /* Parse an unsigned number in [min, max]; 0x and 0 prefixes are allowed. */
@@ -137,6 +143,21 @@ static int parse_u64(const char *opt, const char *s, uint64_t min, uint64_t max,
     if (errno != 0 || end == s || *end != '\0' || s[0] == '-' || v < min || v > max) {
         fprintf(stderr,
                 "sockbusd: invalid %s '%s': expected a number from %" PRIu64 " to %" PRIu64 "\n",
+                opt, s, min, max);
+        return -EINVAL;
+    }
+    *out = v;
+    return 0;
+}
+
+/* Parse a size in [min, max]: decimal, or with a unit (units.h). */
+static int parse_bytes(const char *opt, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    uint64_t v;
+    if (units_parse_bytes(s, strlen(s), &v) < 0 || v < min || v > max) {
+        fprintf(stderr,
+                "sockbusd: invalid %s '%s': expected a size from %" PRIu64 " to %" PRIu64
+                " bytes, as a number or with " UNITS_BYTES_HINT " (8m)\n",
                 opt, s, min, max);
         return -EINVAL;
     }
@@ -275,7 +296,8 @@ static int parse_args(int argc, char **argv, struct broker_config *cfg, bool *ru
             const struct config_limit *l = &config_limits[opt - OPT_LIMIT];
             char flag[64];
             snprintf(flag, sizeof(flag), "--%s", long_options[index].name);
-            r = parse_u64(flag, optarg, l->min, l->max, &v);
+            r = l->bytes ? parse_bytes(flag, optarg, l->min, l->max, &v)
+                         : parse_u64(flag, optarg, l->min, l->max, &v);
             if (r == 0) {
                 config_limit_set(cfg, l, v);
             }

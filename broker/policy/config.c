@@ -18,6 +18,7 @@
 #include "jsonval.h"
 #include "log.h"
 #include "sockbus.h"
+#include "units.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -61,17 +62,24 @@ __attribute__((format(printf, 2, 3))) static int fail(struct config_ctx *ctx, co
 
 /* ---- defaults and limits ------------------------------------------------- */
 
-/* A row of config_limits[]: the key is the field's name. */
+/* A row of config_limits[]: the key is the field's name; BYTES_ROW() for
+ * a size, which may be written with a unit. */
 #define LIMIT_ROW(name, def, lo, hi)                                                               \
     {                                                                                              \
         .key = #name, .default_value = (def), .min = (lo), .max = (hi),                            \
         .offset = offsetof(struct broker_config, name),                                            \
         .size = sizeof(((struct broker_config *)0)->name),                                         \
     }
+#define BYTES_ROW(name, def, lo, hi)                                                               \
+    {                                                                                              \
+        .key = #name, .default_value = (def), .min = (lo), .max = (hi),                            \
+        .offset = offsetof(struct broker_config, name),                                            \
+        .size = sizeof(((struct broker_config *)0)->name), .bytes = true,                          \
+    }
 
 const struct config_limit config_limits[CONFIG_LIMITS] = {
     [CONFIG_MAX_FRAME] =
-        LIMIT_ROW(max_frame, BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_FRAME_MIN, FRAME_MAX_FRAME_CAP),
+        BYTES_ROW(max_frame, BROKER_MAX_FRAME_DEFAULT, BROKER_MAX_FRAME_MIN, FRAME_MAX_FRAME_CAP),
     [CONFIG_MAX_CONNECTIONS] =
         LIMIT_ROW(max_connections, BROKER_MAX_CONNECTIONS_DEFAULT, 1, UINT32_MAX),
     [CONFIG_MAX_UNWELCOMED] = LIMIT_ROW(max_unwelcomed, 0, 1, UINT32_MAX),
@@ -80,17 +88,17 @@ const struct config_limit config_limits[CONFIG_LIMITS] = {
     [CONFIG_MAX_SUBSCRIPTIONS] =
         LIMIT_ROW(max_subscriptions, BROKER_MAX_SUBSCRIPTIONS_DEFAULT, 1, UINT32_MAX),
     [CONFIG_MAX_SUBSCRIPTION_BYTES] =
-        LIMIT_ROW(max_subscription_bytes, BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT, 0, UINT64_MAX),
-    [CONFIG_MAX_PENDING] = LIMIT_ROW(max_pending, BROKER_MAX_PENDING_DEFAULT, 1, UINT64_MAX),
+        BYTES_ROW(max_subscription_bytes, BROKER_MAX_SUBSCRIPTION_BYTES_DEFAULT, 0, UINT64_MAX),
+    [CONFIG_MAX_PENDING] = BYTES_ROW(max_pending, BROKER_MAX_PENDING_DEFAULT, 1, UINT64_MAX),
     [CONFIG_MAX_RETAINED_BYTES] =
-        LIMIT_ROW(max_retained_bytes, BROKER_MAX_RETAINED_BYTES_DEFAULT, 0, UINT64_MAX),
+        BYTES_ROW(max_retained_bytes, BROKER_MAX_RETAINED_BYTES_DEFAULT, 0, UINT64_MAX),
     [CONFIG_LOSSLESS_STALL_MS] =
         LIMIT_ROW(lossless_stall_ms, BROKER_LOSSLESS_STALL_MS_DEFAULT, 1, UINT32_MAX),
     /* The kernel passes at most 253 (SCM_MAX_FD) with one sendmsg(). */
     [CONFIG_MAX_FDS_PER_MSG] =
         LIMIT_ROW(max_fds_per_msg, BROKER_MAX_FDS_PER_MSG_DEFAULT, 1, FRAME_FDS_MAX),
     [CONFIG_MAX_FDS] = LIMIT_ROW(max_fds, BROKER_MAX_FDS_DEFAULT, 1, UINT32_MAX),
-    [CONFIG_UNIX_SEND_BUFFER] = LIMIT_ROW(unix_send_buffer, BROKER_UNIX_SEND_BUFFER_DEFAULT, 4096,
+    [CONFIG_UNIX_SEND_BUFFER] = BYTES_ROW(unix_send_buffer, BROKER_UNIX_SEND_BUFFER_DEFAULT, 4096,
                                           BROKER_UNIX_SEND_BUFFER_MAX),
 };
 
@@ -161,6 +169,28 @@ static int get_u64(struct config_ctx *ctx, const char *key, json_object *v, uint
     if (negative || n < min || n > max) {
         return fail(ctx, "\"%s\" must be an integer from %" PRIu64 " to %" PRIu64 ", not %s", key,
                     min, max, json_object_get_string(v));
+    }
+    *out = n;
+    return 0;
+}
+
+/* A size: an integer as get_u64() takes it, or a string with a unit,
+ * "64k" or "16m" (units.h), as on the command line. */
+static int get_bytes(struct config_ctx *ctx, const char *key, json_object *v, uint64_t min,
+                     uint64_t max, uint64_t *out)
+{
+    if (json_object_is_type(v, json_type_int)) {
+        return get_u64(ctx, key, v, min, max, out);
+    }
+    uint64_t n;
+    if (!json_object_is_type(v, json_type_string) ||
+        units_parse_bytes(json_object_get_string(v), (size_t)json_object_get_string_len(v), &n) <
+            0 ||
+        n < min || n > max) {
+        return fail(ctx,
+                    "\"%s\" must be a size from %" PRIu64 " to %" PRIu64
+                    " bytes, as a number or with " UNITS_BYTES_HINT " (\"8m\"), not %s",
+                    key, min, max, jsonval_text(v));
     }
     *out = n;
     return 0;
@@ -259,7 +289,8 @@ static int apply_key(struct config_ctx *ctx, const char *key, json_object *v)
     }
     const struct config_limit *l = config_limit_find(key);
     if (l != NULL) {
-        r = get_u64(ctx, key, v, l->min, l->max, &n);
+        r = l->bytes ? get_bytes(ctx, key, v, l->min, l->max, &n)
+                     : get_u64(ctx, key, v, l->min, l->max, &n);
         if (r == 0) {
             config_limit_set(cfg, l, n);
         }

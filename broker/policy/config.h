@@ -19,6 +19,7 @@
 #ifndef SOCKBUS_CONFIG_H
 #define SOCKBUS_CONFIG_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -32,8 +33,8 @@
 /* How long a lossless subscriber's queue may stay over max_pending (until
  * it falls below half of it) before ERR 6 cuts it. */
 #define BROKER_LOSSLESS_STALL_MS_DEFAULT 5000u
-#define BROKER_MAX_FDS_PER_MSG_DEFAULT    16u
-#define BROKER_MAX_FDS_DEFAULT            4096u
+#define BROKER_MAX_FDS_PER_MSG_DEFAULT   16u
+#define BROKER_MAX_FDS_DEFAULT           4096u
 
 /* SO_SNDBUF of the broker's end of each Unix connection: what may be in
  * flight to one client in the kernel, besides max_pending (transport.c
@@ -117,6 +118,7 @@ struct config_limit {
     uint64_t max;
     size_t offset; /* of the field in struct broker_config */
     size_t size;   /* of the field: 4 or 8 */
+    bool bytes;    /* a size: "64k" and "16m" are taken too (units.h) */
 };
 
 extern const struct config_limit config_limits[CONFIG_LIMITS];

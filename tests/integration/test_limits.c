@@ -623,6 +623,67 @@ Test(limits, config_out_of_range_is_named)
     expect_config_error("{\"max_connections\": 0}", want3);
 }
 
+/* ---- sizes with units ------------------------------------------------------ */
+
+/* A size may be written with a unit, on the command line and in the
+ * file; WELCOME says what the broker took. */
+Test(limits, sizes_take_units_by_flag)
+{
+    start_with(VIA_FLAG, "--max-frame", NULL, "16k", NULL);
+    sb_client *c = harness_client(&broker, "units", true);
+    cr_assert_eq(sb_max_frame(c), 16384u, "WELCOME announced %u", sb_max_frame(c));
+    sb_close(c);
+    finish();
+}
+
+Test(limits, sizes_take_units_by_config)
+{
+    start_with(VIA_CONFIG, NULL, "max_frame", "\"32KiB\"", NULL);
+    sb_client *c = harness_client(&broker, "units", true);
+    cr_assert_eq(sb_max_frame(c), 32768u, "WELCOME announced %u", sb_max_frame(c));
+    sb_close(c);
+    finish();
+}
+
+/* Run the broker with `args` after its --socket; expect it to exit 2 with
+ * exactly one line on stderr that contains each of `want`. */
+static void expect_flag_error(const char *const *args, const char *const *want)
+{
+    cr_assert_eq(harness_mkdir(&broker), 0);
+    const char *argv[8] = {"--socket", broker.socket};
+    size_t n = 2;
+    for (size_t i = 0; args[i] != NULL && n < 7; i++) {
+        argv[n++] = args[i];
+    }
+    argv[n] = NULL;
+    int status = harness_run_broker(&broker, argv, HARNESS_IO_MS);
+    char log[2048];
+    harness_read_log(&broker, log, sizeof(log));
+    cr_assert_eq(status, 2, "exit %d; log: %s", status, log);
+    char *nl = strchr(log, '\n');
+    cr_assert(nl != NULL && nl[1] == '\0', "expected exactly one line, got: %s", log);
+    for (size_t i = 0; want[i] != NULL; i++) {
+        cr_assert(strstr(log, want[i]) != NULL, "expected \"%s\" in: %s", want[i], log);
+    }
+    harness_cleanup(&broker);
+}
+
+Test(limits, a_size_that_is_not_one_is_named_with_the_units_to_use)
+{
+    const char *const args[] = {"--max-pending", "16q", NULL};
+    const char *const want[] = {"--max-pending '16q'", "k, m or g for KiB, MiB or GiB", NULL};
+    expect_flag_error(args, want);
+    /* In range only: 1 GiB is more than a frame may be. */
+    const char *const args2[] = {"--max-frame", "1g", NULL};
+    const char *const want2[] = {"--max-frame '1g'", "from 4096 to 268435456 bytes", NULL};
+    expect_flag_error(args2, want2);
+    const char *const want3[] = {"\"max_pending\" must be a size", "\"8m\"", "not \"16x\"", NULL};
+    expect_config_error("{\"max_pending\": \"16x\"}", want3);
+    /* A count is not a size: no units there. */
+    const char *const want4[] = {"\"max_connections\" must be an integer", NULL};
+    expect_config_error("{\"max_connections\": \"16k\"}", want4);
+}
+
 Test(limits, config_invalid_json_is_reported)
 {
     const char *const want[] = {"invalid JSON at line 3", NULL};
