@@ -1045,6 +1045,59 @@ Test(nats, a_full_queue_of_held_no_responders_answers_the_next_at_once)
     harness_stop(&bus_b);
 }
 
+/* ---- the config file ------------------------------------------------------ */
+
+/* Write `json` to `path`. */
+static void write_file(const char *path, const char *json)
+{
+    FILE *f = fopen(path, "w");
+    cr_assert_not_null(f, "%s: %s", path, strerror(errno));
+    fputs(json, f);
+    fclose(f);
+}
+
+/*
+ * Bridge B from a config file alone: its bus, NATS, name, patterns (a
+ * list and a single string) and a size with a unit. Messages cross both
+ * ways through the patterns it names; a bad size stops it at once with
+ * one line naming the key, the file and the units to use.
+ */
+Test(nats, a_config_file_holds_the_patterns_and_the_settings)
+{
+    bridge_a = bridge_start(&bus_a, "A", nats1.url, "svc.a.>", "svc.b.>", NULL, bridge_a_log);
+    char path[200], json[1024];
+    snprintf(path, sizeof(path), "%s/bridge.json", bus_b.dir);
+    snprintf(json, sizeof(json),
+             "{\"socket\": \"%s\", \"nats\": [\"%s\"], \"name\": \"B\", "
+             "\"import\": [\"ready.>\", \"t.>\"], \"export\": \"h.>\", "
+             "\"reconnect_buffer\": \"64k\", \"log\": \"verbose\"}",
+             bus_b.socket, nats2.url);
+    write_file(path, json);
+    const char *argv[] = {getenv("SOCKBUS_NATS"), "--config", path, NULL};
+    bridge_b = spawn(argv, bridge_b_log);
+    bridge_wait_ready(&bus_b, "B");
+    wait_path(&bus_a, &bus_b, "ready.config");
+    wait_path(&bus_b, &bus_a, "h.config");
+    stop_bridges_checked();
+
+    snprintf(json, sizeof(json), "{\"nats\": \"%s\", \"reconnect_buffer\": \"64q\"}", nats2.url);
+    write_file(path, json);
+    char log[160];
+    snprintf(log, sizeof(log), "%s/bad-config.log", bus_b.dir);
+    pid_t bad = spawn(argv, log);
+    int status = harness_wait_pid(bad, WAIT_MS);
+    char text[2048];
+    read_log(log, text, sizeof(text));
+    cr_assert_eq(status, 2, "exit %d; log: %s", status, text);
+    char *nl = strchr(text, '\n');
+    cr_assert(nl != NULL && nl[1] == '\0', "expected exactly one line, got: %s", text);
+    cr_assert(strstr(text, "reconnect_buffer") != NULL && strstr(text, path) != NULL &&
+                  strstr(text, "k, m or g") != NULL,
+              "%s", text);
+    harness_stop(&bus_a);
+    harness_stop(&bus_b);
+}
+
 /* ---- headers ------------------------------------------------------------- */
 
 Test(nats, headers_round_trip_byte_exact)
@@ -1279,7 +1332,7 @@ Test(nats, nats_server_killed_and_restarted_nothing_silently_lost)
  */
 Test(nats, nats_away_with_a_full_buffer_counts_every_drop)
 {
-    start_bridges(nats1.url, "4096");
+    start_bridges(nats1.url, "4k"); /* 4,096 bytes: a size may carry a unit */
     sb_client *pub = harness_client(&bus_a, "pub", true);
     sb_client *sa = harness_client(&bus_a, "stats", true);
     int64_t exported = stat(sa, "A", "exported");

@@ -15,6 +15,7 @@
 #include "bench_cmd.h"
 #include "cli.h"
 #include "frame.h"
+#include "units.h"
 
 #include <errno.h>
 #include <string.h>
@@ -126,7 +127,7 @@ static void bench_usage(FILE *out)
     fprintf(out,
             "Options (before or after the WORKLOADs):\n"
             "  -z, --size LIST        payload sizes for thru, fanout, rtt and scale: bytes,\n"
-            "                         or with k/m for KiB/MiB, comma-separated (16,1k,64k);\n"
+            "                         or with k or m for KiB or MiB, comma-separated (16,1k,64k);\n"
             "                         at least %u (each payload carries a sequence number)\n"
             "  -k, --subs K           subscribers for fanout (default %u, at most %u)\n"
             "      --scale-subs N     subscriptions for scale (default %u, at most\n"
@@ -188,46 +189,6 @@ static void bench_usage(FILE *out)
             BENCH_DURATION_DEFAULT_MS / 1000, (BENCH_DURATION_DEFAULT_MS % 1000) / 100);
 }
 
-/* "128", "1k", "64K", "1m": bytes. Returns 0 or -EINVAL. */
-static int parse_bytes(const char *text, size_t len, uint64_t *out)
-{
-    uint64_t v = 0;
-    size_t i = 0;
-
-    if (len == 0 || text[0] < '0' || text[0] > '9') {
-        return -EINVAL;
-    }
-    for (; i < len && text[i] >= '0' && text[i] <= '9'; i++) {
-        if (v > (UINT64_MAX - 9) / 10) {
-            return -EINVAL;
-        }
-        v = v * 10 + (uint64_t)(text[i] - '0');
-    }
-    uint64_t scale = 1;
-    if (i < len) {
-        char unit = text[i++];
-        if (unit == 'k' || unit == 'K') {
-            scale = 1024;
-        } else if (unit == 'm' || unit == 'M') {
-            scale = 1024 * 1024;
-        } else {
-            return -EINVAL;
-        }
-        /* Also accept "kib"/"KiB" and "kb" spelled out. */
-        if (i < len && (text[i] == 'i' || text[i] == 'I')) {
-            i++;
-        }
-        if (i < len && (text[i] == 'b' || text[i] == 'B')) {
-            i++;
-        }
-    }
-    if (i != len || v > UINT64_MAX / scale) {
-        return -EINVAL;
-    }
-    *out = v * scale;
-    return 0;
-}
-
 /* "100000", "100k", "1m": a count, k and m meaning 10^3 and 10^6 (a count
  * of things, not bytes). Returns 0 or -EINVAL; 0 is invalid. */
 static int parse_count_si(const char *text, uint64_t *out)
@@ -264,7 +225,7 @@ static int parse_sizes(bench_args *args, const char *list)
     for (;;) {
         size_t len = strcspn(p, ",");
         uint64_t v;
-        if (parse_bytes(p, len, &v) < 0) {
+        if (units_parse_bytes(p, len, &v) < 0) {
             return cli_usage_error(CMD,
                                    "invalid size '%.*s' in '%s': give bytes, e.g. 128, 1k "
                                    "or 64k",
@@ -385,7 +346,7 @@ int bench_parse(int argc, char **argv, bench_args *args)
             args->broker = optarg;
             break;
         case OPT_WINDOW:
-            if (parse_bytes(optarg, strlen(optarg), &args->window_bytes) < 0 ||
+            if (units_parse_bytes(optarg, strlen(optarg), &args->window_bytes) < 0 ||
                 args->window_bytes < 4096 || args->window_bytes > (1ull << 32)) {
                 return cli_usage_error(CMD,
                                        "invalid window '%s': give bytes from 4k to 4g, e.g. "

@@ -11,6 +11,7 @@
  * part of the subject $BRIDGE.<name>.STATS).
  */
 #include "bridge.h"
+#include "units.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -71,7 +72,8 @@ static void usage(FILE *out)
             "                            to its lists\n"
             "      --reconnect-buffer BYTES\n"
             "                            what libnats keeps while NATS is away (default\n"
-            "                            8388608); beyond it messages are counted as dropped\n"
+            "                            8m; k, m, g: KiB, MiB, GiB); beyond it messages are\n"
+            "                            counted as dropped\n"
             "      --max-requests N      requests in flight remembered each way, for their\n"
             "                            replies (default 65536)\n"
             "      --no-responders-delay MS\n"
@@ -165,6 +167,29 @@ static int parse_u64(const char *what, const char *s, uint64_t min, uint64_t max
     return 0;
 }
 
+/* A size in [min, max]: decimal, or with a unit (units.h). */
+static bool bytes_in(const char *s, size_t len, uint64_t min, uint64_t max, uint64_t *out)
+{
+    uint64_t v;
+    if (units_parse_bytes(s, len, &v) < 0 || v < min || v > max) {
+        return false;
+    }
+    *out = v;
+    return true;
+}
+
+static int parse_bytes(const char *what, const char *s, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (!bytes_in(s, strlen(s), min, max, out)) {
+        fprintf(stderr,
+                BRIDGE_PROG ": %s must be a size from %" PRIu64 " to %" PRIu64
+                            " bytes, as a number or with " UNITS_BYTES_HINT " (8m), not '%s'\n",
+                what, min, max, s);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 /* A config key holding a string or an array of strings, each through add. */
 static int config_list(json_object *v, const char *what,
                        int (*add)(struct bridge_options *, const char *), struct bridge_options *o)
@@ -227,6 +252,25 @@ static int config_number(json_object *v, const char *what, uint64_t min, uint64_
     return 0;
 }
 
+/* A size: a number, or a string with a unit ("8m"), as on the command
+ * line. */
+static int config_bytes(json_object *v, const char *what, uint64_t min, uint64_t max, uint64_t *out)
+{
+    if (json_object_is_type(v, json_type_int)) {
+        return config_number(v, what, min, max, out);
+    }
+    if (!json_object_is_type(v, json_type_string) ||
+        !bytes_in(json_object_get_string(v), (size_t)json_object_get_string_len(v), min, max,
+                  out)) {
+        fprintf(stderr,
+                BRIDGE_PROG ": %s must be a size from %" PRIu64 " to %" PRIu64
+                            " bytes, as a number or with " UNITS_BYTES_HINT " (\"8m\")\n",
+                what, min, max);
+        return -EINVAL;
+    }
+    return 0;
+}
+
 static int load_config(struct bridge_options *o, const char *path)
 {
     json_object *root = json_object_from_file(path);
@@ -255,7 +299,7 @@ static int load_config(struct bridge_options *o, const char *path)
         } else if (strcmp(key, "name") == 0) {
             r = config_string(v, what, &o->name);
         } else if (strcmp(key, "reconnect_buffer") == 0) {
-            r = config_number(v, what, 0, INT32_MAX, &n);
+            r = config_bytes(v, what, 0, INT32_MAX, &n);
             if (r == 0) {
                 o->reconnect_buffer = (int64_t)n;
             }
@@ -376,7 +420,7 @@ int bridge_options_parse(struct bridge_options *o, int argc, char **argv)
             r = set_string(&o->name, optarg);
             break;
         case OPT_RECONNECT_BUFFER:
-            r = parse_u64("--reconnect-buffer", optarg, 0, INT32_MAX, &n);
+            r = parse_bytes("--reconnect-buffer", optarg, 0, INT32_MAX, &n);
             if (r == 0) {
                 o->reconnect_buffer = (int64_t)n;
             }
