@@ -27,60 +27,18 @@
  * scatter-gather) all go back while the slot holds.
  */
 #include "bridge.h"
+#include "siphash.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
-/* ---- SipHash-2-4 of one 64-bit word ------------------------------------- */
-
-static inline uint64_t rotl(uint64_t x, int b)
+/* The tag of request n: SipHash-2-4 (siphash.h) of the 8 bytes of n,
+ * little endian, under the table's key. */
+static uint64_t tag_of(const struct bridge_replies *r, uint64_t n)
 {
-    return (x << b) | (x >> (64 - b));
-}
-
-#define SIPROUND                                                                                   \
-    do {                                                                                           \
-        v0 += v1;                                                                                  \
-        v1 = rotl(v1, 13);                                                                         \
-        v1 ^= v0;                                                                                  \
-        v0 = rotl(v0, 32);                                                                         \
-        v2 += v3;                                                                                  \
-        v3 = rotl(v3, 16);                                                                         \
-        v3 ^= v2;                                                                                  \
-        v0 += v3;                                                                                  \
-        v3 = rotl(v3, 21);                                                                         \
-        v3 ^= v0;                                                                                  \
-        v2 += v1;                                                                                  \
-        v1 = rotl(v1, 17);                                                                         \
-        v1 ^= v2;                                                                                  \
-        v2 = rotl(v2, 32);                                                                         \
-    } while (0)
-
-/* SipHash-2-4 (Aumasson and Bernstein) of the 8 bytes of `m`, little
- * endian, under key k[0..1]. */
-static uint64_t siphash_u64(const uint64_t k[2], uint64_t m)
-{
-    uint64_t v0 = k[0] ^ 0x736f6d6570736575ULL;
-    uint64_t v1 = k[1] ^ 0x646f72616e646f6dULL;
-    uint64_t v2 = k[0] ^ 0x6c7967656e657261ULL;
-    uint64_t v3 = k[1] ^ 0x7465646279746573ULL;
-    v3 ^= m;
-    SIPROUND;
-    SIPROUND;
-    v0 ^= m;
-    uint64_t last = (uint64_t)8 << 56; /* the length, no bytes left */
-    v3 ^= last;
-    SIPROUND;
-    SIPROUND;
-    v0 ^= last;
-    v2 ^= 0xff;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    SIPROUND;
-    return v0 ^ v1 ^ v2 ^ v3;
+    return siphash24_u64(r->key[0], r->key[1], n);
 }
 
 /* ---- the table ----------------------------------------------------------- */
@@ -156,7 +114,7 @@ int bridge_replies_put(struct bridge_replies *r, const char *subject, size_t len
     r->numbers[slot] = n;
     r->next++;
     hex16(token, n);
-    hex16(token + 16, siphash_u64(r->key, n));
+    hex16(token + 16, tag_of(r, n));
     token[BRIDGE_TOKEN_LEN] = '\0';
     return 0;
 }
@@ -191,7 +149,7 @@ const char *bridge_replies_get(const struct bridge_replies *r, const char *token
     size_t slot = (size_t)(n % r->cap);
     /* Every bit compared, whatever differs first: the time taken says
      * nothing about how close a guess came. */
-    uint64_t diff = (r->numbers[slot] ^ n) | (siphash_u64(r->key, n) ^ tag);
+    uint64_t diff = (r->numbers[slot] ^ n) | (tag_of(r, n) ^ tag);
     if (diff != 0) {
         return NULL;
     }
