@@ -93,8 +93,8 @@ static void usage(FILE *out)
             "                             (default %u)\n"
             "      --unix-send-buffer BYTES  kernel send buffer of each Unix connection\n"
             "                             (default %u, from 4096 to 64 MiB; the kernel\n"
-            "                             caps it at net.core.wmem_max)\n"
-
+            "                             caps it at net.core.wmem_max: the log says\n"
+            "                             when it does)\n"
             "  -v, --verbose              log connects, disconnects and client errors\n"
             "  -q, --quiet                log nothing\n"
             "  -h, --help                 show this help\n"

@@ -831,7 +831,7 @@ int conn_open(struct conn *c, int fd)
     c->fd = fd;
     c->opened = true;
     c->has_cred = c->transport->credentials(fd, &c->cred) == 0;
-    c->transport->tune(fd, c->net->unix_send_buffer);
+    c->transport->tune(fd, c->net->unix_send_buffer, &c->net->sndbuf_checked);
     return 0;
 }
 
@@ -863,6 +863,7 @@ void net_init(struct net *n, uv_loop_t *loop, const struct conn_ops *ops, uint32
     n->max_frame = max_frame;
     n->fdq_max = 0;
     n->unix_send_buffer = 0; /* the kernel's default */
+    n->sndbuf_checked = (struct transport_sndbuf_checked){0};
     n->own.n = 0;
     n->backlog_max = UINT64_MAX;
     n->drain_mark = 0;

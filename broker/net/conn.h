@@ -110,6 +110,8 @@ struct net {
     /* SO_SNDBUF of each Unix connection accepted from now on (the layer
      * above sets it: unix_send_buffer; transport.c). */
     uint32_t unix_send_buffer;
+    /* The sizes of it already checked against what the kernel granted. */
+    struct transport_sndbuf_checked sndbuf_checked;
     /* Where the broker listens: a descriptor of a connection to it is
      * refused (fdpass_is_own_connection()). */
     struct fdpass_own own;

@@ -35,6 +35,7 @@
 
 #include "fdpass.h"
 #include "frame.h"
+#include "log.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -77,13 +78,45 @@ static int unix_credentials(int fd, struct transport_cred *out)
     return 0;
 }
 
-static void unix_tune(int fd, uint32_t sndbuf)
+/* Has `size` been checked? If not, it is from now on. */
+static bool sndbuf_first_check(struct transport_sndbuf_checked *checked, uint32_t size)
+{
+    for (size_t i = 0; i < TRANSPORT_SNDBUF_CHECKED; i++) {
+        if (checked->size[i] == size) {
+            return false;
+        }
+    }
+    checked->size[checked->next % TRANSPORT_SNDBUF_CHECKED] = size;
+    checked->next = (checked->next + 1) % TRANSPORT_SNDBUF_CHECKED;
+    return true;
+}
+
+/*
+ * Linux takes any SO_SNDBUF but caps it at net.core.wmem_max without a
+ * word (and reports back twice what it took), so a unix_send_buffer above
+ * the cap has less effect than asked, silently. The first connection with
+ * a size reads back what it got and says so, once: one getsockopt() per
+ * size (per reload that changes it), not per connection.
+ */
+static void unix_tune(int fd, uint32_t sndbuf, struct transport_sndbuf_checked *checked)
 {
     /* A Unix socket's send buffer is all a subscriber can have in flight:
      * a larger one means fewer, larger writes and wakeups. */
-    if (sndbuf > 0) {
-        int v = (int)sndbuf; /* at most BROKER_UNIX_SEND_BUFFER_MAX */
-        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
+    if (sndbuf == 0) {
+        return;
+    }
+    int v = (int)sndbuf; /* at most BROKER_UNIX_SEND_BUFFER_MAX */
+    if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v)) < 0 ||
+        !sndbuf_first_check(checked, sndbuf)) {
+        return;
+    }
+    int got = 0;
+    socklen_t len = sizeof(got);
+    if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &got, &len) == 0 && got / 2 < v) {
+        log_error("warning: unix_send_buffer is %d bytes, but the kernel grants Unix "
+                  "connections only %d (its cap, net.core.wmem_max); raise the cap (sysctl -w "
+                  "net.core.wmem_max=%d) or lower unix_send_buffer to %d",
+                  v, got / 2, v, got / 2);
     }
 }
 
@@ -140,9 +173,10 @@ static int tcp_credentials(int fd, struct transport_cred *out)
     return -ENOTSUP;
 }
 
-static void tcp_tune(int fd, uint32_t sndbuf)
+static void tcp_tune(int fd, uint32_t sndbuf, struct transport_sndbuf_checked *checked)
 {
     (void)sndbuf; /* setting SO_SNDBUF would stop TCP from sizing it */
+    (void)checked;
     int on = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 }

@@ -38,6 +38,17 @@ union transport_handle {
 
 struct fdq;
 
+/* Send buffer sizes already checked against what the kernel grants: the
+ * first Unix connection accepted with a size reads back what it got (and
+ * the log says so if that is less); later ones do not ask again. A few
+ * sizes are kept, for reloads that go back and forth; past that the
+ * oldest is forgotten. */
+#define TRANSPORT_SNDBUF_CHECKED 8
+struct transport_sndbuf_checked {
+    uint32_t size[TRANSPORT_SNDBUF_CHECKED]; /* 0: an empty slot */
+    uint32_t next;                           /* the slot to fill next, modulo */
+};
+
 struct transport_ops {
     /* "unix" or "tcp": $SYS.CLIENTS "transport", log lines. */
     const char *name;
@@ -54,8 +65,9 @@ struct transport_ops {
     int (*credentials)(int fd, struct transport_cred *out);
     /* Set the socket options the broker wants on this kind of socket;
      * `sndbuf`: the send buffer a Unix socket gets (0: the kernel's
-     * default; TCP sizes its buffers itself). */
-    void (*tune)(int fd, uint32_t sndbuf);
+     * default; TCP sizes its buffers itself). A size not yet in `checked`
+     * is checked against what the kernel granted, and added. */
+    void (*tune)(int fd, uint32_t sndbuf, struct transport_sndbuf_checked *checked);
     /* The peer for a log line, into buf[len]: "unix pid 42 uid 1000 gid
      * 1000", "tcp 127.0.0.1:51234". `cred`: what credentials() gave, or
      * NULL. */

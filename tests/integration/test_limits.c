@@ -468,6 +468,167 @@ Test(limits, the_library_sets_the_send_buffer_of_its_unix_socket)
     finish();
 }
 
+/* ---- unix_send_buffer above net.core.wmem_max ------------------------------ */
+
+#define SNDBUF_MAX      (64L * 1024 * 1024) /* BROKER_UNIX_SEND_BUFFER_MAX */
+#define SNDBUF_CAPPED   "warning: unix_send_buffer is "
+#define SNDBUF_LOG_SIZE (64 * 1024)
+
+/* net.core.wmem_max: the most SO_SNDBUF the kernel grants. */
+static long wmem_max(void)
+{
+    long v = 0;
+    FILE *f = fopen("/proc/sys/net/core/wmem_max", "r");
+    cr_assert_not_null(f, "/proc/sys/net/core/wmem_max: %s", strerror(errno));
+    cr_assert_eq(fscanf(f, "%ld", &v), 1);
+    fclose(f);
+    return v;
+}
+
+/* How many times `needle` is in `hay`. */
+static int count_in(const char *hay, const char *needle)
+{
+    int n = 0;
+    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle)) {
+        n++;
+    }
+    return n;
+}
+
+/* Two clients connect and are welcomed: the broker has set the send
+ * buffer of both (at accept, before it read their HELLO), and logged what
+ * it logs about it. The broker's log into log[SNDBUF_LOG_SIZE]. */
+static void two_clients_then_log(char *log)
+{
+    sb_client *a = harness_client(&broker, "sndbuf-a", true);
+    sb_client *b = harness_client(&broker, "sndbuf-b", true);
+    cr_assert_eq(sb_flush(a, HARNESS_IO_MS), 0);
+    cr_assert_eq(sb_flush(b, HARNESS_IO_MS), 0);
+    sb_close(a);
+    sb_close(b);
+    harness_read_log(&broker, log, SNDBUF_LOG_SIZE);
+}
+
+/* A unix_send_buffer above net.core.wmem_max, within the setting's range:
+ * twice the cap, at most 64 MiB; 0 if the cap is at the top already. */
+static long sndbuf_above_cap(long cap)
+{
+    if (cap >= SNDBUF_MAX) {
+        return 0;
+    }
+    long v = 2 * cap < SNDBUF_MAX ? 2 * cap : SNDBUF_MAX;
+    return v < 4096 ? 4096 : v;
+}
+
+/* The line for `asked` names the setting, what the kernel granted (the
+ * cap), the cap's name and the sysctl that would grant it. */
+static void assert_capped_line(const char *log, long asked, long cap)
+{
+    char want[160];
+    snprintf(want, sizeof(want),
+             SNDBUF_CAPPED "%ld bytes, but the kernel grants Unix connections "
+                           "only %ld (its cap, net.core.wmem_max)",
+             asked, cap);
+    cr_assert_not_null(strstr(log, want), "no \"%s\" in the log:\n%s", want, log);
+    snprintf(want, sizeof(want), "sysctl -w net.core.wmem_max=%ld", asked);
+    cr_assert_not_null(strstr(log, want), "no \"%s\" in the log:\n%s", want, log);
+}
+
+/* The kernel caps SO_SNDBUF at net.core.wmem_max without a word: the
+ * broker says so, once, however many clients connect. */
+Test(limits, unix_send_buffer_above_wmem_max_is_logged_once)
+{
+    long cap = wmem_max();
+    long asked = sndbuf_above_cap(cap);
+    if (asked == 0) {
+        cr_skip_test("net.core.wmem_max is %ld, at or above the largest unix_send_buffer "
+                     "(64 MiB): the kernel grants every value, there is no cap to see",
+                     cap);
+    }
+    char value[32];
+    snprintf(value, sizeof(value), "%ld", asked);
+    start_with(VIA_FLAG, "--unix-send-buffer", "unix_send_buffer", value, NULL);
+    static char log[SNDBUF_LOG_SIZE];
+    two_clients_then_log(log);
+    two_clients_then_log(log);
+    cr_assert_eq(count_in(log, SNDBUF_CAPPED), 1, "not one line about the cap:\n%s", log);
+    assert_capped_line(log, asked, cap);
+    finish();
+}
+
+/* A send buffer the kernel grants in full: nothing to say. */
+Test(limits, unix_send_buffer_within_wmem_max_is_not_logged)
+{
+    long cap = wmem_max();
+    long asked = cap < 65536 ? cap : 65536;
+    if (asked < 4096) {
+        cr_skip_test("net.core.wmem_max is %ld, below the smallest unix_send_buffer (4096)", cap);
+    }
+    char value[32];
+    snprintf(value, sizeof(value), "%ld", asked);
+    start_with(VIA_CONFIG, "--unix-send-buffer", "unix_send_buffer", value, NULL);
+    static char log[SNDBUF_LOG_SIZE];
+    two_clients_then_log(log);
+    cr_assert_null(strstr(log, SNDBUF_CAPPED), "a line about the cap for %ld:\n%s", asked, log);
+    cr_assert_null(strstr(log, "wmem_max"), "a line about the cap for %ld:\n%s", asked, log);
+    finish();
+}
+
+/* Rewrite the config file as a deployment would (beside it, renamed) and
+ * have the broker reload it: the `nth` reload is logged once it is done. */
+static void reload_sndbuf(long value, int nth)
+{
+    char json[64];
+    char tmp[80];
+    snprintf(json, sizeof(json), "{\"unix_send_buffer\": %ld}", value);
+    snprintf(tmp, sizeof(tmp), "%s.new", config_path);
+    FILE *f = fopen(tmp, "w");
+    cr_assert_not_null(f);
+    cr_assert(fputs(json, f) >= 0);
+    cr_assert_eq(fclose(f), 0);
+    cr_assert_eq(rename(tmp, config_path), 0);
+    cr_assert_eq(kill(broker.pid, SIGHUP), 0);
+    char log[SNDBUF_LOG_SIZE];
+    int64_t until = harness_now_ms() + HARNESS_IO_MS;
+    for (;;) {
+        harness_read_log(&broker, log, sizeof(log));
+        if (count_in(log, "SIGHUP: config ") >= nth) {
+            break;
+        }
+        cr_assert_lt(harness_now_ms(), until, "reload %d was not logged:\n%s", nth, log);
+        struct pollfd none = {.fd = -1};
+        poll(&none, 0, 10);
+    }
+}
+
+/* A reload to another value above the cap says so again, for that value;
+ * back to the first value, not again. */
+Test(limits, unix_send_buffer_reloaded_above_wmem_max_is_logged_once_per_value)
+{
+    long cap = wmem_max();
+    long first = sndbuf_above_cap(cap);
+    if (first == 0 || first - cap < 2) {
+        cr_skip_test("net.core.wmem_max is %ld: no two values of unix_send_buffer above it", cap);
+    }
+    long second = cap + (first - cap) / 2;
+    char value[32];
+    snprintf(value, sizeof(value), "%ld", first);
+    start_with(VIA_CONFIG, "--unix-send-buffer", "unix_send_buffer", value, NULL);
+    static char log[SNDBUF_LOG_SIZE];
+    two_clients_then_log(log);
+    cr_assert_eq(count_in(log, SNDBUF_CAPPED), 1, "not one line about the cap:\n%s", log);
+
+    reload_sndbuf(second, 1);
+    two_clients_then_log(log);
+    cr_assert_eq(count_in(log, SNDBUF_CAPPED), 2, "not a second line about the cap:\n%s", log);
+    assert_capped_line(log, second, cap);
+
+    reload_sndbuf(first, 2);
+    two_clients_then_log(log);
+    cr_assert_eq(count_in(log, SNDBUF_CAPPED), 2, "the first value again logged again:\n%s", log);
+    finish();
+}
+
 /* ---- max_subscription_bytes ----------------------------------------------- */
 
 /* `subscription_bytes` of client `id` in $SYS.CLIENTS, asked by `asker`. */
