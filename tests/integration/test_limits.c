@@ -446,6 +446,17 @@ Test(limits, unix_send_buffer_by_config)
     check_unix_send_buffer(VIA_CONFIG);
 }
 
+/* net.core.wmem_max: the most SO_SNDBUF the kernel grants. */
+static long wmem_max(void)
+{
+    long v = 0;
+    FILE *f = fopen("/proc/sys/net/core/wmem_max", "r");
+    cr_assert_not_null(f, "/proc/sys/net/core/wmem_max: %s", strerror(errno));
+    cr_assert_eq(fscanf(f, "%ld", &v), 1);
+    fclose(f);
+    return v;
+}
+
 /* The library's end of a Unix connection has the same send buffer (as the
  * kernel sets it: doubled, within net.core.wmem_max), so that a client
  * may have as much in flight to the broker as over TCP loopback, whose
@@ -453,12 +464,8 @@ Test(limits, unix_send_buffer_by_config)
 Test(limits, the_library_sets_the_send_buffer_of_its_unix_socket)
 {
     cr_assert_eq(harness_start(&broker, false, NULL), 0);
-    long wmem_max = 0;
-    FILE *f = fopen("/proc/sys/net/core/wmem_max", "r");
-    cr_assert_not_null(f);
-    cr_assert_eq(fscanf(f, "%ld", &wmem_max), 1);
-    fclose(f);
-    long want = 2 * (wmem_max < 1024 * 1024 ? wmem_max : 1024 * 1024);
+    long cap = wmem_max();
+    long want = 2 * (cap < 1024 * 1024 ? cap : 1024 * 1024);
     sb_client *c = harness_client(&broker, "lib", true);
     int sndbuf = 0;
     socklen_t len = sizeof(sndbuf);
@@ -474,22 +481,11 @@ Test(limits, the_library_sets_the_send_buffer_of_its_unix_socket)
 #define SNDBUF_CAPPED   "warning: unix_send_buffer is "
 #define SNDBUF_LOG_SIZE (64 * 1024)
 
-/* net.core.wmem_max: the most SO_SNDBUF the kernel grants. */
-static long wmem_max(void)
-{
-    long v = 0;
-    FILE *f = fopen("/proc/sys/net/core/wmem_max", "r");
-    cr_assert_not_null(f, "/proc/sys/net/core/wmem_max: %s", strerror(errno));
-    cr_assert_eq(fscanf(f, "%ld", &v), 1);
-    fclose(f);
-    return v;
-}
-
-/* How many times `needle` is in `hay`. */
-static int count_in(const char *hay, const char *needle)
+/* How many times `needle` is in `haystack`. */
+static int count_of(const char *haystack, const char *needle)
 {
     int n = 0;
-    for (const char *p = hay; (p = strstr(p, needle)) != NULL; p += strlen(needle)) {
+    for (const char *p = haystack; (p = strstr(p, needle)) != NULL; p += strlen(needle)) {
         n++;
     }
     return n;
@@ -551,7 +547,7 @@ Test(limits, unix_send_buffer_above_wmem_max_is_logged_once)
     static char log[SNDBUF_LOG_SIZE];
     two_clients_then_log(log);
     two_clients_then_log(log);
-    cr_assert_eq(count_in(log, SNDBUF_CAPPED), 1, "not one line about the cap:\n%s", log);
+    cr_assert_eq(count_of(log, SNDBUF_CAPPED), 1, "not one line about the cap:\n%s", log);
     assert_capped_line(log, asked, cap);
     finish();
 }
@@ -592,7 +588,7 @@ static void reload_sndbuf(long value, int nth)
     int64_t until = harness_now_ms() + HARNESS_IO_MS;
     for (;;) {
         harness_read_log(&broker, log, sizeof(log));
-        if (count_in(log, "SIGHUP: config ") >= nth) {
+        if (count_of(log, "SIGHUP: config ") >= nth) {
             break;
         }
         cr_assert_lt(harness_now_ms(), until, "reload %d was not logged:\n%s", nth, log);
@@ -616,16 +612,16 @@ Test(limits, unix_send_buffer_reloaded_above_wmem_max_is_logged_once_per_value)
     start_with(VIA_CONFIG, "--unix-send-buffer", "unix_send_buffer", value, NULL);
     static char log[SNDBUF_LOG_SIZE];
     two_clients_then_log(log);
-    cr_assert_eq(count_in(log, SNDBUF_CAPPED), 1, "not one line about the cap:\n%s", log);
+    cr_assert_eq(count_of(log, SNDBUF_CAPPED), 1, "not one line about the cap:\n%s", log);
 
     reload_sndbuf(second, 1);
     two_clients_then_log(log);
-    cr_assert_eq(count_in(log, SNDBUF_CAPPED), 2, "not a second line about the cap:\n%s", log);
+    cr_assert_eq(count_of(log, SNDBUF_CAPPED), 2, "not a second line about the cap:\n%s", log);
     assert_capped_line(log, second, cap);
 
     reload_sndbuf(first, 2);
     two_clients_then_log(log);
-    cr_assert_eq(count_in(log, SNDBUF_CAPPED), 2, "the first value again logged again:\n%s", log);
+    cr_assert_eq(count_of(log, SNDBUF_CAPPED), 2, "the first value again logged again:\n%s", log);
     finish();
 }
 
@@ -962,15 +958,6 @@ static long broker_nofile_soft(void)
     }
     fclose(f);
     return soft;
-}
-
-static int count_of(const char *haystack, const char *needle)
-{
-    int n = 0;
-    for (const char *p = haystack; (p = strstr(p, needle)) != NULL; p += strlen(needle)) {
-        n++;
-    }
-    return n;
 }
 
 /* The soft limit is raised to max_connections + max_unwelcomed + max_fds
