@@ -14,9 +14,6 @@
 
 #include "siphash.h"
 
-#include <errno.h>
-#include <sys/random.h>
-
 /* Fixed until seeded: arbitrary odd constants, so that a unit test that
  * never seeds still gets working (if unkeyed) hashes. */
 static uint64_t sip_k0 = 0x0706050403020100u;
@@ -67,17 +64,10 @@ static void hash_seed_bytes(const uint8_t seed[16])
 
 int hash_seed_random(void)
 {
-    uint8_t seed[16];
-    size_t got = 0;
-    while (got < sizeof(seed)) {
-        ssize_t n = getrandom(seed + got, sizeof(seed) - got, 0);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n < 0) {
-            return -errno;
-        }
-        got += (size_t)n;
+    uint8_t seed[SIPHASH_KEY_SIZE];
+    int r = siphash_key_random(seed);
+    if (r < 0) {
+        return r;
     }
     hash_seed_bytes(seed);
     return 0;

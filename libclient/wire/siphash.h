@@ -19,7 +19,8 @@
  * and, for a constant length, the block loop resolved: the broker hashes
  * every token of a SUB and every subject a match-cache miss looks up with
  * it. Keys are the two words k0, k1; siphash_le64() reads them from the
- * 16 bytes of a key as the paper does.
+ * 16 bytes of a key as the paper does, and siphash_key_random() draws
+ * those bytes from the kernel (the one function not inline).
  */
 #ifndef SOCKBUS_SIPHASH_H
 #define SOCKBUS_SIPHASH_H
@@ -27,6 +28,13 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
+
+/* The bytes of a key: the words k0, k1 are siphash_le64() of each half. */
+#define SIPHASH_KEY_SIZE 16
+
+/* Fill key[] from getrandom() (siphash.c), for a key no one outside the
+ * process can know. Returns 0 or a negative errno (getrandom()'s). */
+int siphash_key_random(uint8_t key[SIPHASH_KEY_SIZE]);
 
 /* The 8 bytes at p as a little-endian word, on any host. */
 static inline uint64_t siphash_le64(const uint8_t *p)

@@ -8,7 +8,9 @@
 #include "siphash.h"
 #include "siphash_vectors.h"
 
+#include <stdbool.h>
 #include <stdint.h>
+#include <string.h>
 
 TestSuite(siphash, .timeout = 60);
 
@@ -51,4 +53,25 @@ Test(siphash, tag_of_a_number_is_the_hash_of_its_bytes)
     }
     /* Another key, another tag. */
     cr_assert_neq(siphash24_u64(k0 ^ 1, k1, 1), siphash24_u64(k0, k1, 1));
+}
+
+/* A random key is drawn whole: two draws of 16 bytes agree with chance
+ * 2^-128, and every byte is written (a byte keeps its mark through four
+ * draws with chance 2^-32, one of the 16 with chance 2^-28). */
+Test(siphash, random_keys_are_drawn_whole)
+{
+    uint8_t a[SIPHASH_KEY_SIZE], b[SIPHASH_KEY_SIZE];
+    cr_assert_eq(siphash_key_random(a), 0);
+    cr_assert_eq(siphash_key_random(b), 0);
+    cr_assert_neq(memcmp(a, b, sizeof(a)), 0);
+    for (size_t i = 0; i < SIPHASH_KEY_SIZE; i++) {
+        bool kept = true;
+        for (int draw = 0; draw < 4 && kept; draw++) {
+            uint8_t k[SIPHASH_KEY_SIZE];
+            memset(k, 0xa5, sizeof(k));
+            cr_assert_eq(siphash_key_random(k), 0);
+            kept = k[i] == 0xa5;
+        }
+        cr_assert(!kept, "byte %zu was never written", i);
+    }
 }

@@ -32,7 +32,6 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 /* The tag of request n: SipHash-2-4 (siphash.h) of the 8 bytes of n,
  * little endian, under the table's key. */
@@ -46,19 +45,13 @@ static uint64_t tag_of(const struct bridge_replies *r, uint64_t n)
 int bridge_replies_init(struct bridge_replies *r, uint32_t cap)
 {
     memset(r, 0, sizeof(*r));
-    uint8_t key[sizeof(r->key)];
-    size_t got = 0;
-    while (got < sizeof(key)) {
-        ssize_t n = getrandom(key + got, sizeof(key) - got, 0);
-        if (n < 0) {
-            if (errno == EINTR) {
-                continue;
-            }
-            return -errno;
-        }
-        got += (size_t)n;
+    uint8_t key[SIPHASH_KEY_SIZE];
+    int err = siphash_key_random(key);
+    if (err < 0) {
+        return err;
     }
-    memcpy(r->key, key, sizeof(key));
+    r->key[0] = siphash_le64(key);
+    r->key[1] = siphash_le64(key + 8);
     r->subjects = calloc(cap, sizeof(*r->subjects));
     r->numbers = calloc(cap, sizeof(*r->numbers));
     if (r->subjects == NULL || r->numbers == NULL) {
