@@ -52,9 +52,17 @@ int bench_raw_pair(bench_transport t, int fds[2])
         if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) < 0) {
             return -errno;
         }
+        /* The kernel caps the size at net.core.wmem_max without an
+         * error, as it does the broker's and the library's, so all rows
+         * stay alike; an error here means the pair is unusable. */
         int sndbuf = BENCH_RAW_UNIX_SNDBUF;
-        setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
-        setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf));
+        if (setsockopt(fds[0], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) < 0 ||
+            setsockopt(fds[1], SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof(sndbuf)) < 0) {
+            int err = -errno;
+            close(fds[0]);
+            close(fds[1]);
+            return err;
+        }
         return 0;
     }
 
@@ -87,8 +95,11 @@ int bench_raw_pair(bench_transport t, int fds[2])
     }
     /* Like the library: we batch ourselves, Nagle would only add delay. */
     int one = 1;
-    setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-    setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (setsockopt(client, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0 ||
+        setsockopt(server, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) < 0) {
+        err = -errno;
+        goto out;
+    }
     fds[0] = client;
     fds[1] = server;
     client = server = -1;
