@@ -16,9 +16,11 @@
  * about 2 KiB of memset, amortized, however a client alternates them,
  * from a few thousand subscriptions up. Below that the probe run's 33
  * extra slots take most of the slack: up to 7 KiB just above
- * MATCHCACHE_INDEX_MIN_SUBS, and across it (no index below it) a client
- * alternating an add and a remove has the whole index, 48 KiB, allocated
- * and freed each time.
+ * MATCHCACHE_INDEX_MIN_SUBS. No index is made below that count, but one
+ * made at it is kept a little below it, while it stays within its
+ * charge (down to 507 subscriptions), so that a client alternating an add
+ * and a remove across the count does not have the whole index, 48 KiB,
+ * allocated and freed each time.
  */
 #include "matchcache.h"
 
@@ -178,18 +180,18 @@ static void index_release(void *mem, size_t bytes)
 
 void matchcache_fit(struct matchcache *c, size_t subs)
 {
-    if (subs < MATCHCACHE_INDEX_MIN_SUBS) {
-        matchcache_deinit(c);
-        return;
-    }
     /* Keep the index while it has at least 4/3 slots per subscription (so
      * that 3/4 full holds a subject per subscription) and costs no more
-     * than the subscriptions pay for it. */
+     * than the subscriptions pay for it: also just below
+     * MATCHCACHE_INDEX_MIN_SUBS, where none would be made. */
     if (c->index != NULL && c->index_cap * 3 >= subs * 4 &&
         index_bytes(c->index_cap) <= subs * MATCHCACHE_INDEX_COST) {
         return;
     }
     matchcache_deinit(c);
+    if (subs < MATCHCACHE_INDEX_MIN_SUBS) {
+        return;
+    }
     size_t cap = (subs * 17 + 11) / 12; /* at least 4/3 of subs */
     if (index_bytes(cap) > subs * MATCHCACHE_INDEX_COST) {
         return; /* not for a handful of subscriptions */

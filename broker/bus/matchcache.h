@@ -63,7 +63,7 @@ enum {
     MATCHCACHE_ENTRIES = 1 << MATCHCACHE_BITS,
     MATCHCACHE_SUBJECT_MAX = HASH_SUBJECT_MAX, /* longer subjects are not cached */
     MATCHCACHE_NODES_MAX = 8,                  /* subjects matching more are not cached */
-    MATCHCACHE_INDEX_MIN_SUBS = 512,           /* fewer subscriptions: no index */
+    MATCHCACHE_INDEX_MIN_SUBS = 512,           /* fewer subscriptions: no new index */
     MATCHCACHE_INDEX_SUBJECT_MAX = 47,         /* longer subjects are not indexed */
     MATCHCACHE_INDEX_PROBE_MAX = 32,           /* slots a lookup or a store looks at */
     /* Heap bytes of the index per subscription, at most: 1.5 slots. */
@@ -125,9 +125,10 @@ static inline void matchcache_invalidate(struct matchcache *c)
 }
 
 /* Size the index for `subs` subscriptions (the trie's count after an add
- * or a remove): none below MATCHCACHE_INDEX_MIN_SUBS, else at least 4/3
- * slots and at most MATCHCACHE_INDEX_COST bytes per subscription,
- * reallocated (empty) only when outside that range. Call it after
+ * or a remove): at least 4/3 slots and at most MATCHCACHE_INDEX_COST
+ * bytes per subscription, reallocated (empty) only when outside that
+ * range; none is made for fewer than MATCHCACHE_INDEX_MIN_SUBS (one made
+ * at that count is kept below it while within that range). Call it after
  * matchcache_invalidate(). Never fails: without memory for a new index
  * there is none, and matching walks. */
 void matchcache_fit(struct matchcache *c, size_t subs);

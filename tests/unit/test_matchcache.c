@@ -73,14 +73,15 @@ static void change(size_t subs)
     matchcache_fit(cache, subs);
 }
 
+/* Whatever index there is: big enough and within its charge; and none
+ * missing from MATCHCACHE_INDEX_MIN_SUBS up. */
 static void check_size(size_t subs)
 {
-    if (subs < MATCHCACHE_INDEX_MIN_SUBS) {
-        cr_assert_null(cache->index, "%zu subscriptions have no index", subs);
+    if (cache->index == NULL) {
+        cr_assert_lt(subs, MATCHCACHE_INDEX_MIN_SUBS, "%zu subscriptions have an index", subs);
         cr_assert_eq(matchcache_index_bytes(cache), 0);
         return;
     }
-    cr_assert_not_null(cache->index, "%zu subscriptions have an index", subs);
     cr_assert_eq((uintptr_t)cache->index % 64, 0, "slots are cache lines");
     cr_assert_geq(cache->index_cap * 3, subs * 4, "%zu slots for %zu", cache->index_cap, subs);
     cr_assert_leq(matchcache_index_bytes(cache), subs * MATCHCACHE_INDEX_COST,
@@ -98,6 +99,9 @@ Test(matchcache, index_size_follows_the_subscriptions)
     for (size_t subs = 1; subs <= TOP; subs++) {
         change(subs);
         check_size(subs);
+        if (subs < MATCHCACHE_INDEX_MIN_SUBS) {
+            cr_assert_null(cache->index, "no index is made for %zu subscriptions", subs);
+        }
         resizes += cache->index_cap != cap;
         cap = cache->index_cap;
     }
@@ -115,22 +119,39 @@ Test(matchcache, index_size_follows_the_subscriptions)
 }
 
 /* One subscription added and removed in a loop, at any count: the index
- * is reallocated at most once, however long the loop. */
+ * is reallocated at most once, however long the loop. That includes the
+ * count below which no index is made, and the one below which the index
+ * made there no longer fits its charge. */
+static void alternate(size_t base)
+{
+    change(base);
+    size_t reallocs = 0;
+    const void *mem = cache->index_mem;
+    size_t cap = cache->index_cap;
+    for (int i = 0; i < 1000; i++) {
+        change(base + (size_t)(i & 1));
+        reallocs += cache->index_mem != mem || cache->index_cap != cap;
+        mem = cache->index_mem;
+        cap = cache->index_cap;
+    }
+    cr_assert_leq(reallocs, 1, "%zu reallocations at %zu subscriptions", reallocs, base);
+}
+
 Test(matchcache, alternating_add_and_remove_does_not_resize)
 {
     for (size_t base = 64; base < 100000; base = base * 3 / 2) {
-        change(base);
-        size_t reallocs = 0;
-        const void *mem = cache->index_mem;
-        size_t cap = cache->index_cap;
-        for (int i = 0; i < 1000; i++) {
-            change(base + (size_t)(i & 1));
-            reallocs += cache->index_mem != mem || cache->index_cap != cap;
-            mem = cache->index_mem;
-            cap = cache->index_cap;
-        }
-        cr_assert_leq(reallocs, 1, "%zu reallocations at %zu subscriptions", reallocs, base);
+        alternate(base);
     }
+    alternate(MATCHCACHE_INDEX_MIN_SUBS - 1);
+    /* Down from the first index to where it is dropped. */
+    change(MATCHCACHE_INDEX_MIN_SUBS);
+    size_t kept = MATCHCACHE_INDEX_MIN_SUBS;
+    while (cache->index != NULL) {
+        change(--kept);
+    }
+    fprintf(stderr, "matchcache: the first index is kept down to %zu subscriptions\n", kept + 1);
+    cr_assert_lt(kept, MATCHCACHE_INDEX_MIN_SUBS - 1, "the index is kept just below its count");
+    alternate(kept);
 }
 
 /* Is any page of [lo, hi) in a mapping that asks for huge pages (the
@@ -156,8 +177,8 @@ static bool huge_advised(uintptr_t lo, uintptr_t hi)
 }
 
 /* A large index asks for huge pages under it, from its first page (it
- * starts on a huge page boundary), and that advice goes with it. Here the allocator hands out large blocks from its heap, as glibc
- * does once its mmap threshold has risen past their size (after any
+ * starts on a huge page boundary), and that advice goes with it. Here the allocator hands out large
+ * blocks from its heap, as glibc does once its mmap threshold has risen past their size (after any
  * larger block was freed): advice given to the heap's pages would outlive
  * the index, and whatever small blocks take those pages later could be
  * backed by 2 MiB pages that no limit counts. */
